@@ -1,0 +1,37 @@
+# wpclone: the two commands a newcomer needs are `make demo` (later) and `make test`.
+SHELL := /bin/bash
+PY := .venv/bin/python
+
+.PHONY: setup up down status seed test unit lint bench clean
+
+setup:            ## install apt packages, the venv and our package (idempotent)
+	@scripts/setup.sh
+
+up: setup         ## start the local stack (MariaDB + PHP site host)
+	@$(PY) -m wpclone.local up
+
+down:             ## stop the local stack; leaves no process behind
+	@[ ! -x $(PY) ] || $(PY) -m wpclone.local down
+
+status:
+	@$(PY) -m wpclone.local status
+
+seed: up          ## create the realistic source site (SIZE=posts to scale it)
+	@$(PY) -m wpclone.local seed $(if $(SIZE),--posts $(SIZE))
+
+test: setup       ## install, start the services and run every test tier
+	@$(PY) -m wpclone.local up
+	@$(PY) -m pytest $(PYTEST_ARGS)
+
+unit: setup
+	@$(PY) -m pytest tests/unit $(PYTEST_ARGS)
+
+lint: setup
+	@.venv/bin/ruff check . && .venv/bin/ruff format --check . && .venv/bin/mypy
+
+bench: up         ## data-plane benchmarks (ratios against baselines run side by side)
+	@$(PY) bench/rewrite.py
+	@$(PY) bench/copy_database.py
+
+clean: down
+	rm -rf .local

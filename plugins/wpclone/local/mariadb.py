@@ -1,0 +1,171 @@
+"""A project-local MariaDB server: own data dir, socket and TCP port; no systemd.
+
+It plays the role of the shared MySQL server (RDS in production). An admin account that may create
+databases and users is provisioned on start; its password is a local secret file.
+"""
+
+from __future__ import annotations
+
+import getpass
+import logging
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+from wpclone.db import DbEndpoint
+from wpclone.local.settings import StackSettings
+
+log = logging.getLogger(__name__)
+
+ADMIN_USER = "wpclone_admin"
+START_TIMEOUT_S = 60.0
+
+MY_CNF = """\
+[mysqld]
+user = {user}
+datadir = {datadir}
+socket = {socket}
+pid-file = {pidfile}
+log-error = {logfile}
+port = {port}
+bind-address = 127.0.0.1
+skip-name-resolve
+character-set-server = utf8mb4
+collation-server = utf8mb4_unicode_ci
+max_connections = 500
+max_allowed_packet = 256M
+innodb_buffer_pool_size = 512M
+innodb_log_file_size = 256M
+innodb_flush_log_at_trx_commit = 2
+innodb_doublewrite = 0
+skip-log-bin
+"""
+
+
+class LocalMariaDB:
+    def __init__(self, settings: StackSettings) -> None:
+        self.settings = settings
+        self.base = settings.mariadb_dir
+        self.datadir = self.base / "data"
+        self.socket = self.base / "mysqld.sock"
+        self.pidfile = self.base / "mysqld.pid"
+        self.logfile = self.base / "mysqld.log"
+        self.cnf = self.base / "my.cnf"
+
+    @property
+    def admin(self) -> DbEndpoint:
+        return DbEndpoint("127.0.0.1", self.settings.db_port, ADMIN_USER, self.settings.secret("mysql-admin"))
+
+    def pid(self) -> int | None:
+        try:
+            pid = int(self.pidfile.read_text().strip())
+            os.kill(pid, 0)
+        except (FileNotFoundError, ValueError, ProcessLookupError):
+            return None
+        return pid
+
+    def is_running(self) -> bool:
+        return self.pid() is not None and self._ping()
+
+    def _ping(self) -> bool:
+        result = subprocess.run(
+            ["mariadb-admin", f"--socket={self.socket}", "--user=root", "--connect-timeout=2", "ping"],
+            capture_output=True,
+            check=False,
+        )
+        return result.returncode == 0
+
+    def _write_config(self) -> None:
+        self.base.mkdir(parents=True, exist_ok=True)
+        self.cnf.write_text(
+            MY_CNF.format(
+                user=getpass.getuser(),
+                datadir=self.datadir,
+                socket=self.socket,
+                pidfile=self.pidfile,
+                logfile=self.logfile,
+                port=self.settings.db_port,
+            )
+        )
+
+    def start(self) -> None:
+        """Start the server (initialising the data dir the first time) and provision the admin account."""
+        if self.is_running():
+            self._provision_admin()
+            return
+        self._write_config()
+        if not (self.datadir / "mysql").is_dir():
+            log.info("initialising MariaDB data dir %s", self.datadir)
+            subprocess.run(
+                [
+                    "mariadb-install-db",
+                    f"--defaults-file={self.cnf}",
+                    "--auth-root-authentication-method=socket",
+                    "--skip-test-db",
+                ],
+                check=True,
+                capture_output=True,
+            )
+        with open(os.devnull, "rb") as devnull:
+            subprocess.Popen(
+                ["mariadbd", f"--defaults-file={self.cnf}"],
+                stdin=devnull,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                start_new_session=True,  # survives the command that started it; no SIGINT from the tty
+            )
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while not (self.pid() and self._ping()):
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"MariaDB did not start within {START_TIMEOUT_S:.0f} s; see {self.logfile}.")
+            time.sleep(0.1)
+        self._provision_admin()
+        log.info("MariaDB listening on 127.0.0.1:%s", self.settings.db_port)
+
+    def root_sql(self, sql: str) -> str:
+        """Run SQL as root over the unix socket (for provisioning); returns stdout."""
+        result = subprocess.run(
+            ["mariadb", f"--socket={self.socket}", "--user=root", "--batch", "--skip-column-names"],
+            input=sql,
+            text=True,
+            capture_output=True,
+            check=False,
+        )
+        if result.returncode != 0:
+            raise RuntimeError(f"MariaDB refused provisioning SQL: {result.stderr.strip()}")
+        return result.stdout
+
+    def _provision_admin(self) -> None:
+        password = self.settings.secret("mysql-admin").replace("'", "''")
+        self.root_sql(
+            f"CREATE USER IF NOT EXISTS '{ADMIN_USER}'@'127.0.0.1' IDENTIFIED BY '{password}';\n"
+            f"ALTER USER '{ADMIN_USER}'@'127.0.0.1' IDENTIFIED BY '{password}';\n"
+            f"GRANT ALL PRIVILEGES ON *.* TO '{ADMIN_USER}'@'127.0.0.1' WITH GRANT OPTION;\n"
+        )
+
+    def stop(self, timeout: float = 60.0) -> None:
+        pid = self.pid()
+        if pid is None:
+            return
+        os.kill(pid, signal.SIGTERM)
+        deadline = time.monotonic() + timeout
+        while _alive(pid):
+            if time.monotonic() > deadline:
+                os.kill(pid, signal.SIGKILL)
+            time.sleep(0.05)
+        self.pidfile.unlink(missing_ok=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        # Reap it if it is our child; otherwise just probe.
+        os.waitpid(pid, os.WNOHANG)
+    except ChildProcessError:
+        pass
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return Path(f"/proc/{pid}/status").exists() and "zombie" not in Path(f"/proc/{pid}/status").read_text()
