@@ -1,0 +1,87 @@
+"""``python -m wpclone.steps <step> [args]``: the entry point of the toolbox image and the local runtime."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+from typing import NoReturn
+
+from wpclone.db import ConfigError
+from wpclone.steps.common import StepError, emit_result, sentence, setup_logging
+
+log = logging.getLogger("wpclone.steps")
+JSON_HELP = "accepted for clarity; the JSON result is always the last stdout line"
+
+
+class _Parser(argparse.ArgumentParser):
+    """Usage errors become one sentence (exit 2) instead of argparse's usage dump."""
+
+    def error(self, message: str) -> NoReturn:
+        raise ConfigError(sentence(f"{self.prog}: {message}"))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="wpclone.steps", description=__doc__)
+    sub = parser.add_subparsers(dest="step", required=True, parser_class=_Parser)
+
+    db = sub.add_parser(
+        "copy-database",
+        help="dump the source database, rewrite URLs, load the target, verify",
+        description="Source and target come from SOURCE_DB_* and TARGET_DB_* "
+        "(HOST, PORT, USER, PASSWORD or PASSWORD_FILE, NAME).",
+    )
+    db.add_argument("urls", nargs="+", metavar="OLD NEW", help="URL pairs: OLD NEW [OLD NEW ...]")
+    db.add_argument("--json", action="store_true", help=JSON_HELP)
+
+    content = sub.add_parser(
+        "copy-content",
+        help="copy wp-content: streamed, resumable, permissions and mtimes kept",
+        description="Directories default to SOURCE_CONTENT_DIR and TARGET_CONTENT_DIR.",
+    )
+    content.add_argument("src", nargs="?", help="source directory (default: $SOURCE_CONTENT_DIR)")
+    content.add_argument("dst", nargs="?", help="target directory (default: $TARGET_CONTENT_DIR)")
+    content.add_argument("--workers", type=int, default=None, help="parallel file copies (default 4)")
+    content.add_argument("--json", action="store_true", help=JSON_HELP)
+    return parser
+
+
+def run(argv: Sequence[str]) -> dict[str, object]:
+    args = build_parser().parse_args(argv)
+    if args.step == "copy-database":
+        from wpclone.steps.copy_database import copy_database, endpoints_from_env, parse_pairs
+
+        pairs = parse_pairs(args.urls)
+        source, target = endpoints_from_env()
+        return copy_database(source, target, pairs).as_json()
+    if args.step == "copy-content":
+        from wpclone.steps.copy_content import copy_content, dirs_from_args
+
+        src, dst = dirs_from_args(args.src, args.dst)
+        return copy_content(src, dst, workers=args.workers).as_json()
+    raise ConfigError(f"unknown step {args.step!r}.")  # pragma: no cover - argparse rejects it first
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    setup_logging()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    step = argv[0] if argv and not argv[0].startswith("-") else "steps"
+    try:
+        emit_result(run(argv))
+    except ConfigError as exc:
+        log.error("step=%s event=failed reason=config", step)
+        print(f"error: {sentence(str(exc))}", file=sys.stderr)
+        return 2
+    except StepError as exc:
+        log.error("step=%s event=failed", step)
+        print(f"error: {sentence(str(exc))}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print(f"error: {step} was interrupted.", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,542 @@
+"""copy-database: stream ``mariadb-dump`` → URL rewrite → ``mariadb`` into the target, then verify (§6).
+
+The three stages run concurrently (two client processes joined by the rewrite running in this process); no
+temporary file is written. A failure in any stage fails the step with one sentence naming the stage and the
+client's own message, scrubbed of secrets; nothing is left looking like a finished copy.
+
+Retry rule (convergence): before loading, every table and view in the target database that the source does
+not have is dropped; the dump itself drops and recreates every source table (``DROP TABLE IF EXISTS``). So
+whatever an earlier attempt left behind, a successful run leaves the target with exactly the source's tables,
+each holding exactly the rows of the dump (URLs rewritten). Routines and events are not copied (WordPress
+does not use them); triggers are, with their tables.
+
+Verification: per base table, ``COUNT(*)`` in the source (in a consistent snapshot opened just before the
+dump starts) equals ``COUNT(*)`` in the target; and no text column (char, varchar, *text) of the target still
+contains an OLD URL, plain or JSON-escaped (``http:\\/\\/``), once occurrences that are part of a NEW value
+are set aside. The rewrite replaces inside every string field, so any such hit is a failure naming the
+table and column.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import subprocess
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from typing import IO, Any
+
+from wpclone.db import ConfigError, DbEndpoint, check_identifier, quote_identifier
+from wpclone.rewrite import Rewriter, RewriteStats
+from wpclone.steps.common import StepError, mb_per_s, scrub, sentence
+
+log = logging.getLogger(__name__)
+
+STEP = "copy-database"
+CONNECT_TIMEOUT_S = 10
+PROGRESS_EVERY_S = 10.0
+STDERR_KEEP = 64 * 1024
+# Extended-insert statements up to this size: large enough that the server parses few statements, small
+# enough for any server's max_allowed_packet (MySQL 8 / RDS default 64 MB).
+NET_BUFFER_LENGTH = 4 * 1024 * 1024
+READ_CHUNK = 1024 * 1024
+BASE_KINDS = ("BASE TABLE", "SYSTEM VERSIONED")
+TEXT_TYPES = ("char", "varchar", "tinytext", "text", "mediumtext", "longtext")
+
+DUMP_OPTIONS = (
+    "--single-transaction",  # consistent InnoDB snapshot without locking the live site
+    "--quick",  # stream rows, never buffer a table in the client
+    "--skip-lock-tables",
+    "--skip-add-locks",  # no LOCK TABLES on load: fewer privileges needed, no gain for InnoDB
+    "--no-tablespaces",  # needs no PROCESS privilege
+    "--default-character-set=utf8mb4",
+    "--extended-insert",
+    f"--net-buffer-length={NET_BUFFER_LENGTH}",
+    "--max-allowed-packet=1G",
+    "--add-drop-table",  # part of the retry rule
+    "--no-autocommit",  # one commit per table on load instead of one per statement
+    "--triggers",
+    "--skip-routines",
+    "--skip-events",
+    "--tz-utc",  # TIMESTAMP values survive servers in different time zones
+    "--skip-dump-date",
+)
+LOAD_OPTIONS = (
+    "--default-character-set=utf8mb4",
+    "--binary-mode",  # pass every byte of string literals through untouched
+    "--max-allowed-packet=1G",
+    "--batch",
+    f"--connect-timeout={CONNECT_TIMEOUT_S}",
+    "--init-command=SET SESSION unique_checks=0, foreign_key_checks=0",
+)
+
+
+@dataclass(frozen=True)
+class TableInfo:
+    name: str
+    kind: str  # BASE TABLE, VIEW, SYSTEM VERSIONED, SEQUENCE
+    approx_bytes: int
+
+
+@dataclass
+class CopyResult:
+    source: str
+    target: str
+    tables: int = 0
+    views: int = 0
+    rows: int = 0
+    bytes_dumped: int = 0
+    bytes_loaded: int = 0
+    dropped_extra: list[str] = field(default_factory=list)
+    rewrite: dict[str, int] = field(default_factory=dict)
+    copy_s: float = 0.0
+    verify_s: float = 0.0
+    duration_s: float = 0.0
+    mb_per_s: float = 0.0
+
+    def as_json(self) -> dict[str, Any]:
+        return {"step": STEP, "status": "ok", **asdict(self)}
+
+
+def parse_pairs(args: Sequence[str]) -> list[tuple[str, str]]:
+    """Turn ``OLD NEW [OLD NEW ...]`` into pairs, rejecting anything the rewrite cannot mean."""
+    if not args or len(args) % 2:
+        raise ConfigError("copy-database needs URL pairs as OLD NEW [OLD NEW ...] (an even, non-zero count).")
+    pairs = [(args[i], args[i + 1]) for i in range(0, len(args), 2)]
+    seen: set[str] = set()
+    for old, new in pairs:
+        for value in (old, new):
+            if not value or value != value.strip() or any(ord(c) < 32 or ord(c) == 127 for c in value):
+                raise ConfigError(
+                    f"URL {value!r} is not usable: it must be non-empty with no spaces at the ends "
+                    "and no control characters."
+                )
+        if old == new:
+            raise ConfigError(f"URL pair {old!r} → {new!r} replaces a value with itself.")
+        if old in seen:
+            raise ConfigError(f"URL {old!r} appears more than once as an OLD value.")
+        seen.add(old)
+    return pairs
+
+
+def json_escaped(url: str) -> str:
+    return url.replace("/", "\\/")
+
+
+def endpoints_from_env() -> tuple[DbEndpoint, DbEndpoint]:
+    endpoints = []
+    for prefix in ("SOURCE_DB", "TARGET_DB"):
+        try:
+            endpoints.append(DbEndpoint.from_env(prefix))
+        except OSError as exc:
+            raise ConfigError(f"cannot read {prefix}_PASSWORD_FILE: {exc.strerror}.") from exc
+    source, target = endpoints
+    if not source.database:
+        raise ConfigError("SOURCE_DB_NAME is not set in the environment.")
+    if not target.database:
+        raise ConfigError("TARGET_DB_NAME is not set in the environment.")
+    check_identifier(source.database, "SOURCE_DB_NAME")
+    check_identifier(target.database, "TARGET_DB_NAME")
+    if (source.host, source.port, source.database) == (target.host, target.port, target.database):
+        raise ConfigError(f"source and target are the same database {source.database!r} on {source.host}.")
+    return source, target
+
+
+def describe(endpoint: DbEndpoint) -> str:
+    return f"{endpoint.database}@{endpoint.host}:{endpoint.port}"
+
+
+def _connect(endpoint: DbEndpoint, role: str) -> Any:
+    import pymysql
+
+    try:
+        return endpoint.connect(connect_timeout=CONNECT_TIMEOUT_S, read_timeout=3600, write_timeout=3600)
+    except pymysql.MySQLError as exc:
+        message = exc.args[1] if len(exc.args) > 1 else str(exc)
+        raise StepError(
+            sentence(
+                f"cannot open the {role} database {describe(endpoint)} as {endpoint.user}: "
+                + scrub(str(message), [endpoint.password])
+            )
+        ) from exc
+
+
+def list_tables(conn: Any, database: str) -> list[TableInfo]:
+    with conn.cursor() as cur:
+        cur.execute(
+            "SELECT TABLE_NAME, TABLE_TYPE, COALESCE(DATA_LENGTH, 0) FROM information_schema.TABLES"
+            " WHERE TABLE_SCHEMA = %s ORDER BY TABLE_NAME",
+            (database,),
+        )
+        return [TableInfo(str(n), str(k), int(b)) for n, k, b in cur.fetchall()]
+
+
+def text_columns(conn: Any, database: str) -> dict[str, list[str]]:
+    with conn.cursor() as cur:
+        cur.execute(
+            "SELECT c.TABLE_NAME, c.COLUMN_NAME FROM information_schema.COLUMNS c"
+            " JOIN information_schema.TABLES t"
+            "   ON t.TABLE_SCHEMA = c.TABLE_SCHEMA AND t.TABLE_NAME = c.TABLE_NAME"
+            " WHERE c.TABLE_SCHEMA = %s AND t.TABLE_TYPE <> 'VIEW'"
+            f" AND c.DATA_TYPE IN ({', '.join(['%s'] * len(TEXT_TYPES))})"
+            " ORDER BY c.TABLE_NAME, c.ORDINAL_POSITION",
+            (database, *TEXT_TYPES),
+        )
+        columns: dict[str, list[str]] = {}
+        for table, column in cur.fetchall():
+            columns.setdefault(str(table), []).append(str(column))
+        return columns
+
+
+def drop_extra_tables(conn: Any, source_tables: list[TableInfo], target_tables: list[TableInfo]) -> list[str]:
+    """The retry rule: the target keeps no table or view that the source does not have."""
+    wanted = {t.name for t in source_tables}
+    dropped = []
+    with conn.cursor() as cur:
+        cur.execute("SET SESSION foreign_key_checks = 0")
+        for table in target_tables:
+            if table.name in wanted:
+                continue
+            kind = "VIEW" if table.kind == "VIEW" else "SEQUENCE" if table.kind == "SEQUENCE" else "TABLE"
+            cur.execute(f"DROP {kind} IF EXISTS {quote_identifier(table.name)}")
+            dropped.append(table.name)
+            log.info("step=%s event=drop-extra table=%s kind=%s", STEP, table.name, kind)
+    return dropped
+
+
+class _StderrDrain(threading.Thread):
+    """Reads a child's stderr so it never blocks, keeping the last STDERR_KEEP bytes."""
+
+    def __init__(self, stream: IO[bytes]) -> None:
+        super().__init__(daemon=True)
+        self.stream = stream
+        self.data = b""
+
+    def run(self) -> None:
+        for line in iter(self.stream.readline, b""):
+            self.data = (self.data + line)[-STDERR_KEEP:]
+
+    def text(self, secrets: Sequence[str]) -> str:
+        self.join(timeout=5)
+        lines = [
+            ln
+            for ln in self.data.decode("utf-8", "replace").splitlines()
+            if ln.strip() and not ln.lower().startswith("warning")
+        ]
+        return scrub(" ".join(lines[-3:]), secrets)[:600] or "no message"
+
+
+class _CountingReader:
+    """A binary reader that counts bytes for progress lines; ``read(n)`` is all the rewrite needs."""
+
+    def __init__(self, raw: IO[bytes]) -> None:
+        self.raw = raw
+        self.count = 0
+
+    def read(self, n: int = -1) -> bytes:
+        data = self.raw.read(n)
+        self.count += len(data)
+        return data
+
+
+def dump_command(source: DbEndpoint, tables: Sequence[str] = ()) -> list[str]:
+    assert source.database
+    return ["mariadb-dump", *source.client_args(), *DUMP_OPTIONS, source.database, *tables]
+
+
+def load_command(target: DbEndpoint) -> list[str]:
+    assert target.database
+    return ["mariadb", *target.client_args(), *LOAD_OPTIONS, f"--database={target.database}"]
+
+
+def _kill(proc: subprocess.Popen[bytes]) -> None:
+    if proc.poll() is None:
+        proc.kill()
+    proc.wait()
+
+
+def stream_copy(
+    source: DbEndpoint, target: DbEndpoint, pairs: Sequence[tuple[str, str]], total_hint: int = 0
+) -> RewriteStats:
+    """Run dump | rewrite | load concurrently; raise StepError naming the stage that failed."""
+    secrets = [source.password, target.password]
+    dump = subprocess.Popen(
+        dump_command(source),
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=source.client_env(),
+    )
+    load = subprocess.Popen(
+        load_command(target),
+        stdin=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        env=target.client_env(),
+    )
+    assert dump.stdout and dump.stderr and load.stdin and load.stderr
+    dump_err, load_err = _StderrDrain(dump.stderr), _StderrDrain(load.stderr)
+    dump_err.start()
+    load_err.start()
+    reader = _CountingReader(dump.stdout)
+    done = threading.Event()
+    started = time.monotonic()
+
+    def progress() -> None:
+        while not done.wait(PROGRESS_EVERY_S):
+            elapsed = time.monotonic() - started
+            pct = f" approx_pct={min(99, 100 * reader.count // total_hint)}" if total_hint else ""
+            log.info(
+                "step=%s event=progress dumped_mb=%.1f mb_per_s=%.1f%s",
+                STEP,
+                reader.count / 1e6,
+                mb_per_s(reader.count, elapsed),
+                pct,
+            )
+
+    threading.Thread(target=progress, daemon=True).start()
+    try:
+        try:
+            stats = Rewriter(pairs).rewrite_stream(reader, load.stdin)  # type: ignore[arg-type]
+        except BrokenPipeError:
+            _kill(dump)
+            rc = load.wait()
+            raise StepError(
+                sentence(
+                    f"copy-database failed in the load stage (mariadb exited with {rc}): "
+                    + load_err.text(secrets)
+                )
+            ) from None
+        except Exception as exc:
+            _kill(dump)
+            load_rc = load.poll()
+            if load_rc:  # the loader died first and the rewrite saw it as some other error
+                raise StepError(
+                    sentence(
+                        f"copy-database failed in the load stage (mariadb exited with {load_rc}): "
+                        + load_err.text(secrets)
+                    )
+                ) from exc
+            _kill(load)
+            detail = scrub(f"{type(exc).__name__}: {exc}", secrets)[:400]
+            raise StepError(sentence(f"copy-database failed in the rewrite stage: {detail}")) from exc
+        dump_rc = dump.wait()
+        if dump_rc != 0:
+            _kill(load)  # never let the loader commit a truncated dump
+            raise StepError(
+                sentence(
+                    f"copy-database failed in the dump stage (mariadb-dump exited with {dump_rc}): "
+                    + dump_err.text(secrets)
+                )
+            )
+        with contextlib.suppress(BrokenPipeError):
+            load.stdin.close()
+        load_rc = load.wait()
+        if load_rc != 0:
+            raise StepError(
+                sentence(
+                    f"copy-database failed in the load stage (mariadb exited with {load_rc}): "
+                    + load_err.text(secrets)
+                )
+            )
+        return stats
+    finally:
+        done.set()
+        for proc in (dump, load):
+            if proc.poll() is None:
+                _kill(proc)
+        with contextlib.suppress(BrokenPipeError):
+            load.stdin.close()
+        dump.stdout.close()
+
+
+def count_rows(conn: Any, tables: Sequence[str]) -> dict[str, int]:
+    counts = {}
+    with conn.cursor() as cur:
+        for table in tables:
+            cur.execute(f"SELECT COUNT(*) FROM {quote_identifier(table)}")
+            counts[table] = int(cur.fetchone()[0])
+    return counts
+
+
+def leftover_checks(
+    pairs: Sequence[tuple[str, str]], columns: Sequence[str]
+) -> tuple[list[str], list[Any], list[tuple[str, str]]]:
+    """SQL expressions (and their parameters) counting rows where an OLD URL survived, per column.
+
+    For each OLD (plain and JSON-escaped), NEW values that contain it are removed from the column first, so
+    a NEW that extends its OLD (``http://a`` → ``http://a.staging``) is not mistaken for a leftover.
+    """
+    needles: list[tuple[str, list[str]]] = []
+    news = sorted({v for _, new in pairs for v in (new, json_escaped(new))}, key=len, reverse=True)
+    for old, _ in pairs:
+        for needle in dict.fromkeys((old, json_escaped(old))):
+            needles.append((needle, [n for n in news if needle in n]))
+    exprs: list[str] = []
+    params: list[Any] = []
+    labels: list[tuple[str, str]] = []
+    for column in columns:
+        for needle, masks in needles:
+            expr = f"BINARY {quote_identifier(column)}"
+            for mask in masks:
+                expr = f"REPLACE({expr}, BINARY %s, '')"
+                params.append(mask)
+            exprs.append(f"COALESCE(SUM(INSTR({expr}, BINARY %s) > 0), 0)")
+            params.append(needle)
+            labels.append((column, needle))
+    return exprs, params, labels
+
+
+def verify_target(
+    conn: Any,
+    tables: Sequence[str],
+    columns: dict[str, list[str]],
+    pairs: Sequence[tuple[str, str]],
+) -> tuple[dict[str, int], list[str]]:
+    """One scan per target table: its row count and, per text column, rows still holding an OLD URL."""
+    counts: dict[str, int] = {}
+    leftovers: list[str] = []
+    with conn.cursor() as cur:
+        for table in tables:
+            exprs, params, labels = leftover_checks(pairs, columns.get(table, []))
+            cur.execute(f"SELECT {', '.join(['COUNT(*)', *exprs])} FROM {quote_identifier(table)}", params)
+            row = cur.fetchone()
+            counts[table] = int(row[0])
+            for (column, needle), hits in zip(labels, row[1:], strict=True):
+                if int(hits):
+                    leftovers.append(f"{table}.{column} ({int(hits)} rows with {needle!r})")
+    return counts, leftovers
+
+
+def verify(
+    src_conn: Any,
+    dst_conn: Any,
+    target: DbEndpoint,
+    source_tables: list[TableInfo],
+    pairs: Sequence[tuple[str, str]],
+) -> int:
+    """Row counts equal per table and no OLD URL left; return the total row count."""
+    assert target.database
+    base = [t.name for t in source_tables if t.kind in BASE_KINDS]
+    src_counts: dict[str, int] = {}
+    src_error: list[BaseException] = []
+
+    def count_source() -> None:
+        try:
+            src_counts.update(count_rows(src_conn, base))
+        except BaseException as exc:  # reported below, in the calling thread
+            src_error.append(exc)
+
+    counter = threading.Thread(target=count_source)
+    counter.start()
+    have = {t.name for t in list_tables(dst_conn, target.database)}
+    missing = [t.name for t in source_tables if t.name not in have]
+    if missing:
+        counter.join()
+        raise StepError(f"verification failed: the target lacks {', '.join(missing[:5])}.")
+    dst_counts, leftovers = verify_target(dst_conn, base, text_columns(dst_conn, target.database), pairs)
+    counter.join()
+    if src_error:
+        raise StepError(sentence(f"copy-database could not count the source rows: {src_error[0]}"))
+    diffs = [
+        f"{t} (source {src_counts[t]}, target {dst_counts[t]})"
+        for t in base
+        if src_counts[t] != dst_counts[t]
+    ]
+    if diffs:
+        raise StepError(
+            "verification failed: row counts differ in "
+            + "; ".join(diffs[:5])
+            + " (if the source changed during the copy, run the step again)."
+        )
+    if leftovers:
+        raise StepError(f"verification failed: old URLs remain in {'; '.join(leftovers[:5])}.")
+    return sum(dst_counts.values())
+
+
+def copy_database(source: DbEndpoint, target: DbEndpoint, pairs: Sequence[tuple[str, str]]) -> CopyResult:
+    assert source.database and target.database
+    started = time.monotonic()
+    result = CopyResult(describe(source), describe(target))
+    log.info(
+        "step=%s event=start source=%s target=%s pairs=%d", STEP, result.source, result.target, len(pairs)
+    )
+
+    src_conn = _connect(source, "source")
+    dst_conn = _connect(target, "target")
+    try:
+        source_tables = list_tables(src_conn, source.database)
+        if not source_tables:
+            raise StepError(
+                f"the source database {describe(source)} has no tables, so there is nothing to copy."
+            )
+        result.tables = sum(t.kind in BASE_KINDS for t in source_tables)
+        result.views = sum(t.kind == "VIEW" for t in source_tables)
+        result.dropped_extra = drop_extra_tables(
+            dst_conn, source_tables, list_tables(dst_conn, target.database)
+        )
+
+        # The snapshot the source row counts are read from, opened just before the dump opens its own.
+        with src_conn.cursor() as cur:
+            cur.execute("SET SESSION TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+            cur.execute("START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY")
+        total_hint = sum(t.approx_bytes for t in source_tables)
+        log.info(
+            "step=%s event=copy-start tables=%d views=%d approx_mb=%.1f",
+            STEP,
+            result.tables,
+            result.views,
+            total_hint / 1e6,
+        )
+        copy_started = time.monotonic()
+        stats = stream_copy(source, target, pairs, total_hint)
+        result.copy_s = round(time.monotonic() - copy_started, 3)
+        result.bytes_dumped, result.bytes_loaded = stats.bytes_in, stats.bytes_out
+        result.rewrite = asdict(stats)
+        log.info(
+            "step=%s event=copy-done dumped_mb=%.1f loaded_mb=%.1f seconds=%.2f mb_per_s=%.1f",
+            STEP,
+            stats.bytes_in / 1e6,
+            stats.bytes_out / 1e6,
+            result.copy_s,
+            mb_per_s(stats.bytes_in, result.copy_s),
+        )
+
+        verify_started = time.monotonic()
+        result.rows = verify(src_conn, dst_conn, target, source_tables, pairs)
+        result.verify_s = round(time.monotonic() - verify_started, 3)
+        log.info(
+            "step=%s event=verified tables=%d rows=%d seconds=%.2f",
+            STEP,
+            result.tables,
+            result.rows,
+            result.verify_s,
+        )
+    finally:
+        with contextlib.suppress(Exception):
+            src_conn.close()
+        with contextlib.suppress(Exception):
+            dst_conn.close()
+
+    result.duration_s = round(time.monotonic() - started, 3)
+    result.mb_per_s = mb_per_s(result.bytes_dumped, result.duration_s)
+    log.info(
+        "step=%s event=summary tables=%d rows=%d dumped_bytes=%d loaded_bytes=%d fields_rewritten=%d "
+        "serialized_rebuilt=%d malformed_serialized=%d copy_s=%.2f verify_s=%.2f duration_s=%.2f "
+        "mb_per_s=%.1f",
+        STEP,
+        result.tables,
+        result.rows,
+        result.bytes_dumped,
+        result.bytes_loaded,
+        result.rewrite.get("fields_rewritten", 0),
+        result.rewrite.get("serialized_rebuilt", 0),
+        result.rewrite.get("malformed_serialized", 0),
+        result.copy_s,
+        result.verify_s,
+        result.duration_s,
+        result.mb_per_s,
+    )
+    return result
