@@ -4,11 +4,12 @@ The three stages run concurrently (two client processes joined by the rewrite ru
 temporary file is written. A failure in any stage fails the step with one sentence naming the stage and the
 client's own message, scrubbed of secrets; nothing is left looking like a finished copy.
 
-Retry rule (convergence): before loading, every table and view in the target database that the source does
-not have is dropped; the dump itself drops and recreates every source table (``DROP TABLE IF EXISTS``). So
-whatever an earlier attempt left behind, a successful run leaves the target with exactly the source's tables,
-each holding exactly the rows of the dump (URLs rewritten). Routines and events are not copied (WordPress
-does not use them); triggers are, with their tables.
+Retry rule (convergence): the target database belongs to the clone being made, so before loading, every
+table, view and sequence in it is dropped (a stale table from an earlier attempt can otherwise break the
+load, e.g. a foreign key that references it with another column type); the dump then creates every source
+table. Whatever an earlier attempt left behind, a successful run leaves the target with exactly the source's
+tables and views, each holding exactly the rows of the dump (URLs rewritten). Routines and events are not
+copied (WordPress does not use them); triggers are, with their tables.
 
 Verification: per base table, ``COUNT(*)`` in the source (in a consistent snapshot opened just before the
 dump starts) equals ``COUNT(*)`` in the target; and no text column (char, varchar, *text) of the target still
@@ -89,7 +90,7 @@ class CopyResult:
     rows: int = 0
     bytes_dumped: int = 0
     bytes_loaded: int = 0
-    dropped_extra: list[str] = field(default_factory=list)
+    dropped: list[str] = field(default_factory=list)
     rewrite: dict[str, int] = field(default_factory=dict)
     copy_s: float = 0.0
     verify_s: float = 0.0
@@ -190,19 +191,18 @@ def text_columns(conn: Any, database: str) -> dict[str, list[str]]:
         return columns
 
 
-def drop_extra_tables(conn: Any, source_tables: list[TableInfo], target_tables: list[TableInfo]) -> list[str]:
-    """The retry rule: the target keeps no table or view that the source does not have."""
-    wanted = {t.name for t in source_tables}
+def empty_target(conn: Any, target_tables: list[TableInfo]) -> list[str]:
+    """The retry rule: drop every table, view and sequence of the target before the load."""
     dropped = []
     with conn.cursor() as cur:
         cur.execute("SET SESSION foreign_key_checks = 0")
         for table in target_tables:
-            if table.name in wanted:
-                continue
             kind = "VIEW" if table.kind == "VIEW" else "SEQUENCE" if table.kind == "SEQUENCE" else "TABLE"
             cur.execute(f"DROP {kind} IF EXISTS {quote_identifier(table.name)}")
             dropped.append(table.name)
-            log.info("step=%s event=drop-extra table=%s kind=%s", STEP, table.name, kind)
+        cur.execute("SET SESSION foreign_key_checks = 1")
+    if dropped:
+        log.info("step=%s event=emptied-target dropped=%d", STEP, len(dropped))
     return dropped
 
 
@@ -474,9 +474,7 @@ def copy_database(source: DbEndpoint, target: DbEndpoint, pairs: Sequence[tuple[
             )
         result.tables = sum(t.kind in BASE_KINDS for t in source_tables)
         result.views = sum(t.kind == "VIEW" for t in source_tables)
-        result.dropped_extra = drop_extra_tables(
-            dst_conn, source_tables, list_tables(dst_conn, target.database)
-        )
+        result.dropped = empty_target(dst_conn, list_tables(dst_conn, target.database))
 
         # The snapshot the source row counts are read from, opened just before the dump opens its own.
         with src_conn.cursor() as cur:
