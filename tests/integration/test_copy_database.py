@@ -404,8 +404,9 @@ def test_target_wrong_password_fails(admin: DbEndpoint, names: dict[str, str]) -
     assert "target database" in last and "Access denied" in last
 
 
+@pytest.mark.parametrize("mode", [[], ["--parallel", "3"]], ids=["client", "parallel"])
 def test_load_error_mid_stream_then_retry_converges(
-    admin: DbEndpoint, names: dict[str, str], reference: dict[str, Any]
+    admin: DbEndpoint, names: dict[str, str], reference: dict[str, Any], mode: list[str]
 ) -> None:
     """A target user who may create tables but not insert: the load fails; after a grant a retry converges."""
     user = names["src"].rsplit("_", 1)[0]  # t_cdb_<token>
@@ -413,16 +414,28 @@ def test_load_error_mid_stream_then_retry_converges(
     target_db = quote_identifier(names["bad"])
     _exec(
         admin,
-        f"CREATE USER IF NOT EXISTS '{user}'@'127.0.0.1' IDENTIFIED BY '{password}'",
+        f"DROP USER IF EXISTS '{user}'@'127.0.0.1'",
+        f"CREATE USER '{user}'@'127.0.0.1' IDENTIFIED BY '{password}'",
         f"GRANT SELECT, CREATE, DROP, ALTER, INDEX, REFERENCES ON {target_db}.* TO '{user}'@'127.0.0.1'",
     )
     target = DbEndpoint(admin.host, admin.port, user, password, names["bad"])
-    proc = run_step(admin.with_database(names["src"]), target, *PAIRS)
+    proc = run_step(admin.with_database(names["src"]), target, *mode, *PAIRS)
     last = assert_one_sentence_failure(proc, password, admin.password)
     assert "load stage" in last and "INSERT command denied" in last
     _exec(admin, f"GRANT INSERT ON {target_db}.* TO '{user}'@'127.0.0.1'")
-    assert run_step(admin.with_database(names["src"]), target, *PAIRS).returncode == 0
+    proc = run_step(admin.with_database(names["src"]), target, *mode, *PAIRS)
+    assert proc.returncode == 0, proc.stderr
     assert checksums(admin.with_database(names["bad"])) == reference
+
+
+def test_parallel_copy_equals_single_stream_copy(
+    admin: DbEndpoint, names: dict[str, str], reference: dict[str, Any]
+) -> None:
+    target = admin.with_database(names["bad"])
+    proc = run_step(admin.with_database(names["src"]), target, "--parallel", "3", *PAIRS)
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout.splitlines()[-1])["streams"] == 3
+    assert checksums(target) == reference
 
 
 def test_dump_error_fails_and_retry_after_fix_converges(admin: DbEndpoint, names: dict[str, str]) -> None:

@@ -33,6 +33,13 @@ def build_parser() -> argparse.ArgumentParser:
         "(HOST, PORT, USER, PASSWORD or PASSWORD_FILE, NAME).",
     )
     db.add_argument("urls", nargs="+", metavar="OLD NEW", help="URL pairs: OLD NEW [OLD NEW ...]")
+    db.add_argument(
+        "--parallel",
+        type=int,
+        default=1,
+        metavar="N",
+        help="load over N connections from one consistent dump (1-8; default 1: the mariadb client)",
+    )
     db.add_argument("--json", action="store_true", help=JSON_HELP)
 
     content = sub.add_parser(
@@ -53,8 +60,10 @@ def run(argv: Sequence[str]) -> dict[str, object]:
         from wpclone.steps.copy_database import copy_database, endpoints_from_env, parse_pairs
 
         pairs = parse_pairs(args.urls)
+        if not 1 <= args.parallel <= 8:
+            raise ConfigError(f"--parallel must be between 1 and 8, not {args.parallel}.")
         source, target = endpoints_from_env()
-        return copy_database(source, target, pairs).as_json()
+        return copy_database(source, target, pairs, streams=args.parallel).as_json()
     if args.step == "copy-content":
         from wpclone.steps.copy_content import copy_content, dirs_from_args
 
