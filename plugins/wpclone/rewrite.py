@@ -11,9 +11,11 @@ rescanned. Each pair also applies in its JSON-escaped form (``http:\\/\\/host``)
 literals pass through unchanged.
 
 How it stays fast: the needles (the pairs' OLD values as they appear *encoded* in the dump) are searched
-for by the regex engine in C; the dump is tokenized (possessive regex, also in C) only as far as the next
-needle, and only literals that contain one are rebuilt in Python. Plain literals are rewritten in their
-encoded form directly when that is exact (see ``_encoded_is_exact``).
+for by the regex engine in C; whether a needle lies inside a literal, and where that literal starts and
+ends, comes from counting quotes in a copy of the chunk with its escapes masked (``_feed``), also in C.
+Only literals that hold a needle are rebuilt in Python. Plain literals are rewritten in their encoded form
+directly when that is exact (see ``_encoded_is_exact``), with chained ``bytes.replace`` when that equals
+strtr (see ``strtr_function``); serialized values are checked and rebuilt in one flat pass.
 
 How memory stays flat: input is read in chunks; only an unfinished literal is carried over to the next
 chunk. A literal longer than ``stream_literal_over`` that is not serialized is rewritten as it streams; a
@@ -23,6 +25,7 @@ serialized field that contains a URL to replace.
 
 from __future__ import annotations
 
+import codecs
 import logging
 import re
 import sys
@@ -36,19 +39,15 @@ log = logging.getLogger(__name__)
 CHUNK_SIZE = 1 << 20
 STREAM_LITERAL_OVER = 8 << 20
 
-# mysqldump (mysql_real_escape_string) escapes these bytes inside string literals.
-_ENCODE = {0: b"\\0", 0x27: b"\\'", 0x22: b'\\"', 0x5C: b"\\\\", 0x0A: b"\\n", 0x0D: b"\\r", 0x1A: b"\\Z"}
-_ENCODE_RE = re.compile(rb"[\x00'\"\\\n\r\x1a]")
+# mysqldump (mysql_real_escape_string) escapes NUL ' " \\ LF CR and ^Z inside string literals.
 # MySQL's reading of backslash escapes; any other escaped byte stands for itself.
 _DECODE = {b"0": b"\0", b"b": b"\b", b"n": b"\n", b"r": b"\r", b"t": b"\t", b"Z": b"\x1a"}
 _DECODE_RE = re.compile(rb"\\(.)", re.DOTALL)
+# A backslash starting something other than \' \" \n \r (after pairing off escaped backslashes).
+_NOT_PYTHON_ESCAPE = re.compile(rb"(?<!\\)(?:\\\\)*+\\[^'\"\\nr]")
 # Bytes that can follow a backslash in an escape: a needle starting with one could match mid-escape.
 _ESCAPE_SECOND = set(b"0'\"\\nrZbt%_")
 
-# Tokenizer: outside text and complete literals, possessive so it never backtracks. With endpos set to a
-# needle's position it stops at the opening quote of the literal that holds the needle (or at the needle
-# itself when the needle lies outside any literal).
-_TOKENS = re.compile(rb"[^']*+(?:'[^'\\]*+(?:\\.[^'\\]*+)*+'[^']*+)*+", re.DOTALL)
 # The rest of a literal after its opening quote, through the closing quote.
 _LITERAL_REST = re.compile(rb"[^'\\]*+(?:\\.[^'\\]*+)*+'", re.DOTALL)
 # A complete prefix of a literal body that does not end inside an escape (for streaming huge literals).
@@ -61,7 +60,7 @@ _A_HEAD = re.compile(rb"a:(\d+):\{")
 _O_HEAD = re.compile(rb"O:(\d+):\"")
 _C_HEAD = re.compile(rb"C:(\d+):\"")
 _E_HEAD = re.compile(rb"E:(\d+):\"")
-_COUNT_HEAD = re.compile(rb"\":(\d+):\{")
+_AFTER_CLASS = re.compile(rb"\":(\d+):\{")  # O: the property count; C: the payload length
 _SCALAR = re.compile(
     rb"i:[+-]?\d+;|d:(?:[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?|-?INF|NAN);|b:[01];|N;|[Rr]:\d+;"
 )
@@ -73,13 +72,26 @@ class _Malformed(Exception):
 
 def mysql_encode(value: bytes) -> bytes:
     """Escape ``value`` for the inside of a single-quoted literal, as mysqldump does."""
-    return _ENCODE_RE.sub(lambda m: _ENCODE[m.group()[0]], value)
+    # Backslash first: the later replacements add backslashes that must stay single.
+    return (
+        value.replace(b"\\", b"\\\\")
+        .replace(b"\0", b"\\0")
+        .replace(b"'", b"\\'")
+        .replace(b'"', b'\\"')
+        .replace(b"\n", b"\\n")
+        .replace(b"\r", b"\\r")
+        .replace(b"\x1a", b"\\Z")
+    )
 
 
 def mysql_decode(body: bytes) -> bytes:
     """The value of a literal's body (the text between its quotes)."""
     if b"\\" not in body:
         return body
+    # Python reads \' \" \\ \n \r as MySQL does; with no \0 or \Z present, every backslash that
+    # mysqldump writes is one of those, so the C decoder is exact. Anything else: MySQL's full table.
+    if not _NOT_PYTHON_ESCAPE.search(body):
+        return codecs.escape_decode(body)[0]
     return _DECODE_RE.sub(lambda m: _DECODE.get(m.group(1), m.group(1)), body)
 
 
@@ -194,87 +206,106 @@ class Rewriter:
                 self.stats.malformed_serialized += 1
         return self.replace_plain(value)
 
-    def _rebuild_whole(self, value: bytes) -> bytes:
+    def _rebuild_whole(self, value: bytes) -> bytes:  # noqa: C901, PLR0912, PLR0915
+        """Rebuild serialized ``value`` with its strings rewritten, or raise _Malformed.
+
+        One flat pass with a stack of open containers: every token is checked (lengths, counts, braces)
+        and the bytes of everything that does not change are copied through in spans.
+        """
         out: list[bytes] = []
+        emitted = pos = 0
+        remaining = 1  # values still expected in the innermost open container (keys count as values)
+        stack: list[int] = []
+        plain = self._plain.search
+        s_head = _S_HEAD.match
+        scalar = _SCALAR.match
         try:
-            end = self._rebuild(value, 0, out)
-        except (IndexError, ValueError, RecursionError) as exc:
+            while True:
+                if remaining == 0:
+                    if not stack:
+                        break
+                    if value[pos] != 0x7D:  # "}"
+                        raise _Malformed
+                    pos += 1
+                    remaining = stack.pop()
+                    continue
+                kind = value[pos]
+                if kind == 0x73:  # s:<len>:"<bytes>";
+                    m = s_head(value, pos)
+                    if m is None:
+                        raise _Malformed
+                    start = m.end()
+                    end = start + int(m[1])
+                    if not value.startswith(b'";', end):
+                        raise _Malformed
+                    if plain(value, start, end):
+                        text = value[start:end]
+                        new = self.rewrite_value(text)
+                        if new != text:
+                            out.append(value[emitted:pos])
+                            out.append(b's:%d:"%s";' % (len(new), new))
+                            emitted = end + 2
+                    pos = end + 2
+                    remaining -= 1
+                elif kind == 0x61:  # a:<count>:{
+                    m = _A_HEAD.match(value, pos)
+                    if m is None:
+                        raise _Malformed
+                    stack.append(remaining - 1)
+                    remaining = 2 * int(m.group(1))
+                    pos = m.end()
+                elif kind == 0x4F:  # O:<len>:"<class>":<count>:{
+                    m = _O_HEAD.match(value, pos)
+                    if m is None:
+                        raise _Malformed
+                    count = _AFTER_CLASS.match(value, m.end() + int(m.group(1)))
+                    if count is None:
+                        raise _Malformed
+                    stack.append(remaining - 1)
+                    remaining = 2 * int(count.group(1))
+                    pos = count.end()
+                elif kind == 0x43:  # C:<len>:"<class>":<len>:{<payload>}: rewrite the payload, fix its length
+                    m = _C_HEAD.match(value, pos)
+                    if m is None:
+                        raise _Malformed
+                    head = _AFTER_CLASS.match(value, m.end() + int(m.group(1)))
+                    if head is None:
+                        raise _Malformed
+                    start = head.end()
+                    end = start + int(head.group(1))
+                    if value[end : end + 1] != b"}":
+                        raise _Malformed
+                    payload = value[start:end]
+                    if plain(payload):
+                        new = self.rewrite_value(payload)
+                        out.append(value[emitted : head.start()])
+                        out.append(b'":%d:{%s}' % (len(new), new))
+                        emitted = end + 1
+                    pos = end + 1
+                    remaining -= 1
+                elif kind == 0x45:  # E:<len>:"<Enum:Case>";
+                    m = _E_HEAD.match(value, pos)
+                    if m is None:
+                        raise _Malformed
+                    end = m.end() + int(m.group(1))
+                    if value[end : end + 2] != b'";':
+                        raise _Malformed
+                    pos = end + 2
+                    remaining -= 1
+                else:
+                    m = scalar(value, pos)
+                    if m is None:
+                        raise _Malformed
+                    pos = m.end()
+                    remaining -= 1
+        except IndexError as exc:
             raise _Malformed from exc
-        if end != len(value):
+        if pos != len(value):
             raise _Malformed
+        if not out:
+            return value
+        out.append(value[emitted:])
         return b"".join(out)
-
-    def _string(self, data: bytes, start: int, length: int, close: bytes) -> tuple[bytes, int]:
-        end = start + length
-        if end > len(data) or data[end : end + len(close)] != close:
-            raise _Malformed
-        return data[start:end], end + len(close)
-
-    def _rebuild(self, data: bytes, pos: int, out: list[bytes]) -> int:  # noqa: C901, PLR0912
-        kind = data[pos : pos + 1]
-        if kind == b"s":
-            m = _S_HEAD.match(data, pos)
-            if not m:
-                raise _Malformed
-            text, end = self._string(data, m.end(), int(m.group(1)), b'";')
-            new = self.rewrite_value(text) if self._plain.search(text) else text
-            out.append(b's:%d:"%s";' % (len(new), new))
-            return end
-        if kind == b"a":
-            m = _A_HEAD.match(data, pos)
-            if not m:
-                raise _Malformed
-            out.append(m.group())
-            pos = m.end()
-            for _ in range(2 * int(m.group(1))):
-                pos = self._rebuild(data, pos, out)
-            return self._close(data, pos, out)
-        if kind == b"O":
-            m = _O_HEAD.match(data, pos)
-            if not m:
-                raise _Malformed
-            _, pos = self._string(data, m.end(), int(m.group(1)), b"")  # the class name
-            count = _COUNT_HEAD.match(data, pos)
-            if not count:
-                raise _Malformed
-            out.append(data[m.start() : count.end()])
-            pos = count.end()
-            for _ in range(2 * int(count.group(1))):
-                pos = self._rebuild(data, pos, out)
-            return self._close(data, pos, out)
-        if kind == b"C":
-            # Custom serialization: an opaque payload whose length we recompute after the string rule.
-            m = _C_HEAD.match(data, pos)
-            if not m:
-                raise _Malformed
-            _, pos = self._string(data, m.end(), int(m.group(1)), b'":')
-            head = data[m.start() : pos]
-            length = re.compile(rb"(\d+):\{").match(data, pos)
-            if not length:
-                raise _Malformed
-            payload, end = self._string(data, length.end(), int(length.group(1)), b"}")
-            new = self.rewrite_value(payload) if self._plain.search(payload) else payload
-            out.append(b"%s%d:{%s}" % (head, len(new), new))
-            return end
-        if kind == b"E":
-            m = _E_HEAD.match(data, pos)
-            if not m:
-                raise _Malformed
-            _, end = self._string(data, m.end(), int(m.group(1)), b'";')
-            out.append(data[pos:end])
-            return end
-        m = _SCALAR.match(data, pos)
-        if not m:
-            raise _Malformed
-        out.append(m.group())
-        return m.end()
-
-    @staticmethod
-    def _close(data: bytes, pos: int, out: list[bytes]) -> int:
-        if data[pos : pos + 1] != b"}":
-            raise _Malformed
-        out.append(b"}")
-        return pos + 1
 
     # -- literals ----------------------------------------------------------------------------------------
 
@@ -301,32 +332,38 @@ class Rewriter:
     # -- streaming ---------------------------------------------------------------------------------------
 
     def _feed(self, buf: bytes, out: list[bytes]) -> int:
-        """Rewrite what ``buf`` completes (it starts outside any literal); return where the carry starts."""
+        """Rewrite what ``buf`` completes (it starts outside any literal); return where the carry starts.
+
+        Escaped backslashes, then escaped quotes, are masked with same-length filler (a run of backslashes
+        always starts on an escape boundary, so the leftmost pairs are the escapes). Every quote left in the
+        mask is a literal's delimiter, so whether a needle is inside a literal is the parity of the quotes
+        before it, counted from a position known to be outside: C-speed counting, no tokenizing in Python.
+        """
+        mask = buf.replace(b"\\\\", b"\1\1") if b"\\\\" in buf else buf
+        mask = mask.replace(b"\\'", b"\1\1")
         search = self._needles.search
-        tokens = _TOKENS.match
-        literal_rest = _LITERAL_REST.match
         rewrite = self._rewrite_literal
-        exact = self._encoded_is_exact
         emitted = pos = look = 0  # pos: a position known to be outside any literal
         while (m := search(buf, look)) is not None:
             at = m.start()
-            start = tokens(buf, pos, at).end()  # type: ignore[union-attr]  # matches ''
-            if start == at:  # the needle lies outside any literal: leave it
+            if not mask.count(b"'", pos, at) & 1:  # the needle lies outside any literal: leave it
                 pos, look = at, m.end()
                 continue
-            # An exact needle starts on an escape boundary, so the literal's end can be sought from it.
-            rest = literal_rest(buf, at if exact else start + 1)
-            if rest is None:  # the literal goes on in the next chunk
+            start = mask.rfind(b"'", pos, at)
+            end = mask.find(b"'", at)  # the closing quote
+            if end < 0:  # the literal goes on in the next chunk
                 out.append(buf[emitted:start])
                 return start
-            end = rest.end() - 1  # the closing quote
             out.append(buf[emitted : start + 1])
             out.append(rewrite(buf[start + 1 : end]))
             emitted = end
             pos = look = end + 1
-        start = tokens(buf, pos).end()  # type: ignore[union-attr]
-        out.append(buf[emitted:start])
-        return start
+        if mask.count(b"'", pos) & 1:  # the buffer ends inside a literal: carry it from its opening quote
+            start = mask.rfind(b"'", pos)
+            out.append(buf[emitted:start])
+            return start
+        out.append(buf[emitted:])
+        return len(buf)
 
     def _stream_long_literal(self, carry: bytes, read: Callable[[], bytes], out: list[bytes]) -> bytes:
         """Rewrite a long non-serialized literal as it streams; return what follows its closing quote."""

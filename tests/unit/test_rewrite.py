@@ -8,6 +8,7 @@ value unserializes to exactly that structure.
 from __future__ import annotations
 
 import io
+import itertools
 import os
 import re
 import subprocess
@@ -197,6 +198,42 @@ def test_plain_fields_get_php_strtr_and_nothing_else_changes(
 @given(st.binary(max_size=200))
 def test_encode_decode_round_trip(value: bytes) -> None:
     assert mysql_decode(mysql_encode(value)) == value
+
+
+def test_decode_reads_every_escape_as_mysql_does() -> None:
+    """Every sequence of up to 4 escapes and bytes, against MySQL's escape table applied one by one."""
+    table = {b"0": b"\0", b"b": b"\b", b"n": b"\n", b"r": b"\r", b"t": b"\t", b"Z": b"\x1a"}
+
+    def reference(body: bytes) -> bytes:
+        out, i = bytearray(), 0
+        while i < len(body):
+            if body[i : i + 1] == b"\\":
+                out += table.get(body[i + 1 : i + 2], body[i + 1 : i + 2])
+                i += 2
+            else:
+                out += body[i : i + 1]
+                i += 1
+        return bytes(out)
+
+    pieces = [
+        b"\\\\",
+        b"\\'",
+        b'\\"',
+        b"\\n",
+        b"\\r",
+        b"\\0",
+        b"\\Z",
+        b"\\t",
+        b"\\x41",
+        b"\\101",
+        b"a",
+        b"0",
+        "é".encode(),
+    ]
+    for size in range(1, 5):
+        for combo in itertools.product(pieces, repeat=size):
+            body = b"".join(combo)
+            assert mysql_decode(body) == reference(body), body
 
 
 # -- families (each an exact expectation) ------------------------------------------------------------------
