@@ -282,13 +282,19 @@ def _start_progress(reader: _CountingReader, total_hint: int) -> threading.Event
     return done
 
 
+def client_env(endpoint: DbEndpoint) -> dict[str, str]:
+    """The client tool's environment: its own password in MYSQL_PWD and no other *_DB_PASSWORD."""
+    env = endpoint.client_env()
+    return {k: v for k, v in env.items() if not k.endswith(("_DB_PASSWORD", "_DB_PASSWORD_FILE"))}
+
+
 def _start_dump(source: DbEndpoint) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
         dump_command(source),
         stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
-        env=source.client_env(),
+        env=client_env(source),
     )
 
 
@@ -307,7 +313,7 @@ def stream_copy(
         stdin=subprocess.PIPE,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
-        env=target.client_env(),
+        env=client_env(target),
     )
     assert dump.stdout and dump.stderr and load.stdin and load.stderr
     dump_err, load_err = _StderrDrain(dump.stderr), _StderrDrain(load.stderr)

@@ -96,27 +96,31 @@ class FanOutLoader:
             raise LoadError(_server_message(exc)) from exc
         for loader in self.loaders:
             loader.start()
-        self.pending = b""
-        self.statement: list[bytes] = []
+        self.pieces: list[bytes] = []
+        self.tail_semicolon = False
         self.statements = 0
 
     # The sink protocol the rewrite uses.
     def write(self, data: bytes) -> int:
+        """Cut at ``;\n`` (only statement ends have it: string literals hold no raw newline)."""
         self._check()
-        lines = (self.pending + data).split(b"\n")
-        self.pending = lines.pop()
-        for line in lines:
-            self._line(line)
+        pos = 0
+        if self.tail_semicolon and data.startswith(b"\n"):
+            self._statement(b"")
+            pos = 1
+        while (end := data.find(b";\n", pos)) >= 0:
+            self._statement(data[pos : end + 1])
+            pos = end + 2
+        rest = data[pos:]
+        if rest:
+            self.pieces.append(rest)
+        self.tail_semicolon = rest.endswith(b";")
         return len(data)
 
     def close(self) -> None:
         """Run what is left, wait for every loader, and raise LoadError if any statement failed."""
-        if self.pending:
-            self._line(self.pending)
-            self.pending = b""
-        if self.statement:
-            self._dispatch(b"\n".join(self.statement))
-            self.statement = []
+        if self.pieces:
+            self._statement(b"")
         self._barrier()
         self._stop()
         self._check()
@@ -126,18 +130,27 @@ class FanOutLoader:
         self._stop()
 
     # Internals.
-    def _line(self, line: bytes) -> None:
-        if not self.statement:
-            if not line or line.startswith(b"--") or line.startswith(b"/*M!999999"):
-                return
-            if line.startswith(b"DELIMITER"):
-                raise LoadError(
-                    "the dump uses DELIMITER (triggers or routines); the parallel load cannot run it"
-                )
-        self.statement.append(line)
-        if line.endswith(b";"):
-            self._dispatch(b"\n".join(self.statement))
-            self.statement = []
+    def _statement(self, last: bytes) -> None:
+        stmt = b"".join([*self.pieces, last]) if self.pieces else last
+        self.pieces = []
+        self.tail_semicolon = False
+        # Skip the comment lines and blank lines mariadb-dump puts between statements.
+        start = 0
+        while start < len(stmt):
+            if stmt.startswith((b"\n", b" "), start):
+                start += 1
+            elif stmt.startswith((b"--", b"/*M!999999"), start):
+                nl = stmt.find(b"\n", start)
+                start = len(stmt) if nl < 0 else nl + 1
+            else:
+                break
+        if start:
+            stmt = stmt[start:]
+        if not stmt.strip():
+            return
+        if stmt.startswith(b"DELIMITER"):
+            raise LoadError("the dump uses DELIMITER (triggers or routines); the parallel load cannot run it")
+        self._dispatch(stmt)
 
     def _dispatch(self, stmt: bytes) -> None:
         self.statements += 1
