@@ -45,6 +45,7 @@ STDERR_KEEP = 64 * 1024
 # max_allowed_packet accepts them; 256 KiB..4 MiB measured the same within noise (bench/copy_database.py).
 NET_BUFFER_LENGTH = 1024 * 1024
 READ_CHUNK = 1024 * 1024
+VERIFY_STREAMS = 2  # target connections scanning in parallel once the load is done
 BASE_KINDS = ("BASE TABLE", "SYSTEM VERSIONED")
 TEXT_TYPES = ("char", "varchar", "tinytext", "text", "mediumtext", "longtext")
 
@@ -460,24 +461,89 @@ def leftover_checks(
     return exprs, params, labels
 
 
+def _int_pk(conn: Any, table: str) -> str | None:
+    """The table's primary key column if it is a single integer column (to split scans into ranges)."""
+    with conn.cursor() as cur:
+        cur.execute(
+            "SELECT COLUMN_NAME, DATA_TYPE FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = DATABASE()"
+            " AND TABLE_NAME = %s AND COLUMN_KEY = 'PRI'",
+            (table,),
+        )
+        rows = cur.fetchall()
+    if len(rows) == 1 and str(rows[0][1]) in ("tinyint", "smallint", "mediumint", "int", "bigint"):
+        return str(rows[0][0])
+    return None
+
+
+def _scan_jobs(conn: Any, tables: Sequence[str], chunks: int) -> list[tuple[str, str, tuple[int, ...]]]:
+    """(table, WHERE clause, parameters): whole tables, or PK ranges of tables when scanning in parallel."""
+    jobs: list[tuple[str, str, tuple[int, ...]]] = []
+    for table in tables:
+        pk = _int_pk(conn, table) if chunks > 1 else None
+        bounds = None
+        if pk:
+            with conn.cursor() as cur:
+                col = quote_identifier(pk)
+                cur.execute(f"SELECT MIN({col}), MAX({col}) FROM {quote_identifier(table)}")
+                bounds = cur.fetchone()
+        if not pk or not bounds or bounds[0] is None:
+            jobs.append((table, "", ()))
+            continue
+        low, high = int(bounds[0]), int(bounds[1])
+        step = max(1, (high - low + chunks) // chunks)
+        col = quote_identifier(pk)
+        jobs.append((table, f" WHERE {col} < %s OR {col} IS NULL", (low,)))
+        for start in range(low, high + 1, step):
+            jobs.append((table, f" WHERE {col} >= %s AND {col} < %s", (start, start + step)))
+        jobs.append((table, f" WHERE {col} >= %s", (low + step * ((high - low) // step + 1),)))
+    return jobs
+
+
 def verify_target(
     conn: Any,
     tables: Sequence[str],
     columns: dict[str, list[str]],
     pairs: Sequence[tuple[str, str]],
+    extra_conns: Sequence[Any] = (),
 ) -> tuple[dict[str, int], list[str]]:
-    """One scan per target table: its row count and, per text column, rows still holding an OLD URL."""
-    counts: dict[str, int] = {}
-    leftovers: list[str] = []
-    with conn.cursor() as cur:
-        for table in tables:
-            exprs, params, labels = leftover_checks(pairs, columns.get(table, []))
-            cur.execute(f"SELECT {', '.join(['COUNT(*)', *exprs])} FROM {quote_identifier(table)}", params)
-            row = cur.fetchone()
-            counts[table] = int(row[0])
-            for (column, needle), hits in zip(labels, row[1:], strict=True):
-                if int(hits):
-                    leftovers.append(f"{table}.{column} ({int(hits)} rows with {needle!r})")
+    """Scan the target: row count and, per text column, rows still holding an OLD URL.
+
+    With ``extra_conns``, tables with an integer primary key are scanned in ranges over all connections.
+    """
+    conns = [conn, *extra_conns]
+    jobs = _scan_jobs(conn, tables, len(conns))
+    counts: dict[str, int] = dict.fromkeys(tables, 0)
+    hits: dict[tuple[str, str, str], int] = {}
+    lock = threading.Lock()
+    errors: list[BaseException] = []
+
+    def work(worker_conn: Any, my_jobs: list[tuple[str, str, tuple[int, ...]]]) -> None:
+        try:
+            with worker_conn.cursor() as cur:
+                for table, where, where_params in my_jobs:
+                    exprs, params, labels = leftover_checks(pairs, columns.get(table, []))
+                    cur.execute(
+                        f"SELECT {', '.join(['COUNT(*)', *exprs])} FROM {quote_identifier(table)}{where}",
+                        [*params, *where_params],
+                    )
+                    row = cur.fetchone()
+                    with lock:
+                        counts[table] += int(row[0])
+                        for (column, needle), n in zip(labels, row[1:], strict=True):
+                            hits[(table, column, needle)] = hits.get((table, column, needle), 0) + int(n)
+        except BaseException as exc:  # re-raised in the calling thread
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work, args=(c, jobs[i :: len(conns)])) for i, c in enumerate(conns)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    if errors:
+        raise errors[0]
+    leftovers = [
+        f"{table}.{column} ({n} rows with {needle!r})" for (table, column, needle), n in hits.items() if n
+    ]
     return counts, leftovers
 
 
@@ -487,6 +553,8 @@ def verify(
     target: DbEndpoint,
     source_tables: list[TableInfo],
     pairs: Sequence[tuple[str, str]],
+    *,
+    verify_streams: int = VERIFY_STREAMS,
 ) -> int:
     """Row counts equal per table and no OLD URL left; return the total row count."""
     assert target.database
@@ -507,7 +575,15 @@ def verify(
     if missing:
         counter.join()
         raise StepError(f"verification failed: the target lacks {', '.join(missing[:5])}.")
-    dst_counts, leftovers = verify_target(dst_conn, base, text_columns(dst_conn, target.database), pairs)
+    extra = [_connect(target, "target") for _ in range(verify_streams - 1)]
+    try:
+        dst_counts, leftovers = verify_target(
+            dst_conn, base, text_columns(dst_conn, target.database), pairs, extra
+        )
+    finally:
+        for conn in extra:
+            with contextlib.suppress(Exception):
+                conn.close()
     counter.join()
     if src_error:
         raise StepError(sentence(f"copy-database could not count the source rows: {src_error[0]}"))
