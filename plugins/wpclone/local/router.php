@@ -1,0 +1,123 @@
+<?php
+/**
+ * wpclone local site host: the router script of one `php -S` server that serves every registered site.
+ *
+ * The site is chosen by the Host header (<site>.localhost[:port]). /wp-content/* comes from the site's own
+ * wp-content directory, core static files from the core directory (the document root: a symlink farm to
+ * Debian's /usr/share/wordpress with our own wp-config.php), and PHP runs through WordPress with the
+ * site's constants. Any other path goes to index.php, so pretty permalinks work.
+ *
+ * This file runs at global scope: WordPress's files are required here, not inside a function, because
+ * WordPress relies on file-scope variables being globals. Every variable of ours is prefixed wpclone_.
+ */
+
+require __DIR__ . '/site.php';
+
+$wpclone_sites_dir = (string) getenv('WPCLONE_SITES_DIR');
+$wpclone_core_dir = rtrim((string) getenv('WPCLONE_CORE_DIR'), '/');
+
+function wpclone_plain(int $status, string $message): bool {
+	http_response_code($status);
+	header('Content-Type: text/plain; charset=utf-8');
+	header('Cache-Control: no-store');
+	echo $message, "\n";
+	return true;
+}
+
+$wpclone_host = strtolower(preg_replace('/:\d+$/', '', (string) ($_SERVER['HTTP_HOST'] ?? '')));
+$wpclone_path = (string) parse_url((string) ($_SERVER['REQUEST_URI'] ?? '/'), PHP_URL_PATH);
+$wpclone_path = rawurldecode($wpclone_path === '' ? '/' : $wpclone_path);
+
+if ($wpclone_path === '/__wpclone/health' && in_array($wpclone_host, ['localhost', '127.0.0.1'], true)) {
+	return wpclone_plain(200, 'ok');
+}
+if (str_contains($wpclone_path, "\0") || preg_match('#(^|/)\.\.?(/|$)#', $wpclone_path)) {
+	return wpclone_plain(400, 'wpclone: the request path is not valid.');
+}
+
+$wpclone_site = null;
+if (preg_match('/^([a-z0-9][a-z0-9-]{0,38})\.localhost$/', $wpclone_host, $wpclone_m)) {
+	try {
+		$wpclone_site = wpclone_load_site($wpclone_sites_dir, $wpclone_m[1]);
+	} catch (RuntimeException $wpclone_e) {
+		error_log($wpclone_e->getMessage());
+		return wpclone_plain(500, 'wpclone: the site config of ' . $wpclone_m[1] . ' is broken; see the site host log.');
+	}
+}
+if ($wpclone_site === null) {
+	$wpclone_shown = preg_replace('/[^a-z0-9.\-]/', '?', substr($wpclone_host, 0, 100));
+	return wpclone_plain(404, "wpclone: no site is registered for host '$wpclone_shown'; "
+		. 'sites are served at http://<site>.localhost:<port>/.');
+}
+
+// Static files of the site's own wp-content: never executed, never outside the directory.
+if (str_starts_with($wpclone_path, '/wp-content/')) {
+	$wpclone_base = realpath($wpclone_site['dir'] . '/wp-content');
+	$wpclone_file = realpath($wpclone_site['dir'] . $wpclone_path);
+	if ($wpclone_base === false || $wpclone_file === false || !is_file($wpclone_file)
+		|| !str_starts_with($wpclone_file, $wpclone_base . '/')) {
+		return wpclone_plain(404, 'wpclone: not found.');
+	}
+	if (preg_match('/\.(php\d?|phtml|phar)$/i', $wpclone_file)) {
+		return wpclone_plain(403, 'wpclone: PHP files under wp-content are not served directly.');
+	}
+	$wpclone_types = [
+		'css' => 'text/css', 'js' => 'application/javascript', 'json' => 'application/json',
+		'png' => 'image/png', 'jpg' => 'image/jpeg', 'jpeg' => 'image/jpeg', 'gif' => 'image/gif',
+		'webp' => 'image/webp', 'svg' => 'image/svg+xml', 'ico' => 'image/x-icon', 'avif' => 'image/avif',
+		'woff' => 'font/woff', 'woff2' => 'font/woff2', 'ttf' => 'font/ttf', 'otf' => 'font/otf',
+		'txt' => 'text/plain', 'html' => 'text/html', 'xml' => 'application/xml', 'pdf' => 'application/pdf',
+		'mp4' => 'video/mp4', 'webm' => 'video/webm', 'mp3' => 'audio/mpeg', 'zip' => 'application/zip',
+	];
+	$wpclone_ext = strtolower(pathinfo($wpclone_file, PATHINFO_EXTENSION));
+	$wpclone_type = $wpclone_types[$wpclone_ext] ?? (mime_content_type($wpclone_file) ?: 'application/octet-stream');
+	$wpclone_mtime = filemtime($wpclone_file);
+	header('Content-Type: ' . $wpclone_type);
+	header('Content-Length: ' . filesize($wpclone_file));
+	header('Last-Modified: ' . gmdate('D, d M Y H:i:s', $wpclone_mtime) . ' GMT');
+	if (($_SERVER['REQUEST_METHOD'] ?? 'GET') !== 'HEAD') {
+		readfile($wpclone_file);
+	}
+	return true;
+}
+
+// Which PHP script of core runs, and with which PATH_INFO.
+$wpclone_script = null;
+$wpclone_path_info = '';
+if (preg_match('#^(/(?:[^/]+/)*[^/]+\.php)(/.*)?$#', $wpclone_path, $wpclone_m)) {
+	if ($wpclone_m[1] === '/wp-config.php') {
+		return wpclone_plain(404, 'wpclone: not found.');
+	}
+	if (is_file($wpclone_core_dir . $wpclone_m[1])) {
+		$wpclone_script = $wpclone_m[1];
+		$wpclone_path_info = $wpclone_m[2] ?? '';
+	}
+} elseif (is_dir($wpclone_core_dir . $wpclone_path) && is_file($wpclone_core_dir . rtrim($wpclone_path, '/') . '/index.php')) {
+	if (!str_ends_with($wpclone_path, '/')) {
+		$wpclone_query = (string) parse_url((string) $_SERVER['REQUEST_URI'], PHP_URL_QUERY);
+		header('Location: ' . $wpclone_path . '/' . ($wpclone_query !== '' ? '?' . $wpclone_query : ''), true, 301);
+		return true;
+	}
+	$wpclone_script = $wpclone_path . 'index.php';
+} elseif (is_file($wpclone_core_dir . $wpclone_path)) {
+	return false; // a core static file: the built-in server sends it from the document root
+}
+if ($wpclone_script === null) {
+	$wpclone_script = '/index.php'; // permalinks and WordPress's own 404 page
+}
+
+wpclone_define_site($wpclone_site, $wpclone_core_dir);
+$_SERVER['DOCUMENT_ROOT'] = $wpclone_core_dir;
+$_SERVER['SCRIPT_FILENAME'] = $wpclone_core_dir . $wpclone_script;
+$_SERVER['SCRIPT_NAME'] = $wpclone_script;
+$_SERVER['PHP_SELF'] = $wpclone_script . $wpclone_path_info;
+if ($wpclone_path_info !== '') {
+	$_SERVER['PATH_INFO'] = $wpclone_path_info;
+} else {
+	unset($_SERVER['PATH_INFO'], $_SERVER['ORIG_PATH_INFO']);
+}
+chdir(dirname($_SERVER['SCRIPT_FILENAME']));
+$wpclone_require = $_SERVER['SCRIPT_FILENAME'];
+unset($wpclone_site, $wpclone_m, $wpclone_host, $wpclone_path, $wpclone_script, $wpclone_path_info, $wpclone_e);
+require $wpclone_require;
+return true;
