@@ -1,0 +1,405 @@
+"""The realistic source site ``source`` of the local stack: WordPress installed and filled like a real site.
+
+Two stages. ``seed.php`` (WordPress APIs, no wp-cli) installs the site and creates the content real sites
+hold: the classic theme, block-markup posts and pages with plain and JSON-escaped URLs, media with generated
+sizes, menus, widgets, theme mods, nested serialized options, page-builder postmeta and comments. Then,
+to reach ``posts`` posts, rows modelled on those are bulk-inserted with multi-row INSERTs (fast: tens of
+thousands of posts and hundreds of MB in a minute or two).
+
+Re-running is a no-op on a seeded site (it only tops up posts when more are asked for); ``force`` drops
+the site and seeds it again.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import subprocess
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+from pymysql.converters import escape_string
+
+from wpclone.db import ConfigError, DbEndpoint, quote_identifier
+from wpclone.local.mariadb import LocalMariaDB
+from wpclone.local.settings import StackSettings
+from wpclone.local.sitehost import (
+    SiteConfig,
+    SiteHost,
+    load_site,
+    register_site,
+    site_dir,
+    unregister_site,
+)
+
+log = logging.getLogger(__name__)
+
+SOURCE = "source"
+SOURCE_TITLE = "Northwind Field Station"
+DEFAULT_POSTS = 200
+SEED_PHP = Path(__file__).resolve().parent / "seed.php"
+BULK_BATCH_ROWS = 400
+BULK_WORKERS = 4
+PHP_TIMEOUT_S = 600
+
+
+def source_config(settings: StackSettings) -> SiteConfig:
+    """The source site's config; its secret files are created on first use (mode 0600)."""
+    settings.secret(f"site-{SOURCE}-db")
+    settings.secret(f"site-{SOURCE}-admin")
+    return SiteConfig(
+        name=SOURCE,
+        url=settings.site_url(SOURCE),
+        db_host="127.0.0.1",
+        db_port=settings.db_port,
+        db_name=f"wp_{SOURCE}",
+        db_user=f"wp_{SOURCE}",
+        db_password_file=settings.secrets_dir / f"site-{SOURCE}-db",
+        table_prefix="wp_",
+        admin_user="admin",
+        admin_password_file=settings.secrets_dir / f"site-{SOURCE}-admin",
+    )
+
+
+def site_endpoint(config: SiteConfig) -> DbEndpoint:
+    """The site's own database login (least privilege: only its database)."""
+    return DbEndpoint(config.db_host, config.db_port, config.db_user, config.db_password(), config.db_name)
+
+
+def site_admin_password(settings: StackSettings, name: str = SOURCE) -> str:
+    return load_site(settings, name).admin_password()
+
+
+def _create_database(admin: DbEndpoint, config: SiteConfig) -> None:
+    db = quote_identifier(config.db_name)
+    with admin.connect() as conn, conn.cursor() as cur:
+        cur.execute(f"CREATE DATABASE IF NOT EXISTS {db} CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci")
+        cur.execute(
+            "CREATE USER IF NOT EXISTS %s@'127.0.0.1' IDENTIFIED BY %s",
+            (config.db_user, config.db_password()),
+        )
+        cur.execute("ALTER USER %s@'127.0.0.1' IDENTIFIED BY %s", (config.db_user, config.db_password()))
+        cur.execute(f"GRANT ALL PRIVILEGES ON {db}.* TO %s@'127.0.0.1'", (config.db_user,))
+
+
+def _drop_site(settings: StackSettings, admin: DbEndpoint, config: SiteConfig) -> None:
+    log.info("dropping site %s (database %s, user %s, content)", config.name, config.db_name, config.db_user)
+    with admin.connect() as conn, conn.cursor() as cur:
+        cur.execute(f"DROP DATABASE IF EXISTS {quote_identifier(config.db_name)}")
+        cur.execute("DROP USER IF EXISTS %s@'127.0.0.1'", (config.db_user,))
+    unregister_site(settings, config.name)
+
+
+def _run_php(host: SiteHost, mode: str, name: str, stdin: str = "") -> dict[str, object]:
+    result = subprocess.run(
+        ["php", "-d", "memory_limit=1G", str(SEED_PHP), mode, name],
+        input=stdin,
+        env={**host.env(), "WPCLONE_SEED_TITLE": SOURCE_TITLE},
+        capture_output=True,
+        text=True,
+        timeout=PHP_TIMEOUT_S,
+        check=False,
+    )
+    lines = result.stdout.strip().splitlines()
+    if result.returncode != 0 or not lines:
+        detail = (result.stderr.strip() or result.stdout.strip() or "no output").splitlines()[-1]
+        raise RuntimeError(f"seeding site {name} failed in the {mode} stage: {detail}")
+    summary: dict[str, object] = json.loads(lines[-1])
+    return summary
+
+
+def seed_source(settings: StackSettings, posts: int = DEFAULT_POSTS, force: bool = False) -> SiteConfig:
+    """Create (or top up) the source site with at least ``posts`` published posts; returns its config."""
+    if posts < 0:
+        raise ConfigError(f"--posts must be zero or more, not {posts}.")
+    mariadb = LocalMariaDB(settings)
+    if not mariadb.is_running():
+        raise ConfigError("MariaDB is not running; start the stack with `python -m wpclone.local up` first.")
+    admin = mariadb.admin
+    config = source_config(settings)
+    started = time.monotonic()
+    if force:
+        _drop_site(settings, admin, config)
+    _create_database(admin, config)
+    register_site(settings, config)
+    host = SiteHost(settings)
+    host.build_core()
+    installed = _run_php(host, "install", config.name, stdin=config.admin_password())
+    log.info(
+        "install stage: %s", "installed WordPress" if installed.get("installed") else "already installed"
+    )
+    content = _run_php(host, "content", config.name)
+    log.info("content stage: %s", "created content" if content.get("seeded") else "already seeded")
+    added = bulk_posts(config, posts)
+    log.info(
+        "site %s ready at %s (%d posts added in bulk, %.1f s); admin user %s, password in %s",
+        config.name,
+        config.url,
+        added,
+        time.monotonic() - started,
+        config.admin_user,
+        config.admin_password_file,
+    )
+    return config
+
+
+def database_size(endpoint: DbEndpoint, database: str) -> int:
+    """Data + index bytes of a database, per information_schema (statistics refreshed first)."""
+    with endpoint.connect() as conn, conn.cursor() as cur:
+        cur.execute("SELECT table_name FROM information_schema.tables WHERE table_schema = %s", (database,))
+        tables = [f"{quote_identifier(database)}.{quote_identifier(str(row[0]))}" for row in cur.fetchall()]
+        if tables:
+            cur.execute("ANALYZE TABLE " + ", ".join(tables))
+            cur.fetchall()
+        cur.execute(
+            "SELECT COALESCE(SUM(data_length + index_length), 0) FROM information_schema.tables "
+            "WHERE table_schema = %s",
+            (database,),
+        )
+        row = cur.fetchone()
+    return int(row[0]) if row else 0
+
+
+# ---- bulk rows ---------------------------------------------------------------------------------------------
+
+
+def php_serialize(value: object) -> str:
+    """PHP serialize() for the str/int/bool/float/dict/list values our bulk rows use (byte lengths)."""
+    if isinstance(value, bool):
+        return f"b:{int(value)};"
+    if isinstance(value, int):
+        return f"i:{value};"
+    if isinstance(value, float):
+        return f"d:{value!r};"
+    if isinstance(value, str):
+        return f's:{len(value.encode())}:"{value}";'
+    if isinstance(value, list):
+        value = dict(enumerate(value))
+    if isinstance(value, dict):
+        items = "".join(php_serialize(k) + php_serialize(v) for k, v in value.items())
+        return f"a:{len(value)}:{{{items}}}"
+    raise TypeError(f"cannot serialize {type(value).__name__}")
+
+
+def _json(value: object) -> str:
+    """json_encode() as WordPress stores it: slashes escaped as \\/."""
+    return json.dumps(value, separators=(",", ":")).replace("/", "\\/")
+
+
+@dataclass(frozen=True)
+class _Image:
+    id: int
+    url: str
+
+
+PARAGRAPHS = (
+    "The morning count began at the north rocks, where the tide had left long pools full of small fish. "
+    "We logged every bird we could identify and photographed the rest for later.",
+    "Water temperature rose half a degree over the week, which matches the long-term trend in our records. "
+    "The full series is published with the station's open data.",
+    "Volunteers repaired the boardwalk to the hide and cleared the path along the dunes; "
+    "visitors can reach the observation point again without boots.",
+    "In the afternoon the wind turned west and the swell built quickly, so the boat survey was postponed "
+    "to the next calm day, as the safety plan requires.",
+)
+
+
+def _post_content(url: str, n: int, image: _Image) -> str:
+    esc = url.replace("/", "\\/")
+    blocks = []
+    for k in range(3):
+        text = " ".join(PARAGRAPHS[(n + k + j) % len(PARAGRAPHS)] for j in range(2))
+        blocks.append(
+            f"<!-- wp:paragraph -->\n<p>{text} "
+            f'See <a href="{url}/field-note-{max(n - 1, 1)}/">the previous note</a>, '
+            f'<a href="{url}/data/">the open data</a> and '
+            f'<a href="{url}/?p={n}">this note\'s short link</a>.</p>\n'
+            "<!-- /wp:paragraph -->"
+        )
+    img_url = image.url.replace("/", "\\/")
+    img_attrs = f'{{"id":{image.id},"sizeSlug":"large","linkDestination":"media","url":"{img_url}"}}'
+    blocks.append(
+        f"<!-- wp:image {img_attrs} -->\n"
+        f'<figure class="wp-block-image size-large"><a href="{image.url}"><img src="{image.url}" alt="" '
+        f'class="wp-image-{image.id}"/></a><figcaption>From the archive, note {n}.</figcaption></figure>\n'
+        "<!-- /wp:image -->"
+    )
+    blocks.append(
+        f'<!-- wp:cover {{"url":"{img_url}","id":{image.id},"dimRatio":50}} -->\n'
+        '<div class="wp-block-cover"><span aria-hidden="true" '
+        'class="wp-block-cover__background has-background-dim"></span>'
+        f'<img class="wp-block-cover__image-background wp-image-{image.id}" alt="" src="{image.url}" '
+        f'data-object-fit="cover"/><div class="wp-block-cover__inner-container"><!-- wp:paragraph -->\n'
+        f"<p>Field note {n}</p>\n<!-- /wp:paragraph --></div></div>\n<!-- /wp:cover -->"
+    )
+    blocks.append(
+        f'<!-- wp:wpclone/related {{"links":["{esc}\\/about\\/","{esc}\\/data\\/"],"more":"{esc}\\/"}} /-->'
+    )
+    blocks.append(
+        '<!-- wp:buttons -->\n<div class="wp-block-buttons"><!-- wp:button -->\n'
+        '<div class="wp-block-button"><a class="wp-block-button__link wp-element-button" '
+        f'href="{url}/contact/">'
+        "Send us a sighting</a></div>\n<!-- /wp:button --></div>\n<!-- /wp:buttons -->"
+    )
+    return "\n\n".join(blocks)
+
+
+def _post_meta(url: str, n: int, image: _Image) -> list[tuple[str, str]]:
+    layout = _json(
+        {
+            "rows": [
+                {"image": image.url, "link": f"{url}/field-note-{n}/", "title": f"Field note {n}"},
+                {"columns": [{"text": PARAGRAPHS[n % 4], "href": f"{url}/data/"} for _ in range(3)]},
+            ]
+        }
+    )
+    builder = php_serialize({"version": 3, "layout": layout, "background": image.url})
+    elementor = _json(
+        [
+            {
+                "id": f"{n:07x}"[-7:],
+                "elType": "section",
+                "elements": [
+                    {
+                        "id": f"{n + 1:07x}"[-7:],
+                        "elType": "widget",
+                        "widgetType": "image",
+                        "settings": {
+                            "image": {"url": image.url, "id": image.id},
+                            "link": {"url": f"{url}/contact/"},
+                        },
+                    },
+                    {
+                        "id": f"{n + 2:07x}"[-7:],
+                        "elType": "widget",
+                        "widgetType": "text-editor",
+                        "settings": {
+                            "editor": f'<p>{PARAGRAPHS[(n + 1) % 4]} <a href="{url}/about/">About</a></p>'
+                        },
+                    },
+                ],
+            }
+        ]
+    )
+    return [
+        ("_wpclone_builder_layout", builder),
+        ("_elementor_edit_mode", "builder"),
+        ("_elementor_data", elementor),
+        ("_thumbnail_id", str(image.id)),
+    ]
+
+
+def _comment_text(url: str, n: int) -> str:
+    return f'Thanks for note {n}! See <a href="{url}/field-note-{n}/">this</a>.'
+
+
+def _sql_str(value: str) -> str:
+    return "'" + str(escape_string(value)) + "'"
+
+
+def _insert_batch(endpoint: DbEndpoint, prefix: str, url: str, ids: list[int], images: list[_Image]) -> None:
+    posts: list[str] = []
+    metas: list[str] = []
+    comments: list[str] = []
+    terms: list[str] = []
+    base = time.time()
+    for n in ids:
+        image = images[n % len(images)]
+        date = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(base - 86400 * 3650 + n * 600))
+        content = _post_content(url, n, image)
+        posts.append(
+            f"({n},1,'{date}','{date}',{_sql_str(content)},'Field note {n}','Field note {n}.','publish',"
+            f"'open','open','','field-note-{n}','','','{date}','{date}','',0,{_sql_str(f'{url}/?p={n}')},0,'post','',1)"
+        )
+        metas.extend(f"({n},{_sql_str(key)},{_sql_str(value)})" for key, value in _post_meta(url, n, image))
+        comments.append(
+            f"({n},'Visitor {n % 97}','visitor{n % 97}@example.org',{_sql_str(f'{url}/about/')},'127.0.0.1',"
+            f"'{date}','{date}',{_sql_str(_comment_text(url, n))},"
+            "0,'1','','comment',0,0)"
+        )
+        terms.append(f"({n},1,0)")
+    p = prefix
+    statements = [
+        f"INSERT INTO `{p}posts` (ID,post_author,post_date,post_date_gmt,post_content,post_title,"
+        "post_excerpt,post_status,comment_status,ping_status,post_password,post_name,to_ping,pinged,post_modified,"
+        "post_modified_gmt,post_content_filtered,post_parent,guid,menu_order,post_type,post_mime_type,"
+        "comment_count) VALUES " + ",".join(posts),
+        f"INSERT INTO `{p}postmeta` (post_id,meta_key,meta_value) VALUES " + ",".join(metas),
+        f"INSERT INTO `{p}comments` (comment_post_ID,comment_author,comment_author_email,comment_author_url,"
+        "comment_author_IP,comment_date,comment_date_gmt,comment_content,comment_karma,comment_approved,"
+        "comment_agent,comment_type,comment_parent,user_id) VALUES " + ",".join(comments),
+        f"INSERT INTO `{p}term_relationships` (object_id,term_taxonomy_id,term_order) VALUES "
+        + ",".join(terms),
+    ]
+    with endpoint.connect() as conn, conn.cursor() as cur:
+        cur.execute("SET SESSION unique_checks = 0")
+        conn.begin()
+        for sql in statements:
+            cur.execute(sql)
+        conn.commit()
+
+
+def bulk_posts(config: SiteConfig, posts: int) -> int:
+    """Bulk-insert posts (with postmeta, a comment and a category each) until ``posts`` are published."""
+    endpoint = site_endpoint(config)
+    prefix = config.table_prefix
+    with endpoint.connect() as conn, conn.cursor() as cur:
+        cur.execute(
+            f"SELECT COUNT(*) FROM `{prefix}posts` WHERE post_type = 'post' AND post_status = 'publish'"
+        )
+        have = int(cur.fetchone()[0])
+        if have >= posts:
+            return 0
+        cur.execute(f"SELECT COALESCE(MAX(ID), 0) FROM `{prefix}posts`")
+        start = int(cur.fetchone()[0]) + 1
+        cur.execute(
+            f"SELECT ID, guid FROM `{prefix}posts` "
+            "WHERE post_type = 'attachment' AND post_mime_type LIKE 'image/%%'"
+        )
+        images = [_Image(int(row[0]), str(row[1])) for row in cur.fetchall()]
+    if not images:
+        raise RuntimeError(
+            f"site {config.name} has no image attachments to model bulk posts on; reseed with force."
+        )
+    count = posts - have
+    log.info("bulk-inserting %d posts into %s", count, config.db_name)
+    url = config.url.rstrip("/")
+    ids = list(range(start, start + count))
+    batches = [ids[i : i + BULK_BATCH_ROWS] for i in range(0, len(ids), BULK_BATCH_ROWS)]
+    started = time.monotonic()
+    done = 0
+    with ThreadPoolExecutor(BULK_WORKERS) as pool:
+        for _ in pool.map(lambda batch: _insert_batch(endpoint, prefix, url, batch, images), batches):
+            done += 1
+            if done % 25 == 0 or done == len(batches):
+                log.info(
+                    "bulk insert: %d/%d posts (%.0f s)",
+                    min(done * BULK_BATCH_ROWS, count),
+                    count,
+                    time.monotonic() - started,
+                )
+    with endpoint.connect() as conn, conn.cursor() as cur:
+        cur.execute(
+            f"UPDATE `{prefix}term_taxonomy` tt SET tt.count = "
+            f"(SELECT COUNT(*) FROM `{prefix}term_relationships` tr "
+            "WHERE tr.term_taxonomy_id = tt.term_taxonomy_id) WHERE tt.term_taxonomy_id = 1"
+        )
+    return count
+
+
+def site_exists(settings: StackSettings, name: str = SOURCE) -> bool:
+    return (site_dir(settings, name) / "site.json").is_file()
+
+
+__all__ = [
+    "DEFAULT_POSTS",
+    "SOURCE",
+    "database_size",
+    "seed_source",
+    "site_admin_password",
+    "site_endpoint",
+    "site_exists",
+    "source_config",
+]
