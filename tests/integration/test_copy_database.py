@@ -498,3 +498,29 @@ def test_same_database_is_refused(admin: DbEndpoint, names: dict[str, str]) -> N
     proc = run_step(endpoint, endpoint, *PAIRS)
     assert proc.returncode == 2 and "same database" in proc.stderr.splitlines()[-1]
     assert textwrap.dedent(proc.stdout) == ""
+
+
+@pytest.mark.parametrize("streams", [1, 2])
+def test_rewrite_failure_names_the_rewrite_stage(
+    admin: DbEndpoint, names: dict[str, str], monkeypatch: pytest.MonkeyPatch, streams: int
+) -> None:
+    from wpclone.steps import copy_database as module
+    from wpclone.steps.common import StepError
+
+    class Failing:
+        def __init__(self, pairs: object) -> None:
+            self.pairs = pairs
+
+        def rewrite_stream(self, src: Any, dst: Any) -> None:
+            dst.write(src.read(1000))  # the loader has started on the stream
+            raise ValueError("malformed literal")
+
+    monkeypatch.setattr(module, "Rewriter", Failing)
+    source, target = admin.with_database(names["src"]), admin.with_database(names["bad"])
+    pairs = [(OLD, NEW)]
+    with pytest.raises(StepError) as caught:
+        if streams == 1:
+            module.stream_copy(source, target, pairs)
+        else:
+            module.stream_copy_parallel(source, target, pairs, streams)
+    assert str(caught.value) == "copy-database failed in the rewrite stage: ValueError: malformed literal."

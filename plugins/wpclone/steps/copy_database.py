@@ -335,7 +335,13 @@ def stream_copy(
                 )
             ) from None
         except Exception as exc:
+            dump_rc = dump.poll()  # a dump that died mid-literal makes the rewrite fail: blame the dump
             _kill(dump)
+            if dump_rc:
+                _kill(load)
+                raise _stage_error(
+                    "dump", f"mariadb-dump exited with {dump_rc}: {dump_err.text(secrets)}"
+                ) from exc
             load_rc = load.poll()
             if load_rc:  # the loader died first and the rewrite saw it as some other error
                 raise StepError(
@@ -401,9 +407,15 @@ def stream_copy_parallel(
         try:
             stats = Rewriter(pairs).rewrite_stream(reader, sink)  # type: ignore[arg-type]
         except Exception as exc:
+            dump_rc = dump.poll()
+            load_failed = isinstance(exc, LoadError) or sink.failed.is_set()
             _kill(dump)
             sink.abort()
-            if isinstance(exc, LoadError) or sink.failed.is_set():
+            if dump_rc:
+                raise _stage_error(
+                    "dump", f"mariadb-dump exited with {dump_rc}: {dump_err.text(secrets)}"
+                ) from exc
+            if load_failed:
                 errors = [ld.error for ld in sink.loaders if ld.error]
                 raise _stage_error("load", scrub(errors[0] if errors else str(exc), secrets)) from exc
             detail = scrub(f"{type(exc).__name__}: {exc}", secrets)[:400]
