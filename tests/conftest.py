@@ -11,7 +11,9 @@ from collections.abc import Iterator
 
 import pytest
 
+from wpclone.db import DbEndpoint
 from wpclone.local.__main__ import up
+from wpclone.local.mariadb import LocalMariaDB
 from wpclone.local.seed import seed_source
 from wpclone.local.settings import StackSettings
 from wpclone.local.sitehost import SiteConfig
@@ -36,3 +38,9 @@ def stack(settings: StackSettings) -> Iterator[StackSettings]:
 def source_site(stack: StackSettings) -> SiteConfig:
     """The realistic source site, seeded at the default size (a no-op when it already is)."""
     return seed_source(stack)
+
+
+@pytest.fixture(scope="session")
+def admin_db(stack: StackSettings) -> DbEndpoint:
+    """The local MariaDB's admin login (may create databases and users), like the shared server's."""
+    return LocalMariaDB(stack).admin

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -121,8 +122,25 @@ def test_register_serves_by_host_then_unregister_removes(
         register_site(stack, config)
         assert json.loads((directory / "secrets.json").read_text())["salts"] == secrets
 
-        status, _, body = _get(f"{url}/")
+        # A must-use plugin in the site's own wp-content reports what WordPress was configured with.
+        mu_plugins = directory / "wp-content/mu-plugins"
+        mu_plugins.mkdir()
+        (mu_plugins / "report.php").write_text(
+            "<?php header('X-Wpclone-Report: ' . json_encode([wp_get_environment_type(), "
+            "defined('DISABLE_WP_CRON') && DISABLE_WP_CRON, WP_CONTENT_DIR, DB_NAME, "
+            "$GLOBALS['table_prefix'], home_url('/'), defined('AUTH_KEY') ? strlen(AUTH_KEY) : 0]));\n"
+        )
+        status, headers, body = _get(f"{url}/")
         assert status == 200
+        assert json.loads(headers["X-Wpclone-Report"]) == [
+            "staging",
+            True,
+            str(directory / "wp-content"),
+            source_site.db_name,
+            "wp_",
+            f"{url}/",
+            len(secrets["AUTH_KEY"]),
+        ]
         html = body.decode()
         # WordPress builds its own links from this site's URL (the content still holds the source's URLs:
         # rewriting them is the clone's job, not the site host's).
@@ -173,6 +191,8 @@ def private_stack(settings: StackSettings) -> Iterator[StackSettings]:
         SiteHost(private).stop()
         LocalMariaDB(private).stop()
         shutil.rmtree(state, ignore_errors=True)
+        with contextlib.suppress(OSError):
+            state.parent.rmdir()  # only when no other private stack is using it
 
 
 def _cli(private: StackSettings, *args: str) -> subprocess.CompletedProcess[str]:
@@ -216,6 +236,12 @@ def test_up_down_status_are_idempotent_and_leave_no_process(private_stack: Stack
     down = _cli(private_stack, "status")
     assert down.returncode == 3
     assert "mariadb:    stopped" in down.stdout and "site host:  stopped" in down.stdout
+
+    refused = _cli(private_stack, "seed")
+    assert refused.returncode == 1
+    assert refused.stderr.strip().splitlines() == [
+        "error: MariaDB is not running; start the stack with `python -m wpclone.local up` first."
+    ]
 
     first = _cli(private_stack, "up")
     assert first.returncode == 0, first.stderr
