@@ -78,6 +78,19 @@ def test_core_static_files_are_served(stack: StackSettings, source_site: SiteCon
     assert body == Path("/usr/share/wordpress/wp-includes/css/dashicons.min.css").read_bytes()
 
 
+def test_core_entry_points_load_wordpress(stack: StackSettings, source_site: SiteConfig) -> None:
+    """Entry points that decide themselves whether to load WordPress still run with our wp-config.php."""
+    status, _, body = _get(f"{source_site.url}/wp-cron.php")
+    assert status == 200, body[:300]
+    status, headers, body = _get(f"{source_site.url}/wp-json/wp/v2/posts?per_page=1")
+    assert status == 200 and headers["Content-Type"].startswith("application/json")
+    assert json.loads(body)[0]["link"].startswith(f"{source_site.url}/")
+    status, _, body = _get(f"{source_site.url}/wp-admin/load-styles.php?load%5Bchunk_0%5D=dashicons")
+    assert status == 200 and b".dashicons" in body
+    status, _, body = _get(f"{source_site.url}/wp-admin/admin-ajax.php")
+    assert (status, body) == (400, b"0")  # WordPress's own answer to an ajax call without an action
+
+
 @pytest.mark.parametrize("name", ["", "A", "-x", "a_b", "a/b", "../etc", "a;b", "a b", "x" * 40, "ß"])
 def test_site_names_are_validated(name: str) -> None:
     with pytest.raises(ConfigError):

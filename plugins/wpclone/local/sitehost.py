@@ -277,13 +277,16 @@ class SiteHost:
         if not (WORDPRESS_CORE / "wp-settings.php").is_file():
             raise ConfigError(f"WordPress core is missing at {WORDPRESS_CORE}; run scripts/setup.sh.")
         self.core_dir.mkdir(parents=True, exist_ok=True)
+        files = {"wp-cron.php": _patched_wp_cron()}
         wanted: dict[str, Path] = {
             entry.name: entry
             for entry in WORDPRESS_CORE.iterdir()
-            if entry.name not in ("wp-config.php", "wp-content")
+            if entry.name not in ("wp-config.php", "wp-content", *files) and not entry.name.startswith(".")
         }
         wanted["wp-config.php"] = CORE_WP_CONFIG
         for entry in self.core_dir.iterdir():
+            if entry.name in files and entry.is_file() and not entry.is_symlink():
+                continue
             if entry.name not in wanted or not entry.is_symlink() or entry.readlink() != wanted[entry.name]:
                 if entry.is_dir() and not entry.is_symlink():
                     shutil.rmtree(entry)
@@ -293,6 +296,10 @@ class SiteHost:
             link = self.core_dir / name
             if not link.is_symlink():
                 link.symlink_to(target)
+        for name, text in files.items():
+            path = self.core_dir / name
+            if not path.is_file() or path.read_text() != text:
+                path.write_text(text)
         return self.core_dir
 
     def env(self) -> dict[str, str]:
@@ -374,6 +381,32 @@ class SiteHost:
         log.info("stopping site host (pid %s)", pid)
         _kill_group(pid, STOP_TIMEOUT_S)
         self.pidfile.unlink(missing_ok=True)
+
+
+WP_CRON_LOAD_RE = re.compile(
+    r"if \( ! defined\( 'ABSPATH' \) \) \{\s*/\*\* Set up WordPress environment \*/\s*"
+    r"require_once __DIR__ \. '/wp-load\.php';\s*\}"
+)
+
+
+def _patched_wp_cron() -> str:
+    """Core's wp-cron.php, loading WordPress even though the router predefined ABSPATH.
+
+    Stock wp-cron.php loads wp-load.php only when ABSPATH is undefined; the router must define it (so
+    that wp-admin scripts, whose __DIR__ resolves into /usr/share/wordpress, load our wp-config.php).
+    """
+    source = (WORDPRESS_CORE / "wp-cron.php").read_text()
+    patched, count = WP_CRON_LOAD_RE.subn(
+        "/* wpclone: ABSPATH is predefined by the router; load WordPress regardless. */\n"
+        "require_once ABSPATH . 'wp-load.php';",
+        source,
+    )
+    if count != 1:
+        raise RuntimeError(
+            f"{WORDPRESS_CORE / 'wp-cron.php'} does not load WordPress as expected; "
+            "update the site host's wp-cron patch."
+        )
+    return patched
 
 
 def _is_zombie(pid: int) -> bool:
