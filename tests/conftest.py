@@ -6,17 +6,23 @@ at the end of the session (``make down`` stops it): other test sessions may shar
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import logging
+import os
+import subprocess
+import sys
 from collections.abc import Iterator
 
 import pytest
 
 from wpclone.db import DbEndpoint
 from wpclone.local.__main__ import up
-from wpclone.local.mariadb import LocalMariaDB
+from wpclone.local.mariadb import LOCAL_USER_HOST, LocalMariaDB
 from wpclone.local.seed import seed_source
 from wpclone.local.settings import StackSettings
-from wpclone.local.sitehost import SiteConfig
+from wpclone.local.sitehost import SiteConfig, content_dir, register_site, unregister_site
+from wpclone.mysql_admin import create_database_and_user, drop_database_and_user
 
 log = logging.getLogger(__name__)
 
@@ -44,3 +50,55 @@ def source_site(stack: StackSettings) -> SiteConfig:
 def admin_db(stack: StackSettings) -> DbEndpoint:
     """The local MariaDB's admin login (may create databases and users), like the shared server's."""
     return LocalMariaDB(stack).admin
+
+
+HAND_CLONE = "hand-clone"
+
+
+@dataclasses.dataclass(frozen=True)
+class HandClone:
+    site: SiteConfig
+    copy_database: dict[str, object]  # the steps' JSON results
+    copy_content: dict[str, object]
+
+
+def run_step(*args: str, env: dict[str, str] | None = None) -> dict[str, object]:
+    """Run ``python -m wpclone.steps`` as the local runtime does; return its JSON result line."""
+    result = subprocess.run(
+        [sys.executable, "-m", "wpclone.steps", *args, "--json"],
+        env={**os.environ, **(env or {})},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, f"{args[0]} failed: {result.stderr[-2000:]}"
+    parsed: dict[str, object] = json.loads(result.stdout.strip().splitlines()[-1])
+    return parsed
+
+
+@pytest.fixture(scope="session")
+def hand_clone(stack: StackSettings, source_site: SiteConfig, admin_db: DbEndpoint) -> Iterator[HandClone]:
+    """A clone of the source made by hand with the steps CLI: its own database, user, content and URL."""
+    url = stack.site_url(HAND_CLONE)
+    database = user = "wp_hand_clone"
+    password_file = stack.secrets_dir / f"site-{HAND_CLONE}-db"
+    stack.secret(password_file.name)
+    site = dataclasses.replace(
+        source_site, name=HAND_CLONE, url=url, db_name=database, db_user=user, db_password_file=password_file
+    )
+    create_database_and_user(admin_db, database, user, site.db_password(), user_host=LOCAL_USER_HOST)
+    source_db = admin_db.with_database(source_site.db_name)
+    target_db = DbEndpoint(site.db_host, site.db_port, user, site.db_password(), database)
+    copied_db = run_step(
+        "copy-database",
+        source_site.url,
+        url,
+        env={**source_db.to_env("SOURCE_DB"), **target_db.to_env("TARGET_DB")},
+    )
+    copied_content = run_step(
+        "copy-content", str(content_dir(stack, source_site.name)), str(content_dir(stack, HAND_CLONE))
+    )
+    register_site(stack, site, default_content=False)
+    yield HandClone(site, copied_db, copied_content)
+    unregister_site(stack, HAND_CLONE)
+    drop_database_and_user(admin_db, database, user, user_host=LOCAL_USER_HOST)

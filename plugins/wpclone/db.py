@@ -103,5 +103,5 @@ class DbEndpoint:
             database=self.database,
             charset="utf8mb4",
             autocommit=True,
-            **kwargs,  # type: ignore[arg-type]
+            **kwargs,
         )

@@ -1,4 +1,8 @@
-"""The seeded source site, over real HTTP and in its database: content a real WordPress site holds."""
+"""The seeded source site, over real HTTP and in its database: content a real WordPress site holds.
+
+The content checks run on the source and on a clone of it made by hand with the steps CLI
+(``copy-database`` + ``copy-content``): the clone must serve the same site at its own URL.
+"""
 
 from __future__ import annotations
 
@@ -22,6 +26,15 @@ from wpclone.local.sitehost import SiteConfig, content_dir, http_opener
 pytestmark = pytest.mark.integration
 
 URL_RE = re.compile(r"https?:(?://|\\/\\/)[^\s\"'<>)\\]+")
+
+
+@pytest.fixture(params=["source", "hand-clone"])
+def site(request: pytest.FixtureRequest, source_site: SiteConfig) -> SiteConfig:
+    """The source site, then the hand-made clone (same content, its own URL, database and files)."""
+    if request.param == "source":
+        return source_site
+    clone: SiteConfig = request.getfixturevalue("hand_clone").site
+    return clone
 
 
 def _get(url: str, opener: urllib.request.OpenerDirector | None = None) -> tuple[int, dict[str, str], bytes]:
@@ -77,62 +90,62 @@ def _foreign_urls(html: str, own: str) -> list[str]:
     return found
 
 
-def test_front_page(source_site: SiteConfig) -> None:
-    status, headers, body = _get(f"{source_site.url}/")
+def test_front_page(site: SiteConfig) -> None:
+    status, headers, body = _get(f"{site.url}/")
     assert status == 200
     assert headers["Content-Type"].startswith("text/html")
     html = body.decode()
     assert f"<title>{SOURCE_TITLE}" in html
     # The classic theme is active, its stylesheet served from the site's own wp-content.
-    assert f"href='{source_site.url}/wp-content/themes/twentytwentyone/style.css" in html
-    assert _foreign_urls(html, source_site.url) == []
-    assert f"{source_site.url}/wp-content/uploads/" in html
+    assert f"href='{site.url}/wp-content/themes/twentytwentyone/style.css" in html
+    assert _foreign_urls(html, site.url) == []
+    assert f"{site.url}/wp-content/uploads/" in html
 
 
-def test_menu_and_widgets_render(source_site: SiteConfig) -> None:
-    html = _get(f"{source_site.url}/")[2].decode()
+def test_menu_and_widgets_render(site: SiteConfig) -> None:
+    html = _get(f"{site.url}/")[2].decode()
     for text in ("Station home", "About the station", "Open data sets", "Write to us"):  # primary menu
         assert f">{text}</a>" in html, text
-    assert f'href="{source_site.url}/contact/"' in html
+    assert f'href="{site.url}/contact/"' in html
     assert "Data licence" in html  # footer menu
     assert "about the field station</a>" in html  # block widget
     assert "Download the survey data</a>" in html  # classic text widget
     assert 'class="custom-logo"' in html  # theme mod custom_logo
-    assert f"{source_site.url}/wp-content/uploads/" in html
+    assert f"{site.url}/wp-content/uploads/" in html
 
 
-def test_post_pages_and_pretty_permalinks(source_site: SiteConfig) -> None:
-    status, _, body = _get(f"{source_site.url}/spring-tides-1/")
+def test_post_pages_and_pretty_permalinks(site: SiteConfig) -> None:
+    status, _, body = _get(f"{site.url}/spring-tides-1/")
     assert status == 200
     html = body.decode()
     assert "Spring tides (1)" in html
     assert 'class="wp-block-image size-large"' in html
     assert "Lovely note." in html or "Field note 1 on spring tides" in html
     (bulk_id,) = _query(
-        source_site,
-        f"SELECT MAX(ID) FROM `{source_site.table_prefix}posts` "
+        site,
+        f"SELECT MAX(ID) FROM `{site.table_prefix}posts` "
         "WHERE post_type = 'post' AND post_status = 'publish'",
     )[0]
-    status, _, body = _get(f"{source_site.url}/field-note-{bulk_id}/")
+    status, _, body = _get(f"{site.url}/field-note-{bulk_id}/")
     assert status == 200
     assert f"Field note {bulk_id}" in body.decode()
-    status, _, body = _get(f"{source_site.url}/about/")
+    status, _, body = _get(f"{site.url}/about/")
     assert status == 200 and "About the station" in body.decode()
-    status, _, body = _get(f"{source_site.url}/no-such-page-{time.time_ns()}/")
+    status, _, body = _get(f"{site.url}/no-such-page-{time.time_ns()}/")
     assert status == 404
     assert "Nothing here" in body.decode() or "not found" in body.decode().lower()
 
 
-def test_uploaded_image_is_served_as_on_disk(source_site: SiteConfig, settings: StackSettings) -> None:
+def test_uploaded_image_is_served_as_on_disk(site: SiteConfig, settings: StackSettings) -> None:
     rows = _query(
-        source_site,
-        f"SELECT guid, post_mime_type FROM `{source_site.table_prefix}posts` WHERE post_type = 'attachment'",
+        site,
+        f"SELECT guid, post_mime_type FROM `{site.table_prefix}posts` WHERE post_type = 'attachment'",
     )
     assert len(rows) >= 4
-    uploads = content_dir(settings, source_site.name) / "uploads"
+    uploads = content_dir(settings, site.name) / "uploads"
     for guid, mime in rows:
         url = str(guid)
-        assert url.startswith(f"{source_site.url}/wp-content/uploads/")
+        assert url.startswith(f"{site.url}/wp-content/uploads/")
         path = uploads / url.split("/wp-content/uploads/", 1)[1]
         status, headers, body = _get(url)
         assert status == 200
@@ -143,8 +156,8 @@ def test_uploaded_image_is_served_as_on_disk(source_site: SiteConfig, settings: 
     meta = _php_unserialize(
         str(
             _query(
-                source_site,
-                f"SELECT meta_value FROM `{source_site.table_prefix}postmeta` "
+                site,
+                f"SELECT meta_value FROM `{site.table_prefix}postmeta` "
                 "WHERE meta_key = '_wp_attachment_metadata' LIMIT 1",
             )[0][0]
         )
@@ -179,32 +192,32 @@ def _login(config: SiteConfig, password: str) -> tuple[http.cookiejar.CookieJar,
     return jar, final_url, html
 
 
-def test_admin_login_reaches_dashboard(source_site: SiteConfig, settings: StackSettings) -> None:
-    password = site_admin_password(settings, source_site.name)
-    assert password == source_site.admin_password()
-    jar, final_url, html = _login(source_site, password)
-    assert final_url == f"{source_site.url}/wp-admin/"
+def test_admin_login_reaches_dashboard(site: SiteConfig, settings: StackSettings) -> None:
+    password = site_admin_password(settings, site.name)
+    assert password == site.admin_password()
+    jar, final_url, html = _login(site, password)
+    assert final_url == f"{site.url}/wp-admin/"
     assert 'id="loginform"' not in html
     assert "<title>Dashboard" in html
     assert 'id="wpadminbar"' in html
     assert any(cookie.name.startswith("wordpress_logged_in_") for cookie in jar)
     # The session cookie keeps working on another admin screen.
-    status, _, body = _get(f"{source_site.url}/wp-admin/edit.php", http_opener(jar))
+    status, _, body = _get(f"{site.url}/wp-admin/edit.php", http_opener(jar))
     assert status == 200 and "Spring tides" in body.decode()
 
 
-def test_wrong_password_is_rejected(source_site: SiteConfig) -> None:
-    jar, final_url, html = _login(source_site, "not-the-password-123")
+def test_wrong_password_is_rejected(site: SiteConfig) -> None:
+    jar, final_url, html = _login(site, "not-the-password-123")
     assert "/wp-login.php" in final_url
     assert 'id="login_error"' in html
     assert not any(cookie.name.startswith("wordpress_logged_in_") for cookie in jar)
-    status, _, _ = _get(f"{source_site.url}/wp-admin/", http_opener(jar, follow_redirects=False))
+    status, _, _ = _get(f"{site.url}/wp-admin/", http_opener(jar, follow_redirects=False))
     assert status == 302
 
 
-def test_serialized_options_unserialize_in_php(source_site: SiteConfig) -> None:
-    url = source_site.url
-    settings_value = _php_unserialize(_option(source_site, "wpclone_station_settings"))
+def test_serialized_options_unserialize_in_php(site: SiteConfig) -> None:
+    url = site.url
+    settings_value = _php_unserialize(_option(site, "wpclone_station_settings"))
     assert isinstance(settings_value, dict)
     assert settings_value["home"] == f"{url}/"
     assert settings_value["endpoints"]["feeds"] == [f"{url}/feed/", f"{url}/comments/feed/"]
@@ -213,56 +226,52 @@ def test_serialized_options_unserialize_in_php(source_site: SiteConfig) -> None:
     assert json.loads(settings_value["json"])["api"] == f"{url}/wp-json/"
     assert f"{url}/wp-json/".replace("/", "\\/") in settings_value["json"]
 
-    mods = _php_unserialize(_option(source_site, "theme_mods_twentytwentyone"))
+    mods = _php_unserialize(_option(site, "theme_mods_twentytwentyone"))
     assert isinstance(mods, dict)
     assert mods["background_image"].startswith(f"{url}/wp-content/uploads/")
     assert set(mods["nav_menu_locations"]) == {"primary", "footer"}
 
-    sidebars = _php_unserialize(_option(source_site, "sidebars_widgets"))
+    sidebars = _php_unserialize(_option(site, "sidebars_widgets"))
     assert isinstance(sidebars, dict) and sidebars["sidebar-1"] == ["block-2", "block-3", "text-2"]
-    blocks = _php_unserialize(_option(source_site, "widget_block"))
+    blocks = _php_unserialize(_option(site, "widget_block"))
     assert isinstance(blocks, dict) and f"{url}/about/" in blocks["2"]["content"]
-    assert _option(source_site, "template") == "twentytwentyone"
-    assert _option(source_site, "permalink_structure") == "/%postname%/"
+    assert _option(site, "template") == "twentytwentyone"
+    assert _option(site, "permalink_structure") == "/%postname%/"
 
 
-def test_block_markup_and_builder_meta(source_site: SiteConfig) -> None:
-    p = source_site.table_prefix
-    escaped = source_site.url.replace("/", "\\/")
-    (content,) = _query(
-        source_site, f"SELECT post_content FROM `{p}posts` WHERE post_name = 'spring-tides-1'"
-    )[0]
+def test_block_markup_and_builder_meta(site: SiteConfig) -> None:
+    p = site.table_prefix
+    escaped = site.url.replace("/", "\\/")
+    (content,) = _query(site, f"SELECT post_content FROM `{p}posts` WHERE post_name = 'spring-tides-1'")[0]
     assert f'"url":"{escaped}\\/wp-content\\/uploads\\/' in str(content)
     assert re.search(r'<!-- wp:image \{"id":\d+,', str(content))
-    assert f'href="{source_site.url}/' in str(content)
+    assert f'href="{site.url}/' in str(content)
 
     for meta_key in ("_wpclone_builder_layout",):
-        rows = _query(source_site, f"SELECT meta_value FROM `{p}postmeta` WHERE meta_key = %s", (meta_key,))
+        rows = _query(site, f"SELECT meta_value FROM `{p}postmeta` WHERE meta_key = %s", (meta_key,))
         assert len(rows) >= 20
         for (value,) in rows[:5] + rows[-5:]:  # WordPress-made and bulk-made rows alike
             layout = _php_unserialize(str(value))
             assert isinstance(layout, dict)
             assert f"{escaped}\\/" in layout["layout"]
-            assert json.loads(layout["layout"])["rows"][0]["image"].startswith(
-                f"{source_site.url}/wp-content/"
-            )
-    rows = _query(source_site, f"SELECT meta_value FROM `{p}postmeta` WHERE meta_key = '_elementor_data'")
+            assert json.loads(layout["layout"])["rows"][0]["image"].startswith(f"{site.url}/wp-content/")
+    rows = _query(site, f"SELECT meta_value FROM `{p}postmeta` WHERE meta_key = '_elementor_data'")
     for (value,) in rows[:3] + rows[-3:]:
         data = json.loads(str(value))
-        assert data[0]["elements"][0]["settings"]["image"]["url"].startswith(f"{source_site.url}/wp-content/")
+        assert data[0]["elements"][0]["settings"]["image"]["url"].startswith(f"{site.url}/wp-content/")
         assert escaped in str(value)
 
-    (comments,) = _query(source_site, f"SELECT COUNT(*) FROM `{p}comments` WHERE comment_approved = '1'")[0]
+    (comments,) = _query(site, f"SELECT COUNT(*) FROM `{p}comments` WHERE comment_approved = '1'")[0]
     assert int(str(comments)) >= 20
 
 
-def test_site_database_user_has_least_privilege(source_site: SiteConfig) -> None:
+def test_site_database_user_has_least_privilege(site: SiteConfig) -> None:
     import pymysql
 
-    databases = {str(row[0]) for row in _query(source_site, "SHOW DATABASES")}
-    assert databases == {source_site.db_name, "information_schema"}
+    databases = {str(row[0]) for row in _query(site, "SHOW DATABASES")}
+    assert databases == {site.db_name, "information_schema"}
     with pytest.raises(pymysql.err.OperationalError):
-        _query(source_site, "CREATE DATABASE wpclone_should_not_exist")
+        _query(site, "CREATE DATABASE wpclone_should_not_exist")
 
 
 def test_secrets_are_owner_only(source_site: SiteConfig, settings: StackSettings) -> None:

@@ -6,6 +6,7 @@ databases and users is provisioned on start; its password is a local secret file
 
 from __future__ import annotations
 
+import contextlib
 import getpass
 import logging
 import os
@@ -20,6 +21,8 @@ from wpclone.local.settings import StackSettings
 log = logging.getLogger(__name__)
 
 ADMIN_USER = "wpclone_admin"
+# Clients of the local server connect over TCP from loopback: every account we create is user@127.0.0.1.
+LOCAL_USER_HOST = "127.0.0.1"
 START_TIMEOUT_S = 60.0
 
 MY_CNF = """\
@@ -119,7 +122,9 @@ class LocalMariaDB:
         deadline = time.monotonic() + START_TIMEOUT_S
         while not (self.pid() and self._ping()):
             if time.monotonic() > deadline:
-                raise RuntimeError(f"MariaDB did not start within {START_TIMEOUT_S:.0f} s; see {self.logfile}.")
+                raise RuntimeError(
+                    f"MariaDB did not start within {START_TIMEOUT_S:.0f} s; see {self.logfile}."
+                )
             time.sleep(0.1)
         self._provision_admin()
         log.info("MariaDB listening on 127.0.0.1:%s", self.settings.db_port)
@@ -140,9 +145,9 @@ class LocalMariaDB:
     def _provision_admin(self) -> None:
         password = self.settings.secret("mysql-admin").replace("'", "''")
         self.root_sql(
-            f"CREATE USER IF NOT EXISTS '{ADMIN_USER}'@'127.0.0.1' IDENTIFIED BY '{password}';\n"
-            f"ALTER USER '{ADMIN_USER}'@'127.0.0.1' IDENTIFIED BY '{password}';\n"
-            f"GRANT ALL PRIVILEGES ON *.* TO '{ADMIN_USER}'@'127.0.0.1' WITH GRANT OPTION;\n"
+            f"CREATE USER IF NOT EXISTS '{ADMIN_USER}'@'{LOCAL_USER_HOST}' IDENTIFIED BY '{password}';\n"
+            f"ALTER USER '{ADMIN_USER}'@'{LOCAL_USER_HOST}' IDENTIFIED BY '{password}';\n"
+            f"GRANT ALL PRIVILEGES ON *.* TO '{ADMIN_USER}'@'{LOCAL_USER_HOST}' WITH GRANT OPTION;\n"
         )
 
     def stop(self, timeout: float = 60.0) -> None:
@@ -159,11 +164,8 @@ class LocalMariaDB:
 
 
 def _alive(pid: int) -> bool:
-    try:
-        # Reap it if it is our child; otherwise just probe.
+    with contextlib.suppress(ChildProcessError):  # reap it if it is our child; otherwise just probe
         os.waitpid(pid, os.WNOHANG)
-    except ChildProcessError:
-        pass
     try:
         os.kill(pid, 0)
     except ProcessLookupError:

@@ -23,7 +23,7 @@ from pathlib import Path
 from pymysql.converters import escape_string
 
 from wpclone.db import ConfigError, DbEndpoint, quote_identifier
-from wpclone.local.mariadb import LocalMariaDB
+from wpclone.local.mariadb import LOCAL_USER_HOST, LocalMariaDB
 from wpclone.local.settings import StackSettings
 from wpclone.local.sitehost import (
     SiteConfig,
@@ -33,6 +33,7 @@ from wpclone.local.sitehost import (
     site_dir,
     unregister_site,
 )
+from wpclone.mysql_admin import create_database_and_user, drop_database_and_user
 
 log = logging.getLogger(__name__)
 
@@ -72,23 +73,9 @@ def site_admin_password(settings: StackSettings, name: str = SOURCE) -> str:
     return load_site(settings, name).admin_password()
 
 
-def _create_database(admin: DbEndpoint, config: SiteConfig) -> None:
-    db = quote_identifier(config.db_name)
-    with admin.connect() as conn, conn.cursor() as cur:
-        cur.execute(f"CREATE DATABASE IF NOT EXISTS {db} CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci")
-        cur.execute(
-            "CREATE USER IF NOT EXISTS %s@'127.0.0.1' IDENTIFIED BY %s",
-            (config.db_user, config.db_password()),
-        )
-        cur.execute("ALTER USER %s@'127.0.0.1' IDENTIFIED BY %s", (config.db_user, config.db_password()))
-        cur.execute(f"GRANT ALL PRIVILEGES ON {db}.* TO %s@'127.0.0.1'", (config.db_user,))
-
-
 def _drop_site(settings: StackSettings, admin: DbEndpoint, config: SiteConfig) -> None:
     log.info("dropping site %s (database %s, user %s, content)", config.name, config.db_name, config.db_user)
-    with admin.connect() as conn, conn.cursor() as cur:
-        cur.execute(f"DROP DATABASE IF EXISTS {quote_identifier(config.db_name)}")
-        cur.execute("DROP USER IF EXISTS %s@'127.0.0.1'", (config.db_user,))
+    drop_database_and_user(admin, config.db_name, config.db_user, user_host=LOCAL_USER_HOST)
     unregister_site(settings, config.name)
 
 
@@ -122,7 +109,9 @@ def seed_source(settings: StackSettings, posts: int = DEFAULT_POSTS, force: bool
     started = time.monotonic()
     if force:
         _drop_site(settings, admin, config)
-    _create_database(admin, config)
+    create_database_and_user(
+        admin, config.db_name, config.db_user, config.db_password(), user_host=LOCAL_USER_HOST
+    )
     register_site(settings, config)
     host = SiteHost(settings)
     host.build_core()

@@ -1,0 +1,127 @@
+"""A clone made by hand with the steps CLI: what its copy reports, and what is in its database and files.
+
+Its pages, menu, widgets, images, admin login and builder data are checked over HTTP by the site tests in
+``test_seed_site.py``, which run on both the source and this clone.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from collections.abc import Iterator
+
+import pytest
+
+from tests.conftest import HandClone
+from tests.php_oracle import PhpOracle
+from wpclone.db import DbEndpoint, quote_identifier
+from wpclone.local.settings import StackSettings
+from wpclone.local.sitehost import SiteConfig, content_dir
+
+pytestmark = pytest.mark.integration
+
+# (table, key column, value column) of every place WordPress keeps serialized values.
+META_TABLES = [
+    ("options", "option_id", "option_value"),
+    ("postmeta", "meta_id", "meta_value"),
+    ("usermeta", "umeta_id", "meta_value"),
+    ("termmeta", "meta_id", "meta_value"),
+    ("commentmeta", "meta_id", "meta_value"),
+]
+SERIALIZED = r"^([aOC]:[0-9]+:|s:[0-9]+:\"|[id]:|b:[01];|N;)"
+
+
+@pytest.fixture(scope="module")
+def php() -> Iterator[PhpOracle]:
+    oracle = PhpOracle()
+    yield oracle
+    oracle.close()
+
+
+def _clone_db(clone: HandClone) -> DbEndpoint:
+    site = clone.site
+    return DbEndpoint(site.db_host, site.db_port, site.db_user, site.db_password(), site.db_name)
+
+
+def test_copy_reports_equal_row_counts(
+    hand_clone: HandClone, admin_db: DbEndpoint, source_site: SiteConfig
+) -> None:
+    def counts(database: str) -> dict[str, int]:
+        with admin_db.connect() as conn, conn.cursor() as cur:
+            cur.execute(
+                "SELECT table_name FROM information_schema.tables WHERE table_schema = %s", (database,)
+            )
+            tables = [str(row[0]) for row in cur.fetchall()]
+            found = {}
+            for table in tables:
+                cur.execute(f"SELECT COUNT(*) FROM {quote_identifier(database)}.{quote_identifier(table)}")
+                found[table] = int(cur.fetchone()[0])
+            return found
+
+    source, clone = counts(source_site.db_name), counts(hand_clone.site.db_name)
+    assert clone == source
+    assert f"{source_site.table_prefix}posts" in clone
+    result = hand_clone.copy_database
+    assert result["status"] == "ok"
+    assert (result["tables"], result["rows"]) == (len(source), sum(source.values()))
+    assert result["rewrite"]["fields_rewritten"] > 0  # type: ignore[index]
+
+
+def test_every_serialized_value_unserializes_in_php(hand_clone: HandClone, php: PhpOracle) -> None:
+    prefix = hand_clone.site.table_prefix
+    checked = with_new_url = 0
+    new_url = hand_clone.site.url.encode()
+    with _clone_db(hand_clone).connect() as conn, conn.cursor() as cur:
+        for table, key, column in META_TABLES:
+            cur.execute(
+                f"SELECT {key}, CAST({column} AS BINARY) FROM `{prefix}{table}` WHERE {column} REGEXP %s",
+                (SERIALIZED,),
+            )
+            rows = cur.fetchall()
+            for start in range(0, len(rows), 2000):
+                batch = rows[start : start + 2000]
+                results = php.reserialize([value for _, value in batch])
+                bad = [row_id for (row_id, _), result in zip(batch, results, strict=True) if result is None]
+                assert bad == [], f"{table} rows {bad[:10]} do not unserialize"
+                checked += len(batch)
+                with_new_url += sum(new_url in value for _, value in batch)
+    assert checked > 100
+    assert with_new_url > 10  # serialized values that held the source URL now hold the clone's
+
+
+def test_no_source_url_left_in_the_clone(hand_clone: HandClone, source_site: SiteConfig) -> None:
+    prefix = hand_clone.site.table_prefix
+    host = source_site.url.split("://", 1)[1]
+    with _clone_db(hand_clone).connect() as conn, conn.cursor() as cur:
+        for table, column in [
+            ("posts", "post_content"),
+            ("posts", "guid"),
+            ("postmeta", "meta_value"),
+            ("options", "option_value"),
+            ("comments", "comment_content"),
+        ]:
+            cur.execute(f"SELECT COUNT(*) FROM `{prefix}{table}` WHERE {column} LIKE %s", (f"%{host}%",))
+            assert cur.fetchone()[0] == 0, f"{table}.{column} still names {host}"
+        cur.execute(f"SELECT option_value FROM `{prefix}options` WHERE option_name IN ('siteurl', 'home')")
+        assert {row[0] for row in cur.fetchall()} == {hand_clone.site.url}
+
+
+def test_content_is_identical_with_modes_and_mtimes(
+    hand_clone: HandClone, stack: StackSettings, source_site: SiteConfig
+) -> None:
+    source = content_dir(stack, source_site.name)
+    clone = content_dir(stack, hand_clone.site.name)
+    seen = 0
+    for directory, _, files in os.walk(source):
+        for name in files:
+            src = os.path.join(directory, name)
+            dst = os.path.join(clone, os.path.relpath(src, source))
+            a, b = os.lstat(src), os.lstat(dst)
+            assert (stat.S_IMODE(a.st_mode), a.st_size, int(a.st_mtime)) == (
+                stat.S_IMODE(b.st_mode),
+                b.st_size,
+                int(b.st_mtime),
+            ), dst
+            seen += 1
+    assert seen > 50
+    assert hand_clone.copy_content["files"] >= seen  # type: ignore[operator]
