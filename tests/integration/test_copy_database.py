@@ -524,3 +524,29 @@ def test_rewrite_failure_names_the_rewrite_stage(
         else:
             module.stream_copy_parallel(source, target, pairs, streams)
     assert str(caught.value) == "copy-database failed in the rewrite stage: ValueError: malformed literal."
+
+
+def test_parallel_falls_back_to_the_client_for_views(admin: DbEndpoint, names: dict[str, str]) -> None:
+    with_view = names["src"] + "w"
+    _exec(admin, f"CREATE DATABASE {quote_identifier(with_view)}")
+    try:
+        source = admin.with_database(with_view)
+        _exec(
+            source,
+            "CREATE TABLE a_posts (id INT PRIMARY KEY, url TEXT)",
+            f"INSERT INTO a_posts VALUES (1, '{OLD}/1')",
+            "CREATE VIEW b_urls AS SELECT url FROM a_posts",
+        )
+        target = admin.with_database(names["bad"])
+        proc = run_step(source, target, "--parallel", "2", *PAIRS)
+        assert proc.returncode == 0, proc.stderr
+        assert "event=parallel-fallback reason=view streams=1" in proc.stderr
+        result = json.loads(proc.stdout.splitlines()[-1])
+        assert (result["streams"], result["tables"], result["views"], result["rows"]) == (1, 1, 1, 1)
+        conn = target.connect()
+        with conn.cursor() as cur:
+            cur.execute("SELECT url FROM b_urls")
+            assert cur.fetchall() == ((f"{NEW}/1",),)
+        conn.close()
+    finally:
+        _exec(admin, f"DROP DATABASE IF EXISTS {quote_identifier(with_view)}")
