@@ -306,6 +306,7 @@ def test_copy_matches_php_reference_and_reports(
     assert proc.returncode == 0, proc.stderr
     result = json.loads(proc.stdout.strip().splitlines()[-1])
     assert result["status"] == "ok" and result["tables"] == 4
+    assert (result["loader"], result["streams"]) == ("pymysql", 1)
     assert result["rows"] == 12 + 300 + 900 + 10
     assert result["dropped"] == ["left_over"]
     assert result["rewrite"]["serialized_rebuilt"] > 300
@@ -404,7 +405,9 @@ def test_target_wrong_password_fails(admin: DbEndpoint, names: dict[str, str]) -
     assert "target database" in last and "Access denied" in last
 
 
-@pytest.mark.parametrize("mode", [[], ["--parallel", "3"]], ids=["client", "parallel"])
+@pytest.mark.parametrize(
+    "mode", [[], ["--parallel", "3"], ["--client-load"]], ids=["default", "parallel", "client"]
+)
 def test_load_error_mid_stream_then_retry_converges(
     admin: DbEndpoint, names: dict[str, str], reference: dict[str, Any], mode: list[str]
 ) -> None:
@@ -428,13 +431,20 @@ def test_load_error_mid_stream_then_retry_converges(
     assert checksums(admin.with_database(names["bad"])) == reference
 
 
-def test_parallel_copy_equals_single_stream_copy(
-    admin: DbEndpoint, names: dict[str, str], reference: dict[str, Any]
+@pytest.mark.parametrize(
+    "case",
+    [(["--parallel", "3"], "pymysql", 3), (["--client-load"], "mariadb-client", 1)],
+    ids=["parallel", "client"],
+)
+def test_every_load_path_gives_the_same_copy(
+    admin: DbEndpoint, names: dict[str, str], reference: dict[str, Any], case: tuple[list[str], str, int]
 ) -> None:
+    mode, loader, streams = case
     target = admin.with_database(names["bad"])
-    proc = run_step(admin.with_database(names["src"]), target, "--parallel", "3", *PAIRS)
+    proc = run_step(admin.with_database(names["src"]), target, *mode, *PAIRS)
     assert proc.returncode == 0, proc.stderr
-    assert json.loads(proc.stdout.splitlines()[-1])["streams"] == 3
+    result = json.loads(proc.stdout.splitlines()[-1])
+    assert (result["loader"], result["streams"]) == (loader, streams)
     assert checksums(target) == reference
 
 
@@ -526,7 +536,7 @@ def test_rewrite_failure_names_the_rewrite_stage(
     assert str(caught.value) == "copy-database failed in the rewrite stage: ValueError: malformed literal."
 
 
-def test_parallel_falls_back_to_the_client_for_views(admin: DbEndpoint, names: dict[str, str]) -> None:
+def test_views_are_loaded_with_the_mariadb_client(admin: DbEndpoint, names: dict[str, str]) -> None:
     with_view = names["src"] + "w"
     _exec(admin, f"CREATE DATABASE {quote_identifier(with_view)}")
     try:
@@ -540,8 +550,9 @@ def test_parallel_falls_back_to_the_client_for_views(admin: DbEndpoint, names: d
         target = admin.with_database(names["bad"])
         proc = run_step(source, target, "--parallel", "2", *PAIRS)
         assert proc.returncode == 0, proc.stderr
-        assert "event=parallel-fallback reason=view streams=1" in proc.stderr
+        assert "event=client-load-fallback reason=view" in proc.stderr
         result = json.loads(proc.stdout.splitlines()[-1])
+        assert result["loader"] == "mariadb-client"
         assert (result["streams"], result["tables"], result["views"], result["rows"]) == (1, 1, 1, 1)
         conn = target.connect()
         with conn.cursor() as cur:

@@ -38,7 +38,12 @@ def build_parser() -> argparse.ArgumentParser:
         type=int,
         default=1,
         metavar="N",
-        help="load over N connections from one consistent dump (1-8; default 1: the mariadb client)",
+        help="load over N connections from one consistent dump (1-8, default 1)",
+    )
+    db.add_argument(
+        "--client-load",
+        action="store_true",
+        help="load with the mariadb client instead (automatic for sources with views or triggers)",
     )
     db.add_argument("--json", action="store_true", help=JSON_HELP)
 
@@ -63,7 +68,9 @@ def run(argv: Sequence[str]) -> dict[str, object]:
         if not 1 <= args.parallel <= 8:
             raise ConfigError(f"--parallel must be between 1 and 8, not {args.parallel}.")
         source, target = endpoints_from_env()
-        return copy_database(source, target, pairs, streams=args.parallel).as_json()
+        return copy_database(
+            source, target, pairs, streams=args.parallel, client_load=args.client_load
+        ).as_json()
     if args.step == "copy-content":
         from wpclone.steps.copy_content import copy_content, dirs_from_args
 

@@ -1,4 +1,4 @@
-"""Parallel load for copy-database: one consistent dump, rewritten once, fanned out to N loaders.
+"""The load of copy-database: one consistent dump, rewritten once, run over N target connections.
 
 The rewrite writes the dump into :class:`FanOutLoader`, which cuts it into statements and runs them over N
 PyMySQL connections to the target:
@@ -13,7 +13,7 @@ PyMySQL connections to the target:
 
 mariadb-dump never writes a raw newline inside a string literal (it escapes it as ``\\n``), so a line ending
 in ``;`` ends a statement. Dumps with views, triggers or routines need the ``mariadb`` client's DELIMITER
-handling and are refused here (the caller falls back to the single-stream path).
+handling and are refused here (the caller loads those with the ``mariadb`` client).
 
 Memory stays bounded: each queue holds at most QUEUE_DEPTH statements (about ``--net-buffer-length`` each).
 """
