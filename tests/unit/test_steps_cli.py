@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from wpclone.db import ConfigError
+from wpclone.db import ConfigError, DbEndpoint
 from wpclone.steps.common import scrub, sentence
 from wpclone.steps.copy_database import (
     dump_command,
@@ -135,7 +135,7 @@ def test_password_file_is_read_and_never_printed(tmp_path: Path) -> None:
     assert source.password == PASSWORD and PASSWORD not in repr(source)
 
 
-def endpoints_from_env_with(env: dict[str, str]) -> tuple[object, object]:
+def endpoints_from_env_with(env: dict[str, str]) -> tuple[DbEndpoint, DbEndpoint]:
     saved = dict(os.environ)
     try:
         os.environ.clear()
@@ -150,11 +150,11 @@ def endpoints_from_env_with(env: dict[str, str]) -> tuple[object, object]:
 def test_client_commands_never_carry_the_password() -> None:
     env = db_env(3306)
     source, target = endpoints_from_env_with(env)
-    for argv in (dump_command(source), load_command(target)):  # type: ignore[arg-type]
+    for argv in (dump_command(source), load_command(target)):
         assert PASSWORD not in " ".join(argv)
         assert not any(a.startswith(("-p", "--password")) for a in argv)
-    assert "--single-transaction" in dump_command(source)  # type: ignore[arg-type]
-    assert "--database=dst_db" in load_command(target)  # type: ignore[arg-type]
+    assert "--single-transaction" in dump_command(source)
+    assert "--database=dst_db" in load_command(target)
 
 
 def test_scrub_and_sentence() -> None:
