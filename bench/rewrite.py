@@ -42,6 +42,8 @@ from itertools import zip_longest
 from pathlib import Path
 from typing import Any
 
+from wpclone.php import PhpObject, php_serialize
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 GENERATOR_VERSION = 1
 
@@ -92,35 +94,6 @@ def unescape(body: bytes) -> bytes:
     if b"\\" not in body:
         return body
     return _UNESCAPE.sub(lambda m: _UNESCAPE_MAP.get(m.group(1), m.group(1)), body)
-
-
-@dataclass
-class PhpObject:
-    cls: str
-    props: dict[str, Any]
-
-
-def php_serialize(value: Any) -> str:
-    """PHP ``serialize`` of a Python value (lengths are UTF-8 byte lengths)."""
-    if value is None:
-        return "N;"
-    if isinstance(value, bool):
-        return f"b:{int(value)};"
-    if isinstance(value, int):
-        return f"i:{value};"
-    if isinstance(value, float):
-        return f"d:{value!r};"
-    if isinstance(value, str):
-        return f's:{len(value.encode())}:"{value}";'
-    if isinstance(value, list):
-        value = dict(enumerate(value))
-    if isinstance(value, dict):
-        body = "".join(php_serialize(k) + php_serialize(v) for k, v in value.items())
-        return f"a:{len(value)}:{{{body}}}"
-    if isinstance(value, PhpObject):
-        body = "".join(php_serialize(k) + php_serialize(v) for k, v in value.props.items())
-        return f'O:{len(value.cls.encode())}:"{value.cls}":{len(value.props)}:{{{body}}}'
-    raise TypeError(f"cannot serialize {type(value).__name__}")
 
 
 def php_json(value: Any, *, unicode: bool = False) -> str:

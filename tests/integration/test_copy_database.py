@@ -19,6 +19,7 @@ import pytest
 from wpclone.db import DbEndpoint, quote_identifier
 from wpclone.local.mariadb import LocalMariaDB
 from wpclone.local.settings import StackSettings
+from wpclone.php import php_serialize
 from wpclone.steps.copy_database import leftover_checks, verify_target
 
 pytestmark = pytest.mark.integration
@@ -71,22 +72,6 @@ echo json_encode(['bad' => $bad, 'serialized' => $serialized, 'checked' => count
 """
 
 
-def php_ser(value: Any) -> str:
-    """PHP serialize() for the types WordPress stores (byte lengths, as PHP counts them)."""
-    if value is None:
-        return "N;"
-    if isinstance(value, bool):
-        return f"b:{int(value)};"
-    if isinstance(value, int):
-        return f"i:{value};"
-    if isinstance(value, str):
-        return f's:{len(value.encode())}:"{value}";'
-    if isinstance(value, list):
-        value = dict(enumerate(value))
-    items = "".join(php_ser(k) + php_ser(v) for k, v in value.items())
-    return f"a:{len(value)}:{{{items}}}"
-
-
 def _exec(endpoint: DbEndpoint, *statements: str) -> None:
     conn = endpoint.connect()
     try:
@@ -108,11 +93,13 @@ def build_source(endpoint: DbEndpoint, posts: int = 300) -> None:
         ("blogname", multibyte),
         (
             "widget_text",
-            php_ser({2: {"title": multibyte, "text": f'<a href="{OLD}/p?a=1&b=2">{escapes}</a>'}}),
+            php_serialize({2: {"title": multibyte, "text": f'<a href="{OLD}/p?a=1&b=2">{escapes}</a>'}}),
         ),
         (
             "theme_mods_x",
-            php_ser({"header": f"{OLD}/wp-content/uploads/h.jpg", "inner": php_ser({"u": OLD_TLS + "/x"})}),
+            php_serialize(
+                {"header": f"{OLD}/wp-content/uploads/h.jpg", "inner": php_serialize({"u": OLD_TLS + "/x"})}
+            ),
         ),
         ("object_opt", f'O:8:"stdClass":1:{{s:3:"url";s:{len(OLD) + 2}:"{OLD}/y";}}'),
         ("json_opt", json.dumps({"url": OLD + "/a", "name": multibyte}).replace("/", "\\/")),
@@ -120,7 +107,7 @@ def build_source(endpoint: DbEndpoint, posts: int = 300) -> None:
         ("false_opt", "b:0;"),
         ("empty", ""),
         ("already_new", NEW + "/kept"),
-        ("list_opt", php_ser([OLD, OLD_TLS + "/z", 7, True, None])),
+        ("list_opt", php_serialize([OLD, OLD_TLS + "/z", 7, True, None])),
     ]
     try:
         with conn.cursor() as cur:
@@ -171,7 +158,7 @@ def build_source(endpoint: DbEndpoint, posts: int = 300) -> None:
                     (
                         i,
                         "_wp_attachment_metadata",
-                        php_ser(
+                        php_serialize(
                             {
                                 "file": f"2024/01/{i}.jpg",
                                 "sizes": {"thumb": {"file": f"{i}-150.jpg", "width": 150}},

@@ -34,6 +34,7 @@ from wpclone.local.sitehost import (
     unregister_site,
 )
 from wpclone.mysql_admin import create_database_and_user, drop_database_and_user
+from wpclone.php import php_serialize
 
 log = logging.getLogger(__name__)
 
@@ -152,24 +153,6 @@ def database_size(endpoint: DbEndpoint, database: str) -> int:
 
 
 # ---- bulk rows ---------------------------------------------------------------------------------------------
-
-
-def php_serialize(value: object) -> str:
-    """PHP serialize() for the str/int/bool/float/dict/list values our bulk rows use (byte lengths)."""
-    if isinstance(value, bool):
-        return f"b:{int(value)};"
-    if isinstance(value, int):
-        return f"i:{value};"
-    if isinstance(value, float):
-        return f"d:{value!r};"
-    if isinstance(value, str):
-        return f's:{len(value.encode())}:"{value}";'
-    if isinstance(value, list):
-        value = dict(enumerate(value))
-    if isinstance(value, dict):
-        items = "".join(php_serialize(k) + php_serialize(v) for k, v in value.items())
-        return f"a:{len(value)}:{{{items}}}"
-    raise TypeError(f"cannot serialize {type(value).__name__}")
 
 
 def _json(value: object) -> str:
