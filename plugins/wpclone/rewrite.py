@@ -34,6 +34,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import BinaryIO
 
+from wpclone.metrics import peak_rss_kib
+
 log = logging.getLogger(__name__)
 
 CHUNK_SIZE = 1 << 20
@@ -108,6 +110,7 @@ class RewriteStats:
     serialized_rebuilt: int = 0
     malformed_serialized: int = 0
     seconds: float = 0.0
+    peak_rss_kib: int = 0
 
     def summary(self) -> str:
         rate = self.bytes_in / self.seconds / 1e6 if self.seconds else 0.0
@@ -115,7 +118,7 @@ class RewriteStats:
             f"rewrite: {self.bytes_in} bytes in, {self.bytes_out} bytes out, "
             f"{self.fields_rewritten} fields rewritten, {self.serialized_rebuilt} serialized values rebuilt, "
             f"{self.malformed_serialized} malformed serialized values left as plain text, "
-            f"{self.seconds:.2f} s ({rate:.1f} MB/s)"
+            f"{self.seconds:.2f} s ({rate:.1f} MB/s), peak RSS {self.peak_rss_kib / 1024:.1f} MiB"
         )
 
 
@@ -427,6 +430,7 @@ class Rewriter:
             out.append(b"'" + self._replace_encoded(carry[1:]))
             self._flush(out)
         stats.seconds = time.monotonic() - started
+        stats.peak_rss_kib = peak_rss_kib()
         return stats
 
     def rewrite_bytes(self, dump: bytes) -> bytes:

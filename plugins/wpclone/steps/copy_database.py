@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import resource
 import subprocess
 import threading
 import time
@@ -34,6 +33,7 @@ from dataclasses import asdict, dataclass, field
 from typing import IO, Any
 
 from wpclone.db import ConfigError, DbEndpoint, check_identifier, quote_identifier
+from wpclone.metrics import peak_rss_kib
 from wpclone.rewrite import Rewriter, RewriteStats
 from wpclone.steps.common import StepError, mb_per_s, scrub, sentence
 from wpclone.steps.fanout import FanOutLoader, LoadError, has_delimiter_objects
@@ -699,7 +699,7 @@ def copy_database(
 
     result.duration_s = round(time.monotonic() - started, 3)
     result.mb_per_s = mb_per_s(result.bytes_dumped, result.duration_s)
-    result.peak_rss_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    result.peak_rss_kib = peak_rss_kib()
     log.info(
         "step=%s event=summary tables=%d rows=%d dumped_bytes=%d loaded_bytes=%d fields_rewritten=%d "
         "serialized_rebuilt=%d malformed_serialized=%d copy_s=%.2f verify_s=%.2f duration_s=%.2f "
