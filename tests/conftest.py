@@ -16,6 +16,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from tests.php_oracle import PhpOracle
 from wpclone.db import DbEndpoint
 from wpclone.local.__main__ import up
 from wpclone.local.mariadb import LOCAL_USER_HOST, LocalMariaDB
@@ -25,6 +26,14 @@ from wpclone.local.sitehost import SiteConfig, content_dir, register_site, unreg
 from wpclone.mysql_admin import create_database_and_user, drop_database_and_user
 
 log = logging.getLogger(__name__)
+
+
+@pytest.fixture(scope="session")
+def php() -> Iterator[PhpOracle]:
+    """PHP itself, answering batched strtr/unserialize questions (tests/php_oracle.py)."""
+    oracle = PhpOracle()
+    yield oracle
+    oracle.close()
 
 
 @pytest.fixture(scope="session")

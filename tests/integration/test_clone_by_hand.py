@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import stat
-from collections.abc import Iterator
 
 import pytest
 
@@ -29,13 +28,6 @@ META_TABLES = [
     ("commentmeta", "meta_id", "meta_value"),
 ]
 SERIALIZED = r"^([aOC]:[0-9]+:|s:[0-9]+:\"|[id]:|b:[01];|N;)"
-
-
-@pytest.fixture(scope="module")
-def php() -> Iterator[PhpOracle]:
-    oracle = PhpOracle()
-    yield oracle
-    oracle.close()
 
 
 def _clone_db(clone: HandClone) -> DbEndpoint:

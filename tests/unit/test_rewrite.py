@@ -13,7 +13,6 @@ import os
 import re
 import subprocess
 import sys
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -32,13 +31,6 @@ ALL_PAIRS = [
     (OLD.encode(), NEW.encode()),
     (b"http:\\/\\/source.localhost:8080", b"http:\\/\\/clone-abc.localhost:8080"),
 ]
-
-
-@pytest.fixture(scope="module")
-def php() -> Iterator[PhpOracle]:
-    oracle = PhpOracle()
-    yield oracle
-    oracle.close()
 
 
 def literal(value: bytes) -> bytes:
