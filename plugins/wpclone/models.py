@@ -1,0 +1,195 @@
+"""Typed requests, configuration and names: the contracts every DAG, step and runtime shares.
+
+Pure pydantic and stdlib: importable by the steps CLI and at DAG parse time without I/O.
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+from datetime import datetime
+from enum import StrEnum
+from typing import Annotated
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+# A clone id is a DNS label, a site name, a Kubernetes name and (with "wpc_", "-" as "_") a MySQL database
+# and user name; MySQL 8 caps user names at 32 characters, hence 28 here.
+CLONE_ID_PATTERN = r"^[a-z][a-z0-9-]{1,26}[a-z0-9]$"
+CLONE_ID_RE = re.compile(CLONE_ID_PATTERN)
+SOURCE_NAME_PATTERN = r"^[a-z][a-z0-9-]{0,30}[a-z0-9]$"
+URL_PATTERN = r"^https?://[a-z0-9.-]+(:[0-9]{1,5})?$"
+TTL_MIN_MINUTES = 10
+TTL_MAX_MINUTES = 7 * 24 * 60
+TTL_DEFAULT_MINUTES = 60
+CLONE_DB_PREFIX = "wpc_"
+
+CloneId = Annotated[str, Field(pattern=CLONE_ID_PATTERN, description="3-28 of a-z, 0-9 and '-'")]
+
+
+class CopyMode(StrEnum):
+    """What a clone copies from its source."""
+
+    EVERYTHING = "everything"  # the database and all of wp-content
+    DATABASE = "database"  # the database; wp-content gets the stock themes and an empty uploads/
+    FILES = "files"  # all of wp-content; the database is a fresh WordPress install (a site needs one)
+
+
+class CloneStatus(StrEnum):
+    """A clone's state in the registry. Final states: deleted (and failed once cleaned up)."""
+
+    PROVISIONING = "provisioning"
+    READY = "ready"
+    FAILED = "failed"
+    DELETING = "deleting"
+    DELETED = "deleted"
+
+
+class RuntimeKind(StrEnum):
+    LOCAL = "local"
+    KUBERNETES = "kubernetes"
+
+
+def normalize_url(url: str) -> str:
+    """``HTTP://Host:8080/`` -> ``http://host:8080``: the form sources are registered and matched in."""
+    return url.strip().rstrip("/").lower()
+
+
+class CloneRequest(BaseModel):
+    """A request to clone a registered source site."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    source_url: str = Field(description="URL of a registered source site, e.g. https://www.example.com")
+    ttl_minutes: int = Field(
+        TTL_DEFAULT_MINUTES,
+        ge=TTL_MIN_MINUTES,
+        le=TTL_MAX_MINUTES,
+        description=f"Minutes until the clone is deleted ({TTL_MIN_MINUTES}-{TTL_MAX_MINUTES}).",
+    )
+    clone_id: CloneId | None = Field(None, description="Name of the clone; generated when empty.")
+    copy_mode: CopyMode = Field(CopyMode.EVERYTHING, description="What to copy from the source.")
+
+    @field_validator("source_url")
+    @classmethod
+    def _url(cls, value: str) -> str:
+        value = normalize_url(value)
+        if not re.fullmatch(URL_PATTERN, value):
+            raise ValueError("must be http(s)://host[:port] with no path")
+        return value
+
+    @field_validator("clone_id", mode="before")
+    @classmethod
+    def _empty_id(cls, value: object) -> object:
+        return None if value == "" else value
+
+
+class DeleteRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    clone_id: CloneId
+
+
+class SourceConfig(BaseModel):
+    """A registered live site: only these can be cloned (also the SSRF and abuse guard)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = Field(pattern=SOURCE_NAME_PATTERN)
+    url: str
+    db_host: str = Field(pattern=r"^[A-Za-z0-9.:-]{1,255}$")
+    db_port: int = Field(3306, ge=1, le=65535)
+    db_name: str = Field(pattern=r"^[a-z0-9_]{1,64}$")
+    db_user: str = Field(pattern=r"^[a-z0-9_]{1,32}$")
+    # The login's password: a file (local runtime) or a Kubernetes Secret with key "password".
+    db_password_file: str | None = None
+    db_password_secret: str | None = Field(None, pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+    table_prefix: str = Field("wp_", pattern=r"^[a-z0-9_]{1,20}_$")
+    # Where its wp-content lives: a directory (local runtime) or a PersistentVolumeClaim (kubernetes).
+    content_dir: str | None = None
+    content_claim: str | None = Field(None, pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, value: str) -> str:
+        value = normalize_url(value)
+        if not re.fullmatch(URL_PATTERN, value):
+            raise ValueError("must be http(s)://host[:port] with no path")
+        return value
+
+
+class WpcloneConfig(BaseModel):
+    """Deployment configuration: the sources and where clones live."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    runtime: RuntimeKind = RuntimeKind.LOCAL
+    sources: list[SourceConfig] = Field(default_factory=list)
+    # kubernetes: clones are served at https://<clone_id>.<clone_domain>/
+    clone_domain: str | None = Field(None, pattern=r"^[a-z0-9.-]+$")
+    clone_scheme: str = Field("https", pattern=r"^https?$")
+
+    @model_validator(mode="after")
+    def _unique(self) -> WpcloneConfig:
+        for attr in ("name", "url"):
+            values = [getattr(s, attr) for s in self.sources]
+            if len(values) != len(set(values)):
+                raise ValueError(f"two sources share a {attr}")
+        return self
+
+    def source_for(self, url: str) -> SourceConfig:
+        """The registered source at ``url``, or ValueError with one sentence."""
+        url = normalize_url(url)
+        for source in self.sources:
+            if source.url == url:
+                return source
+        known = ", ".join(s.url for s in self.sources) or "none"
+        raise ValueError(f"{url} is not a registered source site (registered: {known}).")
+
+
+# -- names ------------------------------------------------------------------------------------------------
+
+
+def check_clone_id(clone_id: str) -> str:
+    if not CLONE_ID_RE.fullmatch(clone_id):
+        raise ValueError(
+            f"clone id {clone_id!r} is not valid: use 3-28 lower-case letters, digits and '-', "
+            "starting with a letter and not ending with '-'."
+        )
+    return clone_id
+
+
+def generate_clone_id(source: SourceConfig) -> str:
+    """``<source name>-<6 random chars>``, within the clone id pattern."""
+    suffix = "".join(secrets.choice("abcdefghijkmnpqrstuvwxyz23456789") for _ in range(6))
+    return f"{source.name[:21].rstrip('-')}-{suffix}"
+
+
+def clone_db_name(clone_id: str) -> str:
+    """The clone's database (and database user) name."""
+    return CLONE_DB_PREFIX + check_clone_id(clone_id).replace("-", "_")
+
+
+def clone_id_from_db_name(name: str) -> str | None:
+    """Inverse of :func:`clone_db_name` for names we made (orphan sweep), else None."""
+    if not name.startswith(CLONE_DB_PREFIX):
+        return None
+    candidate = name[len(CLONE_DB_PREFIX) :].replace("_", "-")
+    return candidate if CLONE_ID_RE.fullmatch(candidate) else None
+
+
+class ClonePlan(BaseModel):
+    """What a clone job will create: the validated request resolved against the configuration.
+
+    Passed between tasks through XCom, so it holds names and places, never secrets.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    clone_id: str
+    source: SourceConfig
+    url: str
+    db_name: str
+    ttl_minutes: int
+    copy_mode: CopyMode
+    expires_at: datetime

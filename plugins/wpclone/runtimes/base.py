@@ -1,0 +1,106 @@
+"""What a runtime provides to the DAG builders: one small interface, two implementations (DESIGN §5).
+
+Control-plane work (registry, database and user, secrets, the site's objects) runs in the Airflow worker
+through these methods; data-plane steps (``python -m wpclone.steps copy-database|copy-content``) run where
+the runtime runs them: a local process or a Kubernetes pod, with the same command line and environment.
+Task ids are the builders' and identical in both runtimes.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from wpclone.models import ClonePlan, RuntimeKind, SourceConfig, WpcloneConfig
+
+if TYPE_CHECKING:
+    from airflow.sdk import BaseOperator
+
+# Labels and annotations every object of a clone carries (Kubernetes objects; local site configs too).
+MANAGED_BY_LABEL = "app.kubernetes.io/managed-by"
+MANAGED_BY = "wpclone"
+CLONE_ID_LABEL = "wpclone.io/clone-id"
+EXPIRES_AT_ANNOTATION = "wpclone.io/expires-at"
+
+STEP_COMMAND = ("python", "-m", "wpclone.steps")
+
+
+@dataclass(frozen=True)
+class CloneSecrets:
+    """A clone's secrets, generated once by ``prepare_clone`` and kept by the runtime (never in XCom)."""
+
+    db_password: str = field(repr=False)
+    admin_password: str = field(repr=False)
+    salts: Mapping[str, str] = field(repr=False)
+
+
+@dataclass(frozen=True)
+class Step:
+    """A data-plane step as the builders declare it; the runtime turns it into an operator.
+
+    ``arguments`` and ``env`` values may be Jinja templates (rendered by Airflow). ``db_env`` names the
+    database logins the step needs, by env prefix: ``{"SOURCE_DB": "source", "TARGET_DB": "clone"}``.
+    ``content`` names the wp-content trees it needs: ``{"SOURCE_CONTENT_DIR": "source", ...}``.
+    """
+
+    task_id: str
+    step: str
+    arguments: Sequence[str] = ()
+    env: Mapping[str, str] = field(default_factory=dict)
+    db_env: Mapping[str, str] = field(default_factory=dict)
+    content: Mapping[str, str] = field(default_factory=dict)
+    heavy: bool = False  # runs in the pool that bounds load on the shared MySQL
+
+
+class Runtime(abc.ABC):
+    kind: RuntimeKind
+    # Host part of the clone's MySQL account: where its site connects from.
+    db_user_host: str = "%"
+
+    def __init__(self, config: WpcloneConfig) -> None:
+        self.config = config
+
+    # -- parse time ------------------------------------------------------------------------------------
+
+    @abc.abstractmethod
+    def step_operator(self, step: Step, *, plan_xcom: str, **operator_kwargs: object) -> BaseOperator:
+        """The operator running ``step`` for the clone whose ClonePlan (JSON) is the XCom of ``plan_xcom``.
+
+        Must be buildable at parse time with no I/O. On failure it pushes XCom key ``error``: one sentence.
+        """
+
+    # -- task time (in the worker) -------------------------------------------------------------------
+
+    @abc.abstractmethod
+    def clone_url(self, clone_id: str) -> str:
+        """Where a clone is served: ``http(s)://host[:port]`` with no trailing slash."""
+
+    @abc.abstractmethod
+    def prepare_clone(self, plan: ClonePlan) -> CloneSecrets:
+        """Create (or read back, on a retry) the clone's secrets and its empty wp-content storage."""
+
+    @abc.abstractmethod
+    def source_db_password(self, source: SourceConfig) -> str:
+        """The password of the source database's login (for the worker's own checks)."""
+
+    @abc.abstractmethod
+    def deploy_site(self, plan: ClonePlan, constants: Mapping[str, str | int | bool]) -> None:
+        """Serve the clone at its URL with these extra wp-config constants (apply semantics)."""
+
+    @abc.abstractmethod
+    def site_ready(self, plan: ClonePlan) -> bool:
+        """Whether the clone's site answers (checked with the clone's own Host header)."""
+
+    @abc.abstractmethod
+    def secret_location(self, clone_id: str, key: str) -> str:
+        """Where a user finds a clone secret, e.g. a file path or ``secret/<name> key <key>``."""
+
+    @abc.abstractmethod
+    def delete_clone_objects(self, clone_id: str) -> list[str]:
+        """Remove the site, its content and its secrets; idempotent; returns what was removed."""
+
+    @abc.abstractmethod
+    def list_clone_ids(self) -> set[str]:
+        """Clone ids that have objects here (sites, content, secrets): the orphan sweep's input."""
