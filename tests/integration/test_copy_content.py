@@ -181,3 +181,21 @@ def test_target_file_where_source_has_directory_fails(tree: Path, tmp_path: Path
     proc = run_cli(str(tree), str(dst))
     assert proc.returncode == 1
     assert "exists in the target and is not a directory" in proc.stderr.splitlines()[-1]
+
+
+def test_database_copy_mode_leaves_uploads_empty(tree: Path, tmp_path: Path) -> None:
+    dst = tmp_path / "dst"
+    proc = run_cli(str(tree), str(dst), "--copy-mode", "database")
+    assert proc.returncode == 0, proc.stderr
+    assert (dst / "uploads").is_dir() and not any((dst / "uploads").iterdir())
+    def files(root: Path) -> set[Path]:
+        return {p.relative_to(root) for p in root.rglob("*") if p.is_file() and not p.is_symlink()}
+
+    copied = files(dst)
+    assert copied == {p for p in files(tree) if p.parts[0] != "uploads"} and copied
+
+
+def test_unknown_copy_mode_is_refused_before_copying(tree: Path, tmp_path: Path) -> None:
+    proc = run_cli(str(tree), str(tmp_path / "dst"), "--copy-mode", "some")
+    assert proc.returncode == 2 and "--copy-mode must be one of" in proc.stderr.splitlines()[-1]
+    assert not (tmp_path / "dst").exists()

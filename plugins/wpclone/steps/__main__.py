@@ -55,6 +55,11 @@ def build_parser() -> argparse.ArgumentParser:
     content.add_argument("src", nargs="?", help="source directory (default: $SOURCE_CONTENT_DIR)")
     content.add_argument("dst", nargs="?", help="target directory (default: $TARGET_CONTENT_DIR)")
     content.add_argument("--workers", type=int, default=None, help="parallel file copies (default 4)")
+    content.add_argument(
+        "--copy-mode",
+        default="everything",
+        help="everything (default), or database: leave uploads/ empty (the clone's copy mode)",
+    )
     content.add_argument("--json", action="store_true", help=JSON_HELP)
     return parser
 
@@ -75,7 +80,7 @@ def run(argv: Sequence[str]) -> dict[str, object]:
         from wpclone.steps.copy_content import copy_content, dirs_from_args
 
         src, dst = dirs_from_args(args.src, args.dst)
-        return copy_content(src, dst, workers=args.workers).as_json()
+        return copy_content(src, dst, workers=args.workers, copy_mode=args.copy_mode).as_json()
     raise ConfigError(f"unknown step {args.step!r}.")  # pragma: no cover - argparse rejects it first
 
 

@@ -135,9 +135,10 @@ def copy_file(src: str, dst: Path, st: os.stat_result) -> int | None:
 
 
 class _Copier:
-    def __init__(self, src: Path, dst: Path, workers: int) -> None:
+    def __init__(self, src: Path, dst: Path, workers: int, empty_top: frozenset[str] = frozenset()) -> None:
         self.src = src
         self.dst = dst
+        self.empty_top = empty_top  # top-level directories created empty instead of copied
         self.result = ContentResult(str(src), str(dst))
         self.pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="copy")
         self.pending: deque[tuple[str, int, Future[int | None]]] = deque()
@@ -225,7 +226,10 @@ class _Copier:
                 if entry.is_symlink():
                     self.symlink(entry, dst)
                 elif entry.is_dir(follow_symlinks=False):
-                    stack.append((entry.path, dst))
+                    if not (src_dir == str(self.src) and entry.name in self.empty_top):
+                        stack.append((entry.path, dst))
+                    else:
+                        self.ensure_dir(dst)
                     self.dir_meta.append((dst, entry.stat(follow_symlinks=False)))
                 elif entry.is_file(follow_symlinks=False):
                     self.submit(entry.path, dst, entry.stat(follow_symlinks=False))
@@ -251,7 +255,15 @@ def check_dirs(src: Path, dst: Path) -> tuple[Path, Path]:
     return src, dst
 
 
-def copy_content(src: Path, dst: Path, workers: int | None = None) -> ContentResult:
+# What each copy mode leaves out of wp-content: ``database`` copies code and settings, not the media library.
+EMPTY_TOP_BY_MODE = {"everything": frozenset(), "database": frozenset({"uploads"}), "files": frozenset()}
+
+
+def copy_content(
+    src: Path, dst: Path, workers: int | None = None, copy_mode: str = "everything"
+) -> ContentResult:
+    if copy_mode not in EMPTY_TOP_BY_MODE:
+        raise ConfigError(f"--copy-mode must be one of {', '.join(EMPTY_TOP_BY_MODE)}, not {copy_mode!r}.")
     src, dst = check_dirs(src, dst)
     workers = workers or DEFAULT_WORKERS
     if not 1 <= workers <= 64:
@@ -259,7 +271,7 @@ def copy_content(src: Path, dst: Path, workers: int | None = None) -> ContentRes
     started = time.monotonic()
     log.info("step=%s event=start source=%s target=%s workers=%d", STEP, src, dst, workers)
     dst.mkdir(parents=True, exist_ok=True)
-    copier = _Copier(src, dst, workers)
+    copier = _Copier(src, dst, workers, EMPTY_TOP_BY_MODE[copy_mode])
     done = threading.Event()
 
     def progress() -> None:
