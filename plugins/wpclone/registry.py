@@ -1,0 +1,559 @@
+"""The clone registry: one row per clone in a control schema on the shared MySQL server (DESIGN §2).
+
+The registry is the source of truth for TTL cleanup and the orphan sweep, and it enforces the one
+concurrency rule of wpclone:
+
+**Two jobs never work on one clone at once.** A job works on a clone only while it holds the clone's lock
+(``lock_job_id``). ``reserve`` creates a clone locked by its clone job; ``begin_delete`` takes the lock for a
+delete job; ``mark_ready``, ``mark_failed`` and ``mark_deleted`` release it. A job may re-take its own lock
+(a task retry, or a clone job's rollback reusing the delete steps); any other job is refused at once with
+one sentence ("clone X is being worked on by job Y (status provisioning); try again when it finishes.") —
+it never waits. The TTL cleanup skips locked clones (``expired``), so it never competes with a running job.
+
+States and transitions (each one a single ``UPDATE ... WHERE`` guarded by the expected state and lock; the
+affected row count says who won, so concurrent callers cannot both succeed)::
+
+    (none | deleted) --reserve--> provisioning --mark_ready--> ready
+    provisioning | deleting --mark_failed--> failed
+    ready | failed | (own lock) --begin_delete--> deleting --mark_deleted--> deleted
+
+A clone id is unique among non-deleted rows: ``reserve`` refuses an id that exists in any other state for
+another job; a ``deleted`` row is overwritten by the new reservation (history is not kept). A retry of the
+same job is idempotent everywhere: ``reserve`` returns the row it made, ``mark_*`` accept a transition that
+this job already made, and a clone job may re-reserve its own ``failed`` clone (a cleared, re-run DAG run).
+
+Live clones (``live_clone_ids``, the orphan sweep's keep-list) are those in ``provisioning``, ``ready`` or
+``deleting``, plus any clone locked by a job. An unlocked ``failed`` clone is not live: its job's rollback
+already removed what it created, so anything left with its id is an orphan. To avoid racing a clone being
+created, the sweep must list existing objects *first* and read the live ids *after*.
+
+Times: columns are ``DATETIME(6)`` holding UTC. In Python every timestamp this module returns is a
+timezone-aware UTC ``datetime``; arguments may be aware (converted to UTC) or naive (taken as UTC).
+``expires_at`` comes from the plan and ``now`` from the caller, so a retry computes nothing differently;
+``created_at``/``updated_at``/``deleted_at`` are the server's ``UTC_TIMESTAMP(6)``.
+
+Connections: any DB-API 2 connection with the ``%s`` paramstyle — mysqlclient (``MySQLdb``, what Airflow's
+``MySqlHook(...).get_conn()`` returns) or PyMySQL — from a zero-argument factory. Each operation opens its own
+connection, commits after every statement (harmless under autocommit) and closes it; tables are always
+schema-qualified, so the connection's default database does not matter; tuple and dict cursors both work.
+The schema is created and migrated by ``migrate()`` under ``GET_LOCK``, each migration applied once and
+recorded in ``schema_migrations``.
+"""
+
+from __future__ import annotations
+
+import builtins
+import hashlib
+import logging
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+from pydantic import BaseModel, ConfigDict
+
+from wpclone.db import ConfigError, DbEndpoint, check_identifier, quote_identifier
+from wpclone.models import ClonePlan, CloneStatus, CopyMode, check_clone_id
+
+log = logging.getLogger(__name__)
+
+DEFAULT_SCHEMA = "wpclone_control"
+MIGRATION_LOCK_TIMEOUT_S = 60
+MAX_JOB_ID = 250  # Airflow's run_id limit
+MAX_URL = 255
+MAX_ERROR_CHARS = 8000
+
+
+class RegistryError(ConfigError):
+    """A registry operation was refused; its message is one sentence for the user."""
+
+
+class Cursor(Protocol):
+    """The part of a DB-API 2 cursor we use."""
+
+    @property
+    def rowcount(self) -> int: ...
+
+    @property
+    def description(self) -> Sequence[Sequence[Any]] | None: ...
+
+    def execute(self, query: str, args: Any = ..., /) -> Any: ...
+
+    def fetchall(self) -> Sequence[Any]: ...
+
+    def close(self) -> Any: ...
+
+
+class Connection(Protocol):
+    """The part of a DB-API 2 connection we use (MySQLdb and PyMySQL both fit)."""
+
+    def cursor(self) -> Any: ...
+
+    def commit(self) -> Any: ...
+
+    def close(self) -> Any: ...
+
+
+ConnectionFactory = Callable[[], Connection]
+
+
+# -- schema --------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Migration:
+    """One schema change: statements run in order, then the version is recorded.
+
+    Statements must be idempotent on their own (``IF NOT EXISTS``), because DDL is not transactional: a
+    crash between a statement and the version row makes the next ``migrate()`` run them again. ``{schema}``
+    is replaced by the quoted control schema. Never edit a released migration; append a new one.
+    """
+
+    version: int
+    name: str
+    statements: tuple[str, ...]
+
+
+# The ENUM lists CloneStatus as of version 1; a new status needs a new migration (a unit test checks).
+MIGRATIONS: tuple[Migration, ...] = (
+    Migration(
+        1,
+        "create clones",
+        (
+            """CREATE TABLE IF NOT EXISTS {schema}.`clones` (
+                `clone_id` VARCHAR(28) NOT NULL,
+                `status` ENUM('provisioning', 'ready', 'failed', 'deleting', 'deleted') NOT NULL,
+                `source_url` VARCHAR(255) NOT NULL,
+                `url` VARCHAR(255) NOT NULL,
+                `db_name` VARCHAR(64) NOT NULL,
+                `copy_mode` VARCHAR(16) NOT NULL,
+                `created_at` DATETIME(6) NOT NULL,
+                `expires_at` DATETIME(6) NOT NULL,
+                `updated_at` DATETIME(6) NOT NULL,
+                `deleted_at` DATETIME(6) NULL,
+                `last_job_id` VARCHAR(250) NOT NULL,
+                `last_error` TEXT NULL,
+                `lock_job_id` VARCHAR(250) NULL,
+                PRIMARY KEY (`clone_id`),
+                KEY `idx_clones_status` (`status`),
+                KEY `idx_clones_expires_at` (`expires_at`)
+            ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin""",
+        ),
+    ),
+)
+
+COLUMNS = (
+    "clone_id",
+    "status",
+    "source_url",
+    "url",
+    "db_name",
+    "copy_mode",
+    "created_at",
+    "expires_at",
+    "updated_at",
+    "deleted_at",
+    "last_job_id",
+    "last_error",
+    "lock_job_id",
+)
+_SELECT = ", ".join(f"`{c}`" for c in COLUMNS)
+
+
+def utc_naive(value: datetime) -> datetime:
+    """``value`` as a naive UTC datetime, the form stored in DATETIME columns (naive input is UTC)."""
+    if value.tzinfo is not None:
+        value = value.astimezone(UTC).replace(tzinfo=None)
+    return value
+
+
+def utc_aware(value: datetime) -> datetime:
+    """``value`` as an aware UTC datetime (naive input, as read from DATETIME columns, is UTC)."""
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+class CloneRecord(BaseModel):
+    """One row of the ``clones`` table; datetimes are aware UTC."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    clone_id: str
+    status: CloneStatus
+    source_url: str
+    url: str
+    db_name: str
+    copy_mode: CopyMode
+    created_at: datetime
+    expires_at: datetime
+    updated_at: datetime
+    deleted_at: datetime | None
+    last_job_id: str
+    last_error: str | None
+    lock_job_id: str | None
+
+    @classmethod
+    def from_row(cls, row: Mapping[str, Any]) -> CloneRecord:
+        return cls(
+            clone_id=row["clone_id"],
+            status=CloneStatus(row["status"]),
+            source_url=row["source_url"],
+            url=row["url"],
+            db_name=row["db_name"],
+            copy_mode=CopyMode(row["copy_mode"]),
+            created_at=utc_aware(row["created_at"]),
+            expires_at=utc_aware(row["expires_at"]),
+            updated_at=utc_aware(row["updated_at"]),
+            deleted_at=utc_aware(row["deleted_at"]) if row["deleted_at"] else None,
+            last_job_id=row["last_job_id"],
+            last_error=row["last_error"],
+            lock_job_id=row["lock_job_id"],
+        )
+
+    def as_json(self) -> dict[str, Any]:
+        """JSON-ready dict (ISO 8601 times with ``Z``/offset) for the jobs API and the CLI."""
+        return self.model_dump(mode="json")
+
+
+def _text(value: Any) -> Any:
+    return value.decode() if isinstance(value, bytes | bytearray) else value
+
+
+def _check_job_id(job_id: str) -> str:
+    if not job_id or len(job_id) > MAX_JOB_ID:
+        raise RegistryError(f"job id {job_id!r} is not valid: use 1-{MAX_JOB_ID} characters.")
+    return job_id
+
+
+def _check_clone_id(clone_id: str) -> str:
+    try:
+        return check_clone_id(clone_id)
+    except ValueError as exc:
+        raise RegistryError(str(exc)) from exc
+
+
+def _migration_lock_name(schema: str) -> str:
+    name = f"wpclone.migrate.{schema}"
+    return name if len(name) <= 64 else "wpclone.migrate." + hashlib.sha1(schema.encode()).hexdigest()
+
+
+class Registry:
+    """The clone registry in ``schema`` (default ``wpclone_control``) reached through ``connect``."""
+
+    def __init__(self, connect: ConnectionFactory, schema: str = DEFAULT_SCHEMA) -> None:
+        self._connect = connect
+        self.schema = check_identifier(schema, "control schema name")
+        self._clones = f"{quote_identifier(self.schema)}.`clones`"
+        self._migrations = f"{quote_identifier(self.schema)}.`schema_migrations`"
+
+    @classmethod
+    def from_endpoint(cls, endpoint: DbEndpoint, schema: str = DEFAULT_SCHEMA) -> Registry:
+        """A registry over PyMySQL connections to ``endpoint`` (local runtime, tests)."""
+        return cls(endpoint.connect, schema)
+
+    # -- plumbing ------------------------------------------------------------------------------------------
+
+    @contextmanager
+    def _session(self) -> Iterator[_Session]:
+        conn = self._connect()
+        try:
+            yield _Session(conn)
+        finally:
+            conn.close()
+
+    # -- schema --------------------------------------------------------------------------------------------
+
+    def migrate(self) -> list[int]:
+        """Create the control schema and apply pending migrations; returns the versions applied now.
+
+        Safe to call from many workers at once: the work runs under ``GET_LOCK`` and each version is
+        applied once. Needs CREATE privileges only when the schema does not exist yet.
+        """
+        lock = _migration_lock_name(self.schema)
+        applied_now: list[int] = []
+        with self._session() as s:
+            got = s.scalar("SELECT GET_LOCK(%s, %s)", (lock, MIGRATION_LOCK_TIMEOUT_S))
+            if got != 1:
+                raise RegistryError(
+                    f"could not get the migration lock of control schema {self.schema} within "
+                    f"{MIGRATION_LOCK_TIMEOUT_S} s; another migration may be stuck."
+                )
+            try:
+                exists = s.scalar(
+                    "SELECT COUNT(*) FROM information_schema.schemata WHERE schema_name = %s", (self.schema,)
+                )
+                if not exists:
+                    s.execute(
+                        f"CREATE DATABASE IF NOT EXISTS {quote_identifier(self.schema)} "
+                        "CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci"
+                    )
+                    log.info("created control schema %s", self.schema)
+                s.execute(
+                    f"CREATE TABLE IF NOT EXISTS {self._migrations} ("
+                    "`version` INT NOT NULL PRIMARY KEY, `name` VARCHAR(200) NOT NULL, "
+                    "`applied_at` DATETIME(6) NOT NULL) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4"
+                )
+                done = {int(r["version"]) for r in s.query(f"SELECT `version` FROM {self._migrations}")}
+                for migration in MIGRATIONS:
+                    if migration.version in done:
+                        continue
+                    for statement in migration.statements:
+                        s.execute(statement.format(schema=quote_identifier(self.schema)))
+                    s.execute(
+                        f"INSERT INTO {self._migrations} (`version`, `name`, `applied_at`) "
+                        "VALUES (%s, %s, UTC_TIMESTAMP(6))",
+                        (migration.version, migration.name),
+                    )
+                    applied_now.append(migration.version)
+                    log.info(
+                        "control schema %s: applied migration %s (%s)",
+                        self.schema,
+                        migration.version,
+                        migration.name,
+                    )
+            finally:
+                s.scalar("SELECT RELEASE_LOCK(%s)", (lock,))
+        return applied_now
+
+    def applied_versions(self) -> list[int]:
+        with self._session() as s:
+            rows = s.query(f"SELECT `version` FROM {self._migrations} ORDER BY `version`")
+        return [int(r["version"]) for r in rows]
+
+    # -- reads ---------------------------------------------------------------------------------------------
+
+    def get(self, clone_id: str) -> CloneRecord | None:
+        with self._session() as s:
+            return self._get(s, clone_id)
+
+    def _get(self, s: _Session, clone_id: str) -> CloneRecord | None:
+        rows = s.query(f"SELECT {_SELECT} FROM {self._clones} WHERE `clone_id` = %s", (clone_id,))
+        return CloneRecord.from_row(rows[0]) if rows else None
+
+    def list(
+        self, status: CloneStatus | None = None, source_url: str | None = None
+    ) -> builtins.list[CloneRecord]:
+        """Clones, oldest first, optionally only those with ``status`` and/or from ``source_url``."""
+        where: list[str] = []
+        args: list[Any] = []
+        if status is not None:
+            where.append("`status` = %s")
+            args.append(CloneStatus(status).value)
+        if source_url is not None:
+            where.append("`source_url` = %s")
+            args.append(source_url)
+        sql = f"SELECT {_SELECT} FROM {self._clones}"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += " ORDER BY `created_at`, `clone_id`"
+        with self._session() as s:
+            return [CloneRecord.from_row(r) for r in s.query(sql, args)]
+
+    def expired(self, now: datetime) -> builtins.list[str]:
+        """Ids of unlocked ``ready``/``failed`` clones whose ``expires_at`` <= ``now``, earliest first."""
+        with self._session() as s:
+            rows = s.query(
+                f"SELECT `clone_id` FROM {self._clones} WHERE `expires_at` <= %s "
+                "AND `status` IN ('ready', 'failed') AND `lock_job_id` IS NULL "
+                "ORDER BY `expires_at`, `clone_id`",
+                (utc_naive(now),),
+            )
+        return [str(r["clone_id"]) for r in rows]
+
+    def live_clone_ids(self) -> set[str]:
+        """Ids whose objects must be kept: provisioning, ready, deleting, or locked by a job."""
+        with self._session() as s:
+            rows = s.query(
+                f"SELECT `clone_id` FROM {self._clones} "
+                "WHERE `status` IN ('provisioning', 'ready', 'deleting') OR `lock_job_id` IS NOT NULL"
+            )
+        return {str(r["clone_id"]) for r in rows}
+
+    # -- transitions ---------------------------------------------------------------------------------------
+
+    def reserve(self, plan: ClonePlan, job_id: str) -> CloneRecord:
+        """Create the clone's row as ``provisioning``, locked by ``job_id``; idempotent for that job.
+
+        Refuses (RegistryError) when the id exists in any state but ``deleted`` for another job.
+        """
+        clone_id = _check_clone_id(plan.clone_id)
+        _check_job_id(job_id)
+        for value, what in ((plan.url, "clone URL"), (plan.source.url, "source URL")):
+            if len(value) > MAX_URL:
+                raise RegistryError(f"the {what} is longer than {MAX_URL} characters.")
+        check_identifier(plan.db_name, "database name")
+        values = (
+            plan.source.url,
+            plan.url,
+            plan.db_name,
+            CopyMode(plan.copy_mode).value,
+            utc_naive(plan.expires_at),
+            job_id,
+            job_id,
+        )
+        with self._session() as s:
+            # Insert unless the id exists (no-op update on the primary key; strict mode stays in force).
+            s.execute(
+                f"INSERT INTO {self._clones} (`clone_id`, `status`, `source_url`, `url`, `db_name`, "
+                "`copy_mode`, `created_at`, `expires_at`, `updated_at`, `last_job_id`, `lock_job_id`) "
+                "VALUES (%s, 'provisioning', %s, %s, %s, %s, UTC_TIMESTAMP(6), %s, UTC_TIMESTAMP(6), %s, %s) "
+                "ON DUPLICATE KEY UPDATE `clone_id` = `clone_id`",
+                (clone_id, *values),
+            )
+            # Overwrite a deleted row, or re-take this job's own failed clone (a re-run of the job).
+            s.execute(
+                f"UPDATE {self._clones} SET `status` = 'provisioning', `source_url` = %s, `url` = %s, "
+                "`db_name` = %s, `copy_mode` = %s, `created_at` = UTC_TIMESTAMP(6), `expires_at` = %s, "
+                "`updated_at` = UTC_TIMESTAMP(6), `deleted_at` = NULL, `last_job_id` = %s, "
+                "`last_error` = NULL, `lock_job_id` = %s WHERE `clone_id` = %s AND ("
+                "(`status` = 'deleted' AND `lock_job_id` IS NULL) OR (`status` = 'failed' "
+                "AND `last_job_id` = %s AND (`lock_job_id` IS NULL OR `lock_job_id` = %s)))",
+                (*values, clone_id, job_id, job_id),
+            )
+            record = self._get(s, clone_id)
+        if (
+            record is not None
+            and record.last_job_id == job_id
+            and record.status in (CloneStatus.PROVISIONING, CloneStatus.READY)
+        ):
+            log.info("clone %s reserved by job %s (status %s)", clone_id, job_id, record.status.value)
+            return record
+        status = record.status.value if record else "unknown"
+        raise RegistryError(
+            f"clone {clone_id} already exists (status {status}); choose another clone id or delete it first."
+        )
+
+    def mark_ready(self, clone_id: str, job_id: str) -> CloneRecord:
+        """provisioning (locked by ``job_id``) -> ready, lock released."""
+        return self._transition(
+            clone_id,
+            job_id,
+            assignments="`status` = 'ready', `last_error` = NULL, `lock_job_id` = NULL",
+            guard="`status` = 'provisioning' AND `lock_job_id` = %s",
+            target=CloneStatus.READY,
+            verb="marked ready",
+        )
+
+    def mark_failed(self, clone_id: str, job_id: str, error: str) -> CloneRecord | None:
+        """provisioning/deleting (locked by ``job_id``) -> failed with ``error``, lock released.
+
+        Returns None, changing nothing, when ``job_id`` does not hold the clone (e.g. the rollback of a job
+        whose reserve was refused): a rollback must never touch another job's clone, nor fail for it.
+        """
+        try:
+            return self._transition(
+                clone_id,
+                job_id,
+                assignments="`status` = 'failed', `last_error` = %s, `lock_job_id` = NULL",
+                set_args=(error[:MAX_ERROR_CHARS],),
+                guard="`status` IN ('provisioning', 'deleting') AND `lock_job_id` = %s",
+                target=CloneStatus.FAILED,
+                verb="marked failed",
+            )
+        except RegistryError as exc:
+            log.warning("not recording the failure of job %s on clone %s: %s", job_id, clone_id, exc)
+            return None
+
+    def begin_delete(self, clone_id: str, job_id: str) -> CloneRecord:
+        """Take the lock for a delete: any non-deleted clone not locked by another job -> deleting."""
+        return self._transition(
+            clone_id,
+            job_id,
+            assignments="`status` = 'deleting', `lock_job_id` = %s",
+            set_args=(job_id,),
+            guard="`status` <> 'deleted' AND (`lock_job_id` IS NULL OR `lock_job_id` = %s)",
+            target=CloneStatus.DELETING,
+            verb="deleted",
+        )
+
+    def mark_deleted(self, clone_id: str, job_id: str) -> CloneRecord:
+        """deleting (locked by ``job_id``) -> deleted, ``deleted_at`` set, lock released."""
+        return self._transition(
+            clone_id,
+            job_id,
+            assignments="`status` = 'deleted', `deleted_at` = UTC_TIMESTAMP(6), `lock_job_id` = NULL",
+            guard="`status` = 'deleting' AND `lock_job_id` = %s",
+            target=CloneStatus.DELETED,
+            verb="marked deleted",
+        )
+
+    def _transition(
+        self,
+        clone_id: str,
+        job_id: str,
+        *,
+        assignments: str,
+        guard: str,
+        target: CloneStatus,
+        verb: str,
+        set_args: tuple[Any, ...] = (),
+    ) -> CloneRecord:
+        """One guarded UPDATE; on no match, succeed only if this job already made the same transition."""
+        _check_clone_id(clone_id)
+        _check_job_id(job_id)
+        with self._session() as s:
+            changed = s.execute(
+                f"UPDATE {self._clones} SET {assignments}, `last_job_id` = %s, "
+                f"`updated_at` = UTC_TIMESTAMP(6) WHERE `clone_id` = %s AND {guard}",
+                (*set_args, job_id, clone_id, job_id),
+            )
+            record = self._get(s, clone_id)
+        if record is None:
+            raise RegistryError(f"clone {clone_id} does not exist.")
+        # Our UPDATE won; or it matched nothing because this job already made this transition (a retry).
+        lock_after = job_id if target is CloneStatus.DELETING else None
+        if changed or (
+            record.status is target and record.last_job_id == job_id and record.lock_job_id == lock_after
+        ):
+            log.info("clone %s: %s by job %s", clone_id, target.value, job_id)
+            return record
+        if record.lock_job_id is not None and record.lock_job_id != job_id:
+            raise RegistryError(
+                f"clone {clone_id} is being worked on by job {record.lock_job_id} "
+                f"(status {record.status.value}); try again when it finishes."
+            )
+        if record.status is CloneStatus.DELETED:
+            raise RegistryError(f"clone {clone_id} is already deleted.")
+        raise RegistryError(
+            f"clone {clone_id} cannot be {verb} by job {job_id}: it is {record.status.value} "
+            f"and {'not locked' if record.lock_job_id is None else 'locked by that job'}."
+        )
+
+
+class _Session:
+    """Statements on one connection, each committed at once; rows as dicts whatever the cursor class."""
+
+    def __init__(self, conn: Connection) -> None:
+        self.conn = conn
+
+    def execute(self, sql: str, args: Sequence[Any] | None = None) -> int:
+        cur = self.conn.cursor()
+        try:
+            cur.execute(sql, tuple(args) if args is not None else None)
+            count = int(cur.rowcount)
+            if cur.description is not None:
+                cur.fetchall()
+        finally:
+            cur.close()
+        self.conn.commit()
+        return count
+
+    def query(self, sql: str, args: Sequence[Any] | None = None) -> list[dict[str, Any]]:
+        cur = self.conn.cursor()
+        try:
+            cur.execute(sql, tuple(args) if args is not None else None)
+            names = [str(_text(d[0])) for d in cur.description or ()]
+            rows = [
+                {k: _text(v) for k, v in row.items()}
+                if isinstance(row, Mapping)
+                else dict(zip(names, (_text(v) for v in row), strict=True))
+                for row in cur.fetchall()
+            ]
+        finally:
+            cur.close()
+        self.conn.commit()  # ends the read snapshot when autocommit is off
+        return rows
+
+    def scalar(self, sql: str, args: Sequence[Any] | None = None) -> Any:
+        rows = self.query(sql, args)
+        return next(iter(rows[0].values())) if rows else None
