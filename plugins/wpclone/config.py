@@ -1,0 +1,143 @@
+"""Where the deployment configuration (:class:`wpclone.models.WpcloneConfig`) comes from.
+
+:func:`load_config` reads, first match wins:
+
+1. ``WPCLONE_CONFIG``: the path of a JSON file (production: a ConfigMap mounted into the Airflow workers);
+2. ``WPCLONE_CONFIG_JSON``: the JSON itself (e.g. an Airflow Variable exported to the environment);
+3. the local runtime's ``<state dir>/wpclone.json``, written by :func:`write_local_config` from the local
+   stack (the state dir is the one ``wpclone.local.settings.StackSettings.load()`` uses).
+
+Empty variables count as unset. Anything wrong is a :class:`ConfigError` with one sentence that says how to
+fix it. The control schema of the registry is ``WPCLONE_CONTROL_SCHEMA`` (default ``wpclone_control``).
+Nothing here touches the network or the local stack unless asked to, so it is safe at DAG parse time.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from pydantic import ValidationError
+
+from wpclone.db import ConfigError, check_identifier
+from wpclone.models import RuntimeKind, SourceConfig, WpcloneConfig
+from wpclone.registry import DEFAULT_SCHEMA
+
+if TYPE_CHECKING:
+    from wpclone.local.settings import StackSettings
+
+log = logging.getLogger(__name__)
+
+CONFIG_ENV = "WPCLONE_CONFIG"
+CONFIG_JSON_ENV = "WPCLONE_CONFIG_JSON"
+CONTROL_SCHEMA_ENV = "WPCLONE_CONTROL_SCHEMA"
+LOCAL_CONFIG_NAME = "wpclone.json"
+LOCAL_SOURCES = ("source",)  # the seeded source site (wpclone.local.seed.SOURCE)
+
+
+def parse_config(text: str, origin: str) -> WpcloneConfig:
+    """Validate configuration JSON; ``origin`` names where it came from in the error sentence."""
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ConfigError(
+            f"the wpclone configuration in {origin} is not valid JSON ({exc.msg} at line {exc.lineno})."
+        ) from exc
+    try:
+        return WpcloneConfig.model_validate(data)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc']) or 'top level'}: {err['msg']}" for err in exc.errors()
+        )
+        raise ConfigError(f"the wpclone configuration in {origin} is not valid ({problems}).") from exc
+
+
+def local_config_path(env: Mapping[str, str] | None = None) -> Path:
+    """``<state dir>/wpclone.json``, computed like ``StackSettings.load()`` but creating nothing."""
+    env = os.environ if env is None else env
+    from wpclone.local.settings import REPO_ROOT
+
+    return Path(env.get("WPCLONE_STATE_DIR") or REPO_ROOT / ".local").resolve() / LOCAL_CONFIG_NAME
+
+
+def load_config(env: Mapping[str, str] | None = None) -> WpcloneConfig:
+    """The deployment configuration, from the first of the places in the module docstring."""
+    env = os.environ if env is None else env
+    path = env.get(CONFIG_ENV)
+    if path:
+        try:
+            text = Path(path).read_text()
+        except OSError as exc:
+            raise ConfigError(
+                f"{CONFIG_ENV} names {path}, which cannot be read ({exc.strerror or exc}); "
+                "point it at the wpclone configuration JSON file."
+            ) from exc
+        return parse_config(text, f"{path} ({CONFIG_ENV})")
+    inline = env.get(CONFIG_JSON_ENV)
+    if inline:
+        return parse_config(inline, CONFIG_JSON_ENV)
+    local = local_config_path(env)
+    if local.is_file():
+        return parse_config(local.read_text(), str(local))
+    raise ConfigError(
+        f"wpclone is not configured: set {CONFIG_ENV} to the path of a JSON configuration file or "
+        f"{CONFIG_JSON_ENV} to the JSON itself, or, for the local runtime, create {local} with "
+        "wpclone.config.write_local_config after seeding the local stack."
+    )
+
+
+def control_schema(env: Mapping[str, str] | None = None) -> str:
+    """The registry's control schema: ``WPCLONE_CONTROL_SCHEMA`` or ``wpclone_control``, validated."""
+    env = os.environ if env is None else env
+    return check_identifier(env.get(CONTROL_SCHEMA_ENV) or DEFAULT_SCHEMA, CONTROL_SCHEMA_ENV)
+
+
+def local_config(settings: StackSettings, sources: Sequence[str] = LOCAL_SOURCES) -> WpcloneConfig:
+    """The local runtime's configuration: the named sites of the local site host as sources.
+
+    Sources are listed by name (default: the seeded ``source``), never discovered: clones are sites of the
+    same site host too, and only sites deliberately registered may be cloned.
+    """
+    from wpclone.local.sitehost import content_dir, load_site
+
+    configs = []
+    for name in sources:
+        site = load_site(settings, name)  # ConfigError when it is not registered
+        try:
+            configs.append(
+                SourceConfig.model_validate(
+                    {
+                        "name": site.name,
+                        "url": site.url,
+                        "db_host": site.db_host,
+                        "db_port": site.db_port,
+                        "db_name": site.db_name,
+                        "db_user": site.db_user,
+                        "db_password_file": str(site.db_password_file),
+                        "table_prefix": site.table_prefix,
+                        "content_dir": str(content_dir(settings, site.name)),
+                    }
+                )
+            )
+        except ValidationError as exc:
+            raise ConfigError(f"local site {name} cannot be a source: {exc.errors()[0]['msg']}.") from exc
+    return WpcloneConfig.model_validate(
+        {"runtime": RuntimeKind.LOCAL, "sources": configs, "clone_scheme": "http"}
+    )
+
+
+def write_local_config(settings: StackSettings, sources: Sequence[str] = LOCAL_SOURCES) -> Path:
+    """Write ``<state dir>/wpclone.json`` from the local stack (atomically; unchanged, it is left alone)."""
+    path = settings.state_dir / LOCAL_CONFIG_NAME
+    text = local_config(settings, sources).model_dump_json(indent=2) + "\n"
+    if path.is_file() and path.read_text() == text:
+        return path
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+    log.info("wrote the local runtime's configuration to %s", path)
+    return path
