@@ -13,6 +13,16 @@ import os
 import subprocess
 import sys
 from collections.abc import Iterator
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+_STATE = Path(os.environ.get("WPCLONE_STATE_DIR") or REPO / ".local")
+# Airflow reads its configuration when first imported: point it at a test home (SQLite, under the state
+# dir) and our DAGs before any test module imports it.
+os.environ.setdefault("AIRFLOW_HOME", str(_STATE / "airflow-test"))
+os.environ.setdefault("AIRFLOW__CORE__DAGS_FOLDER", str(REPO / "dags"))
+os.environ.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
+os.environ.setdefault("AIRFLOW__LOGGING__LOGGING_LEVEL", "INFO")
 
 import pytest
 
@@ -26,6 +36,17 @@ from wpclone.local.sitehost import SiteConfig, content_dir, register_site, unreg
 from wpclone.mysql_admin import create_database_and_user, drop_database_and_user
 
 log = logging.getLogger(__name__)
+
+
+@pytest.fixture(scope="session")
+def airflow_home() -> Path:
+    """The test Airflow home with its metadata database migrated (SQLite; a no-op when up to date)."""
+    home = Path(os.environ["AIRFLOW_HOME"])
+    home.mkdir(parents=True, exist_ok=True)
+    airflow = Path(sys.executable).with_name("airflow")
+    result = subprocess.run([str(airflow), "db", "migrate"], capture_output=True, text=True, check=False)
+    assert result.returncode == 0, result.stderr[-2000:]
+    return home
 
 
 @pytest.fixture(scope="session")

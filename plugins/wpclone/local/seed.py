@@ -123,6 +123,9 @@ def seed_source(settings: StackSettings, posts: int = DEFAULT_POSTS, force: bool
     content = _run_php(host, "content", config.name)
     log.info("content stage: %s", "created content" if content.get("seeded") else "already seeded")
     added = bulk_posts(config, posts)
+    from wpclone.config import write_local_config
+
+    write_local_config(settings)  # the local runtime's configuration: this site is a registered source
     log.info(
         "site %s ready at %s (%d posts added in bulk, %.1f s); admin user %s, password in %s",
         config.name,

@@ -86,8 +86,13 @@ class Runtime(abc.ABC):
         """The password of the source database's login (for the worker's own checks)."""
 
     @abc.abstractmethod
-    def deploy_site(self, plan: ClonePlan, constants: Mapping[str, str | int | bool]) -> None:
-        """Serve the clone at its URL with these extra wp-config constants (apply semantics)."""
+    def deploy_site(
+        self, plan: ClonePlan, constants: Mapping[str, str | int | bool], mu_plugin_php: str
+    ) -> None:
+        """Serve the clone at its URL with these wp-config constants and must-use plugin (apply semantics).
+
+        The plugin is installed as ``wp-content/mu-plugins/wpclone-staging.php``.
+        """
 
     @abc.abstractmethod
     def site_ready(self, plan: ClonePlan) -> bool:

@@ -1,0 +1,23 @@
+"""
+### wp_clone — a short-lived staging clone of a registered WordPress site
+
+Copies a **registered source** site into a new clone at its own URL, with its own database, database user
+and wp-content, and an expiry (`ttl_minutes`); `wp_ttl_cleanup` deletes it when that passes.
+
+**Params**: `source_url` (a registered source), `ttl_minutes` (10-10080, default 60), `clone_id` (empty:
+generated), `copy_mode` (`everything`, or `database`: without uploads).
+
+**Tasks**: validate_request → reserve_clone → create_database → copy_database ∥ copy_content → deploy_site
+→ await_site_ready → apply_staging_safety (noindex header and option, no outgoing mail, no visitor cron,
+environment type `staging`, a fresh admin password) → finalize_clone (registry `ready`; the result names the
+URL, admin user, where the password is, and `expires_at`). If any task fails, **rollback_clone** removes
+everything this run created and marks the registry `failed` with the reason; the run ends failed.
+"""
+
+from __future__ import annotations
+
+from airflow.sdk import DAG
+
+from wpclone.builders import build_clone_dag
+
+dag: DAG = build_clone_dag("wp_clone", doc_md=__doc__)

@@ -1,0 +1,21 @@
+"""
+### wp_delete — delete a clone
+
+Removes the clone's site, database, database user, content and secrets, and marks it `deleted` in the
+registry. Idempotent: deleting what is already gone converges. Refused for an unknown clone, and while
+another job works on the clone (e.g. it is still being provisioned): try again when that job ends.
+
+**Params**: `clone_id`.
+
+**Tasks**: validate_request → delete_clone (begin_delete → delete_site → drop_database → mark_deleted,
+the same task group `wp_ttl_cleanup` maps over expired clones) → record_delete_failure (only on failure:
+the clone is marked `failed` with the reason and freed for another attempt).
+"""
+
+from __future__ import annotations
+
+from airflow.sdk import DAG
+
+from wpclone.builders import build_delete_dag
+
+dag: DAG = build_delete_dag("wp_delete", doc_md=__doc__)

@@ -1,0 +1,16 @@
+"""
+### wp_ttl_cleanup — delete expired clones and sweep orphans
+
+Every 5 minutes, one run at a time, no catch-up. Deletes every clone whose `expires_at` has passed (and
+that no job is working on) with the same `delete_clone` task group as `wp_delete`, mapped over them; then
+sweeps orphans: databases, database users, sites and runtime objects that carry our prefix (`wpc_`) or
+labels but have no live registry row. `report` summarises what was done.
+"""
+
+from __future__ import annotations
+
+from airflow.sdk import DAG
+
+from wpclone.builders import build_ttl_cleanup_dag
+
+dag: DAG = build_ttl_cleanup_dag("wp_ttl_cleanup", doc_md=__doc__)

@@ -1,0 +1,301 @@
+"""One builder per DAG shape (DESIGN §4). The DAG files call these; the tasks' work is in wpclone.tasks.
+
+Nothing here does I/O: the runtime object is built from the environment only, for its step operators.
+"""
+
+from __future__ import annotations
+
+import os
+from datetime import timedelta
+from typing import Any
+
+from airflow.sdk import DAG, Param, TriggerRule, task, task_group
+
+from wpclone import tasks
+from wpclone.models import (
+    CLONE_ID_PATTERN,
+    TTL_DEFAULT_MINUTES,
+    TTL_MAX_MINUTES,
+    TTL_MIN_MINUTES,
+    URL_PATTERN,
+    CopyMode,
+    WpcloneConfig,
+)
+from wpclone.runtimes import runtime_for, runtime_kind
+from wpclone.runtimes.base import Step
+
+TAGS = ["wpclone"]
+DEFAULT_ARGS: dict[str, Any] = {
+    "owner": "platform",
+    # Environment only (no I/O at parse time); tests set 0 to see a failure at once.
+    "retries": int(os.environ.get("WPCLONE_TASK_RETRIES", "2")),
+    "retry_delay": timedelta(seconds=10),
+    "retry_exponential_backoff": True,
+    "max_retry_delay": timedelta(minutes=5),
+}
+PLAN = "validate_request"
+PLAN_JSON = "ti.xcom_pull(task_ids='validate_request')"
+CLONE_TASKS = [
+    "validate_request",
+    "reserve_clone",
+    "create_database",
+    "copy_database",
+    "copy_content",
+    "deploy_site",
+    "await_site_ready",
+    "apply_staging_safety",
+    "finalize_clone",
+]
+
+
+def _start_date() -> Any:
+    from airflow.sdk import timezone
+
+    return timezone.datetime(2026, 1, 1)
+
+
+def _runtime() -> Any:
+    return runtime_for(WpcloneConfig(runtime=runtime_kind()))
+
+
+def clone_params() -> dict[str, Param]:
+    return {
+        "source_url": Param(
+            type="string",
+            pattern=URL_PATTERN.replace("[a-z0-9.-]", "[A-Za-z0-9.-]"),
+            title="Source site URL",
+            description="URL of a registered live site to clone, e.g. https://www.example.com",
+        ),
+        "ttl_minutes": Param(
+            TTL_DEFAULT_MINUTES,
+            type="integer",
+            minimum=TTL_MIN_MINUTES,
+            maximum=TTL_MAX_MINUTES,
+            title="Time to live (minutes)",
+            description=f"The clone is deleted this long after the job starts ({TTL_MIN_MINUTES}-{TTL_MAX_MINUTES}).",
+        ),
+        "clone_id": Param(
+            None,
+            type=["null", "string"],
+            pattern=CLONE_ID_PATTERN,
+            title="Clone id",
+            description="Name of the clone (3-28 of a-z, 0-9, '-'); leave empty to generate one.",
+        ),
+        "copy_mode": Param(
+            CopyMode.EVERYTHING.value,
+            type="string",
+            enum=[mode.value for mode in CopyMode if mode is not CopyMode.FILES],
+            title="What to copy",
+            description="everything: database and wp-content; database: database and wp-content without uploads.",
+        ),
+    }
+
+
+def build_clone_dag(dag_id: str = "wp_clone", doc_md: str | None = None) -> DAG:
+    runtime = _runtime()
+    with DAG(
+        dag_id,
+        schedule=None,
+        start_date=_start_date(),
+        catchup=False,
+        tags=TAGS,
+        doc_md=doc_md,
+        default_args=DEFAULT_ARGS,
+        params=clone_params(),
+        render_template_as_native_obj=False,
+    ) as dag:
+
+        @task(task_id="validate_request", retries=0)
+        @tasks.records_error
+        def validate_request(**context: Any) -> dict[str, Any]:
+            return tasks.validate_request(context["params"], context["dag_run"].run_after)
+
+        @task(task_id="reserve_clone")
+        @tasks.records_error
+        def reserve_clone(plan: dict[str, Any], **context: Any) -> None:
+            tasks.reserve_clone(plan, context["run_id"])
+
+        @task(task_id="create_database")
+        @tasks.records_error
+        def create_database(plan: dict[str, Any]) -> None:
+            tasks.create_database(plan)
+
+        @task(task_id="deploy_site")
+        @tasks.records_error
+        def deploy_site(plan: dict[str, Any]) -> None:
+            tasks.deploy_site(plan)
+
+        @task(task_id="await_site_ready", retries=0)
+        @tasks.records_error
+        def await_site_ready(plan: dict[str, Any]) -> None:
+            tasks.await_site_ready(plan)
+
+        @task(task_id="apply_staging_safety")
+        @tasks.records_error
+        def apply_staging_safety(plan: dict[str, Any]) -> str:
+            return tasks.apply_staging_safety(plan)
+
+        @task(task_id="finalize_clone")
+        @tasks.records_error
+        def finalize_clone(plan: dict[str, Any], admin_user: str, **context: Any) -> dict[str, Any]:
+            return tasks.finalize_clone(plan, context["run_id"], admin_user)
+
+        @task(task_id="rollback_clone", trigger_rule=TriggerRule.ONE_FAILED, retries=3)
+        def rollback_clone(**context: Any) -> dict[str, Any]:
+            ti = context["ti"]
+            errors = ti.xcom_pull(task_ids=CLONE_TASKS, key=tasks.ERROR_KEY) or []
+            return tasks.rollback_clone(ti.xcom_pull(task_ids=PLAN), context["run_id"], list(errors))
+
+        plan = validate_request()
+        copy_db = runtime.step_operator(
+            Step(
+                task_id="copy_database",
+                step="copy-database",
+                arguments=(f"{{{{ {PLAN_JSON}['source']['url'] }}}}", f"{{{{ {PLAN_JSON}['url'] }}}}"),
+                db_env={"SOURCE_DB": "source", "TARGET_DB": "clone"},
+                heavy=True,
+            ),
+            plan_xcom=PLAN,
+            pool=tasks.HEAVY_POOL,
+        )
+        copy_content = runtime.step_operator(
+            Step(
+                task_id="copy_content",
+                step="copy-content",
+                arguments=("--copy-mode", f"{{{{ {PLAN_JSON}['copy_mode'] }}}}"),
+                content={"SOURCE_CONTENT_DIR": "source", "TARGET_CONTENT_DIR": "clone"},
+                heavy=True,
+            ),
+            plan_xcom=PLAN,
+            pool=tasks.HEAVY_POOL,
+        )
+        reserved = reserve_clone(plan)
+        created = create_database(plan)
+        deployed = deploy_site(plan)
+        ready = await_site_ready(plan)
+        admin_user = apply_staging_safety(plan)
+        result = finalize_clone(plan, admin_user)
+        reserved >> created >> [copy_db, copy_content] >> deployed >> ready >> admin_user
+        rollback = rollback_clone()
+        [plan, reserved, created, copy_db, copy_content, deployed, ready, admin_user, result] >> rollback
+    return dag
+
+
+@task_group(group_id="delete_clone")
+def delete_clone_group(clone_id: str) -> Any:
+    """The one way a clone is deleted: used by wp_delete (one clone) and wp_ttl_cleanup (mapped)."""
+
+    @task(task_id="begin_delete")
+    @tasks.records_error
+    def begin_delete(clone_id: str, **context: Any) -> str:
+        tasks.begin_delete(clone_id, context["run_id"])
+        return clone_id
+
+    @task(task_id="delete_site")
+    @tasks.records_error
+    def delete_site(clone_id: str) -> list[str]:
+        return tasks.delete_site(clone_id)
+
+    @task(task_id="drop_database")
+    @tasks.records_error
+    def drop_database(clone_id: str) -> None:
+        tasks.drop_database(clone_id)
+
+    @task(task_id="mark_deleted")
+    @tasks.records_error
+    def mark_deleted(clone_id: str, **context: Any) -> str:
+        return tasks.mark_deleted(clone_id, context["run_id"])
+
+    began = begin_delete(clone_id)
+    site = delete_site(began)
+    database = drop_database(began)
+    done = mark_deleted(began)
+    site >> database >> done
+    return done
+
+
+_DELETE_TASKS = [
+    f"delete_clone.{t}" for t in ("begin_delete", "delete_site", "drop_database", "mark_deleted")
+]
+
+
+def record_delete_failure(clone_ids_from: str) -> Any:
+    """A leaf that runs when a deletion failed: frees the clone for the next attempt, then fails the run."""
+
+    @task(task_id="record_delete_failure", trigger_rule=TriggerRule.ONE_FAILED, retries=0)
+    def record(**context: Any) -> None:
+        ti = context["ti"]
+        clone_ids = ti.xcom_pull(task_ids=clone_ids_from) or []
+        errors = [
+            e
+            for e in (ti.xcom_pull(task_ids=[clone_ids_from, *_DELETE_TASKS], key=tasks.ERROR_KEY) or [])
+            if e
+        ]
+        tasks.record_delete_failure(list(clone_ids), context["run_id"], errors)
+
+    return record()
+
+
+def build_delete_dag(dag_id: str = "wp_delete", doc_md: str | None = None) -> DAG:
+    with DAG(
+        dag_id,
+        schedule=None,
+        start_date=_start_date(),
+        catchup=False,
+        tags=TAGS,
+        doc_md=doc_md,
+        default_args=DEFAULT_ARGS,
+        params={
+            "clone_id": Param(
+                type="string",
+                pattern=CLONE_ID_PATTERN,
+                title="Clone id",
+                description="The clone to delete: its site, database, database user and content.",
+            )
+        },
+    ) as dag:
+
+        @task(task_id="validate_request", retries=0)
+        @tasks.records_error
+        def validate_request(**context: Any) -> list[str]:
+            return tasks.validate_delete(context["params"])
+
+        clone_ids = validate_request()
+        deleted = delete_clone_group.expand(clone_id=clone_ids)
+        deleted >> record_delete_failure("validate_request")
+    return dag
+
+
+def build_ttl_cleanup_dag(
+    dag_id: str = "wp_ttl_cleanup", doc_md: str | None = None, schedule: str = "*/5 * * * *"
+) -> DAG:
+    with DAG(
+        dag_id,
+        schedule=schedule,
+        start_date=_start_date(),
+        catchup=False,
+        max_active_runs=1,
+        tags=TAGS,
+        doc_md=doc_md,
+        default_args=DEFAULT_ARGS,
+    ) as dag:
+
+        @task(task_id="find_expired")
+        def find_expired(**context: Any) -> list[str]:
+            return tasks.find_expired(context["dag_run"].run_after)
+
+        @task(task_id="sweep_orphans", trigger_rule=TriggerRule.ALL_DONE)
+        def sweep_orphans() -> list[str]:
+            return tasks.sweep_orphans()
+
+        @task(task_id="report", trigger_rule=TriggerRule.ALL_DONE)
+        def report(deleted: list[str] | None, orphans: list[str]) -> dict[str, Any]:
+            return tasks.report_cleanup(deleted, orphans)
+
+        expired = find_expired()
+        deleted = delete_clone_group.expand(clone_id=expired)
+        orphans = sweep_orphans()
+        deleted >> orphans
+        deleted >> record_delete_failure("find_expired")
+        report(deleted, orphans)
+    return dag

@@ -1,0 +1,240 @@
+"""The local runtime: steps as local processes, clones served by the local site host (DESIGN §5).
+
+Secrets are files only the owner can read under the stack's ``secrets/``; a step receives
+``*_PASSWORD_FILE`` where a pod would receive ``*_PASSWORD`` from a Secret, and the same command line.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import subprocess
+import sys
+import urllib.error
+from collections.abc import Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from wpclone.local.mariadb import LOCAL_USER_HOST
+from wpclone.local.settings import StackSettings
+from wpclone.local.sitehost import (
+    SiteConfig,
+    content_dir,
+    http_opener,
+    list_sites,
+    register_site,
+    site_dir,
+    unregister_site,
+)
+from wpclone.models import CLONE_ID_RE, ClonePlan, RuntimeKind, SourceConfig, WpcloneConfig
+from wpclone.runtimes.base import STEP_COMMAND, CloneSecrets, Runtime, Step
+
+if TYPE_CHECKING:
+    from airflow.sdk import BaseOperator
+
+log = logging.getLogger(__name__)
+
+CLONE_MARK = "WPCLONE_CLONE_ID"  # the wp-config constant that marks a site as a clone (and names it)
+MU_PLUGIN_NAME = "wpclone-staging.php"
+STEP_STDERR_KEEP = 50
+
+
+class LocalRuntime(Runtime):
+    kind = RuntimeKind.LOCAL
+    db_user_host = LOCAL_USER_HOST
+
+    def __init__(self, config: WpcloneConfig, settings: StackSettings | None = None) -> None:
+        super().__init__(config)
+        self._settings = settings
+
+    @property
+    def settings(self) -> StackSettings:
+        if self._settings is None:
+            self._settings = StackSettings.load()
+        return self._settings
+
+    # -- parse time ------------------------------------------------------------------------------------
+
+    def step_operator(self, step: Step, *, plan_xcom: str, **operator_kwargs: Any) -> BaseOperator:
+        from airflow.providers.standard.operators.python import PythonOperator
+
+        return PythonOperator(
+            task_id=step.task_id,
+            python_callable=run_local_step,
+            op_kwargs={
+                "step": step.step,
+                "arguments": list(step.arguments),
+                "env": dict(step.env),
+                "db_env": dict(step.db_env),
+                "content": dict(step.content),
+                "plan_xcom": plan_xcom,
+            },
+            **operator_kwargs,
+        )
+
+    # -- task time -------------------------------------------------------------------------------------
+
+    def clone_url(self, clone_id: str) -> str:
+        return self.settings.site_url(clone_id)
+
+    def _secret_file(self, clone_id: str, key: str) -> Path:
+        return self.settings.secrets_dir / f"clone-{clone_id}-{key}"
+
+    def prepare_clone(self, plan: ClonePlan) -> CloneSecrets:
+        db = self.settings.secret(self._secret_file(plan.clone_id, "db-password").name)
+        admin = self.settings.secret(self._secret_file(plan.clone_id, "admin-password").name)
+        return CloneSecrets(db_password=db, admin_password=admin, salts={})  # the site host keeps salts
+
+    def source_db_password(self, source: SourceConfig) -> str:
+        if not source.db_password_file:
+            raise ValueError(f"source {source.name} has no db_password_file configured.")
+        return Path(source.db_password_file).read_text().strip()
+
+    def deploy_site(
+        self, plan: ClonePlan, constants: Mapping[str, str | int | bool], mu_plugin_php: str
+    ) -> None:
+        mu_plugins = content_dir(self.settings, plan.clone_id) / "mu-plugins"
+        mu_plugins.mkdir(parents=True, exist_ok=True)
+        (mu_plugins / MU_PLUGIN_NAME).write_text(mu_plugin_php)
+        extra = {k: v for k, v in constants.items() if k not in ("WP_ENVIRONMENT_TYPE", "DISABLE_WP_CRON")}
+        register_site(
+            self.settings,
+            SiteConfig(
+                name=plan.clone_id,
+                url=plan.url,
+                db_host="127.0.0.1",
+                db_port=self.settings.db_port,
+                db_name=plan.db_name,
+                db_user=plan.db_name,
+                db_password_file=self._secret_file(plan.clone_id, "db-password"),
+                table_prefix=plan.source.table_prefix,
+                environment_type=str(constants.get("WP_ENVIRONMENT_TYPE", "staging")),
+                disable_wp_cron=bool(constants.get("DISABLE_WP_CRON", True)),
+                constants={**extra, CLONE_MARK: plan.clone_id},
+                admin_password_file=self._secret_file(plan.clone_id, "admin-password"),
+            ),
+            default_content=True,
+        )
+
+    def site_ready(self, plan: ClonePlan) -> bool:
+        try:
+            with http_opener(follow_redirects=False).open(plan.url + "/", timeout=10) as response:
+                return int(response.status) < 500
+        except urllib.error.HTTPError as exc:
+            return exc.code < 500
+        except OSError:
+            return False
+
+    def secret_location(self, clone_id: str, key: str) -> str:
+        return str(self._secret_file(clone_id, key))
+
+    def delete_clone_objects(self, clone_id: str) -> list[str]:
+        removed = []
+        if unregister_site(self.settings, clone_id):
+            removed.append(f"site {clone_id} and its content")
+        elif site_dir(self.settings, clone_id).exists():  # content copied before the site was registered
+            import shutil
+
+            shutil.rmtree(site_dir(self.settings, clone_id))
+            removed.append(f"content of {clone_id}")
+        for path in sorted(self.settings.secrets_dir.glob(f"clone-{clone_id}-*")):
+            path.unlink(missing_ok=True)
+            removed.append(f"secret file {path.name}")
+        return removed
+
+    def list_clone_ids(self) -> set[str]:
+        ids = {site.name for site in list_sites(self.settings) if site.constants.get(CLONE_MARK) == site.name}
+        if self.settings.sites_dir.is_dir():  # content of a clone whose site was never registered
+            ids |= {
+                entry.name
+                for entry in self.settings.sites_dir.iterdir()
+                if CLONE_ID_RE.fullmatch(entry.name) and not (entry / "site.json").exists()
+            }
+        if self.settings.secrets_dir.is_dir():
+            for path in self.settings.secrets_dir.glob("clone-*-db-password"):
+                ids.add(path.name[len("clone-") : -len("-db-password")])
+        return ids
+
+    def step_env(
+        self, plan: ClonePlan, db_env: Mapping[str, str], content: Mapping[str, str]
+    ) -> dict[str, str]:
+        """The environment a step gets: database logins by prefix and content directories."""
+        env: dict[str, str] = {}
+        for prefix, which in db_env.items():
+            if which == "source":
+                source = plan.source
+                env.update(
+                    {
+                        f"{prefix}_HOST": source.db_host,
+                        f"{prefix}_PORT": str(source.db_port),
+                        f"{prefix}_USER": source.db_user,
+                        f"{prefix}_PASSWORD_FILE": source.db_password_file or "",
+                        f"{prefix}_NAME": source.db_name,
+                    }
+                )
+            elif which == "clone":
+                env.update(
+                    {
+                        f"{prefix}_HOST": "127.0.0.1",
+                        f"{prefix}_PORT": str(self.settings.db_port),
+                        f"{prefix}_USER": plan.db_name,
+                        f"{prefix}_PASSWORD_FILE": str(self._secret_file(plan.clone_id, "db-password")),
+                        f"{prefix}_NAME": plan.db_name,
+                    }
+                )
+            else:
+                raise ValueError(f"unknown database login {which!r} for {prefix}.")
+        for name, which in content.items():
+            if which == "source":
+                if not plan.source.content_dir:
+                    raise ValueError(f"source {plan.source.name} has no content_dir configured.")
+                env[name] = plan.source.content_dir
+            elif which == "clone":
+                env[name] = str(content_dir(self.settings, plan.clone_id))
+            else:
+                raise ValueError(f"unknown content tree {which!r} for {name}.")
+        return env
+
+
+def run_local_step(
+    step: str,
+    arguments: list[str],
+    env: dict[str, str],
+    db_env: dict[str, str],
+    content: dict[str, str],
+    plan_xcom: str,
+    **context: Any,
+) -> dict[str, Any]:
+    """Run ``python -m wpclone.steps <step> <arguments>`` for the clone planned in XCom ``plan_xcom``.
+
+    The step's log lines go to the task log as they come; its JSON result line becomes the task's XCom;
+    on failure its one-sentence error is pushed as XCom ``error`` and the task fails with it.
+    """
+    from wpclone.config import load_config
+    from wpclone.tasks import StepFailed, push_error
+
+    ti = context["ti"]
+    plan = ClonePlan.model_validate(ti.xcom_pull(task_ids=plan_xcom))
+    runtime = LocalRuntime(load_config())
+    command = [sys.executable, *STEP_COMMAND[1:], step, *arguments]
+    child_env = {**os.environ, **env, **runtime.step_env(plan, db_env, content)}
+    log.info("running step %s for clone %s: %s", step, plan.clone_id, " ".join(command[1:]))
+    proc = subprocess.Popen(
+        command, env=child_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, bufsize=1
+    )
+    assert proc.stderr is not None and proc.stdout is not None
+    tail: list[str] = []
+    for line in proc.stderr:
+        line = line.rstrip("\n")
+        log.info("%s", line)
+        tail = [*tail[-STEP_STDERR_KEEP:], line]
+    output = proc.stdout.read()
+    if proc.wait() != 0:
+        last = next((t for t in reversed(tail) if t.strip()), f"step {step} failed with no message")
+        sentence = last.removeprefix("error: ").strip()
+        push_error(ti, f"{step}: {sentence}")
+        raise StepFailed(f"{step} failed: {sentence}")
+    lines = output.strip().splitlines()
+    result: dict[str, Any] = json.loads(lines[-1]) if lines else {}
+    return result

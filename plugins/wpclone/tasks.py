@@ -1,0 +1,362 @@
+"""What the DAGs' tasks do, as plain functions of their inputs (the builders wire them into DAGs).
+
+Every task is idempotent: a retry after a crash at any line converges. A task that fails records one
+sentence as XCom ``error`` first, so the rollback and the registry can say why a job failed.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import os
+import time
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime, timedelta
+from typing import Any, TypeVar, cast
+
+from pydantic import ValidationError
+
+from wpclone.db import DbEndpoint
+from wpclone.models import (
+    CloneRequest,
+    ClonePlan,
+    DeleteRequest,
+    WpcloneConfig,
+    clone_db_name,
+    clone_id_from_db_name,
+    generate_clone_id,
+)
+from wpclone.runtimes.base import Runtime
+
+log = logging.getLogger(__name__)
+
+MYSQL_CONN_ID = "wpclone_mysql"  # the shared MySQL server: admin login, also home of the registry
+HEAVY_POOL = "wpclone_heavy"  # bounds concurrent copies against the shared MySQL
+SITE_READY_TIMEOUT_ENV = "WPCLONE_SITE_READY_TIMEOUT"  # seconds, default 300
+SITE_READY_POLL_S = 1.0
+ERROR_KEY = "error"
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+class StepFailed(RuntimeError):
+    """A step failed; its message is the step's one sentence."""
+
+
+class BadRequest(ValueError):
+    """Input a user must fix; the job fails at once without retries."""
+
+
+def push_error(ti: Any, sentence: str) -> None:
+    ti.xcom_push(key=ERROR_KEY, value=sentence)
+
+
+def describe(exc: BaseException) -> str:
+    """One sentence for a user, from any exception we raise or let through."""
+    if isinstance(exc, ValidationError):
+        first = exc.errors()[0]
+        where = ".".join(str(part) for part in first["loc"]) or "request"
+        return f"{where}: {first['msg']}."
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    return text if text.endswith(".") else text + "."
+
+
+def records_error(func: F) -> F:
+    """Push the failure's sentence as XCom ``error`` before failing; bad input fails without retries."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except Exception as exc:
+            from airflow.sdk import get_current_context
+            from airflow.sdk.exceptions import AirflowFailException
+
+            sentence = describe(exc)
+            push_error(get_current_context()["ti"], sentence)
+            if isinstance(exc, (BadRequest, ValidationError)):
+                raise AirflowFailException(sentence) from exc
+            raise
+
+    return cast(F, wrapper)
+
+
+# -- connections and runtime ----------------------------------------------------------------------------
+
+
+def admin_endpoint() -> DbEndpoint:
+    """The shared MySQL server's admin login, from Airflow's connection ``wpclone_mysql``."""
+    from airflow.sdk import BaseHook
+
+    conn = BaseHook.get_connection(MYSQL_CONN_ID)
+    return DbEndpoint(conn.host or "127.0.0.1", int(conn.port or 3306), conn.login or "", conn.password or "")
+
+
+def registry() -> Any:
+    """The clone registry on the shared server, through Airflow's MySQL connection (MySqlHook)."""
+    from airflow.providers.mysql.hooks.mysql import MySqlHook
+
+    from wpclone.registry import Registry
+
+    from wpclone.config import control_schema
+
+    hook = MySqlHook(mysql_conn_id=MYSQL_CONN_ID)
+    reg = Registry(hook.get_conn, control_schema())
+    reg.migrate()
+    return reg
+
+
+def get_runtime(config: WpcloneConfig) -> Runtime:
+    from wpclone.runtimes import runtime_for
+
+    return runtime_for(config)
+
+
+def _plan(value: Mapping[str, Any]) -> ClonePlan:
+    return ClonePlan.model_validate(value)
+
+
+def database_exists(admin: DbEndpoint, name: str) -> bool:
+    with admin.connect() as conn, conn.cursor() as cur:
+        cur.execute("SELECT 1 FROM information_schema.schemata WHERE schema_name = %s", (name,))
+        return cur.fetchone() is not None
+
+
+# -- wp_clone ---------------------------------------------------------------------------------------------
+
+
+def validate_request(params: Mapping[str, Any], run_after: datetime) -> dict[str, Any]:
+    """Check the request against the models, the configuration and what exists; return the clone plan."""
+    from wpclone.config import load_config
+
+    known = {"source_url", "ttl_minutes", "clone_id", "copy_mode"}
+    request = CloneRequest(**{k: v for k, v in params.items() if k in known})
+    config = load_config()
+    try:
+        source = config.source_for(request.source_url)
+    except ValueError as exc:
+        raise BadRequest(str(exc)) from exc
+    runtime = get_runtime(config)
+    clone_id = request.clone_id or generate_clone_id(source)
+    existing = registry().get(clone_id)
+    if existing is not None and existing.status != "deleted":
+        raise BadRequest(
+            f"clone {clone_id} already exists (status {existing.status}); choose another clone id or delete it first."
+        )
+    db_name = clone_db_name(clone_id)
+    if database_exists(admin_endpoint(), db_name):
+        raise BadRequest(f"database {db_name} already exists on the server; choose another clone id.")
+    if clone_id in runtime.list_clone_ids():
+        raise BadRequest(f"a site or content named {clone_id} already exists; choose another clone id.")
+    plan = ClonePlan(
+        clone_id=clone_id,
+        source=source,
+        url=runtime.clone_url(clone_id),
+        db_name=db_name,
+        ttl_minutes=request.ttl_minutes,
+        copy_mode=request.copy_mode,
+        expires_at=run_after.astimezone(UTC) + timedelta(minutes=request.ttl_minutes),
+    )
+    log.info("plan: clone %s of %s at %s, expires %s", clone_id, source.url, plan.url, plan.expires_at)
+    return plan.model_dump(mode="json")
+
+
+def reserve_clone(plan: Mapping[str, Any], job_id: str) -> None:
+    registry().reserve(_plan(plan), job_id)
+
+
+def create_database(plan: Mapping[str, Any]) -> None:
+    from wpclone.config import load_config
+    from wpclone.mysql_admin import create_database_and_user
+
+    p = _plan(plan)
+    runtime = get_runtime(load_config())
+    secrets = runtime.prepare_clone(p)
+    create_database_and_user(
+        admin_endpoint(), p.db_name, p.db_name, secrets.db_password, user_host=runtime.db_user_host
+    )
+
+
+def deploy_site(plan: Mapping[str, Any]) -> None:
+    from wpclone.config import load_config
+    from wpclone.staging import STAGING_CONSTANTS, mu_plugin_php
+
+    p = _plan(plan)
+    get_runtime(load_config()).deploy_site(p, STAGING_CONSTANTS, mu_plugin_php(p.clone_id, p.expires_at))
+
+
+def await_site_ready(plan: Mapping[str, Any], timeout: float | None = None) -> None:
+    from wpclone.config import load_config
+
+    timeout = timeout or float(os.environ.get(SITE_READY_TIMEOUT_ENV, "300"))
+    p = _plan(plan)
+    runtime = get_runtime(load_config())
+    deadline = time.monotonic() + timeout
+    while not runtime.site_ready(p):
+        if time.monotonic() > deadline:
+            raise StepFailed(f"the clone's site at {p.url} did not answer within {timeout:.0f} s.")
+        time.sleep(SITE_READY_POLL_S)
+    log.info("clone %s answers at %s", p.clone_id, p.url)
+
+
+def _first_administrator(admin: DbEndpoint, plan: ClonePlan) -> str:
+    prefix = plan.source.table_prefix
+    with admin.with_database(plan.db_name).connect() as conn, conn.cursor() as cur:
+        cur.execute(
+            f"SELECT u.user_login FROM `{prefix}users` u JOIN `{prefix}usermeta` m ON m.user_id = u.ID "
+            f"WHERE m.meta_key = %s AND m.meta_value LIKE %s ORDER BY u.ID LIMIT 1",
+            (f"{prefix}capabilities", '%"administrator"%'),
+        )
+        row = cur.fetchone()
+    if row is None:
+        raise StepFailed(f"the clone's database has no administrator in {prefix}users.")
+    return str(row[0])
+
+
+def apply_staging_safety(plan: Mapping[str, Any]) -> str:
+    """No indexing, no mail, no visitor cron, a fresh admin password; returns the admin login."""
+    from wpclone.config import load_config
+    from wpclone.staging import apply_staging_sql
+
+    p = _plan(plan)
+    runtime = get_runtime(load_config())
+    admin = admin_endpoint()
+    admin_user = _first_administrator(admin, p)
+    secrets = runtime.prepare_clone(p)  # reads back the secrets made by create_database
+    apply_staging_sql(
+        admin.with_database(p.db_name).connect,
+        p.db_name,
+        p.source.table_prefix,
+        admin_user,
+        secrets.admin_password,
+    )
+    return admin_user
+
+
+def finalize_clone(plan: Mapping[str, Any], job_id: str, admin_user: str) -> dict[str, Any]:
+    from wpclone.config import load_config
+
+    p = _plan(plan)
+    runtime = get_runtime(load_config())
+    registry().mark_ready(p.clone_id, job_id)
+    return {
+        "clone_id": p.clone_id,
+        "url": p.url + "/",
+        "source_url": p.source.url,
+        "admin_url": p.url + "/wp-admin/",
+        "admin_user": admin_user,
+        "admin_password": runtime.secret_location(p.clone_id, "admin-password"),
+        "expires_at": p.expires_at.isoformat(),
+        "copy_mode": p.copy_mode.value,
+    }
+
+
+def rollback_clone(plan: Mapping[str, Any] | None, job_id: str, errors: list[str | None]) -> dict[str, Any]:
+    """Remove everything this job created and record why it failed; touch nothing it did not create."""
+    reason = next((e for e in errors if e), "the job failed (no step reported a reason).")
+    if not plan:
+        log.info("nothing to roll back: the request was refused before anything was created (%s)", reason)
+        return {"rolled_back": False, "error": reason}
+    from wpclone.config import load_config
+
+    p = _plan(plan)
+    reg = registry()
+    record = reg.get(p.clone_id)
+    if record is None or record.lock_job_id != job_id:
+        log.info("clone %s was not reserved by this job; nothing of it is ours to remove", p.clone_id)
+        return {"rolled_back": False, "error": reason}
+    removed = _remove_clone(get_runtime(load_config()), p.clone_id, p.db_name)
+    reg.mark_failed(p.clone_id, job_id, reason)
+    log.info("rolled back clone %s (%s): %s", p.clone_id, reason, "; ".join(removed) or "nothing existed yet")
+    return {"rolled_back": True, "removed": removed, "error": reason}
+
+
+def _remove_clone(runtime: Runtime, clone_id: str, db_name: str) -> list[str]:
+    from wpclone.mysql_admin import drop_database_and_user
+
+    removed = runtime.delete_clone_objects(clone_id)
+    admin = admin_endpoint()
+    if database_exists(admin, db_name):
+        removed.append(f"database {db_name}")
+    drop_database_and_user(admin, db_name, db_name, user_host=runtime.db_user_host)
+    return removed
+
+
+# -- wp_delete and wp_ttl_cleanup --------------------------------------------------------------------------
+
+
+def validate_delete(params: Mapping[str, Any]) -> list[str]:
+    request = DeleteRequest(clone_id=params.get("clone_id", ""))
+    record = registry().get(request.clone_id)
+    if record is None:
+        raise BadRequest(f"clone {request.clone_id} does not exist.")
+    if record.status == "deleted":
+        raise BadRequest(f"clone {request.clone_id} was already deleted.")
+    return [request.clone_id]
+
+
+def begin_delete(clone_id: str, job_id: str) -> None:
+    registry().begin_delete(clone_id, job_id)
+
+
+def delete_site(clone_id: str) -> list[str]:
+    from wpclone.config import load_config
+
+    return get_runtime(load_config()).delete_clone_objects(clone_id)
+
+
+def drop_database(clone_id: str) -> None:
+    from wpclone.config import load_config
+    from wpclone.mysql_admin import drop_database_and_user
+
+    runtime = get_runtime(load_config())
+    name = clone_db_name(clone_id)
+    drop_database_and_user(admin_endpoint(), name, name, user_host=runtime.db_user_host)
+
+
+def mark_deleted(clone_id: str, job_id: str) -> str:
+    registry().mark_deleted(clone_id, job_id)
+    return clone_id
+
+
+def record_delete_failure(clone_ids: list[str], job_id: str, errors: list[str]) -> None:
+    """Mark clones whose deletion by this job failed as ``failed`` (lock released), then fail with why."""
+    reason = errors[0] if errors else "the deletion failed (no step reported a reason)."
+    reg = registry()
+    for clone_id in clone_ids:
+        record = reg.get(clone_id)
+        if record is not None and record.status == "deleting" and record.lock_job_id == job_id:
+            reg.mark_failed(clone_id, job_id, f"deletion failed: {reason}")
+    raise StepFailed(reason)
+
+
+def find_expired(now: datetime) -> list[str]:
+    expired: list[str] = registry().expired(now)
+    log.info("%d expired clone(s): %s", len(expired), ", ".join(expired) or "none")
+    return expired
+
+
+def sweep_orphans() -> list[str]:
+    """Delete databases, users and runtime objects that carry our prefix or labels but no live clone."""
+    from wpclone.config import load_config
+
+    runtime = get_runtime(load_config())
+    admin = admin_endpoint()
+    # Objects first, live clones second: a clone reserved in between counts as live, never as an orphan.
+    found = runtime.list_clone_ids()
+    with admin.connect() as conn, conn.cursor() as cur:
+        cur.execute("SELECT schema_name FROM information_schema.schemata WHERE schema_name LIKE 'wpc\\_%'")
+        found |= {cid for (name,) in cur.fetchall() if (cid := clone_id_from_db_name(str(name)))}
+        cur.execute("SELECT user FROM mysql.user WHERE user LIKE 'wpc\\_%'")
+        found |= {cid for (name,) in cur.fetchall() if (cid := clone_id_from_db_name(str(name)))}
+    orphans = sorted(found - registry().live_clone_ids())
+    for clone_id in orphans:
+        removed = _remove_clone(runtime, clone_id, clone_db_name(clone_id))
+        log.info("removed orphan %s: %s", clone_id, "; ".join(removed) or "its database user")
+    return orphans
+
+
+def report_cleanup(deleted: list[str] | None, orphans: list[str]) -> dict[str, Any]:
+    summary = {"expired_deleted": sorted(deleted or []), "orphans_removed": orphans}
+    log.info("ttl cleanup: %s", summary)
+    return summary

@@ -1,0 +1,123 @@
+"""The DAG files load cleanly, do no work at parse time, explain themselves, and have the designed shape."""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from tests.conftest import REPO
+
+DAG_IDS = {"wp_clone", "wp_delete", "wp_ttl_cleanup"}
+
+
+@pytest.fixture(scope="module")
+def dagbag(monkeypatch_module: pytest.MonkeyPatch, airflow_home: Any) -> Any:
+    """The DagBag of dags/, loaded with every network connection refused (no I/O at parse time)."""
+    from airflow.dag_processing.dagbag import DagBag
+
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise AssertionError(f"a DAG file opened a connection at parse time: {args}")
+
+    monkeypatch_module.setattr(socket.socket, "connect", refuse)
+    bag = DagBag(str(REPO / "dags"))
+    monkeypatch_module.undo()
+    return bag
+
+
+@pytest.fixture(scope="module")
+def monkeypatch_module() -> Iterator[pytest.MonkeyPatch]:
+    with pytest.MonkeyPatch.context() as mp:
+        yield mp
+
+
+def test_no_import_errors_and_all_dags_present(dagbag: Any) -> None:
+    assert dagbag.import_errors == {}
+    assert set(dagbag.dag_ids) == DAG_IDS
+
+
+@pytest.mark.parametrize("dag_id", sorted(DAG_IDS))
+def test_policy(dagbag: Any, dag_id: str) -> None:
+    dag = dagbag.get_dag(dag_id)
+    assert dag.doc_md and dag.doc_md.strip().startswith(f"### {dag_id}")
+    assert "wpclone" in dag.tags
+    assert dag.catchup is False
+    for task in dag.tasks:
+        assert task.task_id.replace(".", "_").islower(), task.task_id
+        if not task.task_id.endswith(("validate_request", "await_site_ready", "record_delete_failure")):
+            assert task.retries >= 1, f"{task.task_id} has no retries"
+            assert task.retry_exponential_backoff, task.task_id
+
+
+def test_clone_graph_shape(dagbag: Any) -> None:
+    dag = dagbag.get_dag("wp_clone")
+    order = [t.task_id for t in dag.topological_sort()]
+    chain = [
+        "validate_request",
+        "reserve_clone",
+        "create_database",
+        "deploy_site",
+        "await_site_ready",
+        "apply_staging_safety",
+        "finalize_clone",
+        "rollback_clone",
+    ]
+    assert [t for t in order if t in chain] == chain
+    up = {t.task_id: t.upstream_task_ids for t in dag.tasks}
+    assert up["copy_database"] == up["copy_content"] == {"create_database"}
+    assert up["deploy_site"] == {"copy_database", "copy_content", "validate_request"}
+    assert up["rollback_clone"] == set(order) - {"rollback_clone"}
+    assert dag.get_task("rollback_clone").trigger_rule == "one_failed"
+    assert dag.get_task("copy_database").pool == dag.get_task("copy_content").pool == "wpclone_heavy"
+
+
+def test_delete_and_cleanup_share_the_delete_group(dagbag: Any) -> None:
+    group = [
+        "delete_clone.begin_delete",
+        "delete_clone.delete_site",
+        "delete_clone.drop_database",
+        "delete_clone.mark_deleted",
+    ]
+    for dag_id in ("wp_delete", "wp_ttl_cleanup"):
+        dag = dagbag.get_dag(dag_id)
+        order = [t.task_id for t in dag.topological_sort()]
+        assert [t for t in order if t in group] == group
+        assert all(dag.get_task(t).get_closest_mapped_task_group() is not None for t in group), dag_id
+        assert dag.get_task("record_delete_failure").trigger_rule == "one_failed"
+    cleanup = dagbag.get_dag("wp_ttl_cleanup")
+    assert cleanup.max_active_runs == 1
+    assert cleanup.timetable.expression == "*/5 * * * *"
+    assert cleanup.get_task("sweep_orphans").upstream_task_ids == {"delete_clone.mark_deleted"}
+
+
+@pytest.mark.parametrize(
+    ("params", "problem"),
+    [
+        ({"source_url": "http://x.test", "ttl_minutes": 5}, "ttl_minutes"),
+        ({"source_url": "http://x.test", "ttl_minutes": 10081}, "ttl_minutes"),
+        ({"source_url": "file:///etc/passwd"}, "source_url"),
+        ({"source_url": "http://x.test", "clone_id": "a;drop database x"}, "clone_id"),
+        ({"source_url": "http://x.test", "clone_id": "../../etc"}, "clone_id"),
+        ({"source_url": "http://x.test", "clone_id": "$(id)"}, "clone_id"),
+        ({"source_url": "http://x.test", "copy_mode": "partial"}, "copy_mode"),
+    ],
+)
+def test_clone_params_refuse_bad_values_at_trigger_time(
+    dagbag: Any, params: dict[str, Any], problem: str
+) -> None:
+    from airflow.sdk.definitions.param import ParamsDict
+
+    resolved = ParamsDict(dagbag.get_dag("wp_clone").params)
+    with pytest.raises(Exception, match=problem):
+        resolved.update(params)
+        resolved.validate()
+
+
+def test_clone_params_accept_a_good_request(dagbag: Any) -> None:
+    from airflow.sdk.definitions.param import ParamsDict
+
+    resolved = ParamsDict(dagbag.get_dag("wp_clone").params)
+    resolved.update({"source_url": "https://www.example.com", "ttl_minutes": 90, "clone_id": "qa-1"})
+    assert resolved.validate()["clone_id"] == "qa-1"
