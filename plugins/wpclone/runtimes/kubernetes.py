@@ -117,7 +117,12 @@ class KubernetesRuntime(Runtime):
                 f"database password from a Secret (key {manifests.SOURCE_PASSWORD_KEY!r})."
             )
         secret = self.cluster.read("Secret", source.db_password_secret)
-        value = ((secret or {}).get("data") or {}).get(manifests.SOURCE_PASSWORD_KEY)
+        if secret is None:
+            raise KubernetesError(
+                f"Secret {source.db_password_secret} does not exist in namespace {self.settings.namespace} "
+                f"(the database password of source {source.name})."
+            )
+        value = (secret.get("data") or {}).get(manifests.SOURCE_PASSWORD_KEY)
         if not value:
             raise KubernetesError(
                 f"Secret {source.db_password_secret} in namespace {self.settings.namespace} has no key "

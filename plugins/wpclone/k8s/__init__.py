@@ -1,0 +1,12 @@
+"""Kubernetes pieces of the kubernetes runtime (DESIGN §5).
+
+- :mod:`wpclone.k8s.settings`: where and how clones are deployed (namespace, images, classes, resources),
+  read from ``WPCLONE_K8S_*`` environment variables.
+- :mod:`wpclone.k8s.manifests`: pure functions returning the clone's objects as dicts (no I/O).
+- :mod:`wpclone.k8s.apply`: apply, read, list and delete those objects through the provider's
+  ``KubernetesHook``.
+- :mod:`wpclone.k8s.pod`: the ``KubernetesPodOperator`` that runs a data-plane step in the toolbox image.
+
+Only :mod:`wpclone.k8s.pod` and :mod:`wpclone.k8s.apply` import Airflow or the Kubernetes client, and
+only when used.
+"""

@@ -1,0 +1,249 @@
+"""Apply, read, list and delete a clone's objects through the provider's ``KubernetesHook``.
+
+Apply semantics: a server-side apply ``PATCH`` (``application/apply-patch+yaml`` with the manifest as JSON,
+``fieldManager=wpclone``, ``force=true``). On a real API server that creates the object when it is missing
+and converges it when it exists, so a retried task converges. When the PATCH answers 404 (servers without
+create-on-apply, such as the kmock emulator the tests use; on a real server only when the namespace is
+missing) we ``POST`` the object instead, and a 409 from that POST (a concurrent creator) is followed by
+one more apply. Secrets that hold generated passwords are never applied over: :meth:`ClusterClient.create`
+creates them only when missing, and the caller reads back the existing ones.
+
+Delete: list by label selector, keep what carries our labels (checked again client-side), delete each by
+name with ``propagationPolicy=Background``; 404 counts as already gone. Listing by selector and deleting by
+name (rather than ``deletecollection``) works for every kind, including Services on older clusters, and
+tells the caller exactly what was removed.
+
+Nothing here logs a Secret's values or an API error body that could echo them.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass
+from functools import cached_property
+from typing import TYPE_CHECKING, Any
+
+from wpclone.runtimes.base import MANAGED_BY, MANAGED_BY_LABEL
+
+if TYPE_CHECKING:
+    from airflow.providers.cncf.kubernetes.hooks.kubernetes import KubernetesHook
+    from kubernetes.client.exceptions import ApiException
+
+log = logging.getLogger(__name__)
+
+FIELD_MANAGER = "wpclone"
+APPLY_CONTENT_TYPE = "application/apply-patch+yaml"
+
+
+@dataclass(frozen=True)
+class Kind:
+    """A kind we manage: its API group, resource name and the typed client's method suffix."""
+
+    kind: str
+    group: str  # "" for the core group
+    resource: str  # plural, as RBAC names it
+    method: str  # e.g. "secret" for create_namespaced_secret
+
+    @property
+    def api(self) -> str:
+        return {"": "CoreV1Api", "apps": "AppsV1Api", "networking.k8s.io": "NetworkingV1Api"}[self.group]
+
+
+KINDS: Mapping[str, Kind] = {
+    k.kind: k
+    for k in (
+        Kind("Secret", "", "secrets", "secret"),
+        Kind("PersistentVolumeClaim", "", "persistentvolumeclaims", "persistent_volume_claim"),
+        Kind("ConfigMap", "", "configmaps", "config_map"),
+        Kind("Deployment", "apps", "deployments", "deployment"),
+        Kind("Service", "", "services", "service"),
+        Kind("Ingress", "networking.k8s.io", "ingresses", "ingress"),
+        Kind("Pod", "", "pods", "pod"),  # step pods left behind by a killed worker
+    )
+}
+# Delete order: traffic first, then the workload, then what it mounts and reads.
+DELETE_ORDER = ("Ingress", "Service", "Deployment", "Pod", "ConfigMap", "PersistentVolumeClaim", "Secret")
+
+# The API calls this module makes, as RBAC rules for the Airflow workers' Role in the clones' namespace
+# (the step pods' operator adds its own: pods create/get/list/watch/delete/patch, pods/log get, events list).
+# tests/unit/test_k8s_lifecycle.py checks every request the runtime makes against this table.
+API_PERMISSIONS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
+    ("", "secrets", ("create", "get", "list", "delete")),
+    ("", "persistentvolumeclaims", ("create", "patch", "list", "delete")),
+    ("", "configmaps", ("create", "patch", "list", "delete")),
+    ("apps", "deployments", ("create", "patch", "get", "list", "delete")),
+    ("", "services", ("create", "patch", "list", "delete")),
+    ("networking.k8s.io", "ingresses", ("create", "patch", "list", "delete")),
+    ("", "pods", ("list", "delete")),
+)
+
+
+class KubernetesError(RuntimeError):
+    """A Kubernetes API call failed; the message is one sentence without secret values."""
+
+
+def api_error_sentence(exc: ApiException, action: str, kind: str, name: str, namespace: str) -> str:
+    """``Kubernetes refused to <action> <Kind> <ns>/<name> (409 Conflict): <message>.``
+
+    The server's message is left out for Secrets: an error about a Secret could quote its data.
+    """
+    detail = ""
+    if kind != "Secret" and exc.body:
+        try:
+            detail = str(json.loads(exc.body).get("message") or "")
+        except (ValueError, AttributeError):
+            detail = ""
+    where = f"{kind} {namespace}/{name}" if name else f"{kind} in {namespace}"
+    text = f"Kubernetes refused to {action} {where} ({exc.status} {exc.reason})"
+    return f"{text}: {detail.rstrip('.')}." if detail else f"{text}."
+
+
+def has_labels(obj: Mapping[str, Any], labels: Mapping[str, str]) -> bool:
+    have = (obj.get("metadata") or {}).get("labels") or {}
+    return all(have.get(key) == value for key, value in labels.items())
+
+
+def parse_selector(selector: str) -> dict[str, str]:
+    """``a=b,c=d`` -> ``{"a": "b", "c": "d"}`` (equality selectors only, which is all we use)."""
+    pairs = (part.split("=", 1) for part in selector.split(",") if part)
+    return {key: value for key, value in pairs}
+
+
+class ClusterClient:
+    """Our objects in one namespace, through ``KubernetesHook(conn_id)`` (built lazily, on first use)."""
+
+    def __init__(self, namespace: str, conn_id: str, hook: KubernetesHook | None = None) -> None:
+        self.namespace = namespace
+        self.conn_id = conn_id
+        self._hook = hook
+
+    @cached_property
+    def hook(self) -> KubernetesHook:
+        if self._hook is not None:
+            return self._hook
+        from airflow.providers.cncf.kubernetes.hooks.kubernetes import KubernetesHook
+
+        return KubernetesHook(conn_id=self.conn_id)
+
+    @cached_property
+    def _apis(self) -> dict[str, Any]:
+        from kubernetes import client
+
+        api_client = self.hook.api_client
+        return {
+            "CoreV1Api": client.CoreV1Api(api_client),
+            "AppsV1Api": client.AppsV1Api(api_client),
+            "NetworkingV1Api": client.NetworkingV1Api(api_client),
+        }
+
+    def _call(self, verb: str, kind: str) -> Any:
+        spec = KINDS[kind]
+        return getattr(self._apis[spec.api], f"{verb}_namespaced_{spec.method}")
+
+    def _to_dict(self, obj: object) -> dict[str, Any]:
+        data = self.hook.api_client.sanitize_for_serialization(obj)
+        return data if isinstance(data, dict) else {}
+
+    @staticmethod
+    def _ident(manifest: Mapping[str, Any]) -> tuple[str, str]:
+        kind = str(manifest["kind"])
+        if kind not in KINDS:
+            raise ValueError(f"wpclone does not manage objects of kind {kind}.")
+        return kind, str(manifest["metadata"]["name"])
+
+    # -- writes ------------------------------------------------------------------------------------------
+
+    def apply(self, manifest: Mapping[str, Any]) -> None:
+        """Server-side apply ``manifest`` (see the module docstring for the fallbacks)."""
+        from kubernetes.client.exceptions import ApiException
+
+        kind, name = self._ident(manifest)
+        try:
+            self._server_side_apply(kind, name, manifest)
+        except ApiException as exc:
+            if exc.status != 404:
+                raise KubernetesError(api_error_sentence(exc, "apply", kind, name, self.namespace)) from None
+            if not self.create(manifest):  # created by someone else meanwhile: converge it
+                try:
+                    self._server_side_apply(kind, name, manifest)
+                except ApiException as again:
+                    sentence = api_error_sentence(again, "apply", kind, name, self.namespace)
+                    raise KubernetesError(sentence) from None
+        log.info("k8s event=applied kind=%s name=%s namespace=%s", kind, name, self.namespace)
+
+    def _server_side_apply(self, kind: str, name: str, manifest: Mapping[str, Any]) -> None:
+        self._call("patch", kind)(
+            name,
+            self.namespace,
+            dict(manifest),
+            field_manager=FIELD_MANAGER,
+            force=True,
+            _content_type=APPLY_CONTENT_TYPE,
+        )
+
+    def create(self, manifest: Mapping[str, Any]) -> bool:
+        """Create ``manifest``; False when an object of that name already exists (409)."""
+        from kubernetes.client.exceptions import ApiException
+
+        kind, name = self._ident(manifest)
+        try:
+            self._call("create", kind)(self.namespace, dict(manifest), field_manager=FIELD_MANAGER)
+        except ApiException as exc:
+            if exc.status == 409:
+                return False
+            raise KubernetesError(api_error_sentence(exc, "create", kind, name, self.namespace)) from None
+        log.info("k8s event=created kind=%s name=%s namespace=%s", kind, name, self.namespace)
+        return True
+
+    def delete(self, kind: str, name: str) -> bool:
+        """Delete one object (background propagation); False when it was already gone."""
+        from kubernetes.client.exceptions import ApiException
+
+        try:
+            self._call("delete", kind)(name, self.namespace, propagation_policy="Background")
+        except ApiException as exc:
+            if exc.status == 404:
+                return False
+            raise KubernetesError(api_error_sentence(exc, "delete", kind, name, self.namespace)) from None
+        log.info("k8s event=deleted kind=%s name=%s namespace=%s", kind, name, self.namespace)
+        return True
+
+    # -- reads -------------------------------------------------------------------------------------------
+
+    def read(self, kind: str, name: str) -> dict[str, Any] | None:
+        """The object as a dict (API field names), or None when it does not exist."""
+        from kubernetes.client.exceptions import ApiException
+
+        try:
+            obj = self._call("read", kind)(name, self.namespace)
+        except ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise KubernetesError(api_error_sentence(exc, "read", kind, name, self.namespace)) from None
+        return self._to_dict(obj)
+
+    def list_objects(self, kind: str, selector: str) -> list[dict[str, Any]]:
+        """Objects of ``kind`` matching the equality ``selector`` (re-checked here, whatever the server)."""
+        from kubernetes.client.exceptions import ApiException
+
+        try:
+            result = self._call("list", kind)(self.namespace, label_selector=selector)
+        except ApiException as exc:
+            raise KubernetesError(api_error_sentence(exc, "list", kind, "", self.namespace)) from None
+        wanted = parse_selector(selector)
+        items = [self._to_dict(item) for item in (result.items or [])]
+        return [item for item in items if has_labels(item, wanted)]
+
+    def delete_labelled(self, selector: str) -> list[str]:
+        """Delete every object of every kind we manage that matches ``selector``; ``Kind/name`` removed."""
+        if f"{MANAGED_BY_LABEL}={MANAGED_BY}" not in selector.split(","):
+            raise ValueError("refusing to delete by a selector that does not require our managed-by label.")
+        removed: list[str] = []
+        for kind in DELETE_ORDER:
+            for item in self.list_objects(kind, selector):
+                name = str(item["metadata"]["name"])
+                if self.delete(kind, name):
+                    removed.append(f"{kind}/{name}")
+        return removed
