@@ -1,0 +1,285 @@
+"""A clone's site lifecycle against the kmock Kubernetes API emulator, through the provider's KubernetesHook.
+
+kmock serves the Kubernetes API over HTTP in this process; the hook reaches it through an Airflow
+connection (``AIRFLOW_CONN_<ID>`` with a kubeconfig path), exactly as it reaches a real cluster. The
+runtime's blocking client calls run in a thread while the emulator runs on the event loop.
+
+Every API request the runtime makes is recorded (verb, group, resource) and written to
+``.local/artifacts/k8s_api_requests.json``; the test holds them equal to
+``wpclone.k8s.apply.API_PERMISSIONS``, the table the Airflow workers' RBAC Role is derived from.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import kmock as km
+import pytest
+
+from tests.unit.test_k8s_manifests import MU_PLUGIN, make_plan, make_source
+from wpclone.k8s import manifests
+from wpclone.k8s.apply import API_PERMISSIONS, KubernetesError
+from wpclone.k8s.settings import KubernetesSettings
+from wpclone.models import RuntimeKind, WpcloneConfig
+from wpclone.runtimes.base import CLONE_ID_LABEL, MANAGED_BY_LABEL, CloneSecrets
+from wpclone.runtimes.kubernetes import KubernetesRuntime
+
+NAMESPACE = "wpclone-test"
+CONN_ID = "wpclone_kmock"
+ARTIFACT = Path(__file__).resolve().parents[2] / ".local" / "artifacts" / "k8s_api_requests.json"
+VERBS = {
+    "LIST": "list",
+    "FETCH": "get",
+    "CREATE": "create",
+    "UPDATE": "patch",
+    "DELETE": "delete",
+    "WATCH": "watch",
+}
+DEPLOYMENTS = "apps/v1/deployments"
+
+
+class Recorder:
+    """Runs runtime calls in a thread and records the API requests each one made."""
+
+    def __init__(self, emulator: km.KubernetesEmulator) -> None:
+        self.emulator = emulator
+        self.requests: list[dict[str, Any]] = []
+
+    async def __call__(self, fn: Callable[..., Any], *args: Any) -> Any:
+        before = len(list(self.emulator))
+        try:
+            return await asyncio.to_thread(fn, *args)
+        finally:
+            for request in list(self.emulator)[before:]:
+                resource = request.resource
+                self.requests.append(
+                    {
+                        "call": getattr(fn, "__name__", str(fn)),
+                        "method": str(request.method.value),
+                        "verb": VERBS.get(request.action.name if request.action else "", "?"),
+                        "group": resource.group if resource else None,
+                        "resource": resource.plural if resource else None,
+                        "namespace": request.namespace,
+                        "name": request.name,
+                    }
+                )
+
+    def rules(self) -> set[tuple[str, str, str]]:
+        return {(r["group"], r["resource"], r["verb"]) for r in self.requests}
+
+
+@pytest.fixture
+def emulator(
+    kmock: km.KubernetesEmulator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> km.KubernetesEmulator:
+    """kmock with the standard resources known, reachable as Airflow connection ``CONN_ID``."""
+    kmock.resources.load_bundled()
+    kubeconfig = {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [{"name": "kmock", "cluster": {"server": str(kmock.url).rstrip("/")}}],
+        "users": [{"name": "airflow", "user": {"token": "not-a-secret"}}],
+        "contexts": [{"name": "kmock", "context": {"cluster": "kmock", "user": "airflow"}}],
+        "current-context": "kmock",
+    }
+    path = tmp_path / "kubeconfig.json"
+    path.write_text(json.dumps(kubeconfig))
+    connection = {"conn_type": "kubernetes", "extra": {"kube_config_path": str(path)}}
+    monkeypatch.setenv(f"AIRFLOW_CONN_{CONN_ID.upper()}", json.dumps(connection))
+    return kmock
+
+
+@pytest.fixture
+def runtime(emulator: km.KubernetesEmulator) -> KubernetesRuntime:
+    config = WpcloneConfig(
+        runtime=RuntimeKind.KUBERNETES, sources=[make_source()], clone_domain="clones.example.com"
+    )
+    return KubernetesRuntime(config, KubernetesSettings(namespace=NAMESPACE, conn_id=CONN_ID))
+
+
+def live_objects(emulator: km.KubernetesEmulator, **labels: str) -> list[tuple[str, str]]:
+    """(resource, name) of every stored, not deleted object carrying ``labels``."""
+    found: list[tuple[str, str]] = []
+    for (resource, _namespace, name), obj in emulator.objects.items():
+        if obj.deleted:
+            continue
+        have = (obj.get("metadata") or {}).get("labels") or {}
+        if all(have.get(k) == v for k, v in labels.items()):
+            found.append((str(resource.plural), name))
+    return sorted(found)
+
+
+def secret_values(secrets: CloneSecrets) -> list[str]:
+    return [secrets.db_password, secrets.admin_password, *secrets.salts.values()]
+
+
+@pytest.mark.asyncio
+async def test_site_lifecycle(
+    emulator: km.KubernetesEmulator,
+    runtime: KubernetesRuntime,
+    caplog: pytest.LogCaptureFixture,
+    capfd: pytest.CaptureFixture[str],
+) -> None:
+    caplog.set_level(logging.DEBUG, logger="wpclone")
+    caplog.set_level(logging.INFO)
+    call = Recorder(emulator)
+    plan = make_plan("shop-abc123")
+    other = make_plan("shop-other1")
+    managed = {MANAGED_BY_LABEL: "wpclone"}
+
+    # Somebody else's object in the namespace, and the source's own Secret (not ours: no labels).
+    emulator.objects["v1/configmaps", NAMESPACE, "unrelated"] = {"metadata": {"name": "unrelated"}}
+    source_password = "s3cret-source-pw"
+    emulator.objects["v1/secrets", NAMESPACE, "shop-db"] = {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {"name": "shop-db", "namespace": NAMESPACE},
+        "data": {"password": "czNjcmV0LXNvdXJjZS1wdw=="},
+    }
+
+    # prepare_clone: Secret + content claim; deploy_site: ConfigMap, Deployment, Service, Ingress.
+    secrets = await call(runtime.prepare_clone, plan)
+    await call(runtime.deploy_site, plan, {"WP_ENVIRONMENT_TYPE": "staging"}, MU_PLUGIN)
+    await call(runtime.prepare_clone, other)
+    await call(runtime.deploy_site, other, {}, MU_PLUGIN)
+    mine = {CLONE_ID_LABEL: "shop-abc123"}
+    assert live_objects(emulator, **managed, **mine) == [
+        ("configmaps", "wpclone-shop-abc123-site"),
+        ("deployments", "wpclone-shop-abc123"),
+        ("ingresses", "wpclone-shop-abc123"),
+        ("persistentvolumeclaims", "wpclone-shop-abc123-content"),
+        ("secrets", "wpclone-shop-abc123"),
+        ("services", "wpclone-shop-abc123"),
+    ]
+    for (resource, _ns, name), obj in emulator.objects.items():
+        if name.startswith("wpclone-shop-abc123"):
+            annotations = obj["metadata"]["annotations"]
+            assert annotations["wpclone.io/expires-at"] == "2030-01-02T03:04:05Z", resource
+    deployment = emulator.objects[DEPLOYMENTS, NAMESPACE, "wpclone-shop-abc123"]
+    assert deployment["spec"]["template"]["spec"]["containers"][0]["image"] == "wordpress:6.1-php8.2-apache"
+
+    # Retries converge: the same secrets come back, the site re-applies in place.
+    again = await call(runtime.prepare_clone, plan)
+    assert again == secrets
+    assert dict(again.salts) == dict(secrets.salts)
+    await call(runtime.deploy_site, plan, {"WP_ENVIRONMENT_TYPE": "staging"}, MU_PLUGIN)
+    assert len(live_objects(emulator, **managed, **mine)) == 6
+
+    # Not ready until the Deployment controller (simulated) reports a ready replica.
+    assert await call(runtime.site_ready, plan) is False
+    deployment.patch({"status": {"replicas": 1, "readyReplicas": 1, "availableReplicas": 1}})
+    assert await call(runtime.site_ready, plan) is True
+
+    assert await call(runtime.list_clone_ids) == {"shop-abc123", "shop-other1"}
+    assert await call(runtime.source_db_password, make_source()) == source_password
+
+    # A step pod left behind by a killed worker is the clone's too.
+    emulator.objects["v1/pods", NAMESPACE, "wpclone-copy-content-x1"] = {
+        "metadata": {"name": "wpclone-copy-content-x1", "labels": {**managed, **mine}}
+    }
+
+    removed = await call(runtime.delete_clone_objects, "shop-abc123")
+    assert removed == [
+        "Ingress/wpclone-shop-abc123",
+        "Service/wpclone-shop-abc123",
+        "Deployment/wpclone-shop-abc123",
+        "Pod/wpclone-copy-content-x1",
+        "ConfigMap/wpclone-shop-abc123-site",
+        "PersistentVolumeClaim/wpclone-shop-abc123-content",
+        "Secret/wpclone-shop-abc123",
+    ]
+    assert live_objects(emulator, **managed, **mine) == []
+    assert await call(runtime.site_ready, plan) is False
+    assert await call(runtime.list_clone_ids) == {"shop-other1"}
+    # The other clone and objects that are not ours are untouched.
+    assert len(live_objects(emulator, **managed, **{CLONE_ID_LABEL: "shop-other1"})) == 6
+    assert not emulator.objects["v1/configmaps", NAMESPACE, "unrelated"].deleted
+    assert not emulator.objects["v1/secrets", NAMESPACE, "shop-db"].deleted
+    # Deleting again is a no-op.
+    assert await call(runtime.delete_clone_objects, "shop-abc123") == []
+
+    # No secret value in any log line (ours, the hook's, the emulator's access log), however logging is
+    # routed (Airflow's structlog setup writes to the process's stdout/stderr).
+    out, err = capfd.readouterr()
+    logged = "\n".join([out, err, *(record.getMessage() for record in caplog.records)])
+    assert "event=applied" in logged
+    for value in [*secret_values(secrets), source_password]:
+        assert value not in logged
+
+    # The API calls, for the workers' RBAC Role: exactly the declared table.
+    ARTIFACT.parent.mkdir(parents=True, exist_ok=True)
+    ARTIFACT.write_text(json.dumps(call.requests, indent=1) + "\n")
+    declared = {(group, resource, verb) for group, resource, verbs in API_PERMISSIONS for verb in verbs}
+    recorded = {(group or "", resource, verb) for group, resource, verb in call.rules()}
+    assert recorded - declared == set(), "requests the RBAC table does not allow"
+    assert declared - recorded == set(), "RBAC grants the runtime never used"
+
+
+@pytest.mark.asyncio
+async def test_prepare_clone_refuses_to_take_over_a_foreign_secret(
+    emulator: km.KubernetesEmulator, runtime: KubernetesRuntime
+) -> None:
+    emulator.objects["v1/secrets", NAMESPACE, "wpclone-shop-abc123"] = {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {"name": "wpclone-shop-abc123", "namespace": NAMESPACE},
+        "data": {"db-password": "eA=="},
+    }
+    with pytest.raises(KubernetesError, match="does not belong to clone shop-abc123"):
+        await asyncio.to_thread(runtime.prepare_clone, make_plan("shop-abc123"))
+    assert live_objects(emulator, **{CLONE_ID_LABEL: "shop-abc123"}) == []
+
+
+@pytest.mark.asyncio
+async def test_api_errors_become_sentences_without_secret_values(
+    emulator: km.KubernetesEmulator, runtime: KubernetesRuntime
+) -> None:
+    forbidden = {"kind": "Status", "code": 403, "reason": "Forbidden", "message": "secrets is forbidden"}
+    emulator[f"post /api/v1/namespaces/{NAMESPACE}/secrets"] << 403 << forbidden
+    with pytest.raises(KubernetesError) as caught:
+        await asyncio.to_thread(runtime.prepare_clone, make_plan("shop-abc123"))
+    message = str(caught.value)
+    assert message.startswith("Kubernetes refused to create Secret wpclone-test/wpclone-shop-abc123 (403")
+    assert message.endswith(".")
+    assert "forbidden" not in message  # a Secret's error body is never quoted
+
+
+@pytest.mark.asyncio
+async def test_source_password_errors(emulator: km.KubernetesEmulator, runtime: KubernetesRuntime) -> None:
+    with pytest.raises(ValueError, match="has no db_password_secret"):
+        await asyncio.to_thread(runtime.source_db_password, make_source(db_password_secret=None))
+    with pytest.raises(KubernetesError, match="Secret shop-db does not exist in namespace wpclone-test"):
+        await asyncio.to_thread(runtime.source_db_password, make_source())
+    emulator.objects["v1/secrets", NAMESPACE, "shop-db"] = {
+        "metadata": {"name": "shop-db", "namespace": NAMESPACE},
+        "data": {"pass": "eA=="},
+    }
+    with pytest.raises(
+        KubernetesError, match="Secret shop-db in namespace wpclone-test has no key 'password'"
+    ):
+        await asyncio.to_thread(runtime.source_db_password, make_source())
+
+
+def test_runtime_basics() -> None:
+    config = WpcloneConfig(
+        runtime=RuntimeKind.KUBERNETES, clone_domain="clones.example.com", clone_scheme="https"
+    )
+    runtime = KubernetesRuntime(config, KubernetesSettings(namespace="clones"))
+    assert runtime.kind is RuntimeKind.KUBERNETES
+    assert runtime.db_user_host == "%"
+    assert runtime.clone_url("shop-abc123") == "https://shop-abc123.clones.example.com"
+    assert runtime.secret_location("shop-abc123", "admin-password") == (
+        "secret/wpclone-shop-abc123 key admin-password in namespace clones"
+    )
+    with pytest.raises(ValueError, match="not valid"):
+        runtime.clone_url("../x")
+    with pytest.raises(ValueError, match="clone_domain is not configured"):
+        KubernetesRuntime(WpcloneConfig(runtime=RuntimeKind.KUBERNETES), KubernetesSettings()).clone_url(
+            "abc"
+        )
+    assert manifests.label_selector("shop-abc123").startswith("app.kubernetes.io/managed-by=wpclone")
