@@ -25,14 +25,19 @@ from wpclone.runtimes import runtime_for, runtime_kind
 from wpclone.runtimes.base import Step
 
 TAGS = ["wpclone"]
-DEFAULT_ARGS: dict[str, Any] = {
-    "owner": "platform",
-    # Environment only (no I/O at parse time); tests set 0 to see a failure at once.
-    "retries": int(os.environ.get("WPCLONE_TASK_RETRIES", "2")),
-    "retry_delay": timedelta(seconds=10),
-    "retry_exponential_backoff": True,
-    "max_retry_delay": timedelta(minutes=5),
-}
+
+
+def default_args() -> dict[str, Any]:
+    return {
+        "owner": "platform",
+        # From the environment only (no I/O at parse time); tests set 0 to see a failure at once.
+        "retries": int(os.environ.get("WPCLONE_TASK_RETRIES", "2")),
+        "retry_delay": timedelta(seconds=10),
+        "retry_exponential_backoff": True,
+        "max_retry_delay": timedelta(minutes=5),
+    }
+
+
 PLAN = "validate_request"
 PLAN_JSON = "ti.xcom_pull(task_ids='validate_request')"
 CLONE_TASKS = [
@@ -100,7 +105,7 @@ def build_clone_dag(dag_id: str = "wp_clone", doc_md: str | None = None) -> DAG:
         catchup=False,
         tags=TAGS,
         doc_md=doc_md,
-        default_args=DEFAULT_ARGS,
+        default_args=default_args(),
         params=clone_params(),
         render_template_as_native_obj=False,
     ) as dag:
@@ -140,11 +145,16 @@ def build_clone_dag(dag_id: str = "wp_clone", doc_md: str | None = None) -> DAG:
         def finalize_clone(plan: dict[str, Any], admin_user: str, **context: Any) -> dict[str, Any]:
             return tasks.finalize_clone(plan, context["run_id"], admin_user)
 
-        @task(task_id="rollback_clone", trigger_rule=TriggerRule.ONE_FAILED, retries=3)
+        @task(task_id="rollback_clone", retries=3)
         def rollback_clone(**context: Any) -> dict[str, Any]:
+            """A teardown of reserve_clone: it does not decide the run's state, and skips when all went well."""
+            from airflow.sdk.exceptions import AirflowSkipException
+
             ti = context["ti"]
-            errors = ti.xcom_pull(task_ids=CLONE_TASKS, key=tasks.ERROR_KEY) or []
-            return tasks.rollback_clone(ti.xcom_pull(task_ids=PLAN), context["run_id"], list(errors))
+            errors = [e for e in ti.xcom_pull(task_ids=CLONE_TASKS, key=tasks.ERROR_KEY) or [] if e]
+            if not errors and ti.xcom_pull(task_ids="finalize_clone") is not None:
+                raise AirflowSkipException("the clone is ready: nothing to roll back.")
+            return tasks.rollback_clone(ti.xcom_pull(task_ids=PLAN), context["run_id"], errors)
 
         plan = validate_request()
         copy_db = runtime.step_operator(
@@ -176,8 +186,10 @@ def build_clone_dag(dag_id: str = "wp_clone", doc_md: str | None = None) -> DAG:
         admin_user = apply_staging_safety(plan)
         result = finalize_clone(plan, admin_user)
         reserved >> created >> [copy_db, copy_content] >> deployed >> ready >> admin_user
-        rollback = rollback_clone()
-        [plan, reserved, created, copy_db, copy_content, deployed, ready, admin_user, result] >> rollback
+        # Rollback is the teardown of the reservation: it runs once everything after it is done, unless
+        # the reservation itself never happened (then nothing exists to undo).
+        rollback = rollback_clone().as_teardown(setups=reserved)
+        [created, copy_db, copy_content, deployed, ready, admin_user, result] >> rollback
     return dag
 
 
@@ -244,7 +256,7 @@ def build_delete_dag(dag_id: str = "wp_delete", doc_md: str | None = None) -> DA
         catchup=False,
         tags=TAGS,
         doc_md=doc_md,
-        default_args=DEFAULT_ARGS,
+        default_args=default_args(),
         params={
             "clone_id": Param(
                 type="string",
@@ -277,7 +289,7 @@ def build_ttl_cleanup_dag(
         max_active_runs=1,
         tags=TAGS,
         doc_md=doc_md,
-        default_args=DEFAULT_ARGS,
+        default_args=default_args(),
     ) as dag:
 
         @task(task_id="find_expired")
@@ -289,13 +301,14 @@ def build_ttl_cleanup_dag(
             return tasks.sweep_orphans()
 
         @task(task_id="report", trigger_rule=TriggerRule.ALL_DONE)
-        def report(deleted: list[str] | None, orphans: list[str]) -> dict[str, Any]:
-            return tasks.report_cleanup(deleted, orphans)
+        def report(**context: Any) -> dict[str, Any]:
+            ti = context["ti"]
+            return tasks.report_cleanup(ti.xcom_pull(task_ids="find_expired") or [], ti.xcom_pull(task_ids="sweep_orphans"))
 
         expired = find_expired()
         deleted = delete_clone_group.expand(clone_id=expired)
         orphans = sweep_orphans()
         deleted >> orphans
         deleted >> record_delete_failure("find_expired")
-        report(deleted, orphans)
+        orphans >> report()
     return dag

@@ -356,7 +356,13 @@ def sweep_orphans() -> list[str]:
     return orphans
 
 
-def report_cleanup(deleted: list[str] | None, orphans: list[str]) -> dict[str, Any]:
-    summary = {"expired_deleted": sorted(deleted or []), "orphans_removed": orphans}
+def report_cleanup(expired: list[str], orphans: list[str] | None) -> dict[str, Any]:
+    """What the cleanup did, from the registry: which expired clones are now deleted, which are not."""
+    reg = registry()
+    records = {clone_id: reg.get(clone_id) for clone_id in expired}
+    deleted = sorted(c for c, r in records.items() if r is not None and r.status == "deleted")
+    summary: dict[str, Any] = {"expired_deleted": deleted, "orphans_removed": orphans or []}
+    if failed := sorted(set(expired) - set(deleted)):
+        summary["expired_not_deleted"] = failed
     log.info("ttl cleanup: %s", summary)
     return summary

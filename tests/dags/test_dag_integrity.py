@@ -68,8 +68,10 @@ def test_clone_graph_shape(dagbag: Any) -> None:
     up = {t.task_id: t.upstream_task_ids for t in dag.tasks}
     assert up["copy_database"] == up["copy_content"] == {"create_database"}
     assert up["deploy_site"] == {"copy_database", "copy_content", "validate_request"}
-    assert up["rollback_clone"] == set(order) - {"rollback_clone"}
-    assert dag.get_task("rollback_clone").trigger_rule == "one_failed"
+    assert up["rollback_clone"] == set(order) - {"rollback_clone", "validate_request"}
+    rollback = dag.get_task("rollback_clone")
+    assert rollback.is_teardown and rollback.trigger_rule == "all_done_setup_success"
+    assert dag.get_task("reserve_clone").is_setup
     assert dag.get_task("copy_database").pool == dag.get_task("copy_content").pool == "wpclone_heavy"
 
 

@@ -1,0 +1,393 @@
+"""The DAGs end to end with ``dag.test()`` on the local runtime, against the real stack.
+
+A clone made by ``wp_clone`` must pass every check the source site passes (the site tests are imported
+from ``test_seed_site`` and ``test_clone_by_hand`` and run here on the DAG's clone), hold the staging
+safety, and then be removed without a trace by ``wp_delete``. ``wp_ttl_cleanup`` deletes exactly the
+expired clones and the planted orphans. Real steps are made to fail and the rollback leaves nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import urllib.error
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from tests.integration.test_clone_by_hand import (  # noqa: F401  (run here on the DAG's clone)
+    test_copy_reports_equal_row_counts,
+    test_every_serialized_value_unserializes_in_php,
+    test_no_source_url_left_in_the_clone,
+)
+from tests.integration.test_seed_site import (  # noqa: F401
+    _get,
+    _login,
+    test_admin_login_reaches_dashboard,
+    test_block_markup_and_builder_meta,
+    test_front_page,
+    test_menu_and_widgets_render,
+    test_post_pages_and_pretty_permalinks,
+    test_serialized_options_unserialize_in_php,
+    test_site_database_user_has_least_privilege,
+    test_uploaded_image_is_served_as_on_disk,
+    test_wrong_password_is_rejected,
+)
+from wpclone.db import DbEndpoint
+from wpclone.local.mariadb import LOCAL_USER_HOST
+from wpclone.local.settings import StackSettings
+from wpclone.local.sitehost import SiteConfig, SiteHost, load_site, site_dir
+from wpclone.models import CloneStatus, clone_db_name
+from wpclone.mysql_admin import create_database_and_user, drop_database_and_user
+from wpclone.registry import Registry
+
+pytestmark = pytest.mark.integration
+
+SCHEMA = "wpclone_control_test"
+CLONE = "e2e-clone"
+# Every clone id this module creates; leftovers of an interrupted run are removed before it starts.
+TEST_CLONE_IDS = (CLONE, "ttl-expired", "ttl-live", "orphan-db", "orphan-files", "fail-source", "fail-ready")
+
+
+@pytest.fixture(scope="module")
+def airflow_env(
+    airflow_home: Any, admin_db: DbEndpoint, source_site: SiteConfig, stack: StackSettings
+) -> Iterator[dict[str, str]]:
+    """Airflow's MySQL connection, a throw-away registry schema, no retries (failures show at once)."""
+    env = {
+        "AIRFLOW_CONN_WPCLONE_MYSQL": json.dumps(
+            {
+                "conn_type": "mysql",
+                "host": admin_db.host,
+                "port": admin_db.port,
+                "login": admin_db.user,
+                "password": admin_db.password,
+            }
+        ),
+        "WPCLONE_CONTROL_SCHEMA": SCHEMA,
+        "WPCLONE_TASK_RETRIES": "0",
+    }
+    saved = {key: os.environ.get(key) for key in env}
+    os.environ.update(env)
+    with admin_db.connect() as conn, conn.cursor() as cur:
+        cur.execute(f"DROP DATABASE IF EXISTS {SCHEMA}")
+    from wpclone.config import local_config
+    from wpclone.runtimes.local import LocalRuntime
+
+    runtime = LocalRuntime(local_config(stack), stack)
+    for clone_id in TEST_CLONE_IDS:
+        runtime.delete_clone_objects(clone_id)
+        name = clone_db_name(clone_id)
+        drop_database_and_user(admin_db, name, name, user_host=LOCAL_USER_HOST)
+    drop_database_and_user(admin_db, "wpc_taken_one", "wpc_taken_one", user_host=LOCAL_USER_HOST)
+    yield env
+    for key, value in saved.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
+
+
+@pytest.fixture(scope="module")
+def dags(airflow_env: dict[str, str]) -> Any:
+    from airflow.dag_processing.dagbag import DagBag
+
+    from tests.conftest import REPO
+
+    bag = DagBag(str(REPO / "dags"))
+    assert bag.import_errors == {}
+    return bag
+
+
+@pytest.fixture(scope="module")
+def registry(admin_db: DbEndpoint, airflow_env: dict[str, str]) -> Registry:
+    return Registry.from_endpoint(admin_db, SCHEMA)
+
+
+def run(dags: Any, dag_id: str, conf: dict[str, Any]) -> Any:
+    return dags.get_dag(dag_id).test(run_conf=conf)
+
+
+def xcom(dagrun: Any, task_id: str, key: str = "return_value") -> Any:
+    from airflow.models.xcom import XComModel
+    from airflow.settings import Session
+
+    with Session() as session:
+        rows = session.scalars(
+            XComModel.get_many(run_id=dagrun.run_id, key=key, task_ids=task_id, dag_ids=dagrun.dag_id)
+        ).all()
+        return XComModel.deserialize_value(rows[0]) if rows else None
+
+
+def states(dagrun: Any) -> dict[str, str]:
+    return {ti.task_id: str(ti.state) for ti in dagrun.get_task_instances()}
+
+
+def leftovers(admin_db: DbEndpoint, stack: StackSettings, clone_id: str) -> list[str]:
+    """Everything of a clone that still exists: database, user, site, content, secret files."""
+    found = []
+    name = clone_db_name(clone_id)
+    with admin_db.connect() as conn, conn.cursor() as cur:
+        cur.execute("SELECT 1 FROM information_schema.schemata WHERE schema_name = %s", (name,))
+        if cur.fetchone():
+            found.append(f"database {name}")
+        cur.execute("SELECT 1 FROM mysql.user WHERE user = %s", (name,))
+        if cur.fetchone():
+            found.append(f"user {name}")
+    if site_dir(stack, clone_id).exists():
+        found.append(f"site dir {clone_id}")
+    found += [p.name for p in stack.secrets_dir.glob(f"clone-{clone_id}-*")]
+    return found
+
+
+# -- one clone, checked like the source, then deleted ------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def cloned(dags: Any, source_site: SiteConfig, stack: StackSettings) -> dict[str, Any]:
+    dagrun = run(dags, "wp_clone", {"source_url": source_site.url, "clone_id": CLONE, "ttl_minutes": 90})
+    return {"run": dagrun, "result": xcom(dagrun, "finalize_clone"), "site": load_site(stack, CLONE)}
+
+
+@pytest.fixture(scope="module")
+def site(cloned: dict[str, Any]) -> SiteConfig:
+    clone: SiteConfig = cloned["site"]
+    return clone
+
+
+@pytest.fixture(scope="module")
+def clone_site(site: SiteConfig) -> SiteConfig:
+    return site
+
+
+@pytest.fixture(scope="module")
+def copy_results(cloned: dict[str, Any]) -> dict[str, Any]:
+    return {key: xcom(cloned["run"], key) for key in ("copy_database", "copy_content")}
+
+
+def test_clone_run_succeeds_with_its_result(
+    cloned: dict[str, Any], registry: Registry, stack: StackSettings
+) -> None:
+    dagrun, result = cloned["run"], cloned["result"]
+    assert str(dagrun.state) == "success", states(dagrun)
+    assert states(dagrun)["rollback_clone"] == "skipped"
+    url = stack.site_url(CLONE)
+    assert result["clone_id"] == CLONE and result["url"] == f"{url}/"
+    assert result["admin_user"] == "admin"
+    assert result["admin_password"] == str(stack.secrets_dir / f"clone-{CLONE}-admin-password")
+    record = registry.get(CLONE)
+    assert record is not None and record.status is CloneStatus.READY and record.lock_job_id is None
+    assert record.last_job_id == dagrun.run_id
+    assert record.expires_at == dagrun.run_after + timedelta(minutes=90)
+    assert datetime.fromisoformat(result["expires_at"]) == record.expires_at
+    # No secret reached XCom.
+    password = (stack.secrets_dir / f"clone-{CLONE}-admin-password").read_text().strip()
+    for task_id in states(dagrun):
+        assert password not in json.dumps(xcom(dagrun, task_id), default=str)
+
+
+def test_staging_safety_holds(site: SiteConfig, source_site: SiteConfig, admin_db: DbEndpoint) -> None:
+    status, headers, body = _get(f"{site.url}/")
+    assert status == 200
+    assert headers["X-Robots-Tag"] == "noindex, nofollow"
+    html = body.decode()
+    assert "noindex" in html and f"Staging clone {CLONE}" in html
+    assert site.environment_type == "staging" and site.disable_wp_cron
+    with admin_db.with_database(site.db_name).connect() as conn, conn.cursor() as cur:
+        cur.execute("SELECT option_value FROM wp_options WHERE option_name = 'blog_public'")
+        assert cur.fetchone()[0] == "0"
+    # The source's admin password does not open the clone; the clone's own does (test_admin_login...).
+    _, final_url, _ = _login(site, source_site.admin_password())
+    assert "/wp-login.php" in final_url
+    # The source is untouched.
+    assert "X-Robots-Tag" not in _get(f"{source_site.url}/")[1]
+
+
+def test_duplicate_clone_id_is_refused_and_the_clone_untouched(
+    dags: Any, cloned: dict[str, Any], source_site: SiteConfig, registry: Registry
+) -> None:
+    dagrun = run(dags, "wp_clone", {"source_url": source_site.url, "clone_id": CLONE})
+    assert str(dagrun.state) == "failed"
+    assert states(dagrun)["validate_request"] == "failed"
+    assert xcom(dagrun, "validate_request", "error") == (
+        f"clone {CLONE} already exists (status ready); choose another clone id or delete it first."
+    )
+    assert registry.get(CLONE).status is CloneStatus.READY  # type: ignore[union-attr]
+    assert _get(f"{cloned['site'].url}/")[0] == 200
+
+
+def test_delete_leaves_nothing(
+    dags: Any, cloned: dict[str, Any], registry: Registry, admin_db: DbEndpoint, stack: StackSettings
+) -> None:
+    assert leftovers(admin_db, stack, CLONE)  # there is something to delete
+    dagrun = run(dags, "wp_delete", {"clone_id": CLONE})
+    assert str(dagrun.state) == "success", states(dagrun)
+    assert leftovers(admin_db, stack, CLONE) == []
+    record = registry.get(CLONE)
+    assert record is not None and record.status is CloneStatus.DELETED and record.deleted_at is not None
+    status, _, body = _get(f"{cloned['site'].url}/")
+    assert status == 404 and b"no site" in body.lower()
+    # Deleting again is refused with a sentence; deleting an unknown clone too.
+    for clone_id, sentence in (
+        (CLONE, f"clone {CLONE} was already deleted."),
+        ("no-such-clone", "clone no-such-clone does not exist."),
+    ):
+        again = run(dags, "wp_delete", {"clone_id": clone_id})
+        assert str(again.state) == "failed"
+        assert xcom(again, "validate_request", "error") == sentence
+
+
+# -- TTL cleanup -------------------------------------------------------------------------------------------
+
+
+def test_ttl_cleanup_deletes_exactly_the_expired_clones_and_orphans(
+    dags: Any, source_site: SiteConfig, registry: Registry, admin_db: DbEndpoint, stack: StackSettings
+) -> None:
+    for clone_id in ("ttl-expired", "ttl-live"):
+        dagrun = run(
+            dags, "wp_clone", {"source_url": source_site.url, "clone_id": clone_id, "ttl_minutes": 10}
+        )
+        assert str(dagrun.state) == "success", states(dagrun)
+    with admin_db.connect() as conn, conn.cursor() as cur:  # expire one of them
+        cur.execute(
+            f"UPDATE {SCHEMA}.clones SET expires_at = %s WHERE clone_id = 'ttl-expired'",
+            (datetime.now(UTC).replace(tzinfo=None) - timedelta(minutes=1),),
+        )
+    # Orphans: a database and user with our prefix, and a clone's secret file, with no registry row.
+    create_database_and_user(admin_db, "wpc_orphan_db", "wpc_orphan_db", "x" * 20, user_host=LOCAL_USER_HOST)
+    stack.secret("clone-orphan-files-db-password")
+    unrelated = "wp_not_ours"
+    create_database_and_user(admin_db, unrelated, unrelated, "y" * 20, user_host=LOCAL_USER_HOST)
+    try:
+        dagrun = run(dags, "wp_ttl_cleanup", {})
+        assert str(dagrun.state) == "success", states(dagrun)
+        report = xcom(dagrun, "report")
+        assert report == {
+            "expired_deleted": ["ttl-expired"],
+            "orphans_removed": ["orphan-db", "orphan-files"],
+        }
+        assert leftovers(admin_db, stack, "ttl-expired") == []
+        assert leftovers(admin_db, stack, "orphan-db") == leftovers(admin_db, stack, "orphan-files") == []
+        assert registry.get("ttl-expired").status is CloneStatus.DELETED  # type: ignore[union-attr]
+        assert registry.get("ttl-live").status is CloneStatus.READY  # type: ignore[union-attr]
+        assert _get(f"{stack.site_url('ttl-live')}/")[0] == 200
+        assert _get(f"{source_site.url}/")[0] == 200
+        with admin_db.connect() as conn, conn.cursor() as cur:
+            cur.execute("SELECT 1 FROM information_schema.schemata WHERE schema_name = %s", (unrelated,))
+            assert cur.fetchone(), "the sweep removed a database that is not ours"
+    finally:
+        drop_database_and_user(admin_db, unrelated, unrelated, user_host=LOCAL_USER_HOST)
+        assert str(run(dags, "wp_delete", {"clone_id": "ttl-live"}).state) == "success"
+
+
+# -- failures: rollback leaves nothing, the registry says why ----------------------------------------------
+
+
+def _broken_source_config(source_site: SiteConfig, stack: StackSettings, closed_port: int) -> str:
+    from wpclone.config import local_config
+
+    config = local_config(stack)
+    source = config.sources[0]
+    broken = source.model_copy(
+        update={"name": "broken", "url": stack.site_url("broken"), "db_port": closed_port}
+    )
+    return config.model_copy(update={"sources": [source, broken]}).model_dump_json()
+
+
+def test_unreachable_source_database_rolls_back_everything(
+    dags: Any,
+    source_site: SiteConfig,
+    registry: Registry,
+    admin_db: DbEndpoint,
+    stack: StackSettings,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import socket
+
+    with socket.socket() as sock:  # a port nothing listens on
+        sock.bind(("127.0.0.1", 0))
+        closed_port = sock.getsockname()[1]
+    monkeypatch.setenv("WPCLONE_CONFIG_JSON", _broken_source_config(source_site, stack, closed_port))
+    dagrun = run(dags, "wp_clone", {"source_url": stack.site_url("broken"), "clone_id": "fail-source"})
+    assert str(dagrun.state) == "failed"
+    assert states(dagrun)["copy_database"] == "failed"
+    assert states(dagrun)["rollback_clone"] == "success"
+    assert leftovers(admin_db, stack, "fail-source") == []
+    record = registry.get("fail-source")
+    assert record is not None and record.status is CloneStatus.FAILED and record.lock_job_id is None
+    assert record.last_error and record.last_error.startswith("copy-database: ")
+    assert "connect" in record.last_error.lower()
+
+
+def test_site_never_ready_rolls_back_everything(
+    dags: Any,
+    source_site: SiteConfig,
+    registry: Registry,
+    admin_db: DbEndpoint,
+    stack: StackSettings,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("WPCLONE_SITE_READY_TIMEOUT", "3")
+    host = SiteHost(stack)
+    host.stop()
+    try:
+        dagrun = run(dags, "wp_clone", {"source_url": source_site.url, "clone_id": "fail-ready"})
+    finally:
+        host.start()
+    assert str(dagrun.state) == "failed"
+    assert states(dagrun)["await_site_ready"] == "failed"
+    assert leftovers(admin_db, stack, "fail-ready") == []
+    record = registry.get("fail-ready")
+    assert record is not None and record.status is CloneStatus.FAILED
+    assert (
+        record.last_error == f"the clone's site at {stack.site_url('fail-ready')} did not answer within 3 s."
+    )
+
+
+def test_taken_database_name_is_refused_and_left_intact(
+    dags: Any, source_site: SiteConfig, registry: Registry, admin_db: DbEndpoint, stack: StackSettings
+) -> None:
+    create_database_and_user(admin_db, "wpc_taken_one", "wpc_taken_one", "z" * 20, user_host=LOCAL_USER_HOST)
+    with admin_db.with_database("wpc_taken_one").connect() as conn, conn.cursor() as cur:
+        cur.execute("CREATE TABLE keep (v TEXT)")
+        cur.execute("INSERT INTO keep VALUES ('precious')")
+    try:
+        dagrun = run(dags, "wp_clone", {"source_url": source_site.url, "clone_id": "taken-one"})
+        assert str(dagrun.state) == "failed"
+        assert xcom(dagrun, "validate_request", "error") == (
+            "database wpc_taken_one already exists on the server; choose another clone id."
+        )
+        assert registry.get("taken-one") is None
+        assert not site_dir(stack, "taken-one").exists()
+        with admin_db.with_database("wpc_taken_one").connect() as conn, conn.cursor() as cur:
+            cur.execute("SELECT v FROM keep")
+            assert cur.fetchall() == (("precious",),)
+    finally:
+        drop_database_and_user(admin_db, "wpc_taken_one", "wpc_taken_one", user_host=LOCAL_USER_HOST)
+
+
+@pytest.mark.parametrize(
+    ("conf", "sentence"),
+    [
+        (
+            {"source_url": "https://not-registered.example.com"},
+            "https://not-registered.example.com is not a registered source site",
+        ),
+        ({"ttl_minutes": 100000}, "ttl_minutes: Input should be less than or equal to 10080."),
+        ({"clone_id": "x;drop database wp_source"}, "clone_id: String should match pattern"),
+        ({"clone_id": "../../etc"}, "clone_id: String should match pattern"),
+    ],
+)
+def test_bad_requests_are_refused_by_the_first_task(
+    dags: Any, source_site: SiteConfig, stack: StackSettings, conf: dict[str, Any], sentence: str
+) -> None:
+    """What the REST API could send past the form: the first task validates again, creates nothing."""
+    from wpclone import tasks
+
+    sites_before = sorted(p.name for p in stack.sites_dir.iterdir())
+    with pytest.raises(Exception) as caught:
+        tasks.validate_request({"source_url": source_site.url, **conf}, datetime.now(UTC))
+    assert tasks.describe(caught.value).startswith(sentence)
+    assert sorted(p.name for p in stack.sites_dir.iterdir()) == sites_before
