@@ -6,7 +6,7 @@ Nothing here does I/O: the runtime object is built from the environment only, fo
 from __future__ import annotations
 
 import os
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from airflow.sdk import DAG, Param, TriggerRule, task, task_group
@@ -53,10 +53,8 @@ CLONE_TASKS = [
 ]
 
 
-def _start_date() -> Any:
-    from airflow.sdk import timezone
-
-    return timezone.datetime(2026, 1, 1)
+def _start_date() -> datetime:
+    return datetime(2026, 1, 1, tzinfo=UTC)
 
 
 def _runtime() -> Any:
@@ -77,7 +75,9 @@ def clone_params() -> dict[str, Param]:
             minimum=TTL_MIN_MINUTES,
             maximum=TTL_MAX_MINUTES,
             title="Time to live (minutes)",
-            description=f"The clone is deleted this long after the job starts ({TTL_MIN_MINUTES}-{TTL_MAX_MINUTES}).",
+            description=(
+                f"The clone is deleted this long after the job starts ({TTL_MIN_MINUTES}-{TTL_MAX_MINUTES})."
+            ),
         ),
         "clone_id": Param(
             None,
@@ -91,7 +91,9 @@ def clone_params() -> dict[str, Param]:
             type="string",
             enum=[mode.value for mode in CopyMode if mode is not CopyMode.FILES],
             title="What to copy",
-            description="everything: database and wp-content; database: database and wp-content without uploads.",
+            description=(
+                "everything: database and wp-content; database: database and wp-content without uploads."
+            ),
         ),
     }
 
@@ -147,7 +149,7 @@ def build_clone_dag(dag_id: str = "wp_clone", doc_md: str | None = None) -> DAG:
 
         @task(task_id="rollback_clone", retries=3)
         def rollback_clone(**context: Any) -> dict[str, Any]:
-            """A teardown of reserve_clone: it does not decide the run's state, and skips when all went well."""
+            """Teardown of reserve_clone: does not decide the run's state; skips itself after a good run."""
             from airflow.sdk.exceptions import AirflowSkipException
 
             ti = context["ti"]
@@ -303,7 +305,9 @@ def build_ttl_cleanup_dag(
         @task(task_id="report", trigger_rule=TriggerRule.ALL_DONE)
         def report(**context: Any) -> dict[str, Any]:
             ti = context["ti"]
-            return tasks.report_cleanup(ti.xcom_pull(task_ids="find_expired") or [], ti.xcom_pull(task_ids="sweep_orphans"))
+            return tasks.report_cleanup(
+                ti.xcom_pull(task_ids="find_expired") or [], ti.xcom_pull(task_ids="sweep_orphans")
+            )
 
         expired = find_expired()
         deleted = delete_clone_group.expand(clone_id=expired)

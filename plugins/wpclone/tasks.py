@@ -18,8 +18,8 @@ from pydantic import ValidationError
 
 from wpclone.db import DbEndpoint
 from wpclone.models import (
-    CloneRequest,
     ClonePlan,
+    CloneRequest,
     DeleteRequest,
     WpcloneConfig,
     clone_db_name,
@@ -96,9 +96,8 @@ def registry() -> Any:
     """The clone registry on the shared server, through Airflow's MySQL connection (MySqlHook)."""
     from airflow.providers.mysql.hooks.mysql import MySqlHook
 
-    from wpclone.registry import Registry
-
     from wpclone.config import control_schema
+    from wpclone.registry import Registry
 
     hook = MySqlHook(mysql_conn_id=MYSQL_CONN_ID)
     reg = Registry(hook.get_conn, control_schema())
@@ -141,7 +140,8 @@ def validate_request(params: Mapping[str, Any], run_after: datetime) -> dict[str
     existing = registry().get(clone_id)
     if existing is not None and existing.status != "deleted":
         raise BadRequest(
-            f"clone {clone_id} already exists (status {existing.status}); choose another clone id or delete it first."
+            f"clone {clone_id} already exists (status {existing.status}); "
+            "choose another clone id or delete it first."
         )
     db_name = clone_db_name(clone_id)
     if database_exists(admin_endpoint(), db_name):

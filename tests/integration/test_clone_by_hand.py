@@ -61,7 +61,9 @@ def test_copy_reports_equal_row_counts(
             for table in tables:
                 # Staging safety ends the source's login sessions on a clone; everything else is equal.
                 where = " WHERE meta_key <> 'session_tokens'" if table.endswith("usermeta") else ""
-                cur.execute(f"SELECT COUNT(*) FROM {quote_identifier(database)}.{quote_identifier(table)}{where}")
+                cur.execute(
+                    f"SELECT COUNT(*) FROM {quote_identifier(database)}.{quote_identifier(table)}{where}"
+                )
                 found[table] = int(cur.fetchone()[0])
             return found
 

@@ -188,6 +188,7 @@ def test_database_copy_mode_leaves_uploads_empty(tree: Path, tmp_path: Path) -> 
     proc = run_cli(str(tree), str(dst), "--copy-mode", "database")
     assert proc.returncode == 0, proc.stderr
     assert (dst / "uploads").is_dir() and not any((dst / "uploads").iterdir())
+
     def files(root: Path) -> set[Path]:
         return {p.relative_to(root) for p in root.rglob("*") if p.is_file() and not p.is_symlink()}
 

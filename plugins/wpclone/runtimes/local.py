@@ -198,6 +198,7 @@ class LocalRuntime(Runtime):
 
 
 def run_local_step(
+    *,
     step: str,
     arguments: list[str],
     env: dict[str, str],
@@ -225,8 +226,8 @@ def run_local_step(
     )
     assert proc.stderr is not None and proc.stdout is not None
     tail: list[str] = []
-    for line in proc.stderr:
-        line = line.rstrip("\n")
+    for raw in proc.stderr:
+        line = raw.rstrip("\n")
         log.info("%s", line)
         tail = [*tail[-STEP_STDERR_KEEP:], line]
     output = proc.stdout.read()
