@@ -19,7 +19,8 @@ status:
 seed: up          ## create the realistic source site (SIZE=posts to scale it)
 	@$(PY) -m wpclone.local seed $(if $(SIZE),--posts $(SIZE))
 
-test: setup       ## install, start the services and run every test tier
+test: setup       ## install, start the services, lint, and run every test tier
+	@.venv/bin/ruff check . && .venv/bin/ruff format --check . && .venv/bin/mypy
 	@$(PY) -m wpclone.local up
 	@$(PY) -m pytest $(PYTEST_ARGS)
 

@@ -11,7 +11,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 # A clone id is a DNS label, a site name, a Kubernetes name and (with "wpc_", "-" as "_") a MySQL database
 # and user name; MySQL 8 caps user names at 32 characters, hence 28 here.
@@ -23,6 +23,17 @@ TTL_MIN_MINUTES = 10
 TTL_MAX_MINUTES = 7 * 24 * 60
 TTL_DEFAULT_MINUTES = 60
 CLONE_DB_PREFIX = "wpc_"
+# The secret keys and salts every WordPress install defines in wp-config.php.
+WORDPRESS_SALT_NAMES = (
+    "AUTH_KEY",
+    "SECURE_AUTH_KEY",
+    "LOGGED_IN_KEY",
+    "NONCE_KEY",
+    "AUTH_SALT",
+    "SECURE_AUTH_SALT",
+    "LOGGED_IN_SALT",
+    "NONCE_SALT",
+)
 
 CloneId = Annotated[str, Field(pattern=CLONE_ID_PATTERN, description="3-28 of a-z, 0-9 and '-'")]
 
@@ -55,12 +66,23 @@ def normalize_url(url: str) -> str:
     return url.strip().rstrip("/").lower()
 
 
+def _site_url(value: str) -> str:
+    value = normalize_url(value)
+    if not re.fullmatch(URL_PATTERN, value):
+        raise ValueError("must be http(s)://host[:port] with no path")
+    return value
+
+
+# A site's origin, normalized: http(s)://host[:port], no path.
+SiteUrl = Annotated[str, AfterValidator(_site_url)]
+
+
 class CloneRequest(BaseModel):
     """A request to clone a registered source site."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    source_url: str = Field(description="URL of a registered source site, e.g. https://www.example.com")
+    source_url: SiteUrl = Field(description="URL of a registered source site, e.g. https://www.example.com")
     ttl_minutes: int = Field(
         TTL_DEFAULT_MINUTES,
         ge=TTL_MIN_MINUTES,
@@ -69,14 +91,6 @@ class CloneRequest(BaseModel):
     )
     clone_id: CloneId | None = Field(None, description="Name of the clone; generated when empty.")
     copy_mode: CopyMode = Field(CopyMode.EVERYTHING, description="What to copy from the source.")
-
-    @field_validator("source_url")
-    @classmethod
-    def _url(cls, value: str) -> str:
-        value = normalize_url(value)
-        if not re.fullmatch(URL_PATTERN, value):
-            raise ValueError("must be http(s)://host[:port] with no path")
-        return value
 
     @field_validator("clone_id", mode="before")
     @classmethod
@@ -96,7 +110,7 @@ class SourceConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     name: str = Field(pattern=SOURCE_NAME_PATTERN)
-    url: str
+    url: SiteUrl
     db_host: str = Field(pattern=r"^[A-Za-z0-9.:-]{1,255}$")
     db_port: int = Field(3306, ge=1, le=65535)
     db_name: str = Field(pattern=r"^[a-z0-9_]{1,64}$")
@@ -108,14 +122,6 @@ class SourceConfig(BaseModel):
     # Where its wp-content lives: a directory (local runtime) or a PersistentVolumeClaim (kubernetes).
     content_dir: str | None = None
     content_claim: str | None = Field(None, pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
-
-    @field_validator("url")
-    @classmethod
-    def _url(cls, value: str) -> str:
-        value = normalize_url(value)
-        if not re.fullmatch(URL_PATTERN, value):
-            raise ValueError("must be http(s)://host[:port] with no path")
-        return value
 
 
 class WpcloneConfig(BaseModel):

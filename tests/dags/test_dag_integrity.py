@@ -123,3 +123,16 @@ def test_clone_params_accept_a_good_request(dagbag: Any) -> None:
     resolved = ParamsDict(dagbag.get_dag("wp_clone").params)
     resolved.update({"source_url": "https://www.example.com", "ttl_minutes": 90, "clone_id": "qa-1"})
     assert resolved.validate()["clone_id"] == "qa-1"
+
+
+def test_provisioning_creates_the_pool_the_copy_steps_use(dagbag: Any) -> None:
+    from airflow.models.pool import Pool
+
+    from wpclone.provision import ensure_pool
+
+    pool = dagbag.get_dag("wp_clone").get_task("copy_database").pool
+    ensure_pool(3)
+    ensure_pool(3)  # idempotent
+    assert Pool.get_pool(pool).slots == 3
+    with pytest.raises(ValueError, match="at least 1 slot"):
+        ensure_pool(0)

@@ -171,8 +171,8 @@ def test_secrets_are_random_and_hidden_from_repr() -> None:
     one, two = new_clone_secrets(), new_clone_secrets()
     assert one.db_password != two.db_password
     assert len(one.db_password) >= 24 and len(one.admin_password) >= 16
-    assert set(one.salts) == set(manifests.SALT_NAMES)
-    assert len(set(one.salts.values())) == len(manifests.SALT_NAMES)
+    assert set(one.salts) == set(manifests.WORDPRESS_SALT_NAMES)
+    assert len(set(one.salts.values())) == len(manifests.WORDPRESS_SALT_NAMES)
     assert one.db_password not in repr(one) and one.admin_password not in repr(one)
 
 
@@ -209,7 +209,7 @@ def test_deployment_runs_wordpress_with_secrets_only_by_reference(settings: Kube
         "name": "WORDPRESS_DB_PASSWORD",
         "valueFrom": {"secretKeyRef": {"name": "wpclone-shop-abc123", "key": "db-password"}},
     }
-    for salt in manifests.SALT_NAMES:
+    for salt in manifests.WORDPRESS_SALT_NAMES:
         ref = env[f"WORDPRESS_{salt}"]["valueFrom"]["secretKeyRef"]
         assert ref == {"name": "wpclone-shop-abc123", "key": manifests.salt_key(salt)}
         assert "value" not in env[f"WORDPRESS_{salt}"]

@@ -33,7 +33,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from wpclone.k8s.settings import KubernetesSettings
-from wpclone.models import ClonePlan, check_clone_id
+from wpclone.models import WORDPRESS_SALT_NAMES, ClonePlan, check_clone_id
 from wpclone.runtimes.base import (
     CLONE_ID_LABEL,
     EXPIRES_AT_ANNOTATION,
@@ -60,16 +60,6 @@ CONFIG_CHECKSUM_ANNOTATION = "wpclone.io/config-checksum"
 # Keys of the clone's Secret.
 DB_PASSWORD_KEY = "db-password"
 ADMIN_PASSWORD_KEY = "admin-password"
-SALT_NAMES = (
-    "AUTH_KEY",
-    "SECURE_AUTH_KEY",
-    "LOGGED_IN_KEY",
-    "NONCE_KEY",
-    "AUTH_SALT",
-    "SECURE_AUTH_SALT",
-    "LOGGED_IN_SALT",
-    "NONCE_SALT",
-)
 # The key a source's Secret keeps its database password under (SourceConfig.db_password_secret).
 SOURCE_PASSWORD_KEY = "password"
 
@@ -187,18 +177,18 @@ def clone_host(plan: ClonePlan) -> str:
 
 def secret_data(secrets: CloneSecrets) -> dict[str, str]:
     """The Secret's ``stringData`` view: key -> value (never logged)."""
-    missing = [s for s in SALT_NAMES if s not in secrets.salts]
+    missing = [s for s in WORDPRESS_SALT_NAMES if s not in secrets.salts]
     if missing:
         raise ValueError(f"the clone secrets lack the salts {', '.join(missing)}.")
     data = {DB_PASSWORD_KEY: secrets.db_password, ADMIN_PASSWORD_KEY: secrets.admin_password}
-    data.update({salt_key(s): secrets.salts[s] for s in SALT_NAMES})
+    data.update({salt_key(s): secrets.salts[s] for s in WORDPRESS_SALT_NAMES})
     return data
 
 
 def secrets_from_data(name: str, data: Mapping[str, str] | None) -> CloneSecrets:
     """Read back CloneSecrets from a Secret's base64 ``data``; ValueError naming the missing keys."""
     data = data or {}
-    wanted = [DB_PASSWORD_KEY, ADMIN_PASSWORD_KEY, *(salt_key(s) for s in SALT_NAMES)]
+    wanted = [DB_PASSWORD_KEY, ADMIN_PASSWORD_KEY, *(salt_key(s) for s in WORDPRESS_SALT_NAMES)]
     missing = [key for key in wanted if not data.get(key)]
     if missing:
         raise ValueError(
@@ -208,7 +198,7 @@ def secrets_from_data(name: str, data: Mapping[str, str] | None) -> CloneSecrets
     return CloneSecrets(
         db_password=decoded[DB_PASSWORD_KEY],
         admin_password=decoded[ADMIN_PASSWORD_KEY],
-        salts={s: decoded[salt_key(s)] for s in SALT_NAMES},
+        salts={s: decoded[salt_key(s)] for s in WORDPRESS_SALT_NAMES},
     )
 
 
@@ -297,7 +287,7 @@ def _site_env(
         _secret_env("WORDPRESS_DB_PASSWORD", secret, DB_PASSWORD_KEY),
         {"name": "WORDPRESS_TABLE_PREFIX", "value": plan.source.table_prefix},
     ]
-    env += [_secret_env(f"WORDPRESS_{s}", secret, salt_key(s)) for s in SALT_NAMES]
+    env += [_secret_env(f"WORDPRESS_{s}", secret, salt_key(s)) for s in WORDPRESS_SALT_NAMES]
     env.append({"name": "WORDPRESS_CONFIG_EXTRA", "value": config_extra(plan, constants)})
     return env
 

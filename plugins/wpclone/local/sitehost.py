@@ -33,6 +33,7 @@ from typing import Any
 
 from wpclone.db import ConfigError, check_identifier
 from wpclone.local.settings import StackSettings
+from wpclone.models import WORDPRESS_SALT_NAMES
 
 log = logging.getLogger(__name__)
 
@@ -40,16 +41,6 @@ SITE_NAME_RE = re.compile(r"[a-z0-9][a-z0-9-]{0,38}")
 TABLE_PREFIX_RE = re.compile(r"[a-z0-9_]{1,20}_")
 CONSTANT_RE = re.compile(r"[A-Z][A-Z0-9_]{0,63}")
 ENVIRONMENT_TYPES = ("local", "development", "staging", "production")
-SALT_KEYS = (
-    "AUTH_KEY",
-    "SECURE_AUTH_KEY",
-    "LOGGED_IN_KEY",
-    "NONCE_KEY",
-    "AUTH_SALT",
-    "SECURE_AUTH_SALT",
-    "LOGGED_IN_SALT",
-    "NONCE_SALT",
-)
 WORDPRESS_CORE = Path("/usr/share/wordpress")
 DEFAULT_THEMES = ("twentytwentyone",)
 HERE = Path(__file__).resolve().parent
@@ -187,7 +178,7 @@ def register_site(settings: StackSettings, config: SiteConfig, *, default_conten
     os.chmod(directory, 0o700)
     secrets_file = directory / "secrets.json"
     if not secrets_file.exists():
-        salts = {key: secrets.token_urlsafe(48) for key in SALT_KEYS}
+        salts = {key: secrets.token_urlsafe(48) for key in WORDPRESS_SALT_NAMES}
         _write_private(secrets_file, json.dumps({"salts": salts}, indent=2))
     wp_content = directory / "wp-content"
     if default_content and not wp_content.exists():

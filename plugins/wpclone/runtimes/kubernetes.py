@@ -19,7 +19,15 @@ from typing import TYPE_CHECKING, Any
 from wpclone.k8s import manifests
 from wpclone.k8s.apply import ClusterClient, KubernetesError
 from wpclone.k8s.settings import KubernetesSettings
-from wpclone.models import CLONE_ID_RE, ClonePlan, RuntimeKind, SourceConfig, WpcloneConfig, check_clone_id
+from wpclone.models import (
+    CLONE_ID_RE,
+    WORDPRESS_SALT_NAMES,
+    ClonePlan,
+    RuntimeKind,
+    SourceConfig,
+    WpcloneConfig,
+    check_clone_id,
+)
 from wpclone.runtimes.base import CLONE_ID_LABEL, CloneSecrets, Runtime, Step
 
 if TYPE_CHECKING:
@@ -33,7 +41,7 @@ def new_clone_secrets() -> CloneSecrets:
     return CloneSecrets(
         db_password=secrets.token_urlsafe(24),
         admin_password=secrets.token_urlsafe(18),
-        salts={name: secrets.token_urlsafe(48) for name in manifests.SALT_NAMES},
+        salts={name: secrets.token_urlsafe(48) for name in WORDPRESS_SALT_NAMES},
     )
 
 
