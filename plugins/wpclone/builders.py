@@ -89,10 +89,11 @@ def clone_params() -> dict[str, Param]:
         "copy_mode": Param(
             CopyMode.EVERYTHING.value,
             type="string",
-            enum=[mode.value for mode in CopyMode if mode is not CopyMode.FILES],
+            enum=[mode.value for mode in CopyMode],
             title="What to copy",
             description=(
-                "everything: database and wp-content; database: database and wp-content without uploads."
+                "everything: database and wp-content; database: the database, wp-content without uploads; "
+                "files: wp-content, and of the database only settings and users (no posts or comments)."
             ),
         ),
     }
@@ -163,7 +164,14 @@ def build_clone_dag(dag_id: str = "wp_clone", doc_md: str | None = None) -> DAG:
             Step(
                 task_id="copy_database",
                 step="copy-database",
-                arguments=(f"{{{{ {PLAN_JSON}['source']['url'] }}}}", f"{{{{ {PLAN_JSON}['url'] }}}}"),
+                arguments=(
+                    f"{{{{ {PLAN_JSON}['source']['url'] }}}}",
+                    f"{{{{ {PLAN_JSON}['url'] }}}}",
+                    "--copy-mode",
+                    f"{{{{ {PLAN_JSON}['copy_mode'] }}}}",
+                    "--table-prefix",
+                    f"{{{{ {PLAN_JSON}['source']['table_prefix'] }}}}",
+                ),
                 db_env={"SOURCE_DB": "source", "TARGET_DB": "clone"},
                 heavy=True,
             ),

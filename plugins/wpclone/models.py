@@ -42,8 +42,8 @@ class CopyMode(StrEnum):
     """What a clone copies from its source."""
 
     EVERYTHING = "everything"  # the database and all of wp-content
-    DATABASE = "database"  # the database; wp-content gets the stock themes and an empty uploads/
-    FILES = "files"  # all of wp-content; the database is a fresh WordPress install (a site needs one)
+    DATABASE = "database"  # the database, and wp-content without uploads/ (the media library)
+    FILES = "files"  # all of wp-content; of the database only settings and users (content tables empty)
 
 
 class CloneStatus(StrEnum):

@@ -47,7 +47,17 @@ pytestmark = pytest.mark.integration
 SCHEMA = "wpclone_control_test"
 CLONE = "e2e-clone"
 # Every clone id this module creates; leftovers of an interrupted run are removed before it starts.
-TEST_CLONE_IDS = (CLONE, "ttl-expired", "ttl-live", "orphan-db", "orphan-files", "fail-source", "fail-ready")
+TEST_CLONE_IDS = (
+    CLONE,
+    "ttl-expired",
+    "ttl-live",
+    "orphan-db",
+    "orphan-files",
+    "fail-source",
+    "fail-ready",
+    "mode-database",
+    "mode-files",
+)
 
 
 @pytest.fixture(scope="module")
@@ -390,3 +400,36 @@ def test_bad_requests_are_refused_by_the_first_task(
         tasks.validate_request({"source_url": source_site.url, **conf}, datetime.now(UTC))
     assert tasks.describe(caught.value).startswith(sentence)
     assert sorted(p.name for p in stack.sites_dir.iterdir()) == sites_before
+
+
+@pytest.mark.parametrize("mode", ["database", "files"])
+def test_copy_modes(
+    dags: Any, mode: str, source_site: SiteConfig, admin_db: DbEndpoint, stack: StackSettings
+) -> None:
+    """database: no uploads, all rows; files: all of wp-content, settings and users but no content rows."""
+    clone_id = f"mode-{mode}"
+    dagrun = run(dags, "wp_clone", {"source_url": source_site.url, "clone_id": clone_id, "copy_mode": mode})
+    try:
+        assert str(dagrun.state) == "success", states(dagrun)
+        site = load_site(stack, clone_id)
+        assert _get(f"{site.url}/")[0] == 200
+        uploads = site_dir(stack, clone_id) / "wp-content" / "uploads"
+        images = [p for p in uploads.rglob("*") if p.suffix in (".png", ".jpg")]
+
+        def count(database: str, table: str) -> int:
+            with admin_db.connect() as conn, conn.cursor() as cur:
+                cur.execute(f"SELECT COUNT(*) FROM `{database}`.`{table}`")
+                return int(cur.fetchone()[0])
+
+        posts, users = (count(site.db_name, t) for t in ("wp_posts", "wp_users"))
+        assert users == count(source_site.db_name, "wp_users")
+        if mode == "database":
+            assert images == [] and uploads.is_dir()
+            assert posts == count(source_site.db_name, "wp_posts")
+        else:
+            assert len(images) > 10
+            assert posts == 0 and count(site.db_name, "wp_comments") == 0
+            assert count(site.db_name, "wp_options") > 50
+    finally:
+        assert str(run(dags, "wp_delete", {"clone_id": clone_id}).state) == "success"
+    assert leftovers(admin_db, stack, clone_id) == []

@@ -45,6 +45,14 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="load with the mariadb client instead (automatic for sources with views or triggers)",
     )
+    db.add_argument(
+        "--copy-mode",
+        default="everything",
+        choices=("everything", "database", "files"),
+        help="files: copy WordPress's content tables (posts, comments, terms, links and their meta) as "
+        "structure only; the site's settings and users come along (the clone's copy mode)",
+    )
+    db.add_argument("--table-prefix", default="wp_", help="the source's table prefix (default wp_)")
     db.add_argument("--json", action="store_true", help=JSON_HELP)
 
     content = sub.add_parser(
@@ -67,14 +75,15 @@ def build_parser() -> argparse.ArgumentParser:
 def run(argv: Sequence[str]) -> dict[str, object]:
     args = build_parser().parse_args(argv)
     if args.step == "copy-database":
-        from wpclone.steps.copy_database import copy_database, endpoints_from_env, parse_pairs
+        from wpclone.steps.copy_database import content_tables, copy_database, endpoints_from_env, parse_pairs
 
         pairs = parse_pairs(args.urls)
         if not 1 <= args.parallel <= 8:
             raise ConfigError(f"--parallel must be between 1 and 8, not {args.parallel}.")
         source, target = endpoints_from_env()
+        skip = content_tables(args.table_prefix) if args.copy_mode == "files" else []
         return copy_database(
-            source, target, pairs, streams=args.parallel, client_load=args.client_load
+            source, target, pairs, streams=args.parallel, client_load=args.client_load, skip_data=skip
         ).as_json()
     if args.step == "copy-content":
         from wpclone.steps.copy_content import copy_content, dirs_from_args

@@ -111,6 +111,25 @@ class CopyResult:
         return {"step": STEP, "status": "ok", **asdict(self)}
 
 
+# WordPress's content tables: a ``files`` clone gets them empty (its settings and users come along).
+CONTENT_TABLES = (
+    "posts",
+    "postmeta",
+    "comments",
+    "commentmeta",
+    "terms",
+    "termmeta",
+    "term_taxonomy",
+    "term_relationships",
+    "links",
+)
+
+
+def content_tables(table_prefix: str) -> list[str]:
+    check_identifier(table_prefix, "table prefix")
+    return [table_prefix + name for name in CONTENT_TABLES]
+
+
 def parse_pairs(args: Sequence[str]) -> list[tuple[str, str]]:
     """Turn ``OLD NEW [OLD NEW ...]`` into pairs, rejecting anything the rewrite cannot mean."""
     if not args or len(args) % 2:
@@ -251,9 +270,11 @@ class _CountingReader:
         return data
 
 
-def dump_command(source: DbEndpoint, tables: Sequence[str] = ()) -> list[str]:
+def dump_command(source: DbEndpoint, tables: Sequence[str] = (), skip_data: Sequence[str] = ()) -> list[str]:
+    """The dump; tables in ``skip_data`` are dumped as structure only."""
     assert source.database
-    return ["mariadb-dump", *source.client_args(), *DUMP_OPTIONS, source.database, *tables]
+    skips = [f"--ignore-table-data={source.database}.{check_identifier(t, 'table')}" for t in skip_data]
+    return ["mariadb-dump", *source.client_args(), *DUMP_OPTIONS, *skips, source.database, *tables]
 
 
 def load_command(target: DbEndpoint) -> list[str]:
@@ -293,9 +314,9 @@ def client_env(endpoint: DbEndpoint) -> dict[str, str]:
     return {k: v for k, v in env.items() if not k.endswith(("_DB_PASSWORD", "_DB_PASSWORD_FILE"))}
 
 
-def _start_dump(source: DbEndpoint) -> subprocess.Popen[bytes]:
+def _start_dump(source: DbEndpoint, skip_data: Sequence[str] = ()) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
-        dump_command(source),
+        dump_command(source, skip_data=skip_data),
         stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -308,11 +329,16 @@ def _stage_error(stage: str, detail: str) -> StepError:
 
 
 def stream_copy(
-    source: DbEndpoint, target: DbEndpoint, pairs: Sequence[tuple[str, str]], total_hint: int = 0
+    source: DbEndpoint,
+    target: DbEndpoint,
+    pairs: Sequence[tuple[str, str]],
+    total_hint: int = 0,
+    *,
+    skip_data: Sequence[str] = (),
 ) -> RewriteStats:
     """Run dump | rewrite | load concurrently; raise StepError naming the stage that failed."""
     secrets = [source.password, target.password]
-    dump = _start_dump(source)
+    dump = _start_dump(source, skip_data)
     load = subprocess.Popen(
         load_command(target),
         stdin=subprocess.PIPE,
@@ -393,10 +419,12 @@ def stream_copy_parallel(
     pairs: Sequence[tuple[str, str]],
     streams: int,
     total_hint: int = 0,
+    *,
+    skip_data: Sequence[str] = (),
 ) -> RewriteStats:
     """One dump, one rewrite, statements loaded over ``streams`` connections (see wpclone.steps.fanout)."""
     secrets = [source.password, target.password]
-    dump = _start_dump(source)
+    dump = _start_dump(source, skip_data)
     assert dump.stdout and dump.stderr
     dump_err = _StderrDrain(dump.stderr)
     dump_err.start()
@@ -571,8 +599,9 @@ def verify(
     pairs: Sequence[tuple[str, str]],
     *,
     verify_streams: int = VERIFY_STREAMS,
+    skip_data: Sequence[str] = (),
 ) -> int:
-    """Row counts equal per table and no OLD URL left; return the total row count."""
+    """Row counts equal per table (zero for ``skip_data``) and no OLD URL left; return the total row count."""
     assert target.database
     base = [t.name for t in source_tables if t.kind in BASE_KINDS]
     src_counts: dict[str, int] = {}
@@ -603,6 +632,7 @@ def verify(
     counter.join()
     if src_error:
         raise StepError(sentence(f"copy-database could not count the source rows: {src_error[0]}"))
+    src_counts.update(dict.fromkeys(skip_data, 0))
     diffs = [
         f"{t} (source {src_counts[t]}, target {dst_counts[t]})"
         for t in base
@@ -626,8 +656,12 @@ def copy_database(
     streams: int = 1,
     *,
     client_load: bool = False,
+    skip_data: Sequence[str] = (),
 ) -> CopyResult:
-    """Copy with URL rewrite and verify; load over ``streams`` connections, or with the mariadb client."""
+    """Copy with URL rewrite and verify; load over ``streams`` connections, or with the mariadb client.
+
+    Tables named in ``skip_data`` are copied as structure only (the ``files`` copy mode).
+    """
     assert source.database and target.database
     started = time.monotonic()
     result = CopyResult(describe(source), describe(target))
@@ -645,6 +679,7 @@ def copy_database(
             )
         result.tables = sum(t.kind in BASE_KINDS for t in source_tables)
         result.views = sum(t.kind == "VIEW" for t in source_tables)
+        skip_data = sorted({t.name for t in source_tables if t.kind in BASE_KINDS} & set(skip_data))
         result.dropped = empty_target(dst_conn, list_tables(dst_conn, target.database))
 
         # The snapshot the source row counts are read from, opened just before the dump opens its own.
@@ -666,9 +701,9 @@ def copy_database(
         result.streams = 1 if client_load else streams
         copy_started = time.monotonic()
         if not client_load:
-            stats = stream_copy_parallel(source, target, pairs, streams, total_hint)
+            stats = stream_copy_parallel(source, target, pairs, streams, total_hint, skip_data=skip_data)
         else:
-            stats = stream_copy(source, target, pairs, total_hint)
+            stats = stream_copy(source, target, pairs, total_hint, skip_data=skip_data)
         result.copy_s = round(time.monotonic() - copy_started, 3)
         result.bytes_dumped, result.bytes_loaded = stats.bytes_in, stats.bytes_out
         result.rewrite = asdict(stats)
@@ -682,7 +717,7 @@ def copy_database(
         )
 
         verify_started = time.monotonic()
-        result.rows = verify(src_conn, dst_conn, target, source_tables, pairs)
+        result.rows = verify(src_conn, dst_conn, target, source_tables, pairs, skip_data=skip_data)
         result.verify_s = round(time.monotonic() - verify_started, 3)
         log.info(
             "step=%s event=verified tables=%d rows=%d seconds=%.2f",
