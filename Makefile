@@ -10,8 +10,11 @@ setup:            ## install apt packages, the venv and our package (idempotent)
 up: setup         ## start the local stack (MariaDB + PHP site host)
 	@$(PY) -m wpclone.local up
 
-down:             ## stop the local stack; leaves no process behind
+TEST_STATE := $(CURDIR)/.local/test
+
+down:             ## stop the local stack (and the tests' own stack); leaves no process behind
 	@[ ! -x $(PY) ] || $(PY) -m wpclone.local down
+	@[ ! -x $(PY) ] || [ ! -d $(TEST_STATE) ] || WPCLONE_STATE_DIR=$(TEST_STATE) $(PY) -m wpclone.local down
 
 status:
 	@$(PY) -m wpclone.local status
@@ -19,9 +22,8 @@ status:
 seed: up          ## create the realistic source site (SIZE=posts to scale it)
 	@$(PY) -m wpclone.local seed $(if $(SIZE),--posts $(SIZE))
 
-test: setup       ## install, start the services, lint, and run every test tier
+test: setup       ## install, lint, and run every test tier (the fixtures start the tests' own stack)
 	@.venv/bin/ruff check . && .venv/bin/ruff format --check . && .venv/bin/mypy
-	@$(PY) -m wpclone.local up
 	@$(PY) -m pytest $(PYTEST_ARGS)
 
 unit: setup

@@ -16,7 +16,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-_STATE = Path(os.environ.get("WPCLONE_STATE_DIR") or REPO / ".local")
+# The tests get a stack of their own (own MariaDB, site host, ports, Airflow home), so they never touch
+# the clones of a developer's demo stack in .local/ — the TTL tests sweep orphans, for one.
+os.environ.setdefault("WPCLONE_STATE_DIR", str(REPO / ".local" / "test"))
+_STATE = Path(os.environ["WPCLONE_STATE_DIR"])
 # Airflow reads its configuration when first imported: point it at a test home (SQLite, under the state
 # dir) and our DAGs before any test module imports it.
 os.environ.setdefault("AIRFLOW_HOME", str(_STATE / "airflow-test"))
@@ -132,3 +135,4 @@ def hand_clone(stack: StackSettings, source_site: SiteConfig, admin_db: DbEndpoi
     yield HandClone(site, copied_db, copied_content)
     unregister_site(stack, HAND_CLONE)
     drop_database_and_user(admin_db, database, user, user_host=LOCAL_USER_HOST)
+    password_file.unlink(missing_ok=True)

@@ -34,6 +34,7 @@ from tests.integration.test_seed_site import (  # noqa: F401
     test_uploaded_image_is_served_as_on_disk,
     test_wrong_password_is_rejected,
 )
+from tests.integration.test_staging_safety import _pages, _site_check
 from wpclone.db import DbEndpoint
 from wpclone.local.mariadb import LOCAL_USER_HOST
 from wpclone.local.settings import StackSettings
@@ -212,6 +213,26 @@ def test_staging_safety_holds(site: SiteConfig, source_site: SiteConfig, admin_d
     assert "/wp-login.php" in final_url
     # The source is untouched.
     assert "X-Robots-Tag" not in _get(f"{source_site.url}/")[1]
+
+
+def test_wordpress_itself_runs_the_clone_as_staging(
+    site: SiteConfig, stack: StackSettings, tmp_path: Any
+) -> None:
+    """In PHP, in the clone's own context: environment, cron, indexing, plugin, new password, no mail."""
+    report, log = _site_check(stack, site, site.admin_password(), tmp_path)
+    assert report == {
+        "environment_type": "staging",
+        "disable_wp_cron": True,
+        "automatic_updater_disabled": True,
+        "blog_public": "0",
+        "staging_plugin": CLONE,
+        "wp_check_password": True,
+        "wp_mail": False,
+        "phpmailer_reached": False,
+    }
+    assert "outgoing mail blocked" in log
+    for url in _pages(site):
+        assert "noindex" in _get(url)[1].get("X-Robots-Tag", ""), url
 
 
 def test_duplicate_clone_id_is_refused_and_the_clone_untouched(
