@@ -2,8 +2,9 @@
 ### wp_delete — delete a clone
 
 Removes the clone's site, database, database user, content and secrets, and marks it `deleted` in the
-registry. Idempotent: deleting what is already gone converges. Refused for an unknown clone, and while
-another job works on the clone (e.g. it is still being provisioned): try again when that job ends.
+registry. Idempotent: deleting a clone that is already deleted succeeds and changes nothing. Refused for an
+unknown clone, and while another job works on the clone (e.g. it is still being provisioned): try again
+when that job ends.
 
 **Params**: `clone_id`.
 

@@ -290,8 +290,11 @@ def validate_delete(params: Mapping[str, Any]) -> list[str]:
     record = registry().get(request.clone_id)
     if record is None:
         raise BadRequest(f"clone {request.clone_id} does not exist.")
-    if record.status == "deleted":
-        raise BadRequest(f"clone {request.clone_id} was already deleted.")
+    if record.status == "deleted":  # deleting again converges: nothing left to do
+        log.info(
+            "clone %s was already deleted (by job %s); nothing to do", request.clone_id, record.last_job_id
+        )
+        return []
     return [request.clone_id]
 
 
