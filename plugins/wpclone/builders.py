@@ -57,6 +57,19 @@ def _start_date() -> datetime:
     return datetime(2026, 1, 1, tzinfo=UTC)
 
 
+def _dag(dag_id: str, doc_md: str | None, **kwargs: Any) -> DAG:
+    """A DAG with what all of ours share: no catch-up, tags, docs, retries with backoff."""
+    return DAG(
+        dag_id,
+        start_date=_start_date(),
+        catchup=False,
+        tags=TAGS,
+        doc_md=doc_md,
+        default_args=default_args(),
+        **kwargs,
+    )
+
+
 def _runtime() -> Any:
     return runtime_for(WpcloneConfig(runtime=runtime_kind()))
 
@@ -101,17 +114,7 @@ def clone_params() -> dict[str, Param]:
 
 def build_clone_dag(dag_id: str = "wp_clone", doc_md: str | None = None) -> DAG:
     runtime = _runtime()
-    with DAG(
-        dag_id,
-        schedule=None,
-        start_date=_start_date(),
-        catchup=False,
-        tags=TAGS,
-        doc_md=doc_md,
-        default_args=default_args(),
-        params=clone_params(),
-        render_template_as_native_obj=False,
-    ) as dag:
+    with _dag(dag_id, doc_md, schedule=None, params=clone_params()) as dag:
 
         @task(task_id="validate_request", retries=0)
         @tasks.records_error
@@ -259,14 +262,10 @@ def record_delete_failure(clone_ids_from: str) -> Any:
 
 
 def build_delete_dag(dag_id: str = "wp_delete", doc_md: str | None = None) -> DAG:
-    with DAG(
+    with _dag(
         dag_id,
+        doc_md,
         schedule=None,
-        start_date=_start_date(),
-        catchup=False,
-        tags=TAGS,
-        doc_md=doc_md,
-        default_args=default_args(),
         params={
             "clone_id": Param(
                 type="string",
@@ -291,16 +290,7 @@ def build_delete_dag(dag_id: str = "wp_delete", doc_md: str | None = None) -> DA
 def build_ttl_cleanup_dag(
     dag_id: str = "wp_ttl_cleanup", doc_md: str | None = None, schedule: str = "*/5 * * * *"
 ) -> DAG:
-    with DAG(
-        dag_id,
-        schedule=schedule,
-        start_date=_start_date(),
-        catchup=False,
-        max_active_runs=1,
-        tags=TAGS,
-        doc_md=doc_md,
-        default_args=default_args(),
-    ) as dag:
+    with _dag(dag_id, doc_md, schedule=schedule, max_active_runs=1) as dag:
 
         @task(task_id="find_expired")
         def find_expired(**context: Any) -> list[str]:

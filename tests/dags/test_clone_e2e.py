@@ -34,7 +34,7 @@ from tests.integration.test_seed_site import (  # noqa: F401
     test_uploaded_image_is_served_as_on_disk,
     test_wrong_password_is_rejected,
 )
-from tests.integration.test_staging_safety import _pages, _site_check
+from tests.integration.test_staging_safety import _pages, _site_check, staging_report
 from wpclone.db import DbEndpoint
 from wpclone.local.mariadb import LOCAL_USER_HOST
 from wpclone.local.settings import StackSettings
@@ -220,16 +220,7 @@ def test_wordpress_itself_runs_the_clone_as_staging(
 ) -> None:
     """In PHP, in the clone's own context: environment, cron, indexing, plugin, new password, no mail."""
     report, log = _site_check(stack, site, site.admin_password(), tmp_path)
-    assert report == {
-        "environment_type": "staging",
-        "disable_wp_cron": True,
-        "automatic_updater_disabled": True,
-        "blog_public": "0",
-        "staging_plugin": CLONE,
-        "wp_check_password": True,
-        "wp_mail": False,
-        "phpmailer_reached": False,
-    }
+    assert report == staging_report(CLONE)
     assert "outgoing mail blocked" in log
     for url in _pages(site):
         assert "noindex" in _get(url)[1].get("X-Robots-Tag", ""), url

@@ -203,19 +203,24 @@ def _site_check(
     return report, result.stderr
 
 
-def test_wordpress_runs_as_staging(staging_clone: StagingClone, stack: StackSettings, tmp_path: Path) -> None:
-    site = staging_clone.site
-    report, log = _site_check(stack, site, site.admin_password(), tmp_path)
-    assert report == {
+def staging_report(clone_id: str) -> dict[str, object]:
+    """What ``_site_check`` reports for a safe staging clone."""
+    return {
         "environment_type": "staging",
         "disable_wp_cron": True,
         "automatic_updater_disabled": True,
         "blog_public": "0",
-        "staging_plugin": CLONE,
+        "staging_plugin": clone_id,
         "wp_check_password": True,  # WordPress itself accepts our phpass hash of the new password
         "wp_mail": False,
         "phpmailer_reached": False,  # blocked before WordPress even built the message
     }
+
+
+def test_wordpress_runs_as_staging(staging_clone: StagingClone, stack: StackSettings, tmp_path: Path) -> None:
+    site = staging_clone.site
+    report, log = _site_check(stack, site, site.admin_password(), tmp_path)
+    assert report == staging_report(CLONE)
     assert f"wpclone staging clone {CLONE}: outgoing mail blocked (1 recipient(s)" in log
     assert "someone@example.com" not in log
 
