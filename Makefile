@@ -32,9 +32,10 @@ unit: setup
 lint: setup
 	@.venv/bin/ruff check . && .venv/bin/ruff format --check . && .venv/bin/mypy
 
-bench: up         ## data-plane benchmarks (ratios against baselines run side by side)
+bench: up         ## benchmarks: rewrite vs sed, copy vs raw dump|load, one clone under a real scheduler
 	@$(PY) bench/rewrite.py
 	@$(PY) bench/copy_database.py
+	@$(PY) bench/clone_timing.py
 
 clean: down
 	rm -rf .local
