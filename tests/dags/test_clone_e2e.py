@@ -34,7 +34,7 @@ from tests.integration.test_seed_site import (  # noqa: F401
     test_uploaded_image_is_served_as_on_disk,
     test_wrong_password_is_rejected,
 )
-from tests.integration.test_staging_safety import _pages, _site_check, staging_report
+from tests.integration.test_staging_safety import _pages, _post, _site_check, staging_report
 from wpclone.db import DbEndpoint
 from wpclone.local.mariadb import LOCAL_USER_HOST
 from wpclone.local.settings import StackSettings
@@ -222,6 +222,14 @@ def test_wordpress_itself_runs_the_clone_as_staging(
     report, log = _site_check(stack, site, site.admin_password(), tmp_path)
     assert report == staging_report(CLONE)
     assert "outgoing mail blocked" in log
+    # Over HTTP too: a password reset cannot send its mail, and the site host's log says why.
+    host_log = SiteHost(stack).logfile
+    before = host_log.stat().st_size
+    _, html = _post(
+        f"{site.url}/wp-login.php?action=lostpassword", {"user_login": "admin", "redirect_to": ""}
+    )
+    assert "The email could not be sent" in html
+    assert f"wpclone staging clone {CLONE}: outgoing mail blocked" in host_log.read_text()[before:]
     for url in _pages(site):
         assert "noindex" in _get(url)[1].get("X-Robots-Tag", ""), url
 

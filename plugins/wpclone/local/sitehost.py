@@ -327,6 +327,8 @@ class SiteHost:
             "-d",
             "log_errors=1",
             "-d",
+            f"error_log={self.logfile}",  # PHP's errors and error_log() lines, from every worker
+            "-d",
             "upload_max_filesize=64M",
             "-d",
             "post_max_size=64M",
