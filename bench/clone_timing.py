@@ -138,6 +138,12 @@ def main() -> int:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--runs", type=int, default=2)
+    parser.add_argument(
+        "--idle-sleep",
+        type=float,
+        default=None,
+        help="the scheduler's [scheduler] scheduler_idle_sleep_time (Airflow's default is 1 s)",
+    )
     args = parser.parse_args()
 
     settings = StackSettings.load()
@@ -170,6 +176,8 @@ def main() -> int:
         ),
         "WPCLONE_CONTROL_SCHEMA": "wpclone_control_bench",
     }
+    if args.idle_sleep is not None:
+        env["AIRFLOW__SCHEDULER__SCHEDULER_IDLE_SLEEP_TIME"] = str(args.idle_sleep)
     subprocess.run([str(venv_bin / "airflow"), "db", "migrate"], env=env, check=True, capture_output=True)
     subprocess.run([sys.executable, "-m", "wpclone.provision"], env=env, check=True, capture_output=True)
     log = (home / "standalone.log").open("wb")
