@@ -6,16 +6,14 @@ databases and users is provisioned on start; its password is a local secret file
 
 from __future__ import annotations
 
-import contextlib
 import getpass
 import logging
 import os
-import signal
 import subprocess
 import time
-from pathlib import Path
 
 from wpclone.db import DbEndpoint
+from wpclone.local.procs import kill_group
 from wpclone.local.settings import StackSettings
 
 log = logging.getLogger(__name__)
@@ -154,20 +152,5 @@ class LocalMariaDB:
         pid = self.pid()
         if pid is None:
             return
-        os.kill(pid, signal.SIGTERM)
-        deadline = time.monotonic() + timeout
-        while _alive(pid):
-            if time.monotonic() > deadline:
-                os.kill(pid, signal.SIGKILL)
-            time.sleep(0.05)
+        kill_group(pid, timeout)  # mariadbd leads its own session (start_new_session)
         self.pidfile.unlink(missing_ok=True)
-
-
-def _alive(pid: int) -> bool:
-    with contextlib.suppress(ChildProcessError):  # reap it if it is our child; otherwise just probe
-        os.waitpid(pid, os.WNOHANG)
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return Path(f"/proc/{pid}/status").exists() and "zombie" not in Path(f"/proc/{pid}/status").read_text()

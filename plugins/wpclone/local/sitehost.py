@@ -12,7 +12,6 @@ connects them to 127.0.0.1 while sending the real Host header.
 
 from __future__ import annotations
 
-import contextlib
 import http.client
 import http.cookiejar
 import json
@@ -21,7 +20,6 @@ import os
 import re
 import secrets
 import shutil
-import signal
 import socket
 import subprocess
 import time
@@ -32,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from wpclone.db import ConfigError, check_identifier
+from wpclone.local.procs import is_zombie, kill_group
 from wpclone.local.settings import StackSettings
 from wpclone.models import WORDPRESS_SALT_NAMES
 
@@ -247,7 +246,7 @@ class SiteHost:
             cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
         except (FileNotFoundError, ValueError, ProcessLookupError):
             return None
-        if str(ROUTER).encode() not in cmdline or _is_zombie(pid):
+        if str(ROUTER).encode() not in cmdline or is_zombie(pid):
             return None
         return pid
 
@@ -372,7 +371,7 @@ class SiteHost:
             self.pidfile.unlink(missing_ok=True)
             return
         log.info("stopping site host (pid %s)", pid)
-        _kill_group(pid, STOP_TIMEOUT_S)
+        kill_group(pid, STOP_TIMEOUT_S)
         self.pidfile.unlink(missing_ok=True)
 
 
@@ -400,47 +399,6 @@ def _patched_wp_cron() -> str:
             "update the site host's wp-cron patch."
         )
     return patched
-
-
-def _is_zombie(pid: int) -> bool:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except FileNotFoundError:
-        return True
-    return stat.rsplit(")", 1)[1].split()[0] == "Z"
-
-
-def _group_alive(pgid: int) -> bool:
-    """Whether any non-zombie process of the group is left (reaping our own child if it is one)."""
-    with contextlib.suppress(ChildProcessError):
-        os.waitpid(pgid, os.WNOHANG)
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except (FileNotFoundError, ProcessLookupError):
-            continue
-        if int(fields[2]) == pgid and fields[0] != "Z":
-            return True
-    return False
-
-
-def _kill_group(pgid: int, timeout: float) -> None:
-    """SIGTERM the process group, then SIGKILL whatever is left after ``timeout``; wait until it is gone."""
-    try:
-        os.killpg(pgid, signal.SIGTERM)
-    except ProcessLookupError:
-        return
-    deadline = time.monotonic() + timeout
-    killed = False
-    while _group_alive(pgid):
-        if not killed and time.monotonic() > deadline:
-            log.warning("site host did not stop on SIGTERM; killing it")
-            try:
-                os.killpg(pgid, signal.SIGKILL)
-            except ProcessLookupError:
-                return
-            killed = True
-        time.sleep(0.05)
 
 
 def _port_in_use(port: int) -> bool:
