@@ -40,17 +40,13 @@ def default_args() -> dict[str, Any]:
 
 PLAN = "validate_request"
 PLAN_JSON = "ti.xcom_pull(task_ids='validate_request')"
-CLONE_TASKS = [
-    "validate_request",
-    "reserve_clone",
-    "create_database",
-    "copy_database",
-    "copy_content",
-    "deploy_site",
-    "await_site_ready",
-    "apply_staging_safety",
-    "finalize_clone",
-]
+
+
+def reported_errors(context: Any) -> list[str]:
+    """The one-sentence errors the run's other tasks recorded (XCom ``error``), in the DAG's task order."""
+    ti = context["ti"]
+    others = [t for t in context["dag"].task_ids if t != ti.task_id]
+    return [e for e in ti.xcom_pull(task_ids=others, key=tasks.ERROR_KEY) or [] if e]
 
 
 def _start_date() -> datetime:
@@ -157,7 +153,7 @@ def build_clone_dag(dag_id: str = "wp_clone", doc_md: str | None = None) -> DAG:
             from airflow.sdk.exceptions import AirflowSkipException
 
             ti = context["ti"]
-            errors = [e for e in ti.xcom_pull(task_ids=CLONE_TASKS, key=tasks.ERROR_KEY) or [] if e]
+            errors = reported_errors(context)
             if not errors and ti.xcom_pull(task_ids="finalize_clone") is not None:
                 raise AirflowSkipException("the clone is ready: nothing to roll back.")
             return tasks.rollback_clone(ti.xcom_pull(task_ids=PLAN), context["run_id"], errors)
@@ -239,24 +235,13 @@ def delete_clone_group(clone_id: str) -> Any:
     return done
 
 
-_DELETE_TASKS = [
-    f"delete_clone.{t}" for t in ("begin_delete", "delete_site", "drop_database", "mark_deleted")
-]
-
-
 def record_delete_failure(clone_ids_from: str) -> Any:
     """A leaf that runs when a deletion failed: frees the clone for the next attempt, then fails the run."""
 
     @task(task_id="record_delete_failure", trigger_rule=TriggerRule.ONE_FAILED, retries=0)
     def record(**context: Any) -> None:
-        ti = context["ti"]
-        clone_ids = ti.xcom_pull(task_ids=clone_ids_from) or []
-        errors = [
-            e
-            for e in (ti.xcom_pull(task_ids=[clone_ids_from, *_DELETE_TASKS], key=tasks.ERROR_KEY) or [])
-            if e
-        ]
-        tasks.record_delete_failure(list(clone_ids), context["run_id"], errors)
+        clone_ids = context["ti"].xcom_pull(task_ids=clone_ids_from) or []
+        tasks.record_delete_failure(list(clone_ids), context["run_id"], reported_errors(context))
 
     return record()
 
