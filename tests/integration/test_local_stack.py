@@ -141,7 +141,9 @@ def test_register_serves_by_host_then_unregister_removes(
         (mu_plugins / "report.php").write_text(
             "<?php header('X-Wpclone-Report: ' . json_encode([wp_get_environment_type(), "
             "defined('DISABLE_WP_CRON') && DISABLE_WP_CRON, WP_CONTENT_DIR, DB_NAME, "
-            "$GLOBALS['table_prefix'], home_url('/'), defined('AUTH_KEY') ? strlen(AUTH_KEY) : 0]));\n"
+            "$GLOBALS['table_prefix'], home_url('/'), defined('AUTH_KEY') ? strlen(AUTH_KEY) : 0, "
+            "is_wp_error($r = wp_remote_get('https://api.wordpress.org/', ['timeout' => 5])) "
+            "? $r->get_error_message() : 'fetched']));\n"
         )
         status, headers, body = _get(f"{url}/")
         assert status == 200
@@ -153,6 +155,7 @@ def test_register_serves_by_host_then_unregister_removes(
             "wp_",
             f"{url}/",
             len(secrets["AUTH_KEY"]),
+            "User has blocked requests through HTTP.",  # the sandbox never calls the internet
         ]
         html = body.decode()
         # WordPress builds its own links from this site's URL (the content still holds the source's URLs:

@@ -62,6 +62,13 @@ function wpclone_define_site(array $cfg, string $core_dir): void {
 		'AUTOMATIC_UPDATER_DISABLED' => true,
 		'WP_AUTO_UPDATE_CORE' => false,
 	];
+	// The local stack is a sandbox: WordPress may call itself and other *.localhost sites, never the
+	// internet (update checks from wp-cron would otherwise hang for their 30 s timeout on an offline
+	// machine). A site's own constants may override both.
+	$defaults = [
+		'WP_HTTP_BLOCK_EXTERNAL' => true,
+		'WP_ACCESSIBLE_HOSTS' => 'localhost,*.localhost',
+	];
 	foreach (WPCLONE_SALT_KEYS as $key) {
 		if (!isset($cfg['salts'][$key]) || strlen($cfg['salts'][$key]) < 32) {
 			throw new RuntimeException("wpclone: site {$cfg['name']} has no $key salt; re-register it.");
@@ -79,6 +86,7 @@ function wpclone_define_site(array $cfg, string $core_dir): void {
 			$constants[$key] = $value;
 		}
 	}
+	$constants += $defaults;
 	foreach ($constants as $key => $value) {
 		if (!defined($key)) {
 			define($key, $value);
