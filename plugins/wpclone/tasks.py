@@ -21,6 +21,7 @@ from wpclone.models import (
     ClonePlan,
     CloneRequest,
     DeleteRequest,
+    SourceConfig,
     WpcloneConfig,
     clone_db_name,
     clone_id_from_db_name,
@@ -124,8 +125,10 @@ def database_exists(admin: DbEndpoint, name: str) -> bool:
 # -- wp_clone ---------------------------------------------------------------------------------------------
 
 
-def validate_request(params: Mapping[str, Any], run_after: datetime) -> dict[str, Any]:
-    """Check the request against the models, the configuration and what exists; return the clone plan."""
+def check_clone_request(params: Mapping[str, Any]) -> tuple[CloneRequest, SourceConfig, str, Runtime]:
+    """The request, its source, its clone id (generated if not given) and the runtime; ``BadRequest`` (or
+    ``ValidationError``) with one sentence when the request cannot be carried out. Creates nothing: the
+    jobs API runs it before triggering, the job's first task again."""
     from wpclone.config import load_config
 
     known = {"source_url", "ttl_minutes", "clone_id", "copy_mode"}
@@ -148,6 +151,13 @@ def validate_request(params: Mapping[str, Any], run_after: datetime) -> dict[str
         raise BadRequest(f"database {db_name} already exists on the server; choose another clone id.")
     if clone_id in runtime.list_clone_ids():
         raise BadRequest(f"a site or content named {clone_id} already exists; choose another clone id.")
+    return request, source, clone_id, runtime
+
+
+def validate_request(params: Mapping[str, Any], run_after: datetime) -> dict[str, Any]:
+    """Check the request against the models, the configuration and what exists; return the clone plan."""
+    request, source, clone_id, runtime = check_clone_request(params)
+    db_name = clone_db_name(clone_id)
     plan = ClonePlan(
         clone_id=clone_id,
         source=source,

@@ -1,4 +1,4 @@
-"""``python -m wpclone.local up|down|status|seed``: run the local stack (MariaDB + PHP site host).
+"""``python -m wpclone.local up|down|status|seed``: run the local stack (MariaDB + PHP site host + Airflow).
 
 Progress is logged as lines; a failure exits non-zero with one clear sentence.
 """
@@ -12,6 +12,7 @@ import sys
 import pymysql
 
 from wpclone.db import ConfigError
+from wpclone.local.airflow import LocalAirflow
 from wpclone.local.mariadb import ADMIN_USER, LocalMariaDB
 from wpclone.local.seed import DEFAULT_POSTS, database_size, seed_source
 from wpclone.local.settings import StackSettings
@@ -20,14 +21,17 @@ from wpclone.local.sitehost import SiteHost, list_sites
 log = logging.getLogger("wpclone.local")
 
 
-def up(settings: StackSettings) -> None:
-    """Start MariaDB and the site host; does nothing for what already runs."""
+def up(settings: StackSettings, airflow: bool = False) -> None:
+    """Start MariaDB and the site host (and Airflow); does nothing for what already runs."""
     LocalMariaDB(settings).start()
     SiteHost(settings).start()
+    if airflow:
+        LocalAirflow(settings).start()
 
 
 def down(settings: StackSettings) -> None:
-    """Stop the site host and MariaDB; leaves no process behind."""
+    """Stop Airflow, the site host and MariaDB; leaves no process behind."""
+    LocalAirflow(settings).stop()
     SiteHost(settings).stop()
     LocalMariaDB(settings).stop()
     log.info("local stack stopped")
@@ -51,6 +55,11 @@ def status(settings: StackSettings) -> int:
         f"site host:  {'running' if host_up else 'stopped'} (pid {host.pid() or '-'}) "
         f"on 127.0.0.1:{settings.http_port}"
     )
+    airflow = LocalAirflow(settings)
+    print(
+        f"airflow:    {'running' if airflow.is_running() else 'stopped'} (pid {airflow.pid() or '-'}) "
+        f"on {airflow.url} (login admin, password in {settings.secrets_dir / 'airflow-admin'})"
+    )
     sites = list_sites(settings)
     print(f"sites:      {len(sites)}")
     for site in sites:
@@ -61,8 +70,9 @@ def status(settings: StackSettings) -> int:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m wpclone.local", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
-    sub.add_parser("up", help="start MariaDB and the PHP site host (idempotent)")
-    sub.add_parser("down", help="stop the site host and MariaDB; leaves no process behind")
+    start = sub.add_parser("up", help="start MariaDB and the PHP site host (idempotent)")
+    start.add_argument("--airflow", action="store_true", help="also start Airflow with our DAGs and API")
+    sub.add_parser("down", help="stop Airflow, the site host and MariaDB; leaves no process behind")
     sub.add_parser("status", help="show what runs, ports, admin DB endpoint and registered sites")
     seed = sub.add_parser("seed", help="create the realistic source site")
     seed.add_argument(
@@ -74,7 +84,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         settings = StackSettings.load()
         if args.command == "up":
-            up(settings)
+            up(settings, airflow=args.airflow)
         elif args.command == "down":
             down(settings)
         elif args.command == "status":

@@ -1,8 +1,8 @@
 """Where the local stack keeps its state and which ports it uses.
 
 Everything lives under one state directory (``WPCLONE_STATE_DIR``, default ``<repo>/.local``). Ports come
-from ``WPCLONE_DB_PORT`` / ``WPCLONE_HTTP_PORT``; when unset, a free port is picked on first use and
-remembered in ``ports.json`` so the stack keeps its addresses across restarts.
+from ``WPCLONE_DB_PORT`` / ``WPCLONE_HTTP_PORT`` / ``WPCLONE_AIRFLOW_PORT``; when unset, a free port is
+picked on first use and remembered in ``ports.json`` so the stack keeps its addresses across restarts.
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ class StackSettings:
     state_dir: Path
     db_port: int
     http_port: int
+    airflow_port: int = 8080
 
     @classmethod
     def load(cls) -> StackSettings:
@@ -36,12 +37,16 @@ class StackSettings:
         ports_file = state_dir / "ports.json"
         saved: dict[str, int] = json.loads(ports_file.read_text()) if ports_file.exists() else {}
         ports = {}
-        for key, env in (("db", "WPCLONE_DB_PORT"), ("http", "WPCLONE_HTTP_PORT")):
+        for key, env in (
+            ("db", "WPCLONE_DB_PORT"),
+            ("http", "WPCLONE_HTTP_PORT"),
+            ("airflow", "WPCLONE_AIRFLOW_PORT"),
+        ):
             value = os.environ.get(env)
             ports[key] = int(value) if value else saved.get(key) or _free_port()
         if ports != saved:
             ports_file.write_text(json.dumps(ports))
-        return cls(state_dir, ports["db"], ports["http"])
+        return cls(state_dir, ports["db"], ports["http"], ports["airflow"])
 
     # Layout of the state directory.
     @property

@@ -1,0 +1,194 @@
+"""The jobs API: a FastAPI app that Airflow's API server mounts under ``/wpclone`` (see wpclone.plugin).
+
+Every route authenticates with Airflow's own dependencies (a JWT from ``POST /auth/token``, as a bearer
+token or the UI's cookie: none -> 401) and asks Airflow's auth manager whether the user may act on the DAG
+behind the job (no -> 403). Errors are JSON ``{"detail": "<one sentence>"}``. A request is checked
+completely before anything is created, so a refused request leaves nothing behind.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from typing import Annotated, Any, Literal
+
+from fastapi import Depends, FastAPI, HTTPException, Path, Query, Request, status
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pydantic import ValidationError
+from sqlalchemy.orm import Session
+
+from wpclone import jobs, tasks
+from wpclone.jobs import JobResponse, JobStatusResponse, JobType
+from wpclone.models import CloneId, CloneRequest, CloneStatus
+from wpclone.registry import CloneRecord
+
+log = logging.getLogger(__name__)
+
+API_PREFIX = "/api/v1"
+Method = Literal["GET", "POST", "PUT", "DELETE"]
+
+
+def _session() -> Iterator[Session]:
+    from airflow.utils.session import create_session
+
+    with create_session() as session:
+        yield session
+
+
+SessionDep = Annotated[Session, Depends(_session)]
+
+
+def _user() -> Any:
+    """Airflow's ``get_user`` dependency (imported lazily: plugins load in every Airflow component)."""
+    from airflow.api_fastapi.core_api.security import get_user
+
+    return Depends(get_user)
+
+
+UserDep = Annotated[Any, _user()]
+
+
+def authorize(user: Any, method: Method, dag_id: str) -> None:
+    """403 unless Airflow's auth manager lets ``user`` do ``method`` on the runs of ``dag_id``."""
+    from airflow.api_fastapi.app import get_auth_manager
+    from airflow.api_fastapi.auth.managers.models.resource_details import DagAccessEntity, DagDetails
+
+    if not get_auth_manager().is_authorized_dag(
+        method=method, access_entity=DagAccessEntity.RUN, details=DagDetails(id=dag_id), user=user
+    ):
+        raise HTTPException(
+            status.HTTP_403_FORBIDDEN, f"user {user.get_name()} may not {method} runs of the DAG {dag_id}."
+        )
+
+
+def _sentence(exc: ValidationError | RequestValidationError) -> str:
+    first = exc.errors()[0]
+    where = ".".join(str(p) for p in first["loc"] if p not in ("body", "query", "path")) or "request"
+    message = str(first["msg"]).removeprefix("Value error, ")
+    return f"{where}: {message}" + ("" if message.endswith(".") else ".")
+
+
+def _refuse(exc: Exception) -> HTTPException:
+    """A request we will not carry out: 422 with the check's sentence."""
+    return HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, tasks.describe(exc))
+
+
+def _status_url(request: Request, job_id: str) -> str:
+    return f"{request.scope.get('root_path', '')}{API_PREFIX}/jobs/{job_id}"
+
+
+def _start_job(
+    request: Request, session: Session, user: Any, job_type: JobType, conf: dict[str, Any]
+) -> JobResponse:
+    from wpclone.api.runs import trigger
+
+    dag_id = jobs.DAG_OF_TYPE[job_type]
+    job_id = jobs.new_job_id(job_type)
+    created = trigger(dag_id, job_id, conf, user.get_name(), session)
+    clone_id = conf["clone_id"]
+    log.info("job %s: %s of clone %s by %s", job_id, dag_id, clone_id, user.get_name())
+    return JobResponse(
+        job_id=job_id,
+        type=job_type,
+        status=jobs.JobStatus.PENDING,
+        status_url=_status_url(request, job_id),
+        created_at=created,
+        clone_id=clone_id,
+    )
+
+
+def _registry_error(clone_id: str) -> str | None:
+    record = tasks.registry().get(clone_id)
+    return record.last_error if record is not None else None
+
+
+def create_app() -> FastAPI:
+    """The app Airflow mounts; a factory so tests and the plugin each get their own."""
+    app = FastAPI(
+        title="wpclone jobs API",
+        version="1",
+        description=(
+            "Self-service WordPress staging clones as Airflow jobs. Authenticate with a token from "
+            "Airflow's `POST /auth/token` (`Authorization: Bearer <token>`)."
+        ),
+    )
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
+        return JSONResponse({"detail": _sentence(exc)}, status_code=status.HTTP_422_UNPROCESSABLE_ENTITY)
+
+    @app.post(
+        f"{API_PREFIX}/clones",
+        status_code=status.HTTP_202_ACCEPTED,
+        response_model=JobResponse,
+        summary="Clone a registered source into a new staging site (a wp_clone job)",
+    )
+    def create_clone(body: CloneRequest, request: Request, session: SessionDep, user: UserDep) -> JobResponse:
+        authorize(user, "POST", jobs.DAG_OF_TYPE[JobType.CLONE])
+        try:
+            checked, _, clone_id, _ = tasks.check_clone_request(body.model_dump(mode="json"))
+        except (tasks.BadRequest, ValidationError) as exc:
+            raise _refuse(exc) from exc
+        conf = {**checked.model_dump(mode="json"), "clone_id": clone_id}
+        return _start_job(request, session, user, JobType.CLONE, conf)
+
+    @app.delete(
+        f"{API_PREFIX}/clones/{{clone_id}}",
+        status_code=status.HTTP_202_ACCEPTED,
+        response_model=JobResponse,
+        summary="Delete a clone: site, database, user and content (a wp_delete job)",
+    )
+    def delete_clone(clone_id: CloneId, request: Request, session: SessionDep, user: UserDep) -> JobResponse:
+        authorize(user, "POST", jobs.DAG_OF_TYPE[JobType.DELETE])
+        record = tasks.registry().get(clone_id)
+        if record is None:
+            raise HTTPException(status.HTTP_404_NOT_FOUND, f"clone {clone_id} does not exist.")
+        if record.lock_job_id:
+            raise HTTPException(
+                status.HTTP_409_CONFLICT,
+                f"clone {clone_id} is {record.status} by job {record.lock_job_id}; "
+                "delete it once that job has finished.",
+            )
+        return _start_job(request, session, user, JobType.DELETE, {"clone_id": clone_id})
+
+    @app.get(
+        f"{API_PREFIX}/jobs/{{job_id}}",
+        response_model=JobStatusResponse,
+        summary="A job's status, progress, result and error",
+    )
+    def get_job(
+        job_id: Annotated[str, Path(pattern=jobs.JOB_ID_PATTERN)],
+        session: SessionDep,
+        user: UserDep,
+        type: JobType | None = None,
+    ) -> JobStatusResponse:
+        from wpclone.api.runs import JobNotFound, find_run, job_status
+
+        dag_ids = [jobs.DAG_OF_TYPE[type]] if type else list(jobs.TYPE_OF_DAG)
+        try:
+            run = find_run(job_id, dag_ids, session)
+        except JobNotFound as exc:
+            raise HTTPException(status.HTTP_404_NOT_FOUND, str(exc)) from exc
+        authorize(user, "GET", run.dag_id)
+        return job_status(run, session, _registry_error)
+
+    @app.get(f"{API_PREFIX}/clones", response_model=list[CloneRecord], summary="Clones in the registry")
+    def list_clones(
+        user: UserDep,
+        status_: Annotated[CloneStatus | None, Query(alias="status")] = None,
+        source: Annotated[str | None, Query(description="a source URL")] = None,
+    ) -> list[CloneRecord]:
+        authorize(user, "GET", jobs.DAG_OF_TYPE[JobType.CLONE])
+        records: list[CloneRecord] = tasks.registry().list(status=status_, source_url=source)
+        return records
+
+    @app.get(f"{API_PREFIX}/clones/{{clone_id}}", response_model=CloneRecord, summary="One clone")
+    def get_clone(clone_id: CloneId, user: UserDep) -> CloneRecord:
+        authorize(user, "GET", jobs.DAG_OF_TYPE[JobType.CLONE])
+        record: CloneRecord | None = tasks.registry().get(clone_id)
+        if record is None:
+            raise HTTPException(status.HTTP_404_NOT_FOUND, f"clone {clone_id} does not exist.")
+        return record
+
+    return app

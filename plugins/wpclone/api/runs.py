@@ -1,0 +1,166 @@
+"""The API server's side of jobs: trigger a job DAG, and read a job back from Airflow's metadata database.
+
+Only the API server may touch the metadata database (task code cannot in Airflow 3); everything here runs
+there, inside one SQLAlchemy session per call.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from wpclone import jobs
+from wpclone.jobs import JobStatusResponse, JobType, TaskState
+
+
+class JobNotFound(LookupError):
+    pass
+
+
+def trigger(dag_id: str, job_id: str, conf: dict[str, Any], user_name: str, session: Session) -> datetime:
+    """Create a queued manual run of ``dag_id`` with run id ``job_id``; returns when it was created."""
+    from airflow.api.common.trigger_dag import trigger_dag
+    from airflow.utils.types import DagRunTriggeredByType
+
+    run = trigger_dag(
+        dag_id,
+        run_id=job_id,
+        conf=conf,
+        triggered_by=DagRunTriggeredByType.REST_API,
+        triggering_user_name=user_name,
+        session=session,
+    )
+    assert run is not None  # trigger_dag raises rather than return None for one DAG
+    created: datetime = run.queued_at or datetime.now(UTC)
+    return created
+
+
+def find_run(job_id: str, dag_ids: Iterable[str], session: Session) -> Any:
+    """The run ``job_id`` of one of ``dag_ids``; the newest if several DAGs have a run of that id."""
+    from airflow.models.dagrun import DagRun
+
+    run = session.scalars(
+        select(DagRun)
+        .where(DagRun.run_id == job_id, DagRun.dag_id.in_(list(dag_ids)))
+        .order_by(DagRun.id.desc())
+        .limit(1)
+    ).first()
+    if run is None:
+        raise JobNotFound(f"job {job_id} does not exist.")
+    return run
+
+
+def _task_states(run: Any, session: Session) -> list[TaskState]:
+    from airflow.models.taskinstance import TaskInstance
+
+    rows = session.execute(
+        select(
+            TaskInstance.task_id,
+            TaskInstance.state,
+            TaskInstance.try_number,
+            TaskInstance.start_date,
+            TaskInstance.end_date,
+            TaskInstance.map_index,
+            TaskInstance.updated_at,
+        ).where(TaskInstance.dag_id == run.dag_id, TaskInstance.run_id == run.run_id)
+    ).all()
+    return [
+        TaskState(
+            r.task_id,
+            str(r.state) if r.state else None,
+            r.try_number or 0,
+            r.start_date,
+            r.end_date,
+            r.map_index,
+        )
+        for r in rows
+    ]
+
+
+def _xcoms(run: Any, key: str, task_ids: str | list[str] | None, session: Session) -> list[tuple[str, Any]]:
+    """(task id, value) of the run's XComs named ``key``, in the order the tasks pushed them."""
+    from airflow.models.xcom import XComModel
+
+    rows: Any = session.scalars(
+        XComModel.get_many(run_id=run.run_id, dag_ids=run.dag_id, key=key, task_ids=task_ids).order_by(
+            XComModel.timestamp
+        )
+    ).all()
+    return [(row.task_id, XComModel.deserialize_value(row)) for row in rows]
+
+
+def job_status(
+    run: Any, session: Session, registry_error: Any = None, now: datetime | None = None
+) -> JobStatusResponse:
+    """Everything a client sees of a job, from the run, its task instances and their XComs.
+
+    ``registry_error`` (clone id -> last error or None) is asked for the error of a failed job whose tasks
+    recorded none, e.g. one the scheduler failed.
+    """
+    now = now or datetime.now(UTC)
+    dag_id = run.dag_id
+    tis = _task_states(run, session)
+    state = str(run.state)
+    status = jobs.job_status(state, getattr(run, "note", None))
+    if status is jobs.JobStatus.RUNNING and jobs.outcome_known(dag_id, tis):
+        status = jobs.JobStatus.COMPLETED
+    finished = status in jobs.FINAL_STATUSES
+    result_task = jobs.RESULT_TASK.get(dag_id)
+    result = None
+    if status is jobs.JobStatus.COMPLETED and result_task:
+        values = _xcoms(run, "return_value", result_task, session)
+        result = _result(dag_id, run.conf or {}, [v for _, v in values])
+    error = None
+    if status is not jobs.JobStatus.COMPLETED:
+        errors = [v for _, v in _xcoms(run, "error", None, session) if v]
+        error = str(errors[0]) if errors else None
+    clone_id = jobs.clone_id_of(run.conf, result)
+    if status is jobs.JobStatus.FAILED and error is None:
+        error = (registry_error(clone_id) if registry_error and clone_id else None) or (
+            "the job failed without a step reporting why; see the task logs in Airflow."
+        )
+    if finished:
+        message = error if error else jobs.DONE_MESSAGE.get(dag_id, "Done")
+        if status is jobs.JobStatus.CANCELLED:
+            message = "Cancelled"
+    elif status is jobs.JobStatus.PENDING:
+        message = "Queued: waiting for the scheduler"
+    else:
+        message = jobs.running_message(dag_id, tis)
+    updated = max([d for d in (run.updated_at, run.start_date, *(t.end_date for t in tis)) if d], default=now)
+    return JobStatusResponse(
+        job_id=run.run_id,
+        type=jobs.TYPE_OF_DAG[dag_id],
+        dag_id=dag_id,
+        status=status,
+        progress=jobs.job_progress(dag_id, tis, finished, now),
+        status_message=message,
+        created_at=run.queued_at or run.created_at or now,
+        updated_at=updated,
+        completed_at=(run.end_date or _result_end(dag_id, tis)) if finished else None,
+        estimated_completion=None if finished else jobs.estimated_completion(dag_id, tis, now),
+        clone_id=clone_id,
+        result=result,
+        error=error,
+    )
+
+
+def _result_end(dag_id: str, tis: list[TaskState]) -> datetime | None:
+    ends = [t.end_date for t in tis if t.task_id == jobs.RESULT_TASK.get(dag_id) and t.end_date]
+    return max(ends, default=None)
+
+
+def _result(dag_id: str, conf: dict[str, Any], values: list[Any]) -> dict[str, Any] | None:
+    """The final task's return value as the job's result (a delete's is the clone it removed)."""
+    if dag_id == "wp_clone":
+        return dict(values[0]) if values and isinstance(values[0], dict) else None
+    if dag_id == "wp_delete":
+        return {"clone_id": conf.get("clone_id"), "deleted": True, "already_deleted": not values}
+    return None
+
+
+__all__ = ["JobNotFound", "JobType", "find_run", "job_status", "trigger"]

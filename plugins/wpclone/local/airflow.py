@@ -1,0 +1,226 @@
+"""A real Airflow for the local stack: ``airflow standalone`` (LocalExecutor, SQLite), our DAGs and plugin.
+
+Its home is ``<state>/airflow``; its port ``WPCLONE_AIRFLOW_PORT`` or a free one remembered in
+``ports.json``. Before starting it, the metadata database is migrated and our pool provisioned (both
+idempotent); the MySQL connection and the configuration reach every Airflow process through the
+environment (``AIRFLOW_CONN_WPCLONE_MYSQL``, ``WPCLONE_STATE_DIR``), never through the metadata database.
+Logins: ``admin`` (role admin) and ``viewer`` (role viewer); passwords in ``<state>/secrets/airflow-<user>``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+from wpclone.local.mariadb import LocalMariaDB
+from wpclone.local.procs import group_alive, is_zombie, kill_group
+from wpclone.local.settings import REPO_ROOT, StackSettings
+
+log = logging.getLogger(__name__)
+
+USERS = {"admin": "admin", "viewer": "viewer"}  # login -> simple auth manager role
+START_TIMEOUT_S = float(os.environ.get("WPCLONE_AIRFLOW_START_TIMEOUT", "240"))
+STOP_TIMEOUT_S = 60.0
+T = TypeVar("T")
+
+
+JOB_DAGS = ("wp_clone", "wp_delete")
+
+
+class LocalAirflow:
+    """``scheduled_cleanup=False`` keeps ``wp_ttl_cleanup`` paused (the tests share their MariaDB with other
+    registries, whose clones its orphan sweep must not see); the job DAGs always run."""
+
+    def __init__(self, settings: StackSettings, scheduled_cleanup: bool = True) -> None:
+        self.settings = settings
+        self.scheduled_cleanup = scheduled_cleanup
+        self.home = settings.state_dir / "airflow"
+        self.port = settings.airflow_port
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.pidfile = self.home / "standalone.pid"
+        self.logfile = self.home / "standalone.log"
+        self.bin = Path(sys.executable).parent
+
+    # -- configuration ------------------------------------------------------------------------------------
+
+    def env(self) -> dict[str, str]:
+        """The environment of every Airflow process (and of ``airflow`` commands run against this home)."""
+        admin = LocalMariaDB(self.settings).admin
+        connection = {
+            "conn_type": "mysql",
+            "host": admin.host,
+            "port": admin.port,
+            "login": admin.user,
+            "password": admin.password,
+        }
+        return {
+            **os.environ,
+            "PATH": f"{self.bin}{os.pathsep}{os.environ.get('PATH', '')}",  # standalone runs `airflow ...`
+            "WPCLONE_STATE_DIR": str(self.settings.state_dir),
+            "AIRFLOW_HOME": str(self.home),
+            "AIRFLOW__CORE__DAGS_FOLDER": str(REPO_ROOT / "dags"),
+            "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+            "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": str(not self.scheduled_cleanup),
+            # Task processes at once (each a Python process); the heavy pool bounds the copies within it.
+            "AIRFLOW__CORE__PARALLELISM": os.environ.get("WPCLONE_AIRFLOW_PARALLELISM", "8"),
+            "AIRFLOW__CORE__MAX_ACTIVE_RUNS_PER_DAG": "64",
+            # Halves the scheduling overhead per task (bench/clone_timing.py --idle-sleep).
+            "AIRFLOW__SCHEDULER__SCHEDULER_IDLE_SLEEP_TIME": "0.2",
+            "AIRFLOW__API__PORT": str(self.port),
+            "AIRFLOW__API__HOST": "127.0.0.1",
+            # Task supervisors reach the API server here (the default assumes port 8080).
+            "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{self.url}/execution/",
+            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": ",".join(f"{u}:{r}" for u, r in USERS.items()),
+            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(self.passwords_file),
+            "AIRFLOW_CONN_WPCLONE_MYSQL": json.dumps(connection),
+        }
+
+    @property
+    def passwords_file(self) -> Path:
+        return self.home / "passwords.json"
+
+    def password(self, user: str = "admin") -> str:
+        return self.settings.secret(f"airflow-{user}")
+
+    # -- processes ----------------------------------------------------------------------------------------
+
+    def pid(self) -> int | None:
+        """The standalone process's pid if it runs (checked against its command line)."""
+        try:
+            pid = int(self.pidfile.read_text().strip())
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+        except (FileNotFoundError, ValueError):
+            return None
+        if b"standalone" not in cmdline or is_zombie(pid):
+            return None
+        return pid
+
+    def healthy(self) -> bool:
+        try:
+            health = self.request("GET", "/api/v2/monitor/health")
+        except (urllib.error.URLError, OSError, ValueError):
+            return False
+        return bool(health.get("scheduler", {}).get("status") == "healthy")
+
+    def is_running(self) -> bool:
+        return self.pid() is not None and self.healthy()
+
+    def _run(self, *argv: str) -> None:
+        result = subprocess.run(argv, env=self.env(), capture_output=True, text=True, check=False)
+        if result.returncode != 0:
+            detail = (result.stderr.strip() or result.stdout.strip() or "no output").splitlines()[-1]
+            raise RuntimeError(f"`{' '.join(Path(a).name for a in argv[:3])}` failed: {detail}")
+
+    def provision(self) -> None:
+        """Metadata database migrated, our pool, the logins' passwords: all idempotent."""
+        self.home.mkdir(parents=True, exist_ok=True)
+        passwords = {user: self.password(user) for user in USERS}
+        if not self.passwords_file.exists() or json.loads(self.passwords_file.read_text()) != passwords:
+            fd = os.open(self.passwords_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "w") as handle:
+                json.dump(passwords, handle)
+        self._run(str(self.bin / "airflow"), "db", "migrate")
+        self._run(sys.executable, "-m", "wpclone.provision")
+
+    def start(self) -> None:
+        """Start Airflow (provisioned first) and wait until it serves our DAGs; no-op when it runs."""
+        if self.is_running():
+            log.info("Airflow already running at %s", self.url)
+            return
+        if self.pid() is not None:
+            log.warning("Airflow is not answering; restarting it")
+            self.stop()
+        if not LocalMariaDB(self.settings).is_running():
+            raise RuntimeError(
+                "MariaDB is not running; start the stack first (`python -m wpclone.local up`)."
+            )
+        log.info("provisioning Airflow in %s (metadata database, pool, logins)", self.home)
+        self.provision()
+        log.info("starting Airflow (standalone) on %s; log in %s", self.url, self.logfile)
+        with open(os.devnull, "rb") as devnull, open(self.logfile, "ab") as logf:
+            process = subprocess.Popen(
+                [str(self.bin / "airflow"), "standalone"],
+                env=self.env(),
+                stdin=devnull,
+                stdout=logf,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,  # own process group: stop() reaches every component
+                # A background job starts with SIGINT ignored, and standalone only stops cleanly on it.
+                preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),  # noqa: PLW1509
+            )
+        self.pidfile.write_text(f"{process.pid}\n")
+        try:
+            self.wait("the API server and scheduler", self.healthy, process)
+            self.wait("our DAGs to be parsed", self._dags_parsed, process)
+            self.unpause(*JOB_DAGS)
+        except BaseException:
+            self.stop()
+            raise
+        log.info("Airflow running at %s", self.url)
+
+    def _dags_parsed(self) -> bool:
+        found = self.request("GET", "/api/v2/dags?dag_id_pattern=wp_", token=self.token())
+        return set(JOB_DAGS) <= {d["dag_id"] for d in found["dags"]}
+
+    def unpause(self, *dag_ids: str) -> None:
+        token = self.token()
+        for dag_id in dag_ids:
+            self.request("PATCH", f"/api/v2/dags/{dag_id}", {"is_paused": False}, token=token)
+
+    def wait(self, what: str, check: Callable[[], T], process: subprocess.Popen[bytes] | None = None) -> T:
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while True:
+            try:
+                if result := check():
+                    return result
+            except (urllib.error.URLError, OSError, KeyError, ValueError):
+                pass
+            if process is not None and process.poll() is not None:
+                raise RuntimeError(f"Airflow exited with status {process.returncode}; see {self.logfile}.")
+            if time.monotonic() > deadline:
+                raise RuntimeError(
+                    f"timed out after {START_TIMEOUT_S:.0f} s waiting for {what}; see {self.logfile}."
+                )
+            time.sleep(0.5)
+
+    def stop(self) -> None:
+        """Stop every Airflow process (SIGINT, as standalone expects; then SIGTERM/SIGKILL)."""
+        pid = self.pid()
+        if pid is None:
+            self.pidfile.unlink(missing_ok=True)
+            return
+        log.info("stopping Airflow (pid %s)", pid)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(pid, signal.SIGINT)
+        deadline = time.monotonic() + STOP_TIMEOUT_S
+        while group_alive(pid) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        kill_group(pid, 10)
+        self.pidfile.unlink(missing_ok=True)
+        log.info("Airflow stopped")
+
+    # -- REST ----------------------------------------------------------------------------------------------
+
+    def request(self, method: str, path: str, body: Any = None, token: str | None = None) -> Any:
+        data = json.dumps(body).encode() if body is not None else None
+        headers = {"Content-Type": "application/json"}
+        if token:
+            headers["Authorization"] = f"Bearer {token}"
+        request = urllib.request.Request(self.url + path, data=data, method=method, headers=headers)
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return json.loads(response.read() or b"null")
+
+    def token(self, user: str = "admin") -> str:
+        answer = self.request("POST", "/auth/token", {"username": user, "password": self.password(user)})
+        return str(answer["access_token"])

@@ -1,0 +1,24 @@
+"""The Airflow plugin (entry point ``airflow.plugins``): mounts the jobs API under ``/wpclone``.
+
+The app is built on first use, so the components that load plugins but serve no HTTP (scheduler, DAG
+processor, workers) never import FastAPI routes or Airflow's API security.
+"""
+
+from __future__ import annotations
+
+from functools import cached_property
+from typing import Any
+
+from airflow.plugins_manager import AirflowPlugin
+
+URL_PREFIX = "/wpclone"
+
+
+class WpclonePlugin(AirflowPlugin):
+    name = "wpclone"
+
+    @cached_property
+    def fastapi_apps(self) -> list[dict[str, Any]]:  # type: ignore[override]
+        from wpclone.api.app import create_app
+
+        return [{"app": create_app(), "url_prefix": URL_PREFIX, "name": "wpclone jobs API"}]
