@@ -35,7 +35,8 @@ from wpclone.local.__main__ import up
 from wpclone.local.mariadb import LOCAL_USER_HOST, LocalMariaDB
 from wpclone.local.seed import seed_source
 from wpclone.local.settings import StackSettings
-from wpclone.local.sitehost import SiteConfig, content_dir, register_site, unregister_site
+from wpclone.local.sitehost import SiteConfig, content_dir, register_site, site_dir, unregister_site
+from wpclone.models import clone_db_name
 from wpclone.mysql_admin import create_database_and_user, drop_database_and_user
 
 log = logging.getLogger(__name__)
@@ -136,3 +137,20 @@ def hand_clone(stack: StackSettings, source_site: SiteConfig, admin_db: DbEndpoi
     unregister_site(stack, HAND_CLONE)
     drop_database_and_user(admin_db, database, user, user_host=LOCAL_USER_HOST)
     password_file.unlink(missing_ok=True)
+
+
+def leftovers(admin_db: DbEndpoint, stack: StackSettings, clone_id: str) -> list[str]:
+    """Everything of a clone that still exists: database, user, site, content, secret files."""
+    found = []
+    name = clone_db_name(clone_id)
+    with admin_db.connect() as conn, conn.cursor() as cur:
+        cur.execute("SELECT 1 FROM information_schema.schemata WHERE schema_name = %s", (name,))
+        if cur.fetchone():
+            found.append(f"database {name}")
+        cur.execute("SELECT 1 FROM mysql.user WHERE user = %s", (name,))
+        if cur.fetchone():
+            found.append(f"user {name}")
+    if site_dir(stack, clone_id).exists():
+        found.append(f"site dir {clone_id}")
+    found += [p.name for p in stack.secrets_dir.glob(f"clone-{clone_id}-*")]
+    return found

@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 
+from tests.conftest import leftovers
 from tests.integration.test_clone_by_hand import (  # noqa: F401  (run here on the DAG's clone)
     test_copy_reports_equal_row_counts,
     test_every_serialized_value_unserializes_in_php,
@@ -133,23 +134,6 @@ def xcom(dagrun: Any, task_id: str, key: str = "return_value") -> Any:
 
 def states(dagrun: Any) -> dict[str, str]:
     return {ti.task_id: str(ti.state) for ti in dagrun.get_task_instances()}
-
-
-def leftovers(admin_db: DbEndpoint, stack: StackSettings, clone_id: str) -> list[str]:
-    """Everything of a clone that still exists: database, user, site, content, secret files."""
-    found = []
-    name = clone_db_name(clone_id)
-    with admin_db.connect() as conn, conn.cursor() as cur:
-        cur.execute("SELECT 1 FROM information_schema.schemata WHERE schema_name = %s", (name,))
-        if cur.fetchone():
-            found.append(f"database {name}")
-        cur.execute("SELECT 1 FROM mysql.user WHERE user = %s", (name,))
-        if cur.fetchone():
-            found.append(f"user {name}")
-    if site_dir(stack, clone_id).exists():
-        found.append(f"site dir {clone_id}")
-    found += [p.name for p in stack.secrets_dir.glob(f"clone-{clone_id}-*")]
-    return found
 
 
 # -- one clone, checked like the source, then deleted ------------------------------------------------------

@@ -35,6 +35,7 @@ def trigger(dag_id: str, job_id: str, conf: dict[str, Any], user_name: str, sess
         session=session,
     )
     assert run is not None  # trigger_dag raises rather than return None for one DAG
+    session.commit()  # before the 202 goes out: the client's first status poll must find the run
     created: datetime = run.queued_at or datetime.now(UTC)
     return created
 

@@ -1,0 +1,287 @@
+"""The jobs API on a running Airflow: auth, refusals before anything exists, and whole jobs end to end.
+
+A job triggered through Airflow's own REST API must report exactly like one triggered through ours.
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+import urllib.request
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from tests.conftest import leftovers
+from tests.system.conftest import Api
+from wpclone.db import DbEndpoint
+from wpclone.jobs import JobResponse, JobStatusResponse
+from wpclone.local.settings import StackSettings
+from wpclone.local.sitehost import SiteConfig, http_opener
+from wpclone.registry import CloneRecord
+
+pytestmark = pytest.mark.system
+
+V1 = "/wpclone/api/v1"
+RESULT_KEYS = {"clone_id", "url", "source_url", "admin_url", "admin_user", "admin_password", "expires_at"}
+
+
+def _id(prefix: str) -> str:
+    return f"{prefix}-{secrets.token_hex(3)}"
+
+
+@pytest.fixture(scope="module")
+def made(api: Api) -> Iterator[list[str]]:
+    """Clone ids this module created; each is deleted at the end (a no-op for those already gone)."""
+    clone_ids: list[str] = []
+    yield clone_ids
+    responses = [api.call("DELETE", f"{V1}/clones/{clone_id}") for clone_id in clone_ids]
+    for response in responses:  # the deletes run side by side
+        if response.status_code == 202:
+            api.wait_job(response.json()["job_id"])
+
+
+def _run_count(api: Api, dag_id: str) -> int:
+    response = api.call("GET", f"/api/v2/dags/{dag_id}/dagRuns?limit=1")
+    assert response.status_code == 200, response.text
+    return int(response.json()["total_entries"])
+
+
+def _watch(api: Api, job_id: str) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    polls: list[dict[str, Any]] = []
+    final = api.wait_job(job_id, on_poll=polls.append)
+    return final, polls
+
+
+def _assert_moves_forward(polls: list[dict[str, Any]]) -> None:
+    progress = [p["progress"] for p in polls]
+    assert progress == sorted(progress), progress
+    assert progress[-1] == 100
+    assert all(p < 100 for p, poll in zip(progress, polls, strict=True) if poll["status"] == "running")
+
+
+def _serves(url: str) -> int:
+    with http_opener().open(urllib.request.Request(url), timeout=30) as response:
+        return int(response.status)
+
+
+# -- auth ------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        ("POST", f"{V1}/clones"),
+        ("DELETE", f"{V1}/clones/some-clone"),
+        ("GET", f"{V1}/clones"),
+        ("GET", f"{V1}/clones/some-clone"),
+        ("GET", f"{V1}/jobs/clone-x"),
+    ],
+)
+def test_every_route_needs_a_token(api: Api, method: str, path: str) -> None:
+    response = api.call(method, path, json={"source_url": "http://x.localhost"}, user=None)
+    assert response.status_code == 401
+    assert response.json()["detail"]
+
+
+def test_a_forged_token_is_refused(api: Api) -> None:
+    response = api.client.get(f"{V1}/clones", headers={"Authorization": "Bearer not.a.jwt"})
+    assert response.status_code in (401, 403)
+
+
+def test_a_viewer_may_read_but_not_start_jobs(api: Api, source_site: SiteConfig) -> None:
+    before = _run_count(api, "wp_clone")
+    response = api.call("POST", f"{V1}/clones", json={"source_url": source_site.url}, user="viewer")
+    assert response.status_code == 403
+    assert "may not POST runs of the DAG wp_clone" in response.json()["detail"]
+    assert api.call("DELETE", f"{V1}/clones/some-clone", user="viewer").status_code == 403
+    assert api.call("GET", f"{V1}/clones", user="viewer").status_code == 200
+    assert _run_count(api, "wp_clone") == before
+
+
+# -- refusals: one sentence, nothing created --------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("body", "sentence"),
+    [
+        ({"ttl_minutes": 5}, "ttl_minutes: Input should be greater than or equal to 10."),
+        ({"ttl_minutes": 99999}, "ttl_minutes: Input should be less than or equal to 10080."),
+        ({"clone_id": "Bad_Id"}, "clone_id: String should match pattern"),
+        ({"copy_mode": "half"}, "copy_mode: Input should be 'everything', 'database' or 'files'."),
+        ({"source_url": "http://elsewhere.localhost:1"}, "is not a registered source site"),
+        ({"source_url": "ftp://x"}, "source_url:"),
+        ({"colour": "blue"}, "colour: Extra inputs are not permitted."),
+    ],
+)
+def test_bad_requests_get_a_sentence_and_create_nothing(
+    api: Api, source_site: SiteConfig, body: dict[str, Any], sentence: str
+) -> None:
+    before = _run_count(api, "wp_clone")
+    response = api.call("POST", f"{V1}/clones", json={"source_url": source_site.url, **body})
+    assert response.status_code == 422, response.text
+    detail = response.json()["detail"]
+    assert isinstance(detail, str) and sentence in detail and detail.endswith(".")
+    assert _run_count(api, "wp_clone") == before
+
+
+def test_unknown_clone_and_job_are_404(api: Api) -> None:
+    assert api.call("DELETE", f"{V1}/clones/no-such-clone").json() == {
+        "detail": "clone no-such-clone does not exist."
+    }
+    assert api.call("GET", f"{V1}/clones/no-such-clone").status_code == 404
+    response = api.call("GET", f"{V1}/jobs/clone-19990101T000000-deadbeef")
+    assert response.status_code == 404 and "does not exist" in response.json()["detail"]
+
+
+def test_openapi_documents_the_routes(api: Api) -> None:
+    """Paths are relative to the mount point /wpclone; the interactive docs are served there too."""
+    paths = api.client.get("/wpclone/openapi.json").json()["paths"]
+    assert set(paths) >= {"/api/v1/clones", "/api/v1/clones/{clone_id}", "/api/v1/jobs/{job_id}"}
+    assert "JobStatusResponse" in api.client.get("/wpclone/openapi.json").text
+    assert api.client.get("/wpclone/docs").status_code == 200
+
+
+# -- whole jobs -------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def cloned(api: Api, source_site: SiteConfig, made: list[str]) -> dict[str, Any]:
+    """A clone made through our API, watched from acceptance to completion."""
+    clone_id = _id("sys-api")
+    made.append(clone_id)
+    started = time.monotonic()
+    response = api.call("POST", f"{V1}/clones", json={"source_url": source_site.url, "clone_id": clone_id})
+    accepted_s = time.monotonic() - started
+    assert response.status_code == 202, response.text
+    accepted = JobResponse.model_validate(response.json())
+    final, polls = _watch(api, accepted.job_id)
+    return {"accepted": accepted, "accepted_s": accepted_s, "final": final, "polls": polls}
+
+
+def test_clone_job_is_accepted_then_reports_progress_to_a_result(
+    cloned: dict[str, Any], source_site: SiteConfig, api: Api
+) -> None:
+    accepted: JobResponse = cloned["accepted"]
+    assert accepted.type == "clone" and accepted.status == "pending"
+    assert accepted.status_url == f"{V1}/jobs/{accepted.job_id}"
+    final = JobStatusResponse.model_validate(cloned["final"])
+    assert final.status == "completed", final.error
+    assert final.job_id == accepted.job_id and final.clone_id == accepted.clone_id
+    assert final.result is not None and set(final.result) >= RESULT_KEYS
+    assert final.result["url"].startswith(f"http://{accepted.clone_id}.localhost:")
+    assert final.result["source_url"] == source_site.url
+    assert final.result["admin_password"].endswith(f"clone-{accepted.clone_id}-admin-password")
+    assert final.error is None and final.completed_at is not None and final.estimated_completion is None
+    assert final.created_at <= final.updated_at
+    _assert_moves_forward(cloned["polls"])
+    running = [p for p in cloned["polls"] if p["status"] == "running"]
+    assert running and all(p["status_message"] and p["estimated_completion"] for p in running)
+    assert any("Copying" in p["status_message"] for p in running)  # the message follows the steps
+    assert _serves(final.result["url"]) == 200
+    record = CloneRecord.model_validate(api.call("GET", f"{V1}/clones/{accepted.clone_id}").json())
+    assert record.status == "ready" and record.last_job_id == accepted.job_id
+
+
+def test_list_filters_by_status_and_source(cloned: dict[str, Any], api: Api, source_site: SiteConfig) -> None:
+    clone_id = cloned["accepted"].clone_id
+    listed = api.call("GET", f"{V1}/clones?status=ready&source={source_site.url}").json()
+    assert clone_id in {c["clone_id"] for c in listed}
+    assert all(c["status"] == "ready" and c["source_url"] == source_site.url for c in listed)
+    assert clone_id not in {c["clone_id"] for c in api.call("GET", f"{V1}/clones?status=deleted").json()}
+    bad = api.call("GET", f"{V1}/clones?status=sleeping")
+    assert bad.status_code == 422 and "status:" in bad.json()["detail"]
+
+
+def test_a_taken_clone_id_is_refused(cloned: dict[str, Any], api: Api, source_site: SiteConfig) -> None:
+    clone_id = cloned["accepted"].clone_id
+    response = api.call("POST", f"{V1}/clones", json={"source_url": source_site.url, "clone_id": clone_id})
+    assert response.status_code == 422
+    assert response.json()["detail"] == (
+        f"clone {clone_id} already exists (status ready); choose another clone id or delete it first."
+    )
+
+
+def test_a_job_triggered_through_airflows_api_reports_identically(
+    api: Api, source_site: SiteConfig, made: list[str], cloned: dict[str, Any]
+) -> None:
+    clone_id = _id("sys-core")
+    made.append(clone_id)
+    run_id = f"manual-{clone_id}"
+    response = api.call(
+        "POST",
+        "/api/v2/dags/wp_clone/dagRuns",
+        json={
+            "dag_run_id": run_id,
+            "logical_date": None,
+            "conf": {"source_url": source_site.url, "clone_id": clone_id},
+        },
+    )
+    assert response.status_code == 200, response.text
+    final, polls = _watch(api, run_id)
+    _assert_moves_forward(polls)
+    ours = cloned["final"]
+    assert final["status"] == ours["status"] == "completed"
+    assert set(final) == set(ours) and set(final["result"]) == set(ours["result"])
+    assert final["type"] == "clone" and final["clone_id"] == clone_id and final["error"] is None
+    assert final["result"]["url"] == ours["result"]["url"].replace(ours["clone_id"], clone_id)
+    assert _serves(final["result"]["url"]) == 200
+
+
+def test_a_job_failing_in_airflow_reports_the_steps_sentence(api: Api, source_site: SiteConfig) -> None:
+    """Airflow's API bypasses our checks; the job's first task refuses, and the job says why."""
+    run_id = f"manual-{_id('sys-fail')}"
+    unknown = "http://unregistered.localhost:1"
+    response = api.call(
+        "POST",
+        "/api/v2/dags/wp_clone/dagRuns",
+        json={"dag_run_id": run_id, "logical_date": None, "conf": {"source_url": unknown}},
+    )
+    assert response.status_code == 200, response.text
+    final, polls = _watch(api, run_id)
+    assert final["status"] == "failed" and final["progress"] == 100 and final["result"] is None
+    assert final["error"] == f"{unknown} is not a registered source site (registered: {source_site.url})."
+    assert final["status_message"] == final["error"]
+    _assert_moves_forward(polls)
+
+
+def test_delete_while_provisioning_is_refused_then_delete_leaves_nothing(
+    api: Api, source_site: SiteConfig, made: list[str], admin_db: DbEndpoint, stack: StackSettings
+) -> None:
+    clone_id = _id("sys-del")
+    made.append(clone_id)
+    job = api.call("POST", f"{V1}/clones", json={"source_url": source_site.url, "clone_id": clone_id}).json()
+
+    def reserved() -> bool:
+        record = api.call("GET", f"{V1}/clones/{clone_id}")
+        return record.status_code == 200 and record.json()["status"] == "provisioning"
+
+    deadline = time.monotonic() + 120
+    while not reserved():
+        assert time.monotonic() < deadline, "the clone was never reserved"
+        time.sleep(0.2)
+    busy = api.call("DELETE", f"{V1}/clones/{clone_id}")
+    assert busy.status_code == 409
+    assert busy.json()["detail"] == (
+        f"clone {clone_id} is provisioning by job {job['job_id']}; delete it once that job has finished."
+    )
+    assert api.wait_job(job["job_id"])["status"] == "completed"
+
+    response = api.call("DELETE", f"{V1}/clones/{clone_id}")
+    assert response.status_code == 202
+    deleted = JobResponse.model_validate(response.json())
+    assert deleted.type == "delete" and deleted.clone_id == clone_id
+    final, polls = _watch(api, deleted.job_id)
+    assert final["status"] == "completed", final["error"]
+    assert final["result"] == {"clone_id": clone_id, "deleted": True, "already_deleted": False}
+    _assert_moves_forward(polls)
+    assert leftovers(admin_db, stack, clone_id) == []
+    record = api.call("GET", f"{V1}/clones/{clone_id}").json()
+    assert record["status"] == "deleted" and record["deleted_at"]
+
+    again = api.call("DELETE", f"{V1}/clones/{clone_id}")
+    assert again.status_code == 202
+    final = api.wait_job(again.json()["job_id"])
+    assert final["status"] == "completed"
+    assert final["result"] == {"clone_id": clone_id, "deleted": True, "already_deleted": True}
