@@ -1,8 +1,14 @@
-# wpclone: the two commands a newcomer needs are `make demo` (later) and `make test`.
+# wpclone: the two commands a newcomer needs are `make demo` and `make test`.
 SHELL := /bin/bash
 PY := .venv/bin/python
 
-.PHONY: setup up down status seed test unit lint bench clean
+.PHONY: demo demo-down setup up down status seed test unit lint bench clean
+
+demo: setup       ## everything up (MariaDB, site host, Airflow), seed the source, clone it through the API
+	@$(PY) -m wpclone.local demo
+
+demo-down:        ## stop everything the demo started; leaves no process behind
+	@[ ! -x $(PY) ] || $(PY) -m wpclone.local down
 
 setup:            ## install apt packages, the venv and our package (idempotent)
 	@scripts/setup.sh

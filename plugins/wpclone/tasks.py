@@ -125,7 +125,9 @@ def database_exists(admin: DbEndpoint, name: str) -> bool:
 # -- wp_clone ---------------------------------------------------------------------------------------------
 
 
-def check_clone_request(params: Mapping[str, Any]) -> tuple[CloneRequest, SourceConfig, str, Runtime]:
+def check_clone_request(
+    params: Mapping[str, Any], reg: Any = None
+) -> tuple[CloneRequest, SourceConfig, str, Runtime]:
     """The request, its source, its clone id (generated if not given) and the runtime; ``BadRequest`` (or
     ``ValidationError``) with one sentence when the request cannot be carried out. Creates nothing: the
     jobs API runs it before triggering, the job's first task again."""
@@ -140,7 +142,7 @@ def check_clone_request(params: Mapping[str, Any]) -> tuple[CloneRequest, Source
         raise BadRequest(str(exc)) from exc
     runtime = get_runtime(config)
     clone_id = request.clone_id or generate_clone_id(source)
-    existing = registry().get(clone_id)
+    existing = (reg or registry()).get(clone_id)
     if existing is not None and existing.status != "deleted":
         raise BadRequest(
             f"clone {clone_id} already exists (status {existing.status}); "

@@ -8,6 +8,7 @@ completely before anything is created, so a refused request leaves nothing behin
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Iterator
 from typing import Annotated, Any, Literal
@@ -21,7 +22,7 @@ from sqlalchemy.orm import Session
 from wpclone import jobs, tasks
 from wpclone.jobs import JobResponse, JobStatusResponse, JobType
 from wpclone.models import CloneId, CloneRequest, CloneStatus
-from wpclone.registry import CloneRecord
+from wpclone.registry import CloneRecord, Registry
 
 log = logging.getLogger(__name__)
 
@@ -98,8 +99,15 @@ def _start_job(
     )
 
 
+@functools.cache
+def _registry() -> Registry:
+    """The registry, migrated once per API server process (a migration serialises on a MySQL lock)."""
+    reg: Registry = tasks.registry()
+    return reg
+
+
 def _registry_error(clone_id: str) -> str | None:
-    record = tasks.registry().get(clone_id)
+    record = _registry().get(clone_id)
     return record.last_error if record is not None else None
 
 
@@ -127,7 +135,7 @@ def create_app() -> FastAPI:
     def create_clone(body: CloneRequest, request: Request, session: SessionDep, user: UserDep) -> JobResponse:
         authorize(user, "POST", jobs.DAG_OF_TYPE[JobType.CLONE])
         try:
-            checked, _, clone_id, _ = tasks.check_clone_request(body.model_dump(mode="json"))
+            checked, _, clone_id, _ = tasks.check_clone_request(body.model_dump(mode="json"), _registry())
         except (tasks.BadRequest, ValidationError) as exc:
             raise _refuse(exc) from exc
         conf = {**checked.model_dump(mode="json"), "clone_id": clone_id}
@@ -141,7 +149,7 @@ def create_app() -> FastAPI:
     )
     def delete_clone(clone_id: CloneId, request: Request, session: SessionDep, user: UserDep) -> JobResponse:
         authorize(user, "POST", jobs.DAG_OF_TYPE[JobType.DELETE])
-        record = tasks.registry().get(clone_id)
+        record = _registry().get(clone_id)
         if record is None:
             raise HTTPException(status.HTTP_404_NOT_FOUND, f"clone {clone_id} does not exist.")
         if record.lock_job_id:
@@ -180,13 +188,13 @@ def create_app() -> FastAPI:
         source: Annotated[str | None, Query(description="a source URL")] = None,
     ) -> list[CloneRecord]:
         authorize(user, "GET", jobs.DAG_OF_TYPE[JobType.CLONE])
-        records: list[CloneRecord] = tasks.registry().list(status=status_, source_url=source)
+        records: list[CloneRecord] = _registry().list(status=status_, source_url=source)
         return records
 
     @app.get(f"{API_PREFIX}/clones/{{clone_id}}", response_model=CloneRecord, summary="One clone")
     def get_clone(clone_id: CloneId, user: UserDep) -> CloneRecord:
         authorize(user, "GET", jobs.DAG_OF_TYPE[JobType.CLONE])
-        record: CloneRecord | None = tasks.registry().get(clone_id)
+        record: CloneRecord | None = _registry().get(clone_id)
         if record is None:
             raise HTTPException(status.HTTP_404_NOT_FOUND, f"clone {clone_id} does not exist.")
         return record

@@ -67,6 +67,25 @@ def status(settings: StackSettings) -> int:
     return 0 if db_up and host_up else 3
 
 
+def demo(settings: StackSettings) -> int:
+    """The README's first command: the stack and Airflow up, the source seeded, one clone through the API."""
+    from wpclone import cli
+
+    up(settings, airflow=True)
+    source = seed_source(settings)
+    airflow = LocalAirflow(settings)
+    print(f"\nCloning {source.url}/ through the jobs API ({airflow.url}/wpclone/docs):", flush=True)
+    code = cli.main(["clone", source.url, "--wait"])
+    print(
+        f"""
+Airflow UI:   {airflow.url}/  (login admin, password: cat {settings.secrets_dir / "airflow-admin"})
+Source site:  {source.url}/
+CLI:          .venv/bin/wpclone list | status JOB_ID | clone URL --wait | delete CLONE_ID --wait
+Stop it all:  make demo-down"""
+    )
+    return code
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m wpclone.local", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -74,6 +93,7 @@ def main(argv: list[str] | None = None) -> int:
     start.add_argument("--airflow", action="store_true", help="also start Airflow with our DAGs and API")
     sub.add_parser("down", help="stop Airflow, the site host and MariaDB; leaves no process behind")
     sub.add_parser("status", help="show what runs, ports, admin DB endpoint and registered sites")
+    sub.add_parser("demo", help="up with Airflow, seed the source, clone it through the jobs API")
     seed = sub.add_parser("seed", help="create the realistic source site")
     seed.add_argument(
         "--posts", type=int, default=DEFAULT_POSTS, help=f"published posts (default {DEFAULT_POSTS})"
@@ -89,6 +109,8 @@ def main(argv: list[str] | None = None) -> int:
             down(settings)
         elif args.command == "status":
             return status(settings)
+        elif args.command == "demo":
+            return demo(settings)
         elif args.command == "seed":
             config = seed_source(settings, posts=args.posts, force=args.force)
             size = database_size(LocalMariaDB(settings).admin, config.db_name)
