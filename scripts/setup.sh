@@ -10,6 +10,7 @@ APT_PACKAGES=(
   wordpress wordpress-theme-twentytwentyone       # WordPress core from Debian + a classic theme
   default-libmysqlclient-dev pkg-config gcc       # build deps of mysqlclient (Airflow's MySQL provider)
   python3-venv make curl ca-certificates
+  chromium                                        # headless browser of the UI tests (driven by Playwright)
 )
 
 missing=()

@@ -1,0 +1,255 @@
+"""Airflow's own UI in a real browser: log in, trigger ``wp_clone`` from its form, watch the run succeed.
+
+Headless Chromium from Debian's ``chromium`` package, driven by Playwright (never ``playwright install``:
+CI cannot download browsers). Screenshots of each step are kept in ``<state>/artifacts/ui/`` (the tests'
+state dir: ``.local/test/artifacts/ui``); when a test fails, a screenshot and the page's HTML of that
+moment land there too (``FAILED-<test>.png``/``.html``).
+
+Selectors are roles, labels and the UI's test ids where Airflow 3.3 has them. The trigger form's
+parameter fields are found by their ``name``, ``element_<param>``: most of their labels point at another
+id than their inputs, so they have no accessible name.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+import secrets
+import shutil
+import string
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+from urllib.parse import unquote, urlsplit
+
+import pytest
+from playwright.sync_api import Browser, Locator, Page, Playwright, Response, expect, sync_playwright
+
+if TYPE_CHECKING:
+    from tests.system.conftest import Api
+    from wpclone.local.airflow import LocalAirflow
+    from wpclone.local.settings import StackSettings
+    from wpclone.local.sitehost import SiteConfig
+
+pytestmark = pytest.mark.system
+
+DAG_ID = "wp_clone"
+UI_TIMEOUT_MS = 60_000  # any one page or element on a slow shared machine
+RUN_TIMEOUT_MS = 300_000  # the run, start to end (about a minute when idle; retries back off)
+TTL_MINUTES = 30
+
+
+# -- fixtures -----------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def playwright() -> Iterator[Playwright]:
+    with sync_playwright() as instance:
+        yield instance
+
+
+@pytest.fixture(scope="module")
+def browser(playwright: Playwright) -> Iterator[Browser]:
+    executable = shutil.which("chromium")
+    if executable is None:
+        pytest.fail("no `chromium` on PATH: install Debian's chromium package (make setup).")
+    instance = playwright.chromium.launch(executable_path=executable, headless=True, args=["--no-sandbox"])
+    yield instance
+    instance.close()
+
+
+@pytest.fixture
+def artifacts(stack: StackSettings) -> Path:
+    directory = stack.state_dir / "artifacts" / "ui"
+    directory.mkdir(parents=True, exist_ok=True)
+    return directory
+
+
+@pytest.fixture
+def page(browser: Browser) -> Iterator[Page]:
+    """A fresh browser context (no cookies: logged out) per test."""
+    context = browser.new_context(viewport={"width": 1400, "height": 1000})
+    context.set_default_timeout(UI_TIMEOUT_MS)
+    context.set_default_navigation_timeout(UI_TIMEOUT_MS)
+    new_page = context.new_page()
+    yield new_page
+    context.close()
+
+
+@contextlib.contextmanager
+def on_failure(page: Page, artifacts: Path, name: str) -> Iterator[None]:
+    """Screenshot and HTML of the page when the block fails, then the failure itself."""
+    for stale in artifacts.glob(f"FAILED-{name}.*"):
+        stale.unlink()
+    try:
+        yield
+    except BaseException:
+        with contextlib.suppress(Exception):
+            page.screenshot(path=artifacts / f"FAILED-{name}.png", full_page=True)
+            (artifacts / f"FAILED-{name}.html").write_text(page.content())
+        raise
+
+
+@pytest.fixture
+def clone_id(api: Api) -> Iterator[str]:
+    """A fresh clone id; afterwards the clone is gone even when the test stopped half-way."""
+    name = "ui-" + "".join(secrets.choice(string.ascii_lowercase) for _ in range(6))
+    yield name
+    record = api.call("GET", f"/wpclone/api/v1/clones/{name}")
+    if record.status_code == 404:
+        return
+    assert record.status_code == 200, record.text
+    if record.json()["lock_job_id"]:  # the run (or a deletion) still works on it: let it finish first
+        api.wait_job(record.json()["lock_job_id"])
+        record = api.call("GET", f"/wpclone/api/v1/clones/{name}")
+    if record.json()["status"] in ("ready", "failed"):
+        started = api.call("DELETE", f"/wpclone/api/v1/clones/{name}")
+        assert started.status_code == 202, started.text
+        assert api.wait_job(started.json()["job_id"])["status"] == "completed"
+
+
+# -- steps --------------------------------------------------------------------------------------------------
+
+
+def log_in(page: Page, airflow: LocalAirflow, artifacts: Path) -> None:
+    page.goto(airflow.url)
+    username = page.get_by_label("Username")
+    expect(username).to_be_visible()
+    page.screenshot(path=artifacts / "01-login.png")
+    username.fill("admin")
+    page.get_by_label("Password").fill(airflow.password("admin"))
+    page.get_by_role("button", name="Sign in").click()
+    page.wait_for_url(lambda url: "/auth/login" not in url)
+
+
+def open_trigger_form(page: Page, airflow: LocalAirflow) -> Locator:
+    """The DAG's page, its Trigger button; returns the trigger dialog with its run parameters shown."""
+    page.goto(f"{airflow.url}/dags/{DAG_ID}")
+    page.get_by_test_id("trigger-dag-button").click()
+    dialog = page.get_by_role("dialog")
+    expect(dialog.get_by_role("heading", name=re.compile(rf"Trigger Dag\b.*\b{DAG_ID}$"))).to_be_visible()
+    section = dialog.get_by_role("button", name="Run Parameters")
+    if section.get_attribute("aria-expanded") != "true":
+        section.click()
+    expect(param_field(dialog, "source_url")).to_be_visible()
+    return dialog
+
+
+def param_field(dialog: Locator, param: str) -> Locator:
+    return dialog.locator(f'[name="element_{param}"]')
+
+
+def ttl_field(dialog: Locator) -> Locator:
+    return dialog.get_by_role("spinbutton", name="Time to live (minutes)")
+
+
+def fill_form(dialog: Locator, source_url: str, ttl: str, clone_id: str) -> None:
+    param_field(dialog, "source_url").fill(source_url)
+    ttl_field(dialog).fill(ttl)
+    ttl_field(dialog).press("Tab")  # the number field commits (and clamps) its value when it loses focus
+    param_field(dialog, "clone_id").fill(clone_id)
+    param_field(dialog, "clone_id").press("Tab")
+
+
+def trigger(page: Page, dialog: Locator) -> Response:
+    """Press the form's Trigger button; returns the answer to the POST that creates the run."""
+    button = dialog.get_by_role("button", name="Trigger", exact=True)
+    expect(button).to_be_enabled()
+    with page.expect_response(
+        lambda r: r.request.method == "POST" and urlsplit(r.url).path == f"/api/v2/dags/{DAG_ID}/dagRuns"
+    ) as answer:
+        button.click()
+    return answer.value
+
+
+def run_count(api: Api) -> int:
+    response = api.call("GET", f"/api/v2/dags/{DAG_ID}/dagRuns?limit=1")
+    assert response.status_code == 200, response.text
+    total: int = response.json()["total_entries"]
+    return total
+
+
+def job_error(api: Api, run_id: str) -> Any:
+    """What our jobs API says went wrong with a run (for assertion messages)."""
+    response = api.call("GET", f"/wpclone/api/v1/jobs/{run_id}")
+    return response.json().get("error") if response.status_code == 200 else response.text
+
+
+# -- tests --------------------------------------------------------------------------------------------------
+
+
+def test_trigger_clone_from_the_ui_and_see_it_succeed(
+    page: Page,
+    airflow: LocalAirflow,
+    api: Api,
+    source_site: SiteConfig,
+    artifacts: Path,
+    clone_id: str,
+) -> None:
+    with on_failure(page, artifacts, "trigger-clone"):
+        log_in(page, airflow, artifacts)
+        dialog = open_trigger_form(page, airflow)
+        fill_form(dialog, source_site.url, str(TTL_MINUTES), clone_id)
+        expect(param_field(dialog, "source_url")).to_have_value(source_site.url)
+        expect(ttl_field(dialog)).to_have_value(str(TTL_MINUTES))
+        expect(param_field(dialog, "clone_id")).to_have_value(clone_id)
+        page.screenshot(path=artifacts / "02-trigger-form-filled.png")
+
+        answer = trigger(page, dialog)
+        assert answer.ok, f"the UI's trigger was refused: HTTP {answer.status} {answer.text()}"
+        run = answer.json()
+        run_id: str = run["dag_run_id"]
+        assert run["conf"] == {
+            "source_url": source_site.url,
+            "ttl_minutes": TTL_MINUTES,
+            "clone_id": clone_id,
+            "copy_mode": "everything",
+        }
+
+        # The UI goes to the new run's page; its state badge (next to the run's heading) follows the run.
+        page.wait_for_url(lambda url: unquote(urlsplit(url).path) == f"/dags/{DAG_ID}/runs/{run_id}")
+        heading = page.get_by_role("heading", name=run_id, exact=True)
+        state = heading.locator("xpath=..").get_by_test_id("state-badge")
+        expect(state).to_have_text(re.compile(r"^\s*(Success|Failed)\s*$"), timeout=RUN_TIMEOUT_MS)
+        final_state = state.inner_text().strip()
+        assert final_state == "Success", f"run {run_id} ended {final_state}: {job_error(api, run_id)}"
+        # ... and so does the last task's row, once the task table has caught up.
+        last_task = page.get_by_role("row").filter(
+            has=page.get_by_role("link", name="finalize_clone", exact=True)
+        )
+        expect(last_task.get_by_test_id("state-badge")).to_have_text("Success")
+        page.screenshot(path=artifacts / "03-run-succeeded.png")
+
+    record = api.call("GET", f"/wpclone/api/v1/clones/{clone_id}")
+    assert record.status_code == 200, record.text
+    assert record.json()["status"] == "ready", record.json()
+    assert record.json()["source_url"] == source_site.url
+    assert record.json()["last_job_id"] == run_id
+
+    deletion = api.call("DELETE", f"/wpclone/api/v1/clones/{clone_id}")
+    assert deletion.status_code == 202, deletion.text
+    job = api.wait_job(deletion.json()["job_id"])
+    assert job["status"] == "completed", job
+    assert api.call("GET", f"/wpclone/api/v1/clones/{clone_id}").json()["status"] == "deleted"
+
+
+def test_trigger_form_refuses_a_bad_value(
+    page: Page, airflow: LocalAirflow, api: Api, source_site: SiteConfig, artifacts: Path
+) -> None:
+    bad_clone_id = "Bad_Clone"  # upper case and '_': not ^[a-z][a-z0-9-]{1,26}[a-z0-9]$
+    runs_before = run_count(api)
+    with on_failure(page, artifacts, "trigger-refused"):
+        log_in(page, airflow, artifacts)
+        dialog = open_trigger_form(page, airflow)
+        # A TTL below the minimum never leaves the form: the number field clamps it to the minimum.
+        fill_form(dialog, source_site.url, "5", bad_clone_id)
+        expect(ttl_field(dialog)).to_have_value("10")
+
+        answer = trigger(page, dialog)
+        assert answer.status == 400, f"expected the trigger to be refused: HTTP {answer.status}"
+        expect(dialog.get_by_text("Invalid input for param clone_id")).to_be_visible()
+        expect(dialog).to_be_visible()  # still open, the values still there to correct
+        expect(param_field(dialog, "clone_id")).to_have_value(bad_clone_id)
+        page.screenshot(path=artifacts / "04-trigger-form-refused.png")
+        assert urlsplit(page.url).path == f"/dags/{DAG_ID}"
+    assert run_count(api) == runs_before, "a refused trigger created a run"
