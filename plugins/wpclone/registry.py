@@ -69,6 +69,10 @@ class RegistryError(ConfigError):
     """A registry operation was refused; its message is one sentence for the user."""
 
 
+class CloneTaken(RegistryError):
+    """Another job holds (or made) the clone id: the request must change, a retry cannot help."""
+
+
 class Cursor(Protocol):
     """The part of a DB-API 2 cursor we use."""
 
@@ -419,7 +423,7 @@ class Registry:
             log.info("clone %s reserved by job %s (status %s)", clone_id, job_id, record.status.value)
             return record
         status = record.status.value if record else "unknown"
-        raise RegistryError(
+        raise CloneTaken(
             f"clone {clone_id} already exists (status {status}); choose another clone id or delete it first."
         )
 

@@ -174,7 +174,12 @@ def validate_request(params: Mapping[str, Any], run_after: datetime) -> dict[str
 
 
 def reserve_clone(plan: Mapping[str, Any], job_id: str) -> None:
-    registry().reserve(_plan(plan), job_id)
+    from wpclone.registry import CloneTaken
+
+    try:
+        registry().reserve(_plan(plan), job_id)
+    except CloneTaken as exc:  # two requests raced for one id: this one lost, at once and without retries
+        raise BadRequest(str(exc)) from exc
 
 
 def create_database(plan: Mapping[str, Any]) -> None:

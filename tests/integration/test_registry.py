@@ -18,7 +18,7 @@ import pytest
 
 from wpclone.db import ConfigError, DbEndpoint, quote_identifier
 from wpclone.models import ClonePlan, CloneStatus, CopyMode, SourceConfig, clone_db_name
-from wpclone.registry import MIGRATIONS, CloneRecord, Connection, Registry, RegistryError
+from wpclone.registry import MIGRATIONS, CloneRecord, CloneTaken, Connection, Registry, RegistryError
 
 pytestmark = pytest.mark.integration
 
@@ -164,7 +164,7 @@ def test_reserve_is_idempotent_for_its_job_and_refused_for_others(registry: Regi
     again = registry.reserve(plan("alpha"), "job-1")
     assert again == record
 
-    with pytest.raises(RegistryError) as exc:
+    with pytest.raises(CloneTaken) as exc:  # the job fails at once: a retry cannot free the id
         registry.reserve(plan("alpha"), "job-2")
     assert str(exc.value) == (
         "clone alpha already exists (status provisioning); choose another clone id or delete it first."

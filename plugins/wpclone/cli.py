@@ -1,0 +1,619 @@
+"""``wpclone``: WordPress staging clones from the command line, through the wpclone jobs API.
+
+Every command is one or more HTTP calls to the jobs API that the wpclone plugin mounts under ``/wpclone`` on
+Airflow's API server (see wpclone.api.app); the answers are parsed with the API's own models, so the CLI and
+the API cannot silently disagree. ``--wait`` polls the job every half second and shows a live progress bar
+on a terminal, or one plain line per change otherwise (logs, CI); ``--json`` prints only the API's JSON.
+
+Environment:
+  WPCLONE_API_URL    Airflow's base URL, e.g. http://127.0.0.1:8080
+                     (unset: the local stack's Airflow, `python -m wpclone.local up --airflow`)
+  WPCLONE_TOKEN      a token from Airflow's POST /auth/token, or instead
+  WPCLONE_USERNAME   an Airflow login and its password, to get a token
+  WPCLONE_PASSWORD   (unset with the local stack: its admin login)
+
+Exit codes:
+  0  success: the job completed, or the request was accepted (without --wait)
+  1  the job failed or was cancelled, or --wait timed out
+  2  bad input: wrong arguments, or the API refused the request (400, 404, 409, 422)
+  3  Airflow cannot be reached, refused the login or the user (401, 403), or is not configured
+  130  interrupted while waiting (the job goes on)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, TypeVar
+
+import httpx
+from pydantic import BaseModel, ValidationError
+from rich.progress import (
+    BarColumn,
+    Progress,
+    SpinnerColumn,
+    TaskProgressColumn,
+    TextColumn,
+    TimeElapsedColumn,
+)
+
+from wpclone.jobs import FINAL_STATUSES, JobResponse, JobStatus, JobStatusResponse, JobType
+from wpclone.models import CloneStatus, CopyMode
+from wpclone.registry import CloneRecord
+
+EXIT_OK = 0
+EXIT_JOB_FAILED = 1
+EXIT_BAD_INPUT = 2
+EXIT_UNAVAILABLE = 3
+EXIT_INTERRUPTED = 130
+
+API_PREFIX = "/wpclone/api/v1"
+POLL_INTERVAL_S = 0.5
+DEFAULT_TIMEOUT_S = 1800.0
+HTTP_TIMEOUT_S = 30.0
+BAD_INPUT_STATUSES = frozenset({400, 404, 409, 422})
+AUTH_STATUSES = frozenset({401, 403})
+
+ENV_URL = "WPCLONE_API_URL"
+ENV_TOKEN = "WPCLONE_TOKEN"
+ENV_USERNAME = "WPCLONE_USERNAME"
+ENV_PASSWORD = "WPCLONE_PASSWORD"
+LOCAL_USER = "admin"
+
+EPILOG = (__doc__ or "")[(__doc__ or "").index("Environment:") :]
+M = TypeVar("M", bound=BaseModel)
+
+
+class CliError(Exception):
+    """Ends the command: ``message`` (one sentence) on stderr and ``code`` as the exit status."""
+
+    def __init__(self, code: int, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+def sentence(text: str) -> str:
+    """``text`` on one line, ending with a full stop."""
+    text = " ".join(text.split())
+    return text if text.endswith((".", "!", "?")) else text + "."
+
+
+# -- configuration -------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Where Airflow is and how to log in: a token, or a username and password to get one."""
+
+    url: str
+    token: str | None = None
+    username: str | None = None
+    password: str | None = None
+
+
+def local_settings() -> Settings | None:
+    """The local stack's Airflow and its admin login, if that Airflow has been set up (its passwords file).
+
+    Checks for the stack's ``ports.json`` first, so that without a stack nothing is created on disk.
+    """
+    from wpclone.config import local_config_path
+
+    if not (local_config_path().parent / "ports.json").exists():
+        return None
+    from wpclone.local.airflow import LocalAirflow
+    from wpclone.local.settings import StackSettings
+
+    airflow = LocalAirflow(StackSettings.load())
+    if not airflow.passwords_file.exists():
+        return None
+    return Settings(airflow.url, username=LOCAL_USER, password=airflow.password(LOCAL_USER))
+
+
+def settings_from_env(env: Mapping[str, str], local: Callable[[], Settings | None]) -> Settings:
+    """Settings from ``WPCLONE_*`` variables; without ``WPCLONE_API_URL``, the local stack's Airflow."""
+    url = env.get(ENV_URL, "").strip().rstrip("/")
+    token = env.get(ENV_TOKEN, "").strip() or None
+    username, password = env.get(ENV_USERNAME) or None, env.get(ENV_PASSWORD) or None
+    if not token and bool(username) != bool(password):
+        raise CliError(EXIT_UNAVAILABLE, f"set both {ENV_USERNAME} and {ENV_PASSWORD}, or {ENV_TOKEN}.")
+    if not url:
+        fallback = local()
+        if fallback is None:
+            raise CliError(
+                EXIT_UNAVAILABLE,
+                f"set {ENV_URL} to Airflow's base URL (e.g. http://127.0.0.1:8080) and {ENV_TOKEN} or "
+                f"{ENV_USERNAME} and {ENV_PASSWORD}, or start the local stack with "
+                "`python -m wpclone.local up --airflow`.",
+            )
+        if not token and not username:
+            return fallback
+        url = fallback.url
+    if not token and not username:
+        raise CliError(EXIT_UNAVAILABLE, f"set {ENV_TOKEN}, or {ENV_USERNAME} and {ENV_PASSWORD}, to log in.")
+    return Settings(url, token, username, password)
+
+
+# -- the jobs API --------------------------------------------------------------------------------------------
+
+
+def detail_of(response: httpx.Response) -> str | None:
+    """The API's ``detail`` sentence (its first line), if the answer has one."""
+    try:
+        body = response.json()
+    except ValueError:
+        body = None
+    detail = body.get("detail") if isinstance(body, dict) else None
+    if isinstance(detail, list) and detail and isinstance(detail[0], dict):
+        detail = detail[0].get("msg")
+    if isinstance(detail, str) and detail.strip():
+        return sentence(detail.strip().splitlines()[0])
+    return None
+
+
+def error_for(response: httpx.Response, url: str) -> CliError:
+    """A refused request as a CliError: bad input (2) or an Airflow we cannot use (3)."""
+    status, detail = response.status_code, detail_of(response)
+    answer = detail or f"HTTP {status} {response.reason_phrase}."
+    if status == 404 and detail == "Not Found.":  # FastAPI's answer for a path no route serves
+        return CliError(
+            EXIT_UNAVAILABLE, f"Airflow at {url} has no wpclone jobs API; is the wpclone plugin installed?"
+        )
+    if status in BAD_INPUT_STATUSES:
+        return CliError(EXIT_BAD_INPUT, answer)
+    if status in AUTH_STATUSES:
+        return CliError(EXIT_UNAVAILABLE, f"Airflow at {url} refused the request: {answer}")
+    return CliError(
+        EXIT_UNAVAILABLE, f"Airflow at {url} answered " + (f"HTTP {status}: {detail}" if detail else answer)
+    )
+
+
+def parse(model: type[M], data: Any) -> M:
+    """``data`` as ``model``; an answer of another shape means an API we do not understand (exit 3)."""
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise CliError(
+            EXIT_UNAVAILABLE,
+            f"the jobs API answered with an unexpected {model.__name__} ({exc.errors()[0]['msg']}); "
+            "are the CLI and the wpclone plugin the same version?",
+        ) from exc
+
+
+class Api:
+    """The jobs API over HTTP as one logged-in user; every failure is a CliError with one sentence."""
+
+    def __init__(self, settings: Settings, transport: httpx.BaseTransport | None = None) -> None:
+        self.url = settings.url
+        self.settings = settings
+        self._token = settings.token
+        self._http = httpx.Client(base_url=settings.url, timeout=HTTP_TIMEOUT_S, transport=transport)
+
+    def close(self) -> None:
+        self._http.close()
+
+    def _send(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        try:
+            return self._http.request(method, path, **kwargs)
+        except httpx.TimeoutException as exc:
+            raise CliError(
+                EXIT_UNAVAILABLE, f"Airflow at {self.url} did not answer within {HTTP_TIMEOUT_S:.0f} s."
+            ) from exc
+        except httpx.HTTPError as exc:
+            reason = str(exc) or type(exc).__name__
+            raise CliError(
+                EXIT_UNAVAILABLE,
+                f"cannot reach Airflow at {self.url} ({reason}); check {ENV_URL} and that Airflow runs.",
+            ) from exc
+
+    def token(self) -> str:
+        """The bearer token: the configured one, or one from ``POST /auth/token`` (once)."""
+        if self._token is None:
+            login = {"username": self.settings.username, "password": self.settings.password}
+            response = self._send("POST", "/auth/token", json=login)
+            if response.status_code in (400, 401, 403, 422):
+                raise CliError(
+                    EXIT_UNAVAILABLE,
+                    f"Airflow at {self.url} refused the login of {self.settings.username} "
+                    f"({(detail_of(response) or f'HTTP {response.status_code}').rstrip('.')}); "
+                    f"check {ENV_USERNAME} and {ENV_PASSWORD}.",
+                )
+            self._token = str(self._json(response, "/auth/token").get("access_token") or "") or None
+            if self._token is None:
+                raise CliError(EXIT_UNAVAILABLE, f"Airflow at {self.url} answered the login without a token.")
+        return self._token
+
+    def _json(self, response: httpx.Response, path: str) -> Any:
+        if not response.is_success:
+            raise error_for(response, self.url)
+        try:
+            return response.json()
+        except ValueError as exc:
+            raise CliError(
+                EXIT_UNAVAILABLE,
+                f"Airflow at {self.url} answered {path} with something other than JSON; "
+                "is the wpclone plugin installed?",
+            ) from exc
+
+    def call(self, method: str, path: str, **kwargs: Any) -> Any:
+        """The JSON answer of ``method`` on ``path`` (below the API prefix)."""
+        headers = {"Authorization": f"Bearer {self.token()}"}
+        response = self._send(method, API_PREFIX + path, headers=headers, **kwargs)
+        return self._json(response, API_PREFIX + path)
+
+
+# -- output --------------------------------------------------------------------------------------------------
+
+
+def when(value: datetime | str | None) -> str:
+    """A timestamp for people: local time to the minute, with its zone."""
+    if value is None:
+        return "-"
+    moment = datetime.fromisoformat(value) if isinstance(value, str) else value
+    return moment.astimezone().strftime("%Y-%m-%d %H:%M %Z")
+
+
+def fields(rows: Sequence[tuple[str, object]]) -> str:
+    """``Label: value`` lines with the values aligned."""
+    width = max(len(label) for label, _ in rows) + 2
+    return "\n".join(f"{label + ':':<{width}}{value}" for label, value in rows)
+
+
+def format_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    """A plain-text table: left-aligned columns two spaces apart (greppable, no box drawing)."""
+    widths = [max(len(str(cell)) for cell in column) for column in zip(headers, *rows, strict=True)]
+    lines = [
+        "  ".join(f"{cell:<{w}}" for cell, w in zip(line, widths, strict=True)).rstrip()
+        for line in [headers, *rows]
+    ]
+    return "\n".join(lines)
+
+
+def describe_result(job: JobStatusResponse) -> str:
+    """What a completed job produced: the clone's addresses and logins, or the deletion."""
+    result = job.result or {}
+    if job.type is JobType.DELETE:
+        verb = "was already deleted" if result.get("already_deleted") else "is deleted"
+        return f"Clone {job.clone_id} {verb}."
+    return f"Clone {job.clone_id} is ready.\n" + fields(
+        [
+            ("  URL", result.get("url", "-")),
+            ("  Admin", result.get("admin_url", "-")),
+            ("  Admin user", result.get("admin_user", "-")),
+            ("  Admin password", f"stored in {result.get('admin_password', '-')}"),
+            ("  Expires", when(result.get("expires_at"))),
+        ]
+    )
+
+
+def describe_job(job: JobStatusResponse) -> str:
+    """A job's state for people; its result when it completed."""
+    rows: list[tuple[str, object]] = [
+        ("Job", f"{job.job_id} ({job.type} job for clone {job.clone_id or '-'})"),
+        ("Status", f"{job.status}, {job.progress}%: {job.status_message}"),
+        ("Created", when(job.created_at)),
+    ]
+    if job.completed_at:
+        rows.append(("Completed", when(job.completed_at)))
+    elif job.estimated_completion:
+        rows.append(("Estimated", when(job.estimated_completion)))
+    if job.error:
+        rows.append(("Error", job.error))
+    text = fields(rows)
+    return text + "\n" + describe_result(job) if job.status is JobStatus.COMPLETED else text
+
+
+def describe_clone(clone: CloneRecord) -> str:
+    """Every registry field of one clone for people."""
+    rows: list[tuple[str, object]] = [
+        ("Clone", clone.clone_id),
+        ("Status", clone.status),
+        ("URL", clone.url),
+        ("Source", clone.source_url),
+        ("Copy mode", clone.copy_mode),
+        ("Database", clone.db_name),
+        ("Created", when(clone.created_at)),
+        ("Expires", when(clone.expires_at)),
+        ("Updated", when(clone.updated_at)),
+    ]
+    if clone.deleted_at:
+        rows.append(("Deleted", when(clone.deleted_at)))
+    rows.append(("Last job", clone.last_job_id))
+    if clone.lock_job_id:
+        rows.append(("Locked by", f"job {clone.lock_job_id}"))
+    if clone.last_error:
+        rows.append(("Last error", clone.last_error))
+    return fields(rows)
+
+
+def clone_table(clones: Sequence[CloneRecord]) -> str:
+    headers = ("CLONE ID", "STATUS", "URL", "SOURCE", "EXPIRES")
+    return format_table(
+        headers, [(c.clone_id, c.status.value, c.url, c.source_url, when(c.expires_at)) for c in clones]
+    )
+
+
+def print_json(data: Any) -> None:
+    print(json.dumps(data, indent=2))
+
+
+def progress_line(status: JobStatus, progress: int, message: str) -> str:
+    return f"{progress:3d}% {status}: {message}"
+
+
+class LineReporter:
+    """Without a terminal: one plain line whenever the status, progress or message changes.
+
+    The progress shown is the furthest seen, so a job's progress never goes backwards on screen.
+    """
+
+    def __init__(self, write: Callable[[str], None]) -> None:
+        self._write = write
+        self._furthest = 0
+        self._last: tuple[JobStatus, int, str] | None = None
+
+    def __call__(self, job: JobStatusResponse) -> None:
+        self._furthest = max(self._furthest, job.progress)
+        state = (job.status, self._furthest, job.status_message)
+        if state != self._last:
+            self._last = state
+            self._write(progress_line(*state))
+
+
+class BarReporter:
+    """On a terminal: a live rich progress bar described by the job's status message."""
+
+    def __init__(self, bar: Progress) -> None:
+        self._bar = bar
+        self._task = bar.add_task("Waiting for the job", total=100)
+        self._furthest = 0
+
+    def __call__(self, job: JobStatusResponse) -> None:
+        self._furthest = max(self._furthest, job.progress)
+        self._bar.update(self._task, completed=self._furthest, description=job.status_message)
+
+
+@contextmanager
+def reporter(live: bool, quiet: bool) -> Iterator[Callable[[JobStatusResponse], None]]:
+    """How polled job states are shown: not at all (--json), as a live bar (terminal) or as plain lines."""
+    if quiet:
+        yield lambda job: None
+    elif live:
+        columns = (SpinnerColumn(), BarColumn(), TaskProgressColumn(), TimeElapsedColumn())
+        with Progress(*columns, TextColumn("{task.description}")) as bar:
+            yield BarReporter(bar)
+    else:
+        yield LineReporter(lambda line: print(line, flush=True))
+
+
+def wait_for_job(
+    api: Api, job_id: str, timeout: float, report: Callable[[JobStatusResponse], None]
+) -> JobStatusResponse:
+    """Poll the job until it is final; CliError (exit 1) after ``timeout`` seconds, 130 on Ctrl-C."""
+    deadline = time.monotonic() + timeout
+    follow = f"follow it with `wpclone status {job_id} --wait`"
+    try:
+        while True:
+            job = parse(JobStatusResponse, api.call("GET", f"/jobs/{job_id}"))
+            report(job)
+            if job.status in FINAL_STATUSES:
+                return job
+            if time.monotonic() >= deadline:
+                raise CliError(
+                    EXIT_JOB_FAILED, f"job {job_id} is still {job.status} after {timeout:g} s; {follow}."
+                )
+            time.sleep(POLL_INTERVAL_S)
+    except KeyboardInterrupt:
+        raise CliError(EXIT_INTERRUPTED, f"stopped waiting; job {job_id} goes on: {follow}.") from None
+
+
+# -- commands ------------------------------------------------------------------------------------------------
+
+
+def finish(job: JobStatusResponse, as_json: bool) -> int:
+    """Print a final job (its JSON, or its result) and turn its outcome into the exit code."""
+    if as_json:
+        print_json(job.model_dump(mode="json"))
+    if job.status is JobStatus.COMPLETED:
+        if not as_json:
+            print(describe_result(job))
+        return EXIT_OK
+    raise CliError(
+        EXIT_JOB_FAILED, f"job {job.job_id} {job.status}" + (f": {job.error}" if job.error else ".")
+    )
+
+
+def follow_job(api: Api, args: argparse.Namespace, started: JobResponse) -> int:
+    """After a job was accepted: say where to follow it, or (--wait) follow it to its end."""
+    as_json = getattr(args, "json", False)
+    if not args.wait:
+        if as_json:
+            print_json(started.model_dump(mode="json"))
+        else:
+            print(f"Job {started.job_id} accepted ({started.type} job for clone {started.clone_id}).")
+            print(f"Status: {api.url}{started.status_url}")
+            print(f"Follow it with: wpclone status {started.job_id} --wait")
+        return EXIT_OK
+    with reporter(live=sys.stdout.isatty(), quiet=as_json) as report:
+        job = wait_for_job(api, started.job_id, args.timeout, report)
+    return finish(job, as_json)
+
+
+def cmd_clone(api: Api, args: argparse.Namespace) -> int:
+    body: dict[str, Any] = {"source_url": args.source_url}
+    if args.ttl is not None:
+        body["ttl_minutes"] = args.ttl
+    if args.id:
+        body["clone_id"] = args.id
+    if args.copy_mode:
+        body["copy_mode"] = args.copy_mode
+    return follow_job(api, args, parse(JobResponse, api.call("POST", "/clones", json=body)))
+
+
+def cmd_delete(api: Api, args: argparse.Namespace) -> int:
+    return follow_job(api, args, parse(JobResponse, api.call("DELETE", f"/clones/{args.clone_id}")))
+
+
+def cmd_status(api: Api, args: argparse.Namespace) -> int:
+    as_json = getattr(args, "json", False)
+    if args.wait:
+        with reporter(live=sys.stdout.isatty(), quiet=as_json) as report:
+            job = wait_for_job(api, args.job_id, args.timeout, report)
+        return finish(job, as_json)
+    job = parse(JobStatusResponse, api.call("GET", f"/jobs/{args.job_id}"))
+    if as_json:
+        print_json(job.model_dump(mode="json"))
+    else:
+        print(describe_job(job))
+    return EXIT_JOB_FAILED if job.status in (JobStatus.FAILED, JobStatus.CANCELLED) else EXIT_OK
+
+
+def cmd_list(api: Api, args: argparse.Namespace) -> int:
+    params = {k: v for k, v in (("status", args.status), ("source", args.source)) if v}
+    clones = [parse(CloneRecord, item) for item in api.call("GET", "/clones", params=params)]
+    if getattr(args, "json", False):
+        print_json([c.model_dump(mode="json") for c in clones])
+    elif clones:
+        print(clone_table(clones))
+    else:
+        print("No clones" + (" match those filters." if params else " yet."))
+    return EXIT_OK
+
+
+def cmd_show(api: Api, args: argparse.Namespace) -> int:
+    clone = parse(CloneRecord, api.call("GET", f"/clones/{args.clone_id}"))
+    if getattr(args, "json", False):
+        print_json(clone.model_dump(mode="json"))
+    else:
+        print(describe_clone(clone))
+    return EXIT_OK
+
+
+COMMANDS: dict[str, Callable[[Api, argparse.Namespace], int]] = {
+    "clone": cmd_clone,
+    "status": cmd_status,
+    "list": cmd_list,
+    "delete": cmd_delete,
+    "show": cmd_show,
+}
+
+
+# -- arguments -----------------------------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """``wpclone [--json] COMMAND ...``; ``--json`` is accepted before or after the command."""
+    as_json = argparse.ArgumentParser(add_help=False)
+    as_json.add_argument(
+        "--json",
+        action="store_true",
+        default=argparse.SUPPRESS,
+        help="print the API's JSON answer (with --wait: the final job status) and no progress",
+    )
+    waiting = argparse.ArgumentParser(add_help=False)
+    waiting.add_argument("--wait", action="store_true", help="follow the job until it ends, showing progress")
+    waiting.add_argument(
+        "--timeout",
+        type=float,
+        default=DEFAULT_TIMEOUT_S,
+        metavar="SECONDS",
+        help=f"with --wait: give up waiting after this long, exit code 1 (default {DEFAULT_TIMEOUT_S:g})",
+    )
+    shared: dict[str, Any] = {"epilog": EPILOG, "formatter_class": argparse.RawDescriptionHelpFormatter}
+    parser = argparse.ArgumentParser(
+        prog="wpclone",
+        description="Make, follow, list and delete WordPress staging clones through the wpclone jobs API.",
+        parents=[as_json],
+        **shared,
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    clone = sub.add_parser(
+        "clone",
+        parents=[as_json, waiting],
+        help="clone a registered source site into a new staging site",
+        description="Start a clone job: a copy of SOURCE_URL's database and wp-content at a new URL,\n"
+        "with staging safety (no indexing, no mail), deleted when its time to live ends.",
+        **shared,
+    )
+    clone.add_argument(
+        "source_url", metavar="SOURCE_URL", help="a registered source site, e.g. https://example.com"
+    )
+    clone.add_argument(
+        "--ttl", type=int, metavar="MINUTES", help="minutes until the clone is deleted (default 60)"
+    )
+    clone.add_argument(
+        "--id", metavar="ID", help="the clone's name (3-28 of a-z, 0-9, '-'); generated if omitted"
+    )
+    clone.add_argument(
+        "--copy-mode",
+        choices=[mode.value for mode in CopyMode],
+        help="everything (default): database and wp-content; database: without uploads/; "
+        "files: wp-content, and of the database only settings and users",
+    )
+
+    status = sub.add_parser(
+        "status",
+        parents=[as_json, waiting],
+        help="show a job's status, progress and outcome",
+        description="Show a job's status, progress and outcome (exit code 1 if it failed or was\ncancelled).",
+        **shared,
+    )
+    status.add_argument("job_id", metavar="JOB_ID", help="the job id printed when the job was started")
+
+    listing = sub.add_parser(
+        "list",
+        parents=[as_json],
+        help="list clones",
+        description="List the clones in the registry.",
+        **shared,
+    )
+    listing.add_argument("--status", choices=[s.value for s in CloneStatus], help="only clones in this state")
+    listing.add_argument("--source", metavar="URL", help="only clones of this source site")
+
+    delete = sub.add_parser(
+        "delete",
+        parents=[as_json, waiting],
+        help="delete a clone: site, database, user and content",
+        description="Start a delete job for a clone: its site, database, database user and content.",
+        **shared,
+    )
+    delete.add_argument("clone_id", metavar="CLONE_ID")
+
+    show = sub.add_parser(
+        "show",
+        parents=[as_json],
+        help="show one clone",
+        description="Show one clone's registry entry.",
+        **shared,
+    )
+    show.add_argument("clone_id", metavar="CLONE_ID")
+    return parser
+
+
+def main(
+    argv: Sequence[str] | None = None,
+    env: Mapping[str, str] | None = None,
+    transport: httpx.BaseTransport | None = None,
+) -> int:
+    """Run one command; returns the exit code (``env`` and ``transport`` are for tests)."""
+    args = build_parser().parse_args(argv)
+    try:
+        settings = settings_from_env(os.environ if env is None else env, local_settings)
+        api = Api(settings, transport)
+        try:
+            return COMMANDS[args.command](api, args)
+        finally:
+            api.close()
+    except CliError as exc:
+        print(f"wpclone: {sentence(str(exc))}", file=sys.stderr)
+        return exc.code
+    except KeyboardInterrupt:
+        print("wpclone: interrupted.", file=sys.stderr)
+        return EXIT_INTERRUPTED

@@ -1,0 +1,355 @@
+"""The wpclone CLI against a fake jobs API (httpx.MockTransport): configuration, exit codes, output.
+
+The real API and Airflow are in tests/system/test_cli.py; here every answer is made up, so each case (a
+backwards progress, a job unknown for a moment, a 500) can be forced.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from wpclone import cli
+from wpclone.cli import CliError, LineReporter, Settings, format_table, settings_from_env
+from wpclone.jobs import JobStatusResponse
+
+URL = "http://airflow.test:8080"
+ENV = {cli.ENV_URL: URL, cli.ENV_USERNAME: "alice", cli.ENV_PASSWORD: "s3cret"}
+NOW = "2026-11-28T20:00:00Z"
+SOURCE = "http://source.example"
+CLONE = {
+    "clone_id": "demo-clone",
+    "status": "ready",
+    "source_url": SOURCE,
+    "url": "http://demo-clone.example",
+    "db_name": "wpc_demo_clone",
+    "copy_mode": "everything",
+    "created_at": NOW,
+    "expires_at": "2026-11-28T21:00:00Z",
+    "updated_at": NOW,
+    "deleted_at": None,
+    "last_job_id": "clone-1",
+    "last_error": None,
+    "lock_job_id": None,
+}
+RESULT = {
+    "clone_id": "demo-clone",
+    "url": "http://demo-clone.example/",
+    "admin_url": "http://demo-clone.example/wp-admin/",
+    "admin_user": "admin",
+    "admin_password": "/secrets/clone-demo-clone-admin-password",
+    "expires_at": "2026-11-28T21:00:00+00:00",
+}
+
+
+def job(status: str, progress: int, message: str = "Working", **extra: Any) -> dict[str, Any]:
+    return {
+        "job_id": "clone-1",
+        "type": "clone",
+        "dag_id": "wp_clone",
+        "status": status,
+        "progress": progress,
+        "status_message": message,
+        "created_at": NOW,
+        "updated_at": NOW,
+        "clone_id": "demo-clone",
+        **extra,
+    }
+
+
+class FakeApi:
+    """Answers like the jobs API; ``polls`` are the successive answers of ``GET /jobs/clone-1``."""
+
+    def __init__(self, polls: list[httpx.Response] | None = None) -> None:
+        self.polls = polls or []
+        self.requests: list[httpx.Request] = []
+        self.password = "s3cret"
+
+    def __call__(self, request: httpx.Request) -> httpx.Response:
+        self.requests.append(request)
+        path, method = request.url.path, request.method
+        if path == "/auth/token":
+            login = json.loads(request.content)
+            if login["password"] != self.password:
+                return httpx.Response(401, json={"detail": "Invalid credentials"})
+            return httpx.Response(201, json={"access_token": "tok"})
+        if request.headers.get("Authorization") != "Bearer tok":
+            return httpx.Response(401, json={"detail": "Not authenticated"})
+        if method == "POST" and path == "/wpclone/api/v1/clones":
+            body = json.loads(request.content)
+            if body["source_url"] != SOURCE:
+                return httpx.Response(
+                    422, json={"detail": f"{body['source_url']} is not a registered source."}
+                )
+            accepted = {k: v for k, v in job("pending", 0).items() if k in ("job_id", "type", "status")}
+            accepted |= {"status_url": "/wpclone/api/v1/jobs/clone-1", "created_at": NOW, "clone_id": "x"}
+            return httpx.Response(202, json=accepted)
+        if path == "/wpclone/api/v1/jobs/clone-1":
+            return self.polls.pop(0) if len(self.polls) > 1 else self.polls[0]
+        if path == "/wpclone/api/v1/clones":
+            return httpx.Response(200, json=[CLONE])
+        if path == "/wpclone/api/v1/clones/demo-clone":
+            return httpx.Response(200, json=CLONE)
+        if path.startswith("/wpclone/api/v1/"):
+            return httpx.Response(404, json={"detail": f"{path.rsplit('/', 1)[-1]} does not exist."})
+        return httpx.Response(404, json={"detail": "Not Found"})
+
+
+@pytest.fixture(autouse=True)
+def no_waiting(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(cli, "POLL_INTERVAL_S", 0.0)
+
+
+@pytest.fixture
+def run(capsys: pytest.CaptureFixture[str]) -> Callable[..., tuple[int, str, str]]:
+    def run(
+        *argv: str, api: Handler | None = None, env: dict[str, str] | None = None
+    ) -> tuple[int, str, str]:
+        transport = httpx.MockTransport(api or FakeApi())
+        code = cli.main(list(argv), env=ENV if env is None else env, transport=transport)
+        out, err = capsys.readouterr()
+        return code, out, err
+
+    return run
+
+
+Handler = Callable[[httpx.Request], httpx.Response]
+
+
+def ok(body: dict[str, Any]) -> httpx.Response:
+    return httpx.Response(200, json=body)
+
+
+# -- configuration -------------------------------------------------------------------------------------------
+
+
+def test_settings_from_the_environment() -> None:
+    assert settings_from_env(ENV, lambda: None) == Settings(URL, None, "alice", "s3cret")
+    token_env = {cli.ENV_URL: URL + "/", cli.ENV_TOKEN: "tok"}
+    assert settings_from_env(token_env, lambda: None) == Settings(URL, "tok")
+
+
+def test_local_stack_is_the_fallback() -> None:
+    local = Settings("http://127.0.0.1:9", username="admin", password="pw")
+    assert settings_from_env({}, lambda: local) == local
+    assert settings_from_env({cli.ENV_TOKEN: "tok"}, lambda: local) == Settings(local.url, "tok")
+
+
+@pytest.mark.parametrize(
+    ("env", "says"),
+    [
+        ({}, "set WPCLONE_API_URL"),
+        ({cli.ENV_URL: URL}, "set WPCLONE_TOKEN, or WPCLONE_USERNAME and WPCLONE_PASSWORD"),
+        ({cli.ENV_URL: URL, cli.ENV_USERNAME: "alice"}, "set both WPCLONE_USERNAME and WPCLONE_PASSWORD"),
+    ],
+)
+def test_missing_configuration_is_one_sentence_and_exit_3(env: dict[str, str], says: str) -> None:
+    with pytest.raises(CliError) as caught:
+        settings_from_env(env, lambda: None)
+    assert caught.value.code == cli.EXIT_UNAVAILABLE
+    assert says in str(caught.value)
+
+
+def test_local_settings_create_nothing_without_a_stack(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("WPCLONE_STATE_DIR", str(tmp_path / "none"))
+    assert cli.local_settings() is None
+    assert not (tmp_path / "none").exists()
+
+
+# -- pure parts --------------------------------------------------------------------------------------------
+
+
+def test_line_reporter_prints_changes_and_never_goes_backwards() -> None:
+    lines: list[str] = []
+    report = LineReporter(lines.append)
+    for status, progress, message in [
+        ("pending", 0, "Queued"),
+        ("pending", 0, "Queued"),
+        ("running", 40, "Copying"),
+        ("running", 30, "Copying"),
+        ("running", 30, "Deploying"),
+        ("completed", 100, "Done"),
+    ]:
+        report(JobStatusResponse.model_validate(job(status, progress, message)))
+    assert lines == [
+        "  0% pending: Queued",
+        " 40% running: Copying",
+        " 40% running: Deploying",
+        "100% completed: Done",
+    ]
+
+
+def test_format_table_aligns_columns() -> None:
+    table = format_table(("ID", "STATUS"), [("a-long-id", "ready"), ("b", "deleted")])
+    assert table.splitlines() == ["ID         STATUS", "a-long-id  ready", "b          deleted"]
+
+
+def test_when_is_local_time_to_the_minute() -> None:
+    moment = datetime(2026, 11, 28, 20, 0, tzinfo=UTC)
+    assert (
+        cli.when(moment) == cli.when(moment.isoformat()) == moment.astimezone().strftime("%Y-%m-%d %H:%M %Z")
+    )
+    assert cli.when(None) == "-"
+
+
+# -- commands against the fake API ------------------------------------------------------------------------
+
+
+def test_clone_without_wait_prints_job_and_status_url(run: Callable[..., tuple[int, str, str]]) -> None:
+    code, out, _ = run("clone", SOURCE, "--ttl", "30", "--id", "x", "--copy-mode", "database")
+    assert code == 0
+    assert "Job clone-1 accepted" in out
+    assert f"{URL}/wpclone/api/v1/jobs/clone-1" in out
+
+
+def test_clone_sends_only_the_options_given(run: Callable[..., tuple[int, str, str]]) -> None:
+    api = FakeApi()
+    run("clone", SOURCE, "--ttl", "30", "--copy-mode", "files", api=api)
+    posted = next(r for r in api.requests if r.url.path.endswith("/clones"))
+    assert json.loads(posted.content) == {"source_url": SOURCE, "ttl_minutes": 30, "copy_mode": "files"}
+
+
+def test_clone_wait_shows_progress_lines_and_the_result(run: Callable[..., tuple[int, str, str]]) -> None:
+    api = FakeApi(
+        [
+            ok(job("pending", 0, "Queued")),
+            ok(job("running", 45, "Copying the database")),
+            ok(job("completed", 100, "The clone is ready", result=RESULT)),
+        ]
+    )
+    code, out, err = run("clone", SOURCE, "--wait", api=api)
+    assert (code, err) == (0, "")
+    lines = out.splitlines()
+    assert lines[:3] == [
+        "  0% pending: Queued",
+        " 45% running: Copying the database",
+        "100% completed: The clone is ready",
+    ]
+    assert "Clone demo-clone is ready." in out
+    assert "http://demo-clone.example/wp-admin/" in out
+    assert "Admin password: stored in /secrets/clone-demo-clone-admin-password" in out
+
+
+def test_failed_job_exits_1_with_its_error(run: Callable[..., tuple[int, str, str]]) -> None:
+    failed = job("failed", 100, "copy failed.", error="the source database cannot be read.")
+    code, _, err = run("status", "clone-1", "--wait", api=FakeApi([ok(job("running", 10)), ok(failed)]))
+    assert code == cli.EXIT_JOB_FAILED
+    assert err == "wpclone: job clone-1 failed: the source database cannot be read.\n"
+    code, _, _ = run("status", "clone-1", api=FakeApi([ok(failed)]))
+    assert code == cli.EXIT_JOB_FAILED
+
+
+def test_cancelled_job_exits_1(run: Callable[..., tuple[int, str, str]]) -> None:
+    code, _, err = run("status", "clone-1", "--wait", api=FakeApi([ok(job("cancelled", 100, "Cancelled"))]))
+    assert (code, err) == (cli.EXIT_JOB_FAILED, "wpclone: job clone-1 cancelled.\n")
+
+
+def test_wait_times_out_with_exit_1(run: Callable[..., tuple[int, str, str]]) -> None:
+    code, _, err = run("status", "clone-1", "--wait", "--timeout", "0", api=FakeApi([ok(job("running", 10))]))
+    assert code == cli.EXIT_JOB_FAILED
+    assert "still running after 0 s" in err
+
+
+def test_unknown_job_is_bad_input(run: Callable[..., tuple[int, str, str]]) -> None:
+    code, _, err = run("status", "nope-1", "--wait")
+    assert (code, err) == (cli.EXIT_BAD_INPUT, "wpclone: nope-1 does not exist.\n")
+
+
+def test_json_is_the_final_status_and_nothing_else(run: Callable[..., tuple[int, str, str]]) -> None:
+    polls = [ok(job("running", 50)), ok(job("completed", 100, result=RESULT))]
+    for argv in (("--json", "clone", SOURCE, "--wait"), ("clone", SOURCE, "--wait", "--json")):
+        code, out, _ = run(*argv, api=FakeApi(list(polls)))
+        assert code == 0
+        assert JobStatusResponse.model_validate_json(out).result == RESULT
+
+
+def test_api_refusal_is_exit_2_with_its_sentence(run: Callable[..., tuple[int, str, str]]) -> None:
+    code, out, err = run("clone", "http://other.example")
+    assert (code, out) == (cli.EXIT_BAD_INPUT, "")
+    assert err == "wpclone: http://other.example is not a registered source.\n"
+
+
+def test_wrong_password_is_exit_3(run: Callable[..., tuple[int, str, str]]) -> None:
+    code, _, err = run("list", env={**ENV, cli.ENV_PASSWORD: "wrong"})
+    assert code == cli.EXIT_UNAVAILABLE
+    assert "refused the login of alice (Invalid credentials)" in err
+
+
+@pytest.mark.parametrize(
+    ("status", "body", "code", "says"),
+    [
+        (
+            403,
+            {"detail": "user bob may not POST runs of the DAG wp_clone."},
+            3,
+            "refused the request: user bob",
+        ),
+        (401, {"detail": "Not authenticated"}, 3, "refused the request: Not authenticated."),
+        (409, {"detail": "clone x is provisioning by job j; delete it later."}, 2, "clone x is provisioning"),
+        (404, {"detail": "Not Found"}, 3, "has no wpclone jobs API"),
+        (500, {"detail": "Internal Server Error"}, 3, "answered HTTP 500: Internal Server Error."),
+        (502, "<html>bad gateway</html>", 3, "answered HTTP 502 Bad Gateway."),
+    ],
+)
+def test_http_errors_map_to_exit_codes(
+    run: Callable[..., tuple[int, str, str]], status: int, body: Any, code: int, says: str
+) -> None:
+    def answer(request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/auth/token":
+            return httpx.Response(201, json={"access_token": "tok"})
+        if isinstance(body, str):
+            return httpx.Response(status, text=body)
+        return httpx.Response(status, json=body)
+
+    exit_code, _, err = run("delete", "x", api=answer)
+    assert exit_code == code
+    assert says in err
+
+
+def test_unreachable_airflow_is_exit_3(run: Callable[..., tuple[int, str, str]]) -> None:
+    def refuse(request: httpx.Request) -> httpx.Response:
+        raise httpx.ConnectError("Connection refused", request=request)
+
+    code, _, err = run("list", api=refuse)
+    assert code == cli.EXIT_UNAVAILABLE
+    assert err.startswith(
+        f"wpclone: cannot reach Airflow at {URL} (Connection refused); check WPCLONE_API_URL"
+    )
+
+
+def test_html_instead_of_json_is_exit_3(run: Callable[..., tuple[int, str, str]]) -> None:
+    def html(request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/auth/token":
+            return httpx.Response(201, json={"access_token": "tok"})
+        return httpx.Response(200, text="<!doctype html>")
+
+    code, _, err = run("list", api=html)
+    assert code == cli.EXIT_UNAVAILABLE
+    assert "something other than JSON" in err
+
+
+def test_list_and_show(run: Callable[..., tuple[int, str, str]]) -> None:
+    code, out, _ = run("list", "--status", "ready", "--source", SOURCE)
+    assert code == 0
+    header, row = out.splitlines()
+    assert header.split() == ["CLONE", "ID", "STATUS", "URL", "SOURCE", "EXPIRES"]
+    assert row.split()[:4] == ["demo-clone", "ready", "http://demo-clone.example", SOURCE]
+    code, out, _ = run("show", "demo-clone")
+    assert code == 0
+    assert "Status:    ready" in out
+    code, out, _ = run("show", "demo-clone", "--json")
+    assert json.loads(out) == CLONE
+
+
+def test_bad_arguments_exit_2() -> None:
+    with pytest.raises(SystemExit) as caught:
+        cli.main(["clone", SOURCE, "--copy-mode", "bogus"], env=ENV)
+    assert caught.value.code == cli.EXIT_BAD_INPUT
