@@ -31,7 +31,7 @@ log = logging.getLogger(__name__)
 
 USERS = {"admin": "admin", "viewer": "viewer"}  # login -> simple auth manager role
 START_TIMEOUT_S = float(os.environ.get("WPCLONE_AIRFLOW_START_TIMEOUT", "240"))
-STOP_TIMEOUT_S = 60.0
+STOP_TIMEOUT_S = 30.0
 T = TypeVar("T")
 
 
@@ -195,14 +195,16 @@ class LocalAirflow:
             time.sleep(0.5)
 
     def stop(self) -> None:
-        """Stop every Airflow process (SIGINT, as standalone expects; then SIGTERM/SIGKILL)."""
+        """Stop every Airflow process (SIGINT, as standalone expects; then SIGTERM/SIGKILL to the group)."""
         pid = self.pid()
         if pid is None:
             self.pidfile.unlink(missing_ok=True)
             return
         log.info("stopping Airflow (pid %s)", pid)
         with contextlib.suppress(ProcessLookupError):
-            os.killpg(pid, signal.SIGINT)
+            # SIGINT to standalone alone: it stops its components in order (~5 s). SIGINT to the whole
+            # group leaves the scheduler waiting on its executor's workers, which ignore it.
+            os.kill(pid, signal.SIGINT)
         deadline = time.monotonic() + STOP_TIMEOUT_S
         while group_alive(pid) and time.monotonic() < deadline:
             time.sleep(0.2)
