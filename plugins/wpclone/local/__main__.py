@@ -73,6 +73,7 @@ def demo(settings: StackSettings) -> int:
 
     up(settings, airflow=True)
     source = seed_source(settings)
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # the CLI's requests are not news
     airflow = LocalAirflow(settings)
     print(f"\nCloning {source.url}/ through the jobs API ({airflow.url}/wpclone/docs):", flush=True)
     code = cli.main(["clone", source.url, "--wait"])
