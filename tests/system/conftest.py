@@ -61,7 +61,7 @@ class Api:
             time.sleep(0.3)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")  # stopped once the system tests are done, not at the session's end
 def airflow(stack: StackSettings, source_site: SiteConfig) -> Iterator[LocalAirflow]:
     instance = LocalAirflow(stack, scheduled_cleanup=False)
     instance.start()
@@ -70,7 +70,7 @@ def airflow(stack: StackSettings, source_site: SiteConfig) -> Iterator[LocalAirf
         instance.stop()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def api(airflow: LocalAirflow) -> Iterator[Api]:
     client = Api(airflow)
     yield client
