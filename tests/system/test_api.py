@@ -209,16 +209,7 @@ def test_a_job_triggered_through_airflows_api_reports_identically(
     clone_id = _id("sys-core")
     made.append(clone_id)
     run_id = f"manual-{clone_id}"
-    response = api.call(
-        "POST",
-        "/api/v2/dags/wp_clone/dagRuns",
-        json={
-            "dag_run_id": run_id,
-            "logical_date": None,
-            "conf": {"source_url": source_site.url, "clone_id": clone_id},
-        },
-    )
-    assert response.status_code == 200, response.text
+    api.trigger("wp_clone", run_id, {"source_url": source_site.url, "clone_id": clone_id})
     final, polls = _watch(api, run_id)
     _assert_moves_forward(polls)
     ours = cloned["final"]
@@ -233,12 +224,7 @@ def test_a_job_failing_in_airflow_reports_the_steps_sentence(api: Api, source_si
     """Airflow's API bypasses our checks; the job's first task refuses, and the job says why."""
     run_id = f"manual-{_id('sys-fail')}"
     unknown = "http://unregistered.localhost:1"
-    response = api.call(
-        "POST",
-        "/api/v2/dags/wp_clone/dagRuns",
-        json={"dag_run_id": run_id, "logical_date": None, "conf": {"source_url": unknown}},
-    )
-    assert response.status_code == 200, response.text
+    api.trigger("wp_clone", run_id, {"source_url": unknown})
     final, polls = _watch(api, run_id)
     assert final["status"] == "failed" and final["progress"] == 100 and final["result"] is None
     assert final["error"] == f"{unknown} is not a registered source site (registered: {source_site.url})."

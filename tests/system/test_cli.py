@@ -253,12 +253,7 @@ def test_failed_job_exits_1_with_its_error(wpclone: Run, api: Api, source_site: 
     """A job started through Airflow's own API (which skips our checks) fails in its first task."""
     job_id = f"manual-cli-{secrets.token_hex(4)}"
     unknown = "http://unregistered.localhost:1"
-    started = api.call(
-        "POST",
-        "/api/v2/dags/wp_clone/dagRuns",
-        json={"dag_run_id": job_id, "logical_date": None, "conf": {"source_url": unknown}},
-    )
-    assert started.status_code == 200, started.text
+    api.trigger("wp_clone", job_id, {"source_url": unknown})
     waited = wpclone("status", job_id, "--wait")
     assert waited.returncode == 1, waited.stdout + waited.stderr
     assert waited.stderr == (
