@@ -1,0 +1,298 @@
+"""Load: N concurrent clone requests through the jobs API, every job to the end, then N deletes.
+
+Starts what it needs (MariaDB, the PHP site host, the seeded source, ``airflow standalone`` of the state
+dir: ``WPCLONE_STATE_DIR``, default ``.local``), pauses ``wp_ttl_cleanup`` while it runs (its orphan sweep
+would hide leftovers), then:
+
+1. fires N ``POST /wpclone/api/v1/clones`` at once (one thread and connection each, released together):
+   accept latency p50/p95/max against the goal p95 < 100 ms;
+2. polls every job (``GET /wpclone/api/v1/jobs/{id}``, one thread each) until it is final: completed/failed
+   (the goal: N/N; the plan we replace accepted 18/20), makespan (first request to last completion),
+   per-job duration p50/p95, the status endpoint's latency under that load, progress never going back
+   and ending at 100;
+3. deletes every clone (``DELETE /wpclone/api/v1/clones/{id}``), waits for the delete jobs and checks that
+   nothing is left: no database or user, no site dir, content or secret file, no registry row that is not
+   ``deleted`` or still locked.
+
+Exits non-zero when a goal is missed or something is left behind.
+
+    WPCLONE_STATE_DIR=/work/main/.local/h-bench .venv/bin/python bench/load.py \\
+        [--clones 20] [--ttl 30] [--poll 1.0] [--timeout 600]
+
+(Without WPCLONE_STATE_DIR it uses the machine's normal stack, ``.local``.)
+"""
+
+from __future__ import annotations
+
+import argparse
+import secrets
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _common import (
+    API,
+    Api,
+    JobTrace,
+    Stack,
+    leftovers,
+    parse_time,
+    pct,
+    poll_jobs,
+    start_stack,
+)
+
+ACCEPT_P95_GOAL_MS = 100.0
+BASELINE_ACCEPTED = 18  # of 20: the plan we replace
+
+
+def ms(seconds: float) -> str:
+    return f"{seconds * 1000:.0f} ms"
+
+
+def fire(stack: Stack, token: str, method: str, paths_bodies: list[tuple[str, Any]]) -> list[dict[str, Any]]:
+    """All requests at once: one thread and one warmed-up connection each, released by a barrier."""
+    barrier = threading.Barrier(len(paths_bodies))
+    results: list[dict[str, Any]] = [{} for _ in paths_bodies]
+
+    def one(i: int, path: str, body: Any) -> None:
+        api = Api(stack.airflow, token=token)
+        try:
+            api.call("GET", "/api/v2/monitor/health")  # the connection is open before the clock starts
+            barrier.wait()
+            started = time.monotonic()
+            try:
+                response, latency = api.timed(method, path, body)
+                try:
+                    answer = response.json() if response.content else None
+                except ValueError:
+                    answer = response.text[:200]
+                results[i] = {
+                    "started": started,
+                    "latency": latency,
+                    "status": response.status_code,
+                    "body": answer,
+                }
+            except Exception as exc:
+                results[i] = {"started": started, "latency": None, "status": None, "error": repr(exc)}
+        finally:
+            api.close()
+
+    threads = [
+        threading.Thread(target=one, args=(i, path, body)) for i, (path, body) in enumerate(paths_bodies)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return results
+
+
+def latency_line(what: str, latencies: list[float]) -> str:
+    return (
+        f"{what}: p50 {ms(pct(latencies, 50))}, p95 {ms(pct(latencies, 95))}, max {ms(max(latencies))} "
+        f"(n={len(latencies)})"
+    )
+
+
+def job_durations(traces: list[JobTrace]) -> list[float]:
+    """Server side: created_at to completed_at of each completed job."""
+    durations = []
+    for trace in traces:
+        body = trace.last
+        created, done = parse_time(body.get("created_at")), parse_time(body.get("completed_at"))
+        if trace.status == "completed" and created and done:
+            durations.append((done - created).total_seconds())
+    return durations
+
+
+def delete_all(stack: Stack, api: Api, token: str, clone_ids: list[str], timeout: float) -> list[JobTrace]:
+    """DELETE every clone that has a registry row; a clone still locked (409) is asked again."""
+    pending = [c for c in clone_ids if stack.registry.get(c) is not None]
+    traces: list[JobTrace] = []
+    deadline = time.monotonic() + 120
+    while pending and time.monotonic() < deadline:
+        results = fire(stack, token, "DELETE", [(f"{API}/clones/{c}", None) for c in pending])
+        retry = []
+        for clone_id, result in zip(pending, results, strict=True):
+            if result["status"] == 202:
+                traces.append(JobTrace(result["body"]["job_id"], clone_id))
+            elif result["status"] == 409:
+                retry.append(clone_id)
+            else:
+                print(
+                    f"  DELETE {clone_id}: {result.get('status')} {result.get('body') or result.get('error')}"
+                )
+        accepted = sum(1 for r in results if r["status"] == 202)
+        print(
+            f"  {accepted} of {len(pending)} delete(s) accepted, {len(retry)} locked (409) "
+            f"({latency_line('latency', [r['latency'] for r in results if r['latency'] is not None])})"
+        )
+        pending = retry
+        if pending:
+            time.sleep(2)
+    poll_jobs(api, traces, timeout)
+    return traces
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--clones", type=int, default=20, help="concurrent clone requests (default 20)")
+    parser.add_argument("--ttl", type=int, default=30, help="the clones' ttl_minutes (default 30)")
+    parser.add_argument(
+        "--timeout", type=float, default=600, help="seconds for all clone jobs to finish (default 600)"
+    )
+    parser.add_argument("--poll", type=float, default=1.0, help="seconds between status polls of a job")
+    args = parser.parse_args()
+
+    stack = start_stack()
+    api = Api(stack.airflow)
+    try:
+        return run(stack, api, args)
+    finally:
+        api.close()
+        stack.restore_cleanup()
+
+
+def run(stack: Stack, api: Api, args: argparse.Namespace) -> int:  # noqa: PLR0912, PLR0915, C901
+    n = args.clones
+    tag = secrets.token_hex(3)
+    clone_ids = [f"load-{tag}-{i:02d}" for i in range(n)]
+    print(f"\n1. {n} clone requests at once ({stack.source.url} -> load-{tag}-00..{n - 1:02d})")
+    results = fire(
+        stack,
+        api.token,
+        "POST",
+        [
+            (f"{API}/clones", {"source_url": stack.source.url, "clone_id": c, "ttl_minutes": args.ttl})
+            for c in clone_ids
+        ],
+    )
+    t0 = min(r["started"] for r in results)
+    accepted = [(c, r) for c, r in zip(clone_ids, results, strict=True) if r["status"] == 202]
+    for clone_id, result in zip(clone_ids, results, strict=True):
+        if result["status"] != 202:
+            print(f"  REFUSED {clone_id}: {result.get('status')} {result.get('body') or result.get('error')}")
+    accept_latencies = [r["latency"] for _, r in accepted]
+    accept_p95 = pct(accept_latencies, 95) * 1000 if accept_latencies else float("inf")
+    print(f"  accepted {len(accepted)}/{n}")
+    if accept_latencies:
+        print("  " + latency_line("accept latency", accept_latencies))
+    accept_ok = accept_p95 < ACCEPT_P95_GOAL_MS and len(accepted) == n
+    print(
+        f"  {'PASS' if accept_ok else 'FAIL'}: accept p95 {accept_p95:.0f} ms vs goal "
+        f"< {ACCEPT_P95_GOAL_MS:.0f} ms"
+        f" ({accept_p95 / ACCEPT_P95_GOAL_MS:.2f}x the goal)"
+    )
+
+    print(
+        f"\n2. polling {len(accepted)} jobs every {args.poll:.1f} s until final "
+        f"(timeout {args.timeout:.0f} s)"
+    )
+    traces = [JobTrace(r["body"]["job_id"], c) for c, r in accepted]
+    seen: dict[str, str] = {}
+
+    def on_poll(trace: JobTrace, body: dict[str, Any]) -> None:
+        if body["status"] in ("completed", "failed", "cancelled") and trace.job_id not in seen:
+            seen[trace.job_id] = body["status"]
+            print(
+                f"  +{time.monotonic() - t0:6.1f} s  {trace.clone_id} {body['status']}"
+                + (f": {body['error']}" if body.get("error") else "")
+                + f"  ({len(seen)}/{len(traces)} final)"
+            )
+
+    poll_jobs(api, traces, args.timeout, interval=args.poll, on_poll=on_poll)
+    completed = [t for t in traces if t.status == "completed"]
+    failed = [t for t in traces if t.status in ("failed", "cancelled")]
+    lost = [t for t in traces if t.lost]
+    unfinished = [t for t in traces if t.status not in ("completed", "failed", "cancelled", "lost")]
+    finals = [t.final_at for t in traces if t.final_at is not None]
+    makespan = max(finals) - t0 if finals else float("nan")
+    durations = job_durations(traces)
+    status_latencies = [lat for t in traces for _, lat, _ in t.polls]
+    progress_problems = {t.clone_id: p for t in traces if (p := t.progress_problems())}
+    poll_errors = {t.clone_id: t.errors for t in traces if t.errors}
+    print(
+        f"  completed {len(completed)}/{n}, failed {len(failed)}, lost {len(lost)} (202 but no run), "
+        f"unfinished {len(unfinished)}, refused {n - len(accepted)}"
+    )
+    for trace in lost:
+        print(f"  LOST {trace.clone_id} ({trace.job_id}): {trace.errors[-1]}")
+    for trace in unfinished:
+        print(f"  UNFINISHED {trace.clone_id}: {trace.status} {trace.last.get('status_message')}")
+    print(f"  makespan (first request to last final status seen) {makespan:.1f} s")
+    if durations:
+        print(
+            f"  per-job duration (created_at -> completed_at): p50 {pct(durations, 50):.1f} s, "
+            f"p95 {pct(durations, 95):.1f} s, max {max(durations):.1f} s"
+        )
+    if status_latencies:
+        print("  " + latency_line("status endpoint latency under load", status_latencies))
+    for clone_id, problems in progress_problems.items():
+        print(f"  PROGRESS {clone_id}: {'; '.join(problems)}")
+    if not progress_problems:
+        print(f"  progress: never went back in {len(status_latencies)} polls; every final job ended at 100")
+    for clone_id, errors in poll_errors.items():
+        if clone_id in {t.clone_id for t in lost}:
+            continue
+        print(f"  POLL ERRORS {clone_id}: {len(errors)}, first: {errors[0]}")
+
+    print(f"\n3. deleting the {n} clones")
+    delete_traces = delete_all(stack, api, api.token, clone_ids, args.timeout)
+    deleted = [t for t in delete_traces if t.status == "completed"]
+    print(f"  delete jobs completed {len(deleted)}/{len(delete_traces)}")
+    for trace in delete_traces:
+        if trace.status != "completed":
+            print(f"  DELETE JOB {trace.clone_id}: {trace.status} {trace.last.get('error')}")
+    left = {c: found for c in clone_ids if (found := leftovers(stack, c))}
+    for clone_id, found in left.items():
+        print(f"  LEFT BEHIND {clone_id}: {', '.join(found)}")
+    if not left:
+        print(
+            f"  nothing left behind of the {n} clones (databases, users, sites, content, secrets, registry)"
+        )
+    busy = [r for r in stack.registry.list() if r.status in ("provisioning", "deleting") or r.lock_job_id]
+    for record in busy:
+        print(f"  REGISTRY {record.clone_id}: {record.status} locked by {record.lock_job_id}")
+
+    print("\nsummary")
+    verdict = "PASS" if accept_ok else "FAIL"
+    print(f"  accept p95      {accept_p95:7.0f} ms   goal < {ACCEPT_P95_GOAL_MS:.0f} ms -> {verdict}")
+    print(
+        f"  completed       {len(completed):4d}/{n:<5d} goal {n}/{n} (replaced plan: {BASELINE_ACCEPTED}/20)"
+        f" -> {'PASS' if len(completed) == n else 'FAIL'}"
+    )
+    per_clone = makespan / max(len(completed), 1)
+    print(f"  makespan        {makespan:7.1f} s    ({per_clone:.1f} s per completed clone)")
+    if durations:
+        print(f"  job duration    p50 {pct(durations, 50):.1f} s, p95 {pct(durations, 95):.1f} s")
+    if status_latencies:
+        print(f"  status latency  p50 {ms(pct(status_latencies, 50))}, p95 {ms(pct(status_latencies, 95))}")
+    print(f"  progress        {'monotonic, ends at 100' if not progress_problems else 'PROBLEMS'}")
+    print(f"  left behind     {len(left)} clone(s); {len(busy)} registry row(s) locked or in flight")
+    if unfinished:
+        print(
+            "  hint: jobs were still running after the timeout; with N concurrent clones the copies queue on "
+            "the wpclone_heavy pool (WPCLONE_HEAVY_SLOTS, default 4) and tasks on AIRFLOW parallelism "
+            "(WPCLONE_AIRFLOW_PARALLELISM, default 8)"
+        )
+    ok = (
+        accept_ok
+        and len(completed) == n
+        and not progress_problems
+        and not left
+        and not busy
+        and len(deleted) == len(delete_traces)
+    )
+    print(f"  => {'PASS' if ok else 'FAIL'}")
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
