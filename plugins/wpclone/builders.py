@@ -112,7 +112,7 @@ def build_clone_dag(dag_id: str = "wp_clone", doc_md: str | None = None) -> DAG:
     runtime = _runtime()
     with _dag(dag_id, doc_md, schedule=None, params=clone_params()) as dag:
 
-        @task(task_id="validate_request", retries=0)
+        @task(task_id="validate_request")  # bad input fails at once (AirflowFailException): no retry
         @tasks.records_error
         def validate_request(**context: Any) -> dict[str, Any]:
             return tasks.validate_request(context["params"], context["dag_run"].run_after)
@@ -132,7 +132,8 @@ def build_clone_dag(dag_id: str = "wp_clone", doc_md: str | None = None) -> DAG:
         def deploy_site(plan: dict[str, Any]) -> None:
             tasks.deploy_site(plan)
 
-        @task(task_id="await_site_ready", retries=0)
+        # It waits its own timeout: one retry at most (for a hiccup), not one more timeout per retry.
+        @task(task_id="await_site_ready", retries=min(1, default_args()["retries"]))
         @tasks.records_error
         def await_site_ready(plan: dict[str, Any]) -> None:
             tasks.await_site_ready(plan)
@@ -261,7 +262,7 @@ def build_delete_dag(dag_id: str = "wp_delete", doc_md: str | None = None) -> DA
         },
     ) as dag:
 
-        @task(task_id="validate_request", retries=0)
+        @task(task_id="validate_request")  # bad input fails at once (AirflowFailException): no retry
         @tasks.records_error
         def validate_request(**context: Any) -> list[str]:
             return tasks.validate_delete(context["params"])

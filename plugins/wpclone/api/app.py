@@ -33,7 +33,9 @@ Method = Literal["GET", "POST", "PUT", "DELETE"]
 def _session() -> Iterator[Session]:
     from airflow.utils.session import create_session
 
-    with create_session() as session:
+    # Not the thread-local session: FastAPI runs concurrent requests' dependencies and endpoints in pool
+    # threads, and a shared session breaks under concurrent use (as Airflow's own ``_get_session``).
+    with create_session(scoped=False) as session:
         yield session
 
 

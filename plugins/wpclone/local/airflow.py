@@ -25,11 +25,16 @@ from typing import Any, TypeVar
 
 from wpclone.local.mariadb import LocalMariaDB
 from wpclone.local.procs import group_alive, is_zombie, kill_group
-from wpclone.local.settings import REPO_ROOT, StackSettings
+from wpclone.local.settings import REPO_ROOT, StackSettings, free_port
 
 log = logging.getLogger(__name__)
 
 USERS = {"admin": "admin", "viewer": "viewer"}  # login -> simple auth manager role
+# SQLite, Airflow's database here, allows one writer: concurrent jobs make the scheduler, the API server and
+# the task supervisors queue for it. Without a busy timeout a component that waits gets "database is
+# locked" and dies (standalone does not restart it); with one, it waits its turn. A pool big enough for
+# the API server's concurrent requests keeps them from queueing for a connection instead.
+SQLITE_CONNECT_ARGS = {"timeout": 60}
 START_TIMEOUT_S = float(os.environ.get("WPCLONE_AIRFLOW_START_TIMEOUT", "240"))
 STOP_TIMEOUT_S = 30.0
 T = TypeVar("T")
@@ -51,6 +56,8 @@ class LocalAirflow:
         self.pidfile = self.home / "standalone.pid"
         self.logfile = self.home / "standalone.log"
         self.bin = Path(sys.executable).parent
+        # Every standalone on a machine would otherwise serve task logs on 8793/8794: only the first could.
+        self.log_ports = (free_port(), free_port())
 
     # -- configuration ------------------------------------------------------------------------------------
 
@@ -84,6 +91,12 @@ class LocalAirflow:
             "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": ",".join(f"{u}:{r}" for u, r in USERS.items()),
             "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(self.passwords_file),
             "AIRFLOW_CONN_WPCLONE_MYSQL": json.dumps(connection),
+            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONNECT_ARGS": f"{__name__}.SQLITE_CONNECT_ARGS",
+            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONNECT_ARGS_ASYNC": f"{__name__}.SQLITE_CONNECT_ARGS",
+            "AIRFLOW__DATABASE__SQL_ALCHEMY_POOL_SIZE": "20",
+            "AIRFLOW__DATABASE__SQL_ALCHEMY_MAX_OVERFLOW": "30",
+            "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(self.log_ports[0]),
+            "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(self.log_ports[1]),
         }
 
     @property

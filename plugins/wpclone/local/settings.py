@@ -17,7 +17,7 @@ from pathlib import Path
 REPO_ROOT = Path(__file__).resolve().parents[3]
 
 
-def _free_port() -> int:
+def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
@@ -43,7 +43,7 @@ class StackSettings:
             ("airflow", "WPCLONE_AIRFLOW_PORT"),
         ):
             value = os.environ.get(env)
-            ports[key] = int(value) if value else saved.get(key) or _free_port()
+            ports[key] = int(value) if value else saved.get(key) or free_port()
         if ports != saved:
             ports_file.write_text(json.dumps(ports))
         return cls(state_dir, ports["db"], ports["http"], ports["airflow"])

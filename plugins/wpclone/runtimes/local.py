@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import signal
 import subprocess
 import sys
 import urllib.error
@@ -29,6 +30,7 @@ from wpclone.local.sitehost import (
 )
 from wpclone.models import CLONE_ID_RE, ClonePlan, RuntimeKind, SourceConfig, WpcloneConfig
 from wpclone.runtimes.base import STEP_COMMAND, CloneSecrets, Runtime, Step
+from wpclone.steps.common import PARENT_PID_ENV
 
 if TYPE_CHECKING:
     from airflow.sdk import BaseOperator
@@ -197,6 +199,17 @@ class LocalRuntime(Runtime):
         return env
 
 
+def step_failure(step: str, code: int, stderr_tail: list[str]) -> str:
+    """Why a step failed, in one sentence: its own ``error:`` line, else how it ended."""
+    said = next((t for t in reversed(stderr_tail) if t.startswith("error: ")), None)
+    if said:
+        return said.removeprefix("error: ").strip()
+    if code < 0:  # its last line is whatever it logged before the signal: not a reason
+        return f"the step was killed by {signal.Signals(-code).name} before it finished."
+    last = next((t.strip() for t in reversed(stderr_tail) if t.strip()), None)
+    return last or f"the step exited with status {code} without saying why."
+
+
 def run_local_step(
     *,
     step: str,
@@ -219,10 +232,21 @@ def run_local_step(
     plan = ClonePlan.model_validate(ti.xcom_pull(task_ids=plan_xcom))
     runtime = LocalRuntime(load_config())
     command = [sys.executable, *STEP_COMMAND[1:], step, *arguments]
-    child_env = {**os.environ, **env, **runtime.step_env(plan, db_env, content)}
+    child_env = {
+        **os.environ,
+        **env,
+        **runtime.step_env(plan, db_env, content),
+        PARENT_PID_ENV: str(os.getpid()),  # the step dies with this task process (no racing the retry)
+    }
     log.info("running step %s for clone %s: %s", step, plan.clone_id, " ".join(command[1:]))
     proc = subprocess.Popen(
-        command, env=child_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, bufsize=1
+        command,
+        env=child_env,
+        stdin=subprocess.DEVNULL,  # not the task runner's channel to its supervisor
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        bufsize=1,
     )
     assert proc.stderr is not None and proc.stdout is not None
     tail: list[str] = []
@@ -231,9 +255,8 @@ def run_local_step(
         log.info("%s", line)
         tail = [*tail[-STEP_STDERR_KEEP:], line]
     output = proc.stdout.read()
-    if proc.wait() != 0:
-        last = next((t for t in reversed(tail) if t.strip()), f"step {step} failed with no message")
-        sentence = last.removeprefix("error: ").strip()
+    if (code := proc.wait()) != 0:
+        sentence = step_failure(step, code, tail)
         push_error(ti, f"{step}: {sentence}")
         raise StepFailed(f"{step} failed: {sentence}")
     lines = output.strip().splitlines()

@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from typing import NoReturn
 
 from wpclone.db import ConfigError
-from wpclone.steps.common import StepError, emit_result, sentence, setup_logging
+from wpclone.steps.common import StepError, die_with_parent, emit_result, sentence, setup_logging
 
 log = logging.getLogger("wpclone.steps")
 JSON_HELP = "accepted for clarity; the JSON result is always the last stdout line"
@@ -94,6 +94,7 @@ def run(argv: Sequence[str]) -> dict[str, object]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    die_with_parent()
     setup_logging()
     argv = list(sys.argv[1:] if argv is None else argv)
     step = argv[0] if argv and not argv[0].startswith("-") else "steps"

@@ -2,14 +2,35 @@
 
 from __future__ import annotations
 
+import ctypes
 import json
 import logging
+import os
+import signal
 import sys
 import time
 from collections.abc import Iterable
 from typing import Any
 
 log = logging.getLogger(__name__)
+
+# Set by the local runtime to the task process's pid: the step must not outlive it (see die_with_parent).
+PARENT_PID_ENV = "WPCLONE_STEP_PARENT_PID"
+PR_SET_PDEATHSIG = 1
+
+
+def die_with_parent() -> None:
+    """End this step when the task that started it dies (local runtime; a pod dies with its container).
+
+    A step that outlived a killed task would go on loading into the clone's database while the task's
+    retry starts over in it. Linux delivers SIGKILL to us when the parent exits; if it already has, exit now.
+    """
+    parent = os.environ.get(PARENT_PID_ENV)
+    if not parent or not sys.platform.startswith("linux"):
+        return
+    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    if os.getppid() != int(parent):
+        os._exit(1)
 
 
 class StepError(RuntimeError):
