@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 PY := .venv/bin/python
 
-.PHONY: demo demo-down setup up down status seed test unit lint bench clean
+.PHONY: demo demo-down setup up down status seed test unit lint bench bench-load bench-chaos clean
 
 demo: setup       ## everything up (MariaDB, site host, Airflow), seed the source, clone it through the API
 	@$(PY) -m wpclone.local demo
@@ -42,6 +42,12 @@ bench: up         ## benchmarks: rewrite vs sed, copy vs raw dump|load, one clon
 	@$(PY) bench/rewrite.py
 	@$(PY) bench/copy_database.py
 	@$(PY) bench/clone_timing.py
+
+bench-load: setup ## 20 concurrent clones through the jobs API (accept/status latency, 20/20, nothing left)
+	@$(PY) bench/load.py
+
+bench-chaos: setup ## kill -9 a copy step, its task runner, every try, the scheduler: jobs recover cleanly
+	@$(PY) bench/chaos.py
 
 clean: down
 	rm -rf .local
