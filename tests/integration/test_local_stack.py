@@ -20,6 +20,7 @@ import pytest
 
 from wpclone.db import ConfigError
 from wpclone.local.mariadb import LocalMariaDB
+from wpclone.local.procs import group_pids
 from wpclone.local.settings import StackSettings
 from wpclone.local.sitehost import (
     SiteConfig,
@@ -231,18 +232,6 @@ def _cli(private: StackSettings, *args: str) -> subprocess.CompletedProcess[str]
     )
 
 
-def _group_pids(pgid: int) -> list[int]:
-    pids = []
-    for entry in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = entry.read_text().rsplit(")", 1)[1].split()
-        except (FileNotFoundError, ProcessLookupError):
-            continue
-        if int(fields[2]) == pgid and fields[0] != "Z":
-            pids.append(int(entry.parent.name))
-    return pids
-
-
 def _alive(pid: int) -> bool:
     try:
         fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
@@ -267,7 +256,7 @@ def test_up_down_status_are_idempotent_and_leave_no_process(private_stack: Stack
     db_pid = LocalMariaDB(private_stack).pid()
     php_pid = SiteHost(private_stack).pid()
     assert db_pid and php_pid
-    workers = _group_pids(php_pid)
+    workers = group_pids(php_pid)
     assert len(workers) >= 3  # the server and its PHP_CLI_SERVER_WORKERS
 
     second = _cli(private_stack, "up")
@@ -288,7 +277,7 @@ def test_up_down_status_are_idempotent_and_leave_no_process(private_stack: Stack
     assert stopped.returncode == 0, stopped.stderr
     assert not _alive(db_pid)
     assert not [pid for pid in workers if _alive(pid)]
-    assert _group_pids(php_pid) == []
+    assert group_pids(php_pid) == []
     with socket.socket() as sock:
         assert sock.connect_ex(("127.0.0.1", private_stack.http_port)) != 0
 

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from wpclone.local.mariadb import LocalMariaDB
-from wpclone.local.procs import group_alive, is_zombie, kill_group
+from wpclone.local.procs import group_alive, kill_group, pid_from_file
 from wpclone.local.settings import REPO_ROOT, StackSettings, free_port
 
 log = logging.getLogger(__name__)
@@ -111,14 +111,7 @@ class LocalAirflow:
 
     def pid(self) -> int | None:
         """The standalone process's pid if it runs (checked against its command line)."""
-        try:
-            pid = int(self.pidfile.read_text().strip())
-            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
-        except (FileNotFoundError, ValueError):
-            return None
-        if b"standalone" not in cmdline or is_zombie(pid):
-            return None
-        return pid
+        return pid_from_file(self.pidfile, b"standalone")
 
     def healthy(self) -> bool:
         try:

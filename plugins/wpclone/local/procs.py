@@ -20,18 +20,35 @@ def is_zombie(pid: int) -> bool:
     return stat.rsplit(")", 1)[1].split()[0] == "Z"
 
 
-def group_alive(pgid: int) -> bool:
-    """Whether any non-zombie process of the group is left (reaping our own child if it is one)."""
-    with contextlib.suppress(ChildProcessError):
-        os.waitpid(pgid, os.WNOHANG)
+def pid_from_file(pidfile: Path, marker: bytes) -> int | None:
+    """The pid recorded in ``pidfile`` if that process runs and its command line holds ``marker`` (so a
+    reused pid is not taken for ours)."""
+    try:
+        pid = int(pidfile.read_text().strip())
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except (FileNotFoundError, ValueError, ProcessLookupError):
+        return None
+    return None if marker not in cmdline or is_zombie(pid) else pid
+
+
+def group_pids(pgid: int) -> list[int]:
+    """The non-zombie processes of a process group."""
+    pids = []
     for stat in Path("/proc").glob("[0-9]*/stat"):
         try:
             fields = stat.read_text().rsplit(")", 1)[1].split()
         except (FileNotFoundError, ProcessLookupError):
             continue
         if int(fields[2]) == pgid and fields[0] != "Z":
-            return True
-    return False
+            pids.append(int(stat.parent.name))
+    return pids
+
+
+def group_alive(pgid: int) -> bool:
+    """Whether any non-zombie process of the group is left (reaping our own child if it is one)."""
+    with contextlib.suppress(ChildProcessError):
+        os.waitpid(pgid, os.WNOHANG)
+    return bool(group_pids(pgid))
 
 
 def kill_group(pgid: int, timeout: float) -> None:

@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from wpclone.db import ConfigError, check_identifier
-from wpclone.local.procs import is_zombie, kill_group
+from wpclone.local.procs import kill_group, pid_from_file
 from wpclone.local.settings import StackSettings
 from wpclone.models import WORDPRESS_SALT_NAMES
 
@@ -241,14 +241,7 @@ class SiteHost:
 
     def pid(self) -> int | None:
         """The server's pid if it runs (checked against its command line, so a reused pid is not ours)."""
-        try:
-            pid = int(self.pidfile.read_text().strip())
-            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
-        except (FileNotFoundError, ValueError, ProcessLookupError):
-            return None
-        if str(ROUTER).encode() not in cmdline or is_zombie(pid):
-            return None
-        return pid
+        return pid_from_file(self.pidfile, str(ROUTER).encode())
 
     def is_running(self) -> bool:
         return self.pid() is not None and self._healthy()
