@@ -15,7 +15,6 @@ import argparse
 import json
 import os
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -31,7 +30,7 @@ sys.path.insert(0, str(REPO / "plugins"))
 
 from wpclone.local.mariadb import LocalMariaDB  # noqa: E402
 from wpclone.local.seed import seed_source  # noqa: E402
-from wpclone.local.settings import StackSettings  # noqa: E402
+from wpclone.local.settings import StackSettings, free_port  # noqa: E402
 
 CRITICAL_PATH = [
     "validate_request",
@@ -43,12 +42,6 @@ CRITICAL_PATH = [
     "apply_staging_safety",
     "finalize_clone",
 ]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 class Api:

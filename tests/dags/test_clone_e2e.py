@@ -38,7 +38,7 @@ from tests.integration.test_seed_site import (  # noqa: F401
 from tests.integration.test_staging_safety import _pages, _post, _site_check, staging_report
 from wpclone.db import DbEndpoint
 from wpclone.local.mariadb import LOCAL_USER_HOST
-from wpclone.local.settings import StackSettings
+from wpclone.local.settings import StackSettings, free_port
 from wpclone.local.sitehost import SiteConfig, SiteHost, load_site, site_dir
 from wpclone.models import CloneStatus, clone_db_name
 from wpclone.mysql_admin import create_database_and_user, drop_database_and_user
@@ -317,11 +317,7 @@ def test_unreachable_source_database_rolls_back_everything(
     stack: StackSettings,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    import socket
-
-    with socket.socket() as sock:  # a port nothing listens on
-        sock.bind(("127.0.0.1", 0))
-        closed_port = sock.getsockname()[1]
+    closed_port = free_port()  # a port nothing listens on
     monkeypatch.setenv("WPCLONE_CONFIG_JSON", _broken_source_config(source_site, stack, closed_port))
     dagrun = run(dags, "wp_clone", {"source_url": stack.site_url("broken"), "clone_id": "fail-source"})
     assert str(dagrun.state) == "failed"

@@ -18,7 +18,7 @@ import pytest
 
 from wpclone.db import DbEndpoint, quote_identifier
 from wpclone.local.mariadb import LocalMariaDB
-from wpclone.local.settings import StackSettings
+from wpclone.local.settings import StackSettings, free_port
 from wpclone.php import php_serialize
 from wpclone.steps.copy_database import leftover_checks, verify_target
 
@@ -364,12 +364,7 @@ def test_retry_after_partial_copy_converges(
 
 
 def test_source_unreachable_fails_with_one_sentence(admin: DbEndpoint, names: dict[str, str]) -> None:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        free_port = sock.getsockname()[1]
-    source = DbEndpoint("127.0.0.1", free_port, admin.user, "s3cret-unreachable", names["src"])
+    source = DbEndpoint("127.0.0.1", free_port(), admin.user, "s3cret-unreachable", names["src"])
     last = assert_one_sentence_failure(
         run_step(source, admin.with_database(names["bad"]), *PAIRS), "s3cret-unreachable"
     )

@@ -21,7 +21,7 @@ import pytest
 from wpclone.db import ConfigError
 from wpclone.local.mariadb import LocalMariaDB
 from wpclone.local.procs import group_pids
-from wpclone.local.settings import StackSettings
+from wpclone.local.settings import StackSettings, free_port
 from wpclone.local.sitehost import (
     SiteConfig,
     SiteHost,
@@ -43,12 +43,6 @@ def _get(url: str, headers: dict[str, str] | None = None) -> tuple[int, dict[str
             return response.status, dict(response.headers), response.read()
     except urllib.error.HTTPError as exc:
         return exc.code, dict(exc.headers), exc.read()
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def test_unknown_host_gets_a_clear_404(stack: StackSettings) -> None:
@@ -204,7 +198,7 @@ def private_stack(settings: StackSettings) -> Iterator[StackSettings]:
     """A second, throw-away stack (own state dir under the main one, own ports): up/down are safe to test."""
     state = settings.state_dir / "test-stacks" / uuid.uuid4().hex[:10]
     state.mkdir(parents=True)
-    private = StackSettings(state, _free_port(), _free_port())
+    private = StackSettings(state, free_port(), free_port())
     try:
         yield private
     finally:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -11,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from wpclone.db import ConfigError, DbEndpoint
+from wpclone.local.settings import free_port
 from wpclone.steps.common import scrub, sentence
 from wpclone.steps.copy_database import (
     dump_command,
@@ -22,12 +22,6 @@ from wpclone.steps.copy_database import (
 )
 
 PASSWORD = "pw-Unit-7f3a9"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def db_env(port: int, **overrides: str) -> dict[str, str]:
