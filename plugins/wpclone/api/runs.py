@@ -14,7 +14,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from wpclone import jobs
-from wpclone.jobs import JobStatusResponse, JobType, TaskState
+from wpclone.jobs import JobStatusResponse, TaskState
 
 
 class JobNotFound(LookupError):
@@ -66,7 +66,6 @@ def _task_states(run: Any, session: Session) -> list[TaskState]:
             TaskInstance.start_date,
             TaskInstance.end_date,
             TaskInstance.map_index,
-            TaskInstance.updated_at,
         ).where(TaskInstance.dag_id == run.dag_id, TaskInstance.run_id == run.run_id)
     ).all()
     return [
@@ -162,6 +161,3 @@ def _result(dag_id: str, conf: dict[str, Any], values: list[Any]) -> dict[str, A
     if dag_id == "wp_delete":
         return {"clone_id": conf.get("clone_id"), "deleted": True, "already_deleted": not values}
     return None
-
-
-__all__ = ["JobNotFound", "JobType", "find_run", "job_status", "trigger"]
