@@ -1,38 +1,94 @@
 #!/usr/bin/env bash
-# Installs everything wpclone needs on a Debian machine: apt packages, the virtualenv and our package.
-# Idempotent and quick when already done (checks installed packages and a hash of the requirements).
+# Installs what wpclone needs on a Debian machine. The one install script: `make setup` runs it with no
+# arguments, and the images (images/*/Dockerfile) run it with a named package set, so CI exercises the
+# same commands the images use.
+#
+#   scripts/setup.sh                  everything for development: apt set `dev`, the virtualenv .venv with
+#                                     requirements-dev.txt, and this package (editable). Idempotent and
+#                                     quick when already done (checks installed packages and a hash of the
+#                                     requirements).
+#   scripts/setup.sh --apt SET...     only the apt packages of the named sets (toolbox, airflow, dev, ...)
+#   scripts/setup.sh --pip SET        only the Python packages of a set into the current interpreter
+#                                     ($PYTHON, default python3): `toolbox` (the steps CLI: PyMySQL pinned in
+#                                     requirements.txt + this package) or `airflow` (requirements.txt + this
+#                                     package); no virtualenv, no editable install (for images).
+#   scripts/setup.sh --list SET       print the apt packages of a set, one per line (tests read this)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-APT_PACKAGES=(
-  mariadb-server mariadb-client mydumper          # the local "shared MySQL" and its dump/load tools
-  php-cli php-mysql php-gd php-xml php-mbstring   # WordPress runtime (served by php -S)
-  wordpress wordpress-theme-twentytwentyone       # WordPress core from Debian + a classic theme
-  default-libmysqlclient-dev pkg-config gcc       # build deps of mysqlclient (Airflow's MySQL provider)
-  python3-venv make curl ca-certificates
-  chromium                                        # headless browser of the UI tests (driven by Playwright)
-)
+# apt package groups
+APT_MARIADB_SERVER=(mariadb-server mydumper)                 # the local "shared MySQL" and its fast loader
+APT_MARIADB_CLIENT=(mariadb-client)                          # mariadb-dump and mariadb: the copy steps
+APT_PHP=(php-cli php-mysql php-gd php-xml php-mbstring)      # WordPress runtime and checks (php -S, php -r)
+APT_WORDPRESS=(wordpress wordpress-theme-twentytwentyone)    # WordPress core from Debian + a classic theme
+APT_BUILD=(default-libmysqlclient-dev pkg-config gcc)        # build deps of mysqlclient (MySQL provider)
+APT_BASE=(python3-venv make curl ca-certificates)
+APT_BROWSER=(chromium)                                       # headless browser of the UI tests (Playwright)
 
-missing=()
-for pkg in "${APT_PACKAGES[@]}"; do
-  dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
-done
-if ((${#missing[@]})); then
-  echo "setup: installing apt packages: ${missing[*]}"
-  SUDO=""; [ "$(id -u)" = 0 ] || SUDO="sudo"
-  $SUDO apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-fi
+# named sets
+apt_set() {
+  case "$1" in
+    dev) echo "${APT_MARIADB_SERVER[@]} ${APT_MARIADB_CLIENT[@]} ${APT_PHP[@]} ${APT_WORDPRESS[@]}" \
+              "${APT_BUILD[@]} ${APT_BASE[@]} ${APT_BROWSER[@]}" ;;
+    toolbox) echo "${APT_MARIADB_CLIENT[@]} ${APT_PHP[@]} ca-certificates" ;;
+    airflow) echo "${APT_BUILD[@]} ${APT_MARIADB_CLIENT[@]}" ;;
+    *) echo "setup: unknown apt package set '$1' (dev, toolbox, airflow)" >&2; return 2 ;;
+  esac
+}
 
-PYTHON="${PYTHON:-python3}"
-[ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
-stamp=.venv/.wpclone-requirements
-want=$(cat requirements.txt requirements-dev.txt pyproject.toml | sha256sum | cut -d' ' -f1)
-if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
-  echo "setup: installing Python requirements into .venv"
-  .venv/bin/pip install -q --upgrade pip
-  .venv/bin/pip install -q -r requirements-dev.txt
-  .venv/bin/pip install -q --no-deps -e .
-  echo "$want" > "$stamp"
-fi
+install_apt() {
+  local pkgs=() missing=() more=() set pkg out
+  for set in "$@"; do
+    out=$(apt_set "$set") || exit 2
+    read -r -a more <<<"$out"
+    pkgs+=("${more[@]}")
+  done
+  for pkg in "${pkgs[@]}"; do
+    dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
+  done
+  if ((${#missing[@]})); then
+    echo "setup: installing apt packages: ${missing[*]}"
+    local sudo=""; [ "$(id -u)" = 0 ] || sudo="sudo"
+    $sudo apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  fi
+}
+
+pinned() {  # the pinned requirement line of one package from requirements.txt
+  grep -iE "^$1==" requirements.txt || { echo "setup: $1 is not pinned in requirements.txt" >&2; return 2; }
+}
+
+install_pip() {
+  local python="${PYTHON:-python3}"
+  case "$1" in
+    toolbox) "$python" -m pip install --no-cache-dir -q "$(pinned PyMySQL)" ;;
+    airflow) "$python" -m pip install --no-cache-dir -q -r requirements.txt ;;
+    *) echo "setup: unknown pip package set '$1' (toolbox, airflow)" >&2; return 2 ;;
+  esac
+  "$python" -m pip install --no-cache-dir -q --no-deps .
+}
+
+install_dev() {
+  install_apt dev
+  local python="${PYTHON:-python3}"
+  [ -x .venv/bin/python ] || "$python" -m venv .venv
+  local stamp=.venv/.wpclone-requirements want
+  want=$(cat requirements.txt requirements-dev.txt pyproject.toml | sha256sum | cut -d' ' -f1)
+  if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
+    echo "setup: installing Python requirements into .venv"
+    .venv/bin/pip install -q --upgrade pip
+    .venv/bin/pip install -q -r requirements-dev.txt
+    .venv/bin/pip install -q --no-deps -e .
+    echo "$want" > "$stamp"
+  fi
+}
+
+case "${1:-}" in
+  "") install_dev ;;
+  --apt) shift; [ $# -gt 0 ] || { echo "setup: --apt needs a package set" >&2; exit 2; }; install_apt "$@" ;;
+  --pip) [ $# -eq 2 ] || { echo "setup: --pip needs one package set" >&2; exit 2; }; install_pip "$2" ;;
+  --list) [ $# -eq 2 ] || { echo "setup: --list needs one package set" >&2; exit 2; }
+          listed=$(apt_set "$2") || exit 2; read -r -a listed <<<"$listed"; printf '%s\n' "${listed[@]}"; exit 0 ;;
+  *) echo "setup: unknown option '$1' (none, --apt SET..., --pip SET, --list SET)" >&2; exit 2 ;;
+esac
 echo "setup: ready"

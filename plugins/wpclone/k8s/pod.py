@@ -4,7 +4,8 @@ Built at DAG parse time with no I/O: everything that depends on the clone (its i
 and content claim) is a Jinja template over the ClonePlan JSON that the ``plan_xcom`` task returned, and is
 rendered by Airflow when the task runs.
 
-The pod: the step's command line; ``step.env`` as plain values; for each ``step.db_env`` prefix
+The pod: the step's command line; ``step.env`` as plain values; ``WPCLONE_JOB_ID`` (the run id) and
+``WPCLONE_CLONE_ID`` for the step's log lines; for each ``step.db_env`` prefix
 ``<P>_HOST/_PORT/_USER/_NAME`` as values and ``<P>_PASSWORD`` *only* as a ``secretKeyRef`` (the source's
 Secret ``db_password_secret`` key ``password``, or the clone's Secret key ``db-password``); for each
 ``step.content`` entry the source's content claim read-only at ``/content/source`` or the clone's claim at
@@ -40,6 +41,7 @@ from wpclone.k8s.manifests import DB_PASSWORD_KEY, NAME_PREFIX, SOURCE_PASSWORD_
 from wpclone.k8s.settings import KubernetesSettings
 from wpclone.models import CLONE_ID_RE
 from wpclone.runtimes.base import CLONE_ID_LABEL, MANAGED_BY, MANAGED_BY_LABEL, STEP_COMMAND, Step
+from wpclone.steps.common import CLONE_ID_ENV, JOB_ID_ENV
 
 log = logging.getLogger(__name__)
 
@@ -161,6 +163,9 @@ def step_pod_operator(
         *(k8s.V1EnvVar(name=key, value=value) for key, value in step.env.items()),
         *db_env,
         *content_env,
+        # The job (DAG run id) and clone every log line of the step carries (wpclone.steps.common).
+        k8s.V1EnvVar(name=JOB_ID_ENV, value="{{ run_id }}"),
+        k8s.V1EnvVar(name=CLONE_ID_ENV, value=plan_template(plan_xcom, "['clone_id']")),
         k8s.V1EnvVar(name="HOME", value="/tmp"),
         k8s.V1EnvVar(name="PYTHONDONTWRITEBYTECODE", value="1"),
         k8s.V1EnvVar(name="PYTHONUNBUFFERED", value="1"),

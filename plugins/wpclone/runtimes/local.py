@@ -30,7 +30,7 @@ from wpclone.local.sitehost import (
 )
 from wpclone.models import CLONE_ID_RE, ClonePlan, RuntimeKind, SourceConfig, WpcloneConfig
 from wpclone.runtimes.base import STEP_COMMAND, CloneSecrets, Runtime, Step
-from wpclone.steps.common import PARENT_PID_ENV
+from wpclone.steps.common import CLONE_ID_ENV, JOB_ID_ENV, PARENT_PID_ENV
 
 if TYPE_CHECKING:
     from airflow.sdk import BaseOperator
@@ -40,6 +40,7 @@ log = logging.getLogger(__name__)
 CLONE_MARK = "WPCLONE_CLONE_ID"  # the wp-config constant that marks a site as a clone (and names it)
 MU_PLUGIN_NAME = "wpclone-staging.php"
 STEP_STDERR_KEEP = 50
+AIRFLOW_RUN_ID_ENV = "AIRFLOW_CTX_DAG_RUN_ID"  # exported by the task runner before a task executes
 
 
 class LocalRuntime(Runtime):
@@ -159,10 +160,22 @@ class LocalRuntime(Runtime):
         return ids
 
     def step_env(
-        self, plan: ClonePlan, db_env: Mapping[str, str], content: Mapping[str, str]
+        self,
+        plan: ClonePlan,
+        db_env: Mapping[str, str],
+        content: Mapping[str, str],
+        *,
+        job_id: str | None = None,
     ) -> dict[str, str]:
-        """The environment a step gets: database logins by prefix and content directories."""
-        env: dict[str, str] = {}
+        """The environment a step gets: its job and clone, database logins by prefix, content directories.
+
+        ``job_id`` is the DAG run id; by default the one Airflow's task runner exports to the task process
+        (``AIRFLOW_CTX_DAG_RUN_ID``). The steps log both ids on every line (``wpclone.steps.common``).
+        """
+        job = job_id or os.environ.get(AIRFLOW_RUN_ID_ENV, "")
+        env: dict[str, str] = {CLONE_ID_ENV: plan.clone_id}
+        if job:
+            env[JOB_ID_ENV] = job
         for prefix, which in db_env.items():
             if which == "source":
                 source = plan.source

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import json
 import logging
 import os
+import re
 import signal
 import sys
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 log = logging.getLogger(__name__)
@@ -37,12 +39,55 @@ class StepError(RuntimeError):
     """An expected failure: its message is one clear sentence and is shown without a traceback."""
 
 
-def setup_logging(level: int = logging.INFO) -> None:
-    """One line per event on stderr, UTC timestamps, ``step=... event=...`` fields in the message."""
+# Set by both runtimes for every step (local: the step's environment; kubernetes: the pod's env): the job
+# (the DAG run id) and the clone it works on. Every log line carries them, so Loki and Tempo correlate by job.
+JOB_ID_ENV = "WPCLONE_JOB_ID"
+CLONE_ID_ENV = "WPCLONE_CLONE_ID"
+_LOGFMT_BARE = re.compile(r"[^\s\"=\\]+")
+
+
+def logfmt_value(value: object) -> str:
+    """``value`` as a logfmt value: bare when it can be, else double-quoted with ``\\`` and ``"`` escaped."""
+    text = " ".join(str(value).split())
+    if _LOGFMT_BARE.fullmatch(text):
+        return text
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+class LogfmtFormatter(logging.Formatter):
+    """One logfmt line per record: ``ts=... level=... job_id=... clone_id=... <message>``.
+
+    The message is already ``step=... event=... k=v`` pairs, so the whole line parses with Loki's
+    ``| logfmt`` (``{k8s_namespace_name="wpclone-clones"} | logfmt | job_id="clone-..."``). ``job_id`` and
+    ``clone_id`` are ``-`` when the runtime did not set them (a step run by hand).
+    """
+
+    def __init__(self, job_id: str | None = None, clone_id: str | None = None) -> None:
+        super().__init__()
+        self.context = f"job_id={logfmt_value(job_id or '-')} clone_id={logfmt_value(clone_id or '-')}"
+
+    def format(self, record: logging.LogRecord) -> str:
+        ts = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
+        message = record.getMessage()
+        if isinstance(record.args, tuple) and record.args:
+            # ``k=%s`` with a value such as a path with spaces stays one logfmt value: quote string args.
+            args = tuple(logfmt_value(a) if isinstance(a, str) else a for a in record.args)
+            with contextlib.suppress(TypeError, ValueError):  # the plain message is still right
+                message = str(record.msg) % args
+        line = (
+            f"ts={ts}.{int(record.msecs):03d}Z level={record.levelname.lower()} {self.context} "
+            + " ".join(message.split())
+        )
+        if record.exc_info:
+            line += " exc=" + logfmt_value(self.formatException(record.exc_info))
+        return line
+
+
+def setup_logging(level: int = logging.INFO, env: Mapping[str, str] | None = None) -> None:
+    """One logfmt line per event on stderr with the job and clone ids (see :class:`LogfmtFormatter`)."""
+    env = os.environ if env is None else env
     handler = logging.StreamHandler(sys.stderr)
-    formatter = logging.Formatter("%(asctime)s.%(msecs)03dZ %(levelname)s %(message)s", "%Y-%m-%dT%H:%M:%S")
-    formatter.converter = time.gmtime
-    handler.setFormatter(formatter)
+    handler.setFormatter(LogfmtFormatter(env.get(JOB_ID_ENV), env.get(CLONE_ID_ENV)))
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
