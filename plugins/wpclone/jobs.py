@@ -159,11 +159,12 @@ def task_credit(dag_id: str, ti: TaskState, now: datetime) -> float:
 
 
 def _credits(dag_id: str, tis: Iterable[TaskState], now: datetime) -> dict[str, float]:
-    """Per task id: the mean credit of its instances (a mapped task counts as one step)."""
-    by_task: dict[str, list[float]] = {}
+    """Per task id: the mean credit of its instances (a mapped task counts as one step); the DAG's steps
+    with no instance yet (a run not created yet) earn nothing."""
+    by_task: dict[str, list[float]] = {task_id: [] for task_id in STEPS.get(dag_id, {})}
     for ti in tis:
         by_task.setdefault(ti.task_id, []).append(task_credit(dag_id, ti, now))
-    return {task_id: sum(c) / len(c) for task_id, c in by_task.items()}
+    return {task_id: sum(c) / len(c) if c else 0.0 for task_id, c in by_task.items()}
 
 
 def job_progress(dag_id: str, tis: Iterable[TaskState], finished: bool, now: datetime) -> int:
@@ -233,3 +234,30 @@ def clone_id_of(conf: Mapping[str, Any] | None, result: Mapping[str, Any] | None
         if source and isinstance(source.get("clone_id"), str) and source["clone_id"]:
             return str(source["clone_id"])
     return None
+
+
+def accepted_status(
+    job_id: str,
+    *,
+    dag_id: str,
+    clone_id: str | None,
+    created_at: datetime,
+    error: str | None,
+    now: datetime | None = None,
+) -> JobStatusResponse:
+    """A job the API accepted whose run does not exist yet: pending, or failed if it could not start."""
+    now = now or datetime.now(UTC)
+    return JobStatusResponse(
+        job_id=job_id,
+        type=TYPE_OF_DAG[dag_id],
+        dag_id=dag_id,
+        status=JobStatus.FAILED if error else JobStatus.PENDING,
+        progress=0,
+        status_message=error or "Accepted: starting the job",
+        created_at=created_at,
+        updated_at=created_at,
+        completed_at=created_at if error else None,
+        estimated_completion=None if error else estimated_completion(dag_id, [], now),
+        clone_id=clone_id,
+        error=error,
+    )

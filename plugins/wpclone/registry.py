@@ -44,6 +44,7 @@ from __future__ import annotations
 
 import builtins
 import hashlib
+import json
 import logging
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -145,6 +146,25 @@ MIGRATIONS: tuple[Migration, ...] = (
             ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin""",
         ),
     ),
+    Migration(
+        2,
+        "create jobs",
+        (
+            # Jobs the API accepted: kept until they are triggered as DAG runs (see Registry.record_job).
+            """CREATE TABLE IF NOT EXISTS {schema}.`jobs` (
+                `job_id` VARCHAR(250) NOT NULL,
+                `dag_id` VARCHAR(250) NOT NULL,
+                `clone_id` VARCHAR(28) NULL,
+                `conf` TEXT NULL,
+                `requested_by` VARCHAR(250) NOT NULL,
+                `created_at` DATETIME(6) NOT NULL,
+                `triggered_at` DATETIME(6) NULL,
+                `error` TEXT NULL,
+                PRIMARY KEY (`job_id`),
+                KEY `idx_jobs_untriggered` (`triggered_at`, `created_at`)
+            ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin""",
+        ),
+    ),
 )
 
 COLUMNS = (
@@ -219,6 +239,41 @@ class CloneRecord(BaseModel):
         return self.model_dump(mode="json")
 
 
+class JobRecord(BaseModel):
+    """A job the jobs API accepted (one row of ``jobs``): its DAG run may not exist yet.
+
+    ``conf`` is the run's conf until the run is triggered, then cleared (it may name a backup URL with a
+    token); ``error`` says why triggering failed, if it did.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    job_id: str
+    dag_id: str
+    clone_id: str | None
+    conf: dict[str, Any] | None
+    requested_by: str
+    created_at: datetime
+    triggered_at: datetime | None
+    error: str | None
+
+    @classmethod
+    def from_row(cls, row: Mapping[str, Any]) -> JobRecord:
+        return cls(
+            job_id=row["job_id"],
+            dag_id=row["dag_id"],
+            clone_id=row["clone_id"],
+            conf=json.loads(row["conf"]) if row["conf"] else None,
+            requested_by=row["requested_by"],
+            created_at=utc_aware(row["created_at"]),
+            triggered_at=utc_aware(row["triggered_at"]) if row["triggered_at"] else None,
+            error=row["error"],
+        )
+
+
+_JOB_COLUMNS = "`job_id`, `dag_id`, `clone_id`, `conf`, `requested_by`, `created_at`, `triggered_at`, `error`"
+
+
 def _text(value: Any) -> Any:
     return value.decode() if isinstance(value, bytes | bytearray) else value
 
@@ -249,6 +304,7 @@ class Registry:
         self.schema = check_identifier(schema, "control schema name")
         self._clones = f"{quote_identifier(self.schema)}.`clones`"
         self._migrations = f"{quote_identifier(self.schema)}.`schema_migrations`"
+        self._jobs = f"{quote_identifier(self.schema)}.`jobs`"
 
     @classmethod
     def from_endpoint(cls, endpoint: DbEndpoint, schema: str = DEFAULT_SCHEMA) -> Registry:
@@ -372,6 +428,73 @@ class Registry:
                 "WHERE `status` IN ('provisioning', 'ready', 'deleting') OR `lock_job_id` IS NOT NULL"
             )
         return {str(r["clone_id"]) for r in rows}
+
+    # -- accepted jobs -------------------------------------------------------------------------------------
+
+    def record_job(
+        self, job_id: str, dag_id: str, conf: Mapping[str, Any], requested_by: str, clone_id: str | None
+    ) -> JobRecord:
+        """Record a job the API accepted, before its DAG run exists; returns the row."""
+        _check_job_id(job_id)
+        if clone_id is not None:
+            _check_clone_id(clone_id)
+        record = JobRecord(
+            job_id=job_id,
+            dag_id=dag_id,
+            clone_id=clone_id,
+            conf=dict(conf),
+            requested_by=requested_by[:250],
+            created_at=datetime.now(UTC),
+            triggered_at=None,
+            error=None,
+        )
+        with self._session() as s:
+            s.execute(
+                f"INSERT INTO {self._jobs} (`job_id`, `dag_id`, `clone_id`, `conf`, `requested_by`, "
+                "`created_at`) VALUES (%s, %s, %s, %s, %s, %s)",
+                (
+                    job_id,
+                    dag_id,
+                    clone_id,
+                    json.dumps(record.conf, sort_keys=True),
+                    record.requested_by,
+                    utc_naive(record.created_at),
+                ),
+            )
+        return record
+
+    def get_job(self, job_id: str) -> JobRecord | None:
+        with self._session() as s:
+            return self._get_job(s, job_id)
+
+    def _get_job(self, s: _Session, job_id: str) -> JobRecord | None:
+        rows = s.query(f"SELECT {_JOB_COLUMNS} FROM {self._jobs} WHERE `job_id` = %s", (job_id,))
+        return JobRecord.from_row(rows[0]) if rows else None
+
+    def untriggered_jobs(self, created_before: datetime) -> builtins.list[JobRecord]:
+        """Accepted jobs whose run was never triggered (nor refused), created before ``created_before``."""
+        with self._session() as s:
+            rows = s.query(
+                f"SELECT {_JOB_COLUMNS} FROM {self._jobs} WHERE `triggered_at` IS NULL AND `error` IS NULL "
+                "AND `created_at` < %s ORDER BY `created_at`",
+                (utc_naive(created_before),),
+            )
+        return [JobRecord.from_row(r) for r in rows]
+
+    def mark_job_triggered(self, job_id: str, error: str | None = None) -> None:
+        """The job's run exists now (or could not be created: ``error``); its conf is no longer kept."""
+        with self._session() as s:
+            if error is None:
+                s.execute(
+                    f"UPDATE {self._jobs} SET `triggered_at` = UTC_TIMESTAMP(6), `conf` = NULL "
+                    "WHERE `job_id` = %s AND `triggered_at` IS NULL",
+                    (job_id,),
+                )
+            else:
+                s.execute(
+                    f"UPDATE {self._jobs} SET `error` = %s, `conf` = NULL WHERE `job_id` = %s",
+                    (error[:MAX_ERROR_CHARS], job_id),
+                )
 
     # -- transitions ---------------------------------------------------------------------------------------
 

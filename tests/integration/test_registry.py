@@ -380,3 +380,26 @@ def test_record_as_json(registry: Registry) -> None:
     assert data["expires_at"].endswith("Z")
     assert data["deleted_at"] is None
     assert CloneRecord.model_validate(data) == record
+
+
+def test_accepted_jobs_are_kept_until_triggered_and_then_forget_their_conf(registry: Registry) -> None:
+    conf = {"source_url": "http://source.localhost:8080", "clone_id": "job-a", "note": "it's `quoted`"}
+    job = registry.record_job("clone-1", "wp_clone", conf, "admin", "job-a")
+    assert registry.get_job("clone-1") == job
+    assert job.conf == conf and job.triggered_at is None and job.error is None
+    registry.record_job("delete-2", "wp_delete", {"clone_id": "job-b"}, "viewer", "job-b")
+
+    later = datetime.now(UTC) + timedelta(seconds=1)
+    assert [j.job_id for j in registry.untriggered_jobs(later)] == ["clone-1", "delete-2"]
+    assert registry.untriggered_jobs(job.created_at) == []  # only jobs created before the cutoff
+
+    registry.mark_job_triggered("clone-1")
+    registry.mark_job_triggered("delete-2", "the job could not be started: Dag id wp_delete not found.")
+    assert registry.untriggered_jobs(later) == []
+    started, refused = registry.get_job("clone-1"), registry.get_job("delete-2")
+    assert started is not None and started.triggered_at is not None and started.conf is None
+    assert refused is not None and refused.triggered_at is None and refused.conf is None
+    assert refused.error == "the job could not be started: Dag id wp_delete not found."
+    with pytest.raises(Exception, match="Duplicate entry"):  # a job id is recorded once
+        registry.record_job("clone-1", "wp_clone", conf, "admin", "job-a")
+    assert registry.get_job("nope") is None

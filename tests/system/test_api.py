@@ -15,11 +15,11 @@ import pytest
 
 from tests.conftest import leftovers
 from tests.system.conftest import Api
-from wpclone.db import DbEndpoint
-from wpclone.jobs import JobResponse, JobStatusResponse
+from wpclone.db import DbEndpoint, quote_identifier
+from wpclone.jobs import TYPE_OF_DAG, JobResponse, JobStatusResponse, new_job_id
 from wpclone.local.settings import StackSettings
 from wpclone.local.sitehost import SiteConfig, http_opener
-from wpclone.registry import CloneRecord
+from wpclone.registry import CloneRecord, Registry
 
 pytestmark = pytest.mark.system
 
@@ -133,6 +133,45 @@ def test_unknown_clone_and_job_are_404(api: Api) -> None:
     assert api.call("GET", f"{V1}/clones/no-such-clone").status_code == 404
     response = api.call("GET", f"{V1}/jobs/clone-19990101T000000-deadbeef")
     assert response.status_code == 404 and "does not exist" in response.json()["detail"]
+
+
+def _accepted_a_minute_ago(admin_db: DbEndpoint, dag_id: str, conf: dict[str, Any]) -> str:
+    """A job recorded as accepted by an API server process that died before it started the run."""
+    registry = Registry.from_endpoint(admin_db)
+    job_id = new_job_id(TYPE_OF_DAG[dag_id])
+    registry.record_job(job_id, dag_id, conf, "admin", None)
+    with admin_db.connect() as conn, conn.cursor() as cur:
+        cur.execute(
+            f"UPDATE {quote_identifier(registry.schema)}.`jobs` "
+            "SET `created_at` = `created_at` - INTERVAL 1 MINUTE WHERE `job_id` = %s",
+            (job_id,),
+        )
+    return job_id
+
+
+def test_a_job_its_api_process_dropped_is_started_later_and_runs(api: Api, admin_db: DbEndpoint) -> None:
+    clone_id = _id("never")
+    job_id = _accepted_a_minute_ago(admin_db, "wp_delete", {"clone_id": clone_id})
+    # The status request (or a dispatcher's sweep, whichever comes first) starts the run; it then runs to
+    # its end in Airflow: wp_delete refuses a clone that does not exist, with the step's sentence.
+    final = api.wait_job(job_id)
+    assert final["status"] == "failed", final
+    assert final["error"] == f"clone {clone_id} does not exist.", final
+    run = api.call("GET", f"/api/v2/dags/wp_delete/dagRuns/{job_id}")
+    assert run.status_code == 200 and run.json()["conf"] == {"clone_id": clone_id}
+    record = Registry.from_endpoint(admin_db).get_job(job_id)
+    assert record is not None and record.triggered_at is not None and record.conf is None
+
+
+def test_a_job_whose_run_cannot_be_created_reads_failed_with_the_reason(
+    api: Api, admin_db: DbEndpoint
+) -> None:
+    job_id = _accepted_a_minute_ago(admin_db, "wp_delete", {"clone_id": "Not A Valid Id"})
+    final = api.wait_job(job_id)
+    assert final["status"] == "failed" and final["progress"] == 0, final
+    assert final["error"].startswith("the job could not be started: "), final
+    assert final["error"].endswith("."), final
+    assert api.call("GET", f"/api/v2/dags/wp_delete/dagRuns/{job_id}").status_code == 404
 
 
 def test_openapi_documents_the_routes(api: Api) -> None:

@@ -149,3 +149,18 @@ def test_clone_id_comes_from_the_result_then_the_request() -> None:
     assert jobs.clone_id_of({"clone_id": "asked"}, {"clone_id": "made"}) == "made"
     assert jobs.clone_id_of({"clone_id": "asked"}, None) == "asked"
     assert jobs.clone_id_of({"clone_id": ""}, None) is None
+
+
+def test_an_accepted_job_without_a_run_is_pending_or_failed_with_its_reason() -> None:
+    now = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
+    pending = jobs.accepted_status(
+        "clone-1", dag_id="wp_clone", clone_id="c-1", created_at=now, error=None, now=now
+    )
+    assert (pending.status, pending.progress, pending.type) == (JobStatus.PENDING, 0, jobs.JobType.CLONE)
+    assert pending.completed_at is None and pending.error is None
+    assert pending.estimated_completion is not None and pending.estimated_completion > now
+    failed = jobs.accepted_status(
+        "delete-1", dag_id="wp_delete", clone_id=None, created_at=now, error="the job could not be started."
+    )
+    assert (failed.status, failed.status_message) == (JobStatus.FAILED, "the job could not be started.")
+    assert failed.completed_at == now and failed.estimated_completion is None

@@ -20,6 +20,7 @@ from pydantic import ValidationError
 from sqlalchemy.orm import Session
 
 from wpclone import jobs, tasks
+from wpclone.api.dispatch import Dispatcher, airflow_trigger, is_stale
 from wpclone.jobs import JobResponse, JobStatusResponse, JobType
 from wpclone.models import CloneId, CloneRequest, CloneStatus
 from wpclone.registry import CloneRecord, Registry
@@ -81,23 +82,60 @@ def _status_url(request: Request, job_id: str) -> str:
     return f"{request.scope.get('root_path', '')}{API_PREFIX}/jobs/{job_id}"
 
 
-def _start_job(
-    request: Request, session: Session, user: Any, job_type: JobType, conf: dict[str, Any]
-) -> JobResponse:
-    from wpclone.api.runs import trigger
-
+def _start_job(request: Request, user: Any, job_type: JobType, conf: dict[str, Any]) -> JobResponse:
+    """Record the job and answer; the app's dispatcher creates its DAG run right after (see dispatch)."""
     dag_id = jobs.DAG_OF_TYPE[job_type]
     job_id = jobs.new_job_id(job_type)
-    created = trigger(dag_id, job_id, conf, user.get_name(), session)
-    clone_id = conf["clone_id"]
+    clone_id = conf.get("clone_id")
+    record = _registry().record_job(job_id, dag_id, conf, user.get_name(), clone_id)
+    _dispatcher(request).submit(record)
     log.info("job %s: %s of clone %s by %s", job_id, dag_id, clone_id, user.get_name())
     return JobResponse(
         job_id=job_id,
         type=job_type,
         status=jobs.JobStatus.PENDING,
         status_url=_status_url(request, job_id),
-        created_at=created,
+        created_at=record.created_at,
         clone_id=clone_id,
+    )
+
+
+def _accepting(request: Request) -> Iterator[None]:
+    with _dispatcher(request).accepting():
+        yield
+
+
+AcceptingDep = Annotated[None, Depends(_accepting)]
+
+
+def _dispatcher(request: Request) -> Dispatcher:
+    dispatcher: Dispatcher = request.app.state.dispatcher
+    return dispatcher
+
+
+def _accepted_job(
+    request: Request, job_id: str, dag_ids: list[str], session: Session, user: Any
+) -> JobStatusResponse | Any:
+    """A job we accepted whose run was not found: its status from the registry, or the run once a
+    stale job (its process died before starting it) has been started here."""
+    from wpclone.api.runs import find_run
+
+    accepted = _registry().get_job(job_id)
+    if accepted is None or accepted.dag_id not in dag_ids:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"job {job_id} does not exist.")
+    authorize(user, "GET", accepted.dag_id)
+    if is_stale(accepted):
+        _dispatcher(request).dispatch(accepted)
+        run = find_run(job_id, dag_ids, session)
+        if run is not None:
+            return run
+        accepted = _registry().get_job(job_id) or accepted
+    return jobs.accepted_status(
+        job_id,
+        dag_id=accepted.dag_id,
+        clone_id=accepted.clone_id,
+        created_at=accepted.created_at,
+        error=accepted.error,
     )
 
 
@@ -106,6 +144,16 @@ def _registry() -> Registry:
     """The registry, migrated once per API server process (a migration serialises on a MySQL lock)."""
     reg: Registry = tasks.registry()
     return reg
+
+
+def _warm_up() -> None:
+    from wpclone.api.runs import warm_up
+    from wpclone.config import load_config
+
+    _registry()
+    tasks.get_runtime(load_config())
+    tasks.admin_endpoint()
+    warm_up(jobs.TYPE_OF_DAG)
 
 
 def _registry_error(clone_id: str) -> str | None:
@@ -124,6 +172,10 @@ def create_app() -> FastAPI:
         ),
     )
 
+    app.state.dispatcher = Dispatcher(_registry, airflow_trigger)
+    # Migrate the registry and load the configuration now, not in the first request.
+    app.state.dispatcher.start(warm_up=_warm_up)
+
     @app.exception_handler(RequestValidationError)
     async def _validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
         return JSONResponse({"detail": _sentence(exc)}, status_code=status.HTTP_422_UNPROCESSABLE_ENTITY)
@@ -134,14 +186,14 @@ def create_app() -> FastAPI:
         response_model=JobResponse,
         summary="Clone a registered source into a new staging site (a wp_clone job)",
     )
-    def create_clone(body: CloneRequest, request: Request, session: SessionDep, user: UserDep) -> JobResponse:
+    def create_clone(body: CloneRequest, request: Request, user: UserDep, _busy: AcceptingDep) -> JobResponse:
         authorize(user, "POST", jobs.DAG_OF_TYPE[JobType.CLONE])
         try:
             checked, _, clone_id, _ = tasks.check_clone_request(body.model_dump(mode="json"), _registry())
         except (tasks.BadRequest, ValidationError) as exc:
             raise _refuse(exc) from exc
         conf = {**checked.model_dump(mode="json"), "clone_id": clone_id}
-        return _start_job(request, session, user, JobType.CLONE, conf)
+        return _start_job(request, user, JobType.CLONE, conf)
 
     @app.delete(
         f"{API_PREFIX}/clones/{{clone_id}}",
@@ -149,7 +201,7 @@ def create_app() -> FastAPI:
         response_model=JobResponse,
         summary="Delete a clone: site, database, user and content (a wp_delete job)",
     )
-    def delete_clone(clone_id: CloneId, request: Request, session: SessionDep, user: UserDep) -> JobResponse:
+    def delete_clone(clone_id: CloneId, request: Request, user: UserDep, _busy: AcceptingDep) -> JobResponse:
         authorize(user, "POST", jobs.DAG_OF_TYPE[JobType.DELETE])
         record = _registry().get(clone_id)
         if record is None:
@@ -160,7 +212,7 @@ def create_app() -> FastAPI:
                 f"clone {clone_id} is {record.status} by job {record.lock_job_id}; "
                 "delete it once that job has finished.",
             )
-        return _start_job(request, session, user, JobType.DELETE, {"clone_id": clone_id})
+        return _start_job(request, user, JobType.DELETE, {"clone_id": clone_id})
 
     @app.get(
         f"{API_PREFIX}/jobs/{{job_id}}",
@@ -169,17 +221,17 @@ def create_app() -> FastAPI:
     )
     def get_job(
         job_id: Annotated[str, Path(pattern=jobs.JOB_ID_PATTERN)],
+        request: Request,
         session: SessionDep,
         user: UserDep,
         type: JobType | None = None,
     ) -> JobStatusResponse:
-        from wpclone.api.runs import JobNotFound, find_run, job_status
+        from wpclone.api.runs import find_run, job_status
 
         dag_ids = [jobs.DAG_OF_TYPE[type]] if type else list(jobs.TYPE_OF_DAG)
-        try:
-            run = find_run(job_id, dag_ids, session)
-        except JobNotFound as exc:
-            raise HTTPException(status.HTTP_404_NOT_FOUND, str(exc)) from exc
+        run = find_run(job_id, dag_ids, session) or _accepted_job(request, job_id, dag_ids, session, user)
+        if isinstance(run, JobStatusResponse):
+            return run
         authorize(user, "GET", run.dag_id)
         return job_status(run, session, _registry_error)
 
