@@ -1,0 +1,503 @@
+"""The backup archive: a round trip, reading the site from a bare dump, and every refusal of a hostile one."""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import io
+import json
+import logging
+import os
+import stat
+import tarfile
+import zipfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import zstandard
+
+from wpclone.archive import (
+    ArchiveError,
+    Backup,
+    Limits,
+    Manifest,
+    content_digest,
+    open_backup,
+    read_site,
+    write_backup,
+)
+from wpclone.sqlguard import SqlRefused
+
+URL = "https://blog.example.com"
+DUMP = (
+    b"-- dump\n/*!40101 SET NAMES utf8mb4 */;\n"
+    b"DROP TABLE IF EXISTS `wpx_options`;\n"
+    b"CREATE TABLE `wpx_options` (\n  `option_id` bigint(20) unsigned NOT NULL AUTO_INCREMENT,\n"
+    b"  `option_name` varchar(191) NOT NULL DEFAULT '',\n  `option_value` longtext NOT NULL,\n"
+    b"  `autoload` varchar(20) NOT NULL DEFAULT 'yes',\n  PRIMARY KEY (`option_id`)\n"
+    b") ENGINE=InnoDB DEFAULT CHARSET=utf8mb4;\n"
+    b"INSERT INTO `wpx_options` VALUES (1,'cron','a:1:{s:3:\\\"x,y\\\";i:1;}','yes'),"
+    b"(2,'siteurl','https://blog.example.com','yes'),(3,'home','https://home.example.com','yes');\n"
+    b"INSERT INTO `wpx_posts` VALUES (1,'INSERT INTO `wpx_options` VALUES (9,\\'siteurl\\',\\'http://evil\\')');\n"
+)
+
+
+def tree(root: Path) -> dict[str, tuple[int, bytes | None]]:
+    """path -> (mode, bytes or None for a directory), no symlinks followed."""
+    out: dict[str, tuple[int, bytes | None]] = {}
+    for dirpath, dirnames, filenames in os.walk(root):
+        for name in dirnames + filenames:
+            path = Path(dirpath) / name
+            st = path.lstat()
+            rel = str(path.relative_to(root))
+            out[rel] = (stat.S_IMODE(st.st_mode), path.read_bytes() if stat.S_ISREG(st.st_mode) else None)
+    return out
+
+
+@pytest.fixture
+def content(tmp_path: Path) -> Path:
+    root = tmp_path / "site" / "wp-content"
+    (root / "uploads" / "2026" / "11").mkdir(parents=True)
+    (root / "plugins" / "hello").mkdir(parents=True)
+    (root / "uploads" / "2026" / "11" / "photo.jpg").write_bytes(os.urandom(300_000))
+    (root / "plugins" / "hello" / "hello.php").write_text("<?php // hello\n")
+    (root / "plugins" / "hello" / "run.sh").write_text("#!/bin/sh\n")
+    os.chmod(root / "plugins" / "hello" / "run.sh", 0o750)
+    os.chmod(root / "uploads" / "2026", 0o751)
+    (root / "index.php").write_text("<?php // Silence is golden.\n")
+    (root / "empty").mkdir()
+    (root / "link-out").symlink_to("/etc/passwd")
+    (root / "link-in").symlink_to("index.php")
+    os.mkfifo(root / "a-fifo")
+    return root
+
+
+def backup(tmp_path: Path, content: Path | None, compression: str = "gzip", dump: bytes = DUMP) -> Path:
+    dest = tmp_path / "out" / "backup.tar.gz"
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    write_backup(
+        dest,
+        dump=io.BytesIO(dump),
+        content_dir=content,
+        site_url=URL,
+        table_prefix="wpx_",
+        wordpress_version="6.8.3",
+        clone_id="c-1",
+        compression=compression,  # type: ignore[arg-type]
+    )
+    return dest
+
+
+# -- round trip ----------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("compression", ["gzip", "zstd"])
+def test_round_trip_keeps_dump_content_and_modes(
+    tmp_path: Path, content: Path, compression: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.WARNING):
+        dest = backup(tmp_path, content, compression)
+    assert "skipped the symlink wp-content/link-out" in caplog.text
+    assert "skipped the special file wp-content/a-fifo" in caplog.text
+    assert sorted(p.name for p in dest.parent.iterdir()) == ["backup.tar.gz", "backup.tar.gz.sha256"]
+    digest = hashlib.sha256(dest.read_bytes()).hexdigest()
+    assert (dest.parent / "backup.tar.gz.sha256").read_text() == f"{digest}  backup.tar.gz\n"
+    magic = dest.read_bytes()[:4]
+    assert magic.startswith(b"\x1f\x8b") if compression == "gzip" else magic == b"\x28\xb5\x2f\xfd"
+
+    opened = open_backup(dest, tmp_path / "work")
+    assert isinstance(opened, Backup)
+    assert (opened.site_url, opened.table_prefix, opened.sql_gzipped) == (URL, "wpx_", True)
+    assert gzip.decompress(opened.sql_path.read_bytes()) == DUMP
+    assert opened.manifest is not None and opened.manifest.clone_id == "c-1"
+    assert opened.manifest.wordpress_version == "6.8.3" and opened.manifest.content is not None
+    assert opened.content_dir == tmp_path / "work" / "wp-content"
+    want = {k: v for k, v in tree(content).items() if not k.startswith(("link-", "a-fifo"))}
+    assert tree(opened.content_dir) == want
+    assert opened.manifest.content.files == 4
+
+
+def test_content_digest_is_order_independent_and_sensitive() -> None:
+    a = [("a", 0o644, 1, "x"), ("b/c", 0o600, 2, "y")]
+    assert content_digest(a) == content_digest(list(reversed(a)))
+    assert content_digest(a) != content_digest([("a", 0o600, 1, "x"), ("b/c", 0o600, 2, "y")])
+
+
+def test_database_only_backup(tmp_path: Path) -> None:
+    opened = open_backup(backup(tmp_path, None), tmp_path / "work")
+    assert opened.content_dir is None and opened.manifest is not None and opened.manifest.content is None
+
+
+def test_write_is_atomic_when_the_dump_fails(tmp_path: Path, content: Path) -> None:
+    class Broken(io.RawIOBase):
+        def readable(self) -> bool:
+            return True
+
+        def readinto(self, b: memoryview) -> int:  # type: ignore[override]
+            raise OSError(5, "dump died")
+
+    dest = tmp_path / "out" / "b.tar.gz"
+    dest.parent.mkdir()
+    with pytest.raises(ArchiveError, match="Cannot write the backup"):
+        write_backup(
+            dest,
+            dump=Broken(),  # type: ignore[arg-type]
+            content_dir=content,
+            site_url=URL,
+            table_prefix="wp_",
+            wordpress_version=None,
+            clone_id=None,
+        )
+    assert list(dest.parent.iterdir()) == []
+
+
+def test_kind_is_told_by_magic_bytes_not_name(tmp_path: Path, content: Path) -> None:
+    dest = backup(tmp_path, content)
+    disguised = dest.with_name("backup.sql")
+    dest.rename(disguised)
+    assert open_backup(disguised, tmp_path / "work").manifest is not None
+
+
+# -- bare dumps and archives without a manifest --------------------------------------------------------------
+
+
+def test_bare_sql_and_sql_gz_read_the_site_from_the_dump(tmp_path: Path) -> None:
+    plain = tmp_path / "dump.bin"
+    plain.write_bytes(DUMP)
+    packed = tmp_path / "dump.tar"  # the name lies
+    packed.write_bytes(gzip.compress(DUMP))
+    for src, gz in ((plain, False), (packed, True)):
+        opened = open_backup(src, tmp_path / f"w-{gz}")
+        assert (opened.site_url, opened.table_prefix, opened.sql_gzipped) == (URL, "wpx_", gz)
+        assert opened.sql_path == src and opened.manifest is None and opened.content_dir is None
+
+
+def test_home_is_the_fallback_and_no_row_is_a_sentence(tmp_path: Path) -> None:
+    no_siteurl = DUMP.replace(b"'siteurl'", b"'blogname'")
+    assert read_site(io.BytesIO(no_siteurl)) == ("https://home.example.com", "wpx_")
+    nothing = no_siteurl.replace(b"'home'", b"'other'")
+    with pytest.raises(ArchiveError, match="no siteurl or home row"):
+        read_site(io.BytesIO(nothing))
+
+
+def test_site_is_read_from_long_extended_inserts_and_stops_early() -> None:
+    rows = b",".join(b"(%d,'opt_%d','%s','yes')" % (i, i, b"v" * 200) for i in range(10, 20_000))
+    dump = DUMP.replace(b"VALUES (1,'cron'", b"VALUES " + rows + b",(1,'cron'")
+    big_tail = b"INSERT INTO `wpx_posts` VALUES " + b",".join([b"(1,'x')"] * 100_000) + b";\n"
+
+    class Counting(io.BytesIO):
+        read_bytes = 0
+
+        def read(self, n: int | None = -1) -> bytes:
+            data = super().read(n)
+            self.read_bytes += len(data)
+            return data
+
+    src = Counting(dump + big_tail * 30)
+    assert read_site(src) == (URL, "wpx_")
+    assert src.read_bytes < len(dump) + (2 << 20)
+
+
+def test_multisite_prefers_the_network_options_table() -> None:
+    sub = DUMP.replace(b"wpx_options", b"wpx_2_options").replace(URL.encode(), b"https://sub.example.com")
+    assert read_site(io.BytesIO(sub + DUMP)) == (URL, "wpx_")
+
+
+def test_reading_the_site_also_refuses_a_hostile_dump() -> None:
+    with pytest.raises(SqlRefused, match="switches to another database"):
+        read_site(io.BytesIO(b"USE mysql;\n" + DUMP))
+
+
+def test_zip_without_manifest(tmp_path: Path) -> None:
+    src = tmp_path / "b.zip"
+    with zipfile.ZipFile(src, "w", zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr("database.sql", DUMP)
+        zf.writestr("wp-content/", b"")
+        zf.writestr("wp-content/uploads/a.txt", b"hello")
+    opened = open_backup(src, tmp_path / "work")
+    assert (opened.site_url, opened.sql_gzipped, opened.manifest) == (URL, False, None)
+    assert (
+        opened.content_dir is not None and (opened.content_dir / "uploads" / "a.txt").read_bytes() == b"hello"
+    )
+
+
+# -- hostile archives ----------------------------------------------------------------------------------------
+
+
+def member(name: str, data: bytes | None = b"x", kind: bytes = tarfile.REGTYPE, **kw: object) -> tuple:
+    info = tarfile.TarInfo(name)
+    info.type = kind
+    info.size = len(data) if data is not None and kind == tarfile.REGTYPE else 0
+    for key, value in kw.items():
+        setattr(info, key, value)
+    return info, data
+
+
+def make_tar(path: Path, members: list[tuple], compression: str = "gz") -> Path:
+    raw = io.BytesIO()
+    with tarfile.open(fileobj=raw, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        for info, data in members:
+            tar.addfile(info, io.BytesIO(data) if info.type == tarfile.REGTYPE and data else None)
+    body = raw.getvalue()
+    if compression == "gz":
+        body = gzip.compress(body)
+    elif compression == "zst":
+        body = zstandard.ZstdCompressor().compress(body)
+    path.write_bytes(body)
+    return path
+
+
+GOOD = [member("database.sql", DUMP), member("wp-content", None, tarfile.DIRTYPE)]
+
+
+@pytest.fixture
+def refuse(tmp_path: Path) -> Iterator:  # type: ignore[type-arg]
+    """Open ``members`` as an archive, expect a refusal holding ``needle``; the work dir must be gone."""
+
+    def check(members: list[tuple], needle: str, limits: Limits = Limits(), compression: str = "gz") -> str:  # noqa: B008
+        src = make_tar(tmp_path / "evil.tar.gz", members, compression)
+        work = tmp_path / "work"
+        with pytest.raises(ArchiveError) as err:
+            open_backup(src, work, limits)
+        assert needle in str(err.value), str(err.value)
+        assert not work.exists()
+        assert str(err.value).endswith(".") and "\n" not in str(err.value)
+        return str(err.value)
+
+    yield check
+    assert not list(tmp_path.rglob("escaped*"))  # nothing was written outside the work dir
+
+
+def test_absolute_path(refuse) -> None:  # type: ignore[no-untyped-def]
+    refuse([*GOOD, member("/tmp/wpclone-evil-abs")], "has an absolute path")
+    assert not Path("/tmp/wpclone-evil-abs").exists()
+
+
+def test_dot_dot(refuse) -> None:  # type: ignore[no-untyped-def]
+    refuse([*GOOD, member("wp-content/../../escaped")], "'..' in its path")
+    refuse([*GOOD, member("../escaped")], "'..' in its path")
+
+
+def test_symlinks_and_hardlinks(refuse) -> None:  # type: ignore[no-untyped-def]
+    refuse([*GOOD, member("wp-content/out", None, tarfile.SYMTYPE, linkname="/etc/passwd")], "is a symlink")
+    refuse([*GOOD, member("wp-content/in", None, tarfile.SYMTYPE, linkname="index.php")], "is a symlink")
+    refuse([*GOOD, member("wp-content/hard", None, tarfile.LNKTYPE, linkname="/etc/passwd")], "is a hardlink")
+
+
+def test_symlinked_directory_then_file_through_it(refuse) -> None:  # type: ignore[no-untyped-def]
+    members = [
+        *GOOD,
+        member("wp-content/up", None, tarfile.SYMTYPE, linkname="/tmp"),
+        member("wp-content/up/escaped"),
+    ]
+    refuse(members, "is a symlink")
+
+
+def test_devices_and_fifos(refuse) -> None:  # type: ignore[no-untyped-def]
+    refuse([*GOOD, member("wp-content/null", None, tarfile.CHRTYPE, devmajor=1, devminor=3)], "is a device")
+    refuse([*GOOD, member("wp-content/sda", None, tarfile.BLKTYPE, devmajor=8)], "is a device")
+    refuse([*GOOD, member("wp-content/pipe", None, tarfile.FIFOTYPE)], "is a fifo")
+
+
+def test_members_outside_the_layout(refuse) -> None:  # type: ignore[no-untyped-def]
+    for name in ("wp-config.php", "etc/passwd", "database.sql/x", "manifest.json.bak", "wp-contentx/a"):
+        refuse([*GOOD, member(name)], "is not part of a backup")
+    refuse([*GOOD, member("manifest.json", None, tarfile.DIRTYPE)], "is not part of a backup")
+
+
+def test_duplicates_and_two_dumps(refuse) -> None:  # type: ignore[no-untyped-def]
+    refuse([*GOOD, member("wp-content/a"), member("./wp-content//a")], "twice")
+    refuse([*GOOD, member("database.sql.gz", gzip.compress(DUMP))], "two SQL dumps")
+
+
+def test_missing_dump(refuse) -> None:  # type: ignore[no-untyped-def]
+    refuse([member("wp-content/a")], "holds no database.sql")
+
+
+def test_too_many_members(refuse) -> None:  # type: ignore[no-untyped-def]
+    members = [*GOOD, *(member(f"wp-content/f{i}") for i in range(10))]
+    refuse(members, "more than 5 members", Limits(max_files=5))
+
+
+def test_too_many_bytes_counted_while_writing(refuse) -> None:  # type: ignore[no-untyped-def]
+    limits = Limits(max_bytes=len(DUMP) + 4000)
+    refuse([*GOOD, member("wp-content/big", b"z" * 5000)], "claims 5000 bytes, above the limit", limits)
+    three = [member(f"wp-content/f{i}", b"z" * 2000) for i in range(3)]
+    refuse([*GOOD, *three], f"unpacks to more than {len(DUMP) + 4000} bytes", limits)
+
+
+def test_compression_bomb_ratio(refuse) -> None:  # type: ignore[no-untyped-def]
+    bomb = [*GOOD, member("wp-content/zeros", bytes(2 << 20))]
+    refuse(bomb, "more than 20 times its size", Limits(max_ratio=20, ratio_floor=1 << 20))
+
+
+def test_zip_bomb_with_lying_sizes(tmp_path: Path) -> None:
+    """A zip whose headers declare a small size: the bytes really written are what is counted."""
+    src = tmp_path / "bomb.zip"
+    with zipfile.ZipFile(src, "w", zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr("database.sql", DUMP)
+        zf.writestr("wp-content/zeros", bytes(3 << 20))
+    with pytest.raises(ArchiveError, match="times its size"):
+        open_backup(src, tmp_path / "w1", Limits(max_ratio=20, ratio_floor=1 << 20))
+    assert not (tmp_path / "w1").exists()
+
+
+def test_zip_with_a_lying_size_header(tmp_path: Path) -> None:
+    src = tmp_path / "liar.zip"
+    with zipfile.ZipFile(src, "w", zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr("database.sql", DUMP)
+        zf.writestr("wp-content/zeros", bytes(1 << 20))
+    body = bytearray(src.read_bytes())
+    declared = (1 << 20).to_bytes(4, "little")
+    body[:] = body.replace(declared, (100).to_bytes(4, "little"))  # local and central headers say 100 bytes
+    src.write_bytes(bytes(body))
+    with pytest.raises(ArchiveError, match="truncated or corrupt"):
+        open_backup(src, tmp_path / "w")
+    assert not (tmp_path / "w").exists()
+
+
+def test_huge_pax_header(refuse) -> None:  # type: ignore[no-untyped-def]
+    info, data = member("wp-content/a")
+    info.pax_headers = {"comment": "c" * (2 << 20)}
+    refuse([*GOOD, (info, data)], "pax header")
+
+
+@pytest.mark.parametrize("compression", ["gz", "zst", ""])
+def test_truncated_archive(tmp_path: Path, compression: str) -> None:
+    src = make_tar(tmp_path / "t", [*GOOD, member("wp-content/big", os.urandom(200_000))], compression)
+    body = src.read_bytes()
+    src.write_bytes(body[: len(body) // 2])
+    with pytest.raises(ArchiveError, match="truncated or corrupt"):
+        open_backup(src, tmp_path / "work")
+    assert not (tmp_path / "work").exists()
+
+
+def test_zstd_frame_cut_after_the_end_of_the_tar(tmp_path: Path) -> None:
+    """The tar is whole, the zstd frame is not: refused once the stream is read to its end."""
+    raw = io.BytesIO()
+    with tarfile.open(fileobj=raw, mode="w") as tar:
+        info, data = member("database.sql", DUMP)
+        tar.addfile(info, io.BytesIO(data))
+        big, payload = member("wp-content/noise", os.urandom(2 << 20))
+        tar.addfile(big, io.BytesIO(payload))
+    body = zstandard.ZstdCompressor(write_checksum=True).compress(raw.getvalue() + bytes(1 << 20))
+    src = tmp_path / "cut.tar.zst"
+    src.write_bytes(body[:-3])
+    with pytest.raises(ArchiveError, match="truncated or corrupt"):
+        open_backup(src, tmp_path / "work")
+    assert not (tmp_path / "work").exists()
+
+
+def test_corrupt_gzip_crc(tmp_path: Path) -> None:
+    src = make_tar(tmp_path / "t", [*GOOD, member("wp-content/a", b"hello" * 1000)])
+    body = bytearray(src.read_bytes())
+    body[-6] ^= 0xFF  # in the CRC-32 of the gzip trailer
+    src.write_bytes(bytes(body))
+    with pytest.raises(ArchiveError, match="truncated or corrupt"):
+        open_backup(src, tmp_path / "work")
+
+
+def test_corrupt_zip_crc(tmp_path: Path) -> None:
+    src = tmp_path / "b.zip"
+    with zipfile.ZipFile(src, "w", zipfile.ZIP_STORED) as zf:
+        zf.writestr("database.sql", DUMP)
+    body = bytearray(src.read_bytes())
+    at = body.index(b"wpx_options")
+    body[at] ^= 0x01
+    src.write_bytes(bytes(body))
+    with pytest.raises(ArchiveError, match="truncated or corrupt"):
+        open_backup(src, tmp_path / "work")
+    assert not (tmp_path / "work").exists()
+
+
+def test_zip_symlink_and_absolute(tmp_path: Path) -> None:
+    for name, mode, needle in (
+        ("wp-content/l", stat.S_IFLNK | 0o777, "is a symlink"),
+        ("/etc/cron.d/x", stat.S_IFREG | 0o644, "absolute path"),
+        ("wp-content/../../x", stat.S_IFREG | 0o644, "'..'"),
+    ):
+        src = tmp_path / "b.zip"
+        with zipfile.ZipFile(src, "w") as zf:
+            zf.writestr("database.sql", DUMP)
+            info = zipfile.ZipInfo(name)
+            info.external_attr = mode << 16
+            zf.writestr(info, b"/etc/passwd")
+        with pytest.raises(ArchiveError, match=needle):
+            open_backup(src, tmp_path / "work")
+        assert not (tmp_path / "work").exists()
+
+
+def test_truncated_dump_inside_the_archive(refuse) -> None:  # type: ignore[no-untyped-def]
+    dump = gzip.compress(DUMP * 50)
+    refuse([member("database.sql.gz", dump[: len(dump) // 2])], "truncated or corrupt gzip")
+
+
+def test_bare_truncated_sql_gz(tmp_path: Path) -> None:
+    packed = gzip.compress(DUMP + b"INSERT INTO `wpx_posts` VALUES (1,'x');\n" * 5000)
+    src = tmp_path / "b.sql.gz"
+    src.write_bytes(packed[: len(packed) - 200])
+    with pytest.raises(ArchiveError, match="truncated or corrupt"):
+        open_backup(src, tmp_path / "work")
+    assert not (tmp_path / "work").exists()
+
+
+def _manifest(tmp_path: Path, content: Path | None) -> tuple[Manifest, list[tuple]]:
+    """A good archive's manifest and members, to tamper with."""
+    dest = backup(tmp_path, content)
+    members = []
+    with tarfile.open(dest) as tar:
+        for info in tar:
+            f = tar.extractfile(info)
+            members.append((info, f.read() if f else None))
+    raw = next(d for i, d in members if i.name == "manifest.json")
+    return Manifest.model_validate_json(raw), [m for m in members if m[0].name != "manifest.json"]
+
+
+def _with_manifest(members: list[tuple], manifest: dict[str, object]) -> list[tuple]:
+    return [*members, member("manifest.json", json.dumps(manifest).encode())]
+
+
+def test_manifest_checksums_are_verified(tmp_path: Path, content: Path, refuse) -> None:  # type: ignore[no-untyped-def]
+    manifest, members = _manifest(tmp_path / "m", content)
+    good = manifest.model_dump(mode="json")
+    assert open_backup(make_tar(tmp_path / "ok.tar.gz", _with_manifest(members, good)), tmp_path / "ok-work")
+    (tmp_path / "ok.tar.gz").unlink()
+    import shutil
+
+    shutil.rmtree(tmp_path / "ok-work")
+    shutil.rmtree(tmp_path / "m")
+    shutil.rmtree(tmp_path / "site")
+
+    bad_db = {**good, "database": {**good["database"], "sha256": "0" * 64}}
+    refuse(_with_manifest(members, bad_db), "does not match the checksum in its manifest")
+    bad_content = {**good, "content": {**good["content"], "sha256": "0" * 64}}
+    refuse(_with_manifest(members, bad_content), "does not match its manifest")
+    fewer = [m for m in members if not m[0].name.endswith("hello.php")]
+    refuse(_with_manifest(fewer, good), "does not match its manifest")
+    refuse(_with_manifest(members, {**good, "content": None}), "wp-content that its manifest does not list")
+    refuse(_with_manifest(members, {**good, "extra": 1}), "is not a wpclone manifest: extra")
+    refuse(_with_manifest(members, {**good, "version": 2}), "is not a wpclone manifest: version")
+
+
+def test_workdir_must_be_empty_and_is_emptied_not_removed(tmp_path: Path) -> None:
+    src = make_tar(tmp_path / "e.tar.gz", [member("wp-content/a")])
+    work = tmp_path / "work"
+    work.mkdir()
+    with pytest.raises(ArchiveError, match=r"holds no database\.sql"):
+        open_backup(src, work)
+    assert work.is_dir() and list(work.iterdir()) == []
+    (work / "x").write_text("x")
+    with pytest.raises(ArchiveError, match="is not empty"):
+        open_backup(src, work)
+
+
+def test_not_an_archive(tmp_path: Path) -> None:
+    src = tmp_path / "b"
+    src.write_bytes(b"\x7fELF\x00\x00binary")
+    with pytest.raises(ArchiveError, match="neither a backup archive nor an SQL dump"):
+        open_backup(src, tmp_path / "work")
+    src.write_bytes(zstandard.ZstdCompressor().compress(DUMP))
+    with pytest.raises(ArchiveError, match="holds no tar archive"):
+        open_backup(src, tmp_path / "work")
+    assert not (tmp_path / "work").exists()
