@@ -300,3 +300,135 @@ def build_ttl_cleanup_dag(
         deleted >> record_delete_failure("find_expired")
         orphans >> report()
     return dag
+
+
+def _clone_id_param(description: str) -> Param:
+    return Param(type="string", pattern=CLONE_ID_PATTERN, title="Clone id", description=description)
+
+
+def _backup_step(task_id: str) -> Step:
+    """Archive the clone (its own login, its wp-content) into the backup directory."""
+    return Step(
+        task_id=task_id,
+        step="backup-clone",
+        arguments=(
+            f"{{{{ {PLAN_JSON}['clone_id'] }}}}",
+            f"{{{{ {PLAN_JSON}['url'] }}}}",
+            "--table-prefix",
+            f"{{{{ {PLAN_JSON}['source']['table_prefix'] }}}}",
+        ),
+        db_env={"SOURCE_DB": "clone"},
+        content={"SOURCE_CONTENT_DIR": "clone"},
+        heavy=True,
+    )
+
+
+@task(task_id="lock_clone")
+@tasks.records_error
+def lock_clone(plan: dict[str, Any], **context: Any) -> None:
+    tasks.lock_clone(plan, context["run_id"])
+
+
+@task(task_id="release_clone", retries=3)
+def release_clone(**context: Any) -> dict[str, Any]:
+    """Teardown of lock_clone: undoes a failed restore, releases the lock, returns the job's result."""
+    ti = context["ti"]
+    return tasks.release_clone(
+        ti.xcom_pull(task_ids=PLAN),
+        context["run_id"],
+        reported_errors(context),
+        backup=ti.xcom_pull(task_ids="backup_clone"),
+        restore=ti.xcom_pull(task_ids="load_backup") if "load_backup" in context["dag"].task_ids else None,
+    )
+
+
+def build_backup_dag(dag_id: str = "wp_backup", doc_md: str | None = None) -> DAG:
+    runtime = _runtime()
+    params = {"clone_id": _clone_id_param("The clone to back up: its database and wp-content.")}
+    with _dag(dag_id, doc_md, schedule=None, params=params) as dag:
+
+        @task(task_id="validate_request")  # bad input fails at once (AirflowFailException): no retry
+        @tasks.records_error
+        def validate_request(**context: Any) -> dict[str, Any]:
+            return tasks.validate_backup(context["params"])
+
+        plan = validate_request()
+        locked = lock_clone(plan)
+        backup = runtime.step_operator(_backup_step("backup_clone"), plan_xcom=PLAN, pool=tasks.HEAVY_POOL)
+        locked >> backup >> release_clone().as_teardown(setups=locked)
+    return dag
+
+
+def build_restore_dag(dag_id: str = "wp_restore", doc_md: str | None = None) -> DAG:
+    runtime = _runtime()
+    params = {
+        "clone_id": _clone_id_param(
+            "The clone to restore; it keeps serving until the restored site answers."
+        ),
+        "source_backup_url": Param(
+            type="string",
+            pattern=r"^(https?|file)://\S+$",
+            title="Backup URL",
+            description="Where the archive is (https://; file:// and http:// on the local runtime).",
+        ),
+    }
+    with _dag(dag_id, doc_md, schedule=None, params=params) as dag:
+
+        @task(task_id="validate_request")  # bad input fails at once (AirflowFailException): no retry
+        @tasks.records_error
+        def validate_request(**context: Any) -> dict[str, Any]:
+            return tasks.validate_restore(context["params"])
+
+        @task(task_id="prepare_restore")
+        @tasks.records_error
+        def prepare_restore(plan: dict[str, Any]) -> None:
+            tasks.prepare_restore(plan)
+
+        @task(task_id="switch_site")
+        @tasks.records_error
+        def switch_site(plan: dict[str, Any]) -> None:
+            tasks.switch_restore(plan)
+
+        @task(task_id="apply_staging_safety")
+        @tasks.records_error
+        def apply_staging_safety(plan: dict[str, Any]) -> str:
+            return tasks.apply_staging_safety(plan)
+
+        @task(task_id="await_site_ready", retries=min(1, default_args()["retries"]))
+        @tasks.records_error
+        def await_site_ready(plan: dict[str, Any]) -> None:
+            tasks.await_site_ready(plan)
+
+        @task(task_id="finish_restore")
+        @tasks.records_error
+        def finish_restore(plan: dict[str, Any]) -> None:
+            tasks.finish_restore(plan)
+
+        plan = validate_request()
+        locked = lock_clone(plan)
+        backup = runtime.step_operator(_backup_step("backup_clone"), plan_xcom=PLAN, pool=tasks.HEAVY_POOL)
+        load = runtime.step_operator(
+            Step(
+                task_id="load_backup",
+                step="restore-backup",
+                arguments=(
+                    f"{{{{ {PLAN_JSON}['url'] }}}}",
+                    "--table-prefix",
+                    f"{{{{ {PLAN_JSON}['source']['table_prefix'] }}}}",
+                ),
+                db_env={"TARGET_DB": "restore"},
+                content={"TARGET_CONTENT_DIR": "clone"},
+                param_env={"WPCLONE_BACKUP_URL": "source_backup_url"},
+                heavy=True,
+            ),
+            plan_xcom=PLAN,
+            pool=tasks.HEAVY_POOL,
+        )
+        prepared = prepare_restore(plan)
+        switched = switch_site(plan)
+        safe = apply_staging_safety(plan)
+        ready = await_site_ready(plan)
+        finished = finish_restore(plan)
+        locked >> backup >> prepared >> load >> switched >> safe >> ready >> finished
+        finished >> release_clone().as_teardown(setups=locked)
+    return dag

@@ -98,6 +98,20 @@ class CloneRequest(BaseModel):
         return None if value == "" else value
 
 
+class RestoreRequest(BaseModel):
+    """Restore a clone from a backup archive (the seed plan's shape: clone_id and source_backup_url)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    clone_id: CloneId
+    source_backup_url: str = Field(
+        min_length=8,
+        max_length=2000,
+        pattern=r"^(https?|file)://\S+$",
+        description="Where the archive is: https:// (or file:// and http:// on the local runtime).",
+    )
+
+
 class DeleteRequest(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -124,6 +138,21 @@ class SourceConfig(BaseModel):
     content_claim: str | None = Field(None, pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 
 
+class BackupConfig(BaseModel):
+    """Where backups go and which backup URLs a restore may fetch (the SSRF guard, wpclone.fetch)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    # Local runtime: a directory (default <state dir>/backups); restores may also read file:// there.
+    directory: str | None = None
+    # The URL policy of restores. On the local runtime http(s) to loopback and private addresses is also
+    # allowed (the machine's own sites); on kubernetes never.
+    schemes: list[str] = Field(default_factory=lambda: ["https"])
+    allowed_hosts: list[str] = Field(default_factory=list, description="host globs; empty: any host")
+    allowed_networks: list[str] = Field(default_factory=list, description="private CIDRs still allowed")
+    max_bytes: int = Field(20 << 30, ge=1)
+
+
 class WpcloneConfig(BaseModel):
     """Deployment configuration: the sources and where clones live."""
 
@@ -134,6 +163,7 @@ class WpcloneConfig(BaseModel):
     # kubernetes: clones are served at https://<clone_id>.<clone_domain>/
     clone_domain: str | None = Field(None, pattern=r"^[a-z0-9.-]+$")
     clone_scheme: str = Field("https", pattern=r"^https?$")
+    backups: BackupConfig = Field(default_factory=BackupConfig)
 
     @model_validator(mode="after")
     def _unique(self) -> WpcloneConfig:

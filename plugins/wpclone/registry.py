@@ -550,6 +550,31 @@ class Registry:
             f"clone {clone_id} already exists (status {status}); choose another clone id or delete it first."
         )
 
+    def lock(self, clone_id: str, job_id: str) -> CloneRecord:
+        """Take a ``ready`` clone's lock for a job that changes it in place (backup, restore): the clone stays
+        ``ready`` and keeps serving; delete, TTL cleanup and other jobs wait. Idempotent for the job."""
+        return self._transition(
+            clone_id,
+            job_id,
+            assignments="`lock_job_id` = %s",
+            guard="`status` = 'ready' AND (`lock_job_id` IS NULL OR `lock_job_id` = %s)",
+            target=CloneStatus.READY,
+            verb="locked",
+            set_args=(job_id,),
+            lock_after=job_id,
+        )
+
+    def unlock(self, clone_id: str, job_id: str, error: str | None = None) -> CloneRecord | None:
+        """Release the lock ``job_id`` holds on a ``ready`` clone, recording ``error`` (or clearing it)."""
+        _check_clone_id(clone_id)
+        with self._session() as s:
+            s.execute(
+                f"UPDATE {self._clones} SET `lock_job_id` = NULL, `last_error` = %s, `last_job_id` = %s, "
+                "`updated_at` = UTC_TIMESTAMP(6) WHERE `clone_id` = %s AND `lock_job_id` = %s",
+                (error[:MAX_ERROR_CHARS] if error else None, job_id, clone_id, job_id),
+            )
+            return self._get(s, clone_id)
+
     def mark_ready(self, clone_id: str, job_id: str) -> CloneRecord:
         """provisioning (locked by ``job_id``) -> ready, lock released."""
         return self._transition(
@@ -614,6 +639,7 @@ class Registry:
         target: CloneStatus,
         verb: str,
         set_args: tuple[Any, ...] = (),
+        lock_after: str | None = None,
     ) -> CloneRecord:
         """One guarded UPDATE; on no match, succeed only if this job already made the same transition."""
         _check_clone_id(clone_id)
@@ -628,7 +654,7 @@ class Registry:
         if record is None:
             raise RegistryError(f"clone {clone_id} does not exist.")
         # Our UPDATE won; or it matched nothing because this job already made this transition (a retry).
-        lock_after = job_id if target is CloneStatus.DELETING else None
+        lock_after = job_id if target is CloneStatus.DELETING else lock_after
         if changed or (
             record.status is target and record.last_job_id == job_id and record.lock_job_id == lock_after
         ):

@@ -21,6 +21,7 @@ from wpclone.models import (
     ClonePlan,
     CloneRequest,
     DeleteRequest,
+    RestoreRequest,
     SourceConfig,
     WpcloneConfig,
     clone_db_name,
@@ -386,3 +387,240 @@ def report_cleanup(expired: list[str], orphans: list[str] | None) -> dict[str, A
         summary["expired_not_deleted"] = failed
     log.info("ttl cleanup: %s", summary)
     return summary
+
+
+# -- wp_backup and wp_restore ------------------------------------------------------------------------------
+
+RESTORE_DB_PREFIX = "wpr_"  # the fresh database a backup is loaded into (and its login)
+OLD_DB_PREFIX = "wpo_"  # where the clone's previous tables wait until the restored site answers
+
+
+def restore_db_name(clone_id: str) -> str:
+    return RESTORE_DB_PREFIX + clone_db_name(clone_id).removeprefix("wpc_")
+
+
+def old_db_name(clone_id: str) -> str:
+    return OLD_DB_PREFIX + clone_db_name(clone_id).removeprefix("wpc_")
+
+
+def _ready_clone(clone_id: str, reg: Any = None) -> Any:
+    """The registry row of a ready clone no other job works on, or BadRequest with one sentence."""
+    record = (reg or registry()).get(clone_id)
+    if record is None or record.status == "deleted":
+        raise BadRequest(f"clone {clone_id} does not exist.")
+    if record.status != "ready":
+        raise BadRequest(
+            f"clone {clone_id} is {record.status}; only a ready clone can be backed up or restored."
+        )
+    if record.lock_job_id:
+        raise BadRequest(
+            f"clone {clone_id} is being worked on by job {record.lock_job_id}; try again when it finishes."
+        )
+    return record
+
+
+def plan_of_clone(record: Any, config: WpcloneConfig) -> dict[str, Any]:
+    """The ClonePlan of an existing clone, from its registry row and the configuration."""
+    try:
+        source = config.source_for(record.source_url)
+    except ValueError as exc:
+        raise BadRequest(f"clone {record.clone_id}'s source is no longer registered: {exc}") from exc
+    plan = ClonePlan(
+        clone_id=record.clone_id,
+        source=source,
+        url=record.url,
+        db_name=record.db_name,
+        ttl_minutes=max(0, int((record.expires_at - record.created_at).total_seconds() // 60)),
+        copy_mode=record.copy_mode,
+        expires_at=record.expires_at,
+    )
+    return plan.model_dump(mode="json")
+
+
+def fetch_policy(runtime: Runtime) -> Any:
+    """The URL policy a restore fetches its archive under (wpclone.fetch): the configuration's, widened
+    by the runtime (the local one may read its backup directory and the machine's own addresses)."""
+    from wpclone.fetch import FetchPolicy
+
+    backups = runtime.config.backups
+    file_roots, allow_private = runtime.fetch_policy_overrides()
+    return FetchPolicy(
+        schemes=tuple(backups.schemes),
+        allowed_hosts=tuple(backups.allowed_hosts),
+        allowed_networks=tuple(backups.allowed_networks),
+        max_bytes=backups.max_bytes,
+        file_roots=file_roots,
+        allow_private=allow_private,
+    )
+
+
+def validate_backup(params: Mapping[str, Any]) -> dict[str, Any]:
+    from wpclone.config import load_config
+
+    request = DeleteRequest(clone_id=params.get("clone_id", ""))  # the same one field: a clone id
+    return plan_of_clone(_ready_clone(request.clone_id), load_config())
+
+
+def check_restore_request(params: Mapping[str, Any], reg: Any = None) -> tuple[RestoreRequest, Any]:
+    """The request and the clone's registry row; BadRequest with one sentence before anything is created
+    (a clone that is not ready, a URL the policy refuses: checked before any byte is fetched)."""
+    from wpclone.config import load_config
+    from wpclone.fetch import FetchError, check_url
+
+    request = RestoreRequest(
+        clone_id=params.get("clone_id", ""), source_backup_url=params.get("source_backup_url", "")
+    )
+    record = _ready_clone(request.clone_id, reg)
+    try:
+        check_url(request.source_backup_url, fetch_policy(get_runtime(load_config())))
+    except FetchError as exc:
+        raise BadRequest(str(exc)) from exc
+    return request, record
+
+
+def validate_restore(params: Mapping[str, Any]) -> dict[str, Any]:
+    from wpclone.config import load_config
+
+    _, record = check_restore_request(params)
+    return plan_of_clone(record, load_config())
+
+
+def lock_clone(plan: Mapping[str, Any], job_id: str) -> None:
+    from wpclone.registry import RegistryError
+
+    try:
+        registry().lock(_plan(plan).clone_id, job_id)
+    except RegistryError as exc:  # another job took it since validation: refuse at once
+        raise BadRequest(str(exc)) from exc
+
+
+def prepare_restore(plan: Mapping[str, Any]) -> None:
+    """A fresh, empty database and a login that may touch only it, for the backup to be loaded into."""
+    from wpclone.config import load_config
+    from wpclone.mysql_admin import create_database_and_user, drop_database_and_user
+
+    p = _plan(plan)
+    runtime = get_runtime(load_config())
+    name = restore_db_name(p.clone_id)
+    admin = admin_endpoint()
+    drop_database_and_user(admin, name, name, user_host=runtime.db_user_host)  # a previous try's
+    create_database_and_user(
+        admin, name, name, runtime.restore_db_password(p.clone_id), user_host=runtime.db_user_host
+    )
+
+
+def _tables(cur: Any, database: str) -> list[str]:
+    cur.execute(
+        "SELECT table_name FROM information_schema.tables WHERE table_schema = %s ORDER BY table_name",
+        (database,),
+    )
+    return [str(row[0]) for row in cur.fetchall()]
+
+
+def _swap_tables(admin: DbEndpoint, live: str, out: str, into_live: str) -> bool:
+    """In one atomic RENAME TABLE: every table of ``live`` to ``out`` and every table of ``into_live`` to
+    ``live``. Returns False (and does nothing) when ``into_live`` has no tables."""
+    from wpclone.db import quote_identifier as q
+
+    with admin.connect() as conn, conn.cursor() as cur:
+        incoming = _tables(cur, into_live)
+        if not incoming:
+            return False
+        cur.execute(
+            f"CREATE DATABASE IF NOT EXISTS {q(out)} CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci"
+        )
+        renames = [f"{q(live)}.{q(t)} TO {q(out)}.{q(t)}" for t in _tables(cur, live)]
+        renames += [f"{q(into_live)}.{q(t)} TO {q(live)}.{q(t)}" for t in incoming]
+        cur.execute("RENAME TABLE " + ", ".join(renames))
+    return True
+
+
+def switch_restore(plan: Mapping[str, Any]) -> None:
+    """Make the clone serve the restored database and wp-content; the previous ones are kept aside."""
+    from wpclone.config import load_config
+
+    p = _plan(plan)
+    runtime = get_runtime(load_config())
+    admin = admin_endpoint()
+    if not _swap_tables(admin, p.db_name, old_db_name(p.clone_id), restore_db_name(p.clone_id)):
+        with admin.connect() as conn, conn.cursor() as cur:
+            if not _tables(cur, old_db_name(p.clone_id)):
+                raise StepFailed("the restored database has no tables: nothing to switch to.")
+        log.info("clone %s already serves the restored database (a retry)", p.clone_id)
+    runtime.switch_content(p.clone_id, restored=True)
+    deploy_site(plan)  # the staging must-use plugin into the restored wp-content, the site re-registered
+    log.info("clone %s now serves the restored database and content", p.clone_id)
+
+
+def finish_restore(plan: Mapping[str, Any]) -> None:
+    """The restored site answers: drop what it replaced and the restore's own database and login."""
+    from wpclone.config import load_config
+    from wpclone.mysql_admin import drop_database_and_user
+
+    p = _plan(plan)
+    runtime = get_runtime(load_config())
+    admin = admin_endpoint()
+    name = restore_db_name(p.clone_id)
+    drop_database_and_user(admin, name, name, user_host=runtime.db_user_host)
+    drop_database_and_user(admin, old_db_name(p.clone_id), name, user_host=runtime.db_user_host)
+    runtime.discard_restore_content(p.clone_id)
+
+
+def rollback_restore(plan: Mapping[str, Any] | None, errors: list[str | None]) -> list[str]:
+    """After a failed restore: the clone serves what it served before; nothing of the restore stays."""
+    if not plan:
+        return []
+    from wpclone.config import load_config
+    from wpclone.mysql_admin import drop_database_and_user
+
+    p = _plan(plan)
+    runtime = get_runtime(load_config())
+    admin = admin_endpoint()
+    undone: list[str] = []
+    old = old_db_name(p.clone_id)
+    with admin.connect() as conn, conn.cursor() as cur:
+        switched = bool(_tables(cur, old))
+    if switched:  # put the previous tables back (the restored ones go back aside, then are dropped)
+        _swap_tables(admin, p.db_name, restore_db_name(p.clone_id), old)
+        undone.append("switched the database back")
+    if runtime.switch_content(p.clone_id, restored=False):
+        undone.append("switched wp-content back")
+    if switched:
+        deploy_site(plan)
+    name = restore_db_name(p.clone_id)
+    drop_database_and_user(admin, name, name, user_host=runtime.db_user_host)
+    drop_database_and_user(admin, old, name, user_host=runtime.db_user_host)
+    runtime.discard_restore_content(p.clone_id)
+    log.info("restore of clone %s rolled back (%s): %s", p.clone_id, errors, "; ".join(undone) or "no switch")
+    return undone
+
+
+def release_clone(
+    plan: Mapping[str, Any] | None,
+    job_id: str,
+    errors: list[str | None],
+    *,
+    backup: Mapping[str, Any] | None,
+    restore: Mapping[str, Any] | None,
+) -> dict[str, Any]:
+    """Teardown of lock_clone: undo a failed restore, release the lock (recording why the job failed) and
+    return the job's result: the backup made, and for a restore what was loaded."""
+    reason = next((e for e in errors if e), None)
+    if not plan:
+        return {"error": reason}
+    p = _plan(plan)
+    record = registry().get(p.clone_id)
+    if record is None or record.lock_job_id != job_id:
+        return {"clone_id": p.clone_id, "error": reason}  # never locked by this job: nothing of ours
+    if reason:
+        rollback_restore(plan, errors)
+    registry().unlock(p.clone_id, job_id, reason)
+    if reason:  # the failed task fails the run; this teardown only cleans up
+        return {"clone_id": p.clone_id, "error": reason}
+    result: dict[str, Any] = {"clone_id": p.clone_id, "url": p.url + "/"}
+    if restore is None:
+        result.update(backup or {})
+    else:
+        result["safety_backup_url"] = (backup or {}).get("backup_url")
+        result.update(restore)
+    return result

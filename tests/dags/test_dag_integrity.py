@@ -10,7 +10,7 @@ import pytest
 
 from tests.conftest import REPO
 
-DAG_IDS = {"wp_clone", "wp_delete", "wp_ttl_cleanup"}
+DAG_IDS = {"wp_clone", "wp_delete", "wp_ttl_cleanup", "wp_backup", "wp_restore"}
 
 
 @pytest.fixture(scope="module")
@@ -73,6 +73,36 @@ def test_clone_graph_shape(dagbag: Any) -> None:
     assert rollback.is_teardown and rollback.trigger_rule == "all_done_setup_success"
     assert dag.get_task("reserve_clone").is_setup
     assert dag.get_task("copy_database").pool == dag.get_task("copy_content").pool == "wpclone_heavy"
+
+
+def test_restore_switches_only_after_a_safety_backup_and_a_complete_load(dagbag: Any) -> None:
+    dag = dagbag.get_dag("wp_restore")
+    order = [t.task_id for t in dag.topological_sort()]
+    assert order == [
+        "validate_request",
+        "lock_clone",
+        "backup_clone",
+        "prepare_restore",
+        "load_backup",
+        "switch_site",
+        "apply_staging_safety",
+        "await_site_ready",
+        "finish_restore",
+        "release_clone",
+    ]
+    release = dag.get_task("release_clone")
+    assert release.is_teardown and dag.get_task("lock_clone").is_setup
+    assert release.upstream_task_ids == {"lock_clone", "finish_restore"}  # a linear chain: runs last
+    assert dag.get_task("load_backup").pool == dag.get_task("backup_clone").pool == "wpclone_heavy"
+    # The URL reaches the step from the run's params when it runs, never through a rendered template.
+    assert "source_backup_url" not in str(dag.get_task("load_backup").op_kwargs["arguments"])
+    backup = dagbag.get_dag("wp_backup")
+    assert [t.task_id for t in backup.topological_sort()] == [
+        "validate_request",
+        "lock_clone",
+        "backup_clone",
+        "release_clone",
+    ]
 
 
 def test_delete_and_cleanup_share_the_delete_group(dagbag: Any) -> None:

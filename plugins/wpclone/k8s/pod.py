@@ -44,6 +44,7 @@ from wpclone.runtimes.base import CLONE_ID_LABEL, MANAGED_BY, MANAGED_BY_LABEL, 
 from wpclone.steps.common import CLONE_ID_ENV, JOB_ID_ENV
 
 log = logging.getLogger(__name__)
+RESTORE_PASSWORD_KEY = "restore-db-password"  # the clone Secret's key of the restore login (wp_restore)
 
 STEP_LABEL = "wpclone.io/step"
 SOURCE_CONTENT_DIR = "/content/source"
@@ -107,12 +108,20 @@ def _db_env(step: Step, plan_xcom: str, settings: KubernetesSettings) -> list[k8
                 ),
             ]
         else:
+            # "restore": the fresh database a restore loads into (wpclone.tasks.restore_db_name).
+            restore = which == "restore"
+            name = plan_template(plan_xcom, "['db_name']")
+            name = "{{ 'wpr_' ~ " + name[3:-3].strip() + "[4:] }}" if restore else name
             env += [
                 k8s.V1EnvVar(name=f"{prefix}_HOST", value=host),
                 k8s.V1EnvVar(name=f"{prefix}_PORT", value=port),
-                k8s.V1EnvVar(name=f"{prefix}_USER", value=plan_template(plan_xcom, "['db_name']")),
-                k8s.V1EnvVar(name=f"{prefix}_NAME", value=plan_template(plan_xcom, "['db_name']")),
-                _secret_env(f"{prefix}_PASSWORD", NAME_PREFIX + clone_id, DB_PASSWORD_KEY),
+                k8s.V1EnvVar(name=f"{prefix}_USER", value=name),
+                k8s.V1EnvVar(name=f"{prefix}_NAME", value=name),
+                _secret_env(
+                    f"{prefix}_PASSWORD",
+                    NAME_PREFIX + clone_id,
+                    RESTORE_PASSWORD_KEY if restore else DB_PASSWORD_KEY,
+                ),
             ]
     return env
 
@@ -163,6 +172,10 @@ def step_pod_operator(
         *(k8s.V1EnvVar(name=key, value=value) for key, value in step.env.items()),
         *db_env,
         *content_env,
+        *(
+            k8s.V1EnvVar(name=name, value=f"{{{{ params.{param} }}}}")
+            for name, param in step.param_env.items()
+        ),
         # The job (DAG run id) and clone every log line of the step carries (wpclone.steps.common).
         k8s.V1EnvVar(name=JOB_ID_ENV, value="{{ run_id }}"),
         k8s.V1EnvVar(name=CLONE_ID_ENV, value=plan_template(plan_xcom, "['clone_id']")),

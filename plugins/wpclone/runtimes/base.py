@@ -11,6 +11,7 @@ from __future__ import annotations
 import abc
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from wpclone.models import ClonePlan, RuntimeKind, SourceConfig, WpcloneConfig
@@ -52,6 +53,9 @@ class Step:
     db_env: Mapping[str, str] = field(default_factory=dict)
     content: Mapping[str, str] = field(default_factory=dict)
     heavy: bool = False  # runs in the pool that bounds load on the shared MySQL
+    # Env vars filled from the run's params when the step runs, never through a rendered template (a
+    # backup URL may carry a token): ``{"WPCLONE_BACKUP_URL": "source_backup_url"}``.
+    param_env: Mapping[str, str] = field(default_factory=dict)
 
 
 class Runtime(abc.ABC):
@@ -105,6 +109,26 @@ class Runtime(abc.ABC):
     @abc.abstractmethod
     def delete_clone_objects(self, clone_id: str) -> list[str]:
         """Remove the site, its content and its secrets; idempotent; returns what was removed."""
+
+    # -- backup and restore (task time) ---------------------------------------------------------------
+
+    def restore_db_password(self, clone_id: str) -> str:
+        """The password of the login a restore loads the backup with (created, or read back on a retry)."""
+        raise NotImplementedError(f"restoring a backup is not available on the {self.kind} runtime yet.")
+
+    def fetch_policy_overrides(self) -> tuple[tuple[Path, ...], bool]:
+        """What this runtime adds to the configured URL policy of restores (wpclone.fetch.FetchPolicy):
+        directories ``file://`` may read, and whether private and loopback addresses are allowed."""
+        return (), False
+
+    def switch_content(self, clone_id: str, *, restored: bool) -> bool:
+        """Serve the staged restored wp-content (``restored``) or put the previous one back; idempotent;
+        returns whether anything moved."""
+        raise NotImplementedError(f"restoring a backup is not available on the {self.kind} runtime yet.")
+
+    def discard_restore_content(self, clone_id: str) -> None:
+        """Remove what a restore staged or set aside of the clone's wp-content."""
+        raise NotImplementedError(f"restoring a backup is not available on the {self.kind} runtime yet.")
 
     @abc.abstractmethod
     def list_clone_ids(self) -> set[str]:

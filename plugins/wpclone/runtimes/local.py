@@ -6,9 +6,11 @@ Secrets are files only the owner can read under the stack's ``secrets/``; a step
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -30,6 +32,7 @@ from wpclone.local.sitehost import (
 )
 from wpclone.models import CLONE_ID_RE, ClonePlan, RuntimeKind, SourceConfig, WpcloneConfig
 from wpclone.runtimes.base import STEP_COMMAND, CloneSecrets, Runtime, Step
+from wpclone.steps.backup import BACKUP_DIR_ENV, FETCH_POLICY_ENV, WORK_DIR_NAME, staged_content_dir
 from wpclone.steps.common import CLONE_ID_ENV, JOB_ID_ENV, PARENT_PID_ENV
 
 if TYPE_CHECKING:
@@ -41,6 +44,7 @@ CLONE_MARK = "WPCLONE_CLONE_ID"  # the wp-config constant that marks a site as a
 MU_PLUGIN_NAME = "wpclone-staging.php"
 STEP_STDERR_KEEP = 50
 AIRFLOW_RUN_ID_ENV = "AIRFLOW_CTX_DAG_RUN_ID"  # exported by the task runner before a task executes
+ASIDE_SUFFIX = ".restore-old"  # the clone's wp-content set aside while a restored one is checked
 
 
 class LocalRuntime(Runtime):
@@ -71,6 +75,7 @@ class LocalRuntime(Runtime):
                 "env": dict(step.env),
                 "db_env": dict(step.db_env),
                 "content": dict(step.content),
+                "param_env": dict(step.param_env),
                 "plan_xcom": plan_xcom,
             },
             **operator_kwargs,
@@ -146,6 +151,43 @@ class LocalRuntime(Runtime):
             removed.append(f"secret file {path.name}")
         return removed
 
+    # -- backup and restore ----------------------------------------------------------------------------
+
+    @property
+    def backup_dir(self) -> Path:
+        return Path(self.config.backups.directory or self.settings.state_dir / "backups")
+
+    def restore_db_password(self, clone_id: str) -> str:
+        return self.settings.secret(self._secret_file(clone_id, "restore-password").name)
+
+    def fetch_policy_overrides(self) -> tuple[tuple[Path, ...], bool]:
+        # The machine's own sites and backup directory: loopback, private addresses and file:// there.
+        return (self.backup_dir,), True
+
+    def switch_content(self, clone_id: str, *, restored: bool) -> bool:
+        live = content_dir(self.settings, clone_id)
+        staged, aside = staged_content_dir(live), live.with_name(live.name + ASIDE_SUFFIX)
+        if restored and staged.is_dir():
+            if live.exists():
+                live.rename(aside)
+            staged.rename(live)
+            return True
+        if not restored and aside.is_dir():
+            if live.exists():
+                shutil.rmtree(live)
+            aside.rename(live)
+            return True
+        return False
+
+    def discard_restore_content(self, clone_id: str) -> None:
+        live = content_dir(self.settings, clone_id)
+        for path in (
+            staged_content_dir(live),
+            live.with_name(live.name + ASIDE_SUFFIX),
+            live.parent / WORK_DIR_NAME,
+        ):
+            shutil.rmtree(path, ignore_errors=True)
+
     def list_clone_ids(self) -> set[str]:
         ids = {site.name for site in list_sites(self.settings) if site.constants.get(CLONE_MARK) == site.name}
         if self.settings.sites_dir.is_dir():  # content of a clone whose site was never registered
@@ -173,7 +215,12 @@ class LocalRuntime(Runtime):
         (``AIRFLOW_CTX_DAG_RUN_ID``). The steps log both ids on every line (``wpclone.steps.common``).
         """
         job = job_id or os.environ.get(AIRFLOW_RUN_ID_ENV, "")
-        env: dict[str, str] = {CLONE_ID_ENV: plan.clone_id}
+        env: dict[str, str] = {CLONE_ID_ENV: plan.clone_id, BACKUP_DIR_ENV: str(self.backup_dir)}
+        if any(which == "restore" for which in db_env.values()):
+            from wpclone.tasks import fetch_policy
+
+            policy = dataclasses.asdict(fetch_policy(self))
+            env[FETCH_POLICY_ENV] = json.dumps(policy, default=str)
         if job:
             env[JOB_ID_ENV] = job
         for prefix, which in db_env.items():
@@ -196,6 +243,20 @@ class LocalRuntime(Runtime):
                         f"{prefix}_USER": plan.db_name,
                         f"{prefix}_PASSWORD_FILE": str(self._secret_file(plan.clone_id, "db-password")),
                         f"{prefix}_NAME": plan.db_name,
+                    }
+                )
+            elif which == "restore":  # the fresh database a restore loads into (wpclone.tasks)
+                from wpclone.tasks import restore_db_name
+
+                name = restore_db_name(plan.clone_id)
+                self.restore_db_password(plan.clone_id)
+                env.update(
+                    {
+                        f"{prefix}_HOST": "127.0.0.1",
+                        f"{prefix}_PORT": str(self.settings.db_port),
+                        f"{prefix}_USER": name,
+                        f"{prefix}_PASSWORD_FILE": str(self._secret_file(plan.clone_id, "restore-password")),
+                        f"{prefix}_NAME": name,
                     }
                 )
             else:
@@ -231,6 +292,7 @@ def run_local_step(
     db_env: dict[str, str],
     content: dict[str, str],
     plan_xcom: str,
+    param_env: dict[str, str] | None = None,
     **context: Any,
 ) -> dict[str, Any]:
     """Run ``python -m wpclone.steps <step> <arguments>`` for the clone planned in XCom ``plan_xcom``.
@@ -249,6 +311,7 @@ def run_local_step(
         **os.environ,
         **env,
         **runtime.step_env(plan, db_env, content),
+        **{name: str(context["params"].get(param) or "") for name, param in (param_env or {}).items()},
         PARENT_PID_ENV: str(os.getpid()),  # the step dies with this task process (no racing the retry)
     }
     log.info("running step %s for clone %s: %s", step, plan.clone_id, " ".join(command[1:]))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from collections.abc import Sequence
 from typing import NoReturn
@@ -69,6 +70,28 @@ def build_parser() -> argparse.ArgumentParser:
         help="everything (default), or database: leave uploads/ empty (the clone's copy mode)",
     )
     content.add_argument("--json", action="store_true", help=JSON_HELP)
+
+    backup = sub.add_parser(
+        "backup-clone",
+        help="archive a clone's database and wp-content into the backup directory",
+        description="The clone comes from SOURCE_DB_* and SOURCE_CONTENT_DIR; the archive goes to "
+        "$WPCLONE_BACKUP_DIR/<clone_id>/.",
+    )
+    backup.add_argument("clone_id")
+    backup.add_argument("site_url", help="the clone's URL, recorded in the manifest")
+    backup.add_argument("--table-prefix", default="wp_")
+    backup.add_argument("--json", action="store_true", help=JSON_HELP)
+
+    restore = sub.add_parser(
+        "restore-backup",
+        help="fetch and verify a backup, load it into a fresh database and stage its wp-content",
+        description="The URL comes from $WPCLONE_BACKUP_URL (never an argument: it may carry a token); "
+        "the fresh database from TARGET_DB_*, the clone's wp-content from TARGET_CONTENT_DIR, the URL "
+        "policy from $WPCLONE_FETCH_POLICY.",
+    )
+    restore.add_argument("clone_url", help="the clone's URL: the backup's site URL is rewritten to it")
+    restore.add_argument("--table-prefix", default="wp_")
+    restore.add_argument("--json", action="store_true", help=JSON_HELP)
     return parser
 
 
@@ -90,6 +113,17 @@ def run(argv: Sequence[str]) -> dict[str, object]:
 
         src, dst = dirs_from_args(args.src, args.dst)
         return copy_content(src, dst, workers=args.workers, copy_mode=args.copy_mode).as_json()
+    if args.step == "backup-clone":
+        from wpclone.steps.backup import backup_clone
+
+        return backup_clone(args.clone_id, args.site_url, args.table_prefix)
+    if args.step == "restore-backup":
+        from wpclone.steps.backup import BACKUP_URL_ENV, restore_backup
+
+        url = os.environ.get(BACKUP_URL_ENV)
+        if not url:
+            raise ConfigError(f"{BACKUP_URL_ENV} is not set in the environment.")
+        return restore_backup(url, args.clone_url, args.table_prefix)
     raise ConfigError(f"unknown step {args.step!r}.")  # pragma: no cover - argparse rejects it first
 
 

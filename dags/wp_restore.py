@@ -1,0 +1,25 @@
+"""
+### wp_restore — restore a clone from a backup archive
+
+Loads a backup (a wpclone archive, any tar/zip with `database.sql[.gz]` and `wp-content/`, or a bare
+`.sql`/`.sql.gz`) into an existing clone. **The clone keeps serving what it served until the restored site
+answers**: the backup goes into a fresh database with a login that may touch only it, its URLs are
+rewritten to the clone's, its wp-content is staged beside the clone's, and only then are both switched in
+(one atomic `RENAME TABLE`). If anything fails, the switch is undone and nothing of the restore is left.
+
+**Params**: `clone_id` (a `ready` clone), `source_backup_url` (`https://`; on the local runtime also
+`http://` and `file://` under the backup directory). URLs, archives and SQL are checked: see the README.
+
+**Tasks**: validate_request → lock_clone → backup_clone (a safety backup first) → prepare_restore →
+load_backup (fetch, verify, guard, rewrite, load, stage) → switch_site → apply_staging_safety →
+await_site_ready → finish_restore (drops what was replaced) → release_clone (always; on failure it
+switches back and removes the restore's leftovers, and the clone records why).
+"""
+
+from __future__ import annotations
+
+from airflow.sdk import DAG
+
+from wpclone.builders import build_restore_dag
+
+dag: DAG = build_restore_dag("wp_restore", doc_md=__doc__)
