@@ -13,6 +13,7 @@ from airflow.sdk import DAG, Param, TriggerRule, task, task_group
 
 from wpclone import tasks
 from wpclone.models import (
+    BACKUP_URL_PATTERN,
     CLONE_ID_PATTERN,
     TTL_DEFAULT_MINUTES,
     TTL_MAX_MINUTES,
@@ -367,7 +368,7 @@ def build_restore_dag(dag_id: str = "wp_restore", doc_md: str | None = None) -> 
         ),
         "source_backup_url": Param(
             type="string",
-            pattern=r"^(https?|file)://\S+$",
+            pattern=BACKUP_URL_PATTERN,
             title="Backup URL",
             description="Where the archive is (https://; file:// and http:// on the local runtime).",
         ),

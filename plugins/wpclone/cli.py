@@ -281,6 +281,22 @@ def describe_result(job: JobStatusResponse) -> str:
     if job.type is JobType.DELETE:
         verb = "was already deleted" if result.get("already_deleted") else "is deleted"
         return f"Clone {job.clone_id} {verb}."
+    if job.type is JobType.BACKUP:
+        return f"Clone {job.clone_id} is backed up.\n" + fields(
+            [
+                ("  Backup", result.get("backup_url", "-")),
+                ("  Size", f"{result.get('size', 0) / 1e6:.1f} MB"),
+                ("  SHA-256", result.get("sha256", "-")),
+            ]
+        )
+    if job.type is JobType.RESTORE:
+        return f"Clone {job.clone_id} serves the restored backup.\n" + fields(
+            [
+                ("  URL", result.get("url", "-")),
+                ("  Restored from", result.get("backup_site_url", "-")),
+                ("  Backup made first", result.get("safety_backup_url", "-")),
+            ]
+        )
     return f"Clone {job.clone_id} is ready.\n" + fields(
         [
             ("  URL", result.get("url", "-")),
@@ -460,6 +476,16 @@ def cmd_delete(api: Api, args: argparse.Namespace) -> int:
     return follow_job(api, args, parse(JobResponse, api.call("DELETE", f"/clones/{args.clone_id}")))
 
 
+def cmd_backup(api: Api, args: argparse.Namespace) -> int:
+    return follow_job(api, args, parse(JobResponse, api.call("POST", f"/clones/{args.clone_id}/backup")))
+
+
+def cmd_restore(api: Api, args: argparse.Namespace) -> int:
+    body = {"source_backup_url": args.backup_url}
+    path = f"/clones/{args.clone_id}/restore"
+    return follow_job(api, args, parse(JobResponse, api.call("POST", path, json=body)))
+
+
 def cmd_status(api: Api, args: argparse.Namespace) -> int:
     as_json = getattr(args, "json", False)
     if args.wait:
@@ -500,6 +526,8 @@ COMMANDS: dict[str, Callable[[Api, argparse.Namespace], int]] = {
     "status": cmd_status,
     "list": cmd_list,
     "delete": cmd_delete,
+    "backup": cmd_backup,
+    "restore": cmd_restore,
     "show": cmd_show,
 }
 
@@ -528,7 +556,8 @@ def build_parser() -> argparse.ArgumentParser:
     shared: dict[str, Any] = {"epilog": EPILOG, "formatter_class": argparse.RawDescriptionHelpFormatter}
     parser = argparse.ArgumentParser(
         prog="wpclone",
-        description="Make, follow, list and delete WordPress staging clones through the wpclone jobs API.",
+        description="Make, follow, list, back up, restore and delete WordPress staging clones through the\n"
+        "wpclone jobs API.",
         parents=[as_json],
         **shared,
     )
@@ -585,6 +614,29 @@ def build_parser() -> argparse.ArgumentParser:
         **shared,
     )
     delete.add_argument("clone_id", metavar="CLONE_ID")
+
+    backup = sub.add_parser(
+        "backup",
+        parents=[as_json, waiting],
+        help="archive a clone's database and wp-content",
+        description="Start a backup job: the clone's database and wp-content, with a manifest, into the\n"
+        "backup location; the clone keeps serving.",
+        **shared,
+    )
+    backup.add_argument("clone_id", metavar="CLONE_ID")
+
+    restore = sub.add_parser(
+        "restore",
+        parents=[as_json, waiting],
+        help="restore a clone from a backup archive",
+        description="Start a restore job: the clone is backed up first, then serves the backup at\n"
+        "BACKUP_URL (its URLs rewritten to the clone's); if anything fails it serves what it served.",
+        **shared,
+    )
+    restore.add_argument("clone_id", metavar="CLONE_ID")
+    restore.add_argument(
+        "backup_url", metavar="BACKUP_URL", help="https://... (file:// and http:// on the local runtime)"
+    )
 
     show = sub.add_parser(
         "show",

@@ -28,9 +28,16 @@ RUNNING_CAP = 0.9  # a running step never claims more than this share of its wei
 class JobType(StrEnum):
     CLONE = "clone"
     DELETE = "delete"
+    BACKUP = "backup"
+    RESTORE = "restore"
 
 
-DAG_OF_TYPE = {JobType.CLONE: "wp_clone", JobType.DELETE: "wp_delete"}
+DAG_OF_TYPE = {
+    JobType.CLONE: "wp_clone",
+    JobType.DELETE: "wp_delete",
+    JobType.BACKUP: "wp_backup",
+    JobType.RESTORE: "wp_restore",
+}
 TYPE_OF_DAG = {dag_id: job_type for job_type, dag_id in DAG_OF_TYPE.items()}
 
 
@@ -115,10 +122,38 @@ STEPS: dict[str, dict[str, StepInfo]] = {
         "delete_clone.mark_deleted": StepInfo(1, "Recording the deletion"),
         "record_delete_failure": StepInfo(1, "Recording why the deletion failed", teardown=True),
     },
+    "wp_backup": {
+        "validate_request": StepInfo(1, "Validating the request"),
+        "lock_clone": StepInfo(1, "Locking the clone"),
+        "backup_clone": StepInfo(4, "Archiving the database and wp-content"),
+        "release_clone": StepInfo(1, "Releasing the clone"),
+    },
+    "wp_restore": {
+        "validate_request": StepInfo(1, "Validating the request and the backup URL"),
+        "lock_clone": StepInfo(1, "Locking the clone"),
+        "backup_clone": StepInfo(4, "Backing up the clone before anything changes"),
+        "prepare_restore": StepInfo(1, "Creating a fresh database for the backup"),
+        "load_backup": StepInfo(6, "Fetching, checking and loading the backup"),
+        "switch_site": StepInfo(1, "Switching the site to the restored database and content"),
+        "apply_staging_safety": StepInfo(1, "Applying staging safety (noindex, no mail, no visitor cron)"),
+        "await_site_ready": StepInfo(2, "Waiting for the restored site to answer"),
+        "finish_restore": StepInfo(1, "Dropping what the restore replaced"),
+        "release_clone": StepInfo(1, "Releasing the clone"),
+    },
 }
 # The task whose return value is the job's result.
-RESULT_TASK = {"wp_clone": "finalize_clone", "wp_delete": "delete_clone.mark_deleted"}
-DONE_MESSAGE = {"wp_clone": "The clone is ready", "wp_delete": "The clone is deleted"}
+RESULT_TASK = {
+    "wp_clone": "finalize_clone",
+    "wp_delete": "delete_clone.mark_deleted",
+    "wp_backup": "release_clone",
+    "wp_restore": "release_clone",
+}
+DONE_MESSAGE = {
+    "wp_clone": "The clone is ready",
+    "wp_delete": "The clone is deleted",
+    "wp_backup": "The backup is written",
+    "wp_restore": "The clone serves the restored backup",
+}
 
 
 @dataclass(frozen=True)

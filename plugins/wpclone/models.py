@@ -19,6 +19,7 @@ CLONE_ID_PATTERN = r"^[a-z][a-z0-9-]{1,26}[a-z0-9]$"
 CLONE_ID_RE = re.compile(CLONE_ID_PATTERN)
 SOURCE_NAME_PATTERN = r"^[a-z][a-z0-9-]{0,30}[a-z0-9]$"
 URL_PATTERN = r"^https?://[a-z0-9.-]+(:[0-9]{1,5})?$"
+BACKUP_URL_PATTERN = r"^(https?|file)://\S+$"  # the scheme and host are the URL policy's (wpclone.fetch)
 TTL_MIN_MINUTES = 10
 TTL_MAX_MINUTES = 7 * 24 * 60
 TTL_DEFAULT_MINUTES = 60
@@ -107,7 +108,7 @@ class RestoreRequest(BaseModel):
     source_backup_url: str = Field(
         min_length=8,
         max_length=2000,
-        pattern=r"^(https?|file)://\S+$",
+        pattern=BACKUP_URL_PATTERN,
         description="Where the archive is: https:// (or file:// and http:// on the local runtime).",
     )
 

@@ -264,3 +264,31 @@ def test_failed_job_exits_1_with_its_error(wpclone: Run, api: Api, source_site: 
     assert last and last.groups()[:2] == ("100", "failed"), waited.stdout
     again = wpclone("status", job_id)  # without --wait the outcome still decides the exit code
     assert again.returncode == 1
+
+
+def test_backup_then_restore_through_the_api(
+    wpclone: Run, api: Api, clones: list[str], source_site: SiteConfig, stack: StackSettings
+) -> None:
+    clone_id = new_clone_id(clones)
+    assert wpclone("clone", source_site.url, "--id", clone_id, "--wait").returncode == 0
+    backed = wpclone("backup", clone_id, "--wait", "--json")
+    assert backed.returncode == 0, backed.stderr
+    backup = json.loads(backed.stdout)
+    assert backup["type"] == "backup" and backup["status"] == "completed", backup
+    archive = Path(backup["result"]["backup_url"].removeprefix("file://"))
+    assert archive.is_file() and archive.stat().st_size == backup["result"]["size"]
+
+    restored = wpclone("restore", clone_id, backup["result"]["backup_url"], "--wait")
+    assert restored.returncode == 0, restored.stderr
+    assert f"Clone {clone_id} serves the restored backup." in restored.stdout.splitlines()
+    assert field(restored.stdout, "Restored from") == stack.site_url(clone_id)
+    assert field(restored.stdout, "Backup made first").startswith("file://")
+    with http_opener().open(stack.site_url(clone_id) + "/", timeout=30) as response:
+        assert response.status == 200 and f"{clone_id}.localhost" in response.read().decode()
+
+    runs = api.call("GET", "/api/v2/dags/wp_restore/dagRuns?limit=1").json()["total_entries"]
+    refused = wpclone("restore", clone_id, "file:///etc/passwd")
+    assert refused.returncode == 2 and "/etc/passwd" in refused.stderr, refused.stderr
+    assert api.call("GET", "/api/v2/dags/wp_restore/dagRuns?limit=1").json()["total_entries"] == runs
+    missing = wpclone("backup", "no-such-clone")
+    assert missing.returncode == 2 and "no-such-clone does not exist" in missing.stderr, missing.stderr

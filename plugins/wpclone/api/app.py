@@ -16,13 +16,13 @@ from typing import Annotated, Any, Literal
 from fastapi import Depends, FastAPI, HTTPException, Path, Query, Request, status
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from pydantic import ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from sqlalchemy.orm import Session
 
 from wpclone import jobs, tasks
 from wpclone.api.dispatch import Dispatcher, airflow_trigger, is_stale
 from wpclone.jobs import JobResponse, JobStatusResponse, JobType
-from wpclone.models import CloneId, CloneRequest, CloneStatus
+from wpclone.models import BACKUP_URL_PATTERN, CloneId, CloneRequest, CloneStatus
 from wpclone.registry import CloneRecord, Registry
 
 log = logging.getLogger(__name__)
@@ -113,6 +113,36 @@ def _dispatcher(request: Request) -> Dispatcher:
     return dispatcher
 
 
+class RestoreBody(BaseModel):
+    """The body of ``POST /clones/{clone_id}/restore`` (the clone id is in the path)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    source_backup_url: str = Field(
+        min_length=8,
+        max_length=2000,
+        pattern=BACKUP_URL_PATTERN,
+        description="Where the archive is: https:// (or file:// and http:// on the local runtime).",
+    )
+
+
+def _ready_or_refuse(clone_id: str) -> None:
+    """404 for an unknown clone, 409 for one that is not ready or another job works on."""
+    record = _registry().get(clone_id)
+    if record is None or record.status is CloneStatus.DELETED:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"clone {clone_id} does not exist.")
+    if record.lock_job_id:
+        raise HTTPException(
+            status.HTTP_409_CONFLICT,
+            f"clone {clone_id} is being worked on by job {record.lock_job_id}; try again when it finishes.",
+        )
+    if record.status is not CloneStatus.READY:
+        raise HTTPException(
+            status.HTTP_409_CONFLICT,
+            f"clone {clone_id} is {record.status}; only a ready clone can be backed up or restored.",
+        )
+
+
 def _accepted_job(
     request: Request, job_id: str, dag_ids: list[str], session: Session, user: Any
 ) -> JobStatusResponse | Any:
@@ -180,6 +210,14 @@ def create_app() -> FastAPI:
     async def _validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
         return JSONResponse({"detail": _sentence(exc)}, status_code=status.HTTP_422_UNPROCESSABLE_ENTITY)
 
+    _add_job_routes(app)
+    _add_read_routes(app)
+    return app
+
+
+def _add_job_routes(app: FastAPI) -> None:
+    """The routes that start jobs (202 with a JobResponse)."""
+
     @app.post(
         f"{API_PREFIX}/clones",
         status_code=status.HTTP_202_ACCEPTED,
@@ -213,6 +251,39 @@ def create_app() -> FastAPI:
                 "delete it once that job has finished.",
             )
         return _start_job(request, user, JobType.DELETE, {"clone_id": clone_id})
+
+    @app.post(
+        f"{API_PREFIX}/clones/{{clone_id}}/backup",
+        status_code=status.HTTP_202_ACCEPTED,
+        response_model=JobResponse,
+        summary="Archive a clone's database and wp-content to the backup location (a wp_backup job)",
+    )
+    def backup_clone(clone_id: CloneId, request: Request, user: UserDep, _busy: AcceptingDep) -> JobResponse:
+        authorize(user, "POST", jobs.DAG_OF_TYPE[JobType.BACKUP])
+        _ready_or_refuse(clone_id)
+        return _start_job(request, user, JobType.BACKUP, {"clone_id": clone_id})
+
+    @app.post(
+        f"{API_PREFIX}/clones/{{clone_id}}/restore",
+        status_code=status.HTTP_202_ACCEPTED,
+        response_model=JobResponse,
+        summary="Restore a clone from a backup archive; it keeps serving until the restore is checked",
+    )
+    def restore_clone(
+        clone_id: CloneId, body: RestoreBody, request: Request, user: UserDep, _busy: AcceptingDep
+    ) -> JobResponse:
+        authorize(user, "POST", jobs.DAG_OF_TYPE[JobType.RESTORE])
+        _ready_or_refuse(clone_id)
+        conf = {"clone_id": clone_id, "source_backup_url": body.source_backup_url}
+        try:
+            tasks.check_restore_request(conf, _registry())
+        except (tasks.BadRequest, ValidationError) as exc:
+            raise _refuse(exc) from exc
+        return _start_job(request, user, JobType.RESTORE, conf)
+
+
+def _add_read_routes(app: FastAPI) -> None:
+    """The routes that read jobs and clones."""
 
     @app.get(
         f"{API_PREFIX}/jobs/{{job_id}}",
@@ -252,5 +323,3 @@ def create_app() -> FastAPI:
         if record is None:
             raise HTTPException(status.HTTP_404_NOT_FOUND, f"clone {clone_id} does not exist.")
         return record
-
-    return app

@@ -141,6 +141,8 @@ def job_status(
             message = "Cancelled"
     elif status is jobs.JobStatus.PENDING:
         message = "Queued: waiting for the scheduler"
+        if _paused(dag_id, session):
+            message = f"Queued: the DAG {dag_id} is paused in Airflow; unpause it to run the job"
     else:
         message = jobs.running_message(dag_id, tis)
     updated = max([d for d in (run.updated_at, run.start_date, *(t.end_date for t in tis)) if d], default=now)
@@ -161,6 +163,12 @@ def job_status(
     )
 
 
+def _paused(dag_id: str, session: Session) -> bool:
+    from airflow.models.dag import DagModel
+
+    return bool(session.scalar(select(DagModel.is_paused).where(DagModel.dag_id == dag_id)))
+
+
 def _result_end(dag_id: str, tis: list[TaskState]) -> datetime | None:
     ends = [t.end_date for t in tis if t.task_id == jobs.RESULT_TASK.get(dag_id) and t.end_date]
     return max(ends, default=None)
@@ -168,8 +176,6 @@ def _result_end(dag_id: str, tis: list[TaskState]) -> datetime | None:
 
 def _result(dag_id: str, conf: dict[str, Any], values: list[Any]) -> dict[str, Any] | None:
     """The final task's return value as the job's result (a delete's is the clone it removed)."""
-    if dag_id == "wp_clone":
-        return dict(values[0]) if values and isinstance(values[0], dict) else None
     if dag_id == "wp_delete":
         return {"clone_id": conf.get("clone_id"), "deleted": True, "already_deleted": not values}
-    return None
+    return dict(values[0]) if values and isinstance(values[0], dict) else None

@@ -23,6 +23,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
+from wpclone.jobs import DAG_OF_TYPE
 from wpclone.local.mariadb import LocalMariaDB
 from wpclone.local.procs import group_alive, kill_group, pid_from_file
 from wpclone.local.settings import REPO_ROOT, StackSettings, free_port
@@ -40,7 +41,7 @@ STOP_TIMEOUT_S = 30.0
 T = TypeVar("T")
 
 
-JOB_DAGS = ("wp_clone", "wp_delete")
+JOB_DAGS = tuple(DAG_OF_TYPE.values())  # the DAGs users trigger: unpaused at start
 
 
 class LocalAirflow:
