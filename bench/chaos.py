@@ -276,7 +276,7 @@ def check_outcome(stack: Stack, outcome: Outcome, trace: JobTrace) -> None:
     elif trace.status == "failed":
         found = [f for f in leftovers(stack, outcome.clone_id) if not f.startswith("registry row failed")]
         print(f"  failed ({body.get('error')}); rolled back: {found or 'cleanly'}")
-        if " INFO " in str(body.get("error")) or "event=" in str(body.get("error")):
+        if "level=info" in str(body.get("error")) or "event=" in str(body.get("error")):
             outcome.warnings.append(
                 f"the job's error is a log line of the step, not a reason: {body['error']}"
             )

@@ -31,7 +31,7 @@ def ensure_pool(slots: int = DEFAULT_HEAVY_SLOTS) -> None:
         HEAVY_POOL,
         slots,
         "wpclone: copy steps running against the shared MySQL server at once",
-        include_deferred=False,
+        include_deferred=True,  # a deferred copy (deferrable pods) still holds its slot
     )
     log.info("pool %s has %d slots", HEAVY_POOL, slots)
 

@@ -163,6 +163,8 @@ def test_provisioning_creates_the_pool_the_copy_steps_use(dagbag: Any) -> None:
     pool = dagbag.get_dag("wp_clone").get_task("copy_database").pool
     ensure_pool(3)
     ensure_pool(3)  # idempotent
-    assert Pool.get_pool(pool).slots == 3
+    created = Pool.get_pool(pool)
+    assert created is not None and created.slots == 3
+    assert created.include_deferred  # a deferred copy (deferrable pods) still holds its slot
     with pytest.raises(ValueError, match="at least 1 slot"):
         ensure_pool(0)

@@ -179,7 +179,7 @@ def test_the_kubernetes_settings_parse() -> None:
     settings = KubernetesSettings.from_env(env())
     assert settings.namespace == "wpclone-clones"
     assert settings.toolbox_image == env()["WPCLONE_TOOLBOX_IMAGE"]
-    assert settings.deferrable is False  # the heavy pool does not count deferred tasks (README)
+    assert settings.deferrable is False  # the pool already bounds the waiting slots (README)
 
 
 def test_the_wpclone_configuration_is_mounted_and_parses() -> None:
