@@ -370,11 +370,34 @@ def sweep_orphans() -> list[str]:
         found |= {cid for (name,) in cur.fetchall() if (cid := clone_id_from_db_name(str(name)))}
         cur.execute("SELECT user FROM mysql.user WHERE user LIKE 'wpc\\_%'")
         found |= {cid for (name,) in cur.fetchall() if (cid := clone_id_from_db_name(str(name)))}
-    orphans = sorted(found - registry().live_clone_ids())
+        # A restore's own databases (and login), left by a restore whose teardown never ran.
+        cur.execute(
+            "SELECT schema_name FROM information_schema.schemata "
+            "WHERE schema_name LIKE 'wpr\\_%' OR schema_name LIKE 'wpo\\_%'"
+        )
+        restore_dbs = [str(name) for (name,) in cur.fetchall()]
+    reg = registry()
+    orphans = sorted(found - reg.live_clone_ids())
     for clone_id in orphans:
         removed = _remove_clone(runtime, clone_id, clone_db_name(clone_id))
         log.info("removed orphan %s: %s", clone_id, "; ".join(removed) or "its database user")
-    return orphans
+    return orphans + _sweep_restore_databases(admin, runtime, reg, restore_dbs)
+
+
+def _sweep_restore_databases(admin: DbEndpoint, runtime: Runtime, reg: Any, names: list[str]) -> list[str]:
+    """Drop ``wpr_``/``wpo_`` databases of clones no job holds: a job restoring a clone holds its lock."""
+    from wpclone.mysql_admin import drop_database_and_user
+
+    swept = []
+    for name in names:
+        clone_id = clone_id_from_db_name("wpc_" + name[4:])
+        record = reg.get(clone_id) if clone_id else None
+        if clone_id is None or (record is not None and record.lock_job_id):
+            continue
+        drop_database_and_user(admin, name, restore_db_name(clone_id), user_host=runtime.db_user_host)
+        log.info("removed database %s left by a restore of %s", name, clone_id)
+        swept.append(name)
+    return swept
 
 
 def report_cleanup(expired: list[str], orphans: list[str] | None) -> dict[str, Any]:

@@ -211,3 +211,31 @@ def test_a_url_outside_the_policy_is_refused_before_anything_happens(
     error = xcom(dagrun, "validate_request", "error")
     assert "/etc/passwd" in error, error
     assert sorted(backups.iterdir()) == before  # not even the safety backup was made
+
+
+def test_the_orphan_sweep_drops_restore_databases_no_job_holds(
+    restored: dict[str, Any], registry: Registry, admin_db: DbEndpoint
+) -> None:
+    from wpclone import tasks
+
+    planted = ("wpr_rt_bravo", "wpo_rt_bravo", "wpr_gone_clone")
+    with admin_db.connect() as conn, conn.cursor() as cur:
+        for name in planted:
+            cur.execute(f"CREATE DATABASE `{name}`")
+    registry.lock(B, "a-restore-job")  # while a job holds the clone, its restore databases are its own
+    try:
+        tasks.sweep_orphans()
+        assert _schemas(admin_db, planted) == ["wpo_rt_bravo", "wpr_rt_bravo"]
+    finally:
+        registry.unlock(B, "a-restore-job")
+    tasks.sweep_orphans()
+    assert _schemas(admin_db, planted) == []
+    assert registry.get(B) is not None and _served(restored["site"])[1] == FILE_BODY  # the clone untouched
+
+
+def _schemas(admin: DbEndpoint, names: tuple[str, ...]) -> list[str]:
+    with admin.connect() as conn, conn.cursor() as cur:
+        cur.execute(
+            "SELECT schema_name FROM information_schema.schemata WHERE schema_name IN %s ORDER BY 1", (names,)
+        )
+        return [str(row[0]) for row in cur.fetchall()]
