@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import functools
 import logging
-from collections.abc import Iterator
-from typing import Annotated, Any, Literal
+from collections.abc import Callable, Iterator
+from typing import Annotated, Any, Literal, TypeVar
 
 from fastapi import Depends, FastAPI, HTTPException, Path, Query, Request, status
 from fastapi.exceptions import RequestValidationError
@@ -29,6 +29,7 @@ log = logging.getLogger(__name__)
 
 API_PREFIX = "/api/v1"
 Method = Literal["GET", "POST", "PUT", "DELETE"]
+F = TypeVar("F", bound=Callable[..., Any])
 
 
 def _session() -> Iterator[Session]:
@@ -215,15 +216,22 @@ def create_app() -> FastAPI:
     return app
 
 
+def _starts_job(app: FastAPI, method: Method, path: str, summary: str) -> Callable[[F], F]:
+    """A route under API_PREFIX answering 202 with a JobResponse."""
+    route: Callable[[F], F] = app.api_route(
+        f"{API_PREFIX}{path}",
+        methods=[method],
+        status_code=status.HTTP_202_ACCEPTED,
+        response_model=JobResponse,
+        summary=summary,
+    )
+    return route
+
+
 def _add_job_routes(app: FastAPI) -> None:
     """The routes that start jobs (202 with a JobResponse)."""
 
-    @app.post(
-        f"{API_PREFIX}/clones",
-        status_code=status.HTTP_202_ACCEPTED,
-        response_model=JobResponse,
-        summary="Clone a registered source into a new staging site (a wp_clone job)",
-    )
+    @_starts_job(app, "POST", "/clones", "Clone a registered source into a new staging site (a wp_clone job)")
     def create_clone(body: CloneRequest, request: Request, user: UserDep, _busy: AcceptingDep) -> JobResponse:
         authorize(user, "POST", jobs.DAG_OF_TYPE[JobType.CLONE])
         try:
@@ -233,11 +241,11 @@ def _add_job_routes(app: FastAPI) -> None:
         conf = {**checked.model_dump(mode="json"), "clone_id": clone_id}
         return _start_job(request, user, JobType.CLONE, conf)
 
-    @app.delete(
-        f"{API_PREFIX}/clones/{{clone_id}}",
-        status_code=status.HTTP_202_ACCEPTED,
-        response_model=JobResponse,
-        summary="Delete a clone: site, database, user and content (a wp_delete job)",
+    @_starts_job(
+        app,
+        "DELETE",
+        "/clones/{clone_id}",
+        "Delete a clone: site, database, user and content (a wp_delete job)",
     )
     def delete_clone(clone_id: CloneId, request: Request, user: UserDep, _busy: AcceptingDep) -> JobResponse:
         authorize(user, "POST", jobs.DAG_OF_TYPE[JobType.DELETE])
@@ -252,22 +260,22 @@ def _add_job_routes(app: FastAPI) -> None:
             )
         return _start_job(request, user, JobType.DELETE, {"clone_id": clone_id})
 
-    @app.post(
-        f"{API_PREFIX}/clones/{{clone_id}}/backup",
-        status_code=status.HTTP_202_ACCEPTED,
-        response_model=JobResponse,
-        summary="Archive a clone's database and wp-content to the backup location (a wp_backup job)",
+    @_starts_job(
+        app,
+        "POST",
+        "/clones/{clone_id}/backup",
+        "Archive a clone's database and wp-content to the backup location (a wp_backup job)",
     )
     def backup_clone(clone_id: CloneId, request: Request, user: UserDep, _busy: AcceptingDep) -> JobResponse:
         authorize(user, "POST", jobs.DAG_OF_TYPE[JobType.BACKUP])
         _ready_or_refuse(clone_id)
         return _start_job(request, user, JobType.BACKUP, {"clone_id": clone_id})
 
-    @app.post(
-        f"{API_PREFIX}/clones/{{clone_id}}/restore",
-        status_code=status.HTTP_202_ACCEPTED,
-        response_model=JobResponse,
-        summary="Restore a clone from a backup archive; it keeps serving until the restore is checked",
+    @_starts_job(
+        app,
+        "POST",
+        "/clones/{clone_id}/restore",
+        "Restore a clone from a backup archive; it keeps serving until the restore is checked",
     )
     def restore_clone(
         clone_id: CloneId, body: RestoreBody, request: Request, user: UserDep, _busy: AcceptingDep
