@@ -486,6 +486,24 @@ def cmd_restore(api: Api, args: argparse.Namespace) -> int:
     return follow_job(api, args, parse(JobResponse, api.call("POST", path, json=body)))
 
 
+def cmd_cancel(api: Api, args: argparse.Namespace) -> int:
+    """Exit 0 once the job is cancelling (with --wait: cancelled, its rollback done)."""
+    as_json = getattr(args, "json", False)
+    job = parse(JobStatusResponse, api.call("POST", f"/jobs/{args.job_id}/cancel"))
+    if args.wait:
+        with reporter(live=sys.stdout.isatty(), quiet=as_json) as report:
+            job = wait_for_job(api, args.job_id, args.timeout, report)
+    if as_json:
+        print_json(job.model_dump(mode="json"))
+    elif job.status is JobStatus.CANCELLED:
+        print(f"Job {job.job_id} is cancelled; what it made is rolled back.")
+    else:
+        print(f"Job {job.job_id} is being cancelled: {job.status_message}.")
+    if args.wait and job.status is not JobStatus.CANCELLED:
+        raise CliError(EXIT_JOB_FAILED, f"job {job.job_id} ended {job.status}, not cancelled.")
+    return EXIT_OK
+
+
 def cmd_status(api: Api, args: argparse.Namespace) -> int:
     as_json = getattr(args, "json", False)
     if args.wait:
@@ -528,6 +546,7 @@ COMMANDS: dict[str, Callable[[Api, argparse.Namespace], int]] = {
     "delete": cmd_delete,
     "backup": cmd_backup,
     "restore": cmd_restore,
+    "cancel": cmd_cancel,
     "show": cmd_show,
 }
 
@@ -595,6 +614,16 @@ def build_parser() -> argparse.ArgumentParser:
         **shared,
     )
     status.add_argument("job_id", metavar="JOB_ID", help="the job id printed when the job was started")
+
+    cancel = sub.add_parser(
+        "cancel",
+        parents=[as_json, waiting],
+        help="cancel a job: stop its running step and roll back what it made",
+        description="Cancel a job that has not ended: its running step is stopped, what it made is rolled\n"
+        "back, and it ends cancelled (with --wait: follow it until then).",
+        **shared,
+    )
+    cancel.add_argument("job_id", metavar="JOB_ID")
 
     listing = sub.add_parser(
         "list",

@@ -310,3 +310,31 @@ def test_delete_while_provisioning_is_refused_then_delete_leaves_nothing(
     final = api.wait_job(again.json()["job_id"])
     assert final["status"] == "completed"
     assert final["result"] == {"clone_id": clone_id, "deleted": True, "already_deleted": True}
+
+
+def test_cancel_stops_the_job_rolls_back_and_reads_cancelled(
+    api: Api, source_site: SiteConfig, admin_db: DbEndpoint, stack: StackSettings
+) -> None:
+    clone_id = _id("sys-cancel")
+    response = api.call("POST", f"{V1}/clones", json={"source_url": source_site.url, "clone_id": clone_id})
+    assert response.status_code == 202, response.text
+    job_id = response.json()["job_id"]
+    polls: list[dict[str, Any]] = []
+    deadline = time.monotonic() + 60
+    while (body := api.call("GET", f"{V1}/jobs/{job_id}").json())["status"] != "running":
+        assert body["status"] == "pending" and time.monotonic() < deadline, body
+        time.sleep(0.2)
+    cancelled = api.call("POST", f"{V1}/jobs/{job_id}/cancel")
+    assert cancelled.status_code == 200, cancelled.text
+    final = api.wait_job(job_id, on_poll=polls.append)
+    assert final["status"] == "cancelled", final
+    assert final["error"] == "cancelled by admin." and final["status_message"] == "Cancelled", final
+    assert leftovers(admin_db, stack, clone_id) == []  # the rollback ran
+    record = api.call("GET", f"{V1}/clones/{clone_id}")
+    assert record.status_code == 404 or (
+        record.json()["status"] == "failed" and record.json()["last_error"] == "cancelled by admin."
+    ), record.text
+    again = api.call("POST", f"{V1}/jobs/{job_id}/cancel")
+    assert again.status_code == 409 and "already ended (cancelled)" in again.json()["detail"]
+    viewer = api.call("POST", f"{V1}/jobs/{job_id}/cancel", user="viewer")
+    assert viewer.status_code == 403

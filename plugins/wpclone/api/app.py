@@ -314,6 +314,37 @@ def _add_read_routes(app: FastAPI) -> None:
         authorize(user, "GET", run.dag_id)
         return job_status(run, session, _registry_error)
 
+    @app.post(
+        f"{API_PREFIX}/jobs/{{job_id}}/cancel",
+        response_model=JobStatusResponse,
+        summary="Cancel a job: its running step is stopped and what it made is rolled back",
+    )
+    def cancel_job(
+        job_id: Annotated[str, Path(pattern=jobs.JOB_ID_PATTERN)],
+        request: Request,
+        session: SessionDep,
+        user: UserDep,
+    ) -> JobStatusResponse:
+        from wpclone.api.runs import cancel, find_run, job_status
+
+        run = find_run(job_id, list(jobs.TYPE_OF_DAG), session)
+        if run is None:
+            accepted = _registry().get_job(job_id)
+            if accepted is None:
+                raise HTTPException(status.HTTP_404_NOT_FOUND, f"job {job_id} does not exist.")
+            raise HTTPException(
+                status.HTTP_409_CONFLICT, f"job {job_id} is starting; cancel it once it runs (in a second)."
+            )
+        authorize(user, "POST", run.dag_id)
+        current = job_status(run, session, _registry_error)
+        if current.status in jobs.FINAL_STATUSES:
+            raise HTTPException(
+                status.HTTP_409_CONFLICT, f"job {job_id} has already ended ({current.status})."
+            )
+        cancel(run, user.get_name(), session)
+        log.info("job %s cancelled by %s", job_id, user.get_name())
+        return job_status(run, session, _registry_error)
+
     @app.get(f"{API_PREFIX}/clones", response_model=list[CloneRecord], summary="Clones in the registry")
     def list_clones(
         user: UserDep,

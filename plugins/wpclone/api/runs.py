@@ -179,3 +179,44 @@ def _result(dag_id: str, conf: dict[str, Any], values: list[Any]) -> dict[str, A
     if dag_id == "wp_delete":
         return {"clone_id": conf.get("clone_id"), "deleted": True, "already_deleted": not values}
     return dict(values[0]) if values and isinstance(values[0], dict) else None
+
+
+def cancel(run: Any, user_name: str, session: Session) -> str:
+    """Cancel a job that has not ended: its unfinished work tasks are failed (a running one is stopped by
+    Airflow), so the scheduler runs the teardown, which rolls back what the job made, and the run ends
+    failed with the note "cancelled by <user>" (how :func:`wpclone.jobs.job_status` knows it). Returns
+    the reason, also recorded as the job's error."""
+    from airflow.models.dagbag import DBDagBag
+    from airflow.models.taskinstance import TaskInstance
+    from airflow.models.xcom import XComModel
+    from airflow.utils.state import State, TaskInstanceState
+
+    reason = f"cancelled by {user_name}."
+    dag = DBDagBag().get_dag_for_run(run, session=session)
+    tis = session.scalars(
+        select(TaskInstance).where(TaskInstance.dag_id == run.dag_id, TaskInstance.run_id == run.run_id)
+    ).all()
+    first = min(
+        tis, key=lambda ti: (ti.start_date is None, ti.start_date or datetime.max.replace(tzinfo=UTC))
+    )
+    # Recorded on a task that has finished (the first), so the rollback and the status both read it first.
+    XComModel.set(
+        key="error",
+        value=reason,
+        dag_id=run.dag_id,
+        task_id=first.task_id,
+        run_id=run.run_id,
+        map_index=first.map_index,
+        session=session,
+    )
+    run.note = reason
+    for ti in tis:
+        if ti.state in State.finished or dag is None or not dag.has_task(ti.task_id):
+            continue
+        task = dag.get_task(ti.task_id)
+        # Work tasks only: a teardown (rollback, release) and a task that runs on failure (record the
+        # failure) are left for the scheduler to run once the work has failed.
+        if not task.is_teardown and str(task.trigger_rule).rsplit(".", 1)[-1].lower() == "all_success":
+            ti.set_state(TaskInstanceState.FAILED, session=session)
+    session.commit()
+    return reason
