@@ -9,10 +9,11 @@
 #                                     requirements).
 #   scripts/setup.sh --apt SET...     only the apt packages of the named sets (toolbox, airflow, dev, ...)
 #   scripts/setup.sh --pip SET        only the Python packages of a set into the current interpreter
-#                                     ($PYTHON, default python3): `toolbox` (the steps CLI: PyMySQL pinned in
-#                                     requirements.txt + this package) or `airflow` (requirements.txt + this
-#                                     package); no virtualenv, no editable install (for images).
+#                                     ($PYTHON, default python3): `toolbox` (what the pods run: TOOLBOX_PIP at
+#                                     their requirements.txt pins + this package) or `airflow`
+#                                     (requirements.txt + this package); no virtualenv, no editable install.
 #   scripts/setup.sh --list SET       print the apt packages of a set, one per line (tests read this)
+#   scripts/setup.sh --list-pip SET   print the pinned pip requirements of a set, one per line (tests too)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -24,6 +25,11 @@ APT_WORDPRESS=(wordpress wordpress-theme-twentytwentyone)    # WordPress core fr
 APT_BUILD=(default-libmysqlclient-dev pkg-config gcc)        # build deps of mysqlclient (MySQL provider)
 APT_BASE=(python3-venv make curl ca-certificates)
 APT_BROWSER=(chromium)                                       # headless browser of the UI tests (Playwright)
+
+# pip packages of the toolbox image, each at its requirements.txt pin: what the modules the pods run
+# (python -m wpclone.steps, python -m wpclone.k8s.content) import. tests/unit/test_deploy_images.py derives
+# those imports from the modules' import graph and holds this list to them.
+TOOLBOX_PIP=(PyMySQL httpx zstandard pydantic)
 
 # named sets
 apt_set() {
@@ -58,13 +64,24 @@ pinned() {  # the pinned requirement line of one package from requirements.txt
   grep -iE "^$1==" requirements.txt || { echo "setup: $1 is not pinned in requirements.txt" >&2; return 2; }
 }
 
-install_pip() {
-  local python="${PYTHON:-python3}"
+pip_set() {  # the pinned requirement lines of a pip set
+  local pkg line
   case "$1" in
-    toolbox) "$python" -m pip install --no-cache-dir -q "$(pinned PyMySQL)" ;;
-    airflow) "$python" -m pip install --no-cache-dir -q -r requirements.txt ;;
+    toolbox) for pkg in "${TOOLBOX_PIP[@]}"; do line=$(pinned "$pkg") || return 2; echo "$line"; done ;;
+    airflow) grep -vE '^\s*(#|$)' requirements.txt ;;
     *) echo "setup: unknown pip package set '$1' (toolbox, airflow)" >&2; return 2 ;;
   esac
+}
+
+install_pip() {
+  local python="${PYTHON:-python3}" out reqs=()
+  out=$(pip_set "$1") || exit 2
+  mapfile -t reqs <<<"$out"
+  if [ "$1" = airflow ]; then
+    "$python" -m pip install --no-cache-dir -q -r requirements.txt
+  else
+    "$python" -m pip install --no-cache-dir -q "${reqs[@]}"
+  fi
   "$python" -m pip install --no-cache-dir -q --no-deps .
 }
 
@@ -89,6 +106,8 @@ case "${1:-}" in
   --pip) [ $# -eq 2 ] || { echo "setup: --pip needs one package set" >&2; exit 2; }; install_pip "$2" ;;
   --list) [ $# -eq 2 ] || { echo "setup: --list needs one package set" >&2; exit 2; }
           listed=$(apt_set "$2") || exit 2; read -r -a listed <<<"$listed"; printf '%s\n' "${listed[@]}"; exit 0 ;;
-  *) echo "setup: unknown option '$1' (none, --apt SET..., --pip SET, --list SET)" >&2; exit 2 ;;
+  --list-pip) [ $# -eq 2 ] || { echo "setup: --list-pip needs one package set" >&2; exit 2; }
+          pip_set "$2" || exit 2; exit 0 ;;
+  *) echo "setup: unknown option '$1' (none, --apt SET..., --pip SET, --list SET, --list-pip SET)" >&2; exit 2 ;;
 esac
 echo "setup: ready"

@@ -12,6 +12,7 @@ import os
 import time
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, timedelta
+from pathlib import Path, PurePosixPath
 from typing import Any, TypeVar, cast
 
 from pydantic import ValidationError
@@ -22,6 +23,7 @@ from wpclone.models import (
     CloneRequest,
     DeleteRequest,
     RestoreRequest,
+    RuntimeKind,
     SourceConfig,
     WpcloneConfig,
     clone_db_name,
@@ -494,11 +496,32 @@ def check_restore_request(params: Mapping[str, Any], reg: Any = None) -> tuple[R
         clone_id=params.get("clone_id", ""), source_backup_url=params.get("source_backup_url", "")
     )
     record = _ready_clone(request.clone_id, reg)
+    runtime = get_runtime(load_config())
+    policy = fetch_policy(runtime)
     try:
-        check_url(request.source_backup_url, fetch_policy(get_runtime(load_config())))
+        if runtime.kind is RuntimeKind.KUBERNETES and request.source_backup_url.startswith("file:"):
+            _check_pod_file_url(request.source_backup_url, policy.file_roots)
+        else:
+            check_url(request.source_backup_url, policy)
     except FetchError as exc:
         raise BadRequest(str(exc)) from exc
     return request, record
+
+
+def _check_pod_file_url(url: str, roots: tuple[Path, ...]) -> None:
+    """A file:// URL on kubernetes names a file on the backups claim, which only the restore step's pod
+    mounts: here only its form is checked (the pod's fetch resolves it, symlinks included)."""
+    from urllib.parse import unquote, urlsplit
+
+    from wpclone.fetch import FetchError
+
+    parts = urlsplit(url)
+    path = PurePosixPath(unquote(parts.path))
+    if parts.netloc not in ("", "localhost") or not path.is_absolute() or ".." in path.parts:
+        raise FetchError(f"{url} is not a plain absolute file:// path.")
+    if not any(path.is_relative_to(PurePosixPath(root)) for root in roots):
+        where = ", ".join(str(root) for root in roots) or "nowhere"
+        raise FetchError(f"file://{path} is outside the backup directory ({where}).")
 
 
 def validate_restore(params: Mapping[str, Any]) -> dict[str, Any]:

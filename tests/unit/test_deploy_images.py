@@ -2,15 +2,19 @@
 
 No Docker here: the Dockerfiles are read as text. What CI exercises is the script itself (``make setup``
 runs it for every test run); these tests hold the images to it: each install step calls it, each named set
-exists in it, the toolbox set provides the programs the steps start, and the Airflow image's base is the
-Airflow our requirements pin.
+exists in it, the toolbox set provides the programs the steps start and every third-party module the
+pods' Python imports (derived from the import graph of the modules the pods run, not a hand list), and
+the Airflow image's base is the Airflow our requirements pin.
 """
 
 from __future__ import annotations
 
+import ast
+import importlib.metadata
 import re
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -19,6 +23,10 @@ from wpclone.db import DbEndpoint
 from wpclone.steps.copy_database import dump_command, load_command
 
 REPO = Path(__file__).resolve().parents[2]
+PLUGINS = REPO / "plugins"
+# The modules the toolbox image runs: the steps CLI (every step module) and the restore's content switch.
+TOOLBOX_ENTRY_PACKAGES = ("wpclone.steps",)
+TOOLBOX_ENTRY_MODULES = ("wpclone.k8s.content",)
 SETUP = REPO / "scripts" / "setup.sh"
 DOCKERFILES = {name: REPO / "images" / name / "Dockerfile" for name in ("toolbox", "airflow")}
 SETUP_CALL = re.compile(r"scripts/setup\.sh(?P<args>(?:\s+--?[a-z-]+(?:\s+[a-z]+)*)?)")
@@ -139,3 +147,117 @@ def test_make_setup_still_runs_the_whole_script() -> None:
     assert re.search(r"^setup:.*\n\t@scripts/setup\.sh\n", makefile, re.M)
     text = SETUP.read_text()
     assert re.search(r'^\s*""\)\s*install_dev\s*;;', text, re.M)  # no arguments: apt dev set + .venv + -e .
+
+
+# -- the toolbox's Python packages: derived from what the pods' modules import ----------------------------
+
+
+def _module_file(name: str) -> Path | None:
+    base = PLUGINS.joinpath(*name.split("."))
+    for candidate in (base / "__init__.py", base.with_suffix(".py")):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def _imports(path: Path) -> set[str]:
+    """Modules ``path`` imports when it runs: every import statement, also inside functions (the steps
+    import lazily), except those under ``if TYPE_CHECKING:``; ``from a import b`` counts ``a.b`` when that
+    is one of our modules."""
+    tree = ast.parse(path.read_text())
+    typing_only = {
+        id(node)
+        for branch in ast.walk(tree)
+        if isinstance(branch, ast.If) and "TYPE_CHECKING" in ast.unparse(branch.test)
+        for node in ast.walk(branch)
+    }
+    found: set[str] = set()
+    for node in ast.walk(tree):
+        if id(node) in typing_only:
+            continue
+        if isinstance(node, ast.Import):
+            found |= {alias.name for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            found.add(node.module)
+            found |= {
+                f"{node.module}.{a.name}" for a in node.names if _module_file(f"{node.module}.{a.name}")
+            }
+    return found
+
+
+def toolbox_import_graph() -> tuple[set[str], dict[str, set[str]]]:
+    """Our modules the toolbox reaches from its entry points; third-party top-level module -> importers."""
+    todo = list(TOOLBOX_ENTRY_MODULES)
+    for package in TOOLBOX_ENTRY_PACKAGES:
+        todo += [package] + [
+            f"{package}.{p.stem}" for p in sorted(PLUGINS.joinpath(*package.split(".")).glob("*.py"))
+        ]
+    seen: set[str] = set()
+    third_party: dict[str, set[str]] = {}
+    while todo:
+        name = todo.pop()
+        if name in seen:
+            continue
+        seen.add(name)
+        path = _module_file(name)
+        if path is None:
+            continue
+        parts = name.split(".")
+        todo += [".".join(parts[:i]) for i in range(1, len(parts))]  # importing a.b.c runs a and a.b
+        for imported in _imports(path):
+            top = imported.split(".")[0]
+            if top == "wpclone":
+                todo.append(imported)
+            elif top not in sys.stdlib_module_names:
+                third_party.setdefault(top, set()).add(name)
+    return {n for n in seen if _module_file(n)}, third_party
+
+
+def toolbox_pip() -> dict[str, str]:
+    """The toolbox pip set as the script installs it: normalised distribution name -> pinned line."""
+    done = run_setup("--list-pip", "toolbox")
+    assert done.returncode == 0, done.stderr
+    return {_normalise(line.split("==")[0]): line for line in done.stdout.split()}
+
+
+def _normalise(distribution: str) -> str:
+    return re.sub(r"[-_.]+", "-", distribution).lower()
+
+
+def test_the_toolbox_set_installs_every_module_the_pods_import() -> None:
+    modules, third_party = toolbox_import_graph()
+    assert {"wpclone.steps.backup", "wpclone.fetch", "wpclone.archive", "wpclone.k8s.content"} <= modules
+    assert not any(m.startswith(("wpclone.tasks", "wpclone.k8s.pod", "wpclone.runtimes")) for m in modules)
+    assert {"pymysql", "httpx", "zstandard", "pydantic"} <= set(third_party), third_party
+    assert "airflow" not in third_party and "kubernetes" not in third_party, third_party
+    distributions = importlib.metadata.packages_distributions()
+    installed = toolbox_pip()
+    for module, importers in sorted(third_party.items()):
+        names = {_normalise(d) for d in distributions.get(module, [])}
+        assert names, f"{module} (imported by {sorted(importers)}) is installed by no distribution here"
+        assert names & set(installed), (
+            f"{module} (imported by {sorted(importers)}) comes from {sorted(names)}, which the toolbox pip "
+            f"set does not install: add it to TOOLBOX_PIP in scripts/setup.sh"
+        )
+    # Each at the pin of requirements.txt (the Airflow image's too), nothing the pods do not import.
+    for line in installed.values():
+        assert line.split("==")[1] == pinned(line.split("==")[0].lower()), line
+    imported = {_normalise(d) for m in third_party for d in distributions.get(m, [])}
+    assert set(installed) <= imported, set(installed) - imported
+
+
+def test_the_import_graph_sees_lazy_imports_and_skips_typing_only_ones(tmp_path: Path) -> None:
+    module = tmp_path / "m.py"
+    module.write_text(
+        "from __future__ import annotations\n"
+        "from typing import TYPE_CHECKING\n"
+        "if TYPE_CHECKING:\n    import airflow\n"
+        "def f():\n    import httpx\n    from wpclone import steps\n"
+    )
+    assert _imports(module) == {"__future__", "typing", "httpx", "wpclone", "wpclone.steps"}
+
+
+def test_the_pip_sets_are_pinned_and_bad_names_fail() -> None:
+    assert set(toolbox_pip()) >= {"pymysql", "httpx", "zstandard", "pydantic"}
+    done = run_setup("--list-pip", "nope")
+    assert done.returncode == 2 and "setup:" in done.stderr

@@ -65,6 +65,8 @@ def test_there_are_the_objects_the_readme_applies() -> None:
         ("11-rolebinding.yaml", "RoleBinding", "wpclone-airflow-worker"),
         ("20-networkpolicy.yaml", "NetworkPolicy", "wpclone-clones"),
         ("20-networkpolicy.yaml", "NetworkPolicy", "wpclone-default-deny"),
+        ("21-networkpolicy-restore.yaml", "NetworkPolicy", "wpclone-restore-fetch"),
+        ("30-backups.yaml", "PersistentVolumeClaim", "wpclone-backups"),
         ("optional/basic-auth.yaml", "Secret", "wpclone-basic-auth"),
     ]
 

@@ -4,7 +4,8 @@ Two sources, neither a hand-kept copy:
 
 - the runtime's own calls, recorded from a whole clone lifecycle against the kmock API emulator (the
   fixtures and recorder of ``test_k8s_lifecycle``): prepare, deploy, readiness, the orphan listing, the
-  source's password, delete (with a step pod left behind);
+  source's password, a restore (its login in the clone's Secret, the backup URL handed to the load step,
+  the content pod's switch, switch back and discard, the site rolled), delete (with a step pod left behind);
 - the step pods' calls, read from the installed ``KubernetesPodOperator`` source (``operators/pod.py`` and
   ``utils/pod_manager.py``): every ``<verb>_namespaced_<resource>`` client call on the synchronous path, minus
   the ones our operator settings rule out (exec: only for ``do_xcom_push`` and an Istio sidecar).
@@ -25,7 +26,9 @@ import yaml
 from tests.unit.test_k8s_lifecycle import (  # fixtures: pytest resolves them by name in this module
     NAMESPACE,
     Recorder,
+    add_site_pod,
     emulator,  # noqa: F401
+    restore_cycle,
     runtime,  # noqa: F401
 )
 from tests.unit.test_k8s_manifests import MU_PLUGIN, make_plan, make_source
@@ -107,6 +110,7 @@ def test_our_step_operator_needs_no_exec_and_is_not_deferrable() -> None:
 async def test_the_role_is_exactly_what_our_calls_need(
     emulator: km.KubernetesEmulator,  # noqa: F811
     runtime: KubernetesRuntime,  # noqa: F811
+    tmp_path: Path,
 ) -> None:
     call = Recorder(emulator)
     plan = make_plan("shop-abc123")
@@ -120,6 +124,8 @@ async def test_the_role_is_exactly_what_our_calls_need(
     await call(runtime.site_ready, plan)
     await call(runtime.source_db_password, make_source())
     await call(runtime.list_clone_ids)
+    add_site_pod(emulator)
+    await restore_cycle(call, emulator, runtime, tmp_path / "claim")
     labels = {MANAGED_BY_LABEL: "wpclone", CLONE_ID_LABEL: "shop-abc123"}
     emulator.objects["v1/pods", NAMESPACE, "wpclone-copy-content-x1"] = {
         "metadata": {"name": "wpclone-copy-content-x1", "labels": labels}
@@ -140,4 +146,5 @@ def test_a_missing_or_extra_grant_is_caught() -> None:
     assert ("", "pods/exec", "create") in kpo_rules(kpo_calls(), exec_needed=True)
     granted = role_rules()
     assert ("", "secrets", "update") not in granted and ("", "pods/exec", "create") not in granted
+    assert ("", "secrets", "patch") in granted  # a restore's login and params, by merge patch
     assert ("", "pods/log", "get") in granted and ("apps", "deployments", "patch") in granted

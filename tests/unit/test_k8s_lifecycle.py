@@ -4,6 +4,11 @@ kmock serves the Kubernetes API over HTTP in this process; the hook reaches it t
 connection (``AIRFLOW_CONN_<ID>`` with a kubeconfig path), exactly as it reaches a real cluster. The
 runtime's blocking client calls run in a thread while the emulator runs on the event loop.
 
+A restore's part is covered too: the restore login added to the clone's Secret (once), the load step's
+backup URL handed over through that Secret, the wp-content switch, switch back and discard by the content
+pod, whose kubelet is simulated here by running its program (:mod:`wpclone.k8s.content`) on a directory
+that stands for the clone's claim, and the site rolled when its live tree changed.
+
 Every API request the runtime makes is recorded (verb, group, resource) and written to
 ``.local/artifacts/k8s_api_requests.json``; the test holds them equal to
 ``wpclone.k8s.apply.API_PERMISSIONS``, the table the Airflow workers' RBAC Role is derived from.
@@ -12,9 +17,11 @@ Every API request the runtime makes is recorded (verb, group, resource) and writ
 from __future__ import annotations
 
 import asyncio
+import base64
+import contextlib
 import json
 import logging
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
@@ -22,11 +29,12 @@ import kmock as km
 import pytest
 
 from tests.unit.test_k8s_manifests import MU_PLUGIN, make_plan, make_source
-from wpclone.k8s import manifests
+from wpclone.k8s import content, manifests
 from wpclone.k8s.apply import API_PERMISSIONS, KubernetesError
+from wpclone.k8s.pod import StepPodOperator
 from wpclone.k8s.settings import KubernetesSettings
 from wpclone.models import RuntimeKind, WpcloneConfig
-from wpclone.runtimes.base import CLONE_ID_LABEL, MANAGED_BY_LABEL, CloneSecrets
+from wpclone.runtimes.base import CLONE_ID_LABEL, MANAGED_BY_LABEL, CloneSecrets, Step
 from wpclone.runtimes.kubernetes import KubernetesRuntime
 
 NAMESPACE = "wpclone-test"
@@ -41,6 +49,16 @@ VERBS = {
     "WATCH": "watch",
 }
 DEPLOYMENTS = "apps/v1/deployments"
+PODS = "v1/pods"
+BACKUP_URL = "https://backups.example.com/shop.tar.gz?X-Amz-Signature=t0ken-in-the-query"
+LOAD_BACKUP = Step(
+    task_id="load_backup",
+    step="restore-backup",
+    arguments=("{{ ti.xcom_pull(task_ids='validate_request')['url'] }}",),
+    db_env={"TARGET_DB": "restore"},
+    content={"TARGET_CONTENT_DIR": "clone"},
+    param_env={"WPCLONE_BACKUP_URL": "source_backup_url"},
+)
 
 
 class Recorder:
@@ -50,10 +68,10 @@ class Recorder:
         self.emulator = emulator
         self.requests: list[dict[str, Any]] = []
 
-    async def __call__(self, fn: Callable[..., Any], *args: Any) -> Any:
+    async def __call__(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         before = len(list(self.emulator))
         try:
-            return await asyncio.to_thread(fn, *args)
+            return await asyncio.to_thread(fn, *args, **kwargs)
         finally:
             for request in list(self.emulator)[before:]:
                 resource = request.resource
@@ -99,7 +117,143 @@ def runtime(emulator: km.KubernetesEmulator) -> KubernetesRuntime:
     config = WpcloneConfig(
         runtime=RuntimeKind.KUBERNETES, sources=[make_source()], clone_domain="clones.example.com"
     )
-    return KubernetesRuntime(config, KubernetesSettings(namespace=NAMESPACE, conn_id=CONN_ID))
+    runtime = KubernetesRuntime(config, KubernetesSettings(namespace=NAMESPACE, conn_id=CONN_ID))
+    runtime.poll_seconds = 0.02
+    return runtime
+
+
+@contextlib.asynccontextmanager
+async def kubelet(emulator: km.KubernetesEmulator, claim: Path) -> AsyncIterator[list[dict[str, Any]]]:
+    """Runs each content pod the runtime creates: its program on ``claim`` (the clone's content claim),
+    its answer as the container's termination message. Yields the pods it ran."""
+    ran: list[dict[str, Any]] = []
+
+    async def run() -> None:
+        while True:
+            for (resource, _ns, name), obj in list(emulator.objects.items()):
+                if str(resource.plural) != "pods" or obj.deleted or obj.get("status"):
+                    continue
+                if not name.endswith("-content"):
+                    continue
+                container = obj["spec"]["containers"][0]
+                _python, _m, _module, action, root = container["command"]
+                assert root == manifests.CONTENT_POD_ROOT
+                try:
+                    code, message = 0, json.dumps(content.run(action, claim))
+                except content.ContentError as exc:
+                    code, message = 1, f"error: {exc}"
+                ran.append(dict(obj))
+                terminated = {"exitCode": code, "message": message}
+                obj.patch(
+                    {
+                        "status": {
+                            "phase": "Succeeded" if code == 0 else "Failed",
+                            "containerStatuses": [
+                                {
+                                    "name": "content",
+                                    "image": container["image"],
+                                    "imageID": "",
+                                    "ready": False,
+                                    "restartCount": 0,
+                                    "state": {"terminated": terminated},
+                                }
+                            ],
+                        }
+                    }
+                )
+            await asyncio.sleep(0.01)
+
+    task = asyncio.create_task(run())
+    try:
+        yield ran
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
+def claim_with_staged_restore(root: Path) -> Path:
+    """The clone's claim after the restore step: the live tree and the staged one beside it."""
+    (root / "wp-content" / "uploads").mkdir(parents=True)
+    (root / "wp-content" / "uploads" / "a.txt").write_text("before")
+    (root / "wp-content.restore-new" / "uploads").mkdir(parents=True)
+    (root / "wp-content.restore-new" / "uploads" / "a.txt").write_text("restored")
+    (root / ".restore-work").mkdir()
+    return root
+
+
+def load_backup_operator(runtime: KubernetesRuntime) -> StepPodOperator:
+    op = runtime.step_operator(LOAD_BACKUP, plan_xcom="validate_request")
+    assert isinstance(op, StepPodOperator)
+    op.labels = {**op.labels, CLONE_ID_LABEL: "shop-abc123"}  # as rendered from the plan
+    return op
+
+
+def content_revision(emulator: km.KubernetesEmulator, clone_id: str = "shop-abc123") -> str | None:
+    deployment = emulator.objects[DEPLOYMENTS, NAMESPACE, f"wpclone-{clone_id}"]
+    annotations = deployment["spec"]["template"]["metadata"].get("annotations") or {}
+    value = annotations.get(manifests.CONTENT_REVISION_ANNOTATION)
+    return None if value is None else str(value)
+
+
+async def restore_cycle(
+    call: Recorder, emulator: km.KubernetesEmulator, runtime: KubernetesRuntime, claim: Path
+) -> str:
+    """A restore's runtime calls on clone shop-abc123 (deployed, its site pod on node-a): the restore login,
+    the backup URL handed to the load step, switch, a retried switch, switch back, discard. Returns the
+    restore login's password."""
+    secret = emulator.objects["v1/secrets", NAMESPACE, "wpclone-shop-abc123"]
+    password = await call(runtime.restore_db_password, "shop-abc123")
+    assert await call(runtime.restore_db_password, "shop-abc123") == password  # generated once
+    stored = secret["data"][manifests.RESTORE_PASSWORD_KEY]
+    assert base64.b64decode(stored).decode() == password
+
+    op = load_backup_operator(runtime)
+    await call(op.publish_params, {"params": {"source_backup_url": BACKUP_URL}})
+    key = manifests.param_secret_key("WPCLONE_BACKUP_URL")
+    assert base64.b64decode(secret["data"][key]).decode() == BACKUP_URL
+
+    claim_with_staged_restore(claim)
+    async with kubelet(emulator, claim) as ran:
+        assert await call(runtime.switch_content, "shop-abc123", restored=True) is True
+        assert (claim / "wp-content/uploads/a.txt").read_text() == "restored"
+        assert (claim / "wp-content.restore-old/uploads/a.txt").read_text() == "before"
+        switched = str((claim / "wp-content").stat().st_ino)
+        assert content_revision(emulator) == switched  # the site's pod is rolled onto the new tree
+        # A retried switch moves nothing and rolls nothing.
+        assert await call(runtime.switch_content, "shop-abc123", restored=True) is False
+        assert content_revision(emulator) == switched
+        # A rollback puts the previous tree back and rolls the site onto it.
+        assert await call(runtime.switch_content, "shop-abc123", restored=False) is True
+        assert (claim / "wp-content/uploads/a.txt").read_text() == "before"
+        assert content_revision(emulator) == str((claim / "wp-content").stat().st_ino) != switched
+        await call(runtime.discard_restore_content, "shop-abc123")
+    assert sorted(p.name for p in claim.iterdir()) == ["wp-content"]
+    assert [pod["spec"]["containers"][0]["command"][3] for pod in ran] == [
+        "switch",
+        "switch",
+        "switch-back",
+        "discard",
+    ]
+    for pod in ran:  # on the site's node: the claim is ReadWriteOnce
+        terms = pod["spec"]["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]
+        assert terms["nodeSelectorTerms"][0]["matchFields"][0]["values"] == ["node-a"]
+    assert not [
+        k for k, o in emulator.objects.items() if k[0] == PODS and k[2].endswith("-content") and not o.deleted
+    ]
+    # The run's params are gone from the Secret; the restore login stays for the next restore.
+    assert key not in secret["data"]
+    assert secret["data"][manifests.RESTORE_PASSWORD_KEY] == stored
+    return str(password)
+
+
+def add_site_pod(emulator: km.KubernetesEmulator, clone_id: str = "shop-abc123") -> None:
+    labels = {MANAGED_BY_LABEL: "wpclone", CLONE_ID_LABEL: clone_id, "app.kubernetes.io/component": "site"}
+    emulator.objects[PODS, NAMESPACE, f"wpclone-{clone_id}-5d8f-x2"] = {
+        "metadata": {"name": f"wpclone-{clone_id}-5d8f-x2", "labels": labels},
+        "spec": {"nodeName": "node-a", "containers": [{"name": "wordpress", "image": "wordpress"}]},
+        "status": {"phase": "Running"},
+    }
 
 
 def live_objects(emulator: km.KubernetesEmulator, **labels: str) -> list[tuple[str, str]]:
@@ -124,6 +278,7 @@ async def test_site_lifecycle(
     runtime: KubernetesRuntime,
     caplog: pytest.LogCaptureFixture,
     capfd: pytest.CaptureFixture[str],
+    tmp_path: Path,
 ) -> None:
     caplog.set_level(logging.DEBUG, logger="wpclone")
     caplog.set_level(logging.INFO)
@@ -172,7 +327,17 @@ async def test_site_lifecycle(
 
     # Not ready until the Deployment controller (simulated) reports a ready replica.
     assert await call(runtime.site_ready, plan) is False
-    deployment.patch({"status": {"replicas": 1, "readyReplicas": 1, "availableReplicas": 1}})
+    ready = {"replicas": 1, "updatedReplicas": 1, "readyReplicas": 1, "availableReplicas": 1}
+    deployment.patch({"status": ready})
+    assert await call(runtime.site_ready, plan) is True
+
+    # A restore (after its backup: a step pod, no call of the runtime's): login, URL, switch, back, discard.
+    add_site_pod(emulator)
+    restore_password = await restore_cycle(call, emulator, runtime, tmp_path / "claim")
+    # While the site rolls onto another tree, the old pod (old wp-content) does not count as ready.
+    deployment.patch({"status": {"replicas": 2, "updatedReplicas": 1, "readyReplicas": 1}})
+    assert await call(runtime.site_ready, plan) is False
+    deployment.patch({"status": ready})
     assert await call(runtime.site_ready, plan) is True
 
     assert await call(runtime.list_clone_ids) == {"shop-abc123", "shop-other1"}
@@ -188,6 +353,7 @@ async def test_site_lifecycle(
         "Ingress/wpclone-shop-abc123",
         "Service/wpclone-shop-abc123",
         "Deployment/wpclone-shop-abc123",
+        "Pod/wpclone-shop-abc123-5d8f-x2",
         "Pod/wpclone-copy-content-x1",
         "ConfigMap/wpclone-shop-abc123-site",
         "PersistentVolumeClaim/wpclone-shop-abc123-content",
@@ -208,7 +374,7 @@ async def test_site_lifecycle(
     out, err = capfd.readouterr()
     logged = "\n".join([out, err, *(record.getMessage() for record in caplog.records)])
     assert "event=applied" in logged
-    for value in [*secret_values(secrets), source_password]:
+    for value in [*secret_values(secrets), source_password, restore_password, BACKUP_URL, "t0ken"]:
         assert value not in logged
 
     # The API calls, for the workers' RBAC Role: exactly the declared table.
@@ -283,3 +449,41 @@ def test_runtime_basics() -> None:
             "abc"
         )
     assert manifests.label_selector("shop-abc123").startswith("app.kubernetes.io/managed-by=wpclone")
+
+
+@pytest.mark.asyncio
+async def test_a_failed_content_pod_is_one_sentence_and_leftovers_are_replaced(
+    emulator: km.KubernetesEmulator, runtime: KubernetesRuntime, tmp_path: Path
+) -> None:
+    plan = make_plan("shop-abc123")
+    await asyncio.to_thread(runtime.prepare_clone, plan)
+    await asyncio.to_thread(runtime.deploy_site, plan, {}, MU_PLUGIN)
+    name = "wpclone-shop-abc123-content"
+    # A finished pod of a killed worker's try is removed first; the new one runs.
+    labels = {MANAGED_BY_LABEL: "wpclone", CLONE_ID_LABEL: "shop-abc123"}
+    emulator.objects[PODS, NAMESPACE, name] = {
+        "metadata": {"name": name, "labels": labels},
+        "spec": {"containers": [{"name": "content", "image": "toolbox"}]},
+        "status": {"phase": "Succeeded"},
+    }
+    claim = claim_with_staged_restore(tmp_path / "claim")
+    async with kubelet(emulator, claim) as ran:
+        assert await asyncio.to_thread(runtime.switch_content, "shop-abc123", restored=True) is True
+    assert len(ran) == 1
+    # The claim is not there (the program says so): one sentence, the pod removed.
+    async with kubelet(emulator, tmp_path / "not-mounted"):
+        with pytest.raises(KubernetesError) as caught:
+            await asyncio.to_thread(runtime.discard_restore_content, "shop-abc123")
+    assert str(caught.value) == (
+        f"The wp-content discard of clone shop-abc123 failed: the clone's claim is not mounted at "
+        f"{tmp_path / 'not-mounted'}."
+    )
+    assert emulator.objects[PODS, NAMESPACE, name].deleted
+    # Somebody else's pod of that name is never touched.
+    emulator.objects[PODS, NAMESPACE, name] = {
+        "metadata": {"name": name, "labels": {"app": "theirs"}},
+        "spec": {"containers": [{"name": "x", "image": "x"}]},
+    }
+    with pytest.raises(KubernetesError, match="does not belong to clone shop-abc123"):
+        await asyncio.to_thread(runtime.switch_content, "shop-abc123", restored=False)
+    assert not emulator.objects[PODS, NAMESPACE, name].deleted

@@ -248,7 +248,12 @@ def test_volumes_content_claim_and_mu_plugin(settings: KubernetesSettings) -> No
     assert volumes["content"]["persistentVolumeClaim"] == {"claimName": "wpclone-shop-abc123-content"}
     assert volumes["site-config"]["configMap"] == {"name": "wpclone-shop-abc123-site"}
     mounts = {m["mountPath"]: m for m in pod["containers"][0]["volumeMounts"]}
-    assert mounts["/var/www/html/wp-content"]["name"] == "content"
+    # Only the claim's live tree: a restore stages beside it and switches by renames (wpclone.k8s.content).
+    assert mounts["/var/www/html/wp-content"] == {
+        "name": "content",
+        "mountPath": "/var/www/html/wp-content",
+        "subPath": "wp-content",
+    }
     mu = mounts["/var/www/html/wp-content/mu-plugins/wpclone-staging.php"]
     assert mu == {
         "name": "site-config",
@@ -402,6 +407,49 @@ def test_every_manifest_validates_against_the_kubernetes_schema(version: str) ->
     )
     for obj in all_manifests(make_plan(), settings):
         kubernetes_validate.validate(obj, version, strict=True)
+    for action in manifests.CONTENT_ACTIONS:
+        for node in (None, "node-a.eu-west-1.compute.internal"):
+            pod = manifests.content_pod_manifest("shop-abc123", action, settings, node=node)
+            kubernetes_validate.validate(pod, version, strict=True)
+
+
+def test_the_content_pod(settings: KubernetesSettings) -> None:
+    pod = manifests.content_pod_manifest("shop-abc123", "switch", settings, node="node-a")
+    assert pod["metadata"]["name"] == "wpclone-shop-abc123-content"
+    assert pod["metadata"]["labels"] == {
+        MANAGED_BY_LABEL: "wpclone",
+        CLONE_ID_LABEL: "shop-abc123",  # delete_clone_objects removes one a killed worker left behind
+        "app.kubernetes.io/component": "content",
+    }
+    spec = pod["spec"]
+    [container] = spec["containers"]
+    assert container["image"] == settings.toolbox_image
+    assert container["command"] == ["python", "-m", "wpclone.k8s.content", "switch", "/content/clone"]
+    assert spec["volumes"] == [
+        {"name": "content", "persistentVolumeClaim": {"claimName": "wpclone-shop-abc123-content"}}
+    ]
+    assert container["volumeMounts"] == [{"name": "content", "mountPath": "/content/clone"}]
+    assert spec["restartPolicy"] == "Never" and spec["activeDeadlineSeconds"] > 0
+    assert spec["automountServiceAccountToken"] is False
+    assert container["securityContext"]["readOnlyRootFilesystem"] is True
+    assert container["securityContext"]["capabilities"] == {"drop": ["ALL"]}
+    assert spec["securityContext"]["runAsUser"] == settings.run_as_user  # the owner of the site's files
+    # On the site's node (the claim is ReadWriteOnce); anywhere when no site pod runs.
+    terms = spec["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]
+    assert terms["nodeSelectorTerms"] == [
+        {"matchFields": [{"key": "metadata.name", "operator": "In", "values": ["node-a"]}]}
+    ]
+    assert "affinity" not in manifests.content_pod_manifest("shop-abc123", "discard", settings)["spec"]
+    with pytest.raises(ValueError, match="not one of"):
+        manifests.content_pod_manifest("shop-abc123", "rm -rf", settings)
+    with pytest.raises(ValueError, match="node name"):
+        manifests.content_pod_manifest("shop-abc123", "switch", settings, node="Node A")
+
+
+def test_param_secret_keys() -> None:
+    assert manifests.param_secret_key("WPCLONE_BACKUP_URL") == "param-wpclone-backup-url"
+    assert manifests.param_secret_key("X").startswith(manifests.PARAM_KEY_PREFIX)
+    assert manifests.RESTORE_PASSWORD_KEY == "restore-db-password"
 
 
 def test_the_schema_check_catches_a_broken_manifest(settings: KubernetesSettings) -> None:

@@ -7,10 +7,12 @@ field and validated against the Kubernetes schema.
 
 from __future__ import annotations
 
+import base64
 import json
 import socket
 from collections.abc import Iterator
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import kubernetes_validate
@@ -181,7 +183,8 @@ def test_content_mounts_and_dirs(runtime: KubernetesRuntime) -> None:
     _, _, pod = build(runtime, COPY_CONTENT)
     env = {name: item.get("value") for name, item in container_env(pod).items()}
     assert env["SOURCE_CONTENT_DIR"] == "/content/source"
-    assert env["TARGET_CONTENT_DIR"] == "/content/clone"
+    # The clone's whole claim is mounted; its live tree is the site's subPath (a restore stages beside it).
+    assert env["TARGET_CONTENT_DIR"] == f"/content/clone/{manifests.CONTENT_SUBPATH}"
     assert env["COPY_WORKERS"] == "4"
     assert pod["spec"]["containers"][0]["args"] == ["copy-content", "--copy-mode", "everything"]
     volumes = {v["name"]: v for v in pod["spec"]["volumes"]}
@@ -253,8 +256,11 @@ def test_operator_kwargs_override_defaults(runtime: KubernetesRuntime) -> None:
     [
         (Step(task_id="t", step="copy database"), "not a step name"),
         (Step(task_id="t", step="copy-database", env={"bad-name": "x"}), "environment variable name"),
-        (Step(task_id="t", step="copy-database", db_env={"SOURCE_DB": "elsewhere"}), "'source' or 'clone'"),
+        (Step(task_id="t", step="copy-database", db_env={"SOURCE_DB": "elsewhere"}), "'clone' or 'restore'"),
         (Step(task_id="t", step="copy-content", content={"DIR": "neighbour"}), "'source' or 'clone'"),
+        (Step(task_id="t", step="copy-content", content={"DIR": "restore"}), "'source' or 'clone'"),
+        (Step(task_id="t", step="restore-backup", param_env={"URL": "a }}{{ b"}), "not a parameter name"),
+        (Step(task_id="t", step="restore-backup", param_env={"bad-name": "url"}), "variable name"),
     ],
 )
 def test_bad_steps_fail_at_parse_time(runtime: KubernetesRuntime, step: Step, match: str) -> None:
@@ -373,3 +379,190 @@ def test_deferred_reentry_failure_pushes_the_sentence(
     with pytest.raises(AirflowException):
         op.trigger_reentry(context, {"status": "failed", "name": "p", "namespace": "n"})
     assert context["ti"].pushed["error"] == "The source database is unreachable at mysql.databases.svc:3306."
+
+
+# -- wp_backup and wp_restore: the operators the DAG builders make ---------------------------------------
+
+BACKUP_URL = "https://backups.example.com/shop/shop-1.tar.gz?X-Amz-Credential=AKIA1&X-Amz-Signature=s3cr3t"
+
+
+def k8s_config_json(**backups: Any) -> str:
+    config = WpcloneConfig(
+        runtime=RuntimeKind.KUBERNETES,
+        sources=[make_source()],
+        clone_domain="clones.example.com",
+        backups={"allowed_hosts": ["backups.example.com"], **backups},
+    )
+    return config.model_dump_json()
+
+
+@pytest.fixture
+def k8s_dags(monkeypatch: pytest.MonkeyPatch) -> dict[str, DAG]:
+    """wp_backup and wp_restore as the DAG files build them, for the kubernetes runtime."""
+    from wpclone import builders
+
+    monkeypatch.setenv("WPCLONE_RUNTIME", "kubernetes")
+    monkeypatch.delenv("WPCLONE_CONFIG", raising=False)
+    monkeypatch.setenv("WPCLONE_CONFIG_JSON", k8s_config_json())
+    return {"wp_backup": builders.build_backup_dag(), "wp_restore": builders.build_restore_dag()}
+
+
+def build_task(dag: DAG, task_id: str) -> tuple[StepPodOperator, dict[str, Any], dict[str, Any]]:
+    """The DAG's own operator, rendered for clone shop-abc123 with the restore's params, and its pod."""
+    op = dag.get_task(task_id)
+    assert isinstance(op, StepPodOperator)
+    ti = FakeTI(task_id, make_plan())
+    params = {"clone_id": "shop-abc123", "source_backup_url": BACKUP_URL}
+    context: dict[str, Any] = {"ti": ti, "run_id": "manual__2026-01-01", "dag": dag, "task": op}
+    context["params"] = params
+    op.render_template_fields(context)  # type: ignore[arg-type]
+    op.check_rendered()
+    pod = op.build_pod_request_obj(context, dry_run=True)  # type: ignore[arg-type]
+    return op, context, ApiClient().sanitize_for_serialization(pod)
+
+
+BACKUP_TASKS = (("wp_backup", "backup_clone"), ("wp_restore", "backup_clone"), ("wp_restore", "load_backup"))
+
+
+@pytest.mark.parametrize(("dag_id", "task_id"), BACKUP_TASKS)
+def test_backup_and_restore_steps_mount_the_backups_claim(
+    k8s_dags: dict[str, DAG], dag_id: str, task_id: str
+) -> None:
+    _, _, pod = build_task(k8s_dags[dag_id], task_id)
+    settings = KubernetesSettings()
+    read_only = task_id == "load_backup"  # a restore only reads backups; only the backup step writes
+    volumes = {v["name"]: v for v in pod["spec"]["volumes"]}
+    assert volumes["backups"]["persistentVolumeClaim"] == {
+        "claimName": settings.backup_claim,
+        "readOnly": read_only,
+    }
+    mounts = {m["name"]: m for m in pod["spec"]["containers"][0]["volumeMounts"]}
+    assert mounts["backups"]["mountPath"] == settings.backup_mount == "/backups"
+    assert bool(mounts["backups"].get("readOnly")) is read_only
+    env = {name: item.get("value") for name, item in container_env(pod).items()}
+    assert env["WPCLONE_BACKUP_DIR"] == settings.backup_mount
+    # The clone's whole claim, its live tree one level down (the restore stages beside it).
+    assert mounts["clone-content"]["mountPath"] == "/content/clone"
+    content_env = "TARGET_CONTENT_DIR" if task_id == "load_backup" else "SOURCE_CONTENT_DIR"
+    assert env[content_env] == "/content/clone/wp-content"
+    # On the site's node (the clone's claim is ReadWriteOnce): required, the clone is ready, its site runs.
+    affinity = pod["spec"]["affinity"]["podAffinity"]
+    assert set(affinity) == {"requiredDuringSchedulingIgnoredDuringExecution"}
+    [term] = affinity["requiredDuringSchedulingIgnoredDuringExecution"]
+    assert term["labelSelector"]["matchLabels"] == manifests.site_selector("shop-abc123")
+    assert term["topologyKey"] == "kubernetes.io/hostname"
+    for version in K8S_VERSIONS:
+        kubernetes_validate.validate(pod, version, strict=True)
+
+
+def test_copy_steps_do_not_mount_the_backups(runtime: KubernetesRuntime) -> None:
+    # copy-content mounts the clone's claim before its site exists: the site's node only if it can.
+    _, _, pod = build(runtime, COPY_CONTENT)
+    affinity = pod["spec"]["affinity"]["podAffinity"]
+    [preferred] = affinity["preferredDuringSchedulingIgnoredDuringExecution"]
+    assert "requiredDuringSchedulingIgnoredDuringExecution" not in affinity
+    assert preferred["podAffinityTerm"]["labelSelector"]["matchLabels"] == manifests.site_selector(
+        "shop-abc123"
+    )
+    _, _, pod = build(runtime, COPY_DATABASE)
+    assert not pod["spec"].get("affinity")
+    for step in (COPY_DATABASE, COPY_CONTENT):
+        _, _, pod = build(runtime, step)
+        assert "backups" not in {v["name"] for v in pod["spec"]["volumes"]}
+        assert "WPCLONE_BACKUP_DIR" not in container_env(pod)
+        assert "WPCLONE_FETCH_POLICY" not in container_env(pod)
+
+
+def test_the_load_step_logs_in_to_the_fresh_database_with_the_restore_login(k8s_dags: dict[str, DAG]) -> None:
+    from wpclone.tasks import restore_db_name
+
+    _, _, pod = build_task(k8s_dags["wp_restore"], "load_backup")
+    env = container_env(pod)
+    assert env["TARGET_DB_USER"]["value"] == env["TARGET_DB_NAME"]["value"] == restore_db_name("shop-abc123")
+    assert env["TARGET_DB_PASSWORD"] == {
+        "name": "TARGET_DB_PASSWORD",
+        "valueFrom": {"secretKeyRef": {"name": "wpclone-shop-abc123", "key": manifests.RESTORE_PASSWORD_KEY}},
+    }
+    assert "SOURCE_DB_HOST" not in env  # nothing of the live source
+
+
+def test_the_backup_url_reaches_the_pod_only_by_reference(k8s_dags: dict[str, DAG]) -> None:
+    op, context, pod = build_task(k8s_dags["wp_restore"], "load_backup")
+    env = container_env(pod)
+    assert env["WPCLONE_BACKUP_URL"] == {
+        "name": "WPCLONE_BACKUP_URL",
+        "valueFrom": {
+            "secretKeyRef": {
+                "name": "wpclone-shop-abc123",
+                "key": manifests.param_secret_key("WPCLONE_BACKUP_URL"),
+            }
+        },
+    }
+    # Neither the URL nor its query (a presigned URL's credentials) in the pod or the rendered fields.
+    rendered = json.dumps(pod) + repr({field: getattr(op, field) for field in op.template_fields})
+    for text in (BACKUP_URL, "s3cr3t", "X-Amz-Credential", "backups.example.com/shop"):
+        assert text not in rendered
+    for item in pod["spec"]["containers"][0]["env"]:
+        if "PASSWORD" in item["name"] or item["name"] == "WPCLONE_BACKUP_URL":
+            assert "value" not in item, item
+
+    # When the task runs, the URL goes into the clone's Secret, and nowhere else.
+    class Cluster:
+        def __init__(self) -> None:
+            self.patches: list[tuple[str, str, dict[str, Any]]] = []
+
+        def patch(self, kind: str, name: str, changes: dict[str, Any]) -> dict[str, Any]:
+            self.patches.append((kind, name, changes))
+            return {}
+
+    cluster = Cluster()
+    op.publish_params(context, cluster)
+    [(kind, name, changes)] = cluster.patches
+    assert (kind, name) == ("Secret", "wpclone-shop-abc123")
+    key = manifests.param_secret_key("WPCLONE_BACKUP_URL")
+    assert json.loads(json.dumps(changes)) == {"data": {key: base64.b64encode(BACKUP_URL.encode()).decode()}}
+
+
+def test_the_fetch_policy_is_the_configuration_at_task_time(
+    k8s_dags: dict[str, DAG], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Changed after the DAG was parsed: the pod gets the configuration the worker reads when it runs.
+    monkeypatch.setenv("WPCLONE_CONFIG_JSON", k8s_config_json(schemes=["https"], max_bytes=12345))
+    _, _, pod = build_task(k8s_dags["wp_restore"], "load_backup")
+    policy = json.loads(container_env(pod)["WPCLONE_FETCH_POLICY"]["value"])
+    assert policy["file_roots"] == ["/backups"]  # only the backups claim, inside the pod
+    assert policy["allow_private"] is False  # never the cluster's own addresses (metadata, services)
+    assert policy["schemes"] == ["https"] and policy["max_bytes"] == 12345
+    assert policy["allowed_hosts"] == ["backups.example.com"]
+    # The step reads it back as the same policy.
+    monkeypatch.setenv("WPCLONE_FETCH_POLICY", container_env(pod)["WPCLONE_FETCH_POLICY"]["value"])
+    from wpclone.config import load_config
+    from wpclone.steps.backup import fetch_policy_from_env
+    from wpclone.tasks import fetch_policy, get_runtime
+
+    assert fetch_policy_from_env() == fetch_policy(get_runtime(load_config()))
+    # The backup step needs no fetch policy.
+    _, _, backup = build_task(k8s_dags["wp_restore"], "backup_clone")
+    assert "WPCLONE_FETCH_POLICY" not in container_env(backup)
+
+
+def test_only_the_load_step_may_fetch_from_the_internet(k8s_dags: dict[str, DAG]) -> None:
+    """helm-values/manifests/21-networkpolicy-restore.yaml opens HTTPS to public addresses for the pods of
+    the restore step only (the step refuses private addresses itself; the policy holds the same line)."""
+    import yaml
+
+    path = Path(__file__).resolve().parents[2] / "helm-values" / "manifests" / "21-networkpolicy-restore.yaml"
+    policy = yaml.safe_load(path.read_text())
+    wanted = policy["spec"]["podSelector"]["matchLabels"]
+
+    def selected(pod: dict[str, Any]) -> bool:
+        labels = pod["metadata"]["labels"]
+        return all(labels.get(k) == v for k, v in wanted.items())
+
+    assert selected(build_task(k8s_dags["wp_restore"], "load_backup")[2])
+    assert not selected(build_task(k8s_dags["wp_restore"], "backup_clone")[2])
+    assert not selected(build_task(k8s_dags["wp_backup"], "backup_clone")[2])
+    [rule] = policy["spec"]["egress"]
+    assert rule["ports"] == [{"protocol": "TCP", "port": 443}]
+    [peer] = rule["to"]
+    assert {"10.0.0.0/8", "169.254.0.0/16", "127.0.0.0/8"} <= set(peer["ipBlock"]["except"])

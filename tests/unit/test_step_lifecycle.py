@@ -57,7 +57,7 @@ def test_a_step_started_by_a_task_already_gone_exits_at_once() -> None:
 
 
 def test_failure_sentence_prefers_the_steps_error_line_then_how_it_ended() -> None:
-    log_line = "ts=2026-11-28T21:43:15.000Z level=info job_id=clone-1 clone_id=c-1 step=copy-database event=copy-start"
+    log_line = "ts=2026-11-28T21:43:15.000Z level=info job_id=j clone_id=c step=copy-database event=start"
     said = [log_line, "error: the load failed: Unknown database 'x'.", log_line]
     assert step_failure("copy-database", 1, said) == "the load failed: Unknown database 'x'."
     assert step_failure("copy-database", -9, [log_line]) == (

@@ -6,7 +6,9 @@ and converges it when it exists, so a retried task converges. When the PATCH ans
 create-on-apply, such as the kmock emulator the tests use; on a real server only when the namespace is
 missing) we ``POST`` the object instead, and a 409 from that POST (a concurrent creator) is followed by
 one more apply. Secrets that hold generated passwords are never applied over: :meth:`ClusterClient.create`
-creates them only when missing, and the caller reads back the existing ones.
+creates them only when missing, and the caller reads back the existing ones. Keys added to a Secret later (a
+restore's login) and the restore's content revision on the site's pod template are JSON merge patches
+(:meth:`ClusterClient.patch`) under their own field manager, so the next apply of the site leaves them be.
 
 Delete: list by label selector, keep what carries our labels (checked again client-side), delete each by
 name with ``propagationPolicy=Background``; 404 counts as already gone. Listing by selector and deleting by
@@ -34,6 +36,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 FIELD_MANAGER = "wpclone"
+PATCH_FIELD_MANAGER = "wpclone-restore"  # merge patches: fields a later apply of ours must not drop
+MERGE_PATCH_CONTENT_TYPE = "application/merge-patch+json"
 APPLY_CONTENT_TYPE = "application/apply-patch+yaml"
 
 
@@ -70,13 +74,13 @@ DELETE_ORDER = ("Ingress", "Service", "Deployment", "Pod", "ConfigMap", "Persist
 # (the step pods' operator adds its own: pods create/get/list/watch/delete/patch, pods/log get, events list).
 # tests/unit/test_k8s_lifecycle.py checks every request the runtime makes against this table.
 API_PERMISSIONS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
-    ("", "secrets", ("create", "get", "list", "delete")),
+    ("", "secrets", ("create", "get", "patch", "list", "delete")),
     ("", "persistentvolumeclaims", ("create", "patch", "list", "delete")),
     ("", "configmaps", ("create", "patch", "list", "delete")),
     ("apps", "deployments", ("create", "patch", "get", "list", "delete")),
     ("", "services", ("create", "patch", "list", "delete")),
     ("networking.k8s.io", "ingresses", ("create", "patch", "list", "delete")),
-    ("", "pods", ("list", "delete")),
+    ("", "pods", ("create", "get", "list", "delete")),  # the restore's content pod; leftover step pods
 )
 
 
@@ -196,6 +200,26 @@ class ClusterClient:
             raise KubernetesError(api_error_sentence(exc, "create", kind, name, self.namespace)) from None
         log.info("k8s event=created kind=%s name=%s namespace=%s", kind, name, self.namespace)
         return True
+
+    def patch(self, kind: str, name: str, changes: Mapping[str, Any]) -> dict[str, Any] | None:
+        """JSON merge patch (``None`` removes a key); the object after it, or None when it does not exist."""
+        from kubernetes.client.exceptions import ApiException
+
+        self._ident({"kind": kind, "metadata": {"name": name}})
+        try:
+            obj = self._call("patch", kind)(
+                name,
+                self.namespace,
+                dict(changes),
+                field_manager=PATCH_FIELD_MANAGER,
+                _content_type=MERGE_PATCH_CONTENT_TYPE,
+            )
+        except ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise KubernetesError(api_error_sentence(exc, "patch", kind, name, self.namespace)) from None
+        log.info("k8s event=patched kind=%s name=%s namespace=%s", kind, name, self.namespace)
+        return self._to_dict(obj)
 
     def delete(self, kind: str, name: str) -> bool:
         """Delete one object (background propagation); False when it was already gone."""

@@ -4,8 +4,13 @@ Per clone ``<id>`` (all in the settings' namespace, all labelled ``app.kubernete
 and ``wpclone.io/clone-id=<id>`` and annotated ``wpclone.io/expires-at=<ISO UTC>``):
 
 - Secret ``wpclone-<id>``: ``db-password``, ``admin-password`` and the eight WordPress salts
-  (``auth-key`` ... ``nonce-salt``), as base64 ``data`` (what a real API server returns on read).
-- PersistentVolumeClaim ``wpclone-<id>-content``: the clone's wp-content.
+  (``auth-key`` ... ``nonce-salt``), as base64 ``data`` (what a real API server returns on read); a restore
+  adds ``restore-db-password`` (the login its fresh database is loaded with) and, while it runs,
+  ``param-<env>`` keys (run params a step receives by reference: a backup URL may carry a token).
+- PersistentVolumeClaim ``wpclone-<id>-content``: the clone's wp-content in its directory ``wp-content``;
+  the site mounts only that (``subPath``) so a restore can stage ``wp-content.restore-new`` beside it and
+  switch with renames (:mod:`wpclone.k8s.content`, run by the short content pod below).
+- Pod ``wpclone-<id>-content``: the content pod of a restore (switch, switch back, discard), while it runs.
 - ConfigMap ``wpclone-<id>-site``: the must-use plugin (PHP from the caller) and two small Apache files.
 - Deployment ``wpclone-<id>``: the official WordPress image, one replica, ``Recreate`` (the content claim
   is ReadWriteOnce), readiness probe ``GET /`` with the clone's ``Host`` header.
@@ -56,10 +61,15 @@ SECRET_KEY_RE = re.compile(r"[-._a-zA-Z0-9]{1,253}")
 COMPONENT_LABEL = "app.kubernetes.io/component"
 SITE_COMPONENT = "site"
 CONFIG_CHECKSUM_ANNOTATION = "wpclone.io/config-checksum"
+# On the site's pod template: the live wp-content's identity; a restore's switch changes it (a rollout).
+CONTENT_REVISION_ANNOTATION = "wpclone.io/content-revision"
+CONTENT_COMPONENT = "content"
 
 # Keys of the clone's Secret.
 DB_PASSWORD_KEY = "db-password"
 ADMIN_PASSWORD_KEY = "admin-password"
+RESTORE_PASSWORD_KEY = "restore-db-password"  # the login a restore loads its fresh database with
+PARAM_KEY_PREFIX = "param-"  # run params handed to a step by reference (wpclone.k8s.pod)
 # The key a source's Secret keeps its database password under (SourceConfig.db_password_secret).
 SOURCE_PASSWORD_KEY = "password"
 
@@ -68,6 +78,7 @@ SITE_CONTAINER = "wordpress"
 HTTP_PORT = 8080
 DOCUMENT_ROOT = "/var/www/html"
 CONTENT_MOUNT = f"{DOCUMENT_ROOT}/wp-content"
+CONTENT_SUBPATH = "wp-content"  # the live tree inside the content claim (wpclone.k8s.content.LIVE)
 MU_PLUGIN_KEY = "wpclone-staging.php"
 PORTS_CONF_KEY = "ports.conf"
 VHOST_CONF_KEY = "000-default.conf"
@@ -114,6 +125,18 @@ def config_map_name(clone_id: str) -> str:
 def site_name(clone_id: str) -> str:
     """Name of the clone's Deployment, Service and Ingress."""
     return object_name(clone_id)
+
+
+def content_pod_name(clone_id: str) -> str:
+    return object_name(clone_id, "content")
+
+
+def param_secret_key(env_name: str) -> str:
+    """The clone Secret's key of a run param a step gets as ``env_name``: ``param-wpclone-backup-url``."""
+    key = PARAM_KEY_PREFIX + env_name.lower().replace("_", "-")
+    if not SECRET_KEY_RE.fullmatch(key):
+        raise ValueError(f"{env_name!r} cannot name a Secret key.")
+    return key
 
 
 def salt_key(salt: str) -> str:
@@ -294,7 +317,7 @@ def _site_env(
 
 def _site_mounts() -> list[dict[str, Any]]:
     return [
-        {"name": "content", "mountPath": CONTENT_MOUNT},
+        {"name": "content", "mountPath": CONTENT_MOUNT, "subPath": CONTENT_SUBPATH},
         {
             "name": "site-config",
             "mountPath": f"/etc/apache2/{PORTS_CONF_KEY}",
@@ -470,3 +493,87 @@ def site_manifests(
         service_manifest(plan, settings),
         ingress_manifest(plan, settings),
     ]
+
+
+# -- the restore's content pod ---------------------------------------------------------------------------
+
+CONTENT_ACTIONS = ("switch", "switch-back", "discard")  # wpclone.k8s.content.ACTIONS
+CONTENT_POD_ROOT = "/content/clone"  # where the content pod mounts the whole claim
+
+
+def content_pod_manifest(
+    clone_id: str, action: str, settings: KubernetesSettings, *, node: str | None = None
+) -> Manifest:
+    """A pod that runs ``python -m wpclone.k8s.content <action>`` on the clone's whole content claim.
+
+    ``node``: where the site's pod runs. The claim is ReadWriteOnce, so the pod must run there too (it is
+    required, not preferred; without a running site any node will do).
+    """
+    if action not in CONTENT_ACTIONS:
+        raise ValueError(f"content action {action!r} is not one of {', '.join(CONTENT_ACTIONS)}.")
+    spec: dict[str, Any] = {
+        "restartPolicy": "Never",
+        "activeDeadlineSeconds": settings.content_pod_timeout_seconds,
+        "automountServiceAccountToken": False,
+        "enableServiceLinks": False,
+        "securityContext": {
+            "runAsNonRoot": True,
+            "runAsUser": settings.run_as_user,
+            "runAsGroup": settings.fs_group,
+            "fsGroup": settings.fs_group,
+            "fsGroupChangePolicy": "OnRootMismatch",
+            "seccompProfile": {"type": "RuntimeDefault"},
+        },
+        "containers": [
+            {
+                "name": "content",
+                "image": settings.toolbox_image,
+                "imagePullPolicy": settings.image_pull_policy,
+                "command": ["python", "-m", "wpclone.k8s.content", action, CONTENT_POD_ROOT],
+                "env": [{"name": "PYTHONDONTWRITEBYTECODE", "value": "1"}],
+                "volumeMounts": [{"name": "content", "mountPath": CONTENT_POD_ROOT}],
+                "terminationMessagePolicy": "FallbackToLogsOnError",
+                "resources": {
+                    "requests": {"cpu": "50m", "memory": "64Mi"},
+                    "limits": {"cpu": "1", "memory": "256Mi"},
+                },
+                "securityContext": {
+                    "runAsNonRoot": True,
+                    "runAsUser": settings.run_as_user,
+                    "allowPrivilegeEscalation": False,
+                    "readOnlyRootFilesystem": True,
+                    "capabilities": {"drop": ["ALL"]},
+                },
+            }
+        ],
+        "volumes": [
+            {"name": "content", "persistentVolumeClaim": {"claimName": content_claim_name(clone_id)}}
+        ],
+    }
+    if node:
+        check_subdomain(node, "node name")
+        spec["affinity"] = {
+            "nodeAffinity": {
+                "requiredDuringSchedulingIgnoredDuringExecution": {
+                    "nodeSelectorTerms": [
+                        {"matchFields": [{"key": "metadata.name", "operator": "In", "values": [node]}]}
+                    ]
+                }
+            }
+        }
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {
+            "name": content_pod_name(clone_id),
+            "namespace": settings.namespace,
+            "labels": {**clone_labels(clone_id), COMPONENT_LABEL: CONTENT_COMPONENT},
+        },
+        "spec": spec,
+    }
+
+
+def check_subdomain(value: str, what: str) -> str:
+    if not HOST_RE.fullmatch(value):
+        raise ValueError(f"{what} {value!r} is not a valid DNS subdomain.")
+    return value

@@ -7,16 +7,34 @@ rendered by Airflow when the task runs.
 The pod: the step's command line; ``step.env`` as plain values; ``WPCLONE_JOB_ID`` (the run id) and
 ``WPCLONE_CLONE_ID`` for the step's log lines; for each ``step.db_env`` prefix
 ``<P>_HOST/_PORT/_USER/_NAME`` as values and ``<P>_PASSWORD`` *only* as a ``secretKeyRef`` (the source's
-Secret ``db_password_secret`` key ``password``, or the clone's Secret key ``db-password``); for each
-``step.content`` entry the source's content claim read-only at ``/content/source`` or the clone's claim at
-``/content/clone``, with the entry's env var pointing there; our labels; requests and limits; non-root,
-no privilege escalation, no capabilities, read-only root filesystem (``/tmp`` is an ``emptyDir``); no
-service-account token. ``get_logs``, ``on_finish_action="delete_pod"`` and durable reattachment (a new
+Secret ``db_password_secret`` key ``password``, or the clone's Secret key ``db-password``, or for a
+``restore`` login the fresh database ``wpr_...`` and the clone's Secret key ``restore-db-password``); for
+each ``step.content`` entry the source's content claim read-only at ``/content/source`` (its root is the
+source's wp-content) or the clone's whole claim at ``/content/clone`` with the env var pointing at its
+``wp-content`` (so a restore stages beside it on the same filesystem, :mod:`wpclone.k8s.content`); our
+labels; requests and limits; non-root, no privilege escalation, no capabilities, read-only root
+filesystem (``/tmp`` is an ``emptyDir``); no service-account token.
+
+Backup and restore steps (``backup-clone``, ``restore-backup``) also mount the backups claim
+(``settings.backup_claim``) at ``settings.backup_mount`` (read-only for a restore) with
+``WPCLONE_BACKUP_DIR`` pointing there. A step with a ``restore`` login gets ``WPCLONE_FETCH_POLICY``: the
+URL policy of :func:`wpclone.tasks.fetch_policy` from the configuration the worker reads when it renders
+the task (not at parse time; it is no secret, so it may show among the rendered templates). A step that
+mounts the clone's claim runs on the node of the clone's site (the claim is ReadWriteOnce): required for
+the backup and restore steps (they only run on a ready clone, whose site pod exists), preferred for the
+others (while a clone is being made there is no site yet).
+
+``step.param_env`` (run params, e.g. a backup URL that may carry a token) never becomes a template or a
+plain value: when the task runs, the operator writes each param into the clone's Secret (key
+``param-<env name>``, removed again by the runtime's ``discard_restore_content``) and the pod reads it with a
+``secretKeyRef``. ``get_logs``, ``on_finish_action="delete_pod"`` and durable reattachment (a new
 worker picks up the running pod instead of starting a second one) come from the provider.
 
 :class:`StepPodOperator` adds only what ``KubernetesPodOperator`` lacks:
 
 - Secret references whose Secret name is a template (the provider renders only an env var's name and value);
+- the task-time pieces above: the fetch policy and the site affinity (when rendering), the params Secret
+  (when executing);
 - a check, after rendering, that every Kubernetes name and label the templates produced is valid, so a bad
   plan fails with a sentence before any pod exists;
 - on failure, the step's one-sentence error as XCom ``error``: the container's termination message
@@ -37,18 +55,29 @@ from airflow.providers.cncf.kubernetes.utils.container import get_container_term
 from airflow.sdk.exceptions import AirflowRescheduleException, AirflowSkipException
 from kubernetes.client import models as k8s
 
-from wpclone.k8s.manifests import DB_PASSWORD_KEY, NAME_PREFIX, SOURCE_PASSWORD_KEY
+from wpclone.k8s.manifests import (
+    COMPONENT_LABEL,
+    CONTENT_SUBPATH,
+    DB_PASSWORD_KEY,
+    NAME_PREFIX,
+    RESTORE_PASSWORD_KEY,
+    SITE_COMPONENT,
+    SOURCE_PASSWORD_KEY,
+    param_secret_key,
+    secret_name,
+)
 from wpclone.k8s.settings import KubernetesSettings
 from wpclone.models import CLONE_ID_RE
 from wpclone.runtimes.base import CLONE_ID_LABEL, MANAGED_BY, MANAGED_BY_LABEL, STEP_COMMAND, Step
+from wpclone.steps.backup import BACKUP_DIR_ENV, BACKUP_STEP, FETCH_POLICY_ENV, RESTORE_STEP
 from wpclone.steps.common import CLONE_ID_ENV, JOB_ID_ENV
 
 log = logging.getLogger(__name__)
-RESTORE_PASSWORD_KEY = "restore-db-password"  # the clone Secret's key of the restore login (wp_restore)
 
 STEP_LABEL = "wpclone.io/step"
 SOURCE_CONTENT_DIR = "/content/source"
-CLONE_CONTENT_DIR = "/content/clone"
+CLONE_CONTENT_DIR = "/content/clone"  # the clone's whole claim; its live tree is CONTENT_SUBPATH
+BACKUP_STEPS = (BACKUP_STEP, RESTORE_STEP)  # the steps that mount the backups claim (RESTORE_STEP read-only)
 ERROR_XCOM_KEY = "error"
 MAX_ERROR_CHARS = 1000
 
@@ -58,6 +87,7 @@ ENV_NAME_RE = re.compile(r"[A-Z][A-Z0-9_]{0,100}")
 # RFC 1123 subdomain: Secret and PersistentVolumeClaim names.
 SUBDOMAIN_RE = re.compile(r"(?=.{1,253}$)[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
 WHICH = ("source", "clone")
+DB_WHICH = (*WHICH, "restore")  # "restore": the fresh database a restore loads into
 
 
 def plan_template(plan_xcom: str, path: str) -> str:
@@ -77,12 +107,18 @@ def _check_step(step: Step, plan_xcom: str) -> None:
         raise ValueError(f"plan_xcom {plan_xcom!r} is not a task id.")
     if not STEP_RE.fullmatch(step.step):
         raise ValueError(f"step {step.step!r} is not a step name: use lower-case letters, digits and '-'.")
-    for name in (*step.env, *step.db_env, *step.content):
+    for name in (*step.env, *step.db_env, *step.content, *step.param_env):
         if not ENV_NAME_RE.fullmatch(name):
             raise ValueError(f"environment variable name {name!r} is not valid: use A-Z, 0-9 and '_'.")
-    for prefix, which in (*step.db_env.items(), *step.content.items()):
+    for prefix, which in step.db_env.items():
+        if which not in DB_WHICH:
+            raise ValueError(f"{prefix} must name 'source', 'clone' or 'restore', not {which!r}.")
+    for prefix, which in step.content.items():
         if which not in WHICH:
             raise ValueError(f"{prefix} must name 'source' or 'clone', not {which!r}.")
+    for param in step.param_env.values():
+        if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]{0,100}", param):
+            raise ValueError(f"param {param!r} is not a parameter name.")
 
 
 def _db_env(step: Step, plan_xcom: str, settings: KubernetesSettings) -> list[k8s.V1EnvVar]:
@@ -134,7 +170,7 @@ def _content(
     mounts: list[k8s.V1VolumeMount] = []
     for name, which in step.content.items():
         path = SOURCE_CONTENT_DIR if which == "source" else CLONE_CONTENT_DIR
-        env.append(k8s.V1EnvVar(name=name, value=path))
+        env.append(k8s.V1EnvVar(name=name, value=path if which == "source" else f"{path}/{CONTENT_SUBPATH}"))
         volume = f"{which}-content"
         if any(v.name == volume for v in volumes):
             continue
@@ -156,6 +192,29 @@ def _content(
     return env, volumes, mounts
 
 
+def _backups(
+    step: Step, settings: KubernetesSettings
+) -> tuple[list[k8s.V1EnvVar], list[k8s.V1Volume], list[k8s.V1VolumeMount]]:
+    """The backups claim and ``WPCLONE_BACKUP_DIR`` for the backup and restore steps; nothing for others."""
+    if step.step not in BACKUP_STEPS:
+        return [], [], []
+    read_only = step.step == RESTORE_STEP
+    volume = k8s.V1Volume(
+        name="backups",
+        persistent_volume_claim=k8s.V1PersistentVolumeClaimVolumeSource(
+            claim_name=settings.backup_claim, read_only=read_only
+        ),
+    )
+    mount = k8s.V1VolumeMount(name="backups", mount_path=settings.backup_mount, read_only=read_only)
+    return [k8s.V1EnvVar(name=BACKUP_DIR_ENV, value=settings.backup_mount)], [volume], [mount]
+
+
+def _param_env(step: Step, plan_xcom: str) -> list[k8s.V1EnvVar]:
+    """Run params by reference to the clone's Secret (written when the task runs: ``publish_params``)."""
+    secret = NAME_PREFIX + plan_template(plan_xcom, "['clone_id']")
+    return [_secret_env(name, secret, param_secret_key(name)) for name in step.param_env]
+
+
 def step_pod_operator(
     step: Step, *, plan_xcom: str, settings: KubernetesSettings, **operator_kwargs: Any
 ) -> StepPodOperator:
@@ -166,16 +225,17 @@ def step_pod_operator(
     _check_step(step, plan_xcom)
     db_env = _db_env(step, plan_xcom, settings)
     content_env, volumes, mounts = _content(step, plan_xcom)
+    backup_env, backup_volumes, backup_mounts = _backups(step, settings)
+    volumes += backup_volumes
+    mounts += backup_mounts
     volumes.append(k8s.V1Volume(name="tmp", empty_dir=k8s.V1EmptyDirVolumeSource(size_limit="1Gi")))
     mounts.append(k8s.V1VolumeMount(name="tmp", mount_path="/tmp"))
     env = [
         *(k8s.V1EnvVar(name=key, value=value) for key, value in step.env.items()),
         *db_env,
         *content_env,
-        *(
-            k8s.V1EnvVar(name=name, value=f"{{{{ params.{param} }}}}")
-            for name, param in step.param_env.items()
-        ),
+        *backup_env,
+        *_param_env(step, plan_xcom),
         # The job (DAG run id) and clone every log line of the step carries (wpclone.steps.common).
         k8s.V1EnvVar(name=JOB_ID_ENV, value="{{ run_id }}"),
         k8s.V1EnvVar(name=CLONE_ID_ENV, value=plan_template(plan_xcom, "['clone_id']")),
@@ -230,7 +290,15 @@ def step_pod_operator(
         "log_events_on_failure": True,
         "log_pod_spec_on_failure": False,
     }
-    return StepPodOperator(step_name=step.step, **{**defaults, **operator_kwargs})
+    return StepPodOperator(
+        step_name=step.step,
+        param_env=dict(step.param_env),
+        fetch_policy="restore" in step.db_env.values(),
+        near_site=("required" if step.step in BACKUP_STEPS else "preferred")
+        if "clone" in step.content.values()
+        else None,
+        **{**defaults, **operator_kwargs},
+    )
 
 
 def error_sentence(termination_message: str | None) -> str | None:
@@ -248,9 +316,20 @@ def error_sentence(termination_message: str | None) -> str | None:
 class StepPodOperator(KubernetesPodOperator):
     """``KubernetesPodOperator`` plus templated Secret refs, rendered-name checks and XCom ``error``."""
 
-    def __init__(self, *, step_name: str, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        *,
+        step_name: str,
+        param_env: Mapping[str, str] | None = None,
+        fetch_policy: bool = False,
+        near_site: str | None = None,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(**kwargs)
         self.step_name = step_name
+        self.param_env = dict(param_env or {})
+        self.fetch_policy = fetch_policy
+        self.near_site = near_site
 
     # -- rendering ---------------------------------------------------------------------------------------
 
@@ -272,6 +351,36 @@ class StepPodOperator(KubernetesPodOperator):
                 self._do_render_template_fields(content, fields, context, jinja_env, seen_oids)
                 return
         super()._render_nested_template_fields(content, context, jinja_env, seen_oids)
+
+    def render_template_fields(self, context: Any, jinja_env: jinja2.Environment | None = None) -> None:
+        """Render, then add what depends on the task's clone and the configuration at task time."""
+        super().render_template_fields(context, jinja_env)
+        if self.fetch_policy:
+            self.env_vars = [e for e in _env_vars(self.env_vars) if e.name != FETCH_POLICY_ENV]
+            self.env_vars.append(k8s.V1EnvVar(name=FETCH_POLICY_ENV, value=fetch_policy_json()))
+        clone_id = str(self.labels.get(CLONE_ID_LABEL, ""))
+        if self.near_site and CLONE_ID_RE.fullmatch(clone_id):
+            self.affinity = site_affinity(clone_id, required=self.near_site == "required")
+
+    def publish_params(self, context: Any, cluster: Any = None) -> None:
+        """Write the run's ``param_env`` params into the clone's Secret (never the pod spec or a log)."""
+        if not self.param_env:
+            return
+        import base64
+
+        from wpclone.k8s.apply import ClusterClient, KubernetesError
+
+        params = context["params"]
+        data = {
+            param_secret_key(name): base64.b64encode(str(params.get(param) or "").encode()).decode()
+            for name, param in self.param_env.items()
+        }
+        name = secret_name(str(self.labels[CLONE_ID_LABEL]))
+        cluster = cluster or ClusterClient(str(self.namespace), str(self.kubernetes_conn_id))
+        if cluster.patch("Secret", name, {"data": data}) is None:
+            raise KubernetesError(
+                f"Secret {name} does not exist in namespace {self.namespace}: the clone is incomplete."
+            )
 
     def check_rendered(self) -> None:
         """ValueError with one sentence if a rendered name or label would be refused or is not ours."""
@@ -298,6 +407,7 @@ class StepPodOperator(KubernetesPodOperator):
     def execute(self, context: Any) -> Any:
         try:
             self.check_rendered()
+            self.publish_params(context)
             return super().execute(context)
         except (AirflowSkipException, AirflowRescheduleException):
             raise
@@ -325,6 +435,37 @@ class StepPodOperator(KubernetesPodOperator):
             sentence = f"The {self.step_name} step failed: {first}."[:MAX_ERROR_CHARS]
         context["ti"].xcom_push(key=ERROR_XCOM_KEY, value=sentence)
         return sentence
+
+
+def fetch_policy_json() -> str:
+    """The restore's URL policy (:func:`wpclone.tasks.fetch_policy`) from the configuration, as JSON."""
+    import dataclasses
+    import json
+
+    from wpclone.config import load_config
+    from wpclone.tasks import fetch_policy, get_runtime
+
+    policy = dataclasses.asdict(fetch_policy(get_runtime(load_config())))
+    return json.dumps(policy, default=str, sort_keys=True)
+
+
+def site_affinity(clone_id: str, *, required: bool) -> k8s.V1Affinity:
+    """On the node of the clone's site: its content claim is ReadWriteOnce (module docstring)."""
+    selector = {MANAGED_BY_LABEL: MANAGED_BY, CLONE_ID_LABEL: clone_id, COMPONENT_LABEL: SITE_COMPONENT}
+    term = k8s.V1PodAffinityTerm(
+        label_selector=k8s.V1LabelSelector(match_labels=selector), topology_key="kubernetes.io/hostname"
+    )
+    if required:
+        return k8s.V1Affinity(
+            pod_affinity=k8s.V1PodAffinity(required_during_scheduling_ignored_during_execution=[term])
+        )
+    return k8s.V1Affinity(
+        pod_affinity=k8s.V1PodAffinity(
+            preferred_during_scheduling_ignored_during_execution=[
+                k8s.V1WeightedPodAffinityTerm(weight=100, pod_affinity_term=term)
+            ]
+        )
+    )
 
 
 def _env_vars(env_vars: Iterable[Any] | Mapping[str, str]) -> list[k8s.V1EnvVar]:

@@ -11,6 +11,10 @@ Choices worth knowing:
   a read-only-many claim bound to the source's storage) must therefore exist in that namespace too.
 - The clone's database lives on the shared MySQL server: by default the source's host and port, or
   ``clone_db_host`` / ``clone_db_port`` when the clones' databases live elsewhere.
+- Backups (``wp_backup``, and the safety backup of ``wp_restore``) go to the claim ``backup_claim``, created
+  with helm-values/manifests/ (ReadWriteMany: several clones back up at once, from any node, and the Airflow
+  workers mount it read-only at the same ``backup_mount`` so a restore's ``file://`` URL is checked there
+  before any pod starts). A restore may read ``file://`` only under ``backup_mount`` (inside the pod).
 - ``run_as_user`` / ``fs_group`` default to 33, ``www-data`` in the official WordPress image. The site runs
   as that user and the steps write the clone's wp-content as that user: copy-content keeps modes but not
   ownership, so a step running as any other uid would leave uploads the site cannot write.
@@ -52,6 +56,11 @@ class KubernetesSettings(BaseModel):
     # wp-content storage of each clone.
     storage_class: DnsName | None = None  # None: the cluster's default class
     content_size: Quantity = "5Gi"
+
+    # Backups: a shared claim, mounted into the backup and restore step pods (module docstring).
+    backup_claim: DnsName = "wpclone-backups"
+    backup_mount: str = Field(default="/backups", pattern=r"^(/[A-Za-z0-9_-][A-Za-z0-9._-]*)+$")
+    content_pod_timeout_seconds: int = Field(default=600, ge=30)  # the restore's wp-content switch pod
 
     # How clones are exposed.
     ingress_class: DnsName | None = "nginx"

@@ -5,15 +5,25 @@ A clone ``<id>`` is, in the settings' namespace: Secret ``wpclone-<id>`` (its pa
 port), Deployment, Service and Ingress ``wpclone-<id>`` at ``<clone_scheme>://<id>.<clone_domain>``; all
 labelled and annotated as :mod:`wpclone.runtimes.base` says (see :mod:`wpclone.k8s.manifests`).
 
+Backup and restore: backups go to the shared claim ``settings.backup_claim`` (mounted by the backup and
+restore step pods at ``settings.backup_mount``, :mod:`wpclone.k8s.pod`); a restore's fresh database has its
+own login, whose password is generated once into the clone's Secret (key ``restore-db-password``). The
+restore step stages wp-content beside the live tree in the clone's claim; :meth:`switch_content` and
+:meth:`discard_restore_content` run the short content pod (:mod:`wpclone.k8s.content`) on the claim and
+roll the site when its live tree changed (its ``subPath`` mount keeps the tree it started with).
+
 Importing this module is cheap: the provider and the Kubernetes client are imported when first used.
 """
 
 from __future__ import annotations
 
 import base64
+import json
 import logging
 import secrets
+import time
 from collections.abc import Mapping
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from wpclone.k8s import manifests
@@ -29,6 +39,7 @@ from wpclone.models import (
     check_clone_id,
 )
 from wpclone.runtimes.base import CLONE_ID_LABEL, CloneSecrets, Runtime, Step
+from wpclone.steps.common import sentence
 
 if TYPE_CHECKING:
     from airflow.sdk import BaseOperator
@@ -53,6 +64,7 @@ class KubernetesRuntime(Runtime):
 
     kind = RuntimeKind.KUBERNETES
     db_user_host = "%"
+    poll_seconds = 2.0  # how often the content pod's state is read
 
     def __init__(
         self,
@@ -161,6 +173,138 @@ class KubernetesRuntime(Runtime):
     def delete_clone_objects(self, clone_id: str) -> list[str]:
         return self.cluster.delete_labelled(manifests.label_selector(clone_id))
 
+    # -- backup and restore ----------------------------------------------------------------------------
+
+    def restore_db_password(self, clone_id: str) -> str:
+        """Generated once into the clone's Secret (key ``restore-db-password``), read back afterwards."""
+        name = manifests.secret_name(clone_id)
+        secret = self._clone_secret(clone_id)
+        value = (secret.get("data") or {}).get(manifests.RESTORE_PASSWORD_KEY)
+        if value:
+            return base64.b64decode(value).decode()
+        password = secrets.token_urlsafe(24)
+        encoded = base64.b64encode(password.encode()).decode()
+        if self.cluster.patch("Secret", name, {"data": {manifests.RESTORE_PASSWORD_KEY: encoded}}) is None:
+            raise KubernetesError(f"Secret {name} disappeared while the restore login was added to it.")
+        log.info("k8s event=restore_password_created clone_id=%s secret=%s", clone_id, name)
+        return password
+
+    def _clone_secret(self, clone_id: str) -> dict[str, Any]:
+        name = manifests.secret_name(clone_id)
+        secret = self.cluster.read("Secret", name)
+        if secret is None:
+            raise KubernetesError(
+                f"Secret {name} of clone {clone_id} does not exist in namespace {self.settings.namespace}; "
+                "the clone is incomplete: delete it and clone again."
+            )
+        self._check_ours(secret, clone_id)
+        return secret
+
+    def fetch_policy_overrides(self) -> tuple[tuple[Path, ...], bool]:
+        # file:// only inside the step pod's backup mount; never private or loopback addresses.
+        return (Path(self.settings.backup_mount),), False
+
+    def switch_content(self, clone_id: str, *, restored: bool) -> bool:
+        """Rename on the clone's claim (the content pod), then roll the site if its live tree changed."""
+        result = self.run_content_pod(clone_id, "switch" if restored else "switch-back")
+        moved = bool(result.get("moved"))
+        self._roll_site(clone_id, str(result.get("revision") or ""), force=restored or moved)
+        return moved
+
+    def _roll_site(self, clone_id: str, revision: str, *, force: bool) -> None:
+        """Set the site's content revision to ``revision`` (a rollout) when it differs.
+
+        Without a recorded revision the site's pod was never rolled by a restore and still mounts the tree it
+        started with: a switch back that moved nothing leaves it alone (``force`` False).
+        """
+        name = manifests.site_name(clone_id)
+        deployment = self.cluster.read("Deployment", name)
+        if deployment is None or not revision:
+            return
+        template = (deployment.get("spec") or {}).get("template") or {}
+        current = ((template.get("metadata") or {}).get("annotations") or {}).get(
+            manifests.CONTENT_REVISION_ANNOTATION
+        )
+        if current == revision or (current is None and not force):
+            return
+        annotations = {manifests.CONTENT_REVISION_ANNOTATION: revision}
+        self.cluster.patch(
+            "Deployment", name, {"spec": {"template": {"metadata": {"annotations": annotations}}}}
+        )
+        log.info("k8s event=site_rolled clone_id=%s content_revision=%s", clone_id, revision)
+
+    def discard_restore_content(self, clone_id: str) -> None:
+        """Remove the staged and set-aside trees from the claim, and the run params from the Secret."""
+        self.run_content_pod(clone_id, "discard")
+        name = manifests.secret_name(clone_id)
+        secret = self.cluster.read("Secret", name)
+        if secret is None:
+            return
+        self._check_ours(secret, clone_id)
+        stale = [key for key in secret.get("data") or {} if key.startswith(manifests.PARAM_KEY_PREFIX)]
+        if stale:
+            self.cluster.patch("Secret", name, {"data": dict.fromkeys(stale)})
+
+    def run_content_pod(self, clone_id: str, action: str) -> dict[str, Any]:
+        """Run :mod:`wpclone.k8s.content` ``action`` on the clone's claim in a pod; its JSON answer.
+
+        A pod of a previous try is waited for and removed first (two never rename at once); the pod runs on
+        the site's node (the claim is ReadWriteOnce) and is deleted when it has answered.
+        """
+        name = manifests.content_pod_name(clone_id)
+        self._remove_content_pod(name, clone_id)
+        manifest = manifests.content_pod_manifest(
+            clone_id, action, self.settings, node=self._site_node(clone_id)
+        )
+        if not self.cluster.create(manifest):
+            raise KubernetesError(
+                f"Pod {name} was created by someone else meanwhile; is another job running?"
+            )
+        try:
+            pod = self._wait_for_pod(name, finished=True)
+        finally:
+            self.cluster.delete("Pod", name)
+        return content_pod_result(pod, clone_id, action)
+
+    def _site_node(self, clone_id: str) -> str | None:
+        selector = (
+            f"{manifests.label_selector(clone_id)},{manifests.COMPONENT_LABEL}={manifests.SITE_COMPONENT}"
+        )
+        for pod in self.cluster.list_objects("Pod", selector):
+            node = (pod.get("spec") or {}).get("nodeName")
+            if node and (pod.get("status") or {}).get("phase") in ("Pending", "Running"):
+                return str(node)
+        return None
+
+    def _remove_content_pod(self, name: str, clone_id: str) -> None:
+        pod = self.cluster.read("Pod", name)
+        if pod is None:
+            return
+        self._check_ours(pod, clone_id)
+        if (pod.get("status") or {}).get("phase") == "Running":  # a killed worker's pod, renaming now
+            self._wait_for_pod(name, finished=True, pod=pod)
+        self.cluster.delete("Pod", name)  # finished, or not started (each action converges if cut short)
+        self._wait_for_pod(name, finished=False)
+
+    def _wait_for_pod(
+        self, name: str, *, finished: bool, pod: dict[str, Any] | None = None
+    ) -> dict[str, Any]:
+        """Until the pod has finished (``finished``) or is gone; KubernetesError after the pod's deadline."""
+        deadline = time.monotonic() + self.settings.content_pod_timeout_seconds + 60
+        while True:
+            pod = pod or self.cluster.read("Pod", name)
+            if pod is None:
+                if finished:
+                    raise KubernetesError(f"Pod {name} disappeared before it finished.")
+                return {}
+            if finished and (pod.get("status") or {}).get("phase") in ("Succeeded", "Failed"):
+                return pod
+            if time.monotonic() > deadline:
+                state = "finish" if finished else "go away"
+                raise KubernetesError(f"Pod {name} did not {state} in time; see its events.")
+            time.sleep(self.poll_seconds)
+            pod = None
+
     def list_clone_ids(self) -> set[str]:
         from wpclone.k8s.apply import DELETE_ORDER
 
@@ -174,10 +318,34 @@ class KubernetesRuntime(Runtime):
 
 
 def deployment_ready(deployment: Mapping[str, Any]) -> bool:
-    """A ready replica, observed for the current generation (a stale status of an older spec is not)."""
+    """A ready replica of the current spec: the status observed the current generation, and no pod of an
+    older spec is left (after a restore's switch the old pod still answers, with the old wp-content)."""
     status = deployment.get("status") or {}
     generation = (deployment.get("metadata") or {}).get("generation")
     observed = status.get("observedGeneration")
     if generation is not None and observed is not None and observed < generation:
         return False
-    return int(status.get("readyReplicas") or 0) >= 1
+    replicas = int(status.get("replicas") or 0)
+    updated = int(status.get("updatedReplicas") or 0)
+    return int(status.get("readyReplicas") or 0) >= 1 and updated >= 1 and updated >= replicas
+
+
+def content_pod_result(pod: Mapping[str, Any], clone_id: str, action: str) -> dict[str, Any]:
+    """The content pod's JSON answer from its termination message, or KubernetesError with its sentence."""
+    status = pod.get("status") or {}
+    message = ""
+    for container in status.get("containerStatuses") or []:
+        terminated = (container.get("state") or {}).get("terminated") or {}
+        message = str(terminated.get("message") or "")
+    lines = [line.strip() for line in message.splitlines() if line.strip()]
+    last = lines[-1] if lines else ""
+    if status.get("phase") == "Succeeded":
+        try:
+            result = json.loads(last)
+        except ValueError:
+            result = None
+        if isinstance(result, dict):
+            return result
+        raise KubernetesError(f"The content pod of clone {clone_id} ({action}) gave no answer.")
+    why = last.removeprefix("error:").strip() or str(status.get("reason") or "it failed without a message")
+    raise KubernetesError(sentence(f"The wp-content {action} of clone {clone_id} failed: {why}"))

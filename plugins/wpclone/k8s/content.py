@@ -1,0 +1,127 @@
+"""The restore's wp-content switch on a clone's content claim: the program the short content pod runs.
+
+``python -m wpclone.k8s.content switch|switch-back|discard <claim root>`` in the toolbox image, with the
+clone's claim mounted whole at ``<claim root>``. The site mounts only the claim's ``wp-content``
+(``subPath``), so the restore step can stage ``wp-content.restore-new`` beside it on the same filesystem and
+this program makes it live with directory renames, exactly what the local runtime does in its sites
+directory (:meth:`wpclone.runtimes.local.LocalRuntime.switch_content`):
+
+- ``switch``: ``wp-content`` -> ``wp-content.restore-old``, ``wp-content.restore-new`` -> ``wp-content``;
+- ``switch-back``: the restored ``wp-content`` is removed and ``wp-content.restore-old`` put back;
+- ``discard``: ``wp-content.restore-new``, ``wp-content.restore-old`` and ``.restore-work`` are removed.
+  What cannot be removed (a mount point the kubelet created as root inside the old tree) is moved into
+  ``.restore-trash/`` so the names are free for the next restore.
+
+Each action is idempotent (a retry after a crash at any line converges) and answers one JSON line, on
+stdout and in the container's termination message: ``{"moved": bool, "revision": "<inode of the live
+wp-content>"}``. The runtime rolls the site's pod when the revision changes (a subPath mount keeps the
+directory it was given, whatever its name is now). A failure exits 1 with ``error: <sentence>``.
+
+Standard library only: the toolbox image runs it next to the steps.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import sys
+from pathlib import Path
+from typing import Any
+
+LIVE = "wp-content"  # the site Deployment's subPath (wpclone.k8s.manifests.CONTENT_SUBPATH)
+STAGED = LIVE + ".restore-new"  # wpclone.steps.backup.STAGED_SUFFIX
+ASIDE = LIVE + ".restore-old"  # wpclone.runtimes.local.ASIDE_SUFFIX
+WORK = ".restore-work"  # wpclone.steps.backup.WORK_DIR_NAME
+TRASH = ".restore-trash"
+ACTIONS = ("switch", "switch-back", "discard")
+TERMINATION_LOG = "/dev/termination-log"
+
+
+class ContentError(RuntimeError):
+    """The switch cannot be made; the message is one sentence."""
+
+
+def revision(root: Path) -> str:
+    """Identity of the live wp-content directory (its inode), or "" when there is none."""
+    try:
+        return str((root / LIVE).stat().st_ino)
+    except FileNotFoundError:
+        return ""
+
+
+def switch(root: Path, *, restored: bool) -> dict[str, Any]:
+    """Make the staged tree live (``restored``) or put the set-aside one back; whether anything moved."""
+    live, staged, aside = root / LIVE, root / STAGED, root / ASIDE
+    moved = False
+    try:
+        if restored and staged.is_dir():
+            if live.exists():
+                if aside.exists():
+                    _to_trash(root, aside)  # a previous restore's leftovers: never mixed with ours
+                live.rename(aside)
+            staged.rename(live)
+            moved = True
+        elif not restored and aside.is_dir():
+            if live.exists():
+                _remove(root, live)
+            aside.rename(live)
+            moved = True
+    except OSError as exc:
+        raise ContentError(
+            f"cannot {'switch to' if restored else 'switch back from'} the restored wp-content in the "
+            f"clone's claim ({exc.strerror or exc} on {exc.filename})."
+        ) from exc
+    return {"moved": moved, "revision": revision(root)}
+
+
+def discard(root: Path) -> dict[str, Any]:
+    """Remove what a restore staged or set aside; never the live tree."""
+    for name in (STAGED, ASIDE, WORK):
+        if (root / name).exists():
+            _remove(root, root / name)
+    return {"moved": False, "revision": revision(root)}
+
+
+def _remove(root: Path, path: Path) -> None:
+    shutil.rmtree(path, ignore_errors=True)
+    if path.exists():  # files we may not delete (root-owned mount points): out of the way instead
+        _to_trash(root, path)
+
+
+def _to_trash(root: Path, path: Path) -> None:
+    trash = root / TRASH
+    trash.mkdir(exist_ok=True)
+    path.rename(trash / f"{path.name}-{path.stat().st_ino}")
+
+
+def run(action: str, root: Path) -> dict[str, Any]:
+    if action not in ACTIONS:
+        raise ContentError(f"unknown action {action!r}: use one of {', '.join(ACTIONS)}.")
+    if not root.is_dir():
+        raise ContentError(f"the clone's claim is not mounted at {root}.")
+    if action == "discard":
+        return discard(root)
+    return switch(root, restored=action == "switch")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else argv
+    if len(args) != 2:
+        print("usage: python -m wpclone.k8s.content switch|switch-back|discard CLAIM_ROOT", file=sys.stderr)
+        return 2
+    try:
+        line = json.dumps(run(args[0], Path(args[1])))
+        code = 0
+    except ContentError as exc:
+        line, code = f"error: {exc}", 1
+    print(line, file=sys.stdout if code == 0 else sys.stderr, flush=True)
+    log = os.environ.get("WPCLONE_TERMINATION_LOG", TERMINATION_LOG)
+    with contextlib.suppress(OSError):  # not in a pod: stdout/stderr said it
+        Path(log).write_text(line + "\n")
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())
