@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 PY := .venv/bin/python
 
-.PHONY: demo demo-down setup up down status seed test unit lint bench bench-load bench-chaos clean
+.PHONY: demo demo-down setup up down status seed test unit lint bench bench-load bench-chaos bench-restore clean
 
 demo: setup       ## everything up (MariaDB, site host, Airflow), seed the source, clone it through the API
 	@$(PY) -m wpclone.local demo
@@ -48,6 +48,9 @@ bench-load: setup ## 20 concurrent clones through the jobs API (accept/status la
 
 bench-chaos: setup ## kill -9 a copy step, its task runner, every try, the scheduler: jobs recover cleanly
 	@$(PY) bench/chaos.py
+
+bench-restore: setup ## restore-backup of the demo site's backup vs copy-database of the same data (ratio)
+	@$(PY) bench/restore.py
 
 clean: down
 	rm -rf .local

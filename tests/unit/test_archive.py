@@ -501,3 +501,16 @@ def test_not_an_archive(tmp_path: Path) -> None:
     with pytest.raises(ArchiveError, match="holds no tar archive"):
         open_backup(src, tmp_path / "work")
     assert not (tmp_path / "work").exists()
+
+
+def test_our_own_backup_of_a_very_repetitive_table_opens(tmp_path: Path) -> None:
+    """A gzipped dump inside a gzipped tar compresses far beyond one deflate layer (~1000x): a queue or log
+    table of identical rows must not look like a bomb (it did at a 200x limit)."""
+    row = b"(%d,'cron','" + b"cron event ok " * 70 + b"','no')"
+    rows = b",".join(row % i for i in range(1, 1001))
+    dump = DUMP + b"".join(b"INSERT INTO `wpx_queue` VALUES " + rows + b";\n" for _ in range(70))
+    src = backup(tmp_path, None, dump=dump)
+    assert len(dump) > Limits().ratio_floor and len(dump) > 200 * src.stat().st_size
+    opened = open_backup(src, tmp_path / "w")
+    with gzip.open(opened.sql_path) if opened.sql_gzipped else opened.sql_path.open("rb") as sql:
+        assert sql.read() == dump

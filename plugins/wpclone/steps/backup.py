@@ -73,7 +73,7 @@ def backup_clone(clone_id: str, site_url: str, table_prefix: str) -> dict[str, A
     source = _endpoint("SOURCE_DB")
     content = Path(os.environ["SOURCE_CONTENT_DIR"]) if os.environ.get("SOURCE_CONTENT_DIR") else None
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-    dest = _env_dir(BACKUP_DIR_ENV) / clone_id / f"{clone_id}-{stamp}.tar.gz"
+    dest = _env_dir(BACKUP_DIR_ENV).resolve() / clone_id / f"{clone_id}-{stamp}.tar.gz"
     dest.parent.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
     log.info("step=%s event=start clone=%s dest=%s", BACKUP_STEP, clone_id, dest)
