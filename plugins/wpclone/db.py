@@ -5,12 +5,14 @@ Only PyMySQL and the MariaDB client tools are used here, so the steps CLI runs w
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
-from collections.abc import Mapping
+import threading
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     import pymysql
@@ -105,3 +107,61 @@ class DbEndpoint:
             autocommit=True,
             **kwargs,
         )
+
+
+class ConnectionPool:
+    """Reuse DB-API connections from ``connect`` across calls (a long-lived process: the API server).
+
+    Calling the pool returns a connection whose ``close()`` hands it back (rolled back, so no transaction
+    leaks to the next user) instead of closing it; at most ``keep`` idle connections are kept. A kept
+    connection is pinged when taken again, and replaced when the server has dropped it.
+    """
+
+    def __init__(self, connect: Callable[[], Any], keep: int = 8) -> None:
+        self._connect = connect
+        self._keep = keep
+        self._idle: list[Any] = []
+        self._lock = threading.Lock()
+
+    def __call__(self) -> Any:
+        while True:
+            with self._lock:
+                conn = self._idle.pop() if self._idle else None
+            if conn is None:
+                return _Pooled(self._connect(), self)
+            try:
+                conn.ping()
+            except Exception:
+                with contextlib.suppress(Exception):
+                    conn.close()
+                continue
+            return _Pooled(conn, self)
+
+    def _give_back(self, conn: Any) -> None:
+        try:
+            conn.rollback()
+        except Exception:
+            with contextlib.suppress(Exception):
+                conn.close()
+            return
+        with self._lock:
+            if len(self._idle) < self._keep:
+                self._idle.append(conn)
+                return
+        conn.close()
+
+
+class _Pooled:
+    """A pooled connection: everything is the connection's, but ``close()`` returns it to the pool."""
+
+    def __init__(self, conn: Any, pool: ConnectionPool) -> None:
+        self._conn = conn
+        self._pool = pool
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._conn, name)
+
+    def close(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            self._pool._give_back(conn)

@@ -429,6 +429,13 @@ class Registry:
             )
         return {str(r["clone_id"]) for r in rows}
 
+    def database_exists(self, name: str) -> bool:
+        """Whether a database ``name`` exists on the server the registry lives on (the clones' server)."""
+        with self._session() as s:
+            return bool(
+                s.scalar("SELECT COUNT(*) FROM information_schema.schemata WHERE schema_name = %s", (name,))
+            )
+
     # -- accepted jobs -------------------------------------------------------------------------------------
 
     def record_job(

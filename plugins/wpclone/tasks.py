@@ -96,15 +96,17 @@ def admin_endpoint() -> DbEndpoint:
     return DbEndpoint(conn.host or "127.0.0.1", int(conn.port or 3306), conn.login or "", conn.password or "")
 
 
-def registry() -> Any:
-    """The clone registry on the shared server, through Airflow's MySQL connection (MySqlHook)."""
+def registry(pooled: bool = False) -> Any:
+    """The clone registry on the shared server, through Airflow's MySQL connection (MySqlHook); with
+    ``pooled``, over connections kept open between calls (for a long-lived process: the API server)."""
     from airflow.providers.mysql.hooks.mysql import MySqlHook
 
     from wpclone.config import control_schema
+    from wpclone.db import ConnectionPool
     from wpclone.registry import Registry
 
     hook = MySqlHook(mysql_conn_id=MYSQL_CONN_ID)
-    reg = Registry(hook.get_conn, control_schema())
+    reg = Registry(ConnectionPool(hook.get_conn) if pooled else hook.get_conn, control_schema())
     reg.migrate()
     return reg
 
@@ -145,16 +147,17 @@ def check_clone_request(
         raise BadRequest(str(exc)) from exc
     runtime = get_runtime(config)
     clone_id = request.clone_id or generate_clone_id(source)
-    existing = (reg or registry()).get(clone_id)
+    reg = reg or registry()
+    existing = reg.get(clone_id)
     if existing is not None and existing.status != "deleted":
         raise BadRequest(
             f"clone {clone_id} already exists (status {existing.status}); "
             "choose another clone id or delete it first."
         )
     db_name = clone_db_name(clone_id)
-    if database_exists(admin_endpoint(), db_name):
+    if reg.database_exists(db_name):  # the registry lives on the clones' server
         raise BadRequest(f"database {db_name} already exists on the server; choose another clone id.")
-    if clone_id in runtime.list_clone_ids():
+    if runtime.clone_exists(clone_id):
         raise BadRequest(f"a site or content named {clone_id} already exists; choose another clone id.")
     return request, source, clone_id, runtime
 

@@ -403,3 +403,31 @@ def test_accepted_jobs_are_kept_until_triggered_and_then_forget_their_conf(regis
     with pytest.raises(Exception, match="Duplicate entry"):  # a job id is recorded once
         registry.record_job("clone-1", "wp_clone", conf, "admin", "job-a")
     assert registry.get_job("nope") is None
+
+
+def test_a_pooled_registry_reuses_its_connections_and_replaces_a_dropped_one(
+    admin_db: DbEndpoint, schema: str
+) -> None:
+    from wpclone.db import ConnectionPool
+
+    pool = ConnectionPool(mysqldb_factory(admin_db), keep=2)
+
+    def connection_id() -> int:
+        conn = pool()
+        try:
+            cur = conn.cursor()
+            cur.execute("SELECT CONNECTION_ID()")
+            return int(cur.fetchone()[0])
+        finally:
+            conn.close()
+
+    first = connection_id()
+    assert connection_id() == first  # handed back on close, taken again
+    raw(admin_db, f"KILL CONNECTION {first}")
+    replaced = connection_id()
+    assert replaced != first and connection_id() == replaced
+    reg = Registry(pool, schema)  # the registry works the same over it, rows committed as before
+    reg.migrate()
+    reg.reserve(plan("pooled-one"), "job-1")
+    assert Registry(mysqldb_factory(admin_db), schema).get("pooled-one") is not None
+    assert reg.database_exists(schema) and not reg.database_exists("wpc_no_such_db")

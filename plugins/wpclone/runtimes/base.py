@@ -130,6 +130,10 @@ class Runtime(abc.ABC):
         """Remove what a restore staged or set aside of the clone's wp-content."""
         raise NotImplementedError(f"restoring a backup is not available on the {self.kind} runtime yet.")
 
+    def clone_exists(self, clone_id: str) -> bool:
+        """Whether anything of ``clone_id`` exists here (a quicker answer than listing every clone)."""
+        return clone_id in self.list_clone_ids()
+
     @abc.abstractmethod
     def list_clone_ids(self) -> set[str]:
         """Clone ids that have objects here (sites, content, secrets): the orphan sweep's input."""

@@ -188,6 +188,12 @@ class LocalRuntime(Runtime):
         ):
             shutil.rmtree(path, ignore_errors=True)
 
+    def clone_exists(self, clone_id: str) -> bool:
+        # Its site or content directory, or a secret of it (what list_clone_ids finds, for one id).
+        return site_dir(self.settings, clone_id).exists() or any(
+            self.settings.secrets_dir.glob(f"clone-{clone_id}-*")
+        )
+
     def list_clone_ids(self) -> set[str]:
         ids = {site.name for site in list_sites(self.settings) if site.constants.get(CLONE_MARK) == site.name}
         if self.settings.sites_dir.is_dir():  # content of a clone whose site was never registered
