@@ -86,7 +86,7 @@ class LocalAirflow:
             # Halves the scheduling overhead per task (bench/clone_timing.py --idle-sleep).
             "AIRFLOW__SCHEDULER__SCHEDULER_IDLE_SLEEP_TIME": "0.2",
             "AIRFLOW__API__PORT": str(self.port),
-            "AIRFLOW__API__WORKERS": os.environ.get("WPCLONE_AIRFLOW_API_WORKERS", "2"),
+            "AIRFLOW__API__WORKERS": os.environ.get("WPCLONE_AIRFLOW_API_WORKERS", "4"),
             "AIRFLOW__API__HOST": "127.0.0.1",
             # Task supervisors reach the API server here (the default assumes port 8080).
             "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{self.url}/execution/",
