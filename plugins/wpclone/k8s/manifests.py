@@ -94,6 +94,18 @@ VHOST_CONF = f"""<VirtualHost *:{HTTP_PORT}>
 # -- names and labels ------------------------------------------------------------------------------------
 
 
+def pod_security_context(settings: KubernetesSettings) -> dict[str, Any]:
+    """Non-root as the WordPress image's user (www-data), the content claim's group, default seccomp."""
+    return {
+        "runAsNonRoot": True,
+        "runAsUser": settings.run_as_user,
+        "runAsGroup": settings.fs_group,
+        "fsGroup": settings.fs_group,
+        "fsGroupChangePolicy": "OnRootMismatch",
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
+
+
 def check_name(name: str, what: str = "object name") -> str:
     """Return ``name`` if it is a valid name for every kind we create (RFC 1035 label), else ValueError."""
     if not NAME_RE.fullmatch(name):
@@ -411,14 +423,7 @@ def deployment_manifest(
                 "spec": {
                     "automountServiceAccountToken": False,
                     "enableServiceLinks": False,
-                    "securityContext": {
-                        "runAsNonRoot": True,
-                        "runAsUser": settings.run_as_user,
-                        "runAsGroup": settings.fs_group,
-                        "fsGroup": settings.fs_group,
-                        "fsGroupChangePolicy": "OnRootMismatch",
-                        "seccompProfile": {"type": "RuntimeDefault"},
-                    },
+                    "securityContext": pod_security_context(settings),
                     "containers": [container],
                     "volumes": [
                         {
@@ -516,14 +521,7 @@ def content_pod_manifest(
         "activeDeadlineSeconds": settings.content_pod_timeout_seconds,
         "automountServiceAccountToken": False,
         "enableServiceLinks": False,
-        "securityContext": {
-            "runAsNonRoot": True,
-            "runAsUser": settings.run_as_user,
-            "runAsGroup": settings.fs_group,
-            "fsGroup": settings.fs_group,
-            "fsGroupChangePolicy": "OnRootMismatch",
-            "seccompProfile": {"type": "RuntimeDefault"},
-        },
+        "securityContext": pod_security_context(settings),
         "containers": [
             {
                 "name": "content",
