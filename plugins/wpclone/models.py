@@ -37,6 +37,15 @@ WORDPRESS_SALT_NAMES = (
 )
 
 CloneId = Annotated[str, Field(pattern=CLONE_ID_PATTERN, description="3-28 of a-z, 0-9 and '-'")]
+BackupUrl = Annotated[
+    str,
+    Field(
+        min_length=8,
+        max_length=2000,
+        pattern=BACKUP_URL_PATTERN,
+        description="Where the archive is: https:// (or file:// and http:// on the local runtime).",
+    ),
+]
 
 
 class CopyMode(StrEnum):
@@ -105,12 +114,7 @@ class RestoreRequest(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     clone_id: CloneId
-    source_backup_url: str = Field(
-        min_length=8,
-        max_length=2000,
-        pattern=BACKUP_URL_PATTERN,
-        description="Where the archive is: https:// (or file:// and http:// on the local runtime).",
-    )
+    source_backup_url: BackupUrl
 
 
 class DeleteRequest(BaseModel):

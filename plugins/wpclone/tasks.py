@@ -431,18 +431,26 @@ def old_db_name(clone_id: str) -> str:
     return OLD_DB_PREFIX + clone_db_name(clone_id).removeprefix("wpc_")
 
 
-def _ready_clone(clone_id: str, reg: Any = None) -> Any:
-    """The registry row of a ready clone no other job works on, or BadRequest with one sentence."""
+class CloneNotFound(BadRequest):
+    """The clone a request names does not exist (the jobs API answers 404)."""
+
+
+class CloneBusy(BadRequest):
+    """The clone is not in a state the request needs, or another job works on it (the jobs API: 409)."""
+
+
+def ready_clone(clone_id: str, reg: Any = None) -> Any:
+    """The registry row of a ready clone no other job works on; else CloneNotFound or CloneBusy."""
     record = (reg or registry()).get(clone_id)
     if record is None or record.status == "deleted":
-        raise BadRequest(f"clone {clone_id} does not exist.")
-    if record.status != "ready":
-        raise BadRequest(
-            f"clone {clone_id} is {record.status}; only a ready clone can be backed up or restored."
-        )
+        raise CloneNotFound(f"clone {clone_id} does not exist.")
     if record.lock_job_id:
-        raise BadRequest(
+        raise CloneBusy(
             f"clone {clone_id} is being worked on by job {record.lock_job_id}; try again when it finishes."
+        )
+    if record.status != "ready":
+        raise CloneBusy(
+            f"clone {clone_id} is {record.status}; only a ready clone can be backed up or restored."
         )
     return record
 
@@ -486,7 +494,7 @@ def validate_backup(params: Mapping[str, Any]) -> dict[str, Any]:
     from wpclone.config import load_config
 
     request = DeleteRequest(clone_id=params.get("clone_id", ""))  # the same one field: a clone id
-    return plan_of_clone(_ready_clone(request.clone_id), load_config())
+    return plan_of_clone(ready_clone(request.clone_id), load_config())
 
 
 def check_restore_request(params: Mapping[str, Any], reg: Any = None) -> tuple[RestoreRequest, Any]:
@@ -498,7 +506,7 @@ def check_restore_request(params: Mapping[str, Any], reg: Any = None) -> tuple[R
     request = RestoreRequest(
         clone_id=params.get("clone_id", ""), source_backup_url=params.get("source_backup_url", "")
     )
-    record = _ready_clone(request.clone_id, reg)
+    record = ready_clone(request.clone_id, reg)
     runtime = get_runtime(load_config())
     policy = fetch_policy(runtime)
     try:
@@ -604,23 +612,24 @@ def switch_restore(plan: Mapping[str, Any]) -> None:
 def finish_restore(plan: Mapping[str, Any]) -> None:
     """The restored site answers: drop what it replaced and the restore's own database and login."""
     from wpclone.config import load_config
-    from wpclone.mysql_admin import drop_database_and_user
 
     p = _plan(plan)
-    runtime = get_runtime(load_config())
-    admin = admin_endpoint()
-    name = restore_db_name(p.clone_id)
-    drop_database_and_user(admin, name, name, user_host=runtime.db_user_host)
-    drop_database_and_user(admin, old_db_name(p.clone_id), name, user_host=runtime.db_user_host)
-    runtime.discard_restore_content(p.clone_id)
+    _drop_restore_leftovers(admin_endpoint(), get_runtime(load_config()), p.clone_id)
 
 
-def rollback_restore(plan: Mapping[str, Any] | None, errors: list[str | None]) -> list[str]:
-    """After a failed restore: the clone serves what it served before; nothing of the restore stays."""
-    if not plan:
-        return []
-    from wpclone.config import load_config
+def _drop_restore_leftovers(admin: DbEndpoint, runtime: Runtime, clone_id: str) -> None:
+    """The restore's databases (``wpr_``, ``wpo_``), its login and its staged or set-aside wp-content."""
     from wpclone.mysql_admin import drop_database_and_user
+
+    name = restore_db_name(clone_id)
+    drop_database_and_user(admin, name, name, user_host=runtime.db_user_host)
+    drop_database_and_user(admin, old_db_name(clone_id), name, user_host=runtime.db_user_host)
+    runtime.discard_restore_content(clone_id)
+
+
+def rollback_restore(plan: Mapping[str, Any], errors: list[str | None]) -> list[str]:
+    """After a failed restore: the clone serves what it served before; nothing of the restore stays."""
+    from wpclone.config import load_config
 
     p = _plan(plan)
     runtime = get_runtime(load_config())
@@ -636,10 +645,7 @@ def rollback_restore(plan: Mapping[str, Any] | None, errors: list[str | None]) -
         undone.append("switched wp-content back")
     if switched:
         deploy_site(plan)
-    name = restore_db_name(p.clone_id)
-    drop_database_and_user(admin, name, name, user_host=runtime.db_user_host)
-    drop_database_and_user(admin, old, name, user_host=runtime.db_user_host)
-    runtime.discard_restore_content(p.clone_id)
+    _drop_restore_leftovers(admin, runtime, p.clone_id)
     log.info("restore of clone %s rolled back (%s): %s", p.clone_id, errors, "; ".join(undone) or "no switch")
     return undone
 

@@ -16,13 +16,13 @@ from typing import Annotated, Any, Literal, TypeVar
 from fastapi import Depends, FastAPI, HTTPException, Path, Query, Request, status
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, ValidationError
 from sqlalchemy.orm import Session
 
 from wpclone import jobs, tasks
 from wpclone.api.dispatch import Dispatcher, airflow_trigger, is_stale
 from wpclone.jobs import JobResponse, JobStatusResponse, JobType
-from wpclone.models import BACKUP_URL_PATTERN, CloneId, CloneRequest, CloneStatus
+from wpclone.models import BackupUrl, CloneId, CloneRequest, CloneStatus
 from wpclone.registry import CloneRecord, Registry
 
 log = logging.getLogger(__name__)
@@ -75,8 +75,14 @@ def _sentence(exc: ValidationError | RequestValidationError) -> str:
 
 
 def _refuse(exc: Exception) -> HTTPException:
-    """A request we will not carry out: 422 with the check's sentence."""
-    return HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, tasks.describe(exc))
+    """A request we will not carry out, with the check's sentence: 404 for a clone that does not exist,
+    409 for one that is busy or not ready, else 422."""
+    code = status.HTTP_422_UNPROCESSABLE_ENTITY
+    if isinstance(exc, tasks.CloneNotFound):
+        code = status.HTTP_404_NOT_FOUND
+    elif isinstance(exc, tasks.CloneBusy):
+        code = status.HTTP_409_CONFLICT
+    return HTTPException(code, tasks.describe(exc))
 
 
 def _status_url(request: Request, job_id: str) -> str:
@@ -120,29 +126,7 @@ class RestoreBody(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    source_backup_url: str = Field(
-        min_length=8,
-        max_length=2000,
-        pattern=BACKUP_URL_PATTERN,
-        description="Where the archive is: https:// (or file:// and http:// on the local runtime).",
-    )
-
-
-def _ready_or_refuse(clone_id: str) -> None:
-    """404 for an unknown clone, 409 for one that is not ready or another job works on."""
-    record = _registry().get(clone_id)
-    if record is None or record.status is CloneStatus.DELETED:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, f"clone {clone_id} does not exist.")
-    if record.lock_job_id:
-        raise HTTPException(
-            status.HTTP_409_CONFLICT,
-            f"clone {clone_id} is being worked on by job {record.lock_job_id}; try again when it finishes.",
-        )
-    if record.status is not CloneStatus.READY:
-        raise HTTPException(
-            status.HTTP_409_CONFLICT,
-            f"clone {clone_id} is {record.status}; only a ready clone can be backed up or restored.",
-        )
+    source_backup_url: BackupUrl
 
 
 def _accepted_job(
@@ -185,7 +169,6 @@ def _warm_up() -> None:
 
     _registry()
     tasks.get_runtime(load_config())
-    tasks.admin_endpoint()
     warm_up(jobs.TYPE_OF_DAG)
 
 
@@ -270,7 +253,10 @@ def _add_job_routes(app: FastAPI) -> None:
     )
     def backup_clone(clone_id: CloneId, request: Request, user: UserDep, _busy: AcceptingDep) -> JobResponse:
         authorize(user, "POST", jobs.DAG_OF_TYPE[JobType.BACKUP])
-        _ready_or_refuse(clone_id)
+        try:
+            tasks.ready_clone(clone_id, _registry())
+        except tasks.BadRequest as exc:
+            raise _refuse(exc) from exc
         return _start_job(request, user, JobType.BACKUP, {"clone_id": clone_id})
 
     @_starts_job(
@@ -283,7 +269,6 @@ def _add_job_routes(app: FastAPI) -> None:
         clone_id: CloneId, body: RestoreBody, request: Request, user: UserDep, _busy: AcceptingDep
     ) -> JobResponse:
         authorize(user, "POST", jobs.DAG_OF_TYPE[JobType.RESTORE])
-        _ready_or_refuse(clone_id)
         conf = {"clone_id": clone_id, "source_backup_url": body.source_backup_url}
         try:
             tasks.check_restore_request(conf, _registry())

@@ -86,7 +86,7 @@ class Dispatcher:
 
     def submit(self, job: JobRecord) -> None:
         """Trigger ``job``'s run soon (in order of submission)."""
-        self.start()
+        self._ensure_thread()
         self._queue.put(job)
 
     def start(self, warm_up: Callable[[], object] | None = None) -> None:
@@ -125,16 +125,16 @@ class Dispatcher:
         for attempt in range(1, ATTEMPTS + 1):
             try:
                 self._trigger(job)
-                error = None
-                break
             except RunExists:
-                error = None
-                break
+                pass
             except Exception as exc:
                 error = f"the job could not be started: {describe(exc)}"
                 log.warning("job %s: trigger attempt %s of %s failed: %s", job.job_id, attempt, ATTEMPTS, exc)
                 if attempt < ATTEMPTS:
                     time.sleep(RETRY_BACKOFF_S * attempt)
+                continue
+            error = None
+            break
         try:
             self._registry().mark_job_triggered(job.job_id, error)
         except Exception:  # the run exists (or not) whatever the registry says; the sweep re-checks

@@ -196,9 +196,7 @@ def cancel(run: Any, user_name: str, session: Session) -> str:
     tis = session.scalars(
         select(TaskInstance).where(TaskInstance.dag_id == run.dag_id, TaskInstance.run_id == run.run_id)
     ).all()
-    first = min(
-        tis, key=lambda ti: (ti.start_date is None, ti.start_date or datetime.max.replace(tzinfo=UTC))
-    )
+    first = min(tis, key=lambda ti: ti.start_date or datetime.max.replace(tzinfo=UTC))
     # Recorded on a task that has finished (the first), so the rollback and the status both read it first.
     XComModel.set(
         key="error",
@@ -216,7 +214,7 @@ def cancel(run: Any, user_name: str, session: Session) -> str:
         task = dag.get_task(ti.task_id)
         # Work tasks only: a teardown (rollback, release) and a task that runs on failure (record the
         # failure) are left for the scheduler to run once the work has failed.
-        if not task.is_teardown and str(task.trigger_rule).rsplit(".", 1)[-1].lower() == "all_success":
+        if not task.is_teardown and task.trigger_rule == "all_success":
             ti.set_state(TaskInstanceState.FAILED, session=session)
     session.commit()
     return reason
