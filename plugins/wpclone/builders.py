@@ -109,6 +109,24 @@ def clone_params() -> dict[str, Param]:
     }
 
 
+def _serving_tasks() -> tuple[Any, Any]:
+    """await_site_ready and apply_staging_safety, as the clone and the restore DAGs run them (made when a
+    DAG is built: the retries come from the environment then)."""
+
+    # It waits its own timeout: one retry at most (for a hiccup), not one more timeout per retry.
+    @task(task_id="await_site_ready", retries=min(1, default_args()["retries"]))
+    @tasks.records_error
+    def await_site_ready(plan: dict[str, Any]) -> None:
+        tasks.await_site_ready(plan)
+
+    @task(task_id="apply_staging_safety")
+    @tasks.records_error
+    def apply_staging_safety(plan: dict[str, Any]) -> str:
+        return tasks.apply_staging_safety(plan)
+
+    return await_site_ready, apply_staging_safety
+
+
 def build_clone_dag(dag_id: str = "wp_clone", doc_md: str | None = None) -> DAG:
     runtime = _runtime()
     with _dag(dag_id, doc_md, schedule=None, params=clone_params()) as dag:
@@ -133,16 +151,7 @@ def build_clone_dag(dag_id: str = "wp_clone", doc_md: str | None = None) -> DAG:
         def deploy_site(plan: dict[str, Any]) -> None:
             tasks.deploy_site(plan)
 
-        # It waits its own timeout: one retry at most (for a hiccup), not one more timeout per retry.
-        @task(task_id="await_site_ready", retries=min(1, default_args()["retries"]))
-        @tasks.records_error
-        def await_site_ready(plan: dict[str, Any]) -> None:
-            tasks.await_site_ready(plan)
-
-        @task(task_id="apply_staging_safety")
-        @tasks.records_error
-        def apply_staging_safety(plan: dict[str, Any]) -> str:
-            return tasks.apply_staging_safety(plan)
+        await_site_ready, apply_staging_safety = _serving_tasks()
 
         @task(task_id="finalize_clone")
         @tasks.records_error
@@ -390,15 +399,7 @@ def build_restore_dag(dag_id: str = "wp_restore", doc_md: str | None = None) -> 
         def switch_site(plan: dict[str, Any]) -> None:
             tasks.switch_restore(plan)
 
-        @task(task_id="apply_staging_safety")
-        @tasks.records_error
-        def apply_staging_safety(plan: dict[str, Any]) -> str:
-            return tasks.apply_staging_safety(plan)
-
-        @task(task_id="await_site_ready", retries=min(1, default_args()["retries"]))
-        @tasks.records_error
-        def await_site_ready(plan: dict[str, Any]) -> None:
-            tasks.await_site_ready(plan)
+        await_site_ready, apply_staging_safety = _serving_tasks()
 
         @task(task_id="finish_restore")
         @tasks.records_error

@@ -132,8 +132,7 @@ class ConnectionPool:
             try:
                 conn.ping()
             except Exception:
-                with contextlib.suppress(Exception):
-                    conn.close()
+                _discard(conn)
                 continue
             return _Pooled(conn, self)
 
@@ -141,13 +140,18 @@ class ConnectionPool:
         try:
             conn.rollback()
         except Exception:
-            with contextlib.suppress(Exception):
-                conn.close()
+            _discard(conn)
             return
         with self._lock:
             if len(self._idle) < self._keep:
                 self._idle.append(conn)
                 return
+        conn.close()
+
+
+def _discard(conn: Any) -> None:
+    """Close a connection that is of no more use, whatever state it is in."""
+    with contextlib.suppress(Exception):
         conn.close()
 
 

@@ -241,27 +241,19 @@ class LocalRuntime(Runtime):
                         f"{prefix}_NAME": source.db_name,
                     }
                 )
-            elif which == "clone":
-                env.update(
-                    {
-                        f"{prefix}_HOST": "127.0.0.1",
-                        f"{prefix}_PORT": str(self.settings.db_port),
-                        f"{prefix}_USER": plan.db_name,
-                        f"{prefix}_PASSWORD_FILE": str(self._secret_file(plan.clone_id, "db-password")),
-                        f"{prefix}_NAME": plan.db_name,
-                    }
-                )
-            elif which == "restore":  # the fresh database a restore loads into (wpclone.tasks)
+            elif which in ("clone", "restore"):  # the clone's database, or the fresh one a restore loads
                 from wpclone.tasks import restore_db_name
 
-                name = restore_db_name(plan.clone_id)
-                self.restore_db_password(plan.clone_id)
+                name, secret = (plan.db_name, "db-password")
+                if which == "restore":
+                    name, secret = (restore_db_name(plan.clone_id), "restore-password")
+                    self.restore_db_password(plan.clone_id)  # created on first use
                 env.update(
                     {
                         f"{prefix}_HOST": "127.0.0.1",
                         f"{prefix}_PORT": str(self.settings.db_port),
                         f"{prefix}_USER": name,
-                        f"{prefix}_PASSWORD_FILE": str(self._secret_file(plan.clone_id, "restore-password")),
+                        f"{prefix}_PASSWORD_FILE": str(self._secret_file(plan.clone_id, secret)),
                         f"{prefix}_NAME": name,
                     }
                 )

@@ -45,16 +45,6 @@ def staged_content_dir(content_dir: Path) -> Path:
     return content_dir.with_name(content_dir.name + STAGED_SUFFIX)
 
 
-def _endpoint(prefix: str) -> DbEndpoint:
-    try:
-        endpoint = DbEndpoint.from_env(prefix)
-    except OSError as exc:
-        raise ConfigError(f"cannot read {prefix}_PASSWORD_FILE: {exc.strerror}.") from exc
-    if not endpoint.database:
-        raise ConfigError(f"{prefix}_NAME is not set in the environment.")
-    return endpoint
-
-
 def _env_dir(name: str) -> Path:
     value = os.environ.get(name)
     if not value:
@@ -68,9 +58,9 @@ def _env_dir(name: str) -> Path:
 def backup_clone(clone_id: str, site_url: str, table_prefix: str) -> dict[str, Any]:
     """Archive the clone's database and wp-content into the backup directory; returns where and what."""
     from wpclone.archive import write_backup
-    from wpclone.steps.copy_database import _start_dump, _StderrDrain
+    from wpclone.steps.copy_database import _start_dump, _StderrDrain, endpoint_from_env
 
-    source = _endpoint("SOURCE_DB")
+    source = endpoint_from_env("SOURCE_DB")
     content = Path(os.environ["SOURCE_CONTENT_DIR"]) if os.environ.get("SOURCE_CONTENT_DIR") else None
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     dest = _env_dir(BACKUP_DIR_ENV).resolve() / clone_id / f"{clone_id}-{stamp}.tar.gz"
@@ -193,9 +183,9 @@ def restore_backup(url: str, clone_url: str, table_prefix: str) -> dict[str, Any
     """Fetch, verify and load the backup at ``url`` beside the clone (module docstring)."""
     from wpclone.archive import open_backup
     from wpclone.fetch import fetch, redact
-    from wpclone.steps.copy_database import parse_pairs
+    from wpclone.steps.copy_database import endpoint_from_env, parse_pairs
 
-    target = _endpoint("TARGET_DB")
+    target = endpoint_from_env("TARGET_DB")
     content = _env_dir("TARGET_CONTENT_DIR")
     policy = fetch_policy_from_env()
     work = content.parent / WORK_DIR_NAME

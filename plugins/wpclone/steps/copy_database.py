@@ -155,20 +155,20 @@ def json_escaped(url: str) -> str:
     return url.replace("/", "\\/")
 
 
+def endpoint_from_env(prefix: str) -> DbEndpoint:
+    """The database login ``<prefix>_HOST/_PORT/_USER/_PASSWORD[_FILE]/_NAME``, the name required."""
+    try:
+        endpoint = DbEndpoint.from_env(prefix)
+    except OSError as exc:
+        raise ConfigError(f"cannot read {prefix}_PASSWORD_FILE: {exc.strerror}.") from exc
+    if not endpoint.database:
+        raise ConfigError(f"{prefix}_NAME is not set in the environment.")
+    check_identifier(endpoint.database, f"{prefix}_NAME")
+    return endpoint
+
+
 def endpoints_from_env() -> tuple[DbEndpoint, DbEndpoint]:
-    endpoints = []
-    for prefix in ("SOURCE_DB", "TARGET_DB"):
-        try:
-            endpoints.append(DbEndpoint.from_env(prefix))
-        except OSError as exc:
-            raise ConfigError(f"cannot read {prefix}_PASSWORD_FILE: {exc.strerror}.") from exc
-    source, target = endpoints
-    if not source.database:
-        raise ConfigError("SOURCE_DB_NAME is not set in the environment.")
-    if not target.database:
-        raise ConfigError("TARGET_DB_NAME is not set in the environment.")
-    check_identifier(source.database, "SOURCE_DB_NAME")
-    check_identifier(target.database, "TARGET_DB_NAME")
+    source, target = endpoint_from_env("SOURCE_DB"), endpoint_from_env("TARGET_DB")
     if (source.host, source.port, source.database) == (target.host, target.port, target.database):
         raise ConfigError(f"source and target are the same database {source.database!r} on {source.host}.")
     return source, target
