@@ -14,6 +14,7 @@ Nothing here touches the network or the local stack unless asked to, so it is sa
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
@@ -39,8 +40,10 @@ LOCAL_CONFIG_NAME = "wpclone.json"
 LOCAL_SOURCES = ("source",)  # the seeded source site (wpclone.local.seed.SOURCE)
 
 
+@functools.lru_cache(maxsize=8)
 def parse_config(text: str, origin: str) -> WpcloneConfig:
-    """Validate configuration JSON; ``origin`` names where it came from in the error sentence."""
+    """Validate configuration JSON; ``origin`` names where it came from in the error sentence. The result
+    (frozen) is kept per text: a long-lived process reading an unchanged file validates it once."""
     try:
         data = json.loads(text)
     except json.JSONDecodeError as exc:

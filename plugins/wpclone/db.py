@@ -9,6 +9,7 @@ import contextlib
 import os
 import re
 import threading
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -112,23 +113,33 @@ class DbEndpoint:
 class ConnectionPool:
     """Reuse DB-API connections from ``connect`` across calls (a long-lived process: the API server).
 
-    Calling the pool returns a connection whose ``close()`` hands it back (rolled back, so no transaction
-    leaks to the next user) instead of closing it; at most ``keep`` idle connections are kept. A kept
-    connection is pinged when taken again, and replaced when the server has dropped it.
+    Calling the pool returns a connection whose ``close()`` hands it back instead of closing it; at most
+    ``keep`` idle connections are kept. Pooled connections run in autocommit mode, so a statement costs one
+    round trip (no COMMIT after it, no ROLLBACK when handing back) and nothing can leak to the next user;
+    one that was switched out of autocommit is rolled back and switched back when handed back.
+
+    A connection idle for ``ping_after_s`` or more is pinged when taken again, and replaced when the server
+    has dropped it; one taken again sooner is not (a burst of requests pays no ping each). A user that
+    hits an error calls ``discard()`` instead of ``close()``: a connection that failed is never reused.
     """
 
-    def __init__(self, connect: Callable[[], Any], keep: int = 8) -> None:
+    def __init__(self, connect: Callable[[], Any], keep: int = 8, ping_after_s: float = 1.0) -> None:
         self._connect = connect
         self._keep = keep
-        self._idle: list[Any] = []
+        self._ping_after_s = ping_after_s
+        self._idle: list[tuple[Any, float]] = []  # (connection, time.monotonic() when handed back)
         self._lock = threading.Lock()
 
     def __call__(self) -> Any:
         while True:
             with self._lock:
-                conn = self._idle.pop() if self._idle else None
+                conn, since = self._idle.pop() if self._idle else (None, 0.0)
             if conn is None:
-                return _Pooled(self._connect(), self)
+                conn = self._connect()
+                conn.autocommit(True)
+                return _Pooled(conn, self)
+            if time.monotonic() - since < self._ping_after_s:
+                return _Pooled(conn, self)
             try:
                 conn.ping()
             except Exception:
@@ -138,13 +149,15 @@ class ConnectionPool:
 
     def _give_back(self, conn: Any) -> None:
         try:
-            conn.rollback()
+            if not conn.get_autocommit():
+                conn.rollback()
+                conn.autocommit(True)
         except Exception:
             _discard(conn)
             return
         with self._lock:
             if len(self._idle) < self._keep:
-                self._idle.append(conn)
+                self._idle.append((conn, time.monotonic()))
                 return
         conn.close()
 
@@ -169,3 +182,9 @@ class _Pooled:
         conn, self._conn = self._conn, None
         if conn is not None:
             self._pool._give_back(conn)
+
+    def discard(self) -> None:
+        """Close it for good (after an error: it may be broken); ``close()`` then does nothing."""
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            _discard(conn)

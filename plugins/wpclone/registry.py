@@ -34,7 +34,7 @@ timezone-aware UTC ``datetime``; arguments may be aware (converted to UTC) or na
 
 Connections: any DB-API 2 connection with the ``%s`` paramstyle — mysqlclient (``MySQLdb``, what Airflow's
 ``MySqlHook(...).get_conn()`` returns) or PyMySQL — from a zero-argument factory. Each operation opens its own
-connection, commits after every statement (harmless under autocommit) and closes it; tables are always
+connection, commits after every statement (unless it is in autocommit mode) and closes it; tables are always
 schema-qualified, so the connection's default database does not matter; tuple and dict cursors both work.
 The schema is created and migrated by ``migrate()`` under ``GET_LOCK``, each migration applied once and
 recorded in ``schema_migrations``.
@@ -183,6 +183,7 @@ COLUMNS = (
     "lock_job_id",
 )
 _SELECT = ", ".join(f"`{c}`" for c in COLUMNS)
+_SELECT_C = ", ".join(f"c.`{c}`" for c in COLUMNS)  # the same, of a table aliased ``c``
 
 
 def utc_naive(value: datetime) -> datetime:
@@ -318,6 +319,11 @@ class Registry:
         conn = self._connect()
         try:
             yield _Session(conn)
+        except BaseException:
+            discard = getattr(conn, "discard", None)  # a pooled connection that failed is not reused
+            if discard is not None:
+                discard()
+            raise
         finally:
             conn.close()
 
@@ -429,12 +435,19 @@ class Registry:
             )
         return {str(r["clone_id"]) for r in rows}
 
-    def database_exists(self, name: str) -> bool:
-        """Whether a database ``name`` exists on the server the registry lives on (the clones' server)."""
+    def get_with_database(self, clone_id: str, db_name: str) -> tuple[CloneRecord | None, bool]:
+        """The clone's record (None if it has none) and whether a database ``db_name`` exists on the
+        server the registry lives on (the clones' server): one round trip, for the jobs API's checks."""
         with self._session() as s:
-            return bool(
-                s.scalar("SELECT COUNT(*) FROM information_schema.schemata WHERE schema_name = %s", (name,))
+            rows = s.query(
+                f"SELECT {_SELECT_C}, "
+                "EXISTS(SELECT 1 FROM information_schema.schemata WHERE schema_name = %s) AS `_db_exists` "
+                f"FROM (SELECT 1) AS one LEFT JOIN {self._clones} AS c ON c.`clone_id` = %s",
+                (db_name, clone_id),
             )
+        row = rows[0]
+        db_exists = bool(row.pop("_db_exists"))
+        return (CloneRecord.from_row(row) if row["clone_id"] is not None else None), db_exists
 
     # -- accepted jobs -------------------------------------------------------------------------------------
 
@@ -695,7 +708,7 @@ class _Session:
                 cur.fetchall()
         finally:
             cur.close()
-        self.conn.commit()
+        self._commit()
         return count
 
     def query(self, sql: str, args: Sequence[Any] | None = None) -> list[dict[str, Any]]:
@@ -711,8 +724,13 @@ class _Session:
             ]
         finally:
             cur.close()
-        self.conn.commit()  # ends the read snapshot when autocommit is off
+        self._commit()  # ends the read snapshot when autocommit is off
         return rows
+
+    def _commit(self) -> None:
+        autocommit = getattr(self.conn, "get_autocommit", None)  # MySQLdb and PyMySQL: a local flag
+        if autocommit is None or not autocommit():  # under autocommit there is nothing to commit
+            self.conn.commit()
 
     def scalar(self, sql: str, args: Sequence[Any] | None = None) -> Any:
         rows = self.query(sql, args)

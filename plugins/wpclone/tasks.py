@@ -148,14 +148,14 @@ def check_clone_request(
     runtime = get_runtime(config)
     clone_id = request.clone_id or generate_clone_id(source)
     reg = reg or registry()
-    existing = reg.get(clone_id)
+    db_name = clone_db_name(clone_id)
+    existing, db_exists = reg.get_with_database(clone_id, db_name)  # the registry is on the clones' server
     if existing is not None and existing.status != "deleted":
         raise BadRequest(
             f"clone {clone_id} already exists (status {existing.status}); "
             "choose another clone id or delete it first."
         )
-    db_name = clone_db_name(clone_id)
-    if reg.database_exists(db_name):  # the registry lives on the clones' server
+    if db_exists:
         raise BadRequest(f"database {db_name} already exists on the server; choose another clone id.")
     if runtime.clone_exists(clone_id):
         raise BadRequest(f"a site or content named {clone_id} already exists; choose another clone id.")

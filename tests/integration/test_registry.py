@@ -410,7 +410,7 @@ def test_a_pooled_registry_reuses_its_connections_and_replaces_a_dropped_one(
 ) -> None:
     from wpclone.db import ConnectionPool
 
-    pool = ConnectionPool(mysqldb_factory(admin_db), keep=2)
+    pool = ConnectionPool(mysqldb_factory(admin_db), keep=2, ping_after_s=0)  # pinged whenever taken
 
     def connection_id() -> int:
         conn = pool()
@@ -428,6 +428,33 @@ def test_a_pooled_registry_reuses_its_connections_and_replaces_a_dropped_one(
     assert replaced != first and connection_id() == replaced
     reg = Registry(pool, schema)  # the registry works the same over it, rows committed as before
     reg.migrate()
+    # A connection switched out of autocommit is rolled back and switched back when handed back: its
+    # open transaction does not leak to the next user, whose statements are committed as they run.
+    conn = pool()
+    conn.autocommit(False)
+    conn.cursor().execute(f"CREATE TABLE IF NOT EXISTS `{schema}`.`pool_probe` (`n` INT)")
+    conn.cursor().execute(f"INSERT INTO `{schema}`.`pool_probe` VALUES (1)")
+    conn.close()
+    again = pool()
+    assert again.get_autocommit()
+    again.cursor().execute(f"INSERT INTO `{schema}`.`pool_probe` VALUES (2)")
+    again.close()
+    assert raw(admin_db, f"SELECT `n` FROM `{schema}`.`pool_probe`") == [(2,)]
     reg.reserve(plan("pooled-one"), "job-1")
     assert Registry(mysqldb_factory(admin_db), schema).get("pooled-one") is not None
-    assert reg.database_exists(schema) and not reg.database_exists("wpc_no_such_db")
+    assert reg.get_with_database("pooled-one", schema) == (reg.get("pooled-one"), True)
+    assert reg.get_with_database("pooled-none", "wpc_no_such_db") == (None, False)
+
+    # Taken again at once, a connection is not pinged: one the server dropped fails a call, and is then
+    # discarded rather than handed back, so the next call gets a new one.
+    lazy = ConnectionPool(mysqldb_factory(admin_db), keep=2, ping_after_s=60)
+    lazy_reg = Registry(lazy, schema)
+    conn = lazy()
+    cur = conn.cursor()
+    cur.execute("SELECT CONNECTION_ID()")
+    dropped = int(cur.fetchone()[0])
+    conn.close()
+    raw(admin_db, f"KILL CONNECTION {dropped}")
+    with pytest.raises(Exception, match=r"gone away|Lost connection"):
+        lazy_reg.get("pooled-one")
+    assert lazy_reg.get("pooled-one") == reg.get("pooled-one")

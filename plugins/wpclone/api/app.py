@@ -95,8 +95,7 @@ def _start_job(request: Request, user: Any, job_type: JobType, conf: dict[str, A
     job_id = jobs.new_job_id(job_type)
     clone_id = conf.get("clone_id")
     record = _registry().record_job(job_id, dag_id, conf, user.get_name(), clone_id)
-    _dispatcher(request).submit(record)
-    log.info("job %s: %s of clone %s by %s", job_id, dag_id, clone_id, user.get_name())
+    _dispatcher(request).submit(record)  # which logs the job once its run is created
     return JobResponse(
         job_id=job_id,
         type=job_type,

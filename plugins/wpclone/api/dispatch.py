@@ -55,13 +55,14 @@ class Dispatcher:
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
         self._warm_up: Callable[[], object] | None = None
-        self._activity = threading.Condition()
+        self._activity = threading.Lock()
         self._accepting = 0
         self._last_accept = 0.0
 
     @contextmanager
     def accepting(self) -> Iterator[None]:
-        """Mark an accept request in flight: runs are not started while it is (see :meth:`_hold`)."""
+        """Mark an accept request in flight: runs are not started while it is (see :meth:`_hold`). Only
+        counts: waking the dispatcher thread on every request would take the GIL from the requests."""
         with self._activity:
             self._accepting += 1
         try:
@@ -70,19 +71,20 @@ class Dispatcher:
             with self._activity:
                 self._accepting -= 1
                 self._last_accept = time.monotonic()
-                self._activity.notify_all()
 
     def _hold(self) -> None:
-        """Wait until no accept request has been in flight for QUIET_S, or MAX_HOLD_S at most."""
+        """Wait until no accept request has been in flight for QUIET_S, or MAX_HOLD_S at most (it looks
+        again after each wait: the accept path does not wake it)."""
         deadline = time.monotonic() + MAX_HOLD_S
-        with self._activity:
-            while True:
-                now = time.monotonic()
-                quiet_for = now - self._last_accept
-                if now >= deadline or (self._accepting == 0 and quiet_for >= QUIET_S):
-                    return
-                wait = QUIET_S - quiet_for if self._accepting == 0 else deadline - now
-                self._activity.wait(min(max(wait, 0.001), deadline - now))
+        while True:
+            with self._activity:
+                busy, last = self._accepting, self._last_accept
+            now = time.monotonic()
+            quiet_for = now - last
+            if now >= deadline or (busy == 0 and quiet_for >= QUIET_S):
+                return
+            wait = QUIET_S - quiet_for if busy == 0 else QUIET_S
+            time.sleep(min(max(wait, 0.001), deadline - now))
 
     def submit(self, job: JobRecord) -> None:
         """Trigger ``job``'s run soon (in order of submission)."""
@@ -134,6 +136,9 @@ class Dispatcher:
                     time.sleep(RETRY_BACKOFF_S * attempt)
                 continue
             error = None
+            log.info(
+                "job %s: %s of clone %s by %s started", job.job_id, job.dag_id, job.clone_id, job.requested_by
+            )
             break
         try:
             self._registry().mark_job_triggered(job.job_id, error)

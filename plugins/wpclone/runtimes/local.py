@@ -6,6 +6,7 @@ Secrets are files only the owner can read under the stack's ``secrets/``; a step
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import logging
@@ -190,9 +191,13 @@ class LocalRuntime(Runtime):
 
     def clone_exists(self, clone_id: str) -> bool:
         # Its site or content directory, or a secret of it (what list_clone_ids finds, for one id).
-        return site_dir(self.settings, clone_id).exists() or any(
-            self.settings.secrets_dir.glob(f"clone-{clone_id}-*")
-        )
+        settings = self.settings
+        if site_dir(settings, clone_id).exists():
+            return True
+        prefix = f"clone-{clone_id}-"  # a prefix test, not a glob: no pattern compiled per clone id
+        with contextlib.suppress(FileNotFoundError):
+            return any(name.startswith(prefix) for name in os.listdir(settings.secrets_dir))
+        return False
 
     def list_clone_ids(self) -> set[str]:
         ids = {site.name for site in list_sites(self.settings) if site.constants.get(CLONE_MARK) == site.name}
