@@ -282,6 +282,10 @@ def run(stack: Stack, api: Api, args: argparse.Namespace) -> int:  # noqa: PLR09
         )
     if status_latencies:
         print("  " + latency_line("status endpoint latency under load", status_latencies))
+        at, slowest, clone_id = max(
+            ((t, lat, tr.clone_id) for tr in traces for t, lat, _ in tr.polls), key=lambda poll: poll[1]
+        )
+        print(f"  slowest status request: {ms(slowest)}, answered at +{at - t0:.1f} s ({clone_id})")
     for clone_id, problems in progress_problems.items():
         print(f"  PROGRESS {clone_id}: {'; '.join(problems)}")
     if not progress_problems:

@@ -182,6 +182,17 @@ def test_openapi_documents_the_routes(api: Api) -> None:
     assert api.client.get("/wpclone/docs").status_code == 200
 
 
+def test_every_api_worker_built_the_execution_api_before_serving(api: Api) -> None:
+    """Left to Cadwyn, the first task request to a worker builds the execution API's routes on its event
+    loop and the worker answers nothing for 5-14 s; our lifespan builds them at startup instead."""
+    log = api.airflow.logfile.read_text(errors="replace")
+    this_start = log.rsplit("standalone | Starting Airflow Standalone", 1)[-1]
+    api_lines = [line for line in this_start.splitlines() if line.startswith("api-server |")]
+    workers = sum("Application startup complete." in line for line in api_lines)
+    built = sum("built the task execution API's routes" in line for line in api_lines)
+    assert workers >= 1 and built == workers, (workers, built)
+
+
 # -- whole jobs -------------------------------------------------------------------------------------------
 
 

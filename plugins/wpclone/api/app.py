@@ -8,8 +8,10 @@ completely before anything is created, so a refused request leaves nothing behin
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
+import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Annotated, Any, Literal, TypeVar
 
@@ -176,9 +178,21 @@ def _registry_error(clone_id: str) -> str | None:
     return record.last_error if record is not None else None
 
 
+@contextlib.asynccontextmanager
+async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
+    """Entered by Airflow's API server at startup, before the worker serves a request."""
+    from wpclone.api.runs import build_execution_api
+
+    started = time.monotonic()
+    if build_execution_api():
+        log.info("built the task execution API's routes in %.1f s", time.monotonic() - started)
+    yield
+
+
 def create_app() -> FastAPI:
     """The app Airflow mounts; a factory so tests and the plugin each get their own."""
     app = FastAPI(
+        lifespan=_lifespan,
         title="wpclone jobs API",
         version="1",
         description=(

@@ -6,6 +6,7 @@ there, inside one SQLAlchemy session per call.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any
@@ -53,6 +54,26 @@ def warm_up(dag_ids: Iterable[str]) -> None:
         for dag_id in dag_ids:
             find_run("warm-up", [dag_id], session)
             DBDagBag().get_latest_version_of_dag(dag_id, session=session)
+
+
+def build_execution_api(main_module: str = "airflow.api_fastapi.main") -> bool:
+    """Build the task execution API's versioned routes in this API server process now; True if it did.
+
+    Cadwyn, which serves ``/execution``, builds them on the first request, on the event loop: ~5 s here,
+    ~13 s while the first tasks of twenty jobs start, and the worker answers nothing meanwhile (status
+    requests of jobs included). Called from our app's lifespan, which Airflow enters at startup, before
+    the worker serves requests; a private attribute of Cadwyn's, so only if it is there.
+    """
+    from starlette.routing import Mount
+
+    main_app = getattr(sys.modules.get(main_module), "app", None)  # what uvicorn serves in this process
+    for route in getattr(main_app, "routes", ()):
+        if isinstance(route, Mount) and route.path == "/execution":
+            build = getattr(route.app, "_cadwyn_initialize", None)
+            if callable(build) and getattr(route.app, "_cadwyn_initialized", True) is False:
+                build()
+                return True
+    return False
 
 
 def find_run(job_id: str, dag_ids: Iterable[str], session: Session) -> Any:
