@@ -43,7 +43,7 @@ bench: up         ## benchmarks: rewrite vs sed, copy vs raw dump|load, one clon
 	@$(PY) bench/copy_database.py
 	@$(PY) bench/clone_timing.py
 
-bench-load: setup ## 20 concurrent clones through the jobs API (accept/status latency, 20/20, nothing left)
+bench-load: setup ## 3 rounds of 20 concurrent clones through the jobs API (accept/status latency, 20/20, nothing left)
 	@$(PY) bench/load.py
 
 bench-chaos: setup ## kill -9 a copy step, its task runner, every try, the scheduler: jobs recover cleanly

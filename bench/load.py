@@ -2,22 +2,28 @@
 
 Starts what it needs (MariaDB, the PHP site host, the seeded source, ``airflow standalone`` of the state
 dir: ``WPCLONE_STATE_DIR``, default ``.local``), pauses ``wp_ttl_cleanup`` while it runs (its orphan sweep
-would hide leftovers), then:
+would hide leftovers), then, in each of ``--rounds`` (3) rounds:
 
-1. fires N ``POST /wpclone/api/v1/clones`` at once (one thread and connection each, released together):
-   accept latency p50/p95/max against the goal p95 < 100 ms;
+0. fires N authenticated reads at once (``GET /wpclone/api/v1/clones/<id>``, 404) twice: the first warms
+   every worker's request path, the second is the baseline, measured side by side on this shared machine;
+1. fires N ``POST /wpclone/api/v1/clones`` at once, each on its own open connection, from one event loop
+   (a client that costs the server's cores next to nothing): accept latency p50/p95/max, and the ratio of
+   its p95 to the baseline's;
 2. polls every job (``GET /wpclone/api/v1/jobs/{id}``, one thread each) until it is final: completed/failed
    (the goal: N/N; the plan we replace accepted 18/20), makespan (first request to last completion),
    per-job duration p50/p95, the status endpoint's latency under that load, progress never going back
    and ending at 100;
-3. deletes every clone (``DELETE /wpclone/api/v1/clones/{id}``), waits for the delete jobs and checks that
-   nothing is left: no database or user, no site dir, content or secret file, no registry row that is not
-   ``deleted`` or still locked.
+
+and then deletes every clone (``DELETE /wpclone/api/v1/clones/{id}``), waits for the delete jobs and checks
+that nothing is left: no database or user, no site dir, content or secret file, no registry row that is not
+``deleted`` or still locked. The accept verdict is the median of the rounds' p95 (goal < 100 ms): one p95
+of 20 requests is their second slowest, and one round can land on a moment when the whole machine is slow
+(its baseline shows that).
 
 Exits non-zero when a goal is missed or something is left behind.
 
     WPCLONE_STATE_DIR=/work/main/.local/h-bench .venv/bin/python bench/load.py \\
-        [--clones 20] [--ttl 30] [--poll 1.0] [--timeout 600]
+        [--clones 20] [--rounds 3] [--ttl 30] [--poll 1.0] [--timeout 600] [--cold] [--verbose]
 
 (Without WPCLONE_STATE_DIR it uses the machine's normal stack, ``.local``.)
 """
@@ -28,8 +34,10 @@ import argparse
 import asyncio
 import json
 import secrets
+import statistics
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -182,6 +190,10 @@ def main() -> int:
     parser.add_argument(
         "--cold", action="store_true", help="no warm-up reads first: the burst is the API workers' first work"
     )
+    parser.add_argument(
+        "--rounds", type=int, default=3, help="rounds of N requests, each polled to the end (default 3)"
+    )
+    parser.add_argument("--verbose", action="store_true", help="print every job as it completes")
     args = parser.parse_args()
 
     stack = start_stack()
@@ -193,23 +205,81 @@ def main() -> int:
         stack.restore_cleanup()
 
 
-def run(stack: Stack, api: Api, args: argparse.Namespace) -> int:  # noqa: PLR0912, PLR0915, C901
+@dataclass
+class Round:
+    """One round: N clone requests at once, every job polled to the end."""
+
+    clone_ids: list[str]
+    accept: list[float]  # latencies of the 202s
+    baseline: list[float]  # latencies of the side-by-side reads
+    traces: list[JobTrace]
+    makespan: float
+
+    @property
+    def accept_p95_ms(self) -> float:
+        return pct(self.accept, 95) * 1000 if self.accept else float("inf")
+
+    @property
+    def ratio(self) -> str:
+        if not (self.baseline and self.accept):
+            return "n/a"
+        return f"{self.accept_p95_ms / (pct(self.baseline, 95) * 1000):.2f}x"
+
+
+def report_jobs(traces: list[JobTrace], t0: float, n: int, refused: int) -> float:
+    """Print how a round's jobs ended, their durations and the status endpoint's latency; the makespan."""
+    finals = [t.final_at for t in traces if t.final_at is not None]
+    makespan = max(finals) - t0 if finals else float("nan")
+    completed = [t for t in traces if t.status == "completed"]
+    failed = [t for t in traces if t.status in ("failed", "cancelled")]
+    lost = [t for t in traces if t.lost]
+    unfinished = [t for t in traces if t.status not in ("completed", "failed", "cancelled", "lost")]
+    print(
+        f"  completed {len(completed)}/{n}, failed {len(failed)}, lost {len(lost)} (202 but no run), "
+        f"unfinished {len(unfinished)}, refused {refused}"
+    )
+    for trace in lost:
+        print(f"  LOST {trace.clone_id} ({trace.job_id}): {trace.errors[-1]}")
+    for trace in unfinished:
+        print(f"  UNFINISHED {trace.clone_id}: {trace.status} {trace.last.get('status_message')}")
+    print(f"  makespan (first request to last final status seen) {makespan:.1f} s")
+    durations = job_durations(traces)
+    if durations:
+        print(
+            f"  per-job duration (created_at -> completed_at): p50 {pct(durations, 50):.1f} s, "
+            f"p95 {pct(durations, 95):.1f} s, max {max(durations):.1f} s"
+        )
+    polls = [(t, lat, tr.clone_id) for tr in traces for t, lat, _ in tr.polls]
+    if polls:
+        print("  " + latency_line("status endpoint latency under load", [lat for _, lat, _ in polls]))
+        at, slowest, clone_id = max(polls, key=lambda poll: poll[1])
+        print(f"  slowest status request: {ms(slowest)}, answered at +{at - t0:.1f} s ({clone_id})")
+    for trace in traces:
+        if problems := trace.progress_problems():
+            print(f"  PROGRESS {trace.clone_id}: {'; '.join(problems)}")
+        if trace.errors and not trace.lost:
+            print(f"  POLL ERRORS {trace.clone_id}: {len(trace.errors)}, first: {trace.errors[0]}")
+    return makespan
+
+
+def one_round(stack: Stack, api: Api, args: argparse.Namespace, number: int) -> Round:
     n = args.clones
     tag = secrets.token_hex(3)
     clone_ids = [f"load-{tag}-{i:02d}" for i in range(n)]
+    print(f"\nround {number} of {args.rounds}")
     # A running API server has served requests before: warm each worker's request path (auth, routes)
     # with reads, so the burst measures accepting, not a process's first request. --cold skips this.
     # The same reads, measured, are the baseline run side by side: Airflow's floor for an authenticated
     # request of this API (token check, middleware, one registry lookup) at this moment on this machine.
     baseline: list[float] = []
-    if not args.cold:
+    if not (args.cold and number == 1):
         for _ in range(2):  # the first warms, the second measures
             reads = fire(stack, api.token, "GET", [(f"{API}/clones/warm-up-{i:02d}", None) for i in range(n)])
         baseline = [r["latency"] for r in reads if r["status"] == 404]
-        print(f"\n0. baseline: {n} reads at once (GET {API}/clones/<id>, 404)")
+        print(f"0. baseline: {n} reads at once (GET {API}/clones/<id>, 404)")
         if baseline:
             print("  " + latency_line("read latency", baseline))
-    print(f"\n1. {n} clone requests at once ({stack.source.url} -> load-{tag}-00..{n - 1:02d})")
+    print(f"1. {n} clone requests at once ({stack.source.url} -> load-{tag}-00..{n - 1:02d})")
     results = fire(
         stack,
         api.token,
@@ -224,24 +294,16 @@ def run(stack: Stack, api: Api, args: argparse.Namespace) -> int:  # noqa: PLR09
     for clone_id, result in zip(clone_ids, results, strict=True):
         if result["status"] != 202:
             print(f"  REFUSED {clone_id}: {result.get('status')} {result.get('body') or result.get('error')}")
-    accept_latencies = [r["latency"] for _, r in accepted]
-    accept_p95 = pct(accept_latencies, 95) * 1000 if accept_latencies else float("inf")
+    accept = [r["latency"] for _, r in accepted]
     print(f"  accepted {len(accepted)}/{n}")
-    if accept_latencies:
-        print("  " + latency_line("accept latency", accept_latencies))
-    accept_ok = accept_p95 < ACCEPT_P95_GOAL_MS and len(accepted) == n
-    ratio = f"{accept_p95 / (pct(baseline, 95) * 1000):.2f}x" if baseline and accept_latencies else "n/a"
-    if baseline:
-        print(f"  accept p95 / baseline read p95 = {ratio} (what accepting adds to Airflow's floor)")
-    print(
-        f"  {'PASS' if accept_ok else 'FAIL'}: accept p95 {accept_p95:.0f} ms vs goal "
-        f"< {ACCEPT_P95_GOAL_MS:.0f} ms"
-        f" ({accept_p95 / ACCEPT_P95_GOAL_MS:.2f}x the goal)"
-    )
+    if accept:
+        print("  " + latency_line("accept latency", accept))
+    if baseline and accept:
+        ratio = pct(accept, 95) / pct(baseline, 95)
+        print(f"  accept p95 / baseline read p95 = {ratio:.2f}x (what accepting adds to Airflow's floor)")
 
     print(
-        f"\n2. polling {len(accepted)} jobs every {args.poll:.1f} s until final "
-        f"(timeout {args.timeout:.0f} s)"
+        f"2. polling {len(accepted)} jobs every {args.poll:.1f} s until final (timeout {args.timeout:.0f} s)"
     )
     traces = [JobTrace(r["body"]["job_id"], c) for c, r in accepted]
     seen: dict[str, str] = {}
@@ -249,53 +311,31 @@ def run(stack: Stack, api: Api, args: argparse.Namespace) -> int:  # noqa: PLR09
     def on_poll(trace: JobTrace, body: dict[str, Any]) -> None:
         if body["status"] in ("completed", "failed", "cancelled") and trace.job_id not in seen:
             seen[trace.job_id] = body["status"]
-            print(
-                f"  +{time.monotonic() - t0:6.1f} s  {trace.clone_id} {body['status']}"
-                + (f": {body['error']}" if body.get("error") else "")
-                + f"  ({len(seen)}/{len(traces)} final)"
-            )
+            if body["status"] != "completed" or args.verbose:
+                print(
+                    f"  +{time.monotonic() - t0:6.1f} s  {trace.clone_id} {body['status']}"
+                    + (f": {body['error']}" if body.get("error") else "")
+                    + f"  ({len(seen)}/{len(traces)} final)"
+                )
 
     poll_jobs(api, traces, args.timeout, interval=args.poll, on_poll=on_poll)
-    completed = [t for t in traces if t.status == "completed"]
-    failed = [t for t in traces if t.status in ("failed", "cancelled")]
-    lost = [t for t in traces if t.lost]
-    unfinished = [t for t in traces if t.status not in ("completed", "failed", "cancelled", "lost")]
-    finals = [t.final_at for t in traces if t.final_at is not None]
-    makespan = max(finals) - t0 if finals else float("nan")
-    durations = job_durations(traces)
-    status_latencies = [lat for t in traces for _, lat, _ in t.polls]
-    progress_problems = {t.clone_id: p for t in traces if (p := t.progress_problems())}
-    poll_errors = {t.clone_id: t.errors for t in traces if t.errors}
-    print(
-        f"  completed {len(completed)}/{n}, failed {len(failed)}, lost {len(lost)} (202 but no run), "
-        f"unfinished {len(unfinished)}, refused {n - len(accepted)}"
-    )
-    for trace in lost:
-        print(f"  LOST {trace.clone_id} ({trace.job_id}): {trace.errors[-1]}")
-    for trace in unfinished:
-        print(f"  UNFINISHED {trace.clone_id}: {trace.status} {trace.last.get('status_message')}")
-    print(f"  makespan (first request to last final status seen) {makespan:.1f} s")
-    if durations:
-        print(
-            f"  per-job duration (created_at -> completed_at): p50 {pct(durations, 50):.1f} s, "
-            f"p95 {pct(durations, 95):.1f} s, max {max(durations):.1f} s"
-        )
-    if status_latencies:
-        print("  " + latency_line("status endpoint latency under load", status_latencies))
-        at, slowest, clone_id = max(
-            ((t, lat, tr.clone_id) for tr in traces for t, lat, _ in tr.polls), key=lambda poll: poll[1]
-        )
-        print(f"  slowest status request: {ms(slowest)}, answered at +{at - t0:.1f} s ({clone_id})")
-    for clone_id, problems in progress_problems.items():
-        print(f"  PROGRESS {clone_id}: {'; '.join(problems)}")
-    if not progress_problems:
-        print(f"  progress: never went back in {len(status_latencies)} polls; every final job ended at 100")
-    for clone_id, errors in poll_errors.items():
-        if clone_id in {t.clone_id for t in lost}:
-            continue
-        print(f"  POLL ERRORS {clone_id}: {len(errors)}, first: {errors[0]}")
+    makespan = report_jobs(traces, t0, n, refused=n - len(accepted))
+    return Round(clone_ids, accept, baseline, traces, makespan)
 
-    print(f"\n3. deleting the {n} clones")
+
+def run(stack: Stack, api: Api, args: argparse.Namespace) -> int:
+    n = args.clones
+    rounds = [one_round(stack, api, args, number) for number in range(1, args.rounds + 1)]
+    traces = [t for r in rounds for t in r.traces]
+    clone_ids = [c for r in rounds for c in r.clone_ids]
+    total = n * len(rounds)
+    completed = [t for t in traces if t.status == "completed"]
+    unfinished = [t for t in traces if t.status not in ("completed", "failed", "cancelled", "lost")]
+    progress_problems = [t for t in traces if t.progress_problems()]
+    status_latencies = [lat for t in traces for _, lat, _ in t.polls]
+    durations = job_durations(traces)
+
+    print(f"\ndeleting the {total} clones")
     delete_traces = delete_all(stack, api, api.token, clone_ids, args.timeout)
     deleted = [t for t in delete_traces if t.status == "completed"]
     print(f"  delete jobs completed {len(deleted)}/{len(delete_traces)}")
@@ -307,28 +347,37 @@ def run(stack: Stack, api: Api, args: argparse.Namespace) -> int:  # noqa: PLR09
         print(f"  LEFT BEHIND {clone_id}: {', '.join(found)}")
     if not left:
         print(
-            f"  nothing left behind of the {n} clones (databases, users, sites, content, secrets, registry)"
+            f"  nothing left behind of the {total} clones "
+            "(databases, users, sites, content, secrets, registry)"
         )
     busy = [r for r in stack.registry.list() if r.status in ("provisioning", "deleting") or r.lock_job_id]
     for record in busy:
         print(f"  REGISTRY {record.clone_id}: {record.status} locked by {record.lock_job_id}")
 
+    # The verdict is the median of the rounds' p95: one p95 of 20 requests is their second slowest, and
+    # on a shared machine one round can land on a moment when everything is slower (the baseline shows it).
+    p95s = [r.accept_p95_ms for r in rounds]
+    accept_p95 = statistics.median(p95s)
+    accept_ok = accept_p95 < ACCEPT_P95_GOAL_MS and all(len(r.accept) == n for r in rounds)
     print("\nsummary")
-    verdict = "PASS" if accept_ok else "FAIL"
+    per_round = ", ".join(f"{p:.0f} ms ({r.ratio} the baseline)" for p, r in zip(p95s, rounds, strict=True))
+    print(f"  accept p95      per round: {per_round}")
     print(
-        f"  accept p95      {accept_p95:7.0f} ms   goal < {ACCEPT_P95_GOAL_MS:.0f} ms -> {verdict}"
-        f" ({ratio} the baseline read p95)"
+        f"  accept p95      {accept_p95:7.0f} ms   median of {len(rounds)} round(s); goal < "
+        f"{ACCEPT_P95_GOAL_MS:.0f} ms -> {'PASS' if accept_ok else 'FAIL'}"
     )
     print(
-        f"  completed       {len(completed):4d}/{n:<5d} goal {n}/{n} (replaced plan: {BASELINE_ACCEPTED}/20)"
-        f" -> {'PASS' if len(completed) == n else 'FAIL'}"
+        f"  completed       {len(completed):4d}/{total:<5d} goal {total}/{total} (replaced plan: "
+        f"{BASELINE_ACCEPTED}/20) -> {'PASS' if len(completed) == total else 'FAIL'}"
     )
-    per_clone = makespan / max(len(completed), 1)
-    print(f"  makespan        {makespan:7.1f} s    ({per_clone:.1f} s per completed clone)")
+    print(f"  makespan        {', '.join(f'{r.makespan:.1f} s' for r in rounds)} (for {n} clones each)")
     if durations:
         print(f"  job duration    p50 {pct(durations, 50):.1f} s, p95 {pct(durations, 95):.1f} s")
     if status_latencies:
-        print(f"  status latency  p50 {ms(pct(status_latencies, 50))}, p95 {ms(pct(status_latencies, 95))}")
+        print(
+            f"  status latency  p50 {ms(pct(status_latencies, 50))}, p95 {ms(pct(status_latencies, 95))}, "
+            f"max {ms(max(status_latencies))}"
+        )
     print(f"  progress        {'monotonic, ends at 100' if not progress_problems else 'PROBLEMS'}")
     print(f"  left behind     {len(left)} clone(s); {len(busy)} registry row(s) locked or in flight")
     if unfinished:
@@ -339,7 +388,7 @@ def run(stack: Stack, api: Api, args: argparse.Namespace) -> int:  # noqa: PLR09
         )
     ok = (
         accept_ok
-        and len(completed) == n
+        and len(completed) == total
         and not progress_problems
         and not left
         and not busy
