@@ -148,7 +148,9 @@ def job_status(
         values = _xcoms(run, "return_value", result_task, session)
         result = _result(dag_id, run.conf or {}, [v for _, v in values])
     error = None
-    if status is not jobs.JobStatus.COMPLETED:
+    if status is jobs.JobStatus.CANCELLED:
+        error = getattr(run, "note", None)  # "cancelled by <user>.", set by cancel() (so is the status)
+    elif status is not jobs.JobStatus.COMPLETED:
         errors = [v for _, v in _xcoms(run, "error", None, session) if v]
         error = str(errors[0]) if errors else None
     clone_id = jobs.clone_id_of(run.conf, result)
@@ -218,17 +220,7 @@ def cancel(run: Any, user_name: str, session: Session) -> str:
         select(TaskInstance).where(TaskInstance.dag_id == run.dag_id, TaskInstance.run_id == run.run_id)
     ).all()
     first = min(tis, key=lambda ti: ti.start_date or datetime.max.replace(tzinfo=UTC))
-    # Recorded on a task that has finished (the first), so the rollback and the status both read it first.
-    XComModel.set(
-        key="error",
-        value=reason,
-        dag_id=run.dag_id,
-        task_id=first.task_id,
-        run_id=run.run_id,
-        map_index=first.map_index,
-        session=session,
-    )
-    run.note = reason
+    failed = []
     for ti in tis:
         if ti.state in State.finished or dag is None or not dag.has_task(ti.task_id):
             continue
@@ -237,5 +229,19 @@ def cancel(run: Any, user_name: str, session: Session) -> str:
         # failure) are left for the scheduler to run once the work has failed.
         if not task.is_teardown and task.trigger_rule == "all_success":
             ti.set_state(TaskInstanceState.FAILED, session=session)
+            failed.append(ti)
+    # The reason, for the rollback to record on the clone: on the first task (read first) and on every
+    # task failed here, which will not run, so no start of theirs clears it (the first may not have run).
+    for ti in {(t.task_id, t.map_index): t for t in (first, *failed)}.values():
+        XComModel.set(
+            key="error",
+            value=reason,
+            dag_id=run.dag_id,
+            task_id=ti.task_id,
+            run_id=run.run_id,
+            map_index=ti.map_index,
+            session=session,
+        )
+    run.note = reason
     session.commit()
     return reason
