@@ -76,6 +76,17 @@ def normalize_url(url: str) -> str:
     return url.strip().rstrip("/").lower()
 
 
+def alias_origin(value: str) -> str:
+    """A source alias as an origin: ``Example.com`` -> ``https://example.com`` (the rewrite covers
+    ``http://``, ``https://`` and ``//`` of it alike); an origin is normalized as a site URL."""
+    value = normalize_url(value)
+    if "://" not in value:
+        value = "https://" + value
+    if not re.fullmatch(URL_PATTERN, value):
+        raise ValueError(f"alias {value!r} must be a host name or http(s)://host[:port] with no path")
+    return value
+
+
 def _site_url(value: str) -> str:
     value = normalize_url(value)
     if not re.fullmatch(URL_PATTERN, value):
@@ -141,6 +152,25 @@ class SourceConfig(BaseModel):
     # Where its wp-content lives: a directory (local runtime) or a PersistentVolumeClaim (kubernetes).
     content_dir: str | None = None
     content_claim: str | None = Field(None, pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+    # Other names the site has had or answers to: each becomes the clone's URL too, in every form the URL
+    # rewrite knows (a bare domain such as "example.com", or an origin such as "https://old-brand.com").
+    aliases: list[str] = Field(default_factory=list, max_length=20)
+    # Directories outside wp-content that a symlink inside it may point into: such a link is copied as
+    # what it points to. Any other link that leaves wp-content fails the copy, naming the link. None: the
+    # runtime's default (local: WordPress's core directory; kubernetes: none).
+    content_link_roots: list[str] | None = None
+
+    @field_validator("aliases")
+    @classmethod
+    def _aliases(cls, values: list[str]) -> list[str]:
+        return [alias_origin(v) for v in values]
+
+    @field_validator("content_link_roots")
+    @classmethod
+    def _roots(cls, values: list[str] | None) -> list[str] | None:
+        if values is not None and any(not v.startswith("/") or "\0" in v for v in values):
+            raise ValueError("content_link_roots must be absolute directory paths")
+        return values
 
 
 class BackupConfig(BaseModel):
@@ -156,6 +186,11 @@ class BackupConfig(BaseModel):
     allowed_hosts: list[str] = Field(default_factory=list, description="host globs; empty: any host")
     allowed_networks: list[str] = Field(default_factory=list, description="private CIDRs still allowed")
     max_bytes: int = Field(20 << 30, ge=1)
+    # Retention, applied after each backup: per clone, the newest ``keep_per_clone`` backups no older
+    # than ``max_age_days``; a clone's backups go with it when it is deleted unless ``keep_after_delete``.
+    keep_per_clone: int = Field(5, ge=1, le=1000)
+    max_age_days: int = Field(30, ge=1, le=3650)
+    keep_after_delete: bool = False
 
 
 class WpcloneConfig(BaseModel):
