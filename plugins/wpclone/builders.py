@@ -109,9 +109,10 @@ def clone_params() -> dict[str, Param]:
     }
 
 
-def _serving_tasks() -> tuple[Any, Any]:
-    """await_site_ready and apply_staging_safety, as the clone and the restore DAGs run them (made when a
-    DAG is built: the retries come from the environment then)."""
+def _serving_tasks(*, restore: bool = False) -> tuple[Any, Any]:
+    """await_site_ready and apply_staging_safety as the clone DAG runs them; for the restore DAG, staging
+    safety goes onto the restored database before its preview (made when a DAG is built: the retries come
+    from the environment then)."""
 
     # It waits its own timeout: one retry at most (for a hiccup), not one more timeout per retry.
     @task(task_id="await_site_ready", retries=min(1, default_args()["retries"]))
@@ -122,7 +123,7 @@ def _serving_tasks() -> tuple[Any, Any]:
     @task(task_id="apply_staging_safety")
     @tasks.records_error
     def apply_staging_safety(plan: dict[str, Any]) -> str:
-        return tasks.apply_staging_safety(plan)
+        return tasks.apply_staging_safety(plan, restored=restore)
 
     return await_site_ready, apply_staging_safety
 
@@ -394,12 +395,27 @@ def build_restore_dag(dag_id: str = "wp_restore", doc_md: str | None = None) -> 
         def prepare_restore(plan: dict[str, Any]) -> None:
             tasks.prepare_restore(plan)
 
+        @task(task_id="verify_restore")
+        @tasks.records_error
+        def verify_restore(plan: dict[str, Any]) -> dict[str, Any]:
+            return tasks.verify_restore(plan)
+
+        @task(task_id="deploy_preview")
+        @tasks.records_error
+        def deploy_preview(plan: dict[str, Any]) -> None:
+            tasks.deploy_preview(plan)
+
+        @task(task_id="await_preview_ready", retries=min(1, default_args()["retries"]))
+        @tasks.records_error
+        def await_preview_ready(plan: dict[str, Any]) -> None:
+            tasks.await_site_ready(plan, preview=True)
+
         @task(task_id="switch_site")
         @tasks.records_error
         def switch_site(plan: dict[str, Any]) -> None:
             tasks.switch_restore(plan)
 
-        await_site_ready, apply_staging_safety = _serving_tasks()
+        await_site_ready, apply_staging_safety = _serving_tasks(restore=True)
 
         @task(task_id="finish_restore")
         @tasks.records_error
@@ -408,7 +424,6 @@ def build_restore_dag(dag_id: str = "wp_restore", doc_md: str | None = None) -> 
 
         plan = validate_request()
         locked = lock_clone(plan)
-        backup = runtime.step_operator(_backup_step("backup_clone"), plan_xcom=PLAN, pool=tasks.HEAVY_POOL)
         load = runtime.step_operator(
             Step(
                 task_id="load_backup",
@@ -426,11 +441,17 @@ def build_restore_dag(dag_id: str = "wp_restore", doc_md: str | None = None) -> 
             plan_xcom=PLAN,
             pool=tasks.HEAVY_POOL,
         )
+        # The safety backup of what the clone serves is taken only once the archive was fetched, loaded
+        # and proven a working site (a broken archive costs no backup); the switch comes last.
+        backup = runtime.step_operator(_backup_step("backup_clone"), plan_xcom=PLAN, pool=tasks.HEAVY_POOL)
         prepared = prepare_restore(plan)
-        switched = switch_site(plan)
+        verified = verify_restore(plan)
         safe = apply_staging_safety(plan)
+        preview = deploy_preview(plan)
+        previewed = await_preview_ready(plan)
+        switched = switch_site(plan)
         ready = await_site_ready(plan)
         finished = finish_restore(plan)
-        locked >> backup >> prepared >> load >> switched >> safe >> ready >> finished
-        finished >> release_clone().as_teardown(setups=locked)
+        locked >> prepared >> load >> verified >> safe >> preview >> previewed >> backup >> switched
+        switched >> ready >> finished >> release_clone().as_teardown(setups=locked)
     return dag

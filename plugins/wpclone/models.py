@@ -246,6 +246,18 @@ def clone_db_name(clone_id: str) -> str:
     return CLONE_DB_PREFIX + check_clone_id(clone_id).replace("-", "_")
 
 
+RESTORE_DB_PREFIX = "wpr_"  # the fresh database a backup is loaded into (and its login)
+OLD_DB_PREFIX = "wpo_"  # where the clone's previous tables wait until the restored site answers
+
+
+def restore_db_name(clone_id: str) -> str:
+    return RESTORE_DB_PREFIX + clone_db_name(clone_id).removeprefix(CLONE_DB_PREFIX)
+
+
+def old_db_name(clone_id: str) -> str:
+    return OLD_DB_PREFIX + clone_db_name(clone_id).removeprefix(CLONE_DB_PREFIX)
+
+
 def clone_id_from_db_name(name: str) -> str | None:
     """Inverse of :func:`clone_db_name` for names we made (orphan sweep), else None."""
     if not name.startswith(CLONE_DB_PREFIX):

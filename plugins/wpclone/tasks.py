@@ -29,6 +29,8 @@ from wpclone.models import (
     clone_db_name,
     clone_id_from_db_name,
     generate_clone_id,
+    old_db_name,
+    restore_db_name,
 )
 from wpclone.runtimes.base import Runtime
 
@@ -208,47 +210,63 @@ def deploy_site(plan: Mapping[str, Any]) -> None:
     get_runtime(load_config()).deploy_site(p, STAGING_CONSTANTS, mu_plugin_php(p.clone_id, p.expires_at))
 
 
-def await_site_ready(plan: Mapping[str, Any], timeout: float | None = None) -> None:
+def await_site_ready(plan: Mapping[str, Any], timeout: float | None = None, *, preview: bool = False) -> None:
+    """Until the clone's site (or its restore preview) is deployed and serves a right WordPress site (front
+    page and login form: wpclone.readiness); StepFailed with what it saw otherwise."""
     from wpclone.config import load_config
+    from wpclone.readiness import SiteNotReady, await_ready
 
     timeout = timeout or float(os.environ.get(SITE_READY_TIMEOUT_ENV, "300"))
     p = _plan(plan)
     runtime = get_runtime(load_config())
+    what = "the restored site's preview" if preview else "the clone's site"
     deadline = time.monotonic() + timeout
-    while not runtime.site_ready(p):
+    while not runtime.site_ready(p, preview=preview):
         if time.monotonic() > deadline:
-            raise StepFailed(f"the clone's site at {p.url} did not answer within {timeout:.0f} s.")
+            raise StepFailed(f"{what} at {p.url}/ was not deployed within {timeout:.0f} s.")
         time.sleep(SITE_READY_POLL_S)
-    log.info("clone %s answers at %s", p.clone_id, p.url)
+    try:
+        await_ready(
+            runtime.page_fetcher(p, preview=preview),
+            p.url,
+            timeout=max(1.0, deadline - time.monotonic()),
+            poll=SITE_READY_POLL_S,
+            errors=runtime.site_errors(p),
+            what=what,
+        )
+    except SiteNotReady as exc:
+        raise StepFailed(str(exc)) from exc
+    log.info("%s answers at %s/ with its front page and login form", what, p.url)
 
 
-def _first_administrator(admin: DbEndpoint, plan: ClonePlan) -> str:
-    prefix = plan.source.table_prefix
-    with admin.with_database(plan.db_name).connect() as conn, conn.cursor() as cur:
+def _first_administrator(admin: DbEndpoint, database: str, prefix: str) -> str | None:
+    with admin.with_database(database).connect() as conn, conn.cursor() as cur:
         cur.execute(
             f"SELECT u.user_login FROM `{prefix}users` u JOIN `{prefix}usermeta` m ON m.user_id = u.ID "
             f"WHERE m.meta_key = %s AND m.meta_value LIKE %s ORDER BY u.ID LIMIT 1",
             (f"{prefix}capabilities", '%"administrator"%'),
         )
         row = cur.fetchone()
-    if row is None:
-        raise StepFailed(f"the clone's database has no administrator in {prefix}users.")
-    return str(row[0])
+    return str(row[0]) if row else None
 
 
-def apply_staging_safety(plan: Mapping[str, Any]) -> str:
-    """No indexing, no mail, no visitor cron, a fresh admin password; returns the admin login."""
+def apply_staging_safety(plan: Mapping[str, Any], *, restored: bool = False) -> str:
+    """No indexing, no mail, no visitor cron, a fresh admin password; returns the admin login. With
+    ``restored``, on the database a restore loaded (before it is previewed and switched in)."""
     from wpclone.config import load_config
     from wpclone.staging import apply_staging_sql
 
     p = _plan(plan)
     runtime = get_runtime(load_config())
     admin = admin_endpoint()
-    admin_user = _first_administrator(admin, p)
+    database = restore_db_name(p.clone_id) if restored else p.db_name
+    admin_user = _first_administrator(admin, database, p.source.table_prefix)
+    if admin_user is None:
+        raise StepFailed(f"the database {database} has no administrator in {p.source.table_prefix}users.")
     secrets = runtime.prepare_clone(p)  # reads back the secrets made by create_database
     apply_staging_sql(
-        admin.with_database(p.db_name).connect,
-        p.db_name,
+        admin.with_database(database).connect,
+        database,
         p.source.table_prefix,
         admin_user,
         secrets.admin_password,
@@ -419,17 +437,6 @@ def report_cleanup(expired: list[str], orphans: list[str] | None) -> dict[str, A
 
 # -- wp_backup and wp_restore ------------------------------------------------------------------------------
 
-RESTORE_DB_PREFIX = "wpr_"  # the fresh database a backup is loaded into (and its login)
-OLD_DB_PREFIX = "wpo_"  # where the clone's previous tables wait until the restored site answers
-
-
-def restore_db_name(clone_id: str) -> str:
-    return RESTORE_DB_PREFIX + clone_db_name(clone_id).removeprefix("wpc_")
-
-
-def old_db_name(clone_id: str) -> str:
-    return OLD_DB_PREFIX + clone_db_name(clone_id).removeprefix("wpc_")
-
 
 class CloneNotFound(BadRequest):
     """The clone a request names does not exist (the jobs API answers 404)."""
@@ -566,6 +573,79 @@ def prepare_restore(plan: Mapping[str, Any]) -> None:
     )
 
 
+# The tables of a single-site WordPress (without the table prefix): a restore must bring all of them.
+WORDPRESS_TABLES = (
+    "options",
+    "users",
+    "usermeta",
+    "posts",
+    "postmeta",
+    "comments",
+    "commentmeta",
+    "terms",
+    "termmeta",
+    "term_taxonomy",
+    "term_relationships",
+    "links",
+)
+
+
+def verify_restore(plan: Mapping[str, Any]) -> dict[str, Any]:
+    """The loaded database is a complete WordPress site for the clone's table prefix: every core table,
+    ``siteurl`` and ``home`` at the clone's URL, an administrator. StepFailed with one sentence otherwise
+    (before anything of the restore is served, even as a preview)."""
+    p = _plan(plan)
+    prefix = p.source.table_prefix
+    database = restore_db_name(p.clone_id)
+    admin = admin_endpoint()
+    with admin.connect() as conn, conn.cursor() as cur:
+        have = set(_tables(cur, database))
+    missing = [prefix + t for t in WORDPRESS_TABLES if prefix + t not in have]
+    if missing:
+        shown = ", ".join(missing[:6]) + (f" and {len(missing) - 6} more" if len(missing) > 6 else "")
+        raise StepFailed(
+            f"the backup is not a complete WordPress site for the table prefix {prefix}: it lacks {shown}."
+        )
+    with admin.with_database(database).connect() as conn, conn.cursor() as cur:
+        cur.execute(
+            f"SELECT option_name, option_value FROM `{prefix}options` "
+            "WHERE option_name IN ('siteurl', 'home')"
+        )
+        urls = {str(name): str(value).rstrip("/") for name, value in cur.fetchall()}
+        cur.execute(f"SELECT COUNT(*) FROM `{prefix}posts`")
+        posts = int(cur.fetchone()[0])
+    for name in ("siteurl", "home"):
+        if name not in urls:
+            raise StepFailed(
+                f"the backup's {prefix}options has no {name}: it is not a complete WordPress site."
+            )
+        if urls[name] != p.url:
+            raise StepFailed(
+                f"the backup's {name} is {urls[name]!r} after the URL rewrite, not the clone's {p.url}: "
+                "its manifest names another site URL than the one its database holds."
+            )
+    administrator = _first_administrator(admin, database, prefix)
+    if administrator is None:
+        raise StepFailed(f"the backup has no administrator in {prefix}users, so nobody could log in to it.")
+    log.info(
+        "restored database %s: %d tables, %d posts, administrator %s",
+        database,
+        len(have),
+        posts,
+        administrator,
+    )
+    return {"tables": len(have), "posts": posts, "administrator": administrator}
+
+
+def deploy_preview(plan: Mapping[str, Any]) -> None:
+    """Serve the restored database and wp-content as the clone's private preview, beside the live site."""
+    from wpclone.config import load_config
+    from wpclone.staging import STAGING_CONSTANTS, mu_plugin_php
+
+    p = _plan(plan)
+    get_runtime(load_config()).deploy_preview(p, STAGING_CONSTANTS, mu_plugin_php(p.clone_id, p.expires_at))
+
+
 def _tables(cur: Any, database: str) -> list[str]:
     cur.execute(
         "SELECT table_name FROM information_schema.tables WHERE table_schema = %s ORDER BY table_name",
@@ -599,6 +679,7 @@ def switch_restore(plan: Mapping[str, Any]) -> None:
     p = _plan(plan)
     runtime = get_runtime(load_config())
     admin = admin_endpoint()
+    runtime.remove_preview(p.clone_id)  # its database and wp-content become the live ones
     if not _swap_tables(admin, p.db_name, old_db_name(p.clone_id), restore_db_name(p.clone_id)):
         with admin.connect() as conn, conn.cursor() as cur:
             if not _tables(cur, old_db_name(p.clone_id)):
@@ -618,9 +699,10 @@ def finish_restore(plan: Mapping[str, Any]) -> None:
 
 
 def _drop_restore_leftovers(admin: DbEndpoint, runtime: Runtime, clone_id: str) -> None:
-    """The restore's databases (``wpr_``, ``wpo_``), its login and its staged or set-aside wp-content."""
+    """The restore's preview, databases (``wpr_``, ``wpo_``), login and staged or set-aside wp-content."""
     from wpclone.mysql_admin import drop_database_and_user
 
+    runtime.remove_preview(clone_id)
     name = restore_db_name(clone_id)
     drop_database_and_user(admin, name, name, user_host=runtime.db_user_host)
     drop_database_and_user(admin, old_db_name(clone_id), name, user_host=runtime.db_user_host)

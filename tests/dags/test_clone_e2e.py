@@ -262,8 +262,9 @@ def test_site_never_ready_rolls_back_everything(
     assert leftovers(admin_db, stack, "fail-ready") == []
     record = registry.get("fail-ready")
     assert record is not None and record.status is CloneStatus.FAILED
-    assert (
-        record.last_error == f"the clone's site at {stack.site_url('fail-ready')} did not answer within 3 s."
+    assert record.last_error == (
+        f"the clone's site at {stack.site_url('fail-ready')}/ is not ready within 3 s: "
+        "the site does not answer ([Errno 111] Connection refused)."
     )
 
 

@@ -75,17 +75,20 @@ def test_clone_graph_shape(dagbag: Any) -> None:
     assert dag.get_task("copy_database").pool == dag.get_task("copy_content").pool == "wpclone_heavy"
 
 
-def test_restore_switches_only_after_a_safety_backup_and_a_complete_load(dagbag: Any) -> None:
+def test_restore_switches_only_after_a_verified_preview_and_a_safety_backup(dagbag: Any) -> None:
     dag = dagbag.get_dag("wp_restore")
     order = [t.task_id for t in dag.topological_sort()]
     assert order == [
         "validate_request",
         "lock_clone",
-        "backup_clone",
         "prepare_restore",
         "load_backup",
+        "verify_restore",  # a complete WordPress site, before anything of it is served
+        "apply_staging_safety",  # onto the restored database, before its preview
+        "deploy_preview",
+        "await_preview_ready",  # the restored site is right while the old one still serves
+        "backup_clone",  # only for an archive that was fetched, loaded and proven
         "switch_site",
-        "apply_staging_safety",
         "await_site_ready",
         "finish_restore",
         "release_clone",

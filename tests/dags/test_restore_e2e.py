@@ -239,3 +239,156 @@ def _schemas(admin: DbEndpoint, names: tuple[str, ...]) -> list[str]:
             "SELECT schema_name FROM information_schema.schemata WHERE schema_name IN %s ORDER BY 1", (names,)
         )
         return [str(row[0]) for row in cur.fetchall()]
+
+
+MARKER = b"served from a restore that must never go live\n"
+
+
+def _tar(path: Path, members: dict[str, bytes]) -> Path:
+    with tarfile.open(path, "w:gz") as tar:
+        for name, data in members.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    return path
+
+
+def _only_options(site_url: str) -> bytes:
+    """A dump of one table: wp_options with the site's URLs (what the issue's 1 KB archive held)."""
+    return (
+        "CREATE TABLE `wp_options` (option_id bigint, option_name varchar(191), option_value longtext, "
+        "autoload varchar(20));\n"
+        f"INSERT INTO `wp_options` VALUES (1,'siteurl','{site_url}','yes'),(2,'home','{site_url}','yes');\n"
+    ).encode()
+
+
+class _Watcher:
+    """Polls the clone while a restore runs: whether it ever served the restore's marker file, and every
+    front-page status it answered."""
+
+    def __init__(self, site: SiteConfig) -> None:
+        import threading
+
+        self.site = site
+        self.marker_served = False
+        self.statuses: list[int] = []
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._poll, daemon=True)
+
+    def _poll(self) -> None:
+        while not self.stop.is_set():
+            status, _, body = _get(f"{self.site.url}/wp-content/uploads/restore-marker.txt")
+            self.marker_served |= status == 200 and body == MARKER
+            self.statuses.append(_get(f"{self.site.url}/")[0])
+            self.stop.wait(0.05)
+
+    def __enter__(self) -> _Watcher:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop.set()
+        self.thread.join()
+
+
+def _incomplete(path: Path, site: SiteConfig) -> Path:
+    return _tar(
+        path / "incomplete.tar.gz",
+        {"database.sql": _only_options(site.url), "wp-content/uploads/restore-marker.txt": MARKER},
+    )
+
+
+def _bomb(path: Path, site: SiteConfig) -> Path:
+    # 1,000:1 like the issue's: 64 MiB of zeros compress to about 64 KiB (the caps allow it).
+    big = b"\0" * (64 << 20)
+    return _tar(
+        path / "bomb.tar.gz",
+        {
+            "database.sql": _only_options(site.url),
+            "wp-content/uploads/big.bin": big,
+            "wp-content/uploads/restore-marker.txt": MARKER,
+        },
+    )
+
+
+@pytest.mark.parametrize(("make", "size_limit"), [(_incomplete, 2048), (_bomb, 1 << 20)], ids=["1kb", "bomb"])
+def test_an_incomplete_backup_is_never_served(
+    make: Any,
+    size_limit: int,
+    restored: dict[str, Any],
+    dags: Any,
+    registry: Registry,
+    stack: StackSettings,
+) -> None:
+    bravo = restored["site"]
+    before = _served(bravo)
+    backups = stack.state_dir / "backups" / B
+    archive = make(stack.state_dir / "backups", bravo)
+    assert archive.stat().st_size < size_limit
+    kept = sorted(backups.iterdir())
+    with _Watcher(bravo) as watcher:
+        dagrun = run(dags, "wp_restore", {"clone_id": B, "source_backup_url": archive.as_uri()})
+    assert str(dagrun.state) == "failed"
+    assert states(dagrun)["verify_restore"] == "failed"
+    for task_id in ("deploy_preview", "backup_clone", "switch_site"):
+        assert states(dagrun)[task_id] == "upstream_failed", states(dagrun)
+    error = xcom(dagrun, "verify_restore", "error")
+    assert error == (
+        "the backup is not a complete WordPress site for the table prefix wp_: it lacks wp_users, "
+        "wp_usermeta, wp_posts, wp_postmeta, wp_comments, wp_commentmeta and 5 more."
+    )
+    assert not watcher.marker_served and watcher.statuses and set(watcher.statuses) == {200}
+    assert _served(bravo) == before
+    assert sorted(backups.iterdir()) == kept  # no safety backup for an archive that never could be served
+    record = registry.get(B)
+    assert record is not None and record.status is CloneStatus.READY and record.lock_job_id is None
+    assert not (content_dir(stack, B).parent / "wp-content.restore-new").exists()
+
+
+def test_a_restore_whose_site_is_broken_is_caught_by_its_preview(
+    backup: dict[str, Any], restored: dict[str, Any], dags: Any, registry: Registry, stack: StackSettings
+) -> None:
+    """A complete backup whose site breaks (a must-use plugin with a fatal error): the preview fails the
+    readiness check and the clone never serves it."""
+    import gzip
+
+    from wpclone.archive import write_backup
+
+    bravo = restored["site"]
+    before = _served(bravo)
+    alpha_archive = Path(urlsplit(backup["result"]["backup_url"]).path)
+    with tarfile.open(alpha_archive) as tar:
+        member = tar.extractfile("database.sql.gz")
+        assert member is not None
+        dump = gzip.decompress(member.read())
+    content = stack.state_dir / "broken-restore-content"
+    import shutil
+
+    shutil.rmtree(content, ignore_errors=True)
+    shutil.copytree(content_dir(stack, A), content)
+    (content / "mu-plugins" / "aa-broken.php").write_text("<?php wpclone_restore_breaks_here();\n")
+    (content / "uploads" / "restore-marker.txt").write_bytes(MARKER)
+    archive = stack.state_dir / "backups" / "broken-site.tar.gz"
+    write_backup(
+        archive,
+        dump=io.BytesIO(dump),
+        content_dir=content,
+        site_url=backup["alpha"].url,
+        table_prefix="wp_",
+        wordpress_version=None,
+        clone_id=None,
+    )
+    shutil.rmtree(content)
+    with _Watcher(bravo) as watcher:
+        dagrun = run(dags, "wp_restore", {"clone_id": B, "source_backup_url": archive.as_uri()})
+    assert str(dagrun.state) == "failed"
+    assert states(dagrun)["verify_restore"] == "success"
+    assert states(dagrun)["await_preview_ready"] == "failed"
+    assert states(dagrun)["switch_site"] == "upstream_failed"
+    error = xcom(dagrun, "await_preview_ready", "error")
+    assert f"the restored site's preview at {bravo.url}/ is not ready" in error, error
+    assert "wpclone_restore_breaks_here" in error  # the site's own log line
+    assert not watcher.marker_served and set(watcher.statuses) == {200}
+    assert _served(bravo) == before
+    record = registry.get(B)
+    assert record is not None and record.status is CloneStatus.READY and record.lock_job_id is None

@@ -358,3 +358,58 @@ def test_password_reset_mail_is_blocked_and_reapplying_converges(
     _, final_url, _ = _login(site, site.admin_password())
     assert final_url == f"{site.url}/wp-admin/"
     assert (content_dir(stack, site.name) / "mu-plugins" / MU_PLUGIN_FILENAME).is_file()
+
+
+def _due_event_scheduled(site: SiteConfig) -> bool:
+    return "wpclone_test_due" in _option(site, "cron")
+
+
+def _run_cron(site: SiteConfig) -> tuple[int, bytes]:
+    """GET wp-cron.php as an outside caller does, with WordPress's cron lock free (the copy may carry the
+    source's recent lock, which would make wp-cron.php return before looking at any event)."""
+    with site_endpoint(site).connect() as conn, conn.cursor() as cur:
+        cur.execute(f"DELETE FROM `{site.table_prefix}options` WHERE option_name = '_transient_doing_cron'")
+        conn.commit()
+    status, _, body = _get(f"{site.url}/wp-cron.php")
+    return status, body
+
+
+def test_a_request_to_wp_cron_runs_no_scheduled_event(
+    staging_clone: StagingClone, stack: StackSettings, tmp_path: Path
+) -> None:
+    site = staging_clone.site
+    ran = tmp_path / "event-ran"
+    # A test-only probe: a hook that records that it ran, and a way to schedule it as already due.
+    probe = content_dir(stack, site.name) / "mu-plugins" / "aa-test-cron-probe.php"
+    probe.write_text(
+        "<?php\n"
+        f"add_action('wpclone_test_due', static function () {{ file_put_contents({str(ran)!r}, 'ran'); }});\n"
+        "add_action('init', static function () {\n"
+        "    if (isset($_GET['schedule-test-event']) && !wp_next_scheduled('wpclone_test_due')) {\n"
+        "        wp_schedule_single_event(time() - 60, 'wpclone_test_due');\n"
+        "    }\n"
+        "});\n"
+    )
+    ours = content_dir(stack, site.name) / "mu-plugins" / MU_PLUGIN_FILENAME
+    aside = ours.with_name("wpclone-staging.php.aside")
+    try:
+        status, _, _ = _get(f"{site.url}/?schedule-test-event=1")
+        assert status == 200
+        assert _due_event_scheduled(site)
+
+        status, body = _run_cron(site)
+        assert status == 403
+        assert b"scheduled events do not run on a staging clone" in body
+        assert not ran.exists()
+        assert _due_event_scheduled(site)  # still due: nothing ran it
+
+        # The control: without our plugin the same request runs the event (so the probe can see it).
+        ours.rename(aside)
+        status, _ = _run_cron(site)
+        assert status == 200
+        assert ran.read_text() == "ran"
+        assert not _due_event_scheduled(site)
+    finally:
+        if aside.exists():
+            aside.rename(ours)
+        probe.unlink(missing_ok=True)

@@ -144,12 +144,23 @@ def test_the_policy_selects_the_site_and_the_step_pods() -> None:
     assert not _selects(policy, {"app": "something-else"})
 
 
-def test_only_the_ingress_controller_reaches_the_site_port() -> None:
+def test_only_the_ingress_controller_and_the_workers_reach_the_site_port() -> None:
     _, policy = _policies()
-    [rule] = policy["spec"]["ingress"]
+    rule, workers = policy["spec"]["ingress"]
     assert rule["from"] == [
         {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "ingress-nginx"}}}
     ]
+    # The workers' readiness check (wpclone.readiness through the site's Service): only the worker pods of
+    # the release namespace the README installs Airflow into, only the site port.
+    assert workers == {
+        "from": [
+            {
+                "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "airflow"}},
+                "podSelector": {"matchLabels": {"component": "worker"}},
+            }
+        ],
+        "ports": [{"protocol": "TCP", "port": manifests.HTTP_PORT}],
+    }
     deployment = manifests.deployment_manifest(make_plan(), KubernetesSettings(), {}, MU_PLUGIN)
     ports = deployment["spec"]["template"]["spec"]["containers"][0]["ports"]
     assert rule["ports"] == [{"protocol": "TCP", "port": manifests.HTTP_PORT}]

@@ -76,6 +76,7 @@ SOURCE_PASSWORD_KEY = "password"
 # The site container.
 SITE_CONTAINER = "wordpress"
 HTTP_PORT = 8080
+SERVICE_PORT = 80
 DOCUMENT_ROOT = "/var/www/html"
 CONTENT_MOUNT = f"{DOCUMENT_ROOT}/wp-content"
 CONTENT_SUBPATH = "wp-content"  # the live tree inside the content claim (wpclone.k8s.content.LIVE)
@@ -137,6 +138,11 @@ def config_map_name(clone_id: str) -> str:
 def site_name(clone_id: str) -> str:
     """Name of the clone's Deployment, Service and Ingress."""
     return object_name(clone_id)
+
+
+def preview_name(clone_id: str) -> str:
+    """Name of the Deployment and Service that serve a restore's preview (no Ingress: private)."""
+    return object_name(clone_id, "preview")
 
 
 def content_pod_name(clone_id: str) -> str:
@@ -446,7 +452,7 @@ def service_manifest(plan: ClonePlan, settings: KubernetesSettings) -> Manifest:
         "spec": {
             "type": "ClusterIP",
             "selector": site_selector(plan.clone_id),
-            "ports": [{"name": "http", "port": 80, "targetPort": "http", "protocol": "TCP"}],
+            "ports": [{"name": "http", "port": SERVICE_PORT, "targetPort": "http", "protocol": "TCP"}],
         },
     }
 

@@ -35,13 +35,20 @@ if (str_contains($wpclone_path, "\0") || preg_match('#(^|/)\.\.?(/|$)#', $wpclon
 	return wpclone_plain(400, 'wpclone: the request path is not valid.');
 }
 
+// A restore's preview: the same host name, served from the site's preview.json when the request carries
+// that preview's private token (the worker checks a restored site this way before switching it in).
+$wpclone_preview = (string) ($_SERVER['HTTP_X_WPCLONE_PREVIEW'] ?? '');
 $wpclone_site = null;
 if (preg_match('/^([a-z0-9][a-z0-9-]{0,38})\.localhost$/', $wpclone_host, $wpclone_m)) {
 	try {
-		$wpclone_site = wpclone_load_site($wpclone_sites_dir, $wpclone_m[1]);
+		$wpclone_site = wpclone_load_site($wpclone_sites_dir, $wpclone_m[1], $wpclone_preview === '' ? 'site' : 'preview');
 	} catch (RuntimeException $wpclone_e) {
 		error_log($wpclone_e->getMessage());
 		return wpclone_plain(500, 'wpclone: the site config of ' . $wpclone_m[1] . ' is broken; see the site host log.');
+	}
+	if ($wpclone_preview !== '' && ($wpclone_site === null
+		|| !hash_equals((string) ($wpclone_site['preview_token'] ?? ''), $wpclone_preview))) {
+		return wpclone_plain(404, 'wpclone: no such preview.');
 	}
 }
 if ($wpclone_site === null) {
@@ -52,8 +59,8 @@ if ($wpclone_site === null) {
 
 // Static files of the site's own wp-content: never executed, never outside the directory.
 if (str_starts_with($wpclone_path, '/wp-content/')) {
-	$wpclone_base = realpath($wpclone_site['dir'] . '/wp-content');
-	$wpclone_file = realpath($wpclone_site['dir'] . $wpclone_path);
+	$wpclone_base = realpath($wpclone_site['content_dir']);
+	$wpclone_file = realpath($wpclone_site['content_dir'] . substr($wpclone_path, strlen('/wp-content')));
 	if ($wpclone_base === false || $wpclone_file === false || !is_file($wpclone_file)
 		|| !str_starts_with($wpclone_file, $wpclone_base . '/')) {
 		return wpclone_plain(404, 'wpclone: not found.');
@@ -107,6 +114,15 @@ if ($wpclone_script === null) {
 }
 
 wpclone_define_site($wpclone_site, $wpclone_core_dir);
+// A fatal error names its site in the site host's log (which every site shares): the readiness check quotes
+// the first such line of the site it waits for.
+register_shutdown_function(static function (string $name): void {
+	$error = error_get_last();
+	if ($error !== null && in_array($error['type'], [E_ERROR, E_PARSE, E_CORE_ERROR, E_COMPILE_ERROR, E_RECOVERABLE_ERROR], true)) {
+		error_log(sprintf('wpclone site %s: PHP Fatal error: %s in %s on line %d', $name,
+			preg_replace('/\s+/', ' ', $error['message']), $error['file'], $error['line']));
+	}
+}, $wpclone_site['name']);
 $_SERVER['DOCUMENT_ROOT'] = $wpclone_core_dir;
 $_SERVER['SCRIPT_FILENAME'] = $wpclone_core_dir . $wpclone_script;
 $_SERVER['SCRIPT_NAME'] = $wpclone_script;
@@ -118,6 +134,6 @@ if ($wpclone_path_info !== '') {
 }
 chdir(dirname($_SERVER['SCRIPT_FILENAME']));
 $wpclone_require = $_SERVER['SCRIPT_FILENAME'];
-unset($wpclone_site, $wpclone_m, $wpclone_host, $wpclone_path, $wpclone_script, $wpclone_path_info, $wpclone_e);
+unset($wpclone_site, $wpclone_preview, $wpclone_m, $wpclone_host, $wpclone_path, $wpclone_script, $wpclone_path_info, $wpclone_e);
 require $wpclone_require;
 return true;

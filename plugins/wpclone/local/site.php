@@ -13,13 +13,17 @@ const WPCLONE_SALT_KEYS = [
 	'AUTH_SALT', 'SECURE_AUTH_SALT', 'LOGGED_IN_SALT', 'NONCE_SALT',
 ];
 
-/** Read a site's config; returns null when no such site is registered. */
-function wpclone_load_site(string $sites_dir, string $name): ?array {
-	if (!preg_match(WPCLONE_SITE_NAME_RE, $name)) {
+/**
+ * Read a site's config; returns null when no such site is registered. $variant 'preview' reads the site's
+ * restore preview (preview.json: the same site with another database and wp-content, checked before a
+ * restore is switched in) instead of site.json.
+ */
+function wpclone_load_site(string $sites_dir, string $name, string $variant = 'site'): ?array {
+	if (!preg_match(WPCLONE_SITE_NAME_RE, $name) || !in_array($variant, ['site', 'preview'], true)) {
 		return null;
 	}
 	$dir = rtrim($sites_dir, '/') . '/' . $name;
-	$raw = @file_get_contents($dir . '/site.json');
+	$raw = @file_get_contents($dir . '/' . $variant . '.json');
 	if ($raw === false) {
 		return null;
 	}
@@ -36,6 +40,7 @@ function wpclone_load_site(string $sites_dir, string $name): ?array {
 		throw new RuntimeException("wpclone: cannot read the database password file of site $name.");
 	}
 	$cfg['dir'] = $dir;
+	$cfg['content_dir'] = rtrim((string) ($cfg['content_dir'] ?? '') ?: $dir . '/wp-content', '/');
 	$cfg['db_password'] = trim($password);
 	$cfg['salts'] = $secrets['salts'] ?? [];
 	return $cfg;
@@ -56,7 +61,7 @@ function wpclone_define_site(array $cfg, string $core_dir): void {
 		'DB_COLLATE' => '',
 		'WP_HOME' => $url,
 		'WP_SITEURL' => $url,
-		'WP_CONTENT_DIR' => $cfg['dir'] . '/wp-content',
+		'WP_CONTENT_DIR' => $cfg['content_dir'],
 		'WP_CONTENT_URL' => $url . '/wp-content',
 		// Core comes from the Debian package: it is updated by apt, never by WordPress itself.
 		'AUTOMATIC_UPDATER_DISABLED' => true,

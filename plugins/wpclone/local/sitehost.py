@@ -79,6 +79,8 @@ class SiteConfig:
     # Informational: the WordPress admin account created with the site, for tests and humans.
     admin_user: str | None = None
     admin_password_file: Path | None = None
+    # Where its wp-content is; None: the site directory's own ``wp-content``.
+    content_dir: Path | None = None
 
     def validate(self) -> SiteConfig:
         check_site_name(self.name)
@@ -107,6 +109,7 @@ class SiteConfig:
         data["url"] = self.url.rstrip("/")
         data["db_password_file"] = str(self.db_password_file)
         data["admin_password_file"] = str(self.admin_password_file) if self.admin_password_file else None
+        data["content_dir"] = str(self.content_dir) if self.content_dir else None
         return data
 
     @classmethod
@@ -126,6 +129,7 @@ class SiteConfig:
             constants=dict(data.get("constants") or {}),
             admin_user=data.get("admin_user"),
             admin_password_file=Path(admin_file) if admin_file else None,
+            content_dir=Path(data["content_dir"]) if data.get("content_dir") else None,
         )
 
     def db_password(self) -> str:
@@ -193,6 +197,43 @@ def register_site(settings: StackSettings, config: SiteConfig, *, default_conten
     _write_private(directory / "site.json", json.dumps(config.to_json(), indent=2))
     log.info("registered site %s at %s", config.name, config.url)
     return directory
+
+
+PREVIEW_FILE = "preview.json"
+PREVIEW_HEADER = "X-Wpclone-Preview"  # carries the preview's token (router.php)
+
+
+def register_preview(settings: StackSettings, config: SiteConfig) -> str:
+    """Serve ``config`` as the preview of the registered site ``config.name``: requests for the site's own
+    host that carry the returned token in ``PREVIEW_HEADER`` get it (another database and wp-content, the
+    same URL), every other request the site as before. Re-registering keeps the token."""
+    config.validate()
+    directory = site_dir(settings, config.name)
+    if not (directory / "site.json").is_file():
+        raise ConfigError(f"site {config.name} is not registered, so it cannot have a preview.")
+    token = preview_token(settings, config.name) or secrets.token_urlsafe(32)
+    _write_private(
+        directory / PREVIEW_FILE, json.dumps({**config.to_json(), "preview_token": token}, indent=2)
+    )
+    log.info("registered a preview of site %s", config.name)
+    return token
+
+
+def preview_token(settings: StackSettings, name: str) -> str | None:
+    """The token of the site's preview, or None when it has none."""
+    try:
+        data = json.loads((site_dir(settings, name) / PREVIEW_FILE).read_text())
+    except FileNotFoundError:
+        return None
+    return str(data["preview_token"])
+
+
+def unregister_preview(settings: StackSettings, name: str) -> bool:
+    """Stop serving the site's preview; returns whether it had one."""
+    path = site_dir(settings, name) / PREVIEW_FILE
+    existed = path.exists()
+    path.unlink(missing_ok=True)
+    return existed
 
 
 def load_site(settings: StackSettings, name: str) -> SiteConfig:

@@ -9,12 +9,13 @@ Task ids are the builders' and identical in both runtimes.
 from __future__ import annotations
 
 import abc
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from wpclone.models import ClonePlan, RuntimeKind, SourceConfig, WpcloneConfig
+from wpclone.readiness import Fetch
 
 if TYPE_CHECKING:
     from airflow.sdk import BaseOperator
@@ -99,8 +100,30 @@ class Runtime(abc.ABC):
         """
 
     @abc.abstractmethod
-    def site_ready(self, plan: ClonePlan) -> bool:
-        """Whether the clone's site answers (checked with the clone's own Host header)."""
+    def site_ready(self, plan: ClonePlan, *, preview: bool = False) -> bool:
+        """Whether the clone's site (or its restore preview) is deployed as last asked: registered, or its
+        workload rolled out. What it serves is judged over HTTP (``page_fetcher``, wpclone.readiness)."""
+
+    @abc.abstractmethod
+    def page_fetcher(self, plan: ClonePlan, *, preview: bool = False) -> Fetch:
+        """A GET of a path of the clone's site (or of its restore preview) with the clone's own Host
+        header, redirects not followed: returns a readiness.Page, raises readiness.NotAnswering."""
+
+    def site_errors(self, plan: ClonePlan) -> Callable[[], list[str]]:
+        """A reader of the PHP error lines the clone's site logs from now on (where the runtime keeps a
+        log it can read; none by default)."""
+        return list
+
+    def deploy_preview(
+        self, plan: ClonePlan, constants: Mapping[str, str | int | bool], mu_plugin_php: str
+    ) -> None:
+        """Serve the restore's database and staged wp-content as the clone's private preview (the clone's
+        URL and Host, reachable only by ``page_fetcher(preview=True)``), beside the live site."""
+        raise NotImplementedError(f"restoring a backup is not available on the {self.kind} runtime yet.")
+
+    def remove_preview(self, clone_id: str) -> bool:
+        """Stop serving the clone's restore preview; idempotent; returns whether one existed."""
+        raise NotImplementedError(f"restoring a backup is not available on the {self.kind} runtime yet.")
 
     @abc.abstractmethod
     def secret_location(self, clone_id: str, key: str) -> str:

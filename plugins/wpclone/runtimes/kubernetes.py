@@ -25,6 +25,7 @@ import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 from wpclone.k8s import manifests
 from wpclone.k8s.apply import ClusterClient, KubernetesError
@@ -38,6 +39,7 @@ from wpclone.models import (
     WpcloneConfig,
     check_clone_id,
 )
+from wpclone.readiness import Fetch, http_fetcher
 from wpclone.runtimes.base import CLONE_ID_LABEL, CloneSecrets, Runtime, Step
 from wpclone.steps.common import sentence
 
@@ -157,12 +159,24 @@ class KubernetesRuntime(Runtime):
         for manifest in manifests.site_manifests(plan, self.settings, constants, mu_plugin_php):
             self.cluster.apply(manifest)
 
-    def site_ready(self, plan: ClonePlan) -> bool:
+    def site_ready(self, plan: ClonePlan, *, preview: bool = False) -> bool:
         """The Deployment has a ready replica for its current spec (the readiness probe sends the Host)."""
-        deployment = self.cluster.read("Deployment", manifests.site_name(plan.clone_id))
+        name = manifests.preview_name(plan.clone_id) if preview else manifests.site_name(plan.clone_id)
+        deployment = self.cluster.read("Deployment", name)
         if deployment is None:
             return False
         return deployment_ready(deployment)
+
+    def page_fetcher(self, plan: ClonePlan, *, preview: bool = False) -> Fetch:
+        """Through the site's (or preview's) Service in the cluster, with the clone's Host header and scheme
+        as the Ingress would forward them (the NetworkPolicy lets the Airflow workers reach the site port)."""
+        name = manifests.preview_name(plan.clone_id) if preview else manifests.site_name(plan.clone_id)
+        base = f"http://{name}.{self.settings.namespace}.svc:{manifests.SERVICE_PORT}"
+        return http_fetcher(
+            plan.url,
+            base,
+            {"Host": manifests.clone_host(plan), "X-Forwarded-Proto": urlsplit(plan.url).scheme},
+        )
 
     def secret_location(self, clone_id: str, key: str) -> str:
         if not manifests.SECRET_KEY_RE.fullmatch(key):

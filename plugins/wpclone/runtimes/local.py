@@ -15,23 +15,30 @@ import shutil
 import signal
 import subprocess
 import sys
-import urllib.error
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from wpclone.local.mariadb import LOCAL_USER_HOST
 from wpclone.local.settings import StackSettings
 from wpclone.local.sitehost import (
+    PREVIEW_FILE,
+    PREVIEW_HEADER,
     SiteConfig,
+    SiteHost,
     content_dir,
     http_opener,
     list_sites,
+    load_site,
+    preview_token,
+    register_preview,
     register_site,
     site_dir,
+    unregister_preview,
     unregister_site,
 )
-from wpclone.models import CLONE_ID_RE, ClonePlan, RuntimeKind, SourceConfig, WpcloneConfig
+from wpclone.models import CLONE_ID_RE, ClonePlan, RuntimeKind, SourceConfig, WpcloneConfig, restore_db_name
+from wpclone.readiness import Fetch, http_fetcher
 from wpclone.runtimes.base import STEP_COMMAND, CloneSecrets, Runtime, Step
 from wpclone.steps.backup import BACKUP_DIR_ENV, FETCH_POLICY_ENV, WORK_DIR_NAME, staged_content_dir
 from wpclone.steps.common import CLONE_ID_ENV, JOB_ID_ENV, PARENT_PID_ENV
@@ -126,14 +133,58 @@ class LocalRuntime(Runtime):
             default_content=True,
         )
 
-    def site_ready(self, plan: ClonePlan) -> bool:
-        try:
-            with http_opener(follow_redirects=False).open(plan.url + "/", timeout=10) as response:
-                return int(response.status) < 500
-        except urllib.error.HTTPError as exc:
-            return exc.code < 500
-        except OSError:
-            return False
+    def site_ready(self, plan: ClonePlan, *, preview: bool = False) -> bool:
+        # The site host serves a site from the moment its config is written: nothing rolls out.
+        directory = site_dir(self.settings, plan.clone_id)
+        return (directory / (PREVIEW_FILE if preview else "site.json")).is_file()
+
+    def page_fetcher(self, plan: ClonePlan, *, preview: bool = False) -> Fetch:
+        headers = {}
+        if preview:
+            token = preview_token(self.settings, plan.clone_id)
+            if token is None:
+                raise ValueError(f"clone {plan.clone_id} has no restore preview to check.")
+            headers[PREVIEW_HEADER] = token
+        return http_fetcher(plan.url, headers=headers, opener=http_opener(follow_redirects=False))
+
+    def site_errors(self, plan: ClonePlan) -> Callable[[], list[str]]:
+        logfile = SiteHost(self.settings).logfile
+        start = logfile.stat().st_size if logfile.exists() else 0
+        tag = f"wpclone site {plan.clone_id}: "
+
+        def lines() -> list[str]:
+            with contextlib.suppress(OSError), logfile.open("rb") as handle:
+                handle.seek(start)
+                text = handle.read(1 << 20).decode("utf-8", "replace")
+                return [line.split(tag, 1)[1] for line in text.splitlines() if tag in line]
+            return []
+
+        return lines
+
+    def deploy_preview(
+        self, plan: ClonePlan, constants: Mapping[str, str | int | bool], mu_plugin_php: str
+    ) -> None:
+        staged = staged_content_dir(content_dir(self.settings, plan.clone_id))
+        if not staged.is_dir():
+            raise ValueError(f"clone {plan.clone_id} has no staged wp-content to preview ({staged}).")
+        (staged / "mu-plugins").mkdir(exist_ok=True)
+        (staged / "mu-plugins" / MU_PLUGIN_NAME).write_text(mu_plugin_php)
+        live = load_site(self.settings, plan.clone_id)
+        name = restore_db_name(plan.clone_id)
+        self.restore_db_password(plan.clone_id)
+        register_preview(
+            self.settings,
+            dataclasses.replace(
+                live,
+                db_name=name,
+                db_user=name,
+                db_password_file=self._secret_file(plan.clone_id, "restore-password"),
+                content_dir=staged,
+            ),
+        )
+
+    def remove_preview(self, clone_id: str) -> bool:
+        return unregister_preview(self.settings, clone_id)
 
     def secret_location(self, clone_id: str, key: str) -> str:
         return str(self._secret_file(clone_id, key))
@@ -247,8 +298,6 @@ class LocalRuntime(Runtime):
                     }
                 )
             elif which in ("clone", "restore"):  # the clone's database, or the fresh one a restore loads
-                from wpclone.tasks import restore_db_name
-
                 name, secret = (plan.db_name, "db-password")
                 if which == "restore":
                     name, secret = (restore_db_name(plan.clone_id), "restore-password")

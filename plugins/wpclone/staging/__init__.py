@@ -7,8 +7,8 @@ Three parts, applied by the runtime and the worker:
   disable_wp_cron, constants); Kubernetes through ``WORDPRESS_CONFIG_EXTRA`` (:func:`wp_config_php`).
 * a must-use plugin (:func:`mu_plugin_php`, written to ``wp-content/mu-plugins/`` as
   :data:`MU_PLUGIN_FILENAME`): ``X-Robots-Tag: noindex, nofollow`` on every response, robots noindex in the
-  HTML, outgoing mail blocked (logged instead), no pings or automatic updates, and a notice naming the clone
-  and its expiry.
+  HTML, outgoing mail blocked (logged instead), a request to ``wp-cron.php`` answered 403 before any
+  scheduled event runs, no pings or automatic updates, and a notice naming the clone and its expiry.
 * statements on the clone's database (:func:`staging_sql`, run by :func:`apply_staging_sql`): search
   engines discouraged, a fresh admin password, the source's sessions and password-reset keys gone.
 """

@@ -1,7 +1,7 @@
 <?php
 /**
  * Plugin Name: wpclone staging safety
- * Description: This site is a short-lived staging clone made by wpclone: search engines are kept out, outgoing mail is blocked and every screen says which clone this is and when it expires.
+ * Description: This site is a short-lived staging clone made by wpclone: search engines are kept out, outgoing mail is blocked, no scheduled event runs and every screen says which clone this is and when it expires.
  * Author: wpclone
  * Version: 1
  *
@@ -34,6 +34,21 @@ wpclone_staging_robots_header();
 add_action('send_headers', 'wpclone_staging_robots_header', PHP_INT_MAX);
 add_action('login_init', 'wpclone_staging_robots_header');
 add_action('admin_init', 'wpclone_staging_robots_header');
+
+// -- no scheduled events: a clone never runs its source's jobs ---------------------------------------------
+// DISABLE_WP_CRON keeps page views from spawning cron, not a request to wp-cron.php itself (a bot, an uptime
+// checker, a visitor of a public Ingress), which would run every due event: the source's newsletters,
+// payment syncs and imports. wp-cron.php defines DOING_CRON before it loads WordPress, and must-use plugins
+// load before any event runs, so such a request ends here.
+if (defined('DOING_CRON') && DOING_CRON) {
+	if (!headers_sent()) {
+		http_response_code(403);
+		header('Content-Type: text/plain; charset=utf-8');
+		header('Cache-Control: no-store');
+	}
+	echo "wpclone: scheduled events do not run on a staging clone.\n";
+	exit;
+}
 
 // "Discourage search engines" stays on whatever the database says: robots meta noindex and a robots.txt that
 // disallows everything, no ping services.
