@@ -11,7 +11,7 @@ from typing import Any
 
 from airflow.sdk import DAG, Param, TriggerRule, task, task_group
 
-from wpclone import tasks
+from wpclone import runparams, tasks
 from wpclone.models import (
     BACKUP_URL_PATTERN,
     CLONE_ID_PATTERN,
@@ -135,7 +135,7 @@ def build_clone_dag(dag_id: str = "wp_clone", doc_md: str | None = None) -> DAG:
         @task(task_id="validate_request")  # bad input fails at once (AirflowFailException): no retry
         @tasks.records_error
         def validate_request(**context: Any) -> dict[str, Any]:
-            return tasks.validate_request(context["params"], context["dag_run"].run_after)
+            return tasks.validate_request(context["params"], context["dag_run"].run_after, context["run_id"])
 
         @task(task_id="reserve_clone")
         @tasks.records_error
@@ -344,6 +344,7 @@ def lock_clone(plan: dict[str, Any], **context: Any) -> None:
 def release_clone(**context: Any) -> dict[str, Any]:
     """Teardown of lock_clone: undoes a failed restore, releases the lock, returns the job's result."""
     ti = context["ti"]
+    runparams.forget(context["params"], "source_backup_url")  # a presigned URL outlives no job
     return tasks.release_clone(
         ti.xcom_pull(task_ids=PLAN),
         context["run_id"],
@@ -380,7 +381,18 @@ def build_restore_dag(dag_id: str = "wp_restore", doc_md: str | None = None) -> 
             type="string",
             pattern=BACKUP_URL_PATTERN,
             title="Backup URL",
-            description="Where the archive is (https://; file:// and http:// on the local runtime).",
+            description=(
+                "Where the archive is (https://; file:// and http:// on the local runtime). Anyone who can "
+                "see this DAG's runs can read it here: give a presigned URL through the wpclone jobs API, "
+                "which keeps its token out of the run."
+            ),
+        ),
+        "source_backup_url_ref": Param(
+            None,
+            type=["null", "string"],
+            pattern=runparams.KEY_PATTERN,
+            title="Backup URL reference (set by the jobs API)",
+            description="The Airflow Variable holding the full backup URL; leave empty.",
         ),
     }
     with _dag(dag_id, doc_md, schedule=None, params=params) as dag:

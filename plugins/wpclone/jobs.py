@@ -283,13 +283,15 @@ def accepted_status(
     error: str | None,
     now: datetime | None = None,
 ) -> JobStatusResponse:
-    """A job the API accepted whose run does not exist yet: pending, or failed if it could not start."""
+    """A job the API accepted whose run does not exist yet: pending, failed if it could not start, or
+    cancelled before it started."""
     now = now or datetime.now(UTC)
+    ended = JobStatus.CANCELLED if (error or "").startswith("cancelled") else JobStatus.FAILED
     return JobStatusResponse(
         job_id=job_id,
         type=TYPE_OF_DAG[dag_id],
         dag_id=dag_id,
-        status=JobStatus.FAILED if error else JobStatus.PENDING,
+        status=ended if error else JobStatus.PENDING,
         progress=0,
         status_message=error or "Accepted: starting the job",
         created_at=created_at,

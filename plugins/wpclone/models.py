@@ -59,6 +59,7 @@ class CopyMode(StrEnum):
 class CloneStatus(StrEnum):
     """A clone's state in the registry. Final states: deleted (and failed once cleaned up)."""
 
+    ACCEPTED = "accepted"  # the jobs API took the id for a clone job that has not reserved it yet
     PROVISIONING = "provisioning"
     READY = "ready"
     FAILED = "failed"

@@ -13,19 +13,23 @@ it never waits. The TTL cleanup skips locked clones (``expired``), so it never c
 States and transitions (each one a single ``UPDATE ... WHERE`` guarded by the expected state and lock; the
 affected row count says who won, so concurrent callers cannot both succeed)::
 
-    (none | deleted) --reserve--> provisioning --mark_ready--> ready
-    provisioning | deleting --mark_failed--> failed
+    (none | deleted) --accept--> accepted --reserve (same job)--> provisioning --mark_ready--> ready
+    (none | deleted) --reserve--> provisioning            (a run triggered from Airflow itself)
+    accepted | provisioning | deleting --mark_failed--> failed
     ready | failed | (own lock) --begin_delete--> deleting --mark_deleted--> deleted
+
+``accept`` is the jobs API's: it takes the clone id for the job it records in the same request, so the id is
+taken from the moment the request is answered 202 (a second request for it gets 409, a delete finds it).
 
 A clone id is unique among non-deleted rows: ``reserve`` refuses an id that exists in any other state for
 another job; a ``deleted`` row is overwritten by the new reservation (history is not kept). A retry of the
 same job is idempotent everywhere: ``reserve`` returns the row it made, ``mark_*`` accept a transition that
 this job already made, and a clone job may re-reserve its own ``failed`` clone (a cleared, re-run DAG run).
 
-Live clones (``live_clone_ids``, the orphan sweep's keep-list) are those in ``provisioning``, ``ready`` or
-``deleting``, plus any clone locked by a job. An unlocked ``failed`` clone is not live: its job's rollback
-already removed what it created, so anything left with its id is an orphan. To avoid racing a clone being
-created, the sweep must list existing objects *first* and read the live ids *after*.
+Live clones (``live_clone_ids``, the orphan sweep's keep-list) are those in ``accepted``, ``provisioning``,
+``ready`` or ``deleting``, plus any clone locked by a job. An unlocked ``failed`` clone is not live: its job's
+rollback already removed what it created, so anything left with its id is an orphan. To avoid racing a clone
+being created, the sweep must list existing objects *first* and read the live ids *after*.
 
 Times: columns are ``DATETIME(6)`` holding UTC. In Python every timestamp this module returns is a
 timezone-aware UTC ``datetime``; arguments may be aware (converted to UTC) or naive (taken as UTC).
@@ -120,7 +124,7 @@ class Migration:
     statements: tuple[str, ...]
 
 
-# The ENUM lists CloneStatus as of version 1; a new status needs a new migration (a unit test checks).
+# The ENUM lists CloneStatus (version 3 added 'accepted'); a new status needs a new migration (a test checks).
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(
         1,
@@ -163,6 +167,14 @@ MIGRATIONS: tuple[Migration, ...] = (
                 PRIMARY KEY (`job_id`),
                 KEY `idx_jobs_untriggered` (`triggered_at`, `created_at`)
             ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin""",
+        ),
+    ),
+    Migration(
+        3,
+        "clones: accepted status",
+        (
+            """ALTER TABLE {schema}.`clones` MODIFY `status`
+                ENUM('accepted', 'provisioning', 'ready', 'failed', 'deleting', 'deleted') NOT NULL""",
         ),
     ),
 )
@@ -430,8 +442,8 @@ class Registry:
         """Ids whose objects must be kept: provisioning, ready, deleting, or locked by a job."""
         with self._session() as s:
             rows = s.query(
-                f"SELECT `clone_id` FROM {self._clones} "
-                "WHERE `status` IN ('provisioning', 'ready', 'deleting') OR `lock_job_id` IS NOT NULL"
+                f"SELECT `clone_id` FROM {self._clones} WHERE `lock_job_id` IS NOT NULL "
+                "OR `status` IN ('accepted', 'provisioning', 'ready', 'deleting')"
             )
         return {str(r["clone_id"]) for r in rows}
 
@@ -516,10 +528,82 @@ class Registry:
                     (error[:MAX_ERROR_CHARS], job_id),
                 )
 
+    def cancel_untriggered_job(self, job_id: str, reason: str) -> bool:
+        """Refuse an accepted job whose run was not created yet (its error becomes ``reason``, so no
+        dispatcher starts it) and give back the clone id it holds; returns whether it was untriggered."""
+        with self._session() as s:
+            changed = s.execute(
+                f"UPDATE {self._jobs} SET `error` = %s, `conf` = NULL "
+                "WHERE `job_id` = %s AND `triggered_at` IS NULL AND `error` IS NULL",
+                (reason[:MAX_ERROR_CHARS], job_id),
+            )
+            job = self._get_job(s, job_id)
+        if changed and job is not None and job.clone_id:
+            self.mark_failed(job.clone_id, job_id, reason)
+        return bool(changed)
+
     # -- transitions ---------------------------------------------------------------------------------------
 
+    def accept(
+        self, plan: ClonePlan, job_id: str, dag_id: str, conf: Mapping[str, Any], requested_by: str
+    ) -> JobRecord:
+        """Take ``plan.clone_id`` for the clone job ``job_id`` and record that job (the jobs API's accept).
+
+        The clone's row is written ``accepted``, locked by the job, by the one statement that checks the id
+        is free (absent, or ``deleted`` with no lock); CloneTaken with one sentence when it is not. The job
+        is recorded after; should that fail, the row is given back.
+        """
+        clone_id = _check_clone_id(plan.clone_id)
+        _check_job_id(job_id)
+        free = "(`status` = 'deleted' AND `lock_job_id` IS NULL)"
+        # A duplicate key takes the new values only when the row is free; `lock_job_id` and then `status`
+        # are assigned last, as MySQL evaluates the assignments in order against the row being updated.
+        taken = {c: f"VALUES(`{c}`)" for c in ("source_url", "url", "db_name", "copy_mode", "expires_at")}
+        taken.update(last_job_id="VALUES(`last_job_id`)", created_at="UTC_TIMESTAMP(6)")
+        taken.update(updated_at="UTC_TIMESTAMP(6)", deleted_at="NULL", last_error="NULL")
+        taken["lock_job_id"] = "VALUES(`lock_job_id`)"
+        updates = ", ".join(f"`{c}` = IF({free}, {v}, `{c}`)" for c, v in taken.items())
+        took = "`lock_job_id` = VALUES(`lock_job_id`) AND `status` = 'deleted'"
+        with self._session() as s:
+            s.execute(
+                f"INSERT INTO {self._clones} (`clone_id`, `status`, `source_url`, `url`, `db_name`, "
+                "`copy_mode`, `created_at`, `expires_at`, `updated_at`, `last_job_id`, `lock_job_id`) "
+                "VALUES (%s, 'accepted', %s, %s, %s, %s, UTC_TIMESTAMP(6), %s, UTC_TIMESTAMP(6), %s, %s) "
+                f"ON DUPLICATE KEY UPDATE {updates}, `status` = IF({took}, 'accepted', `status`)",
+                (
+                    clone_id,
+                    plan.source.url,
+                    plan.url,
+                    plan.db_name,
+                    CopyMode(plan.copy_mode).value,
+                    utc_naive(plan.expires_at),
+                    job_id,
+                    job_id,
+                ),
+            )
+            record = self._get(s, clone_id)
+        if record is None or record.lock_job_id != job_id:
+            status = record.status.value if record else "unknown"
+            by = f" by job {record.lock_job_id}" if record and record.lock_job_id else ""
+            raise CloneTaken(
+                f"clone {clone_id} already exists (status {status}{by}); choose another clone id or "
+                "delete it first."
+            )
+        try:
+            return self.record_job(job_id, dag_id, conf, requested_by, clone_id)
+        except BaseException:
+            with self._session() as s:
+                s.execute(
+                    f"UPDATE {self._clones} SET `status` = 'deleted', `lock_job_id` = NULL, "
+                    "`deleted_at` = UTC_TIMESTAMP(6) WHERE `clone_id` = %s AND `status` = 'accepted' "
+                    "AND `lock_job_id` = %s",
+                    (clone_id, job_id),
+                )
+            raise
+
     def reserve(self, plan: ClonePlan, job_id: str) -> CloneRecord:
-        """Create the clone's row as ``provisioning``, locked by ``job_id``; idempotent for that job.
+        """Create the clone's row as ``provisioning``, locked by ``job_id`` (or take the row the jobs API
+        ``accept``-ed for this job); idempotent for that job.
 
         Refuses (RegistryError) when the id exists in any state but ``deleted`` for another job.
         """
@@ -554,8 +638,9 @@ class Registry:
                 "`updated_at` = UTC_TIMESTAMP(6), `deleted_at` = NULL, `last_job_id` = %s, "
                 "`last_error` = NULL, `lock_job_id` = %s WHERE `clone_id` = %s AND ("
                 "(`status` = 'deleted' AND `lock_job_id` IS NULL) OR (`status` = 'failed' "
-                "AND `last_job_id` = %s AND (`lock_job_id` IS NULL OR `lock_job_id` = %s)))",
-                (*values, clone_id, job_id, job_id),
+                "AND `last_job_id` = %s AND (`lock_job_id` IS NULL OR `lock_job_id` = %s)) "
+                "OR (`status` = 'accepted' AND `lock_job_id` = %s))",
+                (*values, clone_id, job_id, job_id, job_id),
             )
             record = self._get(s, clone_id)
         if (
@@ -607,7 +692,7 @@ class Registry:
         )
 
     def mark_failed(self, clone_id: str, job_id: str, error: str) -> CloneRecord | None:
-        """provisioning/deleting (locked by ``job_id``) -> failed with ``error``, lock released.
+        """accepted/provisioning/deleting (locked by ``job_id``) -> failed with ``error``, lock released.
 
         Returns None, changing nothing, when ``job_id`` does not hold the clone (e.g. the rollback of a job
         whose reserve was refused): a rollback must never touch another job's clone, nor fail for it.
@@ -618,12 +703,28 @@ class Registry:
                 job_id,
                 assignments="`status` = 'failed', `last_error` = %s, `lock_job_id` = NULL",
                 set_args=(error[:MAX_ERROR_CHARS],),
-                guard="`status` IN ('provisioning', 'deleting') AND `lock_job_id` = %s",
+                guard="`status` IN ('accepted', 'provisioning', 'deleting') AND `lock_job_id` = %s",
                 target=CloneStatus.FAILED,
                 verb="marked failed",
             )
         except RegistryError as exc:
             log.warning("not recording the failure of job %s on clone %s: %s", job_id, clone_id, exc)
+            return None
+
+    def release_accepted(self, clone_id: str, job_id: str, error: str) -> CloneRecord | None:
+        """accepted (locked by ``job_id``: its job never reserved it) -> failed with ``error``; None, changing
+        nothing, otherwise (a reserved clone is released by its job's rollback, never from outside)."""
+        try:
+            return self._transition(
+                clone_id,
+                job_id,
+                assignments="`status` = 'failed', `last_error` = %s, `lock_job_id` = NULL",
+                set_args=(error[:MAX_ERROR_CHARS],),
+                guard="`status` = 'accepted' AND `lock_job_id` = %s",
+                target=CloneStatus.FAILED,
+                verb="given back",
+            )
+        except RegistryError:
             return None
 
     def begin_delete(self, clone_id: str, job_id: str) -> CloneRecord:

@@ -19,6 +19,7 @@ from pydantic import ValidationError
 
 from wpclone.db import DbEndpoint
 from wpclone.models import (
+    CLONE_ID_RE,
     ClonePlan,
     CloneRequest,
     DeleteRequest,
@@ -133,11 +134,12 @@ def database_exists(admin: DbEndpoint, name: str) -> bool:
 
 
 def check_clone_request(
-    params: Mapping[str, Any], reg: Any = None
+    params: Mapping[str, Any], reg: Any = None, job_id: str | None = None
 ) -> tuple[CloneRequest, SourceConfig, str, Runtime]:
     """The request, its source, its clone id (generated if not given) and the runtime; ``BadRequest`` (or
     ``ValidationError``) with one sentence when the request cannot be carried out. Creates nothing: the
-    jobs API runs it before triggering, the job's first task again."""
+    jobs API runs it before accepting, the job's first task again (as ``job_id``: the clone row the API
+    accepted for that job is its own, not a clone that exists)."""
     from wpclone.config import load_config
 
     known = {"source_url", "ttl_minutes", "clone_id", "copy_mode"}
@@ -152,8 +154,10 @@ def check_clone_request(
     reg = reg or registry()
     db_name = clone_db_name(clone_id)
     existing, db_exists = reg.get_with_database(clone_id, db_name)  # the registry is on the clones' server
-    if existing is not None and existing.status != "deleted":
-        raise BadRequest(
+    # The row the jobs API accepted for this very job (or gave back when an earlier try of it failed).
+    ours = existing is not None and job_id is not None and existing.last_job_id == job_id
+    if existing is not None and existing.status not in ("deleted", *(("accepted", "failed") if ours else ())):
+        raise CloneBusy(
             f"clone {clone_id} already exists (status {existing.status}); "
             "choose another clone id or delete it first."
         )
@@ -164,19 +168,36 @@ def check_clone_request(
     return request, source, clone_id, runtime
 
 
-def validate_request(params: Mapping[str, Any], run_after: datetime) -> dict[str, Any]:
-    """Check the request against the models, the configuration and what exists; return the clone plan."""
-    request, source, clone_id, runtime = check_clone_request(params)
-    db_name = clone_db_name(clone_id)
-    plan = ClonePlan(
+def clone_plan(
+    request: CloneRequest, source: SourceConfig, clone_id: str, runtime: Runtime, start: datetime
+) -> ClonePlan:
+    """What a checked clone request will create, its expiry counted from ``start``."""
+    return ClonePlan(
         clone_id=clone_id,
         source=source,
         url=runtime.clone_url(clone_id),
-        db_name=db_name,
+        db_name=clone_db_name(clone_id),
         ttl_minutes=request.ttl_minutes,
         copy_mode=request.copy_mode,
-        expires_at=run_after.astimezone(UTC) + timedelta(minutes=request.ttl_minutes),
+        expires_at=start.astimezone(UTC) + timedelta(minutes=request.ttl_minutes),
     )
+
+
+def validate_request(
+    params: Mapping[str, Any], run_after: datetime, job_id: str | None = None
+) -> dict[str, Any]:
+    """Check the request against the models, the configuration and what exists; return the clone plan.
+
+    A refusal gives back the clone id the jobs API accepted for this job (its row: ``failed`` with the
+    reason; a retry of this task may take it again): nothing after this task runs to do it."""
+    try:
+        request, source, clone_id, runtime = check_clone_request(params, job_id=job_id)
+    except Exception as exc:
+        requested = params.get("clone_id")
+        if job_id and isinstance(requested, str) and CLONE_ID_RE.fullmatch(requested):
+            registry().mark_failed(requested, job_id, describe(exc))  # a no-op unless this job holds it
+        raise
+    plan = clone_plan(request, source, clone_id, runtime, run_after)
     log.info("plan: clone %s of %s at %s, expires %s", clone_id, source.url, plan.url, plan.expires_at)
     return plan.model_dump(mode="json")
 
@@ -326,9 +347,27 @@ def _remove_clone(runtime: Runtime, clone_id: str, db_name: str) -> list[str]:
 # -- wp_delete and wp_ttl_cleanup --------------------------------------------------------------------------
 
 
-def validate_delete(params: Mapping[str, Any]) -> list[str]:
+DELETE_WAIT_ENV = "WPCLONE_DELETE_WAIT"  # seconds a delete waits for a cancelled clone job's rollback
+
+
+def validate_delete(params: Mapping[str, Any], timeout: float | None = None) -> list[str]:
+    """The clone to delete. A clone still being made (its job cancelled by the jobs API's delete) is waited
+    for until that job's rollback has released it."""
     request = DeleteRequest(clone_id=params.get("clone_id", ""))
-    record = registry().get(request.clone_id)
+    reg = registry()
+    record = reg.get(request.clone_id)
+    deadline = time.monotonic() + (timeout or float(os.environ.get(DELETE_WAIT_ENV, "900")))
+    while record is not None and record.lock_job_id and record.status in ("accepted", "provisioning"):
+        if time.monotonic() > deadline:
+            raise StepFailed(
+                f"clone {request.clone_id} is still being made by job {record.lock_job_id}; "
+                "cancel that job, then delete the clone."
+            )
+        log.info(
+            "clone %s is being made by job %s: waiting for it to end", record.clone_id, record.lock_job_id
+        )
+        time.sleep(SITE_READY_POLL_S)
+        record = reg.get(request.clone_id)
     if record is None:
         raise BadRequest(f"clone {request.clone_id} does not exist.")
     if record.status == "deleted":  # deleting again converges: nothing left to do
@@ -509,9 +548,10 @@ def check_restore_request(params: Mapping[str, Any], reg: Any = None) -> tuple[R
     (a clone that is not ready, a URL the policy refuses: checked before any byte is fetched)."""
     from wpclone.config import load_config
     from wpclone.fetch import FetchError, check_url
+    from wpclone.runparams import resolve
 
     request = RestoreRequest(
-        clone_id=params.get("clone_id", ""), source_backup_url=params.get("source_backup_url", "")
+        clone_id=params.get("clone_id", ""), source_backup_url=resolve(params, "source_backup_url")
     )
     record = ready_clone(request.clone_id, reg)
     runtime = get_runtime(load_config())

@@ -458,3 +458,69 @@ def test_a_pooled_registry_reuses_its_connections_and_replaces_a_dropped_one(
     with pytest.raises(Exception, match=r"gone away|Lost connection"):
         lazy_reg.get("pooled-one")
     assert lazy_reg.get("pooled-one") == reg.get("pooled-one")
+
+
+def test_accept_takes_the_id_at_once_and_only_once(registry: Registry) -> None:
+    job = registry.accept(plan("early"), "clone-1", "wp_clone", {"clone_id": "early"}, "ann")
+    assert job.job_id == "clone-1" and job.clone_id == "early"
+    record = registry.get("early")
+    assert record is not None and record.status is CloneStatus.ACCEPTED
+    assert record.lock_job_id == record.last_job_id == "clone-1"
+    assert "early" in registry.live_clone_ids()  # the orphan sweep keeps whatever it already has
+
+    with pytest.raises(CloneTaken) as exc:  # a second request for the id is refused at once
+        registry.accept(plan("early"), "clone-2", "wp_clone", {"clone_id": "early"}, "bob")
+    assert str(exc.value) == (
+        "clone early already exists (status accepted by job clone-1); "
+        "choose another clone id or delete it first."
+    )
+    assert registry.get_job("clone-2") is None  # the refused request recorded no job
+    with pytest.raises(CloneTaken):  # nor may another job reserve it
+        registry.reserve(plan("early"), "clone-3")
+
+    taken = registry.reserve(plan("early"), "clone-1")  # the accepted job's own reservation takes it over
+    assert taken.status is CloneStatus.PROVISIONING and taken.lock_job_id == "clone-1"
+
+
+def test_concurrent_accepts_of_one_id_have_one_winner(registry: Registry) -> None:
+    barrier = threading.Barrier(8)
+
+    def attempt(n: int) -> str:
+        barrier.wait()
+        try:
+            return registry.accept(plan("rushed"), f"clone-{n}", "wp_clone", {}, "user").job_id
+        except CloneTaken:
+            return "refused"
+
+    with ThreadPoolExecutor(8) as pool:
+        outcomes = list(pool.map(attempt, range(8)))
+    winners = [o for o in outcomes if o != "refused"]
+    assert len(winners) == 1
+    record = registry.get("rushed")
+    assert record is not None and record.lock_job_id == winners[0] and record.status is CloneStatus.ACCEPTED
+
+
+def test_accept_reuses_a_deleted_id_but_not_a_failed_one(registry: Registry) -> None:
+    registry.reserve(plan("reused"), "job-1")
+    registry.mark_failed("reused", "job-1", "it broke.")
+    with pytest.raises(CloneTaken, match=r"status failed\)"):
+        registry.accept(plan("reused"), "clone-2", "wp_clone", {}, "user")
+    registry.begin_delete("reused", "delete-1")
+    registry.mark_deleted("reused", "delete-1")
+    registry.accept(plan("reused"), "clone-3", "wp_clone", {}, "user")
+    record = registry.get("reused")
+    assert record is not None and record.status is CloneStatus.ACCEPTED and record.lock_job_id == "clone-3"
+    assert record.deleted_at is None and record.last_error is None
+
+
+def test_cancelling_an_accepted_job_gives_the_id_back(registry: Registry) -> None:
+    registry.accept(plan("given-back"), "clone-1", "wp_clone", {"clone_id": "given-back"}, "user")
+    assert registry.cancel_untriggered_job("clone-1", "cancelled by ann.")
+    assert not registry.cancel_untriggered_job("clone-1", "cancelled twice.")  # once only
+    job = registry.get_job("clone-1")
+    assert job is not None and job.error == "cancelled by ann." and job.conf is None
+    later = datetime.now(UTC) + timedelta(days=1)
+    assert [j.job_id for j in registry.untriggered_jobs(later)] == []  # no dispatcher will start it
+    record = registry.get("given-back")
+    assert record is not None and record.status is CloneStatus.FAILED and record.lock_job_id is None
+    assert record.last_error == "cancelled by ann."

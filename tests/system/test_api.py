@@ -247,7 +247,7 @@ def test_list_filters_by_status_and_source(cloned: dict[str, Any], api: Api, sou
 def test_a_taken_clone_id_is_refused(cloned: dict[str, Any], api: Api, source_site: SiteConfig) -> None:
     clone_id = cloned["accepted"].clone_id
     response = api.call("POST", f"{V1}/clones", json={"source_url": source_site.url, "clone_id": clone_id})
-    assert response.status_code == 422
+    assert response.status_code == 409
     assert response.json()["detail"] == (
         f"clone {clone_id} already exists (status ready); choose another clone id or delete it first."
     )
@@ -282,39 +282,40 @@ def test_a_job_failing_in_airflow_reports_the_steps_sentence(api: Api, source_si
     _assert_moves_forward(polls)
 
 
-def test_delete_while_provisioning_is_refused_then_delete_leaves_nothing(
-    api: Api, source_site: SiteConfig, made: list[str], admin_db: DbEndpoint, stack: StackSettings
+@pytest.mark.parametrize("when", ["accepted", "provisioning"])
+def test_the_id_is_taken_at_accept_and_deleting_a_clone_being_made_cancels_it(
+    when: str, api: Api, source_site: SiteConfig, made: list[str], admin_db: DbEndpoint, stack: StackSettings
 ) -> None:
-    clone_id = _id("sys-del")
+    clone_id = _id(f"sys-del-{when[:4]}")
     made.append(clone_id)
-    job = api.call("POST", f"{V1}/clones", json={"source_url": source_site.url, "clone_id": clone_id}).json()
+    request = {"source_url": source_site.url, "clone_id": clone_id}
+    job = api.call("POST", f"{V1}/clones", json=request).json()
+    # The 202 means the id is taken: at once, a second request for it is refused and the clone is listed.
+    second = api.call("POST", f"{V1}/clones", json=request)
+    assert second.status_code == 409, second.text
+    assert second.json()["detail"].startswith(f"clone {clone_id} already exists (status ")
+    assert api.call("GET", f"{V1}/clones/{clone_id}").json()["lock_job_id"] == job["job_id"]
 
-    def reserved() -> bool:
-        record = api.call("GET", f"{V1}/clones/{clone_id}")
-        return record.status_code == 200 and record.json()["status"] == "provisioning"
-
-    deadline = time.monotonic() + 120
-    while not reserved():
-        assert time.monotonic() < deadline, "the clone was never reserved"
-        time.sleep(0.2)
-    busy = api.call("DELETE", f"{V1}/clones/{clone_id}")
-    assert busy.status_code == 409
-    assert busy.json()["detail"] == (
-        f"clone {clone_id} is provisioning by job {job['job_id']}; delete it once that job has finished."
-    )
-    assert api.wait_job(job["job_id"])["status"] == "completed"
-
+    if when == "provisioning":  # the job's run exists and works on the clone
+        deadline = time.monotonic() + 120
+        while api.call("GET", f"{V1}/clones/{clone_id}").json()["status"] != "provisioning":
+            assert time.monotonic() < deadline, "the clone was never reserved"
+            time.sleep(0.2)
     response = api.call("DELETE", f"{V1}/clones/{clone_id}")
-    assert response.status_code == 202
+    assert response.status_code == 202, response.text
     deleted = JobResponse.model_validate(response.json())
     assert deleted.type == "delete" and deleted.clone_id == clone_id
+
+    made_job = api.wait_job(job["job_id"])
+    assert made_job["status"] == "cancelled", made_job
+    assert made_job["error"].startswith("cancelled by admin"), made_job
     final, polls = _watch(api, deleted.job_id)
     assert final["status"] == "completed", final["error"]
-    assert final["result"] == {"clone_id": clone_id, "deleted": True, "already_deleted": False}
+    assert final["result"]["clone_id"] == clone_id and final["result"]["deleted"] is True
     _assert_moves_forward(polls)
     assert leftovers(admin_db, stack, clone_id) == []
     record = api.call("GET", f"{V1}/clones/{clone_id}").json()
-    assert record["status"] == "deleted" and record["deleted_at"]
+    assert record["status"] == "deleted" and record["deleted_at"] and record["lock_job_id"] is None
 
     again = api.call("DELETE", f"{V1}/clones/{clone_id}")
     assert again.status_code == 202

@@ -13,6 +13,7 @@ import functools
 import logging
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
+from datetime import UTC, datetime
 from typing import Annotated, Any, Literal, TypeVar
 
 from fastapi import Depends, FastAPI, HTTPException, Path, Query, Request, status
@@ -21,11 +22,12 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, ValidationError
 from sqlalchemy.orm import Session
 
-from wpclone import jobs, tasks
+from wpclone import jobs, runparams, tasks
 from wpclone.api.dispatch import Dispatcher, airflow_trigger, is_stale
+from wpclone.fetch import redact
 from wpclone.jobs import JobResponse, JobStatusResponse, JobType
-from wpclone.models import BackupUrl, CloneId, CloneRequest, CloneStatus
-from wpclone.registry import CloneRecord, Registry
+from wpclone.models import BackupUrl, CloneId, ClonePlan, CloneRequest, CloneStatus
+from wpclone.registry import CloneRecord, CloneTaken, Registry
 
 log = logging.getLogger(__name__)
 
@@ -91,12 +93,27 @@ def _status_url(request: Request, job_id: str) -> str:
     return f"{request.scope.get('root_path', '')}{API_PREFIX}/jobs/{job_id}"
 
 
-def _start_job(request: Request, user: Any, job_type: JobType, conf: dict[str, Any]) -> JobResponse:
-    """Record the job and answer; the app's dispatcher creates its DAG run right after (see dispatch)."""
+def _start_job(
+    request: Request,
+    user: Any,
+    job_type: JobType,
+    conf: dict[str, Any],
+    *,
+    plan: ClonePlan | None = None,
+    job_id: str | None = None,
+) -> JobResponse:
+    """Record the job and answer; the app's dispatcher creates its DAG run right after (see dispatch). A
+    clone job's ``plan`` takes its clone id at once (Registry.accept): 409 if another request took it."""
     dag_id = jobs.DAG_OF_TYPE[job_type]
-    job_id = jobs.new_job_id(job_type)
+    job_id = job_id or jobs.new_job_id(job_type)
     clone_id = conf.get("clone_id")
-    record = _registry().record_job(job_id, dag_id, conf, user.get_name(), clone_id)
+    if plan is None:
+        record = _registry().record_job(job_id, dag_id, conf, user.get_name(), clone_id)
+    else:
+        try:
+            record = _registry().accept(plan, job_id, dag_id, conf, user.get_name())
+        except CloneTaken as exc:
+            raise HTTPException(status.HTTP_409_CONFLICT, str(exc)) from exc
     _dispatcher(request).submit(record)  # which logs the job once its run is created
     return JobResponse(
         job_id=job_id,
@@ -233,11 +250,14 @@ def _add_job_routes(app: FastAPI) -> None:
     def create_clone(body: CloneRequest, request: Request, user: UserDep, _busy: AcceptingDep) -> JobResponse:
         authorize(user, "POST", jobs.DAG_OF_TYPE[JobType.CLONE])
         try:
-            checked, _, clone_id, _ = tasks.check_clone_request(body.model_dump(mode="json"), _registry())
+            checked, source, clone_id, runtime = tasks.check_clone_request(
+                body.model_dump(mode="json"), _registry()
+            )
         except (tasks.BadRequest, ValidationError) as exc:
             raise _refuse(exc) from exc
         conf = {**checked.model_dump(mode="json"), "clone_id": clone_id}
-        return _start_job(request, user, JobType.CLONE, conf)
+        plan = tasks.clone_plan(checked, source, clone_id, runtime, datetime.now(UTC))
+        return _start_job(request, user, JobType.CLONE, conf, plan=plan)
 
     @_starts_job(
         app,
@@ -245,12 +265,18 @@ def _add_job_routes(app: FastAPI) -> None:
         "/clones/{clone_id}",
         "Delete a clone: site, database, user and content (a wp_delete job)",
     )
-    def delete_clone(clone_id: CloneId, request: Request, user: UserDep, _busy: AcceptingDep) -> JobResponse:
+    def delete_clone(
+        clone_id: CloneId, request: Request, session: SessionDep, user: UserDep, _busy: AcceptingDep
+    ) -> JobResponse:
         authorize(user, "POST", jobs.DAG_OF_TYPE[JobType.DELETE])
         record = _registry().get(clone_id)
         if record is None:
             raise HTTPException(status.HTTP_404_NOT_FOUND, f"clone {clone_id} does not exist.")
-        if record.lock_job_id:
+        if record.lock_job_id and record.status in (CloneStatus.ACCEPTED, CloneStatus.PROVISIONING):
+            # Still being made: cancel that job (its rollback removes what exists); the delete waits for it.
+            authorize(user, "POST", jobs.DAG_OF_TYPE[JobType.CLONE])
+            _cancel_clone_job(record.lock_job_id, user.get_name(), session)
+        elif record.lock_job_id:
             raise HTTPException(
                 status.HTTP_409_CONFLICT,
                 f"clone {clone_id} is {record.status} by job {record.lock_job_id}; "
@@ -287,7 +313,55 @@ def _add_job_routes(app: FastAPI) -> None:
             tasks.check_restore_request(conf, _registry())
         except (tasks.BadRequest, ValidationError) as exc:
             raise _refuse(exc) from exc
-        return _start_job(request, user, JobType.RESTORE, conf)
+        # A presigned URL's token never reaches the run's conf, which every viewer of the DAG can read.
+        job_id = jobs.new_job_id(JobType.RESTORE)
+        shown = redact(body.source_backup_url).replace("?…", "")
+        conf = runparams.keep_out_of_conf(conf, "source_backup_url", job_id, shown)
+        return _start_job(request, user, JobType.RESTORE, conf, job_id=job_id)
+
+
+def _cancel_clone_job(job_id: str, user_name: str, session: Session) -> None:
+    """Cancel the clone job ``job_id`` for a delete: its run if it exists, else the accepted job itself."""
+    from wpclone.api.runs import find_run
+
+    dag_ids = [jobs.DAG_OF_TYPE[JobType.CLONE]]
+    run = find_run(job_id, dag_ids, session)
+    if run is None:
+        reg = _registry()
+        if reg.cancel_untriggered_job(job_id, f"cancelled by {user_name} (the clone was deleted)."):
+            log.info("job %s cancelled before its run was created", job_id)
+        run = find_run(job_id, dag_ids, session)  # a dispatcher that started it meanwhile
+    if run is not None and str(run.state) not in ("success", "failed"):
+        _cancel_run(run, user_name, session)
+    log.info("job %s cancelled by %s to delete its clone", job_id, user_name)
+
+
+def _cancel_run(run: Any, user_name: str, session: Session) -> None:
+    """Cancel a started job; a clone job cancelled before it reserved its clone (whose rollback will not
+    run) gives back the clone id it was accepted with."""
+    from wpclone.api.runs import cancel
+
+    reason = cancel(run, user_name, session)
+    clone_id = (run.conf or {}).get("clone_id")
+    if run.dag_id == jobs.DAG_OF_TYPE[JobType.CLONE] and isinstance(clone_id, str):
+        _registry().release_accepted(clone_id, run.run_id, reason)
+
+
+def _cancel_accepted(request: Request, job_id: str, session: Session, user: Any) -> JobStatusResponse | None:
+    """Cancel a job accepted whose run does not exist: it will never start (None if it just did)."""
+    reg = _registry()
+    accepted = reg.get_job(job_id)
+    if accepted is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"job {job_id} does not exist.")
+    authorize(user, "POST", accepted.dag_id)
+    if accepted.error:
+        raise HTTPException(status.HTTP_409_CONFLICT, f"job {job_id} has already ended (failed).")
+    if not reg.cancel_untriggered_job(job_id, f"cancelled by {user.get_name()}."):
+        return None
+    runparams.drop(accepted.conf or {}, "source_backup_url")
+    log.info("job %s cancelled by %s before it started", job_id, user.get_name())
+    result: JobStatusResponse = _accepted_job(request, job_id, [accepted.dag_id], session, user)
+    return result
 
 
 def _add_read_routes(app: FastAPI) -> None:
@@ -325,23 +399,23 @@ def _add_read_routes(app: FastAPI) -> None:
         session: SessionDep,
         user: UserDep,
     ) -> JobStatusResponse:
-        from wpclone.api.runs import cancel, find_run, job_status
+        from wpclone.api.runs import find_run, job_status
 
         run = find_run(job_id, list(jobs.TYPE_OF_DAG), session)
         if run is None:
-            accepted = _registry().get_job(job_id)
-            if accepted is None:
-                raise HTTPException(status.HTTP_404_NOT_FOUND, f"job {job_id} does not exist.")
-            raise HTTPException(
-                status.HTTP_409_CONFLICT, f"job {job_id} is starting; cancel it once it runs (in a second)."
-            )
+            cancelled = _cancel_accepted(request, job_id, session, user)
+            if cancelled is not None:
+                return cancelled
+            run = find_run(job_id, list(jobs.TYPE_OF_DAG), session)  # it started meanwhile
+            if run is None:
+                raise HTTPException(status.HTTP_409_CONFLICT, f"job {job_id} is starting; try again.")
         authorize(user, "POST", run.dag_id)
         current = job_status(run, session, _registry_error)
         if current.status in jobs.FINAL_STATUSES:
             raise HTTPException(
                 status.HTTP_409_CONFLICT, f"job {job_id} has already ended ({current.status})."
             )
-        cancel(run, user.get_name(), session)
+        _cancel_run(run, user.get_name(), session)
         log.info("job %s cancelled by %s", job_id, user.get_name())
         return job_status(run, session, _registry_error)
 

@@ -26,6 +26,7 @@ from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from wpclone import runparams
 from wpclone.registry import JobRecord, Registry
 
 log = logging.getLogger(__name__)
@@ -123,6 +124,10 @@ class Dispatcher:
         """Create ``job``'s run and record that; returns the error sentence if it cannot be created."""
         from wpclone.tasks import describe
 
+        current = self._registry().get_job(job.job_id)
+        if current is not None and (current.error or current.triggered_at):  # cancelled, or started
+            log.info("job %s: not starting it (%s)", job.job_id, current.error or "already started")
+            return current.error
         error: str | None = None
         for attempt in range(1, ATTEMPTS + 1):
             try:
@@ -142,6 +147,10 @@ class Dispatcher:
             break
         try:
             self._registry().mark_job_triggered(job.job_id, error)
+            if error and job.clone_id:  # give back the clone id accepted for it (only if this job holds it)
+                self._registry().mark_failed(job.clone_id, job.job_id, error)
+            if error:  # the run will never resolve (nor forget) a secret param kept out of its conf
+                runparams.drop(job.conf or {}, "source_backup_url")
         except Exception:  # the run exists (or not) whatever the registry says; the sweep re-checks
             log.exception("job %s: could not record that its run was triggered", job.job_id)
         return error

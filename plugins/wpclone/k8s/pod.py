@@ -68,6 +68,7 @@ from wpclone.k8s.manifests import (
 )
 from wpclone.k8s.settings import KubernetesSettings
 from wpclone.models import CLONE_ID_RE
+from wpclone.runparams import resolve
 from wpclone.runtimes.base import CLONE_ID_LABEL, MANAGED_BY, MANAGED_BY_LABEL, STEP_COMMAND, Step
 from wpclone.steps.backup import BACKUP_DIR_ENV, BACKUP_STEP, FETCH_POLICY_ENV, RESTORE_STEP
 from wpclone.steps.common import CLONE_ID_ENV, JOB_ID_ENV
@@ -372,7 +373,7 @@ class StepPodOperator(KubernetesPodOperator):
 
         params = context["params"]
         data = {
-            param_secret_key(name): base64.b64encode(str(params.get(param) or "").encode()).decode()
+            param_secret_key(name): base64.b64encode(resolve(params, param).encode()).decode()
             for name, param in self.param_env.items()
         }
         name = secret_name(str(self.labels[CLONE_ID_LABEL]))

@@ -39,6 +39,7 @@ from wpclone.local.sitehost import (
 )
 from wpclone.models import CLONE_ID_RE, ClonePlan, RuntimeKind, SourceConfig, WpcloneConfig, restore_db_name
 from wpclone.readiness import Fetch, http_fetcher
+from wpclone.runparams import resolve
 from wpclone.runtimes.base import STEP_COMMAND, CloneSecrets, Runtime, Step
 from wpclone.steps.backup import BACKUP_DIR_ENV, FETCH_POLICY_ENV, WORK_DIR_NAME, staged_content_dir
 from wpclone.steps.common import CLONE_ID_ENV, JOB_ID_ENV, PARENT_PID_ENV
@@ -363,7 +364,7 @@ def run_local_step(
         **os.environ,
         **env,
         **runtime.step_env(plan, db_env, content),
-        **{name: str(context["params"].get(param) or "") for name, param in (param_env or {}).items()},
+        **{name: resolve(context["params"], param) for name, param in (param_env or {}).items()},
         PARENT_PID_ENV: str(os.getpid()),  # the step dies with this task process (no racing the retry)
     }
     log.info("running step %s for clone %s: %s", step, plan.clone_id, " ".join(command[1:]))
