@@ -14,6 +14,11 @@ from typing import Any
 
 import pytest
 
+from tests.unit.test_k8s_manifests import make_plan, make_source
+from wpclone.local.settings import StackSettings
+from wpclone.local.sitehost import WORDPRESS_CORE
+from wpclone.models import RuntimeKind, WpcloneConfig
+from wpclone.runtimes.local import LocalRuntime
 from wpclone.steps.content_tree import LINK_ROOTS_ENV
 from wpclone.steps.copy_content import TEMP_SUFFIX, copy_content
 
@@ -339,12 +344,23 @@ def test_dangling_links_inside_are_kept_and_reported_outside_refused(
     assert os.readlink(dst / "index-old.php") == "nowhere.php"
     assert os.readlink(dst / "uploads/gone.jpg") == "missing.jpg"
 
-    # Out of wp-content, a missing target is refused: it may exist only where this step cannot see it.
+    # Out of wp-content under an allowed root that exists here, a missing target is missing on the source
+    # too (Debian links every default theme, installed or not): nothing to copy, listed.
     os.symlink(str(deployed.core / "wp-content/themes/removed"), deployed.src / "themes/removed")
-    proc = run_cli(str(deployed.src), str(tmp_path / "dst2"), env=roots)
-    assert proc.returncode == 1
-    last = proc.stderr.splitlines()[-1]
-    assert "wp-content/themes/removed points to" in last and "which does not exist here" in last
+    result = result_of(run_cli(str(deployed.src), str(tmp_path / "dst2"), env=roots))
+    assert (
+        f"themes/removed -> {deployed.core}/wp-content/themes/removed (missing: not copied)"
+        in result["dangling"]
+    )
+    assert not os.path.lexists(tmp_path / "dst2/themes/removed")
+    # Anywhere else it may exist only where this step cannot see it (a root the pod does not mount): refused.
+    unseen = tmp_path / "not-mounted"
+    os.symlink(str(unseen / "themes/x"), deployed.src / "themes/x")
+    for env in (roots, deployed.roots(deployed.core, deployed.shared, unseen)):
+        proc = run_cli(str(deployed.src), str(tmp_path / "dst3"), env=env)
+        assert proc.returncode == 1
+        last = proc.stderr.splitlines()[-1]
+        assert f"wp-content/themes/x points to {unseen}/themes/x, which does not exist here" in last
 
 
 def test_link_loops(deployed: Deployed, tmp_path: Path) -> None:
@@ -369,8 +385,12 @@ def test_link_loops(deployed: Deployed, tmp_path: Path) -> None:
     os.symlink(str(tmp_path / "l2"), tmp_path / "l1")
     os.symlink(str(tmp_path / "l1"), tmp_path / "l2")
     os.symlink(str(tmp_path / "l1"), deployed.src / "outside-loop")
-    proc = run_cli(str(deployed.src), str(tmp_path / "loop2"), env=deployed.roots(tmp_path))
+    proc = run_cli(str(deployed.src), str(tmp_path / "loop2"), env=roots)
     assert proc.returncode == 1 and "(or is a loop of links)" in proc.stderr.splitlines()[-1]
+    # Under an allowed root that is there, such a loop is broken on the source too: listed, not copied.
+    result = result_of(run_cli(str(deployed.src), str(tmp_path / "loop3"), env=deployed.roots(tmp_path)))
+    assert any(d.startswith("outside-loop -> ") for d in result["dangling"])
+    assert not os.path.lexists(tmp_path / "loop3/outside-loop")
 
 
 def test_database_mode_leaves_a_linked_uploads_empty_without_reading_it(
@@ -425,3 +445,42 @@ def test_resume_after_a_kill_halfway_through_a_followed_tree(deployed: Deployed,
     assert not list(dst.rglob(f"*{TEMP_SUFFIX}"))
     again = result_of(run_cli(str(deployed.src), str(dst), env=roots))
     assert again["files_copied"] == 0 and again["files_skipped"] == again["files"]
+
+
+DEBIAN_CONTENT = Path("/var/lib/wordpress/wp-content")  # Debian's package: themes/* link into WORDPRESS_CORE
+
+
+def test_the_local_runtime_copies_debians_own_wp_content(tmp_path: Path) -> None:
+    """Debian's WordPress layout, as installed on this machine: the local runtime's default roots (WordPress's
+    core directory) copy its linked themes as directories; a source allowing no roots fails naming one."""
+    runtime = LocalRuntime(WpcloneConfig(runtime=RuntimeKind.LOCAL), StackSettings(tmp_path / "state", 1, 2))
+    content = {"SOURCE_CONTENT_DIR": "source", "TARGET_CONTENT_DIR": "clone"}
+    plan = make_plan("debian", source=make_source(content_dir=str(DEBIAN_CONTENT)))
+    env = runtime.step_env(plan, {}, content)
+    assert json.loads(env[LINK_ROOTS_ENV]) == [str(WORDPRESS_CORE)]
+    assert LINK_ROOTS_ENV not in runtime.step_env(plan, {"SOURCE_DB": "source"}, {})
+
+    result = result_of(run_cli(env=env))
+    dst = Path(env["TARGET_CONTENT_DIR"])
+    themes = sorted((DEBIAN_CONTENT / "themes").iterdir())
+    assert themes and all(t.is_symlink() for t in themes)
+    for theme in themes:
+        target = os.path.realpath(theme)
+        if os.path.isdir(target):  # copied as the directory it points to, every file in it
+            assert f"themes/{theme.name} -> {target}" in result["followed"]
+            copy = dst / "themes" / theme.name
+            assert copy.is_dir() and not copy.is_symlink()
+            assert snapshot(copy) == snapshot(Path(target))
+        else:  # the package links default themes whether or not they are installed
+            assert f"themes/{theme.name} -> {os.readlink(theme)} (missing: not copied)" in result["dangling"]
+            assert not os.path.lexists(dst / "themes" / theme.name)
+    assert result["links_followed"] >= 1 and links_leaving(dst) == []
+
+    strict = make_plan("debian", source=make_source(content_dir=str(DEBIAN_CONTENT), content_link_roots=[]))
+    proc = run_cli(env=runtime.step_env(strict, {}, content))
+    assert proc.returncode == 1
+    last = proc.stderr.splitlines()[-1]
+    assert (
+        last.startswith("error: The symlink wp-content/")
+        and f"outside wp-content to {WORDPRESS_CORE}/" in last
+    )

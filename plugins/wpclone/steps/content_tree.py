@@ -17,9 +17,11 @@ never by its text alone, so a chain of links cannot hide where it ends.
   that place is in the copy); one that ends elsewhere is followed under the roots, or refused.
 - **Dangling links and loops of links**: one that ends (as far as it resolves) inside a tree is kept as the
   same kind of link and reported in ``dangling``: the copy is then exactly as broken as the source, and
-  nothing is read through it. One that ends outside is refused: a target missing on the source cannot be
-  told from one this step cannot see (a pod that does not mount it), and a copy without it is a clone whose
-  theme is missing (issue 11's blank pages).
+  nothing is read through it. One that ends under an allowed root which exists here is broken on the source
+  too (Debian's package links every default theme, installed or not): there is nothing to copy, so it is
+  left out and reported in ``dangling``. Any other is refused: its target may exist only where this step
+  cannot see it (a pod that does not mount it), and a copy without it would be a clone whose theme is
+  missing (issue 11's blank pages).
 - **Cycles**: following a directory that contains one where a followed link sits (or the directory being
   walked) would never end, so it is refused with a sentence; at most :data:`MAX_FOLLOW_DEPTH` follows nest.
 - Sockets, FIFOs and devices are yielded as kind ``other`` for the caller to report.
@@ -143,7 +145,8 @@ class ContentWalk:
                 stack.pop()
                 continue
             entry, descend = self._entry(frame, name)
-            yield entry
+            if entry is not None:
+                yield entry
             if descend is not None:
                 stack.append((descend, iter(self._listing(descend.real))))
 
@@ -152,7 +155,7 @@ class ContentWalk:
         with os.scandir(path) as it:
             return sorted(e.name for e in it)
 
-    def _entry(self, frame: _Frame, name: str) -> tuple[Entry, _Frame | None]:
+    def _entry(self, frame: _Frame, name: str) -> tuple[Entry | None, _Frame | None]:
         path = os.path.join(frame.real, name)
         rel = _join(frame.rel, name)
         st = os.lstat(path)
@@ -175,7 +178,9 @@ class ContentWalk:
                 return _join(tree.rel, below) if below else tree.rel
         return None
 
-    def _link(self, frame: _Frame, rel: str, path: str, st: os.stat_result) -> tuple[Entry, _Frame | None]:
+    def _link(
+        self, frame: _Frame, rel: str, path: str, st: os.stat_result
+    ) -> tuple[Entry | None, _Frame | None]:
         text = os.readlink(path)
         target = os.path.realpath(path)  # as far as it resolves: a dangling tail is joined as written
         try:
@@ -184,11 +189,14 @@ class ContentWalk:
             resolved = None  # dangling, or a loop of links
         where = self._in_copy(frame, target)
         if where is not None:
-            link = os.path.relpath("/" + where, "/" + frame.rel)  # both below wp-content ("/" here)
-            if resolved is None and len(self.report.dangling) < MAX_LISTED:
-                self.report.dangling.append(f"{rel} -> {text}")
+            if resolved is None:
+                self._dangling(f"{rel} -> {text}")
             self.report.kept += 1
+            link = os.path.relpath("/" + where, "/" + frame.rel)  # both below wp-content ("/" here)
             return Entry(rel, "link", path, st, link=link), None
+        if resolved is None and any(_inside(target, r) and os.path.isdir(r) for r in self.link_roots):
+            self._dangling(f"{rel} -> {text} (missing: not copied)")
+            return None, None
         if resolved is None:
             raise LinkRefused(
                 sentence(
@@ -206,13 +214,23 @@ class ContentWalk:
                     "source"
                 )
             )
-        if not stat.S_ISDIR(resolved.st_mode) and not stat.S_ISREG(resolved.st_mode):
-            return Entry(rel, "other", target, resolved), None
+        return self._follow(frame, rel, target, resolved)
+
+    def _dangling(self, shown: str) -> None:
+        if len(self.report.dangling) < MAX_LISTED:
+            self.report.dangling.append(shown)
+
+    def _follow(
+        self, frame: _Frame, rel: str, target: str, st: os.stat_result
+    ) -> tuple[Entry, _Frame | None]:
+        """The allowed link ``rel`` as what it points to: a file, or a directory to walk (cycles refused)."""
+        if not stat.S_ISDIR(st.st_mode) and not stat.S_ISREG(st.st_mode):
+            return Entry(rel, "other", target, st), None
         self.report.followed += 1
         if len(self.report.followed_list) < MAX_LISTED:
             self.report.followed_list.append(f"{rel} -> {target}")
-        if stat.S_ISREG(resolved.st_mode):
-            return Entry(rel, "file", target, resolved), None
+        if stat.S_ISREG(st.st_mode):
+            return Entry(rel, "file", target, st), None
         trail = (*frame.trail, frame.real)
         if any(_inside(d, target) for d in trail) or len(trail) > MAX_FOLLOW_DEPTH:
             raise LinkRefused(
@@ -230,4 +248,4 @@ class ContentWalk:
                 )
             )
         descend = _Frame(target, rel, (*frame.trees, _Tree(target, rel)), trail)
-        return Entry(rel, "dir", target, resolved), descend
+        return Entry(rel, "dir", target, st), descend

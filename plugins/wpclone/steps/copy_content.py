@@ -13,8 +13,9 @@ Rules:
   (made relative); a link out of it is copied as what it points to when its target lies under one of the
   allowed roots (``SOURCE_CONTENT_LINK_ROOTS``, set by the runtime from the source's
   ``content_link_roots``), and otherwise the step fails with a sentence naming it, leaving what it copied
-  for the rollback. Dangling links inside are kept and listed; sockets, FIFOs and devices are skipped with
-  a warning and listed. Ownership is not copied (the step does not run as root).
+  for the rollback. Dangling links are listed (kept when they point inside, left out when their target is
+  missing under an allowed root, refused otherwise); sockets, FIFOs and devices are skipped with a warning
+  and listed. Ownership is not copied (the step does not run as root).
 - Nothing outside the target directory is written or deleted; inside it, only our own temp files are
   deleted (and a file or link the source now has as something else is replaced). Files that exist only in
   the target are left alone.
@@ -240,7 +241,7 @@ class _Copier:
         self.result.links_kept, self.result.links_followed = report.kept, report.followed
         self.result.followed, self.result.dangling = report.followed_list, report.dangling
         for link in report.dangling:
-            log.warning("step=%s event=dangling link=%s (kept as it is on the source)", STEP, link)
+            log.warning("step=%s event=dangling link=%s", STEP, link)
         # Deepest first, so setting a parent's mtime is the last write into it.
         for path, st in sorted(self.dir_meta, key=lambda item: len(item[0].parts), reverse=True):
             os.chmod(path, stat.S_IMODE(st.st_mode))
