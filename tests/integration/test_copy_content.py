@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import signal
@@ -14,10 +15,21 @@ from typing import Any
 
 import pytest
 
+from tests.conftest import run_step
 from tests.unit.test_k8s_manifests import make_plan, make_source
+from wpclone.db import DbEndpoint, quote_identifier
+from wpclone.local.mariadb import LOCAL_USER_HOST
 from wpclone.local.settings import StackSettings
-from wpclone.local.sitehost import WORDPRESS_CORE
+from wpclone.local.sitehost import (
+    WORDPRESS_CORE,
+    SiteConfig,
+    content_dir,
+    http_opener,
+    register_site,
+    unregister_site,
+)
 from wpclone.models import RuntimeKind, WpcloneConfig
+from wpclone.mysql_admin import create_database_and_user, drop_database_and_user
 from wpclone.runtimes.local import LocalRuntime
 from wpclone.steps.content_tree import LINK_ROOTS_ENV
 from wpclone.steps.copy_content import TEMP_SUFFIX, copy_content
@@ -484,3 +496,71 @@ def test_the_local_runtime_copies_debians_own_wp_content(tmp_path: Path) -> None
         last.startswith("error: The symlink wp-content/")
         and f"outside wp-content to {WORDPRESS_CORE}/" in last
     )
+
+
+# -- a real WordPress site whose parent theme is a link out of wp-content -----------------------------------
+
+LINKED_SITE = "links-parent"
+CHILD_MARK = '<meta name="wpclone-child-theme" content="active">'
+
+
+def test_a_copied_site_whose_parent_theme_is_a_link_renders_with_it(
+    stack: StackSettings, source_site: SiteConfig, admin_db: DbEndpoint, tmp_path: Path
+) -> None:
+    """The source's database with a child theme active whose parent (Twenty Twenty-One) is a symlink into
+    Debian's WordPress; after copy-content the copy serves the theme's pages from its own files."""
+    src = tmp_path / "wp-content"
+    child = src / "themes/wpclone-child"
+    child.mkdir(parents=True)
+    (child / "style.css").write_text("/*\nTheme Name: wpclone child\nTemplate: twentytwentyone\n*/\n")
+    (child / "functions.php").write_text(
+        f"<?php\nadd_action('wp_head', function () {{ echo '{CHILD_MARK}'; }});\n"
+    )
+    parent = WORDPRESS_CORE / "wp-content/themes/twentytwentyone"
+    os.symlink(parent, src / "themes/twentytwentyone")
+    url = stack.site_url(LINKED_SITE)
+    database = user = "wp_links_parent"
+    password_file = stack.secrets_dir / f"site-{LINKED_SITE}-db"
+    stack.secret(password_file.name)
+    site = dataclasses.replace(
+        source_site, name=LINKED_SITE, url=url, db_name=database, db_user=user, db_password_file=password_file
+    )
+    create_database_and_user(admin_db, database, user, site.db_password(), user_host=LOCAL_USER_HOST)
+    try:
+        target = DbEndpoint(site.db_host, site.db_port, user, site.db_password(), database)
+        source = admin_db.with_database(source_site.db_name)
+        run_step(
+            "copy-database",
+            source_site.url,
+            url,
+            env={**source.to_env("SOURCE_DB"), **target.to_env("TARGET_DB")},
+        )
+        with target.connect() as conn, conn.cursor() as cur:
+            options = quote_identifier(f"{site.table_prefix}options")
+            cur.execute(
+                f"UPDATE {options} SET option_value = 'twentytwentyone' WHERE option_name = 'template'"
+            )
+            cur.execute(
+                f"UPDATE {options} SET option_value = 'wpclone-child' WHERE option_name = 'stylesheet'"
+            )
+            conn.commit()
+        dst = content_dir(stack, LINKED_SITE)
+        copied = run_step(
+            "copy-content", str(src), str(dst), env={LINK_ROOTS_ENV: json.dumps([str(WORDPRESS_CORE)])}
+        )
+        assert copied["followed"] == [f"themes/twentytwentyone -> {parent}"]
+        theme = dst / "themes/twentytwentyone"
+        assert theme.is_dir() and not theme.is_symlink() and (theme / "functions.php").is_file()
+        register_site(stack, site, default_content=False)
+
+        opener = http_opener(follow_redirects=False)
+        with opener.open(url + "/", timeout=30) as response:
+            status, page = response.status, response.read().decode()
+        assert status == 200 and CHILD_MARK in page
+        assert f"{url}/wp-content/themes/twentytwentyone/style.css" in page  # the parent's stylesheet
+        with opener.open(url + "/wp-content/themes/twentytwentyone/style.css", timeout=30) as response:
+            assert response.status == 200 and b"Theme Name: Twenty Twenty-One" in response.read()
+    finally:
+        unregister_site(stack, LINKED_SITE)
+        drop_database_and_user(admin_db, database, user, user_host=LOCAL_USER_HOST)
+        password_file.unlink(missing_ok=True)
