@@ -73,7 +73,6 @@ class Entry:
     path: str  # what to read: the entry itself, or for a followed link what it resolves to
     st: os.stat_result  # of what is read (of the link itself for kind "link")
     link: str = ""  # kind "link": the text to give the link
-    walk: bool = True  # kind "dir": its contents follow (False: the caller asked for it empty)
 
 
 @dataclass
@@ -81,7 +80,7 @@ class LinkReport:
     kept: int = 0
     followed: int = 0
     followed_list: list[str] = field(default_factory=list)  # "rel -> target", at most MAX_LISTED
-    dangling: list[str] = field(default_factory=list)  # "rel -> text", at most MAX_LISTED
+    dangling: list[str] = field(default_factory=list)  # "rel -> text[ (missing: not copied)]", at most 20
 
 
 @dataclass(frozen=True)
@@ -118,7 +117,8 @@ def _dir_stat(path: str, fallback: str) -> os.stat_result:
 class ContentWalk:
     """The entries below ``root`` under the link rule (module docstring); ``report`` fills as it goes.
 
-    ``empty`` names top-level directories (or links) yielded as a directory whose contents are not walked;
+    ``empty`` names top-level directories (or links) yielded as a directory whose contents are not walked
+    (nor judged);
     ``avoid`` is a directory (the copy's target) that a followed directory may neither hold nor lie in.
     """
 
@@ -161,7 +161,7 @@ class ContentWalk:
         st = os.lstat(path)
         if not frame.rel and name in self.empty and (stat.S_ISDIR(st.st_mode) or stat.S_ISLNK(st.st_mode)):
             # Not read, so not judged: a link here becomes an empty directory with the look of its target.
-            return Entry(rel, "dir", path, _dir_stat(path, self.root), walk=False), None
+            return Entry(rel, "dir", path, _dir_stat(path, self.root)), None
         if stat.S_ISDIR(st.st_mode):
             return Entry(rel, "dir", path, st), _Frame(path, rel, frame.trees, frame.trail)
         if stat.S_ISREG(st.st_mode):

@@ -69,7 +69,7 @@ class ContentResult:
     links_kept: int = 0
     links_followed: int = 0
     followed: list[str] = field(default_factory=list)  # "link -> target", at most MAX_LISTED
-    dangling: list[str] = field(default_factory=list)  # "link -> text", at most MAX_LISTED
+    dangling: list[str] = field(default_factory=list)  # content_tree.LinkReport.dangling
     skipped: list[str] = field(default_factory=list)
     duration_s: float = 0.0
     mb_per_s: float = 0.0
