@@ -3,7 +3,8 @@
 An archive is a tar (plain, gzip or zstd) or a zip holding::
 
     database.sql.gz        the dump (``database.sql`` also accepted when opening)
-    wp-content/...         optional: the site's content, file modes kept (owners are not)
+    wp-content/...         optional: the site's content, file modes kept (owners are not), and symlinks
+                           whose target is relative and stays inside wp-content
     manifest.json          what the archive holds, with sizes and checksums (see :class:`Manifest`)
 
 :func:`write_backup` writes the manifest last, so the archive is made in one streaming pass over the dump
@@ -11,22 +12,37 @@ and the content. A bare ``.sql`` or ``.sql.gz`` file is a database-only backup; 
 prefix are then read from the dump itself (:func:`read_site`). The kind of a file is told by its first
 bytes, never by its name.
 
+**Links.** :func:`write_backup` walks wp-content under the link rule of
+:mod:`wpclone.steps.content_tree`: a link into wp-content becomes a symlink member whose target is the
+relative path to where it ends (never through another link); a link out of it is archived as what it points
+to when its target lies under one of ``link_roots``, and otherwise the backup fails naming it. Sockets and
+FIFOs are skipped with a warning.
+
 :func:`open_backup` extracts into a work directory and refuses, with one sentence and before the offending
-member is written: absolute paths, ``..``, **every** symlink and hardlink (a backup never needs one, and
-:func:`write_backup` skips them), device files and fifos, names outside the layout above, duplicates, too
-many members, too many bytes written (counted as they are written, so a lying header or a zip bomb is
-caught), a compression ratio above the limit, and truncated or corrupt compression (gzip, zstd, zip CRC).
-Checksums are compared with the manifest when there is one. On any refusal nothing it created is left in
-the work directory.
+member is written: absolute paths, ``..``, hardlinks, device files and fifos, names outside the layout
+above, duplicates, too many members, too many bytes written (counted as they are written, so a lying header
+or a zip bomb is caught), a compression ratio above the limit, truncated or corrupt compression (gzip,
+zstd, zip CRC), and a write that would leave less than ``Limits.min_free_bytes`` free on the work
+directory's filesystem (checked against a zip's declared sizes before anything is written, against each
+tar member's declared size before it is written, and before every chunk written; a tar's manifest comes
+last, so it cannot serve). Symlink members are allowed only below ``wp-content/`` and only with a relative
+target that, resolved component by component from the link's directory, never leaves wp-content and never
+passes through another symlink member; no member may lie below a symlink member (nor a symlink replace a
+directory that holds members). Symlinks are created only after every other member is written and the
+checksums compared, so nothing is ever written through one. Checksums are compared with the manifest when
+there is one. On any refusal nothing it created is left in the work directory.
 
 Content digest: the sha256 of the lines ``json.dumps([path, mode, size, sha256])`` (path relative to
 ``wp-content``, mode the permission bits in decimal, sha256 of the file's bytes), one per regular file,
-sorted by path; computed while writing and again while extracting.
+sorted by path, then the lines ``json.dumps([path, "symlink", target])``, one per symlink, sorted by path
+(an archive without links has the digest it had before links were allowed); computed while writing and
+again while extracting.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import gzip
 import hashlib
 import io
@@ -39,7 +55,7 @@ import stat
 import tarfile
 import zipfile
 import zlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -50,6 +66,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 from wpclone.rewrite import mysql_decode
 from wpclone.sqlguard import Scanner, Token
 from wpclone.steps.common import StepError, sentence
+from wpclone.steps.content_tree import ContentWalk, LinkReport
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +79,7 @@ MAX_TAR_HEADER = 1 << 20  # a pax or GNU long-name header
 GZIP_MAGIC = b"\x1f\x8b"
 ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
 ZIP_MAGICS = (b"PK\x03\x04", b"PK\x05\x06")
+MAX_LINK = 4095  # bytes of a symlink's target (PATH_MAX - 1)
 
 
 class ArchiveError(StepError):
@@ -79,6 +97,7 @@ class Limits:
     # (the demo site's: 129); max_bytes, counted as written, is the hard cap.
     max_ratio: float = 20_000.0
     ratio_floor: int = 64 << 20  # the ratio is checked once this many bytes are written
+    min_free_bytes: int = 256 << 20  # what unpacking leaves free on the work directory's filesystem
 
 
 class DatabaseEntry(BaseModel):
@@ -94,6 +113,7 @@ class ContentEntry(BaseModel):
 
     files: int
     bytes: int
+    links: int = 0
     sha256: str  # the content digest (module docstring)
 
 
@@ -117,6 +137,7 @@ class BackupInfo:
     size: int
     sha256: str
     manifest: Manifest
+    links: LinkReport | None = None  # what the content walk kept and followed
 
 
 @dataclass(frozen=True)
@@ -129,11 +150,14 @@ class Backup:
     table_prefix: str
 
 
-def content_digest(entries: list[tuple[str, int, int, str]]) -> str:
-    """The digest of (path, mode, size, sha256) entries of regular files (module docstring)."""
+def content_digest(entries: list[tuple[str, int, int, str]], links: Sequence[tuple[str, str]] = ()) -> str:
+    """The digest of (path, mode, size, sha256) entries of regular files and (path, target) of symlinks
+    (module docstring)."""
     h = hashlib.sha256()
     for entry in sorted(entries):
         h.update(json.dumps(list(entry)).encode() + b"\n")
+    for path, target in sorted(links):
+        h.update(json.dumps([path, "symlink", target]).encode() + b"\n")
     return h.hexdigest()
 
 
@@ -176,42 +200,38 @@ class _HashingReader(io.RawIOBase):
         return data
 
 
-def _walk(root: Path, rel: str = "") -> Iterator[tuple[str, os.stat_result]]:
-    """Directories and regular files under ``root``, sorted, never following a symlink."""
-    with os.scandir(root / rel if rel else root) as it:
-        entries = sorted(it, key=lambda e: e.name)
-    for entry in entries:
-        path = f"{rel}/{entry.name}" if rel else entry.name
-        st = entry.stat(follow_symlinks=False)
-        if stat.S_ISDIR(st.st_mode):
-            yield path, st
-            yield from _walk(root, path)
-        elif stat.S_ISREG(st.st_mode):
-            yield path, st
-        else:
-            kind = "symlink" if stat.S_ISLNK(st.st_mode) else "special file"
-            log.warning(
-                "backup: skipped the %s wp-content/%s (archives hold no links or special files)", kind, path
-            )
-
-
-def _add_content(tar: tarfile.TarFile, content_dir: Path) -> ContentEntry:
+def _add_content(
+    tar: tarfile.TarFile, content_dir: Path, link_roots: Sequence[str]
+) -> tuple[ContentEntry, LinkReport]:
     entries: list[tuple[str, int, int, str]] = []
+    links: list[tuple[str, str]] = []
     root = tarfile.TarInfo(CONTENT)
     root.type = tarfile.DIRTYPE
     root.mode = stat.S_IMODE(content_dir.stat().st_mode)
     tar.addfile(root)
-    for rel, st in _walk(content_dir):
+    walk = ContentWalk(content_dir, link_roots)
+    for entry in walk:
+        rel, st = entry.rel, entry.st
         info = tarfile.TarInfo(f"{CONTENT}/{rel}")
         info.mode = stat.S_IMODE(st.st_mode) & 0o777
         info.mtime = int(st.st_mtime)
-        if stat.S_ISDIR(st.st_mode):
+        if entry.kind == "dir":
             info.type = tarfile.DIRTYPE
             tar.addfile(info)
             continue
+        if entry.kind == "link":
+            info.type, info.linkname, info.mode = tarfile.SYMTYPE, entry.link, 0o777
+            tar.addfile(info)
+            links.append((rel, entry.link))
+            continue
+        if entry.kind == "other":
+            log.warning(
+                "backup: skipped the special file wp-content/%s (archives hold no special files)", rel
+            )
+            continue
         info.size = st.st_size
         try:
-            fd = os.open(content_dir / rel, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+            fd = os.open(entry.path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
         except OSError as exc:
             raise ArchiveError(
                 sentence(f"Cannot read wp-content/{rel} for the backup: {exc.strerror}")
@@ -225,7 +245,13 @@ def _add_content(tar: tarfile.TarFile, content_dir: Path) -> ContentEntry:
                     sentence(f"wp-content/{rel} changed while it was being backed up")
                 ) from exc
         entries.append((rel, info.mode, info.size, reader.hash.hexdigest()))
-    return ContentEntry(files=len(entries), bytes=sum(e[2] for e in entries), sha256=content_digest(entries))
+    content = ContentEntry(
+        files=len(entries),
+        bytes=sum(e[2] for e in entries),
+        links=len(links),
+        sha256=content_digest(entries, links),
+    )
+    return content, walk.report
 
 
 def _fsync_dir(path: Path) -> None:
@@ -256,11 +282,13 @@ def write_backup(
     wordpress_version: str | None,
     clone_id: str | None,
     compression: Literal["gzip", "zstd"] = "gzip",
+    link_roots: Sequence[str] = (),
 ) -> BackupInfo:
     """Write a backup archive to ``dest`` (atomically) and its ``<name>.sha256`` sidecar.
 
     ``dump`` is read once, gzipped into a temporary file next to ``dest`` (a tar member needs its size
-    first); the content is read once, hashed as it is archived. Memory stays flat.
+    first); the content is read once, hashed as it is archived. Memory stays flat. ``link_roots``: where
+    links out of ``content_dir`` may point (module docstring); any other such link fails the backup.
     """
     partial = dest.with_name(dest.name + ".partial")
     tmp_sql = dest.with_name(dest.name + ".sql.gz.partial")
@@ -284,7 +312,9 @@ def write_backup(
                 info.mode = 0o600
                 with open(tmp_sql, "rb") as sql:
                     tar.addfile(info, sql)
-                content = _add_content(tar, content_dir) if content_dir is not None else None
+                content, links = (
+                    _add_content(tar, content_dir, link_roots) if content_dir is not None else (None, None)
+                )
                 manifest = Manifest(
                     site_url=site_url,
                     table_prefix=table_prefix,
@@ -313,7 +343,7 @@ def write_backup(
         for leftover in (partial, tmp_sql, sidecar.with_name(sidecar.name + ".partial")):
             leftover.unlink(missing_ok=True)
     log.info("backup %s written: %d bytes, sha256 %s", dest, hashed.size, digest)
-    return BackupInfo(dest, hashed.size, digest, manifest)
+    return BackupInfo(dest, hashed.size, digest, manifest, links)
 
 
 # -- reading the site from a dump --------------------------------------------------------------------------
@@ -529,6 +559,22 @@ class _Extractor:
         self.sql: tuple[str, int, str] | None = None
         self.manifest_raw: bytes | None = None
         self.has_content = False
+        self.below: set[tuple[str, ...]] = set()  # every directory a member lies in
+        # symlink members: parts -> (target, the paths its target passes through on the way)
+        self.links: dict[tuple[str, ...], tuple[str, list[tuple[str, ...]]]] = {}
+
+    def room(self, n: int, what: str) -> None:
+        """Refuse writing ``n`` more bytes when they would leave less than the margin free."""
+        st = os.statvfs(self.workdir)
+        free, margin = st.f_bavail * st.f_frsize, self.limits.min_free_bytes
+        if free - n < margin:
+            raise ArchiveError(
+                sentence(
+                    f"Unpacking {what} would leave less than {_mib(margin)} free on the filesystem of the "
+                    f"work directory {self.workdir} ({_mib(free)} free, {_mib(n)} more to write); free some "
+                    "space there and try again"
+                )
+            )
 
     def count(self, n: int) -> None:
         self.written += n
@@ -557,9 +603,10 @@ class _Extractor:
         if ".." in raw_parts:
             raise ArchiveError(sentence(f"The archive member {shown!r} has a '..' in its path"))
         parts = tuple(p for p in raw_parts if p not in ("", "."))
-        if kind in ("symlink", "hardlink"):
+        if kind == "hardlink" or (kind == "symlink" and (len(parts) < 2 or parts[0] != CONTENT)):
+            where = "" if kind == "hardlink" else " outside wp-content"
             raise ArchiveError(
-                sentence(f"The archive member {shown!r} is a {kind}, which backups never hold")
+                sentence(f"The archive member {shown!r} is a {kind}{where}, which backups never hold")
             )
         if kind in ("device", "fifo", "other"):
             raise ArchiveError(sentence(f"The archive member {shown!r} is a {kind}, not a file or directory"))
@@ -574,8 +621,50 @@ class _Extractor:
             raise ArchiveError(sentence(f"The archive holds two SQL dumps ({self.sql[0]} and {top})"))
         if size > self.limits.max_bytes:
             raise ArchiveError(sentence(f"The archive member {shown!r} claims {size} bytes, above the limit"))
+        self._check_not_through_links(parts, kind, shown)
         self.seen.add(parts)
+        self.below.update(parts[:i] for i in range(1, len(parts)))
         return parts
+
+    def _check_not_through_links(self, parts: tuple[str, ...], kind: str, shown: str) -> None:
+        """No member below a symlink member, and no symlink where members have a directory."""
+        for i in range(1, len(parts)):
+            if parts[:i] in self.links:
+                raise ArchiveError(
+                    sentence(f"The archive member {shown!r} lies below the symlink {'/'.join(parts[:i])!r}")
+                )
+        if kind == "symlink" and parts in self.below:
+            raise ArchiveError(
+                sentence(f"The archive member {shown!r} is a symlink where other members have a directory")
+            )
+
+    def add_link(self, parts: tuple[str, ...], target: str) -> None:
+        """Record a symlink member (made by :meth:`finish`); refuse a target that could leave wp-content."""
+        shown = "/".join(parts)
+        if not target or len(target.encode()) > MAX_LINK or "\0" in target or "\\" in target:
+            raise ArchiveError(sentence(f"The symlink {shown!r} has an empty or malformed target"))
+        if target.startswith("/"):
+            raise ArchiveError(
+                sentence(
+                    f"The symlink {shown!r} points to the absolute path {target[:200]!r}; links in a "
+                    "backup must be relative and stay inside wp-content"
+                )
+            )
+        here, through = list(parts[1:-1]), []
+        steps = [c for c in target.split("/") if c not in ("", ".")]
+        for i, step in enumerate(steps):
+            if step != "..":
+                here.append(step)
+                if i < len(steps) - 1:
+                    through.append((CONTENT, *here))
+            elif here:
+                here.pop()
+            else:
+                raise ArchiveError(
+                    sentence(f"The symlink {shown!r} points to {target[:200]!r}, which leaves wp-content")
+                )
+        self.links[parts] = (target, through)
+        self.has_content = True
 
     def _ensure_dir(self, path: Path) -> None:
         rel = path.relative_to(self.workdir)
@@ -610,6 +699,7 @@ class _Extractor:
                         sentence(f"The archive's {MANIFEST} is larger than {MAX_MANIFEST} bytes")
                     )
                 self.count(len(chunk))
+                self.room(len(chunk), name)
                 out.write(chunk)
                 h.update(chunk)
             if not is_manifest and parts[0] == CONTENT:
@@ -636,6 +726,22 @@ class _Extractor:
                 sentence(f"The archive's {path.name} is a truncated or corrupt gzip stream")
             ) from exc
 
+    def _make_links(self) -> None:
+        """Create the symlink members, last: none may resolve through another (so none leaves wp-content)."""
+        for parts, (target, through) in self.links.items():
+            via = next((p for p in through if p in self.links), None)
+            if via is not None:
+                raise ArchiveError(
+                    sentence(
+                        f"The symlink {'/'.join(parts)!r} points to {target[:200]!r}, through the symlink "
+                        f"{'/'.join(via)!r}; links in a backup never go through another link"
+                    )
+                )
+        for parts, (target, _) in sorted(self.links.items()):
+            path = self.workdir.joinpath(*parts)
+            self._ensure_dir(path.parent)
+            os.symlink(target, path)
+
     def finish(self, src: Path) -> Backup:
         if self.sql is None:
             raise ArchiveError(sentence(f"{src.name} holds no database.sql or database.sql.gz"))
@@ -653,6 +759,7 @@ class _Extractor:
         else:
             with _open_sql(sql_path, name.endswith(".gz")) as dump:
                 site_url, prefix = read_site(dump, f"{src.name}'s {name}")
+        self._make_links()
         for path, mode in sorted(self.dirs, key=lambda d: len(d[0].parts), reverse=True):
             os.chmod(path, mode)
         content_dir = self.workdir / CONTENT if self.has_content else None
@@ -676,14 +783,20 @@ class _Extractor:
                 raise ArchiveError(sentence(f"{src.name} holds wp-content that its manifest does not list"))
             return
         c = manifest.content
-        total = sum(e[2] for e in self.entries)
-        if (c.files, c.bytes, c.sha256) != (files, total, content_digest(self.entries)):
+        total, links = sum(e[2] for e in self.entries), [(self.rel(p), t) for p, (t, _) in self.links.items()]
+        digest = content_digest(self.entries, links)
+        if (c.files, c.bytes, c.links, c.sha256) != (files, total, len(links), digest):
             raise ArchiveError(
                 sentence(
-                    f"{src.name}'s wp-content ({files} files, {total} bytes) does not match its manifest "
-                    f"({c.files} files, {c.bytes} bytes, or a different checksum)"
+                    f"{src.name}'s wp-content ({files} files, {total} bytes, {len(links)} links) does not "
+                    f"match its manifest ({c.files} files, {c.bytes} bytes, {c.links} links, or a different "
+                    "checksum)"
                 )
             )
+
+    @staticmethod
+    def rel(parts: tuple[str, ...]) -> str:
+        return "/".join(parts[1:])
 
 
 @contextlib.contextmanager
@@ -729,6 +842,10 @@ def _extract_tar(src: Path, kind: str, ex: _Extractor) -> None:
                 if member_kind == "dir":
                     ex.add_dir(parts, member.mode)
                     continue
+                if member_kind == "symlink":
+                    ex.add_link(parts, member.linkname)
+                    continue
+                ex.room(member.size, "/".join(parts))
                 data = tar.extractfile(member)
                 assert data is not None
                 ex.add_file(parts, member.mode, data)
@@ -755,6 +872,7 @@ def _extract_zip(src: Path, ex: _Extractor) -> None:
         infos = zf.infolist()
         if len(infos) > ex.limits.max_files:
             raise ArchiveError(sentence(f"The archive has more than {ex.limits.max_files} members"))
+        ex.room(sum(info.file_size for info in infos), src.name)  # as declared; each write is checked too
         for info in infos:
             member_kind, mode = _zip_kind(info)
             parts = ex.check(info.filename, member_kind, info.file_size)
@@ -762,6 +880,11 @@ def _extract_zip(src: Path, ex: _Extractor) -> None:
                 raise ArchiveError(sentence(f"The archive member {info.filename!r} is encrypted"))
             if member_kind == "dir":
                 ex.add_dir(parts, mode)
+                continue
+            if member_kind == "symlink":  # a zip keeps a link's target as its data
+                with zf.open(info) as data:
+                    target = data.read(MAX_LINK + 1)
+                ex.add_link(parts, target.decode("utf-8", "replace") if len(target) <= MAX_LINK else "")
                 continue
             with zf.open(info) as data:
                 ex.add_file(parts, mode, data)
@@ -820,10 +943,22 @@ def open_backup(src: Path, workdir: Path, limits: Limits = Limits()) -> Backup:
                 _extract_tar(src, kind, ex)
         except _read_errors() as exc:
             raise ArchiveError(sentence(f"{src.name} is truncated or corrupt ({_short(exc)})")) from exc
+        except OSError as exc:
+            if exc.errno not in (errno.ENOSPC, errno.EDQUOT):
+                raise
+            raise ArchiveError(
+                sentence(
+                    f"The filesystem of the work directory {workdir} filled up while {src.name} was unpacked"
+                )
+            ) from exc
         return ex.finish(src)
     except BaseException:
         _clean(workdir, created)
         raise
+
+
+def _mib(n: int) -> str:
+    return f"{n / (1 << 20):.1f} MiB"
 
 
 def _short(exc: BaseException) -> str:

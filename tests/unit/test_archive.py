@@ -9,6 +9,8 @@ import json
 import logging
 import os
 import stat
+import subprocess
+import sys
 import tarfile
 import zipfile
 from collections.abc import Iterator
@@ -28,6 +30,7 @@ from wpclone.archive import (
     write_backup,
 )
 from wpclone.sqlguard import SqlRefused
+from wpclone.steps.common import StepError
 
 URL = "https://blog.example.com"
 DUMP = (
@@ -43,37 +46,62 @@ DUMP = (
 )
 
 
-def tree(root: Path) -> dict[str, tuple[int, bytes | None]]:
-    """path -> (mode, bytes or None for a directory), no symlinks followed."""
-    out: dict[str, tuple[int, bytes | None]] = {}
+def tree(root: Path) -> dict[str, tuple[int, bytes | str | None]]:
+    """path -> (mode, bytes, or a link's target, or None for a directory), no symlinks followed."""
+    out: dict[str, tuple[int, bytes | str | None]] = {}
     for dirpath, dirnames, filenames in os.walk(root):
         for name in dirnames + filenames:
             path = Path(dirpath) / name
             st = path.lstat()
             rel = str(path.relative_to(root))
-            out[rel] = (stat.S_IMODE(st.st_mode), path.read_bytes() if stat.S_ISREG(st.st_mode) else None)
+            if stat.S_ISLNK(st.st_mode):
+                out[rel] = (0, os.readlink(path))
+            else:
+                out[rel] = (stat.S_IMODE(st.st_mode), path.read_bytes() if stat.S_ISREG(st.st_mode) else None)
     return out
 
 
 @pytest.fixture
 def content(tmp_path: Path) -> Path:
+    """A wp-content with links inside (relative, absolute, to a directory) and a parent theme linked out of
+    it into ``<tmp>/core`` (Debian's layout), which the backups below allow (``ROOTS``)."""
     root = tmp_path / "site" / "wp-content"
     (root / "uploads" / "2026" / "11").mkdir(parents=True)
     (root / "plugins" / "hello").mkdir(parents=True)
+    (root / "themes" / "child").mkdir(parents=True)
     (root / "uploads" / "2026" / "11" / "photo.jpg").write_bytes(os.urandom(300_000))
     (root / "plugins" / "hello" / "hello.php").write_text("<?php // hello\n")
     (root / "plugins" / "hello" / "run.sh").write_text("#!/bin/sh\n")
     os.chmod(root / "plugins" / "hello" / "run.sh", 0o750)
     os.chmod(root / "uploads" / "2026", 0o751)
     (root / "index.php").write_text("<?php // Silence is golden.\n")
+    (root / "themes" / "child" / "style.css").write_text("/* Template: parent */\n")
     (root / "empty").mkdir()
-    (root / "link-out").symlink_to("/etc/passwd")
     (root / "link-in").symlink_to("index.php")
+    (root / "link-abs").symlink_to(root / "plugins" / "hello" / "hello.php")
+    (root / "uploads" / "current").symlink_to("2026/11")
+    parent = tmp_path / "core" / "themes" / "parent"
+    (parent / "assets").mkdir(parents=True)
+    (parent / "style.css").write_text("/* Theme Name: Parent */\n")
+    (parent / "assets" / "logo.svg").write_text("<svg/>")
+    os.chmod(parent / "assets", 0o750)
+    (parent / "logo.svg").symlink_to("assets/logo.svg")  # inside the followed tree: stays a link
+    (root / "themes" / "parent").symlink_to(parent)
     os.mkfifo(root / "a-fifo")
     return root
 
 
-def backup(tmp_path: Path, content: Path | None, compression: str = "gzip", dump: bytes = DUMP) -> Path:
+def roots(tmp_path: Path) -> list[str]:
+    return [str(tmp_path / "core")]
+
+
+def backup(
+    tmp_path: Path,
+    content: Path | None,
+    compression: str = "gzip",
+    dump: bytes = DUMP,
+    link_roots: list[str] | None = None,
+) -> Path:
     dest = tmp_path / "out" / "backup.tar.gz"
     dest.parent.mkdir(parents=True, exist_ok=True)
     write_backup(
@@ -85,6 +113,7 @@ def backup(tmp_path: Path, content: Path | None, compression: str = "gzip", dump
         wordpress_version="6.8.3",
         clone_id="c-1",
         compression=compression,  # type: ignore[arg-type]
+        link_roots=roots(tmp_path) if link_roots is None else link_roots,
     )
     return dest
 
@@ -98,7 +127,6 @@ def test_round_trip_keeps_dump_content_and_modes(
 ) -> None:
     with caplog.at_level(logging.WARNING):
         dest = backup(tmp_path, content, compression)
-    assert "skipped the symlink wp-content/link-out" in caplog.text
     assert "skipped the special file wp-content/a-fifo" in caplog.text
     assert sorted(p.name for p in dest.parent.iterdir()) == ["backup.tar.gz", "backup.tar.gz.sha256"]
     digest = hashlib.sha256(dest.read_bytes()).hexdigest()
@@ -113,15 +141,38 @@ def test_round_trip_keeps_dump_content_and_modes(
     assert opened.manifest is not None and opened.manifest.clone_id == "c-1"
     assert opened.manifest.wordpress_version == "6.8.3" and opened.manifest.content is not None
     assert opened.content_dir == tmp_path / "work" / "wp-content"
-    want = {k: v for k, v in tree(content).items() if not k.startswith(("link-", "a-fifo"))}
+    # Links inside come back as relative links; the parent theme, linked out of wp-content under an allowed
+    # root, comes back as the directory it points to (its own inner link still a link); the FIFO is gone.
+    want = {k: v for k, v in tree(content).items() if k != "a-fifo"}
+    want["link-abs"] = (0, "plugins/hello/hello.php")
+    del want["themes/parent"]
+    want.update({f"themes/parent/{k}": v for k, v in tree(tmp_path / "core" / "themes" / "parent").items()})
+    want["themes/parent"] = (stat.S_IMODE(os.stat(content / "themes" / "parent").st_mode), None)
     assert tree(opened.content_dir) == want
-    assert opened.manifest.content.files == 4
+    assert (opened.content_dir / "themes" / "parent" / "logo.svg").read_text() == "<svg/>"
+    assert (opened.manifest.content.files, opened.manifest.content.links) == (7, 4)
+
+
+def test_a_link_out_of_wp_content_to_no_allowed_root_fails_the_backup(tmp_path: Path, content: Path) -> None:
+    with pytest.raises(StepError) as err:
+        backup(tmp_path, content, link_roots=[])
+    message = str(err.value)
+    assert "wp-content/themes/parent" in message and str(tmp_path / "core" / "themes" / "parent") in message
+    assert "content_link_roots" in message and message.endswith(".")
+    assert list((tmp_path / "out").iterdir()) == []  # no archive, no partial file
 
 
 def test_content_digest_is_order_independent_and_sensitive() -> None:
     a = [("a", 0o644, 1, "x"), ("b/c", 0o600, 2, "y")]
     assert content_digest(a) == content_digest(list(reversed(a)))
     assert content_digest(a) != content_digest([("a", 0o600, 1, "x"), ("b/c", 0o600, 2, "y")])
+    links = [("l", "a"), ("m", "b/c")]
+    assert content_digest(a, links) == content_digest(a, list(reversed(links)))
+    assert content_digest(a, links) != content_digest(a, [("l", "b/c"), ("m", "a")])
+    assert content_digest(a, links) != content_digest(a)
+    # Without links, the digest is what archives written before links were allowed carry.
+    old = hashlib.sha256(b"".join(json.dumps(list(e)).encode() + b"\n" for e in sorted(a))).hexdigest()
+    assert content_digest(a) == old
 
 
 def test_database_only_backup(tmp_path: Path) -> None:
@@ -279,19 +330,69 @@ def test_dot_dot(refuse) -> None:  # type: ignore[no-untyped-def]
     refuse([*GOOD, member("../escaped")], "'..' in its path")
 
 
-def test_symlinks_and_hardlinks(refuse) -> None:  # type: ignore[no-untyped-def]
-    refuse([*GOOD, member("wp-content/out", None, tarfile.SYMTYPE, linkname="/etc/passwd")], "is a symlink")
-    refuse([*GOOD, member("wp-content/in", None, tarfile.SYMTYPE, linkname="index.php")], "is a symlink")
-    refuse([*GOOD, member("wp-content/hard", None, tarfile.LNKTYPE, linkname="/etc/passwd")], "is a hardlink")
+def link(name: str, target: str) -> tuple:  # type: ignore[type-arg]
+    return member(name, None, tarfile.SYMTYPE, linkname=target)
 
 
-def test_symlinked_directory_then_file_through_it(refuse) -> None:  # type: ignore[no-untyped-def]
+def test_links_inside_wp_content_are_made_last(tmp_path: Path) -> None:
+    """Relative links that stay inside are extracted as links, after the files they point to exist."""
     members = [
         *GOOD,
-        member("wp-content/up", None, tarfile.SYMTYPE, linkname="/tmp"),
-        member("wp-content/up/escaped"),
+        link("wp-content/uploads/current", "2026/11"),  # before its target's directory exists
+        link("wp-content/self", "."),
+        link("wp-content/themes/t/up", "../../index.php"),
+        member("wp-content/uploads/2026/11/a.jpg", b"jpg"),
+        member("wp-content/index.php", b"<?php"),
+        link("wp-content/dangling", "gone.php"),
     ]
-    refuse(members, "is a symlink")
+    opened = open_backup(make_tar(tmp_path / "l.tar.gz", members), tmp_path / "work")
+    assert opened.content_dir is not None
+    found = tree(opened.content_dir)
+    assert found["uploads/current"] == (0, "2026/11") and found["self"] == (0, ".")
+    assert found["themes/t/up"] == (0, "../../index.php") and found["dangling"] == (0, "gone.php")
+    assert (opened.content_dir / "uploads" / "current" / "a.jpg").read_bytes() == b"jpg"
+    assert (opened.content_dir / "themes" / "t" / "up").read_bytes() == b"<?php"
+
+
+def test_hardlinks_and_symlinks_outside_wp_content(refuse) -> None:  # type: ignore[no-untyped-def]
+    refuse([*GOOD, member("wp-content/hard", None, tarfile.LNKTYPE, linkname="/etc/passwd")], "is a hardlink")
+    refuse([*GOOD, member("wp-content/hard", None, tarfile.LNKTYPE, linkname="wp-content")], "is a hardlink")
+    refuse([member("database.sql", DUMP), link("wp-content", "/var/www")], "symlink outside wp-content")
+    refuse([*GOOD, link("manifest.json", "wp-content/x")], "symlink outside wp-content")
+
+
+@pytest.mark.parametrize(
+    ("members", "needle"),
+    [
+        ([link("wp-content/a", "..")], "which leaves wp-content"),
+        ([link("wp-content/uploads/a", "../..")], "which leaves wp-content"),
+        ([link("wp-content/a", "/etc")], "points to the absolute path '/etc'"),
+        ([link("wp-content/a", "b/../../x")], "which leaves wp-content"),
+        ([link("wp-content/a", "")], "empty or malformed target"),
+        ([link("wp-content/a", "x\\..\\..")], "empty or malformed target"),
+        # A link, then a file under it: refused before the file is written.
+        ([link("wp-content/up", "uploads"), member("wp-content/up/escaped")], "lies below the symlink"),
+        ([link("wp-content/up", "uploads"), link("wp-content/up/l", "x")], "lies below the symlink"),
+        # A file, then a link where its directory is.
+        ([member("wp-content/up/escaped"), link("wp-content/up", "uploads")], "where other members have"),
+        # Each link stays inside on its own; resolved by the kernel, the second one escapes through the first.
+        (
+            [link("wp-content/p/q/r", "../../s"), link("wp-content/x", "p/q/r/../../../escaped")],
+            "through the symlink 'wp-content/p/q/r'",
+        ),
+        (  # the same with the links in the other order
+            [link("wp-content/x", "p/q/r/../../../escaped"), link("wp-content/p/q/r", "../../s")],
+            "through the symlink 'wp-content/p/q/r'",
+        ),
+        (
+            [link("wp-content/a", "b/c"), link("wp-content/b", "uploads")],
+            "through the symlink 'wp-content/b'",
+        ),
+    ],
+)
+def test_hostile_symlinks(refuse, members: list[tuple], needle: str) -> None:  # type: ignore[no-untyped-def,type-arg]
+    message = refuse([*GOOD, *members], needle)
+    assert message.startswith(("The symlink", "The archive member"))
 
 
 def test_devices_and_fifos(refuse) -> None:  # type: ignore[no-untyped-def]
@@ -412,20 +513,29 @@ def test_corrupt_zip_crc(tmp_path: Path) -> None:
 
 
 def test_zip_symlink_and_absolute(tmp_path: Path) -> None:
-    for name, mode, needle in (
-        ("wp-content/l", stat.S_IFLNK | 0o777, "is a symlink"),
-        ("/etc/cron.d/x", stat.S_IFREG | 0o644, "absolute path"),
-        ("wp-content/../../x", stat.S_IFREG | 0o644, "'..'"),
+    for name, mode, data, needle in (
+        ("wp-content/l", stat.S_IFLNK | 0o777, b"/etc/passwd", "points to the absolute path '/etc/passwd'"),
+        ("wp-content/l", stat.S_IFLNK | 0o777, b"../../x", "which leaves wp-content"),
+        ("/etc/cron.d/x", stat.S_IFREG | 0o644, b"x", "absolute path"),
+        ("wp-content/../../x", stat.S_IFREG | 0o644, b"x", "'..'"),
     ):
         src = tmp_path / "b.zip"
         with zipfile.ZipFile(src, "w") as zf:
             zf.writestr("database.sql", DUMP)
             info = zipfile.ZipInfo(name)
             info.external_attr = mode << 16
-            zf.writestr(info, b"/etc/passwd")
+            zf.writestr(info, data)
         with pytest.raises(ArchiveError, match=needle):
             open_backup(src, tmp_path / "work")
         assert not (tmp_path / "work").exists()
+    with zipfile.ZipFile(src, "w") as zf:  # a zip's link inside wp-content is a link
+        zf.writestr("database.sql", DUMP)
+        zf.writestr("wp-content/index.php", b"<?php")
+        info = zipfile.ZipInfo("wp-content/l")
+        info.external_attr = (stat.S_IFLNK | 0o777) << 16
+        zf.writestr(info, b"index.php")
+    opened = open_backup(src, tmp_path / "work")
+    assert opened.content_dir is not None and os.readlink(opened.content_dir / "l") == "index.php"
 
 
 def test_truncated_dump_inside_the_archive(refuse) -> None:  # type: ignore[no-untyped-def]
@@ -444,7 +554,7 @@ def test_bare_truncated_sql_gz(tmp_path: Path) -> None:
 
 def _manifest(tmp_path: Path, content: Path | None) -> tuple[Manifest, list[tuple]]:
     """A good archive's manifest and members, to tamper with."""
-    dest = backup(tmp_path, content)
+    dest = backup(tmp_path, content, link_roots=[str(content.parents[1] / "core")] if content else [])
     members = []
     with tarfile.open(dest) as tar:
         for info in tar:
@@ -475,6 +585,13 @@ def test_manifest_checksums_are_verified(tmp_path: Path, content: Path, refuse) 
     refuse(_with_manifest(members, bad_content), "does not match its manifest")
     fewer = [m for m in members if not m[0].name.endswith("hello.php")]
     refuse(_with_manifest(fewer, good), "does not match its manifest")
+    # The digest covers links: one pointing elsewhere, or one more or fewer, is a mismatch.
+    moved = [link(i.name, "uploads") if i.name.endswith("link-in") else (i, d) for i, d in members]
+    refuse(_with_manifest(moved, good), "does not match its manifest")
+    no_link = [m for m in members if not m[0].name.endswith("link-in")]
+    refuse(_with_manifest(no_link, good), "3 links) does not match its manifest")
+    more = [*members, link("wp-content/extra", "index.php")]
+    refuse(_with_manifest(more, good), "5 links) does not match its manifest")
     refuse(_with_manifest(members, {**good, "content": None}), "wp-content that its manifest does not list")
     refuse(_with_manifest(members, {**good, "extra": 1}), "is not a wpclone manifest: extra")
     refuse(_with_manifest(members, {**good, "version": 2}), "is not a wpclone manifest: version")
@@ -514,3 +631,90 @@ def test_our_own_backup_of_a_very_repetitive_table_opens(tmp_path: Path) -> None
     opened = open_backup(src, tmp_path / "w")
     with gzip.open(opened.sql_path) if opened.sql_gzipped else opened.sql_path.open("rb") as sql:
         assert sql.read() == dump
+
+
+# -- free space while unpacking: a real small filesystem (a tmpfs in a private mount namespace) -------------
+
+SMALL_FS_SCRIPT = """
+import json, os, subprocess, sys
+from pathlib import Path
+from wpclone.archive import ArchiveError, Limits, open_backup
+
+src, mount, options, margin = Path(sys.argv[1]), Path(sys.argv[2]), sys.argv[3], int(sys.argv[4])
+subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(mount)], check=True)
+try:
+    opened = open_backup(src, mount / "work", Limits(min_free_bytes=margin))
+    error = None
+    files = sorted(str(p.relative_to(mount)) for p in (mount / "work").rglob("*"))
+except ArchiveError as exc:
+    error, files = str(exc), sorted(os.listdir(mount))
+st = os.statvfs(mount)
+print(json.dumps({"error": error, "files": files, "used": (st.f_blocks - st.f_bfree) * st.f_frsize}))
+"""
+
+
+def unpack_on_small_fs(tmp_path: Path, src: Path, options: str, margin: int = 1 << 20) -> dict[str, object]:
+    """Open ``src`` into a work directory on a fresh tmpfs mounted with ``options``; what happened there.
+
+    The tmpfs lives in a private mount namespace (``unshare``: root, or a user namespace otherwise), so it
+    disappears with the process whatever happens."""
+    mount = tmp_path / "mnt"
+    mount.mkdir(exist_ok=True)
+    proc = subprocess.run(
+        [
+            *("unshare", "--mount", "--map-root-user", sys.executable, "-c", SMALL_FS_SCRIPT),
+            *(str(src), str(mount), options, str(margin)),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    result: dict[str, object] = json.loads(proc.stdout.strip().splitlines()[-1])
+    return result
+
+
+def test_unpacking_stops_before_a_member_that_would_fill_the_disk(tmp_path: Path) -> None:
+    src = make_tar(tmp_path / "big.tar.gz", [*GOOD, member("wp-content/big.mp4", os.urandom(6 << 20))])
+    got = unpack_on_small_fs(tmp_path, src, "size=6m")
+    error = str(got["error"])
+    # Refused on the member's declared size (6 MiB), before a byte of it was written; nothing left.
+    assert error.startswith("Unpacking wp-content/big.mp4 would leave less than 1.0 MiB free"), error
+    assert "6.0 MiB more to write" in error and error.endswith(".") and "\n" not in error
+    assert got["files"] == [] and got["used"] == 0
+
+
+def test_unpacking_stops_partway_when_the_disk_fills(tmp_path: Path) -> None:
+    """Each member fits; together they do not: caught partway, at the member that would cross the margin
+    (the free space is read again as it writes), and what was written before it is removed."""
+    members = [member(f"wp-content/uploads/f{i:02}.jpg", os.urandom(700_000)) for i in range(12)]
+    src = make_tar(tmp_path / "many.tar.gz", [*GOOD, *members])
+    got = unpack_on_small_fs(tmp_path, src, "size=8m")
+    error = str(got["error"])
+    assert error.startswith("Unpacking wp-content/uploads/f"), error
+    assert int(error.split("/f")[1][:2]) >= 8  # eight members (5.3 MiB) were written first
+    assert "would leave less than 1.0 MiB free" in error and "MiB more to write" in error
+    assert got["files"] == [] and got["used"] == 0
+    # The same archive on a filesystem with room opens, every member written.
+    roomy = unpack_on_small_fs(tmp_path, src, "size=16m")
+    assert roomy["error"] is None and len([f for f in roomy["files"] if f.endswith(".jpg")]) == 12  # type: ignore[union-attr]
+
+
+def test_a_zip_is_refused_up_front_on_its_declared_sizes(tmp_path: Path) -> None:
+    src = tmp_path / "b.zip"
+    with zipfile.ZipFile(src, "w", zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr("database.sql", DUMP)
+        zf.writestr("wp-content/zeros", bytes(8 << 20))  # 8 MiB declared, a few KB compressed
+    got = unpack_on_small_fs(tmp_path, src, "size=6m")
+    assert str(got["error"]).startswith("Unpacking b.zip would leave less than 1.0 MiB free"), got
+    assert got["files"] == [] and got["used"] == 0
+
+
+def test_running_out_of_inodes_is_a_sentence_and_leaves_nothing(tmp_path: Path) -> None:
+    members = [member(f"wp-content/uploads/f{i:03}.txt", b"x") for i in range(200)]
+    src = make_tar(tmp_path / "inodes.tar.gz", [*GOOD, *members])
+    got = unpack_on_small_fs(tmp_path, src, "size=16m,nr_inodes=64", margin=0)
+    assert str(got["error"]).startswith("The filesystem of the work directory"), got
+    assert "filled up while inodes.tar.gz was unpacked" in str(got["error"])
+    assert got["files"] == []

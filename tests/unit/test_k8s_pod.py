@@ -30,6 +30,7 @@ from wpclone.k8s.settings import KubernetesSettings
 from wpclone.models import ClonePlan, RuntimeKind, WpcloneConfig
 from wpclone.runtimes.base import Step
 from wpclone.runtimes.kubernetes import KubernetesRuntime
+from wpclone.steps.content_tree import LINK_ROOTS_ENV, link_roots_from_env
 
 PLAN_TASK = "validate_request"
 PLAN_JSON = f"ti.xcom_pull(task_ids='{PLAN_TASK}')"
@@ -90,13 +91,13 @@ def no_network(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
 
 
 def build(
-    runtime: KubernetesRuntime, step: Step, **kwargs: Any
+    runtime: KubernetesRuntime, step: Step, plan: ClonePlan | None = None, **kwargs: Any
 ) -> tuple[StepPodOperator, dict[str, Any], dict[str, Any]]:
     """The operator, its context, and its pod as the API would receive it (a dict)."""
     with DAG("wp_clone", schedule=None, start_date=datetime(2026, 1, 1, tzinfo=UTC)) as dag:
         op = runtime.step_operator(step, plan_xcom=PLAN_TASK, **kwargs)
     assert isinstance(op, StepPodOperator)
-    ti = FakeTI(step.task_id, make_plan())
+    ti = FakeTI(step.task_id, plan or make_plan())
     context: dict[str, Any] = {"ti": ti, "run_id": "manual__2026-01-01", "dag": dag, "task": op}
     op.render_template_fields(context)  # type: ignore[arg-type]
     op.check_rendered()
@@ -209,6 +210,26 @@ def test_content_mounts_and_dirs(runtime: KubernetesRuntime) -> None:
     # copy-database mounts no content at all.
     _, _, db_pod = build(runtime, COPY_DATABASE)
     assert [v["name"] for v in db_pod["spec"]["volumes"]] == ["tmp"]
+
+
+def test_content_steps_get_the_sources_link_roots(
+    runtime: KubernetesRuntime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """None by default on Kubernetes; the source's content_link_roots when configured (as the step reads them,
+    whatever the characters); nothing for a step without content."""
+
+    def roots(plan: ClonePlan | None, step: Step = COPY_CONTENT) -> list[str] | None:
+        env = {name: item.get("value") for name, item in container_env(build(runtime, step, plan)[2]).items()}
+        if LINK_ROOTS_ENV not in env:
+            return None
+        monkeypatch.setenv(LINK_ROOTS_ENV, env[LINK_ROOTS_ENV])
+        return link_roots_from_env()
+
+    assert roots(None) == []
+    configured = ["/usr/share/wordpress", '/srv/it\'s <shared> & "uploads"']
+    assert roots(make_plan(source=make_source(content_link_roots=configured))) == configured
+    assert roots(make_plan(source=make_source(content_link_roots=[]))) == []
+    assert roots(None, COPY_DATABASE) is None
 
 
 def test_labels_resources_and_security_context(runtime: KubernetesRuntime) -> None:

@@ -13,7 +13,8 @@ each ``step.content`` entry the source's content claim read-only at ``/content/s
 source's wp-content) or the clone's whole claim at ``/content/clone`` with the env var pointing at its
 ``wp-content`` (so a restore stages beside it on the same filesystem, :mod:`wpclone.k8s.content`); our
 labels; requests and limits; non-root, no privilege escalation, no capabilities, read-only root
-filesystem (``/tmp`` is an ``emptyDir``); no service-account token.
+filesystem (``/tmp`` is an ``emptyDir``); no service-account token. A step given content also gets
+``SOURCE_CONTENT_LINK_ROOTS``, paths the pod sees (``_content``).
 
 Backup and restore steps (``backup-clone``, ``restore-backup``) also mount the backups claim
 (``settings.backup_claim``) at ``settings.backup_mount`` (read-only for a restore) with
@@ -72,6 +73,7 @@ from wpclone.runparams import resolve
 from wpclone.runtimes.base import CLONE_ID_LABEL, MANAGED_BY, MANAGED_BY_LABEL, STEP_COMMAND, Step
 from wpclone.steps.backup import BACKUP_DIR_ENV, BACKUP_STEP, FETCH_POLICY_ENV, RESTORE_STEP
 from wpclone.steps.common import CLONE_ID_ENV, JOB_ID_ENV
+from wpclone.steps.content_tree import LINK_ROOTS_ENV
 
 log = logging.getLogger(__name__)
 
@@ -166,9 +168,24 @@ def _db_env(step: Step, plan_xcom: str, settings: KubernetesSettings) -> list[k8
 def _content(
     step: Step, plan_xcom: str
 ) -> tuple[list[k8s.V1EnvVar], list[k8s.V1Volume], list[k8s.V1VolumeMount]]:
+    """The content claims, their directories, and ``SOURCE_CONTENT_LINK_ROOTS``.
+
+    The roots are the source's ``content_link_roots`` (none when unset): the directories a link in
+    wp-content may point into to be copied as its target (:mod:`wpclone.steps.content_tree`). They are paths
+    as *the pod* sees them: it has only the toolbox image and the claims mounted here, so a link out of the
+    source's claim (to a path on the machine that serves the source) cannot be followed, and fails the copy
+    with the link named, unless a root names a path the image itself holds.
+    """
     env: list[k8s.V1EnvVar] = []
     volumes: list[k8s.V1Volume] = []
     mounts: list[k8s.V1VolumeMount] = []
+    if step.content:
+        roots = (
+            "{{ (ti.xcom_pull(task_ids='"
+            + plan_xcom
+            + "')['source']['content_link_roots'] or []) | tojson }}"
+        )
+        env.append(k8s.V1EnvVar(name=LINK_ROOTS_ENV, value=roots))
     for name, which in step.content.items():
         path = SOURCE_CONTENT_DIR if which == "source" else CLONE_CONTENT_DIR
         env.append(k8s.V1EnvVar(name=name, value=path if which == "source" else f"{path}/{CONTENT_SUBPATH}"))

@@ -24,6 +24,7 @@ from wpclone.local.settings import StackSettings
 from wpclone.local.sitehost import (
     PREVIEW_FILE,
     PREVIEW_HEADER,
+    WORDPRESS_CORE,
     SiteConfig,
     SiteHost,
     content_dir,
@@ -43,6 +44,7 @@ from wpclone.runparams import resolve
 from wpclone.runtimes.base import STEP_COMMAND, CloneSecrets, Runtime, Step
 from wpclone.steps.backup import BACKUP_DIR_ENV, FETCH_POLICY_ENV, WORK_DIR_NAME, staged_content_dir
 from wpclone.steps.common import CLONE_ID_ENV, JOB_ID_ENV, PARENT_PID_ENV
+from wpclone.steps.content_tree import LINK_ROOTS_ENV
 
 if TYPE_CHECKING:
     from airflow.sdk import BaseOperator
@@ -274,6 +276,11 @@ class LocalRuntime(Runtime):
     ) -> dict[str, str]:
         """The environment a step gets: its job and clone, database logins by prefix, content directories.
 
+        A step given content also gets ``SOURCE_CONTENT_LINK_ROOTS``: the directories outside wp-content a
+        link in it may point into (:mod:`wpclone.steps.content_tree`), the source's ``content_link_roots``,
+        by default WordPress's core directory (Debian's ``/usr/share/wordpress``, which the site host
+        serves and Debian's own wp-content links into).
+
         ``job_id`` is the DAG run id; by default the one Airflow's task runner exports to the task process
         (``AIRFLOW_CTX_DAG_RUN_ID``). The steps log both ids on every line (``wpclone.steps.common``).
         """
@@ -314,6 +321,11 @@ class LocalRuntime(Runtime):
                 )
             else:
                 raise ValueError(f"unknown database login {which!r} for {prefix}.")
+        env.update(self._content_env(plan, content))
+        return env
+
+    def _content_env(self, plan: ClonePlan, content: Mapping[str, str]) -> dict[str, str]:
+        env: dict[str, str] = {}
         for name, which in content.items():
             if which == "source":
                 if not plan.source.content_dir:
@@ -323,6 +335,9 @@ class LocalRuntime(Runtime):
                 env[name] = str(content_dir(self.settings, plan.clone_id))
             else:
                 raise ValueError(f"unknown content tree {which!r} for {name}.")
+        if content:
+            roots = plan.source.content_link_roots
+            env[LINK_ROOTS_ENV] = json.dumps([str(WORDPRESS_CORE)] if roots is None else roots)
         return env
 
 

@@ -2,7 +2,9 @@
 
 ``backup-clone`` streams ``mariadb-dump`` of the clone (``SOURCE_DB_*``) and its wp-content
 (``SOURCE_CONTENT_DIR``) into ``<WPCLONE_BACKUP_DIR>/<clone_id>/<clone_id>-<UTC stamp>.tar.gz`` with a
-manifest and a ``.sha256`` sidecar (:mod:`wpclone.archive`).
+manifest and a ``.sha256`` sidecar (:mod:`wpclone.archive`). wp-content's symlinks follow copy-content's
+rule (:mod:`wpclone.steps.content_tree`, roots from ``SOURCE_CONTENT_LINK_ROOTS``): links inside are
+archived as links, links out of it under an allowed root as what they point to, any other fails the backup.
 
 ``restore-backup`` touches nothing the clone serves. It fetches the archive under a URL policy
 (:mod:`wpclone.fetch`: refused before any byte when the scheme, host or address is not allowed), unpacks
@@ -28,6 +30,7 @@ from typing import IO, Any, BinaryIO, cast
 
 from wpclone.db import ConfigError, DbEndpoint
 from wpclone.steps.common import StepError, mb_per_s, sentence
+from wpclone.steps.content_tree import link_roots_from_env
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +64,7 @@ def backup_clone(clone_id: str, site_url: str, table_prefix: str) -> dict[str, A
     from wpclone.steps.copy_database import _start_dump, _StderrDrain, endpoint_from_env
 
     source = endpoint_from_env("SOURCE_DB")
+    link_roots = link_roots_from_env()
     content = Path(os.environ["SOURCE_CONTENT_DIR"]) if os.environ.get("SOURCE_CONTENT_DIR") else None
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     dest = _env_dir(BACKUP_DIR_ENV).resolve() / clone_id / f"{clone_id}-{stamp}.tar.gz"
@@ -80,6 +84,7 @@ def backup_clone(clone_id: str, site_url: str, table_prefix: str) -> dict[str, A
             table_prefix=table_prefix,
             wordpress_version=None,
             clone_id=clone_id,
+            link_roots=link_roots,
         )
     finally:
         if dump.poll() is None:
@@ -105,6 +110,9 @@ def backup_clone(clone_id: str, site_url: str, table_prefix: str) -> dict[str, A
         "size": info.size,
         "sha256": info.sha256,
         "content_files": info.manifest.content.files if info.manifest.content else 0,
+        "content_links_kept": info.links.kept if info.links else 0,
+        "content_links_followed": info.links.followed if info.links else 0,
+        "content_followed": info.links.followed_list if info.links else [],
         "seconds": round(seconds, 2),
     }
 

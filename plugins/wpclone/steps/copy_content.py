@@ -7,12 +7,21 @@ Rules:
   permission bits and mtime, then renamed into place. A killed copy therefore never leaves a truncated file
   under the real name; leftover ``.wpclone-part`` files are removed when the directory is visited again.
 - Resume: a target file with the source's size and mtime (to the nanosecond) is already copied and skipped.
+  This holds inside followed trees too: their files are compared with what the link points to.
 - Directories get the source's permission bits and mtime once everything inside them is written.
-- Symlinks are recreated as symlinks only when they point inside the source tree (an absolute link inside
-  is made relative so it points inside the target); links that escape are skipped with a warning, as are
-  sockets, FIFOs and devices. Ownership is not copied (the step does not run as root).
+- Symlinks follow the link rule of :mod:`wpclone.steps.content_tree`: a link into wp-content stays a link
+  (made relative); a link out of it is copied as what it points to when its target lies under one of the
+  allowed roots (``SOURCE_CONTENT_LINK_ROOTS``, set by the runtime from the source's
+  ``content_link_roots``), and otherwise the step fails with a sentence naming it, leaving what it copied
+  for the rollback. Dangling links are listed (kept when they point inside, left out when their target is
+  missing under an allowed root, refused otherwise); sockets, FIFOs and devices are skipped with a warning
+  and listed. Ownership is not copied (the step does not run as root).
 - Nothing outside the target directory is written or deleted; inside it, only our own temp files are
-  deleted. Files that exist only in the target are left alone.
+  deleted (and a file or link the source now has as something else is replaced). Files that exist only in
+  the target are left alone.
+
+The result counts files and bytes (copied and already there), directories, links kept, links followed
+(with up to 20 of them and their targets), dangling links and skipped entries.
 """
 
 from __future__ import annotations
@@ -26,6 +35,7 @@ import stat
 import threading
 import time
 from collections import deque
+from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -33,6 +43,7 @@ from typing import Any
 
 from wpclone.db import ConfigError
 from wpclone.steps.common import StepError, mb_per_s, sentence
+from wpclone.steps.content_tree import MAX_LISTED, ContentWalk, Entry, link_roots_from_env
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +54,6 @@ MAX_PENDING = 2000
 COPY_CHUNK = 1 << 30
 BUFFER = 1 << 20
 PROGRESS_EVERY_S = 10.0
-MAX_LISTED = 20
 
 
 @dataclass
@@ -56,7 +66,10 @@ class ContentResult:
     bytes_total: int = 0
     bytes_copied: int = 0
     dirs: int = 0
-    symlinks: int = 0
+    links_kept: int = 0
+    links_followed: int = 0
+    followed: list[str] = field(default_factory=list)  # "link -> target", at most MAX_LISTED
+    dangling: list[str] = field(default_factory=list)  # content_tree.LinkReport.dangling
     skipped: list[str] = field(default_factory=list)
     duration_s: float = 0.0
     mb_per_s: float = 0.0
@@ -135,18 +148,23 @@ def copy_file(src: str, dst: Path, st: os.stat_result) -> int | None:
 
 
 class _Copier:
-    def __init__(self, src: Path, dst: Path, workers: int, empty_top: frozenset[str] = frozenset()) -> None:
+    def __init__(
+        self,
+        src: Path,
+        dst: Path,
+        workers: int,
+        link_roots: Sequence[str],
+        empty_top: frozenset[str] = frozenset(),  # top-level directories created empty instead of copied
+    ) -> None:
         self.src = src
         self.dst = dst
-        self.empty_top = empty_top  # top-level directories created empty instead of copied
+        self.walk_content = ContentWalk(src, link_roots, empty_top, avoid=str(dst))
         self.result = ContentResult(str(src), str(dst))
         self.pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="copy")
         self.pending: deque[tuple[str, int, Future[int | None]]] = deque()
         self.dir_meta: list[tuple[Path, os.stat_result]] = []
-        self.lock = threading.Lock()
 
-    def skip(self, path: str, why: str) -> None:
-        rel = os.path.relpath(path, self.src)
+    def skip(self, rel: str, why: str) -> None:
         log.warning("step=%s event=skip path=%s reason=%s", STEP, rel, why)
         if len(self.result.skipped) < MAX_LISTED:
             self.result.skipped.append(f"{rel}: {why}")
@@ -166,46 +184,35 @@ class _Copier:
                 if entry.name.startswith(".") and entry.name.endswith(TEMP_SUFFIX):
                     os.unlink(entry.path)
 
-    def symlink(self, entry: os.DirEntry[str], dst: Path) -> None:
-        link = os.readlink(entry.path)
-        base = os.path.dirname(entry.path)
-        resolved = os.path.normpath(os.path.join(base, link))
-        if resolved != str(self.src) and not resolved.startswith(str(self.src) + os.sep):
-            self.skip(entry.path, f"symlink to {link} points outside the source")
-            return
-        if os.path.isabs(link):
-            link = os.path.relpath(resolved, base)
-        self.result.symlinks += 1
-        with contextlib.suppress(FileNotFoundError, OSError):
-            if os.readlink(dst) == link:
+    def symlink(self, entry: Entry, dst: Path) -> None:
+        with contextlib.suppress(OSError):
+            if os.readlink(dst) == entry.link:
                 return
         if dst.is_dir() and not dst.is_symlink():
             raise StepError(f"{dst} is a directory in the target but a symlink in the source.")
         tmp = dst.parent / _temp_name(dst.name)
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
-        os.symlink(link, tmp)
-        st = entry.stat(follow_symlinks=False)
-        os.utime(tmp, ns=(st.st_atime_ns, st.st_mtime_ns), follow_symlinks=False)
+        os.symlink(entry.link, tmp)
+        os.utime(tmp, ns=(entry.st.st_atime_ns, entry.st.st_mtime_ns), follow_symlinks=False)
         os.replace(tmp, dst)
 
-    def submit(self, path: str, dst: Path, st: os.stat_result) -> None:
+    def submit(self, entry: Entry, dst: Path) -> None:
         self.result.files += 1
-        self.result.bytes_total += st.st_size
-        self.pending.append((path, st.st_size, self.pool.submit(copy_file, path, dst, st)))
+        self.result.bytes_total += entry.st.st_size
+        future = self.pool.submit(copy_file, entry.path, dst, entry.st)
+        self.pending.append((entry.rel, entry.st.st_size, future))
         while len(self.pending) > MAX_PENDING:
             self.collect_one()
 
     def collect_one(self) -> None:
-        path, _size, future = self.pending.popleft()
+        rel, _size, future = self.pending.popleft()
         try:
             copied = future.result()
         except StepError:
             raise
         except OSError as exc:
-            raise StepError(
-                sentence(f"cannot copy {os.path.relpath(path, self.src)}: {exc.strerror or exc}")
-            ) from exc
+            raise StepError(sentence(f"cannot copy {rel}: {exc.strerror or exc}")) from exc
         if copied is None:
             self.result.files_skipped += 1
         else:
@@ -213,30 +220,28 @@ class _Copier:
             self.result.bytes_copied += copied
 
     def walk(self) -> None:
-        stack = [(str(self.src), self.dst)]
+        self.ensure_dir(self.dst)
         self.dir_meta.append((self.dst, os.stat(self.src)))
-        while stack:
-            src_dir, dst_dir = stack.pop()
-            self.ensure_dir(dst_dir)
-            self.result.dirs += 1
-            with os.scandir(src_dir) as it:
-                entries = sorted(it, key=lambda e: e.name)
-            for entry in entries:
-                dst = dst_dir / entry.name
-                if entry.is_symlink():
-                    self.symlink(entry, dst)
-                elif entry.is_dir(follow_symlinks=False):
-                    if not (src_dir == str(self.src) and entry.name in self.empty_top):
-                        stack.append((entry.path, dst))
-                    else:
-                        self.ensure_dir(dst)
-                    self.dir_meta.append((dst, entry.stat(follow_symlinks=False)))
-                elif entry.is_file(follow_symlinks=False):
-                    self.submit(entry.path, dst, entry.stat(follow_symlinks=False))
-                else:
-                    self.skip(entry.path, "not a regular file, directory or symlink")
+        self.result.dirs += 1
+        for entry in self.walk_content:
+            dst = self.dst / entry.rel
+            if entry.kind == "dir":
+                self.ensure_dir(dst)
+                self.result.dirs += 1
+                self.dir_meta.append((dst, entry.st))
+            elif entry.kind == "file":
+                self.submit(entry, dst)
+            elif entry.kind == "link":
+                self.symlink(entry, dst)
+            else:
+                self.skip(entry.rel, "not a regular file, directory or symlink")
         while self.pending:
             self.collect_one()
+        report = self.walk_content.report
+        self.result.links_kept, self.result.links_followed = report.kept, report.followed
+        self.result.followed, self.result.dangling = report.followed_list, report.dangling
+        for link in report.dangling:
+            log.warning("step=%s event=dangling link=%s", STEP, link)
         # Deepest first, so setting a parent's mtime is the last write into it.
         for path, st in sorted(self.dir_meta, key=lambda item: len(item[0].parts), reverse=True):
             os.chmod(path, stat.S_IMODE(st.st_mode))
@@ -260,8 +265,14 @@ EMPTY_TOP_BY_MODE = {"everything": frozenset(), "database": frozenset({"uploads"
 
 
 def copy_content(
-    src: Path, dst: Path, workers: int | None = None, copy_mode: str = "everything"
+    src: Path,
+    dst: Path,
+    workers: int | None = None,
+    copy_mode: str = "everything",
+    link_roots: Sequence[str] | None = None,
 ) -> ContentResult:
+    """Copy ``src`` to ``dst`` (module docstring). ``link_roots``: where links out of ``src`` may point
+    (default: ``SOURCE_CONTENT_LINK_ROOTS`` from the environment, else nowhere)."""
     if copy_mode not in EMPTY_TOP_BY_MODE:
         raise ConfigError(f"--copy-mode must be one of {', '.join(EMPTY_TOP_BY_MODE)}, not {copy_mode!r}.")
     src, dst = check_dirs(src, dst)
@@ -271,7 +282,8 @@ def copy_content(
     started = time.monotonic()
     log.info("step=%s event=start source=%s target=%s workers=%d", STEP, src, dst, workers)
     dst.mkdir(parents=True, exist_ok=True)
-    copier = _Copier(src, dst, workers, EMPTY_TOP_BY_MODE[copy_mode])
+    roots = link_roots_from_env() if link_roots is None else link_roots
+    copier = _Copier(src, dst, workers, roots, EMPTY_TOP_BY_MODE[copy_mode])
     done = threading.Event()
 
     def progress() -> None:
@@ -301,7 +313,8 @@ def copy_content(
     result.mb_per_s = mb_per_s(result.bytes_copied, result.duration_s)
     log.info(
         "step=%s event=summary files=%d copied=%d skipped_existing=%d bytes_total=%d bytes_copied=%d "
-        "dirs=%d symlinks=%d skipped_entries=%d duration_s=%.2f mb_per_s=%.1f",
+        "dirs=%d links_kept=%d links_followed=%d dangling=%d skipped_entries=%d duration_s=%.2f "
+        "mb_per_s=%.1f",
         STEP,
         result.files,
         result.files_copied,
@@ -309,7 +322,9 @@ def copy_content(
         result.bytes_total,
         result.bytes_copied,
         result.dirs,
-        result.symlinks,
+        result.links_kept,
+        result.links_followed,
+        len(result.dangling),
         len(result.skipped),
         result.duration_s,
         result.mb_per_s,
