@@ -245,12 +245,25 @@ def add_source(
         probe = _validated({**fields, "url": "http://unknown.invalid"})
         fields["url"] = normalize_url(_site_urls(probe, password).get("home") or "")
     source = _validated(fields)
-    others = {s.url: s.name for s in local_sources(settings) if s.name != name}
+    return register_source(settings, source, password, keep_password=db_password_file is None)
+
+
+def register_source(
+    settings: StackSettings, source: SourceConfig, password: str | None = None, *, keep_password: bool = False
+) -> SourceConfig:
+    """Check ``source`` (:func:`check_source`) and add it to ``<state dir>/wpclone.json`` or replace the
+    source of its name. ``password``: the login's, when its file is not written yet (``keep_password``:
+    write it there, mode 0600, once the checks pass); by default it is read from the file."""
+    if source.name in LOCAL_SOURCES:
+        raise ConfigError(f"{source.name} is the name of the seeded demo site; choose another name.")
+    if password is None:
+        password = read_password_file(source.db_password_file)
+    others = {s.url: s.name for s in local_sources(settings) if s.name != source.name}
     if source.url in others:
         raise ConfigError(f"{source.url} is already registered as source {others[source.url]}.")
     check_source(source, password)
-    if password_file and db_password_file is None:
-        _write_password(Path(password_file), password)
+    if keep_password and source.db_password_file:
+        _write_password(Path(source.db_password_file), password)
     put_local_source(settings, source)
     log.info(
         "registered source %s: %s (database %s on %s:%s as %s, tables %s*, content %s)",
