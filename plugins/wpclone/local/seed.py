@@ -7,7 +7,12 @@ to reach ``posts`` posts, rows modelled on those are bulk-inserted with multi-ro
 thousands of posts and hundreds of MB in a minute or two).
 
 Re-running is a no-op on a seeded site (it only tops up posts when more are asked for); ``force`` drops
-the site and seeds it again.
+the site and seeds it again. Seeding keeps the seeded site's entry in ``<state dir>/wpclone.json`` current
+and leaves the rest of that file alone (:func:`wpclone.config.write_local_config`).
+
+The same machinery builds other sites (``tests/fixtures/othersite.py``): :func:`run_seed_php` installs a
+registered site at any URL and runs a content script of its own inside it (``seed.php run``), and
+:func:`insert_posts` bulk-inserts :class:`PostRow` s.
 """
 
 from __future__ import annotations
