@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 PY := .venv/bin/python
 
-.PHONY: demo demo-down setup up down status seed test unit lint bench bench-load bench-chaos bench-restore clean
+.PHONY: demo demo-down setup up down status seed sources test unit lint bench bench-load bench-chaos bench-restore clean
 
 demo: setup       ## everything up (MariaDB, site host, Airflow), seed the source, clone it through the API
 	@$(PY) -m wpclone.local demo
@@ -27,6 +27,9 @@ status:
 
 seed: up          ## create the realistic source site (SIZE=posts to scale it)
 	@$(PY) -m wpclone.local seed $(if $(SIZE),--posts $(SIZE))
+
+sources: setup    ## the registered sources (add one: .venv/bin/python -m wpclone.local add-source --help)
+	@$(PY) -m wpclone.local sources
 
 test: setup       ## install, lint, and run every test tier (the fixtures start the tests' own stack)
 	@.venv/bin/ruff check . && .venv/bin/ruff format --check . && .venv/bin/mypy

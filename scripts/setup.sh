@@ -21,7 +21,7 @@ cd "$(dirname "$0")/.."
 APT_MARIADB_SERVER=(mariadb-server mydumper)                 # the local "shared MySQL" and its fast loader
 APT_MARIADB_CLIENT=(mariadb-client)                          # mariadb-dump and mariadb: the copy steps
 APT_PHP=(php-cli php-mysql php-gd php-xml php-mbstring)      # WordPress runtime and checks (php -S, php -r)
-APT_WORDPRESS=(wordpress wordpress-theme-twentytwentyone)    # WordPress core from Debian + a classic theme
+APT_WORDPRESS=(wordpress wordpress-theme-twentytwentyone wordpress-theme-twentytwentythree)  # core + a classic and a block theme
 APT_BUILD=(default-libmysqlclient-dev pkg-config gcc)        # build deps of mysqlclient (MySQL provider)
 APT_BASE=(python3-venv make curl ca-certificates)
 APT_BROWSER=(chromium)                                       # headless browser of the UI tests (Playwright)

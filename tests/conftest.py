@@ -29,6 +29,8 @@ os.environ.setdefault("AIRFLOW__LOGGING__LOGGING_LEVEL", "INFO")
 
 import pytest
 
+from tests.fixtures.othersite import OtherSite
+from tests.fixtures.othersite import other_site as build_other_site
 from tests.php_oracle import PhpOracle
 from wpclone.db import DbEndpoint
 from wpclone.local.__main__ import up
@@ -78,6 +80,13 @@ def stack(settings: StackSettings) -> Iterator[StackSettings]:
 def source_site(stack: StackSettings) -> SiteConfig:
     """The realistic source site, seeded at the default size (a no-op when it already is)."""
     return seed_source(stack)
+
+
+@pytest.fixture(scope="session")
+def other_site(stack: StackSettings) -> Iterator[OtherSite]:
+    """A second site unlike the seeded source, on a second MariaDB (tests/fixtures/othersite.py)."""
+    with build_other_site(stack) as site:
+        yield site
 
 
 @pytest.fixture(scope="session")

@@ -4,8 +4,13 @@
 
 1. ``WPCLONE_CONFIG``: the path of a JSON file (production: a ConfigMap mounted into the Airflow workers);
 2. ``WPCLONE_CONFIG_JSON``: the JSON itself (e.g. an Airflow Variable exported to the environment);
-3. the local runtime's ``<state dir>/wpclone.json``, written by :func:`write_local_config` from the local
-   stack (the state dir is the one ``wpclone.local.settings.StackSettings.load()`` uses).
+3. the local runtime's ``<state dir>/wpclone.json`` (the state dir is the one
+   ``wpclone.local.settings.StackSettings.load()`` uses). Seeding the local stack writes the seeded site's
+   entry there (:func:`write_local_config`); ``python -m wpclone.local add-source`` and ``remove-source``
+   add and remove others (:func:`put_local_source`, :func:`remove_local_source`). Every change is a
+   read-modify-write under a lock (:func:`edit_local_config`) that keeps whatever it does not change: other
+   sources, and other settings (``backups``, ...) as the user wrote them. A file that is not a valid
+   configuration is never overwritten.
 
 Empty variables count as unset. Anything wrong is a :class:`ConfigError` with one sentence that says how to
 fix it. The control schema of the registry is ``WPCLONE_CONTROL_SCHEMA`` (default ``wpclone_control``).
@@ -14,13 +19,15 @@ Nothing here touches the network or the local stack unless asked to, so it is sa
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import functools
 import json
 import logging
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 
@@ -38,6 +45,21 @@ CONFIG_JSON_ENV = "WPCLONE_CONFIG_JSON"
 CONTROL_SCHEMA_ENV = "WPCLONE_CONTROL_SCHEMA"
 LOCAL_CONFIG_NAME = "wpclone.json"
 LOCAL_SOURCES = ("source",)  # the seeded source site (wpclone.local.seed.SOURCE)
+# What the local stack knows of a site it registers as a source; an entry's other keys (aliases,
+# content_link_roots) are the user's and survive a re-seed.
+STACK_SOURCE_FIELDS = frozenset(
+    [
+        "name",
+        "url",
+        "db_host",
+        "db_port",
+        "db_name",
+        "db_user",
+        "db_password_file",
+        "table_prefix",
+        "content_dir",
+    ]
+)
 
 
 @functools.lru_cache(maxsize=8)
@@ -133,14 +155,96 @@ def local_config(settings: StackSettings, sources: Sequence[str] = LOCAL_SOURCES
     )
 
 
-def write_local_config(settings: StackSettings, sources: Sequence[str] = LOCAL_SOURCES) -> Path:
-    """Write ``<state dir>/wpclone.json`` from the local stack (atomically; unchanged, it is left alone)."""
-    path = settings.state_dir / LOCAL_CONFIG_NAME
-    text = local_config(settings, sources).model_dump_json(indent=2) + "\n"
-    if path.is_file() and path.read_text() == text:
-        return path
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-    log.info("wrote the local runtime's configuration to %s", path)
+def local_config_file(settings: StackSettings) -> Path:
+    return settings.state_dir / LOCAL_CONFIG_NAME
+
+
+@contextlib.contextmanager
+def _locked(path: Path) -> Iterator[None]:
+    """Hold an exclusive lock beside ``path`` (seeding and add-source may run at once)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path.with_name(f".{path.name}.lock"), "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
+
+
+def edit_local_config(settings: StackSettings, edit: Callable[[dict[str, Any]], None]) -> Path:
+    """Change ``<state dir>/wpclone.json`` with ``edit`` (which changes the parsed JSON in place).
+
+    A missing file starts as the local runtime's defaults. The file as found must be a valid
+    configuration and so must the edited one, else :class:`ConfigError` and nothing is written; unchanged,
+    the file is left alone; otherwise it is replaced atomically. Keys ``edit`` leaves alone keep their
+    values.
+    """
+    path = local_config_file(settings)
+    with _locked(path):
+        old: str | None = None
+        if path.is_file():
+            old = path.read_text()
+            try:
+                parse_config(old, str(path))
+            except ConfigError as exc:
+                raise ConfigError(f"{str(exc).rstrip('.')}; fix it or move it away, then try again.") from exc
+            data: dict[str, Any] = json.loads(old)
+        else:
+            data = {"runtime": RuntimeKind.LOCAL.value, "clone_scheme": "http", "sources": []}
+        edit(data)
+        text = json.dumps(data, indent=2, ensure_ascii=False) + "\n"
+        parse_config(text, f"{path} after this change")
+        if text == old:
+            return path
+        tmp = path.with_name(f".{path.name}.tmp")
+        tmp.write_text(text)
+        os.replace(tmp, path)
+    log.info("updated the local runtime's configuration %s", path)
     return path
+
+
+def _put_source(data: dict[str, Any], entry: dict[str, Any], keep_other_keys: bool) -> None:
+    sources: list[dict[str, Any]] = data.setdefault("sources", [])
+    for i, found in enumerate(sources):
+        if found.get("name") == entry["name"]:
+            sources[i] = {**found, **entry} if keep_other_keys else entry
+            return
+    sources.append(entry)
+
+
+def write_local_config(settings: StackSettings, sources: Sequence[str] = LOCAL_SOURCES) -> Path:
+    """Write the named local sites' entries into ``<state dir>/wpclone.json`` from the local stack.
+
+    Only what the stack knows of them (:data:`STACK_SOURCE_FIELDS`) is written: their other keys, every
+    other source and every other setting stay as they are.
+    """
+    managed = local_config(settings, sources).sources
+
+    def edit(data: dict[str, Any]) -> None:
+        for source in managed:
+            _put_source(data, source.model_dump(mode="json", include=set(STACK_SOURCE_FIELDS)), True)
+
+    return edit_local_config(settings, edit)
+
+
+def local_sources(settings: StackSettings) -> list[SourceConfig]:
+    """The sources registered in ``<state dir>/wpclone.json`` (none when there is no file yet)."""
+    path = local_config_file(settings)
+    return list(parse_config(path.read_text(), str(path)).sources) if path.is_file() else []
+
+
+def put_local_source(settings: StackSettings, source: SourceConfig) -> Path:
+    """Add ``source`` to ``<state dir>/wpclone.json``, or replace the source of that name."""
+    entry = source.model_dump(mode="json", exclude_defaults=True)
+    return edit_local_config(settings, lambda data: _put_source(data, entry, False))
+
+
+def remove_local_source(settings: StackSettings, name: str) -> Path:
+    """Remove the source ``name`` from ``<state dir>/wpclone.json``; ConfigError when there is none."""
+
+    def edit(data: dict[str, Any]) -> None:
+        sources: list[dict[str, Any]] = data.get("sources", [])
+        kept = [entry for entry in sources if entry.get("name") != name]
+        if len(kept) == len(sources):
+            known = ", ".join(str(entry.get("name")) for entry in sources) or "none"
+            raise ConfigError(f"no source is named {name} (registered: {known}).")
+        data["sources"] = kept
+
+    return edit_local_config(settings, edit)

@@ -31,6 +31,7 @@ TEST_CLONE_IDS = (
     "mode-files",
     "rt-alpha",
     "rt-bravo",
+    "fx7-clone",
 )
 
 

@@ -1,4 +1,5 @@
-"""``python -m wpclone.local up|down|status|seed``: run the local stack (MariaDB + PHP site host + Airflow).
+"""``python -m wpclone.local up|down|status|seed|demo``: run the local stack (MariaDB + PHP site host +
+Airflow); ``add-source|remove-source|sources``: the sites it may clone (``wpclone.local.sources``).
 
 Progress is logged as lines; a failure exits non-zero with one clear sentence.
 """
@@ -8,15 +9,18 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+from pathlib import Path
 
 import pymysql
 
+from wpclone.config import local_sources
 from wpclone.db import ConfigError
 from wpclone.local.airflow import LocalAirflow
 from wpclone.local.mariadb import ADMIN_USER, LocalMariaDB
 from wpclone.local.seed import DEFAULT_POSTS, database_size, seed_source
 from wpclone.local.settings import StackSettings
 from wpclone.local.sitehost import SiteHost, list_sites
+from wpclone.local.sources import add_source, remove_source
 
 log = logging.getLogger("wpclone.local")
 
@@ -64,7 +68,20 @@ def status(settings: StackSettings) -> int:
     print(f"sites:      {len(sites)}")
     for site in sites:
         print(f"  {site.name:<24} {site.url}/  db {site.db_name}")
+    list_sources(settings)
     return 0 if db_up and host_up else 3
+
+
+def list_sources(settings: StackSettings) -> None:
+    """Print the registered sources (what ``wpclone clone URL`` accepts)."""
+    sources = local_sources(settings)
+    print(f"sources:    {len(sources)} (in {settings.state_dir / 'wpclone.json'})")
+    for source in sources:
+        aliases = f" (also {', '.join(source.aliases)})" if source.aliases else ""
+        print(
+            f"  {source.name:<24} {source.url}/{aliases}  db {source.db_name} on "
+            f"{source.db_host}:{source.db_port}, tables {source.table_prefix}*"
+        )
 
 
 def demo(settings: StackSettings) -> int:
@@ -87,6 +104,36 @@ Stop it all:  make demo-down"""
     return code
 
 
+def _source_arguments(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    sub.add_parser("sources", help="list the registered sources")
+    add = sub.add_parser(
+        "add-source",
+        help="register a WordPress site as a source (checked first), or update it",
+        description="Register a WordPress site as a source. The database login, table prefix, URL and "
+        "content directory are checked before anything is written. --wp-config reads the database "
+        "settings from the site's wp-config.php; the other options override what it says.",
+    )
+    add.add_argument("name", help="the source's name: lower-case letters, digits and '-'")
+    add.add_argument("--wp-config", type=Path, help="the site's wp-config.php (plain string settings)")
+    add.add_argument("--url", help="the site's URL, e.g. https://www.example.com (default: its home option)")
+    add.add_argument("--alias", action="append", default=[], help="another name of the site (repeatable)")
+    add.add_argument("--db-host", help="database host (default 127.0.0.1)")
+    add.add_argument("--db-port", type=int, help="database port (default 3306)")
+    add.add_argument("--db-name", help="database name")
+    add.add_argument("--db-user", help="database login (it needs to read the site's tables)")
+    add.add_argument("--db-password-file", help="file holding that login's password (mode 0600)")
+    add.add_argument("--table-prefix", help="WordPress table prefix (default wp_)")
+    add.add_argument("--content-dir", help="the site's wp-content directory")
+    add.add_argument(
+        "--link-root",
+        action="append",
+        help="a directory outside wp-content that links in it may point into (repeatable; default: "
+        "the runtime's, WordPress's core directory)",
+    )
+    remove = sub.add_parser("remove-source", help="unregister a source (its site and data are untouched)")
+    remove.add_argument("name")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m wpclone.local", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -100,6 +147,7 @@ def main(argv: list[str] | None = None) -> int:
         "--posts", type=int, default=DEFAULT_POSTS, help=f"published posts (default {DEFAULT_POSTS})"
     )
     seed.add_argument("--force", action="store_true", help="drop the source site and seed it again")
+    _source_arguments(sub)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
@@ -116,6 +164,27 @@ def main(argv: list[str] | None = None) -> int:
             config = seed_source(settings, posts=args.posts, force=args.force)
             size = database_size(LocalMariaDB(settings).admin, config.db_name)
             log.info("database %s: %.1f MB (data + index)", config.db_name, size / 1e6)
+        elif args.command == "sources":
+            list_sources(settings)
+        elif args.command == "add-source":
+            source = add_source(
+                settings,
+                args.name,
+                url=args.url,
+                wp_config=args.wp_config,
+                db_host=args.db_host,
+                db_port=args.db_port,
+                db_name=args.db_name,
+                db_user=args.db_user,
+                db_password_file=args.db_password_file,
+                table_prefix=args.table_prefix,
+                content_dir=args.content_dir,
+                aliases=tuple(args.alias),
+                link_roots=tuple(args.link_root) if args.link_root else None,
+            )
+            print(f"Registered {source.name}; clone it with: .venv/bin/wpclone clone {source.url} --wait")
+        elif args.command == "remove-source":
+            remove_source(settings, args.name)
     except (ConfigError, RuntimeError, OSError, pymysql.MySQLError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

@@ -3,11 +3,15 @@
  * wpclone local runtime: install a registered site with wp_install() and give it the content real sites
  * hold (no wp-cli). Run by wpclone.local.seed:
  *
- *   php seed.php install <site>   installs WordPress (no-op when installed); admin password on stdin
- *   php seed.php content <site>   theme, permalinks, media, posts, pages, menu, widgets, options, comments
+ *   php seed.php install <site>         installs WordPress (no-op when installed); admin password on stdin
+ *   php seed.php content <site>         theme, permalinks, media, posts, pages, menu, widgets, options, comments
+ *   php seed.php run <site> <script>    loads the installed site as an administrator and runs <script>
+ *                                       (another site's content: tests/fixtures); stdin is the script's
  *
- * Environment: WPCLONE_SITES_DIR, WPCLONE_CORE_DIR (as for router.php); WPCLONE_SEED_TITLE for install.
- * The last line of stdout is a JSON summary. Both modes are idempotent.
+ * Environment: WPCLONE_SITES_DIR, WPCLONE_CORE_DIR (as for router.php); WPCLONE_SEED_TITLE for install;
+ * WPCLONE_SEED_URL, when set, is the URL WordPress is installed and filled at instead of the site host's
+ * (a site whose data names its public URL, served locally under another name).
+ * The last line of stdout is a JSON summary. install and content are idempotent.
  */
 
 if (PHP_SAPI !== 'cli') {
@@ -22,12 +26,17 @@ function seed_fail(string $message): void {
 
 $seed_mode = $argv[1] ?? '';
 $seed_name = $argv[2] ?? '';
-if (!in_array($seed_mode, ['install', 'content'], true) || !preg_match(WPCLONE_SITE_NAME_RE, $seed_name)) {
-	seed_fail('usage: php seed.php install|content <site>');
+$seed_script = $argv[3] ?? '';
+if (!in_array($seed_mode, ['install', 'content', 'run'], true) || !preg_match(WPCLONE_SITE_NAME_RE, $seed_name)
+	|| ($seed_mode === 'run') !== is_file($seed_script)) {
+	seed_fail('usage: php seed.php install|content <site> | run <site> <script.php>');
 }
 $seed_cfg = wpclone_load_site((string) getenv('WPCLONE_SITES_DIR'), $seed_name);
 if ($seed_cfg === null) {
 	seed_fail("site $seed_name is not registered.");
+}
+if (getenv('WPCLONE_SEED_URL')) {
+	$seed_cfg['url'] = (string) getenv('WPCLONE_SEED_URL');
 }
 $seed_admin_password = $seed_mode === 'install' ? trim((string) stream_get_contents(STDIN)) : '';
 
@@ -36,7 +45,10 @@ $seed_url = rtrim($seed_cfg['url'], '/');
 $seed_parts = parse_url($seed_url);
 $_SERVER['HTTP_HOST'] = $seed_parts['host'] . (isset($seed_parts['port']) ? ':' . $seed_parts['port'] : '');
 $_SERVER['SERVER_NAME'] = $seed_parts['host'];
-$_SERVER['SERVER_PORT'] = (string) ($seed_parts['port'] ?? 80);
+$_SERVER['SERVER_PORT'] = (string) ($seed_parts['port'] ?? ($seed_parts['scheme'] === 'https' ? 443 : 80));
+if ($seed_parts['scheme'] === 'https') {
+	$_SERVER['HTTPS'] = 'on';
+}
 $_SERVER['REQUEST_URI'] = '/';
 $_SERVER['REQUEST_METHOD'] = 'GET';
 $_SERVER['SCRIPT_NAME'] = '/index.php';
@@ -76,11 +88,15 @@ require_once ABSPATH . 'wp-admin/includes/file.php';
 require_once ABSPATH . 'wp-admin/includes/media.php';
 require_once ABSPATH . 'wp-admin/includes/nav-menu.php';
 
+wp_set_current_user(1); // an administrator: unfiltered_html, so block markup is stored as written
+if ($seed_mode === 'run') {
+	require $seed_script;
+	exit(0);
+}
 if (get_option('wpclone_seed_version')) {
 	echo json_encode(['seeded' => false, 'reason' => 'already seeded', 'summary' => get_option('wpclone_seed_summary')]), "\n";
 	exit(0);
 }
-wp_set_current_user(1); // an administrator: unfiltered_html, so block markup is stored as written
 $url = home_url();
 
 /** A generated image (GD): a gradient with shapes and a caption, as PNG or JPEG bytes. */

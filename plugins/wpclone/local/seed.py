@@ -7,7 +7,12 @@ to reach ``posts`` posts, rows modelled on those are bulk-inserted with multi-ro
 thousands of posts and hundreds of MB in a minute or two).
 
 Re-running is a no-op on a seeded site (it only tops up posts when more are asked for); ``force`` drops
-the site and seeds it again.
+the site and seeds it again. Seeding keeps the seeded site's entry in ``<state dir>/wpclone.json`` current
+and leaves the rest of that file alone (:func:`wpclone.config.write_local_config`).
+
+The same machinery builds other sites (``tests/fixtures/othersite.py``): :func:`run_seed_php` installs a
+registered site at any URL and runs a content script of its own inside it (``seed.php run``), and
+:func:`insert_posts` bulk-inserts :class:`PostRow` s.
 """
 
 from __future__ import annotations
@@ -16,9 +21,11 @@ import json
 import logging
 import subprocess
 import time
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from pymysql.converters import escape_string
 
@@ -80,11 +87,27 @@ def _drop_site(settings: StackSettings, admin: DbEndpoint, config: SiteConfig) -
     unregister_site(settings, config.name)
 
 
-def _run_php(host: SiteHost, mode: str, name: str, stdin: str = "") -> dict[str, object]:
+def run_seed_php(
+    host: SiteHost,
+    mode: str,
+    name: str,
+    *args: str,
+    stdin: str = "",
+    title: str = SOURCE_TITLE,
+    url: str | None = None,
+) -> dict[str, Any]:
+    """Run ``seed.php <mode> <name> <args>`` for a registered site; returns its JSON summary line.
+
+    ``url``: the URL WordPress is installed and filled at, when it is not the one the site host serves
+    the site at (``WPCLONE_SEED_URL``).
+    """
+    env = {**host.env(), "WPCLONE_SEED_TITLE": title}
+    if url:
+        env["WPCLONE_SEED_URL"] = url
     result = subprocess.run(
-        ["php", "-d", "memory_limit=1G", str(SEED_PHP), mode, name],
+        ["php", "-d", "memory_limit=1G", str(SEED_PHP), mode, name, *args],
         input=stdin,
-        env={**host.env(), "WPCLONE_SEED_TITLE": SOURCE_TITLE},
+        env=env,
         capture_output=True,
         text=True,
         timeout=PHP_TIMEOUT_S,
@@ -94,7 +117,7 @@ def _run_php(host: SiteHost, mode: str, name: str, stdin: str = "") -> dict[str,
     if result.returncode != 0 or not lines:
         detail = (result.stderr.strip() or result.stdout.strip() or "no output").splitlines()[-1]
         raise RuntimeError(f"seeding site {name} failed in the {mode} stage: {detail}")
-    summary: dict[str, object] = json.loads(lines[-1])
+    summary: dict[str, Any] = json.loads(lines[-1])
     return summary
 
 
@@ -116,11 +139,11 @@ def seed_source(settings: StackSettings, posts: int = DEFAULT_POSTS, force: bool
     register_site(settings, config)
     host = SiteHost(settings)
     host.build_core()
-    installed = _run_php(host, "install", config.name, stdin=config.admin_password())
+    installed = run_seed_php(host, "install", config.name, stdin=config.admin_password())
     log.info(
         "install stage: %s", "installed WordPress" if installed.get("installed") else "already installed"
     )
-    content = _run_php(host, "content", config.name)
+    content = run_seed_php(host, "content", config.name)
     log.info("content stage: %s", "created content" if content.get("seeded") else "already seeded")
     added = bulk_posts(config, posts)
     from wpclone.config import write_local_config
@@ -274,46 +297,114 @@ def _sql_str(value: str) -> str:
     return "'" + str(escape_string(value)) + "'"
 
 
-def _insert_batch(endpoint: DbEndpoint, prefix: str, url: str, ids: list[int], images: list[_Image]) -> None:
+@dataclass(frozen=True)
+class Comment:
+    author: str
+    email: str
+    url: str
+    content: str
+
+
+@dataclass(frozen=True)
+class PostRow:
+    """A published post as :func:`insert_posts` writes it: its row, postmeta, comments and category."""
+
+    id: int
+    date: str  # UTC, 'YYYY-MM-DD HH:MM:SS'
+    title: str
+    slug: str
+    content: str
+    excerpt: str
+    guid: str
+    meta: Sequence[tuple[str, str]] = ()
+    comments: Sequence[Comment] = ()
+    category: int = 1  # a term_taxonomy_id (1: Uncategorized); see update_category_counts
+
+
+def insert_posts(endpoint: DbEndpoint, prefix: str, rows: Sequence[PostRow]) -> None:
+    """Insert posts with multi-row INSERTs in one transaction (fast: no WordPress per post)."""
     posts: list[str] = []
     metas: list[str] = []
     comments: list[str] = []
     terms: list[str] = []
-    base = time.time()
-    for n in ids:
-        image = images[n % len(images)]
-        date = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(base - 86400 * 3650 + n * 600))
-        content = _post_content(url, n, image)
+    for row in rows:
+        date, n = row.date, row.id
         posts.append(
-            f"({n},1,'{date}','{date}',{_sql_str(content)},'Field note {n}','Field note {n}.','publish',"
-            f"'open','open','','field-note-{n}','','','{date}','{date}','',0,{_sql_str(f'{url}/?p={n}')},0,'post','',1)"
+            f"({n},1,'{date}','{date}',{_sql_str(row.content)},{_sql_str(row.title)},"
+            f"{_sql_str(row.excerpt)},'publish','open','open','',{_sql_str(row.slug)},'','','{date}','{date}',"
+            f"'',0,{_sql_str(row.guid)},0,'post','',{len(row.comments)})"
         )
-        metas.extend(f"({n},{_sql_str(key)},{_sql_str(value)})" for key, value in _post_meta(url, n, image))
-        comments.append(
-            f"({n},'Visitor {n % 97}','visitor{n % 97}@example.org',{_sql_str(f'{url}/about/')},'127.0.0.1',"
-            f"'{date}','{date}',{_sql_str(_comment_text(url, n))},"
-            "0,'1','','comment',0,0)"
+        metas.extend(f"({n},{_sql_str(key)},{_sql_str(value)})" for key, value in row.meta)
+        comments.extend(
+            f"({n},{_sql_str(c.author)},{_sql_str(c.email)},{_sql_str(c.url)},'127.0.0.1',"
+            f"'{date}','{date}',{_sql_str(c.content)},0,'1','','comment',0,0)"
+            for c in row.comments
         )
-        terms.append(f"({n},1,0)")
+        terms.append(f"({n},{row.category},0)")
     p = prefix
     statements = [
         f"INSERT INTO `{p}posts` (ID,post_author,post_date,post_date_gmt,post_content,post_title,"
         "post_excerpt,post_status,comment_status,ping_status,post_password,post_name,to_ping,pinged,post_modified,"
         "post_modified_gmt,post_content_filtered,post_parent,guid,menu_order,post_type,post_mime_type,"
         "comment_count) VALUES " + ",".join(posts),
-        f"INSERT INTO `{p}postmeta` (post_id,meta_key,meta_value) VALUES " + ",".join(metas),
-        f"INSERT INTO `{p}comments` (comment_post_ID,comment_author,comment_author_email,comment_author_url,"
-        "comment_author_IP,comment_date,comment_date_gmt,comment_content,comment_karma,comment_approved,"
-        "comment_agent,comment_type,comment_parent,user_id) VALUES " + ",".join(comments),
         f"INSERT INTO `{p}term_relationships` (object_id,term_taxonomy_id,term_order) VALUES "
         + ",".join(terms),
     ]
+    if metas:
+        statements.append(
+            f"INSERT INTO `{p}postmeta` (post_id,meta_key,meta_value) VALUES " + ",".join(metas)
+        )
+    if comments:
+        statements.append(
+            f"INSERT INTO `{p}comments` (comment_post_ID,comment_author,comment_author_email,"
+            "comment_author_url,comment_author_IP,comment_date,comment_date_gmt,comment_content,"
+            "comment_karma,comment_approved,comment_agent,comment_type,comment_parent,user_id) VALUES "
+            + ",".join(comments)
+        )
     with endpoint.connect() as conn, conn.cursor() as cur:
         cur.execute("SET SESSION unique_checks = 0")
         conn.begin()
         for sql in statements:
             cur.execute(sql)
         conn.commit()
+
+
+def update_category_counts(endpoint: DbEndpoint, prefix: str) -> None:
+    """Recount the posts of every category (WordPress shows these counts; bulk inserts skip them)."""
+    with endpoint.connect() as conn, conn.cursor() as cur:
+        cur.execute(
+            f"UPDATE `{prefix}term_taxonomy` tt SET tt.count = "
+            f"(SELECT COUNT(*) FROM `{prefix}term_relationships` tr "
+            "WHERE tr.term_taxonomy_id = tt.term_taxonomy_id) WHERE tt.taxonomy = 'category'"
+        )
+
+
+def post_date(n: int, base: float) -> str:
+    """The n-th bulk post's date: ten years before ``base``, ten minutes apart."""
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(base - 86400 * 3650 + n * 600))
+
+
+def _insert_batch(endpoint: DbEndpoint, prefix: str, url: str, ids: list[int], images: list[_Image]) -> None:
+    base = time.time()
+    rows = []
+    for n in ids:
+        image = images[n % len(images)]
+        v = n % 97
+        comment = Comment(f"Visitor {v}", f"visitor{v}@example.org", f"{url}/about/", _comment_text(url, n))
+        rows.append(
+            PostRow(
+                id=n,
+                date=post_date(n, base),
+                title=f"Field note {n}",
+                slug=f"field-note-{n}",
+                content=_post_content(url, n, image),
+                excerpt=f"Field note {n}.",
+                guid=f"{url}/?p={n}",
+                meta=_post_meta(url, n, image),
+                comments=[comment],
+            )
+        )
+    insert_posts(endpoint, prefix, rows)
 
 
 def bulk_posts(config: SiteConfig, posts: int) -> int:
@@ -355,12 +446,7 @@ def bulk_posts(config: SiteConfig, posts: int) -> int:
                     count,
                     time.monotonic() - started,
                 )
-    with endpoint.connect() as conn, conn.cursor() as cur:
-        cur.execute(
-            f"UPDATE `{prefix}term_taxonomy` tt SET tt.count = "
-            f"(SELECT COUNT(*) FROM `{prefix}term_relationships` tr "
-            "WHERE tr.term_taxonomy_id = tt.term_taxonomy_id) WHERE tt.term_taxonomy_id = 1"
-        )
+    update_category_counts(endpoint, prefix)
     return count
 
 
@@ -371,10 +457,15 @@ def site_exists(settings: StackSettings, name: str = SOURCE) -> bool:
 __all__ = [
     "DEFAULT_POSTS",
     "SOURCE",
+    "Comment",
+    "PostRow",
     "database_size",
+    "insert_posts",
+    "run_seed_php",
     "seed_source",
     "site_admin_password",
     "site_endpoint",
     "site_exists",
     "source_config",
+    "update_category_counts",
 ]
