@@ -157,7 +157,9 @@ def build_clone_dag(dag_id: str = "wp_clone", doc_md: str | None = None) -> DAG:
         @task(task_id="finalize_clone")
         @tasks.records_error
         def finalize_clone(plan: dict[str, Any], admin_user: str, **context: Any) -> dict[str, Any]:
-            return tasks.finalize_clone(plan, context["run_id"], admin_user)
+            ti = context["ti"]
+            copied = (ti.xcom_pull(task_ids="copy_database"), ti.xcom_pull(task_ids="copy_content"))
+            return tasks.finalize_clone(plan, context["run_id"], admin_user, copied)
 
         @task(task_id="rollback_clone", retries=3)
         def rollback_clone(**context: Any) -> dict[str, Any]:

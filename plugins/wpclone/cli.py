@@ -47,6 +47,7 @@ from rich.progress import (
 from wpclone.jobs import FINAL_STATUSES, JobResponse, JobStatus, JobStatusResponse, JobType
 from wpclone.models import CloneStatus, CopyMode
 from wpclone.registry import CloneRecord
+from wpclone.summary import copy_lines
 
 EXIT_OK = 0
 EXIT_JOB_FAILED = 1
@@ -297,14 +298,19 @@ def describe_result(job: JobStatusResponse) -> str:
                 ("  Backup made first", result.get("safety_backup_url", "-")),
             ]
         )
-    return f"Clone {job.clone_id} is ready.\n" + fields(
-        [
-            ("  URL", result.get("url", "-")),
-            ("  Admin", result.get("admin_url", "-")),
-            ("  Admin user", result.get("admin_user", "-")),
-            ("  Admin password", f"stored in {result.get('admin_password', '-')}"),
-            ("  Expires", when(result.get("expires_at"))),
-        ]
+    copied = "".join(f"\n  {line}" for line in copy_lines(result.get("copied") or {}))
+    return (
+        f"Clone {job.clone_id} is ready.\n"
+        + fields(
+            [
+                ("  URL", result.get("url", "-")),
+                ("  Admin", result.get("admin_url", "-")),
+                ("  Admin user", result.get("admin_user", "-")),
+                ("  Admin password", f"stored in {result.get('admin_password', '-')}"),
+                ("  Expires", when(result.get("expires_at"))),
+            ]
+        )
+        + copied
     )
 
 

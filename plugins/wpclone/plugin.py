@@ -1,4 +1,5 @@
-"""The Airflow plugin (entry point ``airflow.plugins``): mounts the jobs API under ``/wpclone``.
+"""The Airflow plugin (entry point ``airflow.plugins``): mounts the jobs API under ``/wpclone`` and adds the
+listener that writes each job's outcome as its run's note (wpclone.listener).
 
 The app is built on first use, so the components that load plugins but serve no HTTP (scheduler, DAG
 processor, workers) never import FastAPI routes or Airflow's API security.
@@ -11,11 +12,14 @@ from typing import Any
 
 from airflow.plugins_manager import AirflowPlugin
 
+from wpclone import listener
+
 URL_PREFIX = "/wpclone"
 
 
 class WpclonePlugin(AirflowPlugin):
     name = "wpclone"
+    listeners = [listener]  # noqa: RUF012 (AirflowPlugin's own attribute is a plain list)
 
     @cached_property
     def fastapi_apps(self) -> list[dict[str, Any]]:  # type: ignore[override]

@@ -295,8 +295,16 @@ def apply_staging_safety(plan: Mapping[str, Any], *, restored: bool = False) -> 
     return admin_user
 
 
-def finalize_clone(plan: Mapping[str, Any], job_id: str, admin_user: str) -> dict[str, Any]:
+def finalize_clone(
+    plan: Mapping[str, Any],
+    job_id: str,
+    admin_user: str,
+    copied: tuple[Mapping[str, Any] | None, Mapping[str, Any] | None] = (None, None),
+) -> dict[str, Any]:
+    """Mark the clone ready; the job's result: where it is, how to log in, when it goes, and what was
+    copied (``copied``: the copy-database and copy-content steps' results)."""
     from wpclone.config import load_config
+    from wpclone.summary import copy_summary
 
     p = _plan(plan)
     runtime = get_runtime(load_config())
@@ -310,6 +318,7 @@ def finalize_clone(plan: Mapping[str, Any], job_id: str, admin_user: str) -> dic
         "admin_password": runtime.secret_location(p.clone_id, "admin-password"),
         "expires_at": p.expires_at.isoformat(),
         "copy_mode": p.copy_mode.value,
+        "copied": copy_summary(*copied),
     }
 
 

@@ -1,0 +1,133 @@
+"""What a job did, for people: the figures ``wp search-replace`` users expect, and the run's note.
+
+Pure functions of the steps' JSON results and the job's status (no Airflow): the clone job's result carries
+:func:`copy_summary`, the CLI prints :func:`copy_lines`, and the scheduler writes :func:`run_note` on every
+job's run when it ends (wpclone.listener), so the Airflow UI shows the outcome where people look first.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from wpclone.jobs import JobStatus, JobStatusResponse, JobType
+
+NOTE_LIMIT = 1000  # Airflow's dag_run_note.content
+FOLLOWED_SHOWN = 3
+
+
+def _int(value: Any) -> int:
+    return int(value) if isinstance(value, int | float) and not isinstance(value, bool) else 0
+
+
+def copy_summary(database: Mapping[str, Any] | None, content: Mapping[str, Any] | None) -> dict[str, Any]:
+    """The copy's figures from the copy-database and copy-content results (either may be missing)."""
+    summary: dict[str, Any] = {}
+    if database:
+        rewrite = database.get("rewrite") or {}
+        summary["database"] = {
+            "tables": _int(database.get("tables")),
+            "rows": _int(database.get("rows")),
+            "verified": True,  # the step fails unless every row count matched and no old URL was left
+            "fields_rewritten": _int(rewrite.get("fields_rewritten")),
+            "replacements": {str(k): _int(v) for k, v in (rewrite.get("replacements") or {}).items()},
+            "serialized_rebuilt": _int(rewrite.get("serialized_rebuilt")),
+            "left_over": {str(k): _int(v) for k, v in (database.get("left_over") or {}).items() if v},
+        }
+    if content:
+        summary["content"] = {
+            "files": _int(content.get("files")),
+            "bytes": _int(content.get("bytes_total")),
+            "files_copied": _int(content.get("files_copied")),
+            "bytes_copied": _int(content.get("bytes_copied")),
+            "links_kept": _int(content.get("links_kept")),
+            "links_followed": _int(content.get("links_followed")),
+            "followed": [str(f) for f in content.get("followed") or []],
+            "dangling": [str(d) for d in content.get("dangling") or []],
+            "skipped": [str(s) for s in content.get("skipped") or []],
+        }
+    return summary
+
+
+def _size(n: int) -> str:
+    for unit, scale in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+        if n >= scale:
+            return f"{n / scale:.1f} {unit}"
+    return f"{n} bytes"
+
+
+def _count(n: int, one: str, many: str | None = None) -> str:
+    return f"{n:,} {one if n == 1 else (many or one + 's')}"
+
+
+def _list(items: Sequence[str], shown: int = FOLLOWED_SHOWN) -> str:
+    head = ", ".join(items[:shown])
+    return head + (f" and {len(items) - shown} more" if len(items) > shown else "")
+
+
+def copy_lines(summary: Mapping[str, Any]) -> list[str]:
+    """One line for the database, one for wp-content: what was copied, verified, replaced and linked."""
+    lines = []
+    db = summary.get("database")
+    if db:
+        forms = db.get("replacements") or {}
+        replaced = sum(forms.values()) if forms else db.get("fields_rewritten", 0)
+        by_form = ", ".join(f"{form} {n:,}" for form, n in sorted(forms.items(), key=lambda kv: -kv[1]) if n)
+        line = (
+            f"Database: {_count(db['tables'], 'table')}, {_count(db['rows'], 'row')} copied and verified; "
+            f"{_count(replaced, 'URL')} replaced" + (f" ({by_form})" if by_form else "")
+        )
+        line += f"; {_count(db.get('serialized_rebuilt', 0), 'serialized value')} rebuilt"
+        if db.get("left_over"):
+            left = ", ".join(f"{form} {n:,}" for form, n in db["left_over"].items())
+            line += f"; LEFT OVER: {left}"
+        lines.append(line + ".")
+    content = summary.get("content")
+    if content:
+        line = f"wp-content: {_count(content['files'], 'file')}, {_size(content['bytes'])}"
+        if content["files_copied"] != content["files"]:
+            line += f" ({_count(content['files_copied'], 'file')} copied now, the rest already there)"
+        line += f"; {_count(content['links_kept'], 'link')} kept"
+        if content["links_followed"]:
+            line += (
+                f", {content['links_followed']:,} copied as what they point to ({_list(content['followed'])})"
+            )
+        if content["dangling"]:
+            line += f"; dangling, not copied: {_list(content['dangling'])}"
+        if content["skipped"]:
+            line += f"; skipped: {_list(content['skipped'])}"
+        lines.append(line + ".")
+    return lines
+
+
+def _clone_lines(result: Mapping[str, Any]) -> list[str]:
+    lines = [
+        f"Admin: {result.get('admin_url', '-')} as {result.get('admin_user', '-')} "
+        f"(password: {result.get('admin_password', '-')})",
+        f"Expires: {result.get('expires_at', '-')}",
+    ]
+    return lines + copy_lines(result.get("copied") or {})
+
+
+def run_note(job: JobStatusResponse) -> str:
+    """The note on a job's run when it ends (Markdown, within Airflow's 1,000 characters)."""
+    result = job.result or {}
+    subject = f"clone {job.clone_id}" if job.clone_id else "the job"
+    if job.status is JobStatus.COMPLETED:
+        if job.type is JobType.CLONE:
+            lines = [f"**Clone {job.clone_id} is ready**: {result.get('url', '-')}", *_clone_lines(result)]
+        elif job.type is JobType.DELETE:
+            lines = [f"**Clone {job.clone_id} is deleted.**"]
+        elif job.type is JobType.BACKUP:
+            lines = [f"**Clone {job.clone_id} is backed up**: {result.get('backup_url', '-')}"]
+        else:
+            lines = [
+                f"**Clone {job.clone_id} serves the restored backup**: {result.get('url', '-')}",
+                f"Restored from {result.get('backup_site_url', '-')}; "
+                f"backup made first: {result.get('safety_backup_url', '-')}",
+            ]
+    else:
+        verb = "cancelled" if job.status is JobStatus.CANCELLED else "failed"
+        lines = [f"**The {job.type.value} job for {subject} {verb}**: {job.error or 'no reason recorded.'}"]
+    note = "\n\n".join(lines)
+    return note if len(note) <= NOTE_LIMIT else note[: NOTE_LIMIT - 1] + "…"
