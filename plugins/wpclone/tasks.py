@@ -17,7 +17,7 @@ from typing import Any, TypeVar, cast
 
 from pydantic import ValidationError
 
-from wpclone.db import DbEndpoint
+from wpclone.db import DbEndpoint, driver_error_sentence
 from wpclone.models import (
     ClonePlan,
     CloneRequest,
@@ -56,11 +56,15 @@ def push_error(ti: Any, sentence: str) -> None:
 
 
 def describe(exc: BaseException) -> str:
-    """One sentence for a user, from any exception we raise or let through."""
+    """One sentence for a user, from any exception we raise or let through: a database driver's error
+    becomes a sentence too (:func:`wpclone.db.driver_error_sentence`), never its ``(code, "...")`` tuple."""
     if isinstance(exc, ValidationError):
         first = exc.errors()[0]
         where = ".".join(str(part) for part in first["loc"]) or "request"
-        return f"{where}: {first['msg']}."
+        message = str(first["msg"]).removeprefix("Value error, ").rstrip(".")
+        return f"{where}: {message}."
+    if (said := driver_error_sentence(exc)) is not None:
+        return said
     text = " ".join(str(exc).split()) or type(exc).__name__
     return text if text.endswith(".") else text + "."
 
