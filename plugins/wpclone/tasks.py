@@ -163,6 +163,10 @@ def check_clone_request(
         raise BadRequest(f"database {db_name} already exists on the server; choose another clone id.")
     if runtime.clone_exists(clone_id):
         raise BadRequest(f"a site or content named {clone_id} already exists; choose another clone id.")
+    try:
+        runtime.check_clone_names(clone_id)  # names the configuration uses, objects that are not ours
+    except ValueError as exc:
+        raise BadRequest(str(exc)) from exc
     return request, source, clone_id, runtime
 
 

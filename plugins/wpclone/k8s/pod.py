@@ -382,9 +382,10 @@ class StepPodOperator(KubernetesPodOperator):
             param_secret_key(name): base64.b64encode(str(params.get(param) or "").encode()).decode()
             for name, param in self.param_env.items()
         }
-        name = secret_name(str(self.labels[CLONE_ID_LABEL]))
+        clone_id = str(self.labels[CLONE_ID_LABEL])
+        name = secret_name(clone_id)
         cluster = cluster or ClusterClient(str(self.namespace), str(self.kubernetes_conn_id))
-        if cluster.patch("Secret", name, {"data": data}) is None:
+        if cluster.patch("Secret", name, {"data": data}, clone_id=clone_id) is None:
             raise KubernetesError(
                 f"Secret {name} does not exist in namespace {self.namespace}: the clone is incomplete."
             )
