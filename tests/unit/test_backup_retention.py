@@ -3,6 +3,7 @@ the local runtime's delete (the kubernetes runtime's is in test_k8s_ownership)."
 
 from __future__ import annotations
 
+import subprocess
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -15,6 +16,7 @@ from tests.unit.test_k8s_pod import (  # k8s_dags: a fixture, resolved by name i
     k8s_config_json,
     k8s_dags,  # noqa: F401
 )
+from wpclone.archive import write_backup
 from wpclone.db import ConfigError
 from wpclone.local.settings import StackSettings
 from wpclone.models import BackupConfig, ClonePlan, CopyMode, SourceConfig, WpcloneConfig
@@ -23,10 +25,13 @@ from wpclone.steps.backup import (
     KEEP_ENV,
     MAX_AGE_ENV,
     STAMP_FORMAT,
+    _CheckedDump,
     prune_backups,
     retention_env,
     retention_from_env,
 )
+from wpclone.steps.common import StepError
+from wpclone.steps.copy_database import _StderrDrain
 
 CLONE = "qa-1"
 NOW = datetime(2026, 6, 30, 12, 0, 0, tzinfo=UTC)
@@ -151,3 +156,29 @@ def test_a_local_clones_backups_go_with_it_unless_kept(tmp_path: Path, keep_afte
     else:
         assert not mine.exists() and removed == [f"backups of {CLONE} (2 files)"]
         assert runtime.delete_clone_objects(CLONE) == []  # again: nothing left, no error
+
+
+def test_a_dump_that_fails_midway_is_never_renamed_into_place(tmp_path: Path) -> None:
+    """The archive becomes visible under its name inside write_backup: the dump's exit status is read at
+    the end of its output, before that, so a failed dump's archive never looks finished, not even for an
+    instant in which the step could be killed."""
+    dump = subprocess.Popen(
+        ["sh", "-c", "printf 'CREATE TABLE `wp_options` ('; echo 'lost connection' >&2; exit 3"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    assert dump.stderr is not None
+    errors = _StderrDrain(dump.stderr)
+    errors.start()
+    dest = tmp_path / f"{CLONE}-{NOW.strftime(STAMP_FORMAT)}.tar.gz"
+    with pytest.raises(StepError, match="mariadb-dump of the clone exited with 3: lost connection"):
+        write_backup(
+            dest,
+            dump=_CheckedDump(dump, errors, "pw"),  # type: ignore[arg-type]
+            content_dir=None,
+            site_url="http://qa-1.localhost",
+            table_prefix="wp_",
+            wordpress_version=None,
+            clone_id=CLONE,
+        )
+    assert list(tmp_path.iterdir()) == []

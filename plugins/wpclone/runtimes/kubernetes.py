@@ -5,6 +5,13 @@ A clone ``<id>`` is, in the settings' namespace: Secret ``wpclone-<id>`` (its pa
 port), Deployment, Service and Ingress ``wpclone-<id>`` at ``<clone_scheme>://<id>.<clone_domain>``; all
 labelled and annotated as :mod:`wpclone.runtimes.base` says (see :mod:`wpclone.k8s.manifests`).
 
+Those names are the clone's only while the objects carry its labels: :meth:`check_clone_names` (the
+request validation, and ``prepare_clone`` before it creates anything) refuses a clone id whose names the
+configuration uses or an object without our labels already has, and every write of
+:class:`~wpclone.k8s.apply.ClusterClient` refuses such an object again (never overwritten or deleted).
+A clone's delete also removes its backups from the backups claim (the content pod's ``purge``) unless
+``backups.keep_after_delete``.
+
 Backup and restore: backups go to the shared claim ``settings.backup_claim`` (mounted by the backup and
 restore step pods at ``settings.backup_mount``, :mod:`wpclone.k8s.pod`); a restore's fresh database has its
 own login, whose password is generated once into the clone's Secret (key ``restore-db-password``). The
