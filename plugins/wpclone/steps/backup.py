@@ -145,8 +145,11 @@ def _private_files() -> Iterator[None]:
 
 
 def _private_dir(path: Path) -> None:
+    """Create ``path`` (and its parents) 0700, or make it 0700 if it is ours; never a mount point (on
+    Kubernetes the backups claim's root, whose mode the kubelet keeps for the pods' fsGroup: a changed one
+    would make it walk the whole claim on the next mount)."""
     path.mkdir(mode=0o700, parents=True, exist_ok=True)
-    if path.stat().st_uid == os.geteuid():  # a shared mount's root may belong to someone else
+    if not os.path.ismount(path) and path.stat().st_uid == os.geteuid():
         path.chmod(0o700)
 
 
