@@ -513,7 +513,27 @@ class _SafeTarInfo(tarfile.TarInfo):
 
 
 def _sniff(src: Path) -> str:
-    """tar, tar.gz, tar.zst, zip, sql or sql.gz, from the first bytes."""
+    """tar, tar.gz, tar.zst, zip, sql or sql.gz, from the first bytes.
+
+    A bare dump must start (after comments) the way a dump does; anything else, such as a web page or an
+    error message a server answered with, is "neither an archive nor an SQL dump" and none of it is
+    quoted: the statement guard would quote its first line as a refused statement.
+    """
+    sql_start = re.compile(
+        rb"(?:\s|--[^\n]*(?:\n|$)|#[^\n]*(?:\n|$)|/\*.*?(?:\*/|$))*"  # blanks and comments, then
+        rb"(?:$|SET\s+(?:@|NAMES\b|SESSION\b|\w+\s*:?=)"  # a dump's first statement (or more comment)
+        rb"|(?:CREATE|DROP|ALTER)\s+(?:TABLE|DATABASE|SCHEMA|VIEW|TEMPORARY|OR\s+REPLACE|DEFINER|ALGORITHM"
+        rb"|PROCEDURE|FUNCTION|TRIGGER|EVENT|USER|INDEX|UNIQUE)\b"
+        rb"|(?:INSERT|REPLACE)\s+(?:INTO|IGNORE|LOW_PRIORITY|DELAYED|HIGH_PRIORITY)\b"
+        rb"|(?:LOCK|UNLOCK)\s+TABLES\b|START\s+TRANSACTION\b|(?:BEGIN|COMMIT)\s*;|USE\s+(?:`|\w+\s*;)"
+        rb"|DELIMITER\s)",
+        re.IGNORECASE | re.DOTALL,
+    )
+
+    def refuse_unless_sql(block: bytes) -> None:
+        if not sql_start.match(block) or not block.strip():
+            raise ArchiveError(sentence(f"{src.name} is neither a backup archive nor an SQL dump"))
+
     with open(src, "rb") as f:
         head = f.read(512)
         if head.startswith(ZIP_MAGICS):
@@ -532,11 +552,13 @@ def _sniff(src: Path) -> str:
                 return "tar.zst" if zst else "tar.gz"
             if zst:
                 raise ArchiveError(sentence(f"{src.name} is zstd-compressed but holds no tar archive"))
+            refuse_unless_sql(inner)
             return "sql.gz"
     if _is_tar(head):
         return "tar"
-    if b"\0" in head or not head:
+    if b"\0" in head:
         raise ArchiveError(sentence(f"{src.name} is neither a backup archive nor an SQL dump"))
+    refuse_unless_sql(head)
     return "sql"
 
 

@@ -5,15 +5,16 @@ URL, a host outside the policy's host patterns, and a host that resolves to *any
 public (loopback, link-local and the cloud metadata address 169.254.169.254, RFC 1918 and ULA ranges,
 CGNAT, multicast, reserved, unspecified; IPv4 inside IPv6 is unwrapped first) unless the policy allows
 private addresses or the address is in one of its ``allowed_networks``. ``file://`` is refused unless the
-policy names ``file_roots`` (only the local runtime does) and the path, with every symlink resolved, lies
-under one of them.
+policy names ``file_roots`` (only the local runtime does) and the path lies under one of them, as written
+(nothing elsewhere is even looked at) and with every symlink resolved.
 
 :func:`fetch` connects to the very address that was checked (the URL's host goes in the Host header and TLS
 SNI, so certificates are still verified against the name), then checks the address the socket is actually
 connected to, which together defeat DNS rebinding. Redirects are followed by hand, each hop checked again,
-never to ``file://``. The body streams to ``dest.partial`` with a size cap (Content-Length above the cap is
-refused before reading; a body longer than announced or unannounced stops at cap + 1 bytes), hashed as it
-is written, then renamed into place.
+never to ``file://``; a refused redirect is named by the URL that redirected and why, never by where it
+pointed (that is the server's answer, like its body, which no error quotes). The body streams to
+``dest.partial`` with a size cap (Content-Length above the cap is refused before reading; a body longer
+than announced or unannounced stops at cap + 1 bytes), hashed as it is written, then renamed into place.
 
 URLs appear in logs and errors only without userinfo, query and fragment: presigned URLs carry their
 credentials in the query string.
@@ -42,6 +43,15 @@ DEFAULT_PORTS = {"http": 80, "https": 443}
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 Resolver = Callable[[str, int], Sequence[str]]
 _NAT64 = ipaddress.ip_network("64:ff9b::/96")
+# Why a download failed, by httpx exception: our words, never the exception's text or the server's answer.
+TRANSPORT_FAILURES = {
+    "ConnectError": "the connection or its TLS handshake failed",
+    "ReadError": "the connection broke while the backup was read",
+    "WriteError": "the connection broke while the request was sent",
+    "RemoteProtocolError": "the server hung up early or broke the HTTP protocol",
+    "DecodingError": "the response could not be decoded",
+    "TooManyRedirects": "too many redirects",
+}
 
 
 class FetchError(StepError):
@@ -144,59 +154,96 @@ def _host_allowed(host: str, patterns: tuple[str, ...]) -> bool:
     return not patterns or any(fnmatch.fnmatchcase(host, p.lower().rstrip(".")) for p in patterns)
 
 
-def check_url(url: str, policy: FetchPolicy, resolve: Resolver = system_resolve) -> CheckedUrl:
-    """Refuse ``url`` under ``policy`` with a :class:`FetchError`, or return where it may be fetched from."""
+def check_url(
+    url: str, policy: FetchPolicy, resolve: Resolver = system_resolve, *, redirected_from: str | None = None
+) -> CheckedUrl:
+    """Refuse ``url`` under ``policy`` with a :class:`FetchError`, or return where it may be fetched from.
+
+    ``redirected_from``: the URL whose server redirected to ``url``. Then the sentence names that URL and
+    says why the redirect is refused, but nothing of ``url`` itself: it is what the server answered.
+    """
     shown = redact(url)
+
+    def refused(generic: str, detail: str | None = None) -> FetchError:
+        if redirected_from is not None:
+            return FetchError(
+                sentence(f"The backup URL {redact(redirected_from)} redirects to a URL that {generic}")
+            )
+        return FetchError(sentence(f"The backup URL {shown} {detail or generic}"))
+
     try:
         parts = urlsplit(url)
         port_given = parts.port
         host = (parts.hostname or "").rstrip(".")
-    except ValueError as exc:
-        raise FetchError(sentence(f"The backup URL {shown} is not a valid URL ({exc})")) from exc
+    except ValueError:
+        raise refused("is not valid (its host or port cannot be read)") from None
     scheme = parts.scheme.lower()
     if scheme == "file":
+        if redirected_from is not None:
+            raise refused("is a file:// URL")
         return _check_file(url, parts.netloc, parts.path, policy, shown)
     if scheme not in policy.schemes or scheme not in DEFAULT_PORTS:
         allowed = ", ".join(policy.schemes) or "none"
-        raise FetchError(sentence(f"The backup URL {shown} uses the scheme {scheme!r}; allowed: {allowed}"))
+        raise refused(f"uses the scheme {scheme!r}; allowed: {allowed}")
     if "@" in parts.netloc:
-        raise FetchError(sentence(f"The backup URL {shown} has a user name or password in it, refused"))
+        raise refused("has a user name or password in it, refused")
     if not host:
-        raise FetchError(sentence(f"The backup URL {shown} has no host"))
+        raise refused("has no host")
     if not _host_allowed(host, policy.allowed_hosts):
-        raise FetchError(sentence(f"The backup URL's host {host} is not one of the allowed backup hosts"))
+        raise refused(
+            "names a host that is not one of the allowed backup hosts",
+            f"names the host {host}, which is not one of the allowed backup hosts",
+        )
     port = port_given or DEFAULT_PORTS[scheme]
+    addresses = _allowed_addresses(host, port, policy, resolve, refused)
+    return CheckedUrl(url, scheme, host, port, tuple(addresses))
+
+
+def _allowed_addresses(
+    host: str, port: int, policy: FetchPolicy, resolve: Resolver, refused: Callable[..., FetchError]
+) -> list[str]:
+    """Every address ``host`` resolves to, each one allowed by ``policy``; else ``refused(...)``."""
     try:
         addresses = [str(ipaddress.ip_address(host))]
     except ValueError:
         try:
             addresses = list(resolve(host, port))
         except OSError as exc:
-            raise FetchError(sentence(f"The backup URL's host {host} does not resolve ({exc})")) from exc
+            why = exc.strerror or type(exc).__name__
+            raise refused(
+                "names a host that does not resolve", f"names the host {host}, which does not resolve ({why})"
+            ) from None
     if not addresses:
-        raise FetchError(sentence(f"The backup URL's host {host} does not resolve"))
+        raise refused("names a host that does not resolve", f"names the host {host}, which does not resolve")
     for address in addresses:
         problem = address_problem(address, policy)
         if problem:
-            raise FetchError(sentence(f"The backup URL's host {host} resolves to {address}, {problem}"))
-    return CheckedUrl(url, scheme, host, port, tuple(addresses))
+            raise refused(
+                f"names a host that resolves to {problem}",
+                f"names the host {host}, which resolves to {address}, {problem}",
+            )
+    return addresses
 
 
 def _check_file(url: str, netloc: str, path: str, policy: FetchPolicy, shown: str) -> CheckedUrl:
+    """A file under one of the policy's roots: checked as written before the disk is looked at (nothing
+    outside the roots is probed), then again with every symlink resolved."""
     if not policy.file_roots:
         raise FetchError(sentence(f"The backup URL {shown} is a file:// URL, which this runtime refuses"))
     if netloc not in ("", "localhost"):
         raise FetchError(sentence(f"The backup URL {shown} names a host in a file:// URL"))
+    given = Path(os.path.normpath(unquote(path)))
+    roots = [Path(root).resolve() for root in policy.file_roots]
+    as_configured = [Path(os.path.normpath(root)) for root in policy.file_roots]
+    if not given.is_absolute() or not any(given.is_relative_to(root) for root in roots + as_configured):
+        raise FetchError(sentence(f"The backup file {given} is outside the allowed directories"))
     try:
-        resolved = Path(unquote(path)).resolve(strict=True)
-    except (OSError, RuntimeError) as exc:
-        raise FetchError(sentence(f"The backup file {unquote(path)} does not exist")) from exc
-    roots = [Path(r).resolve() for r in policy.file_roots]
+        resolved = given.resolve(strict=True)
+    except (OSError, RuntimeError):
+        raise FetchError(sentence(f"The backup file {given} does not exist")) from None
     if not any(resolved.is_relative_to(root) for root in roots):
         raise FetchError(
-            sentence(
-                f"The backup file {unquote(path)} (really {resolved}) is outside the allowed directories"
-            )
+            sentence(f"The backup file {given} (really {resolved}) is outside the allowed directories")
         )
     if not resolved.is_file():
         raise FetchError(sentence(f"The backup file {resolved} is not a regular file"))
@@ -250,7 +297,10 @@ class _Sink:
 def _fetch_file(checked: CheckedUrl, dest: Path, policy: FetchPolicy, sink: _Sink) -> None:
     assert checked.path is not None
     shown = str(checked.path)
-    fd = os.open(checked.path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    try:
+        fd = os.open(checked.path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError as exc:
+        raise FetchError(sentence(f"Cannot read the backup file {shown} ({exc.strerror or exc})")) from None
     with os.fdopen(fd, "rb") as f:
         total = os.fstat(f.fileno()).st_size
         if total > policy.max_bytes:
@@ -279,18 +329,22 @@ def fetch(
     """Download ``url`` to ``dest`` under ``policy`` (module docstring); raises :class:`FetchError`."""
     import httpx
 
-    current = url
-    sink = _Sink(dest, policy, progress)
+    current, shown = url, redact(url)
+    try:
+        sink = _Sink(dest, policy, progress)
+    except OSError as exc:
+        raise FetchError(
+            sentence(f"Cannot store the backup in {dest.parent} ({exc.strerror or exc})")
+        ) from None
     try:
         for hop in range(policy.max_redirects + 1):
-            checked = check_url(current, policy, resolve)
-            shown = redact(current)
-            if checked.path is not None:
-                if hop:
-                    raise FetchError(sentence(f"The backup URL {redact(url)} redirects to a file:// URL"))
+            checked = check_url(current, policy, resolve, redirected_from=url if hop else None)
+            if checked.path is not None:  # file:// (never after a redirect: check_url refuses it)
                 _fetch_file(checked, dest, policy, sink)
                 break
-            log.info("fetching %s (%s)", shown, checked.addresses[0])
+            if hop:  # what the server redirected to is not shown: it is the server's answer
+                shown = f"{redact(url)} (after {hop} redirect{'s' if hop > 1 else ''})"
+            log.info("fetching %s (%s)", redact(current), checked.addresses[0])
             location = _fetch_http(httpx, checked, policy, sink, shown)
             if location is None:
                 break
@@ -300,6 +354,9 @@ def fetch(
                 sentence(f"The backup URL {redact(url)} redirects more than {policy.max_redirects} times")
             )
         sink.commit()
+    except OSError as exc:  # this side's disk (a full one, say), not the server
+        sink.discard()
+        raise FetchError(sentence(f"Cannot store the backup from {shown} ({exc.strerror or exc})")) from None
     except BaseException:
         sink.discard()
         raise
@@ -340,4 +397,5 @@ def _fetch_http(httpx: Any, checked: CheckedUrl, policy: FetchPolicy, sink: _Sin
     except httpx.TimeoutException as exc:
         raise FetchError(sentence(f"Fetching {shown} timed out after {policy.timeout_s:g} s")) from exc
     except httpx.HTTPError as exc:
-        raise FetchError(sentence(f"Fetching {shown} failed: {type(exc).__name__}")) from exc
+        why = TRANSPORT_FAILURES.get(type(exc).__name__, f"a transport error ({type(exc).__name__})")
+        raise FetchError(sentence(f"Fetching {shown} failed: {why}")) from exc

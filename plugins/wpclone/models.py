@@ -36,7 +36,42 @@ WORDPRESS_SALT_NAMES = (
     "NONCE_SALT",
 )
 
-CloneId = Annotated[str, Field(pattern=CLONE_ID_PATTERN, description="3-28 of a-z, 0-9 and '-'")]
+# Clone ids that name what is not a clone's: the database server's system schemas and accounts (with '-'
+# for '_'), and wpclone's and Airflow's own names (``wpclone-backups`` is the default backups claim,
+# ``wpclone-clones`` the default namespace). Refused for every new clone (:func:`check_clone_id`); the
+# kubernetes runtime also refuses ids whose object names the configuration uses (``check_clone_names``).
+RESERVED_CLONE_IDS = frozenset(
+    {
+        "mysql",
+        "sys",
+        "information-schema",
+        "performance-schema",
+        "root",
+        "admin",
+        "administrator",
+        "mariadb-sys",
+        "debian-sys-maint",
+        "localhost",
+        "wpclone",
+        "backups",
+        "clones",
+        "control",
+        "airflow",
+    }
+)
+
+
+def _not_reserved(clone_id: str) -> str:
+    if clone_id in RESERVED_CLONE_IDS:
+        raise ValueError(reserved_sentence(clone_id).removesuffix("."))
+    return clone_id
+
+
+CloneId = Annotated[
+    str,
+    Field(pattern=CLONE_ID_PATTERN, description="3-28 of a-z, 0-9 and '-', not a reserved word"),
+    AfterValidator(_not_reserved),
+]
 BackupUrl = Annotated[
     str,
     Field(
@@ -227,13 +262,28 @@ class WpcloneConfig(BaseModel):
 # -- names ------------------------------------------------------------------------------------------------
 
 
+def reserved_sentence(clone_id: str) -> str:
+    return (
+        f"clone id {clone_id!r} is reserved: it names a system schema or account of the database server or "
+        "one of wpclone's own objects; choose another clone id."
+    )
+
+
 def check_clone_id(clone_id: str) -> str:
+    """``clone_id`` if it has the clone id's shape and is not reserved, else ValueError with one sentence."""
     if not CLONE_ID_RE.fullmatch(clone_id):
         raise ValueError(
             f"clone id {clone_id!r} is not valid: use 3-28 lower-case letters, digits and '-', "
             "starting with a letter and not ending with '-'."
         )
+    if clone_id in RESERVED_CLONE_IDS:
+        raise ValueError(reserved_sentence(clone_id))
     return clone_id
+
+
+def is_clone_id(value: str) -> bool:
+    """Whether ``value`` could be one of our clone ids (what the orphan sweep may take as ours)."""
+    return bool(CLONE_ID_RE.fullmatch(value)) and value not in RESERVED_CLONE_IDS
 
 
 def generate_clone_id(source: SourceConfig) -> str:
@@ -264,7 +314,7 @@ def clone_id_from_db_name(name: str) -> str | None:
     if not name.startswith(CLONE_DB_PREFIX):
         return None
     candidate = name[len(CLONE_DB_PREFIX) :].replace("_", "-")
-    return candidate if CLONE_ID_RE.fullmatch(candidate) else None
+    return candidate if is_clone_id(candidate) else None
 
 
 class ClonePlan(BaseModel):

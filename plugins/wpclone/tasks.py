@@ -17,7 +17,7 @@ from typing import Any, TypeVar, cast
 
 from pydantic import ValidationError
 
-from wpclone.db import DbEndpoint
+from wpclone.db import DbEndpoint, driver_error_sentence
 from wpclone.models import (
     CLONE_ID_RE,
     ClonePlan,
@@ -59,11 +59,15 @@ def push_error(ti: Any, sentence: str) -> None:
 
 
 def describe(exc: BaseException) -> str:
-    """One sentence for a user, from any exception we raise or let through."""
+    """One sentence for a user, from any exception we raise or let through: a database driver's error
+    becomes a sentence too (:func:`wpclone.db.driver_error_sentence`), never its ``(code, "...")`` tuple."""
     if isinstance(exc, ValidationError):
         first = exc.errors()[0]
         where = ".".join(str(part) for part in first["loc"]) or "request"
-        return f"{where}: {first['msg']}."
+        message = str(first["msg"]).removeprefix("Value error, ").rstrip(".")
+        return f"{where}: {message}."
+    if (said := driver_error_sentence(exc)) is not None:
+        return said
     text = " ".join(str(exc).split()) or type(exc).__name__
     return text if text.endswith(".") else text + "."
 
@@ -165,6 +169,10 @@ def check_clone_request(
         raise BadRequest(f"database {db_name} already exists on the server; choose another clone id.")
     if runtime.clone_exists(clone_id):
         raise BadRequest(f"a site or content named {clone_id} already exists; choose another clone id.")
+    try:
+        runtime.check_clone_names(clone_id)  # names the configuration uses, objects that are not ours
+    except ValueError as exc:
+        raise BadRequest(str(exc)) from exc
     return request, source, clone_id, runtime
 
 

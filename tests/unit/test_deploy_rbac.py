@@ -121,6 +121,7 @@ async def test_the_role_is_exactly_what_our_calls_need(
     await call(runtime.prepare_clone, plan)
     await call(runtime.prepare_clone, plan)  # a retry reads the Secret back
     await call(runtime.deploy_site, plan, {"WP_ENVIRONMENT_TYPE": "staging"}, MU_PLUGIN)
+    await call(runtime.deploy_site, plan, {"WP_ENVIRONMENT_TYPE": "staging"}, MU_PLUGIN)  # a retry applies
     await call(runtime.site_ready, plan)
     await call(runtime.source_db_password, make_source())
     await call(runtime.list_clone_ids)

@@ -41,7 +41,8 @@ def test_the_names_are_the_steps_and_the_sites() -> None:
     assert content.ASIDE == content.LIVE + ASIDE_SUFFIX
     assert content.WORK == WORK_DIR_NAME
     assert content.LIVE == manifests.CONTENT_SUBPATH
-    assert content.ACTIONS == manifests.CONTENT_ACTIONS
+    assert content.ACTIONS[-1] == manifests.PURGE_ACTION
+    assert content.ACTIONS[:-1] == manifests.CONTENT_ACTIONS
 
 
 def test_switch_back_and_discard(tmp_path: Path) -> None:

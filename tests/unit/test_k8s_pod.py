@@ -530,16 +530,16 @@ def test_the_backup_url_reaches_the_pod_only_by_reference(k8s_dags: dict[str, DA
     # When the task runs, the URL goes into the clone's Secret, and nowhere else.
     class Cluster:
         def __init__(self) -> None:
-            self.patches: list[tuple[str, str, dict[str, Any]]] = []
+            self.patches: list[tuple[str, str, dict[str, Any], str]] = []
 
-        def patch(self, kind: str, name: str, changes: dict[str, Any]) -> dict[str, Any]:
-            self.patches.append((kind, name, changes))
+        def patch(self, kind: str, name: str, changes: dict[str, Any], *, clone_id: str) -> dict[str, Any]:
+            self.patches.append((kind, name, changes, clone_id))
             return {}
 
     cluster = Cluster()
     op.publish_params(context, cluster)
-    [(kind, name, changes)] = cluster.patches
-    assert (kind, name) == ("Secret", "wpclone-shop-abc123")
+    [(kind, name, changes, owner)] = cluster.patches
+    assert (kind, name, owner) == ("Secret", "wpclone-shop-abc123", "shop-abc123")  # if that clone's
     key = manifests.param_secret_key("WPCLONE_BACKUP_URL")
     assert json.loads(json.dumps(changes)) == {"data": {key: base64.b64encode(BACKUP_URL.encode()).decode()}}
 

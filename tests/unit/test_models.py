@@ -9,6 +9,7 @@ from pydantic import ValidationError
 
 from wpclone.models import (
     CLONE_ID_RE,
+    RESERVED_CLONE_IDS,
     TTL_DEFAULT_MINUTES,
     TTL_MAX_MINUTES,
     TTL_MIN_MINUTES,
@@ -91,6 +92,39 @@ def test_good_clone_ids_are_accepted(clone_id: str) -> None:
     assert CloneRequest(source_url="http://s.example", clone_id=clone_id).clone_id == clone_id
     assert DeleteRequest(clone_id=clone_id).clone_id == clone_id
     assert check_clone_id(clone_id) == clone_id
+
+
+@pytest.mark.parametrize(
+    "clone_id",
+    ["mysql", "sys", "information-schema", "performance-schema", "root", "admin", "wpclone", "backups"],
+)
+def test_reserved_clone_ids_are_refused_with_a_sentence(clone_id: str) -> None:
+    """System schemas and accounts of the database server and wpclone's own names: the jobs API, the CLI
+    (through the API) and the DAG (its validate_request builds a CloneRequest) refuse them at once."""
+    from wpclone.tasks import describe
+
+    sentence = (
+        f"clone id {clone_id!r} is reserved: it names a system schema or account of the database server or "
+        "one of wpclone's own objects; choose another clone id."
+    )
+    with pytest.raises(ValidationError) as caught:
+        CloneRequest(source_url="http://s.example", clone_id=clone_id)
+    assert describe(caught.value) == f"clone_id: {sentence}"
+    with pytest.raises(ValidationError, match="is reserved"):
+        DeleteRequest(clone_id=clone_id)
+    with pytest.raises(ValueError) as refused:
+        check_clone_id(clone_id)
+    assert str(refused.value) == sentence
+    with pytest.raises(ValueError, match="is reserved"):
+        clone_db_name(clone_id)
+    # Never taken for one of ours by the orphan sweep either.
+    assert clone_id_from_db_name("wpc_" + clone_id.replace("-", "_")) is None
+
+
+def test_reserved_words_are_valid_shapes_and_generated_ids_never_collide() -> None:
+    assert all(CLONE_ID_RE.fullmatch(word) for word in RESERVED_CLONE_IDS)  # else the pattern covers it
+    ids = {generate_clone_id(source(name=name)) for name in ("mysql", "admin", "sys-x") for _ in range(10)}
+    assert not ids & RESERVED_CLONE_IDS
 
 
 def test_empty_clone_id_means_generate() -> None:

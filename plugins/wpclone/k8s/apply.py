@@ -1,14 +1,21 @@
 """Apply, read, list and delete a clone's objects through the provider's ``KubernetesHook``.
 
-Apply semantics: a server-side apply ``PATCH`` (``application/apply-patch+yaml`` with the manifest as JSON,
-``fieldManager=wpclone``, ``force=true``). On a real API server that creates the object when it is missing
-and converges it when it exists, so a retried task converges. When the PATCH answers 404 (servers without
-create-on-apply, such as the kmock emulator the tests use; on a real server only when the namespace is
-missing) we ``POST`` the object instead, and a 409 from that POST (a concurrent creator) is followed by
-one more apply. Secrets that hold generated passwords are never applied over: :meth:`ClusterClient.create`
-creates them only when missing, and the caller reads back the existing ones. Keys added to a Secret later (a
-restore's login) and the restore's content revision on the site's pod template are JSON merge patches
-(:meth:`ClusterClient.patch`) under their own field manager, so the next apply of the site leaves them be.
+**Never touch what is not ours.** An object is a clone's when it carries ``app.kubernetes.io/managed-by=
+wpclone`` and ``wpclone.io/clone-id=<id>``. Every write names the clone it is for and first reads the
+object under that name: one that exists without those labels (the source's password Secret, anybody's
+Deployment) is never overwritten, patched or deleted; the write fails with :class:`ForeignObject`, one
+sentence naming it (``Secret/wpclone-source-www``). The write then carries the read object's ``uid``
+(``metadata.uid`` in a patch, a delete's precondition), so an object replaced between the read and the
+write is not written either.
+
+Apply semantics: a missing object is created (``POST``; a 409 means someone created it meanwhile, so it is
+read and checked like any existing one); an existing one of ours gets a server-side apply ``PATCH``
+(``application/apply-patch+yaml`` with the manifest as JSON, ``fieldManager=wpclone``, ``force=true``), so
+a retried task converges. Secrets that hold generated passwords are never applied over:
+:meth:`ClusterClient.create` creates them only when missing, and the caller reads back the existing ones.
+Keys added to a Secret later (a restore's login) and the restore's content revision on the site's pod
+template are JSON merge patches (:meth:`ClusterClient.patch`) under their own field manager, so the next
+apply of the site leaves them be.
 
 Delete: list by label selector, keep what carries our labels (checked again client-side), delete each by
 name with ``propagationPolicy=Background``; 404 counts as already gone. Listing by selector and deleting by
@@ -27,7 +34,7 @@ from dataclasses import dataclass
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
-from wpclone.runtimes.base import MANAGED_BY, MANAGED_BY_LABEL
+from wpclone.runtimes.base import CLONE_ID_LABEL, MANAGED_BY, MANAGED_BY_LABEL
 
 if TYPE_CHECKING:
     from airflow.providers.cncf.kubernetes.hooks.kubernetes import KubernetesHook
@@ -73,19 +80,40 @@ DELETE_ORDER = ("Ingress", "Service", "Deployment", "Pod", "ConfigMap", "Persist
 # The API calls this module makes, as RBAC rules for the Airflow workers' Role in the clones' namespace
 # (the step pods' operator adds its own: pods create/get/list/watch/delete/patch, pods/log get, events list).
 # tests/unit/test_k8s_lifecycle.py checks every request the runtime makes against this table.
+# Every write reads first (the ownership check), hence "get" on every kind.
 API_PERMISSIONS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
     ("", "secrets", ("create", "get", "patch", "list", "delete")),
-    ("", "persistentvolumeclaims", ("create", "patch", "list", "delete")),
-    ("", "configmaps", ("create", "patch", "list", "delete")),
-    ("apps", "deployments", ("create", "patch", "get", "list", "delete")),
-    ("", "services", ("create", "patch", "list", "delete")),
-    ("networking.k8s.io", "ingresses", ("create", "patch", "list", "delete")),
-    ("", "pods", ("create", "get", "list", "delete")),  # the restore's content pod; leftover step pods
+    ("", "persistentvolumeclaims", ("create", "get", "patch", "list", "delete")),
+    ("", "configmaps", ("create", "get", "patch", "list", "delete")),
+    ("apps", "deployments", ("create", "get", "patch", "list", "delete")),
+    ("", "services", ("create", "get", "patch", "list", "delete")),
+    ("networking.k8s.io", "ingresses", ("create", "get", "patch", "list", "delete")),
+    ("", "pods", ("create", "get", "list", "delete")),  # the content pod; leftover step pods
 )
+
+
+WRITE_ATTEMPTS = 3  # an object deleted or replaced between our read and our write is looked at again
 
 
 class KubernetesError(RuntimeError):
     """A Kubernetes API call failed; the message is one sentence without secret values."""
+
+
+class ForeignObject(KubernetesError):
+    """An object under a clone's name is not that clone's: wpclone will not write or delete it."""
+
+
+def owner_labels(clone_id: str) -> dict[str, str]:
+    """The labels that make an object clone ``clone_id``'s."""
+    return {MANAGED_BY_LABEL: MANAGED_BY, CLONE_ID_LABEL: clone_id}
+
+
+def foreign_sentence(kind: str, name: str, namespace: str, clone_id: str) -> str:
+    return (
+        f"{kind}/{name} already exists in namespace {namespace} and is not clone {clone_id}'s (it lacks the "
+        f"labels {MANAGED_BY_LABEL}={MANAGED_BY} and {CLONE_ID_LABEL}={clone_id}); wpclone never overwrites "
+        "or deletes it: choose another clone id."
+    )
 
 
 def api_error_sentence(exc: ApiException, action: str, kind: str, name: str, namespace: str) -> str:
@@ -160,79 +188,116 @@ class ClusterClient:
     # -- writes ------------------------------------------------------------------------------------------
 
     def apply(self, manifest: Mapping[str, Any]) -> None:
-        """Server-side apply ``manifest`` (see the module docstring for the fallbacks)."""
+        """Create ``manifest``'s object, or server-side apply it over the one of ours under its name;
+        :class:`ForeignObject` when that name is taken by an object that is not ours."""
         from kubernetes.client.exceptions import ApiException
 
         kind, name = self._ident(manifest)
-        try:
-            self._server_side_apply(kind, name, manifest)
-        except ApiException as exc:
-            if exc.status != 404:
+        clone_id = self._clone_of(manifest)
+        for _ in range(WRITE_ATTEMPTS):
+            existing = self.read_owned(kind, name, clone_id)
+            if existing is None:
+                if self.create(manifest):
+                    return
+                continue  # created by someone else meanwhile: read and check it
+            try:
+                self._call("patch", kind)(
+                    name,
+                    self.namespace,
+                    _pinned(dict(manifest), existing),
+                    field_manager=FIELD_MANAGER,
+                    force=True,
+                    _content_type=APPLY_CONTENT_TYPE,
+                )
+            except ApiException as exc:
+                if exc.status in (404, 409):  # deleted or replaced since we read it: look again
+                    continue
                 raise KubernetesError(api_error_sentence(exc, "apply", kind, name, self.namespace)) from None
-            if not self.create(manifest):  # created by someone else meanwhile: converge it
-                try:
-                    self._server_side_apply(kind, name, manifest)
-                except ApiException as again:
-                    sentence = api_error_sentence(again, "apply", kind, name, self.namespace)
-                    raise KubernetesError(sentence) from None
-        log.info("k8s event=applied kind=%s name=%s namespace=%s", kind, name, self.namespace)
-
-    def _server_side_apply(self, kind: str, name: str, manifest: Mapping[str, Any]) -> None:
-        self._call("patch", kind)(
-            name,
-            self.namespace,
-            dict(manifest),
-            field_manager=FIELD_MANAGER,
-            force=True,
-            _content_type=APPLY_CONTENT_TYPE,
-        )
+            log.info("k8s event=applied kind=%s name=%s namespace=%s", kind, name, self.namespace)
+            return
+        raise _keeps_changing(kind, name)
 
     def create(self, manifest: Mapping[str, Any]) -> bool:
-        """Create ``manifest``; False when an object of that name already exists (409)."""
+        """Create ``manifest``; False when an object of ours already has that name, :class:`ForeignObject`
+        when one that is not ours has."""
         from kubernetes.client.exceptions import ApiException
 
         kind, name = self._ident(manifest)
+        clone_id = self._clone_of(manifest)
         try:
             self._call("create", kind)(self.namespace, dict(manifest), field_manager=FIELD_MANAGER)
         except ApiException as exc:
             if exc.status == 409:
+                self.read_owned(kind, name, clone_id)
                 return False
             raise KubernetesError(api_error_sentence(exc, "create", kind, name, self.namespace)) from None
         log.info("k8s event=created kind=%s name=%s namespace=%s", kind, name, self.namespace)
         return True
 
-    def patch(self, kind: str, name: str, changes: Mapping[str, Any]) -> dict[str, Any] | None:
-        """JSON merge patch (``None`` removes a key); the object after it, or None when it does not exist."""
+    def patch(
+        self, kind: str, name: str, changes: Mapping[str, Any], *, clone_id: str
+    ) -> dict[str, Any] | None:
+        """JSON merge patch (``None`` removes a key) of clone ``clone_id``'s object; the object after it, or
+        None when it does not exist; :class:`ForeignObject` when it is not that clone's."""
         from kubernetes.client.exceptions import ApiException
 
         self._ident({"kind": kind, "metadata": {"name": name}})
-        try:
-            obj = self._call("patch", kind)(
-                name,
-                self.namespace,
-                dict(changes),
-                field_manager=PATCH_FIELD_MANAGER,
-                _content_type=MERGE_PATCH_CONTENT_TYPE,
-            )
-        except ApiException as exc:
-            if exc.status == 404:
+        for _ in range(WRITE_ATTEMPTS):
+            existing = self.read_owned(kind, name, clone_id)
+            if existing is None:
                 return None
-            raise KubernetesError(api_error_sentence(exc, "patch", kind, name, self.namespace)) from None
-        log.info("k8s event=patched kind=%s name=%s namespace=%s", kind, name, self.namespace)
-        return self._to_dict(obj)
+            try:
+                obj = self._call("patch", kind)(
+                    name,
+                    self.namespace,
+                    _pinned(dict(changes), existing),
+                    field_manager=PATCH_FIELD_MANAGER,
+                    _content_type=MERGE_PATCH_CONTENT_TYPE,
+                )
+            except ApiException as exc:
+                if exc.status in (404, 409):
+                    continue
+                raise KubernetesError(api_error_sentence(exc, "patch", kind, name, self.namespace)) from None
+            log.info("k8s event=patched kind=%s name=%s namespace=%s", kind, name, self.namespace)
+            return self._to_dict(obj)
+        raise _keeps_changing(kind, name)
 
-    def delete(self, kind: str, name: str) -> bool:
-        """Delete one object (background propagation); False when it was already gone."""
+    def delete(self, kind: str, name: str, *, clone_id: str) -> bool:
+        """Delete clone ``clone_id``'s object (background propagation); False when it was already gone,
+        :class:`ForeignObject` when it is not that clone's."""
+        existing = self.read_owned(kind, name, clone_id)
+        return existing is not None and self._delete(kind, existing)
+
+    def _delete(self, kind: str, obj: Mapping[str, Any]) -> bool:
+        """Delete ``obj`` (read or listed, ours), only while it is still that object (its uid)."""
+        from kubernetes.client import V1DeleteOptions, V1Preconditions
         from kubernetes.client.exceptions import ApiException
 
+        metadata = obj.get("metadata") or {}
+        name, uid = str(metadata["name"]), metadata.get("uid")
+        options = V1DeleteOptions(
+            propagation_policy="Background", preconditions=V1Preconditions(uid=uid) if uid else None
+        )
         try:
-            self._call("delete", kind)(name, self.namespace, propagation_policy="Background")
+            self._call("delete", kind)(name, self.namespace, body=options)
         except ApiException as exc:
             if exc.status == 404:
+                return False
+            if exc.status == 409:  # replaced since it was read: that one is not the object we checked
+                log.warning("k8s event=delete_skipped kind=%s name=%s reason=replaced", kind, name)
                 return False
             raise KubernetesError(api_error_sentence(exc, "delete", kind, name, self.namespace)) from None
         log.info("k8s event=deleted kind=%s name=%s namespace=%s", kind, name, self.namespace)
         return True
+
+    @staticmethod
+    def _clone_of(manifest: Mapping[str, Any]) -> str:
+        """The clone whose labels ``manifest`` carries; ValueError if it does not carry ours."""
+        labels = (manifest.get("metadata") or {}).get("labels") or {}
+        clone_id = labels.get(CLONE_ID_LABEL)
+        if labels.get(MANAGED_BY_LABEL) != MANAGED_BY or not clone_id:
+            raise ValueError("wpclone writes only objects that carry its managed-by and clone-id labels.")
+        return str(clone_id)
 
     # -- reads -------------------------------------------------------------------------------------------
 
@@ -247,6 +312,13 @@ class ClusterClient:
                 return None
             raise KubernetesError(api_error_sentence(exc, "read", kind, name, self.namespace)) from None
         return self._to_dict(obj)
+
+    def read_owned(self, kind: str, name: str, clone_id: str) -> dict[str, Any] | None:
+        """Like :meth:`read`, but :class:`ForeignObject` when the object is not clone ``clone_id``'s."""
+        obj = self.read(kind, name)
+        if obj is not None and not has_labels(obj, owner_labels(clone_id)):
+            raise ForeignObject(foreign_sentence(kind, name, self.namespace, clone_id))
+        return obj
 
     def list_objects(self, kind: str, selector: str) -> list[dict[str, Any]]:
         """Objects of ``kind`` matching the equality ``selector`` (re-checked here, whatever the server)."""
@@ -267,7 +339,19 @@ class ClusterClient:
         removed: list[str] = []
         for kind in DELETE_ORDER:
             for item in self.list_objects(kind, selector):
-                name = str(item["metadata"]["name"])
-                if self.delete(kind, name):
-                    removed.append(f"{kind}/{name}")
+                if self._delete(kind, item):
+                    removed.append(f"{kind}/{item['metadata']['name']}")
         return removed
+
+
+def _keeps_changing(kind: str, name: str) -> KubernetesError:
+    return KubernetesError(f"{kind} {name} keeps changing while wpclone writes it; is another job at work?")
+
+
+def _pinned(body: dict[str, Any], existing: Mapping[str, Any]) -> dict[str, Any]:
+    """``body`` with the uid of the object we read and checked: the server refuses the write if the object
+    under that name is another one by now."""
+    uid = (existing.get("metadata") or {}).get("uid")
+    if uid:
+        body["metadata"] = {**(body.get("metadata") or {}), "uid": uid}
+    return body

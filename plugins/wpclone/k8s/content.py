@@ -12,12 +12,16 @@ directory (:meth:`wpclone.runtimes.local.LocalRuntime.switch_content`):
   What cannot be removed (a mount point the kubelet created as root inside the old tree) is moved into
   ``.restore-trash/`` so the names are free for the next restore.
 
+One more action runs on the backups claim instead, for a clone's delete: ``purge <backups mount>/<clone
+id>`` removes that clone's backup directory and answers ``{"removed_files": n}``
+(:func:`wpclone.steps.backup.purge_backups`, in the same image).
+
 Each action is idempotent (a retry after a crash at any line converges) and answers one JSON line, on
 stdout and in the container's termination message: ``{"moved": bool, "revision": "<inode of the live
 wp-content>"}``. The runtime rolls the site's pod when the revision changes (a subPath mount keeps the
 directory it was given, whatever its name is now). A failure exits 1 with ``error: <sentence>``.
 
-Standard library only: the toolbox image runs it next to the steps.
+Standard library only (but ``purge``): the toolbox image runs it next to the steps.
 """
 
 from __future__ import annotations
@@ -35,7 +39,7 @@ STAGED = LIVE + ".restore-new"  # wpclone.steps.backup.STAGED_SUFFIX
 ASIDE = LIVE + ".restore-old"  # wpclone.runtimes.local.ASIDE_SUFFIX
 WORK = ".restore-work"  # wpclone.steps.backup.WORK_DIR_NAME
 TRASH = ".restore-trash"
-ACTIONS = ("switch", "switch-back", "discard")
+ACTIONS = ("switch", "switch-back", "discard", "purge")
 TERMINATION_LOG = "/dev/termination-log"
 
 
@@ -96,9 +100,23 @@ def _to_trash(root: Path, path: Path) -> None:
     path.rename(trash / f"{path.name}-{path.stat().st_ino}")
 
 
+def purge(directory: Path) -> dict[str, Any]:
+    """Remove a clone's backup directory on the backups claim (mounted at its parent)."""
+    from wpclone.steps.backup import purge_backups
+
+    if not directory.parent.is_dir():
+        raise ContentError(f"the backups claim is not mounted at {directory.parent}.")
+    try:
+        return {"moved": False, "removed_files": purge_backups(directory)}
+    except OSError as exc:
+        raise ContentError(f"cannot remove {directory} ({exc.strerror or exc} on {exc.filename}).") from exc
+
+
 def run(action: str, root: Path) -> dict[str, Any]:
     if action not in ACTIONS:
         raise ContentError(f"unknown action {action!r}: use one of {', '.join(ACTIONS)}.")
+    if action == "purge":
+        return purge(root)
     if not root.is_dir():
         raise ContentError(f"the clone's claim is not mounted at {root}.")
     if action == "discard":
@@ -109,7 +127,7 @@ def run(action: str, root: Path) -> dict[str, Any]:
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     if len(args) != 2:
-        print("usage: python -m wpclone.k8s.content switch|switch-back|discard CLAIM_ROOT", file=sys.stderr)
+        print("usage: python -m wpclone.k8s.content switch|switch-back|discard|purge ROOT", file=sys.stderr)
         return 2
     try:
         line = json.dumps(run(args[0], Path(args[1])))

@@ -10,7 +10,8 @@ and ``wpclone.io/clone-id=<id>`` and annotated ``wpclone.io/expires-at=<ISO UTC>
 - PersistentVolumeClaim ``wpclone-<id>-content``: the clone's wp-content in its directory ``wp-content``;
   the site mounts only that (``subPath``) so a restore can stage ``wp-content.restore-new`` beside it and
   switch with renames (:mod:`wpclone.k8s.content`, run by the short content pod below).
-- Pod ``wpclone-<id>-content``: the content pod of a restore (switch, switch back, discard), while it runs.
+- Pod ``wpclone-<id>-content``: the content pod of a restore (switch, switch back, discard) or of a delete
+  (``purge``: the clone's backups, on the backups claim), while it runs.
 - ConfigMap ``wpclone-<id>-site``: the must-use plugin (PHP from the caller) and two small Apache files.
 - Deployment ``wpclone-<id>``: the official WordPress image, one replica, ``Recreate`` (the content claim
   is ReadWriteOnce), readiness probe ``GET /`` with the clone's ``Host`` header.
@@ -147,6 +148,20 @@ def preview_name(clone_id: str) -> str:
 
 def content_pod_name(clone_id: str) -> str:
     return object_name(clone_id, "content")
+
+
+def clone_objects(clone_id: str) -> list[tuple[str, str]]:
+    """(kind, name) of every object a clone may have under its own names (step pods have generated ones)."""
+    site = site_name(clone_id)
+    return [
+        ("Secret", secret_name(clone_id)),
+        ("PersistentVolumeClaim", content_claim_name(clone_id)),
+        ("ConfigMap", config_map_name(clone_id)),
+        ("Deployment", site),
+        ("Service", site),
+        ("Ingress", site),
+        ("Pod", content_pod_name(clone_id)),
+    ]
 
 
 def param_secret_key(env_name: str) -> str:
@@ -508,20 +523,28 @@ def site_manifests(
 
 # -- the restore's content pod ---------------------------------------------------------------------------
 
-CONTENT_ACTIONS = ("switch", "switch-back", "discard")  # wpclone.k8s.content.ACTIONS
+CONTENT_ACTIONS = ("switch", "switch-back", "discard")  # on the clone's content claim
+PURGE_ACTION = "purge"  # on the backups claim: remove the clone's backups (wpclone.k8s.content.ACTIONS)
 CONTENT_POD_ROOT = "/content/clone"  # where the content pod mounts the whole claim
 
 
 def content_pod_manifest(
     clone_id: str, action: str, settings: KubernetesSettings, *, node: str | None = None
 ) -> Manifest:
-    """A pod that runs ``python -m wpclone.k8s.content <action>`` on the clone's whole content claim.
+    """A pod that runs ``python -m wpclone.k8s.content <action>``: a content action on the clone's whole
+    content claim, or ``purge`` of ``<backup_mount>/<clone_id>`` on the backups claim.
 
-    ``node``: where the site's pod runs. The claim is ReadWriteOnce, so the pod must run there too (it is
-    required, not preferred; without a running site any node will do).
+    ``node``: where the site's pod runs. The content claim is ReadWriteOnce, so the pod must run there too
+    (it is required, not preferred; without a running site any node will do).
     """
-    if action not in CONTENT_ACTIONS:
-        raise ValueError(f"content action {action!r} is not one of {', '.join(CONTENT_ACTIONS)}.")
+    if action == PURGE_ACTION:
+        claim, mount = settings.backup_claim, settings.backup_mount
+        root = f"{mount}/{check_clone_id(clone_id)}"
+    elif action in CONTENT_ACTIONS:
+        claim, mount, root = content_claim_name(clone_id), CONTENT_POD_ROOT, CONTENT_POD_ROOT
+    else:
+        actions = ", ".join((*CONTENT_ACTIONS, PURGE_ACTION))
+        raise ValueError(f"content action {action!r} is not one of {actions}.")
     spec: dict[str, Any] = {
         "restartPolicy": "Never",
         "activeDeadlineSeconds": settings.content_pod_timeout_seconds,
@@ -533,9 +556,9 @@ def content_pod_manifest(
                 "name": "content",
                 "image": settings.toolbox_image,
                 "imagePullPolicy": settings.image_pull_policy,
-                "command": ["python", "-m", "wpclone.k8s.content", action, CONTENT_POD_ROOT],
+                "command": ["python", "-m", "wpclone.k8s.content", action, root],
                 "env": [{"name": "PYTHONDONTWRITEBYTECODE", "value": "1"}],
-                "volumeMounts": [{"name": "content", "mountPath": CONTENT_POD_ROOT}],
+                "volumeMounts": [{"name": "content", "mountPath": mount}],
                 "terminationMessagePolicy": "FallbackToLogsOnError",
                 "resources": {
                     "requests": {"cpu": "50m", "memory": "64Mi"},
@@ -550,9 +573,7 @@ def content_pod_manifest(
                 },
             }
         ],
-        "volumes": [
-            {"name": "content", "persistentVolumeClaim": {"claimName": content_claim_name(clone_id)}}
-        ],
+        "volumes": [{"name": "content", "persistentVolumeClaim": {"claimName": claim}}],
     }
     if node:
         check_subdomain(node, "node name")

@@ -20,7 +20,9 @@ Backup and restore steps (``backup-clone``, ``restore-backup``) also mount the b
 (``settings.backup_claim``) at ``settings.backup_mount`` (read-only for a restore) with
 ``WPCLONE_BACKUP_DIR`` pointing there. A step with a ``restore`` login gets ``WPCLONE_FETCH_POLICY``: the
 URL policy of :func:`wpclone.tasks.fetch_policy` from the configuration the worker reads when it renders
-the task (not at parse time; it is no secret, so it may show among the rendered templates). A step that
+the task (not at parse time; it is no secret, so it may show among the rendered templates); the backup step
+gets the configuration's retention the same way (:func:`wpclone.steps.backup.retention_env`). No other
+pod of ours mounts the backups claim but the content pod that purges a deleted clone's backups. A step that
 mounts the clone's claim runs on the node of the clone's site (the claim is ReadWriteOnce): required for
 the backup and restore steps (they only run on a ready clone, whose site pod exists), preferred for the
 others (while a clone is being made there is no site yet).
@@ -56,6 +58,7 @@ from airflow.providers.cncf.kubernetes.utils.container import get_container_term
 from airflow.sdk.exceptions import AirflowRescheduleException, AirflowSkipException
 from kubernetes.client import models as k8s
 
+from wpclone.config import load_config
 from wpclone.k8s.manifests import (
     COMPONENT_LABEL,
     CONTENT_SUBPATH,
@@ -71,7 +74,7 @@ from wpclone.k8s.settings import KubernetesSettings
 from wpclone.models import CLONE_ID_RE
 from wpclone.runparams import resolve
 from wpclone.runtimes.base import CLONE_ID_LABEL, MANAGED_BY, MANAGED_BY_LABEL, STEP_COMMAND, Step
-from wpclone.steps.backup import BACKUP_DIR_ENV, BACKUP_STEP, FETCH_POLICY_ENV, RESTORE_STEP
+from wpclone.steps.backup import BACKUP_DIR_ENV, BACKUP_STEP, FETCH_POLICY_ENV, RESTORE_STEP, retention_env
 from wpclone.steps.common import CLONE_ID_ENV, JOB_ID_ENV
 from wpclone.steps.content_tree import LINK_ROOTS_ENV
 
@@ -376,6 +379,10 @@ class StepPodOperator(KubernetesPodOperator):
         if self.fetch_policy:
             self.env_vars = [e for e in _env_vars(self.env_vars) if e.name != FETCH_POLICY_ENV]
             self.env_vars.append(k8s.V1EnvVar(name=FETCH_POLICY_ENV, value=fetch_policy_json()))
+        if self.step_name == BACKUP_STEP:  # the configuration's retention (wpclone.steps.backup)
+            retention = retention_env(load_config().backups)
+            self.env_vars = [e for e in _env_vars(self.env_vars) if e.name not in retention]
+            self.env_vars += [k8s.V1EnvVar(name=k, value=v) for k, v in retention.items()]
         clone_id = str(self.labels.get(CLONE_ID_LABEL, ""))
         if self.near_site and CLONE_ID_RE.fullmatch(clone_id):
             self.affinity = site_affinity(clone_id, required=self.near_site == "required")
@@ -393,9 +400,10 @@ class StepPodOperator(KubernetesPodOperator):
             param_secret_key(name): base64.b64encode(resolve(params, param).encode()).decode()
             for name, param in self.param_env.items()
         }
-        name = secret_name(str(self.labels[CLONE_ID_LABEL]))
+        clone_id = str(self.labels[CLONE_ID_LABEL])
+        name = secret_name(clone_id)
         cluster = cluster or ClusterClient(str(self.namespace), str(self.kubernetes_conn_id))
-        if cluster.patch("Secret", name, {"data": data}) is None:
+        if cluster.patch("Secret", name, {"data": data}, clone_id=clone_id) is None:
             raise KubernetesError(
                 f"Secret {name} does not exist in namespace {self.namespace}: the clone is incomplete."
             )

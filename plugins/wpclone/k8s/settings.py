@@ -12,9 +12,10 @@ Choices worth knowing:
 - The clone's database lives on the shared MySQL server: by default the source's host and port, or
   ``clone_db_host`` / ``clone_db_port`` when the clones' databases live elsewhere.
 - Backups (``wp_backup``, and the safety backup of ``wp_restore``) go to the claim ``backup_claim``, created
-  with helm-values/manifests/ (ReadWriteMany: several clones back up at once, from any node, and the Airflow
-  workers mount it read-only at the same ``backup_mount`` so a restore's ``file://`` URL is checked there
-  before any pod starts). A restore may read ``file://`` only under ``backup_mount`` (inside the pod).
+  with helm-values/manifests/ (ReadWriteMany: several clones back up at once, from any node). Only our pods
+  mount it (the backup and restore steps, and the pod that purges a deleted clone's backups), never
+  Airflow's own: a restore's ``file://`` URL is checked for its form in the worker and resolved in the
+  step's pod, where it may read only under ``backup_mount``.
 - ``run_as_user`` / ``fs_group`` default to 33, ``www-data`` in the official WordPress image. The site runs
   as that user and the steps write the clone's wp-content as that user: copy-content keeps modes but not
   ownership, so a step running as any other uid would leave uploads the site cannot write.

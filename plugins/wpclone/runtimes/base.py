@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from wpclone.models import ClonePlan, RuntimeKind, SourceConfig, WpcloneConfig
+from wpclone.models import ClonePlan, RuntimeKind, SourceConfig, WpcloneConfig, check_clone_id
 from wpclone.readiness import Fetch
 
 if TYPE_CHECKING:
@@ -27,6 +27,10 @@ CLONE_ID_LABEL = "wpclone.io/clone-id"
 EXPIRES_AT_ANNOTATION = "wpclone.io/expires-at"
 
 STEP_COMMAND = ("python", "-m", "wpclone.steps")
+
+
+class CloneNameTaken(ValueError):
+    """A clone id would name something that is not that clone's; the message is one sentence."""
 
 
 @dataclass(frozen=True)
@@ -152,6 +156,18 @@ class Runtime(abc.ABC):
     def discard_restore_content(self, clone_id: str) -> None:
         """Remove what a restore staged or set aside of the clone's wp-content."""
         raise NotImplementedError(f"restoring a backup is not available on the {self.kind} runtime yet.")
+
+    def check_clone_names(self, clone_id: str) -> None:
+        """Refuse (ValueError, :class:`CloneNameTaken`: one sentence) a clone id that would name what is not
+        that clone's: a reserved word, a name the configuration uses, an existing object without our labels.
+        Cheap (reads only the objects under the clone's own names): the request validation runs it before
+        a clone is accepted, and the runtime again before it creates anything."""
+        check_clone_id(clone_id)
+        for source in self.config.sources:
+            if clone_id == source.name:
+                raise CloneNameTaken(
+                    f"clone id {clone_id} is the name of a source site; choose another clone id."
+                )
 
     def clone_exists(self, clone_id: str) -> bool:
         """Whether anything of ``clone_id`` exists here (a quicker answer than listing every clone)."""

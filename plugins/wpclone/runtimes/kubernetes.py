@@ -5,6 +5,13 @@ A clone ``<id>`` is, in the settings' namespace: Secret ``wpclone-<id>`` (its pa
 port), Deployment, Service and Ingress ``wpclone-<id>`` at ``<clone_scheme>://<id>.<clone_domain>``; all
 labelled and annotated as :mod:`wpclone.runtimes.base` says (see :mod:`wpclone.k8s.manifests`).
 
+Those names are the clone's only while the objects carry its labels: :meth:`check_clone_names` (the
+request validation, and ``prepare_clone`` before it creates anything) refuses a clone id whose names the
+configuration uses or an object without our labels already has, and every write of
+:class:`~wpclone.k8s.apply.ClusterClient` refuses such an object again (never overwritten or deleted).
+A clone's delete also removes its backups from the backups claim (the content pod's ``purge``) unless
+``backups.keep_after_delete``.
+
 Backup and restore: backups go to the shared claim ``settings.backup_claim`` (mounted by the backup and
 restore step pods at ``settings.backup_mount``, :mod:`wpclone.k8s.pod`); a restore's fresh database has its
 own login, whose password is generated once into the clone's Secret (key ``restore-db-password``). The
@@ -28,19 +35,26 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from wpclone.k8s import manifests
-from wpclone.k8s.apply import ClusterClient, KubernetesError
+from wpclone.k8s.apply import (
+    DELETE_ORDER,
+    ClusterClient,
+    KubernetesError,
+    foreign_sentence,
+    has_labels,
+    owner_labels,
+)
 from wpclone.k8s.settings import KubernetesSettings
 from wpclone.models import (
-    CLONE_ID_RE,
     WORDPRESS_SALT_NAMES,
     ClonePlan,
     RuntimeKind,
     SourceConfig,
     WpcloneConfig,
     check_clone_id,
+    is_clone_id,
 )
 from wpclone.readiness import Fetch, http_fetcher
-from wpclone.runtimes.base import CLONE_ID_LABEL, CloneSecrets, Runtime, Step
+from wpclone.runtimes.base import CLONE_ID_LABEL, CloneNameTaken, CloneSecrets, Runtime, Step
 from wpclone.steps.common import sentence
 
 if TYPE_CHECKING:
@@ -103,8 +117,47 @@ class KubernetesRuntime(Runtime):
             )
         return f"{self.config.clone_scheme}://{clone_id}.{self.config.clone_domain}"
 
+    def check_clone_names(self, clone_id: str) -> None:
+        """Also refuse a clone id whose object names the configuration uses (a source's Secret or claim,
+        the backups claim, ...) or that an object without our labels already has (one read per name)."""
+        super().check_clone_names(clone_id)
+        used = self._configured_names()
+        objects = manifests.clone_objects(clone_id)
+        for kind, name in objects:
+            if name in used:
+                raise CloneNameTaken(
+                    f"clone id {clone_id} would name the {kind} {name}, which is the name of {used[name]}; "
+                    "choose another clone id."
+                )
+        self._refuse_foreign(clone_id, objects)
+
+    def _configured_names(self) -> dict[str, str]:
+        """Kubernetes names the configuration uses -> what they are."""
+        used = {
+            self.settings.namespace: "the clones' namespace",
+            self.settings.backup_claim: "the backups claim",
+        }
+        if self.settings.tls_secret:
+            used[self.settings.tls_secret] = "the clones' TLS Secret"
+        if self.settings.step_service_account:
+            used[self.settings.step_service_account] = "the step pods' service account"
+        for source in self.config.sources:
+            if source.db_password_secret:
+                used[source.db_password_secret] = f"the database password Secret of source {source.name}"
+            if source.content_claim:
+                used[source.content_claim] = f"the wp-content claim of source {source.name}"
+        return used
+
+    def _refuse_foreign(self, clone_id: str, objects: list[tuple[str, str]]) -> None:
+        for kind, name in objects:
+            obj = self.cluster.read(kind, name)
+            if obj is not None and not has_labels(obj, owner_labels(clone_id)):
+                raise CloneNameTaken(foreign_sentence(kind, name, self.settings.namespace, clone_id))
+
     def prepare_clone(self, plan: ClonePlan) -> CloneSecrets:
-        """Create the Secret (or read it back on a retry: the passwords stay stable) and the content claim."""
+        """Create the Secret (or read it back on a retry: the passwords stay stable) and the content claim,
+        after checking that no name of the clone's is taken by an object that is not its own."""
+        self.check_clone_names(plan.clone_id)
         clone_secrets = self._ensure_secret(plan)
         self.cluster.apply(manifests.content_claim_manifest(plan, self.settings))
         return clone_secrets
@@ -115,22 +168,11 @@ class KubernetesRuntime(Runtime):
             generated = new_clone_secrets()
             if self.cluster.create(manifests.secret_manifest(plan, self.settings, generated)):
                 return generated
-            existing = self.cluster.read("Secret", name)
+            existing = self.cluster.read_owned("Secret", name, plan.clone_id)
             if existing is not None:
-                self._check_ours(existing, plan.clone_id)
                 log.info("k8s event=secret_reused clone_id=%s secret=%s", plan.clone_id, name)
                 return manifests.secrets_from_data(name, existing.get("data"))
         raise KubernetesError(f"Secret {name} keeps appearing and disappearing; is another job deleting it?")
-
-    @staticmethod
-    def _check_ours(obj: Mapping[str, Any], clone_id: str) -> None:
-        labels = (obj.get("metadata") or {}).get("labels") or {}
-        if labels.get(CLONE_ID_LABEL) != clone_id:
-            name = (obj.get("metadata") or {}).get("name")
-            raise KubernetesError(
-                f"{obj.get('kind') or 'Object'} {name} exists but does not belong to clone {clone_id}; "
-                "wpclone will not take it over."
-            )
 
     def source_db_password(self, source: SourceConfig) -> str:
         if not source.db_password_secret:
@@ -185,7 +227,19 @@ class KubernetesRuntime(Runtime):
         return f"secret/{name} key {key} in namespace {self.settings.namespace}"
 
     def delete_clone_objects(self, clone_id: str) -> list[str]:
-        return self.cluster.delete_labelled(manifests.label_selector(clone_id))
+        """Every object labelled as the clone's, then (unless ``backups.keep_after_delete``) its backups."""
+        removed = self.cluster.delete_labelled(manifests.label_selector(clone_id))
+        if not self.config.backups.keep_after_delete:
+            removed += self.purge_backups(clone_id)
+        return removed
+
+    def purge_backups(self, clone_id: str) -> list[str]:
+        """Remove ``<backups claim>/<clone_id>/`` with the content pod (the claim is mounted only by pods);
+        nothing to do when the backups claim does not exist."""
+        if self.cluster.read("PersistentVolumeClaim", self.settings.backup_claim) is None:
+            return []
+        files = int(self.run_content_pod(clone_id, "purge").get("removed_files") or 0)
+        return [f"backups of {clone_id} ({files} files)"] if files else []
 
     # -- backup and restore ----------------------------------------------------------------------------
 
@@ -198,20 +252,20 @@ class KubernetesRuntime(Runtime):
             return base64.b64decode(value).decode()
         password = secrets.token_urlsafe(24)
         encoded = base64.b64encode(password.encode()).decode()
-        if self.cluster.patch("Secret", name, {"data": {manifests.RESTORE_PASSWORD_KEY: encoded}}) is None:
+        changes = {"data": {manifests.RESTORE_PASSWORD_KEY: encoded}}
+        if self.cluster.patch("Secret", name, changes, clone_id=clone_id) is None:
             raise KubernetesError(f"Secret {name} disappeared while the restore login was added to it.")
         log.info("k8s event=restore_password_created clone_id=%s secret=%s", clone_id, name)
         return password
 
     def _clone_secret(self, clone_id: str) -> dict[str, Any]:
         name = manifests.secret_name(clone_id)
-        secret = self.cluster.read("Secret", name)
+        secret = self.cluster.read_owned("Secret", name, clone_id)
         if secret is None:
             raise KubernetesError(
                 f"Secret {name} of clone {clone_id} does not exist in namespace {self.settings.namespace}; "
                 "the clone is incomplete: delete it and clone again."
             )
-        self._check_ours(secret, clone_id)
         return secret
 
     def fetch_policy_overrides(self) -> tuple[tuple[Path, ...], bool]:
@@ -242,22 +296,20 @@ class KubernetesRuntime(Runtime):
         if current == revision or (current is None and not force):
             return
         annotations = {manifests.CONTENT_REVISION_ANNOTATION: revision}
-        self.cluster.patch(
-            "Deployment", name, {"spec": {"template": {"metadata": {"annotations": annotations}}}}
-        )
+        changes = {"spec": {"template": {"metadata": {"annotations": annotations}}}}
+        self.cluster.patch("Deployment", name, changes, clone_id=clone_id)
         log.info("k8s event=site_rolled clone_id=%s content_revision=%s", clone_id, revision)
 
     def discard_restore_content(self, clone_id: str) -> None:
         """Remove the staged and set-aside trees from the claim, and the run params from the Secret."""
         self.run_content_pod(clone_id, "discard")
         name = manifests.secret_name(clone_id)
-        secret = self.cluster.read("Secret", name)
+        secret = self.cluster.read_owned("Secret", name, clone_id)
         if secret is None:
             return
-        self._check_ours(secret, clone_id)
         stale = [key for key in secret.get("data") or {} if key.startswith(manifests.PARAM_KEY_PREFIX)]
         if stale:
-            self.cluster.patch("Secret", name, {"data": dict.fromkeys(stale)})
+            self.cluster.patch("Secret", name, {"data": dict.fromkeys(stale)}, clone_id=clone_id)
 
     def run_content_pod(self, clone_id: str, action: str) -> dict[str, Any]:
         """Run :mod:`wpclone.k8s.content` ``action`` on the clone's claim in a pod; its JSON answer.
@@ -267,9 +319,8 @@ class KubernetesRuntime(Runtime):
         """
         name = manifests.content_pod_name(clone_id)
         self._remove_content_pod(name, clone_id)
-        manifest = manifests.content_pod_manifest(
-            clone_id, action, self.settings, node=self._site_node(clone_id)
-        )
+        node = self._site_node(clone_id) if action in manifests.CONTENT_ACTIONS else None
+        manifest = manifests.content_pod_manifest(clone_id, action, self.settings, node=node)
         if not self.cluster.create(manifest):
             raise KubernetesError(
                 f"Pod {name} was created by someone else meanwhile; is another job running?"
@@ -277,7 +328,7 @@ class KubernetesRuntime(Runtime):
         try:
             pod = self._wait_for_pod(name, finished=True)
         finally:
-            self.cluster.delete("Pod", name)
+            self.cluster.delete("Pod", name, clone_id=clone_id)
         return content_pod_result(pod, clone_id, action)
 
     def _site_node(self, clone_id: str) -> str | None:
@@ -291,13 +342,13 @@ class KubernetesRuntime(Runtime):
         return None
 
     def _remove_content_pod(self, name: str, clone_id: str) -> None:
-        pod = self.cluster.read("Pod", name)
+        pod = self.cluster.read_owned("Pod", name, clone_id)
         if pod is None:
             return
-        self._check_ours(pod, clone_id)
         if (pod.get("status") or {}).get("phase") == "Running":  # a killed worker's pod, renaming now
             self._wait_for_pod(name, finished=True, pod=pod)
-        self.cluster.delete("Pod", name)  # finished, or not started (each action converges if cut short)
+        # Finished, or not started (each action converges if cut short).
+        self.cluster.delete("Pod", name, clone_id=clone_id)
         self._wait_for_pod(name, finished=False)
 
     def _wait_for_pod(
@@ -320,13 +371,11 @@ class KubernetesRuntime(Runtime):
             pod = None
 
     def list_clone_ids(self) -> set[str]:
-        from wpclone.k8s.apply import DELETE_ORDER
-
         ids: set[str] = set()
         for kind in DELETE_ORDER:
             for item in self.cluster.list_objects(kind, manifests.label_selector()):
                 value = ((item.get("metadata") or {}).get("labels") or {}).get(CLONE_ID_LABEL)
-                if isinstance(value, str) and CLONE_ID_RE.fullmatch(value):
+                if isinstance(value, str) and is_clone_id(value):
                     ids.add(value)
         return ids
 

@@ -42,7 +42,14 @@ from wpclone.models import CLONE_ID_RE, ClonePlan, RuntimeKind, SourceConfig, Wp
 from wpclone.readiness import Fetch, http_fetcher
 from wpclone.runparams import resolve
 from wpclone.runtimes.base import STEP_COMMAND, CloneSecrets, Runtime, Step
-from wpclone.steps.backup import BACKUP_DIR_ENV, FETCH_POLICY_ENV, WORK_DIR_NAME, staged_content_dir
+from wpclone.steps.backup import (
+    BACKUP_DIR_ENV,
+    FETCH_POLICY_ENV,
+    WORK_DIR_NAME,
+    purge_backups,
+    retention_env,
+    staged_content_dir,
+)
 from wpclone.steps.common import CLONE_ID_ENV, JOB_ID_ENV, PARENT_PID_ENV
 from wpclone.steps.content_tree import LINK_ROOTS_ENV
 
@@ -193,17 +200,18 @@ class LocalRuntime(Runtime):
         return str(self._secret_file(clone_id, key))
 
     def delete_clone_objects(self, clone_id: str) -> list[str]:
+        """The site, its content, its secret files and (unless ``backups.keep_after_delete``) its backups."""
         removed = []
         if unregister_site(self.settings, clone_id):
             removed.append(f"site {clone_id} and its content")
         elif site_dir(self.settings, clone_id).exists():  # content copied before the site was registered
-            import shutil
-
             shutil.rmtree(site_dir(self.settings, clone_id))
             removed.append(f"content of {clone_id}")
         for path in sorted(self.settings.secrets_dir.glob(f"clone-{clone_id}-*")):
             path.unlink(missing_ok=True)
             removed.append(f"secret file {path.name}")
+        if not self.config.backups.keep_after_delete and (files := purge_backups(self.backup_dir / clone_id)):
+            removed.append(f"backups of {clone_id} ({files} files)")
         return removed
 
     # -- backup and restore ----------------------------------------------------------------------------
@@ -286,6 +294,7 @@ class LocalRuntime(Runtime):
         """
         job = job_id or os.environ.get(AIRFLOW_RUN_ID_ENV, "")
         env: dict[str, str] = {CLONE_ID_ENV: plan.clone_id, BACKUP_DIR_ENV: str(self.backup_dir)}
+        env.update(retention_env(self.config.backups))
         if any(which == "restore" for which in db_env.values()):
             from wpclone.tasks import fetch_policy
 
