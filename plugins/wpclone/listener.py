@@ -8,6 +8,7 @@ note that is already there (a cancel's "cancelled by <user>.") is kept.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from typing import Any
 
@@ -17,20 +18,29 @@ log = logging.getLogger(__name__)
 
 
 def write_note(dag_run: Any) -> str | None:
-    """Set the note of a finished job run that has none; returns the note written."""
+    """Set the note of a finished job run that has none; returns the note written.
+
+    In the scheduler the run is bound to the session that is setting its state: the note joins that
+    transaction (a second session would wait on the run's row lock). A run not bound to a session (as
+    ``dag.test()`` passes it) is written through a session of its own.
+    """
+    from airflow.models.dagrun import DagRun
+    from airflow.utils.session import create_session
     from sqlalchemy.orm import object_session
 
     from wpclone.api.runs import job_status
     from wpclone.jobs import TYPE_OF_DAG
     from wpclone.summary import run_note
 
-    if dag_run.dag_id not in TYPE_OF_DAG or dag_run.note:
+    if dag_run.dag_id not in TYPE_OF_DAG:
         return None
     session = object_session(dag_run)
-    if session is None:
-        return None
-    note = run_note(job_status(dag_run, session))
-    dag_run.note = note
+    with contextlib.nullcontext(session) if session is not None else create_session() as session:
+        stored = dag_run if object_session(dag_run) is session else session.get(DagRun, dag_run.id)
+        if stored is None or stored.note:
+            return None
+        note = run_note(job_status(stored, session, state=str(dag_run.state)))  # the state being set
+        stored.note = note
     return note
 
 

@@ -19,7 +19,6 @@ from pydantic import ValidationError
 
 from wpclone.db import DbEndpoint, driver_error_sentence
 from wpclone.models import (
-    CLONE_ID_RE,
     ClonePlan,
     CloneRequest,
     DeleteRequest,
@@ -30,8 +29,10 @@ from wpclone.models import (
     clone_db_name,
     clone_id_from_db_name,
     generate_clone_id,
+    is_clone_id,
     old_db_name,
     restore_db_name,
+    validation_sentence,
 )
 from wpclone.runtimes.base import Runtime
 
@@ -62,10 +63,7 @@ def describe(exc: BaseException) -> str:
     """One sentence for a user, from any exception we raise or let through: a database driver's error
     becomes a sentence too (:func:`wpclone.db.driver_error_sentence`), never its ``(code, "...")`` tuple."""
     if isinstance(exc, ValidationError):
-        first = exc.errors()[0]
-        where = ".".join(str(part) for part in first["loc"]) or "request"
-        message = str(first["msg"]).removeprefix("Value error, ").rstrip(".")
-        return f"{where}: {message}."
+        return validation_sentence(exc.errors())
     if (said := driver_error_sentence(exc)) is not None:
         return said
     text = " ".join(str(exc).split()) or type(exc).__name__
@@ -202,7 +200,7 @@ def validate_request(
         request, source, clone_id, runtime = check_clone_request(params, job_id=job_id)
     except Exception as exc:
         requested = params.get("clone_id")
-        if job_id and isinstance(requested, str) and CLONE_ID_RE.fullmatch(requested):
+        if job_id and isinstance(requested, str) and is_clone_id(requested):
             registry().mark_failed(requested, job_id, describe(exc))  # a no-op unless this job holds it
         raise
     plan = clone_plan(request, source, clone_id, runtime, run_after)

@@ -94,6 +94,40 @@ def test_clone_run_succeeds_with_its_result(
         assert password not in json.dumps(xcom(dagrun, task_id), default=str)
 
 
+def test_the_result_and_the_runs_note_say_what_was_copied(
+    cloned: dict[str, Any], copy_results: dict[str, Any], source_site: SiteConfig, stack: StackSettings
+) -> None:
+    copied = cloned["result"]["copied"]
+    db, content = copy_results["copy_database"], copy_results["copy_content"]
+    assert copied["database"]["tables"] == db["tables"] > 10
+    assert copied["database"]["rows"] == db["rows"] > 1000
+    assert copied["database"]["serialized_rebuilt"] == db["rewrite"]["serialized_rebuilt"] > 0
+    assert copied["content"]["files"] == content["files"] > 10
+    assert copied["content"]["bytes"] == content["bytes_total"] > 0
+    note = _note(cloned["run"])
+    url = stack.site_url(CLONE)
+    assert note.startswith(
+        f"**Clone {CLONE} is ready**: {url}/\n\nAdmin: {url}/wp-admin/ as admin (password: "
+    )
+    assert f"Database: {db['tables']} tables, {db['rows']:,} rows copied and verified; " in note
+    assert f"wp-content: {content['files']:,} files, " in note
+    assert password_of(stack) not in note
+
+
+def password_of(stack: StackSettings) -> str:
+    return (stack.secrets_dir / f"clone-{CLONE}-admin-password").read_text().strip()
+
+
+def _note(dagrun: Any) -> str:
+    """The run's note as Airflow stores it (written by our listener when the run ended)."""
+    from airflow.models.dagrun import DagRun
+    from airflow.settings import Session
+
+    with Session() as session:
+        run = session.get(DagRun, dagrun.id)
+        return str(run.note or "")
+
+
 def test_staging_safety_holds(site: SiteConfig, source_site: SiteConfig, admin_db: DbEndpoint) -> None:
     status, headers, body = _get(f"{site.url}/")
     assert status == 200
@@ -240,6 +274,7 @@ def test_unreachable_source_database_rolls_back_everything(
     assert record is not None and record.status is CloneStatus.FAILED and record.lock_job_id is None
     assert record.last_error and record.last_error.startswith("copy-database: ")
     assert "connect" in record.last_error.lower()
+    assert _note(dagrun) == f"**The clone job for clone fail-source failed**: {record.last_error}"
 
 
 def test_site_never_ready_rolls_back_everything(

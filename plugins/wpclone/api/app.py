@@ -26,7 +26,7 @@ from wpclone import jobs, runparams, tasks
 from wpclone.api.dispatch import Dispatcher, airflow_trigger, is_stale
 from wpclone.fetch import redact
 from wpclone.jobs import JobResponse, JobStatusResponse, JobType
-from wpclone.models import BackupUrl, CloneId, ClonePlan, CloneRequest, CloneStatus
+from wpclone.models import BackupUrl, CloneId, ClonePlan, CloneRequest, CloneStatus, validation_sentence
 from wpclone.registry import CloneRecord, CloneTaken, Registry
 
 log = logging.getLogger(__name__)
@@ -69,13 +69,6 @@ def authorize(user: Any, method: Method, dag_id: str) -> None:
         raise HTTPException(
             status.HTTP_403_FORBIDDEN, f"user {user.get_name()} may not {method} runs of the DAG {dag_id}."
         )
-
-
-def _sentence(exc: ValidationError | RequestValidationError) -> str:
-    first = exc.errors()[0]
-    where = ".".join(str(p) for p in first["loc"] if p not in ("body", "query", "path")) or "request"
-    message = str(first["msg"]).removeprefix("Value error, ")
-    return f"{where}: {message}" + ("" if message.endswith(".") else ".")
 
 
 def _refuse(exc: Exception) -> HTTPException:
@@ -224,7 +217,8 @@ def create_app() -> FastAPI:
 
     @app.exception_handler(RequestValidationError)
     async def _validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
-        return JSONResponse({"detail": _sentence(exc)}, status_code=status.HTTP_422_UNPROCESSABLE_ENTITY)
+        detail = validation_sentence(list(exc.errors()))
+        return JSONResponse({"detail": detail}, status_code=status.HTTP_422_UNPROCESSABLE_ENTITY)
 
     _add_job_routes(app)
     _add_read_routes(app)

@@ -127,17 +127,21 @@ def _xcoms(run: Any, key: str, task_ids: str | list[str] | None, session: Sessio
 
 
 def job_status(
-    run: Any, session: Session, registry_error: Any = None, now: datetime | None = None
+    run: Any,
+    session: Session,
+    registry_error: Any = None,
+    now: datetime | None = None,
+    state: str | None = None,
 ) -> JobStatusResponse:
     """Everything a client sees of a job, from the run, its task instances and their XComs.
 
     ``registry_error`` (clone id -> last error or None) is asked for the error of a failed job whose tasks
-    recorded none, e.g. one the scheduler failed.
+    recorded none, e.g. one the scheduler failed. ``state``: the run's state when it is being set now.
     """
     now = now or datetime.now(UTC)
     dag_id = run.dag_id
     tis = _task_states(run, session)
-    state = str(run.state)
+    state = str(state or run.state)
     status = jobs.job_status(state, getattr(run, "note", None))
     if status is jobs.JobStatus.RUNNING and jobs.outcome_known(dag_id, tis):
         status = jobs.JobStatus.COMPLETED

@@ -38,7 +38,7 @@ from wpclone.local.sitehost import (
     unregister_preview,
     unregister_site,
 )
-from wpclone.models import CLONE_ID_RE, ClonePlan, RuntimeKind, SourceConfig, WpcloneConfig, restore_db_name
+from wpclone.models import ClonePlan, RuntimeKind, SourceConfig, WpcloneConfig, is_clone_id, restore_db_name
 from wpclone.readiness import Fetch, http_fetcher
 from wpclone.runparams import resolve
 from wpclone.runtimes.base import STEP_COMMAND, CloneSecrets, Runtime, Step
@@ -262,17 +262,18 @@ class LocalRuntime(Runtime):
         return False
 
     def list_clone_ids(self) -> set[str]:
+        """Clone ids with something here; only names that could be ours (never a reserved word)."""
         ids = {site.name for site in list_sites(self.settings) if site.constants.get(CLONE_MARK) == site.name}
         if self.settings.sites_dir.is_dir():  # content of a clone whose site was never registered
             ids |= {
                 entry.name
                 for entry in self.settings.sites_dir.iterdir()
-                if CLONE_ID_RE.fullmatch(entry.name) and not (entry / "site.json").exists()
+                if not (entry / "site.json").exists()
             }
         if self.settings.secrets_dir.is_dir():
             for path in self.settings.secrets_dir.glob("clone-*-db-password"):
                 ids.add(path.name[len("clone-") : -len("-db-password")])
-        return ids
+        return {clone_id for clone_id in ids if is_clone_id(clone_id)}
 
     def step_env(
         self,

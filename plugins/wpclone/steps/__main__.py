@@ -9,7 +9,7 @@ import sys
 from collections.abc import Sequence
 from typing import NoReturn
 
-from wpclone.db import ConfigError
+from wpclone.db import ConfigError, driver_error_sentence
 from wpclone.steps.common import StepError, die_with_parent, emit_result, sentence, setup_logging
 
 log = logging.getLogger("wpclone.steps")
@@ -145,6 +145,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"error: {step} was interrupted.", file=sys.stderr)
         return 130
+    except Exception as exc:  # a database driver's error is a sentence too, never its (code, "...") tuple
+        said = driver_error_sentence(exc)
+        if said is None:
+            raise
+        log.error("step=%s event=failed reason=database", step)
+        print(f"error: {step}: {sentence(said)}", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -7,9 +7,10 @@ rule (:mod:`wpclone.steps.content_tree`, roots from ``SOURCE_CONTENT_LINK_ROOTS`
 archived as links, links out of it under an allowed root as what they point to, any other fails the backup.
 Backups hold password hashes: files are 0600 and directories 0700 whatever the caller's umask. The archive
 appears under its name only once it is complete and the dump exited 0 (a killed or failed try leaves
-``.partial`` files at most, removed by the next backup of the clone). Then retention (``WPCLONE_BACKUP_KEEP``, ``WPCLONE_BACKUP_MAX_AGE_DAYS``: the
-configuration's ``backups.keep_per_clone`` and ``max_age_days``, which the runtime puts in the step's
-environment) prunes the clone's directory to its newest archives; the result lists what was pruned.
+``.partial`` files at most, removed by the next backup of the clone). Then retention
+(``WPCLONE_BACKUP_KEEP``, ``WPCLONE_BACKUP_MAX_AGE_DAYS``: the configuration's ``backups.keep_per_clone``
+and ``max_age_days``, which the runtime puts in the step's environment) prunes the clone's directory to its
+newest archives; the result lists what was pruned.
 
 ``restore-backup`` touches nothing the clone serves. It fetches the archive under a URL policy
 (:mod:`wpclone.fetch`: refused before any byte when the scheme, host or address is not allowed), unpacks
