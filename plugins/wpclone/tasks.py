@@ -536,13 +536,15 @@ def plan_of_clone(record: Any, config: WpcloneConfig) -> dict[str, Any]:
 
 def fetch_policy(runtime: Runtime) -> Any:
     """The URL policy a restore fetches its archive under (wpclone.fetch): the configuration's, widened
-    by the runtime (the local one may read its backup directory and the machine's own addresses)."""
+    by the runtime (the local one may read its backup directory and the machine's own addresses, which
+    its sites serve over plain http)."""
     from wpclone.fetch import FetchPolicy
 
     backups = runtime.config.backups
     file_roots, allow_private = runtime.fetch_policy_overrides()
+    schemes = tuple(dict.fromkeys([*backups.schemes, *(["http"] if allow_private else [])]))
     return FetchPolicy(
-        schemes=tuple(backups.schemes),
+        schemes=schemes,
         allowed_hosts=tuple(backups.allowed_hosts),
         allowed_networks=tuple(backups.allowed_networks),
         max_bytes=backups.max_bytes,

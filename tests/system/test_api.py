@@ -5,8 +5,10 @@ A job triggered through Airflow's own REST API must report exactly like one trig
 
 from __future__ import annotations
 
+import json
 import secrets
 import time
+import urllib.parse
 import urllib.request
 from collections.abc import Iterator
 from typing import Any
@@ -349,3 +351,55 @@ def test_cancel_stops_the_job_rolls_back_and_reads_cancelled(
     assert again.status_code == 409 and "already ended (cancelled)" in again.json()["detail"]
     viewer = api.call("POST", f"{V1}/jobs/{job_id}/cancel", user="viewer")
     assert viewer.status_code == 403
+
+
+@pytest.fixture
+def archive_server(stack: StackSettings) -> Iterator[tuple[str, list[str]]]:
+    """An HTTP server on loopback serving the backup directory; its request lines are recorded."""
+    import functools
+    import http.server
+    import threading
+
+    requests: list[str] = []
+
+    class Handler(http.server.SimpleHTTPRequestHandler):
+        def log_message(self, format: str, *args: Any) -> None:
+            requests.append(self.requestline)
+
+    handler = functools.partial(Handler, directory=str(stack.state_dir / "backups"))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}", requests
+    server.shutdown()
+    thread.join()
+
+
+def test_a_presigned_backup_url_never_reaches_the_runs_conf(
+    api: Api, cloned: dict[str, Any], stack: StackSettings, archive_server: tuple[str, list[str]]
+) -> None:
+    clone_id = cloned["accepted"].clone_id
+    backed = api.call("POST", f"{V1}/clones/{clone_id}/backup")
+    assert backed.status_code == 202, backed.text
+    backup = api.wait_job(backed.json()["job_id"])
+    assert backup["status"] == "completed", backup
+    archive = urllib.parse.urlsplit(backup["result"]["backup_url"]).path
+    relative = archive.removeprefix(str(stack.state_dir / "backups"))
+    token = f"X-Amz-Signature={secrets.token_hex(16)}"
+    url = f"{archive_server[0]}{relative}?X-Amz-Expires=300&{token}"
+
+    response = api.call("POST", f"{V1}/clones/{clone_id}/restore", json={"source_backup_url": url})
+    assert response.status_code == 202, response.text
+    job_id = response.json()["job_id"]
+    final = api.wait_job(job_id)
+    assert final["status"] == "completed", final
+    assert any(token in line for line in archive_server[1])  # the step fetched the whole URL
+
+    run = api.call("GET", f"/api/v2/dags/wp_restore/dagRuns/{job_id}").json()
+    assert token not in json.dumps(run)
+    assert run["conf"]["source_backup_url"] == f"{archive_server[0]}{relative}"
+    ref = run["conf"]["source_backup_url_ref"]
+    assert ref.startswith("wpclone_secret_source_backup_url_")
+    assert api.call("GET", f"/api/v2/variables/{ref}").status_code == 404  # gone with the job
+    status = api.call("GET", f"{V1}/jobs/{job_id}").json()
+    assert token not in json.dumps(status)

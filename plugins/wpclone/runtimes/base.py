@@ -145,7 +145,8 @@ class Runtime(abc.ABC):
 
     def fetch_policy_overrides(self) -> tuple[tuple[Path, ...], bool]:
         """What this runtime adds to the configured URL policy of restores (wpclone.fetch.FetchPolicy):
-        directories ``file://`` may read, and whether private and loopback addresses are allowed."""
+        directories ``file://`` may read, and whether private and loopback addresses (and plain http, which
+        the machine's own sites speak) are allowed."""
         return (), False
 
     def switch_content(self, clone_id: str, *, restored: bool) -> bool:
