@@ -31,9 +31,11 @@ seed: up          ## create the realistic source site (SIZE=posts to scale it)
 sources: setup    ## the registered sources (add one: .venv/bin/python -m wpclone.local add-source --help)
 	@$(PY) -m wpclone.local sources
 
-test: setup       ## install, lint, and run every test tier (the fixtures start the tests' own stack)
+test: setup       ## install, lint, run every test tier, then stop the tests' stack (WPCLONE_KEEP_STACK=1 keeps it)
 	@.venv/bin/ruff check . && .venv/bin/ruff format --check . && .venv/bin/mypy
-	@$(PY) -m pytest $(PYTEST_ARGS)
+	@$(PY) -m pytest $(PYTEST_ARGS); rc=$$?; \
+	  [ "$$WPCLONE_KEEP_STACK" = 1 ] || WPCLONE_STATE_DIR=$(TEST_STATE) $(PY) -m wpclone.local down >/dev/null; \
+	  exit $$rc
 
 unit: setup
 	@$(PY) -m pytest tests/unit $(PYTEST_ARGS)

@@ -1,7 +1,8 @@
 """Shared fixtures: the local stack (real MariaDB + PHP site host) and the seeded source site.
 
 The stack is brought up through the same Python API as ``python -m wpclone.local up`` and is left running
-at the end of the session (``make down`` stops it): other test sessions may share it.
+at the end of a pytest session, so re-runs are fast and other sessions may share it; ``make test`` stops it
+when the tests are done (``WPCLONE_KEEP_STACK=1`` keeps it), as does ``make down``.
 """
 
 from __future__ import annotations
