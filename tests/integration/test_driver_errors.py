@@ -5,7 +5,6 @@ by ``wpclone.tasks.describe``, the one place a task's failure becomes the job's 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from datetime import UTC, datetime
 from typing import Any
 
 import MySQLdb
@@ -14,7 +13,6 @@ import pytest
 
 from wpclone.db import DbEndpoint
 from wpclone.local.mariadb import LOCAL_USER_HOST
-from wpclone.models import ClonePlan, CopyMode, SourceConfig
 from wpclone.mysql_admin import create_database_and_user, drop_database_and_user
 from wpclone.registry import Registry
 from wpclone.tasks import _first_administrator, describe
@@ -61,18 +59,8 @@ def test_a_missing_table_the_issues_apply_staging_safety_failure(
     probe: DbEndpoint, admin_db: DbEndpoint
 ) -> None:
     """The reproduction: apply_staging_safety's first query on a restored database without wp_users."""
-    source = SourceConfig(name="source", url="http://source.localhost", db_host="h", db_name="d", db_user="u")
-    plan = ClonePlan(
-        clone_id="err-probe",
-        source=source,
-        url="http://err-probe.localhost",
-        db_name=PROBE,
-        ttl_minutes=60,
-        copy_mode=CopyMode.EVERYTHING,
-        expires_at=datetime(2030, 1, 1, tzinfo=UTC),
-    )
     sentence = f"the database {PROBE} has no table wp_users."
-    exc = raised(lambda: _first_administrator(admin_db, plan))
+    exc = raised(lambda: _first_administrator(admin_db, PROBE, "wp_"))
     assert exc.args[0] == 1146 and describe(exc) == sentence
     for connect in (DbEndpoint.connect, mysqldb_connect):
         exc = raised(lambda connect=connect: no_table(connect, probe))

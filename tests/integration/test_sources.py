@@ -126,9 +126,10 @@ def test_a_broken_configuration_is_refused_not_overwritten(config_file: Path) ->
     result = local("seed")
     assert result.returncode == 1
     [line] = result.stderr.strip().splitlines()[-1:]
+    where = broken[: broken.index('"oops"')].count("\n") + 1  # the line the parser stops at
     assert line == (
         f"error: the wpclone configuration in {config_file} is not valid JSON (Expecting ':' delimiter at "
-        "line 4); fix it or move it away, then try again."
+        f"line {where}); fix it or move it away, then try again."
     )
     assert config_file.read_text() == broken
 
