@@ -2,9 +2,10 @@
 
 Each manifest validates against the Kubernetes schemas (kubernetes-validate, strict, the versions
 test_k8s_manifests pins). The NetworkPolicy is checked against the pods our code builds (the site's
-Deployment and a step pod: their labels select them, the site's container port is the only way in) and
-against the deployment's configuration (the MySQL port of every registered source). The objects live in
-the namespace the Airflow values point the runtime at, and the RoleBinding names the workers' ServiceAccount.
+Deployment, a restore's preview of it and a step pod: their labels select them, the site's container port is
+the only way in) and against the deployment's configuration (the MySQL port of every registered source).
+The objects live in the namespace the Airflow values point the runtime at, and the RoleBinding names the
+workers' ServiceAccount.
 """
 
 from __future__ import annotations
@@ -130,11 +131,25 @@ def test_everything_in_the_namespace_is_denied_unless_allowed() -> None:
     assert deny["spec"] == {"podSelector": {}, "policyTypes": ["Ingress", "Egress"]}
 
 
+def preview_deployment(settings: KubernetesSettings) -> dict[str, Any]:
+    plan = make_plan()
+    workload = manifests.preview_workload(plan, staged="41", live="7", node="node-a")
+    [deployment] = [
+        m
+        for m in manifests.preview_manifests(plan, settings, {}, MU_PLUGIN, workload)
+        if m["kind"] == "Deployment"
+    ]
+    return deployment
+
+
 def test_the_policy_selects_the_site_and_the_step_pods() -> None:
     _, policy = _policies()
     settings = KubernetesSettings()
     deployment = manifests.deployment_manifest(make_plan(), settings, {}, MU_PLUGIN)
     site_labels = deployment["spec"]["template"]["metadata"]["labels"]
+    # A restore's preview: checked by the workers like the site (readiness over HTTP through its Service).
+    preview_labels = preview_deployment(settings)["spec"]["template"]["metadata"]["labels"]
+    assert _selects(policy, preview_labels)
     step = step_pod_operator(
         Step(task_id="copy_content", step="copy-content"), plan_xcom="p", settings=settings
     )
@@ -161,10 +176,13 @@ def test_only_the_ingress_controller_and_the_workers_reach_the_site_port() -> No
         ],
         "ports": [{"protocol": "TCP", "port": manifests.HTTP_PORT}],
     }
-    deployment = manifests.deployment_manifest(make_plan(), KubernetesSettings(), {}, MU_PLUGIN)
-    ports = deployment["spec"]["template"]["spec"]["containers"][0]["ports"]
+    for deployment in (
+        manifests.deployment_manifest(make_plan(), KubernetesSettings(), {}, MU_PLUGIN),
+        preview_deployment(KubernetesSettings()),
+    ):
+        ports = deployment["spec"]["template"]["spec"]["containers"][0]["ports"]
+        assert [p["containerPort"] for p in ports] == [manifests.HTTP_PORT]
     assert rule["ports"] == [{"protocol": "TCP", "port": manifests.HTTP_PORT}]
-    assert [p["containerPort"] for p in ports] == [manifests.HTTP_PORT]
     # The ingress class the runtime puts on each clone's Ingress is the controller allowed in.
     assert values_env()["WPCLONE_K8S_INGRESS_CLASS"] == "nginx"
 

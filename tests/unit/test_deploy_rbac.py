@@ -4,8 +4,9 @@ Two sources, neither a hand-kept copy:
 
 - the runtime's own calls, recorded from a whole clone lifecycle against the kmock API emulator (the
   fixtures and recorder of ``test_k8s_lifecycle``): prepare, deploy, readiness, the orphan listing, the
-  source's password, a restore (its login in the clone's Secret, the backup URL handed to the load step,
-  the content pod's switch, switch back and discard, the site rolled), delete (with a step pod left behind);
+  source's password, a restore in wp_restore's order (its login in the clone's Secret, the backup URL
+  handed to the load step, the content pod's inspect, the preview deployed, checked and removed, the
+  content pod's switch, switch back and discard, the site rolled), delete (with a step pod left behind);
 - the step pods' calls, read from the installed ``KubernetesPodOperator`` source (``operators/pod.py`` and
   ``utils/pod_manager.py``): every ``<verb>_namespaced_<resource>`` client call on the synchronous path, minus
   the ones our operator settings rule out (exec: only for ``do_xcom_push`` and an Istio sidecar).

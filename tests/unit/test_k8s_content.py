@@ -41,6 +41,7 @@ def test_the_names_are_the_steps_and_the_sites() -> None:
     assert content.ASIDE == content.LIVE + ASIDE_SUFFIX
     assert content.WORK == WORK_DIR_NAME
     assert content.LIVE == manifests.CONTENT_SUBPATH
+    assert content.STAGED == manifests.RESTORE_SUBPATH  # what a restore's preview serves
     assert content.ACTIONS[-1] == manifests.PURGE_ACTION
     assert content.ACTIONS[:-1] == manifests.CONTENT_ACTIONS
 
@@ -78,6 +79,30 @@ def test_nothing_staged_moves_nothing(tmp_path: Path) -> None:
     assert content.run("switch", root) == {"moved": False, "revision": revision}
     assert content.run("switch-back", root) == {"moved": False, "revision": revision}
     assert live_text(root) == "before"
+
+
+def test_inspect_names_the_staged_tree_and_changes_nothing(tmp_path: Path) -> None:
+    """What the restore's preview serves: the staged tree (its identity rolls a stale preview), or none."""
+    root = claim(tmp_path / "staged")
+    listing = sorted(str(p.relative_to(root)) for p in root.rglob("*"))
+    answer = content.run("inspect", root)
+    assert answer == {
+        "moved": False,
+        "revision": content.revision(root),
+        "staged": str((root / "wp-content.restore-new").stat().st_ino),
+    }
+    assert answer["staged"] != answer["revision"] != ""
+    assert sorted(str(p.relative_to(root)) for p in root.rglob("*")) == listing
+    # Another staged tree (the next restore's, made before the old one is removed) is another revision.
+    (root / "next").mkdir()
+    shutil.rmtree(root / "wp-content.restore-new")
+    (root / "next").rename(root / "wp-content.restore-new")
+    assert content.run("inspect", root)["staged"] not in ("", answer["staged"])
+    # A database-only backup staged nothing: the switch keeps the live tree.
+    bare = claim(tmp_path / "bare", staged=False)
+    assert content.run("inspect", bare) == {"moved": False, "revision": content.revision(bare), "staged": ""}
+    with pytest.raises(content.ContentError, match="not mounted"):
+        content.run("inspect", tmp_path / "nope")
 
 
 def test_a_previous_restores_leftovers_never_mix_with_this_one(tmp_path: Path) -> None:

@@ -4,10 +4,12 @@ kmock serves the Kubernetes API over HTTP in this process; the hook reaches it t
 connection (``AIRFLOW_CONN_<ID>`` with a kubeconfig path), exactly as it reaches a real cluster. The
 runtime's blocking client calls run in a thread while the emulator runs on the event loop.
 
-A restore's part is covered too: the restore login added to the clone's Secret (once), the load step's
-backup URL handed over through that Secret, the wp-content switch, switch back and discard by the content
-pod, whose kubelet is simulated here by running its program (:mod:`wpclone.k8s.content`) on a directory
-that stands for the clone's claim, and the site rolled when its live tree changed.
+A restore's part is covered too, in the order of ``wp_restore``: the restore login added to the clone's
+Secret (once), the load step's backup URL handed over through that Secret, the private preview of the
+restored site (deployed on the site's node, rolled out, removed before the switch), the wp-content switch,
+switch back and discard by the content pod, whose kubelet is simulated here by running its program
+(:mod:`wpclone.k8s.content`) on a directory that stands for the clone's claim, and the site rolled when its
+live tree changed.
 
 Every API request the runtime makes is recorded (verb, group, resource) and written to
 ``.local/artifacts/k8s_api_requests.json``; the test holds them equal to
@@ -19,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import copy
 import json
 import logging
 from collections.abc import AsyncIterator, Callable
@@ -50,6 +53,9 @@ VERBS = {
 }
 DEPLOYMENTS = "apps/v1/deployments"
 PODS = "v1/pods"
+READY = {"replicas": 1, "updatedReplicas": 1, "readyReplicas": 1, "availableReplicas": 1}
+STAGING = {"WP_ENVIRONMENT_TYPE": "staging"}
+PREVIEW = "wpclone-shop-abc123-preview"
 BACKUP_URL = "https://backups.example.com/shop.tar.gz?X-Amz-Signature=t0ken-in-the-query"
 LOAD_BACKUP = Step(
     task_id="load_backup",
@@ -197,19 +203,40 @@ def load_backup_operator(runtime: KubernetesRuntime) -> StepPodOperator:
     return op
 
 
-def content_revision(emulator: km.KubernetesEmulator, clone_id: str = "shop-abc123") -> str | None:
-    deployment = emulator.objects[DEPLOYMENTS, NAMESPACE, f"wpclone-{clone_id}"]
+def content_revision(emulator: km.KubernetesEmulator, name: str = "wpclone-shop-abc123") -> str | None:
+    deployment = emulator.objects[DEPLOYMENTS, NAMESPACE, name]
     annotations = deployment["spec"]["template"]["metadata"].get("annotations") or {}
     value = annotations.get(manifests.CONTENT_REVISION_ANNOTATION)
     return None if value is None else str(value)
 
 
+def site_objects(emulator: km.KubernetesEmulator) -> dict[str, Any]:
+    """The live site's ConfigMap, Deployment, Service and Ingress as stored now."""
+    site = "wpclone-shop-abc123"
+    keys = [
+        ("v1/configmaps", f"{site}-site"),
+        (DEPLOYMENTS, site),
+        ("v1/services", site),
+        ("networking.k8s.io/v1/ingresses", site),
+    ]
+    return {
+        resource: copy.deepcopy(dict(emulator.objects[resource, NAMESPACE, name])) for resource, name in keys
+    }
+
+
+def preview_objects(emulator: km.KubernetesEmulator) -> list[tuple[str, str]]:
+    return [(kind, name) for kind, name in live_objects(emulator) if name.startswith(PREVIEW)]
+
+
 async def restore_cycle(
     call: Recorder, emulator: km.KubernetesEmulator, runtime: KubernetesRuntime, claim: Path
 ) -> str:
-    """A restore's runtime calls on clone shop-abc123 (deployed, its site pod on node-a): the restore login,
-    the backup URL handed to the load step, switch, a retried switch, switch back, discard. Returns the
-    restore login's password."""
+    """A restore's runtime calls on clone shop-abc123 (deployed, its site pod on node-a), in wp_restore's
+    order: the restore login (prepare_restore), the backup URL handed to the load step (load_backup), the
+    preview deployed, retried and rolled out (deploy_preview, await_preview_ready), removed, then the switch
+    (switch_restore), a retried switch, switch back (a rollback), discard with the preview removed again
+    (the leftovers of finish_restore or the rollback). Returns the restore login's password."""
+    plan = make_plan("shop-abc123")
     secret = emulator.objects["v1/secrets", NAMESPACE, "wpclone-shop-abc123"]
     password = await call(runtime.restore_db_password, "shop-abc123")
     assert await call(runtime.restore_db_password, "shop-abc123") == password  # generated once
@@ -222,7 +249,42 @@ async def restore_cycle(
     assert base64.b64decode(secret["data"][key]).decode() == BACKUP_URL
 
     claim_with_staged_restore(claim)
+    site = site_objects(emulator)
     async with kubelet(emulator, claim) as ran:
+        # The preview: the restore's database and staged tree, private, on the site's node.
+        await call(runtime.deploy_preview, plan, STAGING, MU_PLUGIN)
+        assert preview_objects(emulator) == [
+            ("configmaps", PREVIEW),
+            ("deployments", PREVIEW),
+            ("services", PREVIEW),
+        ]
+        deployment = emulator.objects[DEPLOYMENTS, NAMESPACE, PREVIEW]
+        template = deployment["spec"]["template"]
+        mounts = {m["mountPath"]: m for m in template["spec"]["containers"][0]["volumeMounts"]}
+        assert mounts[manifests.CONTENT_MOUNT]["subPath"] == "wp-content.restore-new"
+        staged = str((claim / "wp-content.restore-new").stat().st_ino)
+        assert content_revision(emulator, PREVIEW) == staged
+        terms = template["spec"]["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]
+        assert terms["nodeSelectorTerms"][0]["matchFields"][0]["values"] == ["node-a"]
+        env = {e["name"]: e for e in template["spec"]["containers"][0]["env"]}
+        assert env["WORDPRESS_DB_NAME"]["value"] == "wpr_shop_abc123"
+        assert (
+            env["WORDPRESS_DB_PASSWORD"]["valueFrom"]["secretKeyRef"]["key"] == manifests.RESTORE_PASSWORD_KEY
+        )
+        # Ready once rolled out (the Deployment controller simulated), never before.
+        assert await call(runtime.site_ready, plan, preview=True) is False
+        deployment.patch({"status": READY})
+        assert await call(runtime.site_ready, plan, preview=True) is True
+        # A retried deploy converges: the same objects, the same tree.
+        await call(runtime.deploy_preview, plan, STAGING, MU_PLUGIN)
+        assert len(preview_objects(emulator)) == 3 and content_revision(emulator, PREVIEW) == staged
+        assert site_objects(emulator) == site  # the live site never changed
+        assert (claim / "wp-content/uploads/a.txt").read_text() == "before"
+        # switch_restore: the preview goes first (its tree becomes the live one).
+        assert await call(runtime.remove_preview, "shop-abc123") is True
+        assert preview_objects(emulator) == []
+        assert await call(runtime.site_ready, plan, preview=True) is False
+
         assert await call(runtime.switch_content, "shop-abc123", restored=True) is True
         assert (claim / "wp-content/uploads/a.txt").read_text() == "restored"
         assert (claim / "wp-content.restore-old/uploads/a.txt").read_text() == "before"
@@ -235,9 +297,12 @@ async def restore_cycle(
         assert await call(runtime.switch_content, "shop-abc123", restored=False) is True
         assert (claim / "wp-content/uploads/a.txt").read_text() == "before"
         assert content_revision(emulator) == str((claim / "wp-content").stat().st_ino) != switched
+        assert await call(runtime.remove_preview, "shop-abc123") is False  # already gone: a no-op
         await call(runtime.discard_restore_content, "shop-abc123")
     assert sorted(p.name for p in claim.iterdir()) == ["wp-content"]
     assert [pod["spec"]["containers"][0]["command"][3] for pod in ran] == [
+        "inspect",
+        "inspect",
         "switch",
         "switch",
         "switch-back",
@@ -307,7 +372,7 @@ async def test_site_lifecycle(
 
     # prepare_clone: Secret + content claim; deploy_site: ConfigMap, Deployment, Service, Ingress.
     secrets = await call(runtime.prepare_clone, plan)
-    await call(runtime.deploy_site, plan, {"WP_ENVIRONMENT_TYPE": "staging"}, MU_PLUGIN)
+    await call(runtime.deploy_site, plan, STAGING, MU_PLUGIN)
     await call(runtime.prepare_clone, other)
     await call(runtime.deploy_site, other, {}, MU_PLUGIN)
     mine = {CLONE_ID_LABEL: "shop-abc123"}
@@ -335,7 +400,7 @@ async def test_site_lifecycle(
 
     # Not ready until the Deployment controller (simulated) reports a ready replica.
     assert await call(runtime.site_ready, plan) is False
-    ready = {"replicas": 1, "updatedReplicas": 1, "readyReplicas": 1, "availableReplicas": 1}
+    ready = READY
     deployment.patch({"status": ready})
     assert await call(runtime.site_ready, plan) is True
 
@@ -480,3 +545,56 @@ async def test_a_failed_content_pod_is_one_sentence_and_leftovers_are_replaced(
     with pytest.raises(KubernetesError, match="is not clone shop-abc123's"):
         await asyncio.to_thread(runtime.switch_content, "shop-abc123", restored=False)
     assert not emulator.objects[PODS, NAMESPACE, name].deleted
+
+
+@pytest.mark.asyncio
+async def test_a_preview_follows_the_staged_tree_and_goes_with_the_clone(
+    emulator: km.KubernetesEmulator, runtime: KubernetesRuntime, tmp_path: Path
+) -> None:
+    """A database-only backup is previewed on the live tree (the switch keeps it); a preview left from an
+    earlier try is rolled onto the tree staged now; a clone's delete removes a leftover preview, pod too."""
+    plan = make_plan("shop-abc123")
+    await asyncio.to_thread(runtime.prepare_clone, plan)
+    await asyncio.to_thread(runtime.deploy_site, plan, STAGING, MU_PLUGIN)
+    add_site_pod(emulator)
+    claim = tmp_path / "claim"
+    (claim / "wp-content").mkdir(parents=True)
+
+    def served() -> str:
+        template = emulator.objects[DEPLOYMENTS, NAMESPACE, PREVIEW]["spec"]["template"]
+        mounts = template["spec"]["containers"][0]["volumeMounts"]
+        return next(str(m["subPath"]) for m in mounts if m["mountPath"] == manifests.CONTENT_MOUNT)
+
+    async with kubelet(emulator, claim):
+        await asyncio.to_thread(runtime.deploy_preview, plan, STAGING, MU_PLUGIN)
+        assert (
+            served() == "wp-content"
+        )  # nothing staged: the live tree, never an empty one made by the kubelet
+        assert content_revision(emulator, PREVIEW) == str((claim / "wp-content").stat().st_ino)
+        # The next try staged a tree: the same preview is rolled onto it.
+        (claim / "wp-content.restore-new").mkdir()
+        await asyncio.to_thread(runtime.deploy_preview, plan, STAGING, MU_PLUGIN)
+        assert served() == "wp-content.restore-new"
+        first = str((claim / "wp-content.restore-new").stat().st_ino)
+        assert content_revision(emulator, PREVIEW) == first
+        # And onto another one staged in its place (the mount of the old pod would hold the removed tree).
+        (claim / "next").mkdir()
+        (claim / "wp-content.restore-new").rmdir()
+        (claim / "next").rename(claim / "wp-content.restore-new")
+        await asyncio.to_thread(runtime.deploy_preview, plan, STAGING, MU_PLUGIN)
+        assert content_revision(emulator, PREVIEW) not in (first, None)
+
+    # The preview's pod, as its ReplicaSet would have made it: the clone's, component preview.
+    labels = manifests.site_selector("shop-abc123", manifests.PREVIEW_COMPONENT)
+    pod = f"{PREVIEW}-7c9d-x1"
+    emulator.objects[PODS, NAMESPACE, pod] = {
+        "metadata": {"name": pod, "labels": labels},
+        "spec": {"nodeName": "node-a", "containers": [{"name": "wordpress", "image": "wordpress"}]},
+        "status": {"phase": "Running"},
+    }
+    assert await asyncio.to_thread(runtime.list_clone_ids) == {"shop-abc123"}
+    removed = await asyncio.to_thread(runtime.delete_clone_objects, "shop-abc123")
+    for gone in (f"Service/{PREVIEW}", f"Deployment/{PREVIEW}", f"Pod/{pod}", f"ConfigMap/{PREVIEW}"):
+        assert gone in removed
+    assert live_objects(emulator, **{CLONE_ID_LABEL: "shop-abc123"}) == []
+    assert await asyncio.to_thread(runtime.remove_preview, "shop-abc123") is False

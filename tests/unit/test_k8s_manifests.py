@@ -1,4 +1,5 @@
-"""The clone's Kubernetes objects: names, labels, secrets, the site's spec, and schema validity.
+"""The clone's Kubernetes objects: names, labels, secrets, the site's spec, a restore's preview of it, and
+schema validity.
 
 Every manifest is validated against the Kubernetes JSON schemas of a pinned release (kubernetes-validate,
 strict: unknown fields are errors).
@@ -68,6 +69,13 @@ def all_manifests(plan: ClonePlan, settings: KubernetesSettings) -> list[dict[st
     ]
 
 
+def preview_of(plan: ClonePlan, settings: KubernetesSettings, **trees: Any) -> list[dict[str, Any]]:
+    """The preview's manifests, of a staged tree (revision 41) on node-a unless ``trees`` say otherwise."""
+    where: dict[str, Any] = {"staged": "41", "live": "7", "node": "node-a", **trees}
+    workload = manifests.preview_workload(plan, **where)
+    return manifests.preview_manifests(plan, settings, CONSTANTS, MU_PLUGIN, workload)
+
+
 def env_of(deployment: dict[str, Any]) -> dict[str, dict[str, Any]]:
     container = deployment["spec"]["template"]["spec"]["containers"][0]
     return {item["name"]: item for item in container["env"]}
@@ -86,8 +94,16 @@ def test_names_follow_the_clone_id() -> None:
     assert manifests.content_claim_name("shop-abc123") == "wpclone-shop-abc123-content"
     assert manifests.config_map_name("shop-abc123") == "wpclone-shop-abc123-site"
     assert manifests.site_name("shop-abc123") == "wpclone-shop-abc123"
+    assert manifests.preview_name("shop-abc123") == "wpclone-shop-abc123-preview"
     longest = "a" * 28
     assert len(manifests.content_claim_name(longest)) <= 63
+    assert len(manifests.preview_name(longest)) <= 63
+    # Everything a clone may have under its own names, the preview's too (what check_clone_names reads).
+    assert manifests.clone_objects("shop-abc123")[-3:] == [
+        ("Service", "wpclone-shop-abc123-preview"),
+        ("Deployment", "wpclone-shop-abc123-preview"),
+        ("ConfigMap", "wpclone-shop-abc123-preview"),
+    ]
 
 
 @pytest.mark.parametrize(
@@ -352,6 +368,116 @@ def test_storage_class_and_size() -> None:
     assert custom["spec"]["resources"]["requests"]["storage"] == "20Gi"
 
 
+# -- a restore's preview ---------------------------------------------------------------------------------
+
+
+def test_the_preview_is_a_private_copy_of_the_site_under_its_own_name(settings: KubernetesSettings) -> None:
+    plan = make_plan()
+    config_map, deployment, service = preview_of(plan, settings)
+    assert [(m["kind"], m["metadata"]["name"]) for m in (config_map, deployment, service)] == [
+        ("ConfigMap", "wpclone-shop-abc123-preview"),
+        ("Deployment", "wpclone-shop-abc123-preview"),
+        ("Service", "wpclone-shop-abc123-preview"),
+    ]  # no Ingress: reachable only through its Service, inside the cluster
+    for obj in (config_map, deployment, service):
+        labels = obj["metadata"]["labels"]
+        assert labels[MANAGED_BY_LABEL] == "wpclone" and labels[CLONE_ID_LABEL] == "shop-abc123"
+        assert labels["app.kubernetes.io/component"] == "preview"
+        assert obj["metadata"]["annotations"][EXPIRES_AT_ANNOTATION] == "2030-01-02T03:04:05Z"
+    # The same must-use plugin and Apache files, in a ConfigMap of its own: the site's stays as it is.
+    site_config_map = manifests.config_map_manifest(plan, settings, MU_PLUGIN)
+    assert config_map["data"] == site_config_map["data"]
+    pod = deployment["spec"]["template"]["spec"]
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    assert volumes["site-config"]["configMap"] == {"name": "wpclone-shop-abc123-preview"}
+    # The same WordPress, URL, constants, salts and probe as the site (what will be switched in).
+    site = manifests.deployment_manifest(plan, settings, CONSTANTS, MU_PLUGIN)
+    site_pod = site["spec"]["template"]["spec"]
+    container, site_container = pod["containers"][0], site_pod["containers"][0]
+    for field in ("image", "ports", "readinessProbe", "securityContext", "resources"):
+        assert container[field] == site_container[field], field
+    assert pod["securityContext"] == site_pod["securityContext"]
+    env, site_env = env_of(deployment), env_of(site)
+    assert env["WORDPRESS_CONFIG_EXTRA"] == site_env["WORDPRESS_CONFIG_EXTRA"]
+    assert (
+        "define('WP_HOME', 'https://shop-abc123.clones.example.com');"
+        in (env["WORDPRESS_CONFIG_EXTRA"]["value"])
+    )
+    for salt in manifests.WORDPRESS_SALT_NAMES:
+        assert env[f"WORDPRESS_{salt}"] == site_env[f"WORDPRESS_{salt}"]
+
+
+def test_the_preview_serves_the_restores_database_and_staged_content(settings: KubernetesSettings) -> None:
+    _, deployment, _ = preview_of(make_plan(), settings)
+    env = env_of(deployment)
+    # The restore's fresh database, with the login that may touch only it; its password only by reference.
+    assert env["WORDPRESS_DB_NAME"]["value"] == "wpr_shop_abc123"
+    assert env["WORDPRESS_DB_USER"]["value"] == "wpr_shop_abc123"
+    assert env["WORDPRESS_DB_HOST"]["value"] == "mysql.databases.svc:3306"
+    assert env["WORDPRESS_DB_PASSWORD"] == {
+        "name": "WORDPRESS_DB_PASSWORD",
+        "valueFrom": {"secretKeyRef": {"name": "wpclone-shop-abc123", "key": "restore-db-password"}},
+    }
+    # The clone's claim, but the tree the restore step staged beside the live one.
+    pod = deployment["spec"]["template"]["spec"]
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    assert volumes["content"]["persistentVolumeClaim"] == {"claimName": "wpclone-shop-abc123-content"}
+    mounts = {m["mountPath"]: m for m in pod["containers"][0]["volumeMounts"]}
+    assert mounts["/var/www/html/wp-content"]["subPath"] == "wp-content.restore-new"
+    assert (
+        mounts["/var/www/html/wp-content/mu-plugins/wpclone-staging.php"]["subPath"] == "wpclone-staging.php"
+    )
+    # That tree's revision: a preview left from an earlier try, on a tree since replaced, is rolled.
+    annotations = deployment["spec"]["template"]["metadata"]["annotations"]
+    assert annotations[manifests.CONTENT_REVISION_ANNOTATION] == "41"
+    again = preview_of(make_plan(), settings, staged="42")[1]
+    assert again["spec"]["template"]["metadata"]["annotations"][manifests.CONTENT_REVISION_ANNOTATION] == "42"
+
+
+def test_a_database_only_restore_is_previewed_with_the_live_content(settings: KubernetesSettings) -> None:
+    """A backup without wp-content stages none and the switch keeps the live tree: the preview shows that."""
+    _, deployment, _ = preview_of(make_plan(), settings, staged="")
+    template = deployment["spec"]["template"]
+    mounts = {m["mountPath"]: m for m in template["spec"]["containers"][0]["volumeMounts"]}
+    assert mounts["/var/www/html/wp-content"]["subPath"] == "wp-content"
+    assert template["metadata"]["annotations"][manifests.CONTENT_REVISION_ANNOTATION] == "7"
+    assert env_of(deployment)["WORDPRESS_DB_NAME"]["value"] == "wpr_shop_abc123"
+
+
+def test_the_preview_runs_on_the_sites_node(settings: KubernetesSettings) -> None:
+    """The content claim is ReadWriteOnce: the same affinity as the content pod's."""
+    _, deployment, _ = preview_of(make_plan(), settings)
+    affinity = deployment["spec"]["template"]["spec"]["affinity"]
+    terms = affinity["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]["nodeSelectorTerms"]
+    assert terms == [{"matchFields": [{"key": "metadata.name", "operator": "In", "values": ["node-a"]}]}]
+    content_pod = manifests.content_pod_manifest("shop-abc123", "inspect", settings, node="node-a")
+    assert content_pod["spec"]["affinity"] == affinity
+    # No site pod running (so the claim is attached nowhere): any node.
+    anywhere = preview_of(make_plan(), settings, node=None)[1]
+    assert "affinity" not in anywhere["spec"]["template"]["spec"]
+    with pytest.raises(ValueError, match="node name"):
+        preview_of(make_plan(), settings, node="Node A")
+    # The site itself is not pinned: it goes where its claim can be attached.
+    site = manifests.deployment_manifest(make_plan(), settings, {}, MU_PLUGIN)
+    assert "affinity" not in site["spec"]["template"]["spec"]
+
+
+def test_the_sites_service_never_selects_the_preview_pod(settings: KubernetesSettings) -> None:
+    def selects(service: dict[str, Any], deployment: dict[str, Any]) -> bool:
+        labels = deployment["spec"]["template"]["metadata"]["labels"]
+        return all(labels.get(k) == v for k, v in service["spec"]["selector"].items())
+
+    plan = make_plan()
+    _, preview, preview_service = preview_of(plan, settings)
+    site = manifests.deployment_manifest(plan, settings, {}, MU_PLUGIN)
+    site_service = manifests.service_manifest(plan, settings)
+    assert selects(site_service, site) and not selects(site_service, preview)
+    assert selects(preview_service, preview) and not selects(preview_service, site)
+    assert preview["spec"]["selector"]["matchLabels"] == preview_service["spec"]["selector"]
+    assert preview_service["spec"]["ports"] == site_service["spec"]["ports"]
+    assert preview_service["spec"]["type"] == "ClusterIP"
+
+
 # -- settings ---------------------------------------------------------------------------------------------
 
 
@@ -407,6 +533,9 @@ def test_every_manifest_validates_against_the_kubernetes_schema(version: str) ->
     )
     for obj in all_manifests(make_plan(), settings):
         kubernetes_validate.validate(obj, version, strict=True)
+    for trees in ({}, {"staged": "", "node": None}):
+        for obj in preview_of(make_plan(), settings, **trees):
+            kubernetes_validate.validate(obj, version, strict=True)
     for action in manifests.CONTENT_ACTIONS:
         for node in (None, "node-a.eu-west-1.compute.internal"):
             pod = manifests.content_pod_manifest("shop-abc123", action, settings, node=node)

@@ -49,6 +49,9 @@ FOREIGN = [
     ("v1/configmaps", "ConfigMap", f"wpclone-{CLONE}-site"),
     ("v1/services", "Service", f"wpclone-{CLONE}"),
     ("networking.k8s.io/v1/ingresses", "Ingress", f"wpclone-{CLONE}"),
+    ("v1/configmaps", "ConfigMap", f"wpclone-{CLONE}-preview"),
+    ("apps/v1/deployments", "Deployment", f"wpclone-{CLONE}-preview"),
+    ("v1/services", "Service", f"wpclone-{CLONE}-preview"),
 ]
 
 
@@ -127,6 +130,13 @@ async def test_an_object_that_is_not_the_clones_is_refused_and_never_touched(
             manifests.secret_manifest(plan, runtime.settings, new_clone_secrets()),
             manifests.content_claim_manifest(plan, runtime.settings),
             *manifests.site_manifests(plan, runtime.settings, {}, MU_PLUGIN),
+            *manifests.preview_manifests(
+                plan,
+                runtime.settings,
+                {},
+                MU_PLUGIN,
+                manifests.preview_workload(plan, staged="", live="", node=None),
+            ),
         )
         if (m["kind"], m["metadata"]["name"]) == (kind, name)
     ]
@@ -144,6 +154,54 @@ async def test_an_object_that_is_not_the_clones_is_refused_and_never_touched(
     assert not stored.deleted
     assert dict(stored) == before
     assert writes_to(emulator, name) == []
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize(("resource", "kind", "name"), FOREIGN[-3:])
+async def test_a_restore_never_previews_over_an_object_that_is_not_the_clones(
+    emulator: km.KubernetesEmulator,  # noqa: F811
+    runtime: KubernetesRuntime,  # noqa: F811
+    tmp_path: Path,
+    resource: str,
+    kind: str,
+    name: str,
+) -> None:
+    """An object under the preview's names that appeared after the clone was made: the restore's preview is
+    refused before anything runs; removing the preview (the switch, the rollback) leaves it and goes on."""
+    plan = make_plan(CLONE)
+    await in_thread(runtime.prepare_clone, plan)
+    await in_thread(runtime.deploy_site, plan, {}, MU_PLUGIN)
+    emulator.objects[resource, NAMESPACE, name] = foreign_object(kind, name)
+    before = copy.deepcopy(dict(emulator.objects[resource, NAMESPACE, name]))
+    async with kubelet(emulator, tmp_path / "claim") as ran:
+        with pytest.raises(
+            CloneNameTaken, match=f"^{kind}/{name} already exists in namespace {NAMESPACE} and is not"
+        ):
+            await in_thread(runtime.deploy_preview, plan, {}, MU_PLUGIN)
+        assert await in_thread(runtime.remove_preview, CLONE) is False
+    assert ran == []  # refused before the content pod
+    assert [n for _, n in live_objects(emulator, **OURS) if n.endswith("-preview")] == []
+    assert dict(emulator.objects[resource, NAMESPACE, name]) == before
+    assert writes_to(emulator, name) == []
+
+
+@pytest.mark.asyncio
+async def test_a_clone_id_naming_another_clones_preview_is_refused(
+    emulator: km.KubernetesEmulator,  # noqa: F811
+    runtime: KubernetesRuntime,  # noqa: F811
+) -> None:
+    """Clone ``x-preview``'s site would be named like clone ``x``'s restore preview (both ours, but another
+    clone's to each other): refused with a sentence before any call, whether or not x exists."""
+    with pytest.raises(CloneNameTaken) as caught:
+        await in_thread(runtime.check_clone_names, "shop-preview")
+    assert str(caught.value) == (
+        "clone id shop-preview would name the Deployment wpclone-shop-preview, which is where restores of "
+        "clone shop are previewed; choose another clone id."
+    )
+    assert len(list(emulator)) == 0
+    # "preview" alone is no other clone's preview; a suffix that only looks like it is fine.
+    for clone_id in ("preview", "shop-previews", "shop-preview2"):
+        await in_thread(runtime.check_clone_names, clone_id)
 
 
 @pytest.mark.asyncio

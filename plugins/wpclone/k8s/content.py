@@ -1,16 +1,19 @@
 """The restore's wp-content switch on a clone's content claim: the program the short content pod runs.
 
-``python -m wpclone.k8s.content switch|switch-back|discard <claim root>`` in the toolbox image, with the
-clone's claim mounted whole at ``<claim root>``. The site mounts only the claim's ``wp-content``
-(``subPath``), so the restore step can stage ``wp-content.restore-new`` beside it on the same filesystem and
-this program makes it live with directory renames, exactly what the local runtime does in its sites
+``python -m wpclone.k8s.content switch|switch-back|discard|inspect <claim root>`` in the toolbox image,
+with the clone's claim mounted whole at ``<claim root>``. The site mounts only the claim's ``wp-content``
+(``subPath``), so the restore step can stage ``wp-content.restore-new`` beside it on the same filesystem
+and this program makes it live with directory renames, exactly what the local runtime does in its sites
 directory (:meth:`wpclone.runtimes.local.LocalRuntime.switch_content`):
 
 - ``switch``: ``wp-content`` -> ``wp-content.restore-old``, ``wp-content.restore-new`` -> ``wp-content``;
 - ``switch-back``: the restored ``wp-content`` is removed and ``wp-content.restore-old`` put back;
 - ``discard``: ``wp-content.restore-new``, ``wp-content.restore-old`` and ``.restore-work`` are removed.
   What cannot be removed (a mount point the kubelet created as root inside the old tree) is moved into
-  ``.restore-trash/`` so the names are free for the next restore.
+  ``.restore-trash/`` so the names are free for the next restore;
+- ``inspect``: changes nothing; also answers ``"staged"``, the revision of ``wp-content.restore-new`` (""
+  when the backup brought no wp-content, so the switch will keep the live tree): which tree the restore's
+  preview serves, and the identity that rolls it when that tree is another (``deploy_preview``).
 
 One more action runs on the backups claim instead, for a clone's delete: ``purge <backups mount>/<clone
 id>`` removes that clone's backup directory and answers ``{"removed_files": n}``
@@ -39,7 +42,7 @@ STAGED = LIVE + ".restore-new"  # wpclone.steps.backup.STAGED_SUFFIX
 ASIDE = LIVE + ".restore-old"  # wpclone.runtimes.local.ASIDE_SUFFIX
 WORK = ".restore-work"  # wpclone.steps.backup.WORK_DIR_NAME
 TRASH = ".restore-trash"
-ACTIONS = ("switch", "switch-back", "discard", "purge")
+ACTIONS = ("switch", "switch-back", "discard", "inspect", "purge")
 TERMINATION_LOG = "/dev/termination-log"
 
 
@@ -47,10 +50,10 @@ class ContentError(RuntimeError):
     """The switch cannot be made; the message is one sentence."""
 
 
-def revision(root: Path) -> str:
-    """Identity of the live wp-content directory (its inode), or "" when there is none."""
+def revision(root: Path, name: str = LIVE) -> str:
+    """Identity of the live (or ``name``) wp-content directory: its inode, or "" when there is none."""
     try:
-        return str((root / LIVE).stat().st_ino)
+        return str((root / name).stat().st_ino)
     except FileNotFoundError:
         return ""
 
@@ -88,6 +91,12 @@ def discard(root: Path) -> dict[str, Any]:
     return {"moved": False, "revision": revision(root)}
 
 
+def inspect(root: Path) -> dict[str, Any]:
+    """The live and the staged tree's revisions; changes nothing."""
+    staged = revision(root, STAGED) if (root / STAGED).is_dir() else ""
+    return {"moved": False, "revision": revision(root), "staged": staged}
+
+
 def _remove(root: Path, path: Path) -> None:
     shutil.rmtree(path, ignore_errors=True)
     if path.exists():  # files we may not delete (root-owned mount points): out of the way instead
@@ -121,13 +130,15 @@ def run(action: str, root: Path) -> dict[str, Any]:
         raise ContentError(f"the clone's claim is not mounted at {root}.")
     if action == "discard":
         return discard(root)
+    if action == "inspect":
+        return inspect(root)
     return switch(root, restored=action == "switch")
 
 
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     if len(args) != 2:
-        print("usage: python -m wpclone.k8s.content switch|switch-back|discard|purge ROOT", file=sys.stderr)
+        print(f"usage: python -m wpclone.k8s.content {'|'.join(ACTIONS)} ROOT", file=sys.stderr)
         return 2
     try:
         line = json.dumps(run(args[0], Path(args[1])))

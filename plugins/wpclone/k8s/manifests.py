@@ -17,6 +17,12 @@ and ``wpclone.io/clone-id=<id>`` and annotated ``wpclone.io/expires-at=<ISO UTC>
   is ReadWriteOnce), readiness probe ``GET /`` with the clone's ``Host`` header.
 - Service ``wpclone-<id>`` (port 80 -> the container's ``http``) and Ingress ``wpclone-<id>`` (the clone's
   host, ``ingressClassName`` from the settings, optional TLS secret).
+- ConfigMap, Deployment and Service ``wpclone-<id>-preview``, while a restore runs: the restored site as a
+  private preview (no Ingress), checked before the switch. The same WordPress workload as the site
+  (:class:`Workload` says what differs): the restore's database ``wpr_<id>`` with its own login (the Secret's
+  ``restore-db-password``), the staged ``wp-content.restore-new`` of the content claim (the live tree when
+  the backup brought none), its own ConfigMap (the live site's stays as it is), on the site's node (the claim
+  is ReadWriteOnce), and component ``preview``, so the site's Service never selects its pod.
 
 Security context of the site: the official ``*-apache`` image starts as root to bind :80 and then drops to
 ``www-data``; that needs CHOWN/SETUID/SETGID. Instead the site runs as ``www-data`` (uid 33) from the
@@ -34,12 +40,13 @@ import hashlib
 import json
 import re
 from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlsplit
 
 from wpclone.k8s.settings import KubernetesSettings
-from wpclone.models import WORDPRESS_SALT_NAMES, ClonePlan, check_clone_id
+from wpclone.models import WORDPRESS_SALT_NAMES, ClonePlan, check_clone_id, restore_db_name
 from wpclone.runtimes.base import (
     CLONE_ID_LABEL,
     EXPIRES_AT_ANNOTATION,
@@ -61,6 +68,8 @@ SECRET_KEY_RE = re.compile(r"[-._a-zA-Z0-9]{1,253}")
 
 COMPONENT_LABEL = "app.kubernetes.io/component"
 SITE_COMPONENT = "site"
+PREVIEW_COMPONENT = "preview"  # a restore's private preview of the site
+PREVIEW_SUFFIX = "preview"  # of the preview's object names: wpclone-<id>-preview
 CONFIG_CHECKSUM_ANNOTATION = "wpclone.io/config-checksum"
 # On the site's pod template: the live wp-content's identity; a restore's switch changes it (a rollout).
 CONTENT_REVISION_ANNOTATION = "wpclone.io/content-revision"
@@ -81,6 +90,7 @@ SERVICE_PORT = 80
 DOCUMENT_ROOT = "/var/www/html"
 CONTENT_MOUNT = f"{DOCUMENT_ROOT}/wp-content"
 CONTENT_SUBPATH = "wp-content"  # the live tree inside the content claim (wpclone.k8s.content.LIVE)
+RESTORE_SUBPATH = "wp-content.restore-new"  # a restore's staged tree beside it (wpclone.k8s.content.STAGED)
 MU_PLUGIN_KEY = "wpclone-staging.php"
 PORTS_CONF_KEY = "ports.conf"
 VHOST_CONF_KEY = "000-default.conf"
@@ -142,8 +152,8 @@ def site_name(clone_id: str) -> str:
 
 
 def preview_name(clone_id: str) -> str:
-    """Name of the Deployment and Service that serve a restore's preview (no Ingress: private)."""
-    return object_name(clone_id, "preview")
+    """Name of the ConfigMap, Deployment and Service that serve a restore's preview (no Ingress: private)."""
+    return object_name(clone_id, PREVIEW_SUFFIX)
 
 
 def content_pod_name(clone_id: str) -> str:
@@ -161,7 +171,14 @@ def clone_objects(clone_id: str) -> list[tuple[str, str]]:
         ("Service", site),
         ("Ingress", site),
         ("Pod", content_pod_name(clone_id)),
+        *preview_objects(clone_id),
     ]
+
+
+def preview_objects(clone_id: str) -> list[tuple[str, str]]:
+    """(kind, name) of a restore's preview, in delete order (traffic first)."""
+    name = preview_name(clone_id)
+    return [("Service", name), ("Deployment", name), ("ConfigMap", name)]
 
 
 def param_secret_key(env_name: str) -> str:
@@ -181,9 +198,10 @@ def clone_labels(clone_id: str) -> dict[str, str]:
     return {MANAGED_BY_LABEL: MANAGED_BY, CLONE_ID_LABEL: check_clone_id(clone_id)}
 
 
-def site_selector(clone_id: str) -> dict[str, str]:
-    """Selects the site's pods (not the clone's step pods, which carry the clone id too)."""
-    return {**clone_labels(clone_id), COMPONENT_LABEL: SITE_COMPONENT}
+def site_selector(clone_id: str, component: str = SITE_COMPONENT) -> dict[str, str]:
+    """Selects the site's pods (or its preview's: ``component``), not the clone's other pods (step pods, the
+    content pod, the other of site and preview), which carry the clone id too."""
+    return {**clone_labels(clone_id), COMPONENT_LABEL: component}
 
 
 def label_selector(clone_id: str | None = None) -> str:
@@ -291,6 +309,49 @@ def content_claim_manifest(plan: ClonePlan, settings: KubernetesSettings) -> Man
 # -- the site --------------------------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class Workload:
+    """What one WordPress workload of a clone is made of: its live site, or a restore's preview of it."""
+
+    name: str  # its Deployment and Service
+    config_map: str  # must-use plugin and Apache files
+    component: str  # its pods' component label, what its Service selects
+    db_name: str  # its database, and the login of the same name
+    db_password_key: str  # that login's password in the clone's Secret
+    content_subpath: str  # the wp-content tree it serves, inside the clone's content claim
+    content_revision: str | None = None  # that tree's identity on the pod template: another one rolls the pod
+    node: str | None = None  # the node it must run on (the claim is ReadWriteOnce)
+
+
+def site_workload(plan: ClonePlan) -> Workload:
+    """The clone's live site: its own database and login, the claim's live tree."""
+    return Workload(
+        name=site_name(plan.clone_id),
+        config_map=config_map_name(plan.clone_id),
+        component=SITE_COMPONENT,
+        db_name=plan.db_name,
+        db_password_key=DB_PASSWORD_KEY,
+        content_subpath=CONTENT_SUBPATH,
+    )
+
+
+def preview_workload(plan: ClonePlan, *, staged: str, live: str, node: str | None) -> Workload:
+    """A restore's preview: the restore's database and login, and the staged tree (revision ``staged``) or,
+    when the backup brought no wp-content (``staged`` empty), the live tree (revision ``live``) that the
+    switch keeps; on ``node``, the site's."""
+    name = preview_name(plan.clone_id)
+    return Workload(
+        name=name,
+        config_map=name,
+        component=PREVIEW_COMPONENT,
+        db_name=restore_db_name(plan.clone_id),
+        db_password_key=RESTORE_PASSWORD_KEY,
+        content_subpath=RESTORE_SUBPATH if staged else CONTENT_SUBPATH,
+        content_revision=staged or live,
+        node=node,
+    )
+
+
 def php_literal(value: str | int | bool) -> str:
     """A PHP literal for a wp-config constant: ``true``/``false``, an integer or a single-quoted string."""
     if isinstance(value, bool):
@@ -317,11 +378,16 @@ def config_map_data(mu_plugin_php: str) -> dict[str, str]:
     return {MU_PLUGIN_KEY: mu_plugin_php, PORTS_CONF_KEY: PORTS_CONF, VHOST_CONF_KEY: VHOST_CONF}
 
 
-def config_map_manifest(plan: ClonePlan, settings: KubernetesSettings, mu_plugin_php: str) -> Manifest:
+def config_map_manifest(
+    plan: ClonePlan, settings: KubernetesSettings, mu_plugin_php: str, workload: Workload | None = None
+) -> Manifest:
+    workload = workload or site_workload(plan)
     return {
         "apiVersion": "v1",
         "kind": "ConfigMap",
-        "metadata": metadata(config_map_name(plan.clone_id), plan, settings),
+        "metadata": metadata(
+            workload.config_map, plan, settings, labels={COMPONENT_LABEL: workload.component}
+        ),
         "data": config_map_data(mu_plugin_php),
     }
 
@@ -331,16 +397,19 @@ def _secret_env(name: str, secret: str, key: str) -> dict[str, Any]:
 
 
 def _site_env(
-    plan: ClonePlan, settings: KubernetesSettings, constants: Mapping[str, str | int | bool]
+    plan: ClonePlan,
+    settings: KubernetesSettings,
+    constants: Mapping[str, str | int | bool],
+    workload: Workload,
 ) -> list[dict[str, Any]]:
     db_host = settings.clone_db_host or plan.source.db_host
     db_port = settings.clone_db_port or plan.source.db_port
     secret = secret_name(plan.clone_id)
     env: list[dict[str, Any]] = [
         {"name": "WORDPRESS_DB_HOST", "value": f"{db_host}:{db_port}"},
-        {"name": "WORDPRESS_DB_USER", "value": plan.db_name},
-        {"name": "WORDPRESS_DB_NAME", "value": plan.db_name},
-        _secret_env("WORDPRESS_DB_PASSWORD", secret, DB_PASSWORD_KEY),
+        {"name": "WORDPRESS_DB_USER", "value": workload.db_name},
+        {"name": "WORDPRESS_DB_NAME", "value": workload.db_name},
+        _secret_env("WORDPRESS_DB_PASSWORD", secret, workload.db_password_key),
         {"name": "WORDPRESS_TABLE_PREFIX", "value": plan.source.table_prefix},
     ]
     env += [_secret_env(f"WORDPRESS_{s}", secret, salt_key(s)) for s in WORDPRESS_SALT_NAMES]
@@ -348,9 +417,9 @@ def _site_env(
     return env
 
 
-def _site_mounts() -> list[dict[str, Any]]:
+def _site_mounts(workload: Workload) -> list[dict[str, Any]]:
     return [
-        {"name": "content", "mountPath": CONTENT_MOUNT, "subPath": CONTENT_SUBPATH},
+        {"name": "content", "mountPath": CONTENT_MOUNT, "subPath": workload.content_subpath},
         {
             "name": "site-config",
             "mountPath": f"/etc/apache2/{PORTS_CONF_KEY}",
@@ -377,19 +446,28 @@ def deployment_manifest(
     settings: KubernetesSettings,
     constants: Mapping[str, str | int | bool],
     mu_plugin_php: str,
+    workload: Workload | None = None,
 ) -> Manifest:
+    """The site's Deployment (or ``workload``'s: a restore's preview)."""
+    workload = workload or site_workload(plan)
     host = clone_host(plan)
     scheme = urlsplit(plan.url).scheme
-    selector = site_selector(plan.clone_id)
+    selector = site_selector(plan.clone_id, workload.component)
     # subPath mounts never see ConfigMap updates: a changed checksum rolls the pod instead.
     checksum = hashlib.sha256(json.dumps(config_map_data(mu_plugin_php), sort_keys=True).encode()).hexdigest()
+    annotations = {
+        EXPIRES_AT_ANNOTATION: expires_at_value(plan.expires_at),
+        CONFIG_CHECKSUM_ANNOTATION: checksum,
+    }
+    if workload.content_revision is not None:
+        annotations[CONTENT_REVISION_ANNOTATION] = workload.content_revision
     container = {
         "name": SITE_CONTAINER,
         "image": settings.wordpress_image,
         "imagePullPolicy": settings.image_pull_policy,
         "ports": [{"name": "http", "containerPort": HTTP_PORT, "protocol": "TCP"}],
-        "env": _site_env(plan, settings, constants),
-        "volumeMounts": _site_mounts(),
+        "env": _site_env(plan, settings, constants, workload),
+        "volumeMounts": _site_mounts(workload),
         "readinessProbe": {
             "httpGet": {
                 "path": "/",
@@ -422,51 +500,43 @@ def deployment_manifest(
             "readOnlyRootFilesystem": False,  # the image's entrypoint copies core into /var/www/html
         },
     }
+    pod: dict[str, Any] = {
+        "automountServiceAccountToken": False,
+        "enableServiceLinks": False,
+        "securityContext": pod_security_context(settings),
+        "containers": [container],
+        "volumes": [
+            {"name": "content", "persistentVolumeClaim": {"claimName": content_claim_name(plan.clone_id)}},
+            {"name": "site-config", "configMap": {"name": workload.config_map}},
+        ],
+    }
+    if workload.node:
+        pod["affinity"] = node_affinity(workload.node)
     return {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
-        "metadata": metadata(
-            site_name(plan.clone_id), plan, settings, labels={COMPONENT_LABEL: SITE_COMPONENT}
-        ),
+        "metadata": metadata(workload.name, plan, settings, labels={COMPONENT_LABEL: workload.component}),
         "spec": {
             "replicas": 1,
             "revisionHistoryLimit": 1,
             "strategy": {"type": "Recreate"},  # the content claim is ReadWriteOnce
             "selector": {"matchLabels": selector},
-            "template": {
-                "metadata": {
-                    "labels": selector,
-                    "annotations": {
-                        EXPIRES_AT_ANNOTATION: expires_at_value(plan.expires_at),
-                        CONFIG_CHECKSUM_ANNOTATION: checksum,
-                    },
-                },
-                "spec": {
-                    "automountServiceAccountToken": False,
-                    "enableServiceLinks": False,
-                    "securityContext": pod_security_context(settings),
-                    "containers": [container],
-                    "volumes": [
-                        {
-                            "name": "content",
-                            "persistentVolumeClaim": {"claimName": content_claim_name(plan.clone_id)},
-                        },
-                        {"name": "site-config", "configMap": {"name": config_map_name(plan.clone_id)}},
-                    ],
-                },
-            },
+            "template": {"metadata": {"labels": selector, "annotations": annotations}, "spec": pod},
         },
     }
 
 
-def service_manifest(plan: ClonePlan, settings: KubernetesSettings) -> Manifest:
+def service_manifest(
+    plan: ClonePlan, settings: KubernetesSettings, workload: Workload | None = None
+) -> Manifest:
+    workload = workload or site_workload(plan)
     return {
         "apiVersion": "v1",
         "kind": "Service",
-        "metadata": metadata(site_name(plan.clone_id), plan, settings),
+        "metadata": metadata(workload.name, plan, settings, labels={COMPONENT_LABEL: workload.component}),
         "spec": {
             "type": "ClusterIP",
-            "selector": site_selector(plan.clone_id),
+            "selector": site_selector(plan.clone_id, workload.component),
             "ports": [{"name": "http", "port": SERVICE_PORT, "targetPort": "http", "protocol": "TCP"}],
         },
     }
@@ -521,9 +591,24 @@ def site_manifests(
     ]
 
 
+def preview_manifests(
+    plan: ClonePlan,
+    settings: KubernetesSettings,
+    constants: Mapping[str, str | int | bool],
+    mu_plugin_php: str,
+    workload: Workload,
+) -> list[Manifest]:
+    """What ``deploy_preview`` applies, in order: ConfigMap, Deployment, Service (no Ingress: private)."""
+    return [
+        config_map_manifest(plan, settings, mu_plugin_php, workload),
+        deployment_manifest(plan, settings, constants, mu_plugin_php, workload),
+        service_manifest(plan, settings, workload),
+    ]
+
+
 # -- the restore's content pod ---------------------------------------------------------------------------
 
-CONTENT_ACTIONS = ("switch", "switch-back", "discard")  # on the clone's content claim
+CONTENT_ACTIONS = ("switch", "switch-back", "discard", "inspect")  # on the clone's content claim
 PURGE_ACTION = "purge"  # on the backups claim: remove the clone's backups (wpclone.k8s.content.ACTIONS)
 CONTENT_POD_ROOT = "/content/clone"  # where the content pod mounts the whole claim
 
@@ -576,16 +661,7 @@ def content_pod_manifest(
         "volumes": [{"name": "content", "persistentVolumeClaim": {"claimName": claim}}],
     }
     if node:
-        check_subdomain(node, "node name")
-        spec["affinity"] = {
-            "nodeAffinity": {
-                "requiredDuringSchedulingIgnoredDuringExecution": {
-                    "nodeSelectorTerms": [
-                        {"matchFields": [{"key": "metadata.name", "operator": "In", "values": [node]}]}
-                    ]
-                }
-            }
-        }
+        spec["affinity"] = node_affinity(node)
     return {
         "apiVersion": "v1",
         "kind": "Pod",
@@ -596,6 +672,13 @@ def content_pod_manifest(
         },
         "spec": spec,
     }
+
+
+def node_affinity(node: str) -> dict[str, Any]:
+    """Only on ``node`` (required): where the site's pod runs, for a pod that mounts the clone's claim."""
+    check_subdomain(node, "node name")
+    term = {"matchFields": [{"key": "metadata.name", "operator": "In", "values": [node]}]}
+    return {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [term]}}}
 
 
 def check_subdomain(value: str, what: str) -> str:

@@ -15,9 +15,14 @@ A clone's delete also removes its backups from the backups claim (the content po
 Backup and restore: backups go to the shared claim ``settings.backup_claim`` (mounted by the backup and
 restore step pods at ``settings.backup_mount``, :mod:`wpclone.k8s.pod`); a restore's fresh database has its
 own login, whose password is generated once into the clone's Secret (key ``restore-db-password``). The
-restore step stages wp-content beside the live tree in the clone's claim; :meth:`switch_content` and
-:meth:`discard_restore_content` run the short content pod (:mod:`wpclone.k8s.content`) on the claim and
-roll the site when its live tree changed (its ``subPath`` mount keeps the tree it started with).
+restore step stages wp-content beside the live tree in the clone's claim. Before anything is switched,
+:meth:`deploy_preview` serves the restored database and staged tree as a private preview: ConfigMap,
+Deployment and Service ``wpclone-<id>-preview`` (no Ingress), the site's workload with the restore's login
+and tree, on the site's node (the claim is ReadWriteOnce), its pod labelled component ``preview`` so the
+site's Service never selects it; ``site_ready``/``page_fetcher`` (``preview=True``) check it through that
+Service, and :meth:`remove_preview` deletes it. :meth:`switch_content` and :meth:`discard_restore_content`
+run the short content pod (:mod:`wpclone.k8s.content`) on the claim and roll the site when its live tree
+changed (its ``subPath`` mount keeps the tree it started with).
 
 Importing this module is cheap: the provider and the Kubernetes client are imported when first used.
 """
@@ -38,6 +43,7 @@ from wpclone.k8s import manifests
 from wpclone.k8s.apply import (
     DELETE_ORDER,
     ClusterClient,
+    ForeignObject,
     KubernetesError,
     foreign_sentence,
     has_labels,
@@ -119,8 +125,15 @@ class KubernetesRuntime(Runtime):
 
     def check_clone_names(self, clone_id: str) -> None:
         """Also refuse a clone id whose object names the configuration uses (a source's Secret or claim,
-        the backups claim, ...) or that an object without our labels already has (one read per name)."""
+        the backups claim, ...), another clone's restore preview would have, or an object without our labels
+        already has (one read per name)."""
         super().check_clone_names(clone_id)
+        previewed = clone_id.removesuffix(f"-{manifests.PREVIEW_SUFFIX}")
+        if previewed != clone_id and is_clone_id(previewed):
+            raise CloneNameTaken(
+                f"clone id {clone_id} would name the Deployment {manifests.site_name(clone_id)}, which is "
+                f"where restores of clone {previewed} are previewed; choose another clone id."
+            )
         used = self._configured_names()
         objects = manifests.clone_objects(clone_id)
         for kind, name in objects:
@@ -208,6 +221,44 @@ class KubernetesRuntime(Runtime):
         if deployment is None:
             return False
         return deployment_ready(deployment)
+
+    def deploy_preview(
+        self, plan: ClonePlan, constants: Mapping[str, str | int | bool], mu_plugin_php: str
+    ) -> None:
+        """Apply the preview's ConfigMap, Deployment and Service (:func:`manifests.preview_manifests`).
+
+        The content pod (``inspect``) tells which tree it serves: the staged one, or the live one when the
+        backup brought no wp-content (the switch keeps it); that tree's revision on the pod template rolls a
+        preview left from an earlier try, whose mount would hold a tree since replaced.
+        """
+        self._refuse_foreign(plan.clone_id, manifests.preview_objects(plan.clone_id))
+        trees = self.run_content_pod(plan.clone_id, "inspect")
+        workload = manifests.preview_workload(
+            plan,
+            staged=str(trees.get("staged") or ""),
+            live=str(trees.get("revision") or ""),
+            node=self._site_node(plan.clone_id),
+        )
+        for manifest in manifests.preview_manifests(plan, self.settings, constants, mu_plugin_php, workload):
+            self.cluster.apply(manifest)
+        log.info(
+            "k8s event=preview_deployed clone_id=%s content=%s node=%s",
+            plan.clone_id,
+            workload.content_subpath,
+            workload.node,
+        )
+
+    def remove_preview(self, clone_id: str) -> bool:
+        """Delete the preview's Service, Deployment (its pod goes with it) and ConfigMap. An object under
+        those names that is not the clone's is left alone (``deploy_preview`` refused it), so a rollback
+        goes on."""
+        existed = False
+        for kind, name in manifests.preview_objects(clone_id):
+            try:
+                existed = self.cluster.delete(kind, name, clone_id=clone_id) or existed
+            except ForeignObject:
+                log.warning("k8s event=preview_not_ours clone_id=%s kind=%s name=%s", clone_id, kind, name)
+        return existed
 
     def page_fetcher(self, plan: ClonePlan, *, preview: bool = False) -> Fetch:
         """Through the site's (or preview's) Service in the cluster, with the clone's Host header and scheme
