@@ -392,3 +392,30 @@ def test_a_restore_whose_site_is_broken_is_caught_by_its_preview(
     assert _served(bravo) == before
     record = registry.get(B)
     assert record is not None and record.status is CloneStatus.READY and record.lock_job_id is None
+
+
+def test_a_database_only_backup_restores_and_keeps_the_clones_wp_content(
+    backup: dict[str, Any], restored: dict[str, Any], dags: Any, stack: StackSettings
+) -> None:
+    """A bare .sql.gz (no wp-content): previewed and switched with the clone's own wp-content."""
+    bravo = restored["site"]
+    alpha_archive = Path(urlsplit(backup["result"]["backup_url"]).path)
+    with tarfile.open(alpha_archive) as tar:
+        member = tar.extractfile("database.sql.gz")
+        assert member is not None
+        dump = member.read()
+    bare = stack.state_dir / "backups" / "database-only.sql.gz"
+    bare.write_bytes(dump)
+    marker = content_dir(stack, B) / "uploads" / "kept-by-a-database-only-restore.txt"
+    marker.parent.mkdir(parents=True, exist_ok=True)
+    marker.write_bytes(MARKER)
+    post_id, _ = _first_post(bravo)
+    _query(bravo, f"UPDATE `{bravo.table_prefix}posts` SET post_title = %s WHERE ID = %s", ("Since", post_id))
+    assert TITLE.encode() not in _served(bravo)[0]
+    dagrun = run(dags, "wp_restore", {"clone_id": B, "source_backup_url": bare.as_uri()})
+    assert str(dagrun.state) == "success", states(dagrun)
+    assert xcom(dagrun, "release_clone")["content_restored"] is False
+    page, _ = _served(bravo)
+    assert TITLE.encode() in page  # the backup's database is back
+    status, _, body = _get(f"{bravo.url}/wp-content/uploads/kept-by-a-database-only-restore.txt")
+    assert status == 200 and body == MARKER  # the clone's own wp-content

@@ -174,11 +174,13 @@ class LocalRuntime(Runtime):
     def deploy_preview(
         self, plan: ClonePlan, constants: Mapping[str, str | int | bool], mu_plugin_php: str
     ) -> None:
-        staged = staged_content_dir(content_dir(self.settings, plan.clone_id))
-        if not staged.is_dir():
-            raise ValueError(f"clone {plan.clone_id} has no staged wp-content to preview ({staged}).")
-        (staged / "mu-plugins").mkdir(exist_ok=True)
-        (staged / "mu-plugins" / MU_PLUGIN_NAME).write_text(mu_plugin_php)
+        live_content = content_dir(self.settings, plan.clone_id)
+        staged = staged_content_dir(live_content)
+        if staged.is_dir():
+            (staged / "mu-plugins").mkdir(exist_ok=True)
+            (staged / "mu-plugins" / MU_PLUGIN_NAME).write_text(mu_plugin_php)
+        # A database-only backup stages no wp-content: the switch keeps the live tree, so the preview does.
+        served = staged if staged.is_dir() else live_content
         live = load_site(self.settings, plan.clone_id)
         name = restore_db_name(plan.clone_id)
         self.restore_db_password(plan.clone_id)
@@ -189,7 +191,7 @@ class LocalRuntime(Runtime):
                 db_name=name,
                 db_user=name,
                 db_password_file=self._secret_file(plan.clone_id, "restore-password"),
-                content_dir=staged,
+                content_dir=served,
             ),
         )
 
