@@ -381,3 +381,27 @@ def test_copy_modes(
     finally:
         assert str(run(dags, "wp_delete", {"clone_id": clone_id}).state) == "success"
     assert leftovers(admin_db, stack, clone_id) == []
+
+
+def test_a_link_no_rule_allows_fails_the_clone_naming_it_and_leaves_nothing(
+    dags: Any, source_site: SiteConfig, registry: Registry, admin_db: DbEndpoint, stack: StackSettings
+) -> None:
+    from wpclone.local.sitehost import content_dir
+
+    link = content_dir(stack, source_site.name) / "uploads" / "private-keys"
+    link.symlink_to("/etc/ssl/private")  # outside wp-content, not under the local default roots
+    try:
+        dagrun = run(dags, "wp_clone", {"source_url": source_site.url, "clone_id": "bad-link"})
+    finally:
+        link.unlink()
+    assert str(dagrun.state) == "failed"
+    assert states(dagrun)["copy_content"] == "failed"
+    assert states(dagrun)["rollback_clone"] == "success"
+    error = xcom(dagrun, "copy_content", "error")
+    assert error.startswith(
+        "copy-content: The symlink wp-content/uploads/private-keys points outside wp-content to "
+        "/etc/ssl/private, which is not under a directory the source allows links into (/usr/share/wordpress)"
+    ), error
+    assert leftovers(admin_db, stack, "bad-link") == []
+    record = registry.get("bad-link")
+    assert record is not None and record.status is CloneStatus.FAILED and record.last_error == error
