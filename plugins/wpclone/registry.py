@@ -691,40 +691,29 @@ class Registry:
             verb="marked ready",
         )
 
-    def mark_failed(self, clone_id: str, job_id: str, error: str) -> CloneRecord | None:
-        """accepted/provisioning/deleting (locked by ``job_id``) -> failed with ``error``, lock released.
+    def mark_failed(
+        self, clone_id: str, job_id: str, error: str, *, only_accepted: bool = False
+    ) -> CloneRecord | None:
+        """accepted/provisioning/deleting (locked by ``job_id``) -> failed with ``error``, lock released;
+        with ``only_accepted``, only a clone its job never reserved (a reserved clone is released by its
+        job's rollback, never from outside).
 
         Returns None, changing nothing, when ``job_id`` does not hold the clone (e.g. the rollback of a job
         whose reserve was refused): a rollback must never touch another job's clone, nor fail for it.
         """
+        states = "'accepted'" if only_accepted else "'accepted', 'provisioning', 'deleting'"
         try:
             return self._transition(
                 clone_id,
                 job_id,
                 assignments="`status` = 'failed', `last_error` = %s, `lock_job_id` = NULL",
                 set_args=(error[:MAX_ERROR_CHARS],),
-                guard="`status` IN ('accepted', 'provisioning', 'deleting') AND `lock_job_id` = %s",
+                guard=f"`status` IN ({states}) AND `lock_job_id` = %s",
                 target=CloneStatus.FAILED,
                 verb="marked failed",
             )
         except RegistryError as exc:
-            log.warning("not recording the failure of job %s on clone %s: %s", job_id, clone_id, exc)
-            return None
-
-    def release_accepted(self, clone_id: str, job_id: str, error: str) -> CloneRecord | None:
-        """accepted (locked by ``job_id``: its job never reserved it) -> failed with ``error``; None, changing
-        nothing, otherwise (a reserved clone is released by its job's rollback, never from outside)."""
-        try:
-            return self._transition(
-                clone_id,
-                job_id,
-                assignments="`status` = 'failed', `last_error` = %s, `lock_job_id` = NULL",
-                set_args=(error[:MAX_ERROR_CHARS],),
-                guard="`status` = 'accepted' AND `lock_job_id` = %s",
-                target=CloneStatus.FAILED,
-                verb="given back",
-            )
-        except RegistryError:
+            log.info("not recording the failure of job %s on clone %s: %s", job_id, clone_id, exc)
             return None
 
     def begin_delete(self, clone_id: str, job_id: str) -> CloneRecord:

@@ -35,6 +35,7 @@ from wpclone.models import (
     validation_sentence,
 )
 from wpclone.runtimes.base import Runtime
+from wpclone.steps.copy_database import CONTENT_TABLES
 
 log = logging.getLogger(__name__)
 
@@ -631,20 +632,7 @@ def prepare_restore(plan: Mapping[str, Any]) -> None:
 
 
 # The tables of a single-site WordPress (without the table prefix): a restore must bring all of them.
-WORDPRESS_TABLES = (
-    "options",
-    "users",
-    "usermeta",
-    "posts",
-    "postmeta",
-    "comments",
-    "commentmeta",
-    "terms",
-    "termmeta",
-    "term_taxonomy",
-    "term_relationships",
-    "links",
-)
+WORDPRESS_TABLES = ("options", "users", "usermeta", *CONTENT_TABLES)
 
 
 def verify_restore(plan: Mapping[str, Any]) -> dict[str, Any]:

@@ -338,7 +338,7 @@ def _cancel_run(run: Any, user_name: str, session: Session) -> None:
     reason = cancel(run, user_name, session)
     clone_id = (run.conf or {}).get("clone_id")
     if run.dag_id == jobs.DAG_OF_TYPE[JobType.CLONE] and isinstance(clone_id, str):
-        _registry().release_accepted(clone_id, run.run_id, reason)
+        _registry().mark_failed(clone_id, run.run_id, reason, only_accepted=True)
 
 
 def _cancel_accepted(request: Request, job_id: str, session: Session, user: Any) -> JobStatusResponse | None:
