@@ -5,21 +5,29 @@ Usage::
     .venv/bin/python bench/rewrite.py              # 220 MB dump, 3 rounds
     .venv/bin/python bench/rewrite.py --quick      # 20 MB smoke test
     .venv/bin/python bench/rewrite.py --size-mb 400 --rounds 5
+    .venv/bin/python bench/rewrite.py --serialized # a dump of serialized values only (options, postmeta)
+    .venv/bin/python bench/rewrite.py --baseline /path/to/other/plugins   # another engine side by side
+    .venv/bin/python bench/rewrite.py --dump FILE  # an existing dump (e.g. one of an earlier generator)
 
 1. Generates (once, reused while the parameters match) a mysqldump-shaped file modelled on MariaDB
    ``mariadb-dump`` output of a WordPress database, under ``<state dir>/bench/`` (state dir: env
    ``WPCLONE_STATE_DIR`` or ``<repo>/.local``): header, CREATE TABLE statements, ~1 MB extended INSERT
    lines; ``wp_posts`` with Gutenberg markup (plain and JSON-escaped URLs, multibyte text, quotes,
    backslashes, ``\\r\\n``), ``wp_postmeta``/``wp_options`` with PHP-serialized values (correct byte
-   lengths), JSON page-builder data and serialized strings holding JSON. Deterministic (seeded).
-2. Times the engine and sed on that file, alternating, and takes the median per tool. The engine's peak
-   RSS comes from ``os.wait4``.
+   lengths), JSON page-builder data and serialized strings holding JSON. Since generator 2 the source URL
+   also appears in every other form a site pair covers (``https://`` on this ``http://`` source,
+   protocol-relative, JSON-escaped protocol-relative, URL-encoded in upper- and lower-case hex) and next to
+   sister links the rewrite must leave alone (``…:8080.au``, ``…:80801``). Deterministic (seeded).
+2. Times the engine (every form enabled: OLD and NEW are a site pair) and sed on that file, alternating,
+   and takes the median per tool. The engine's peak RSS comes from ``os.wait4``.
 3. Rewrites the file once more with each tool into files, compares them line by line and field by field,
+   counts what is left of each form of OLD (host boundary respected) and how many sister links changed,
    and checks a sample of the serialized values of both outputs with PHP ``unserialize``.
 
-sed is the *unsafe* speed baseline: it does the same replacements (plain and dump-escaped JSON form) but
-leaves serialized lengths stale. Targets: speed ours/sed >= 0.25x, peak RSS < 100 MB. Prints PASS/MISS per
-target and always exits 0 (unless the benchmark itself cannot run).
+sed is the *unsafe* speed baseline, the same two expressions in every version of this bench: the plain and
+dump-escaped JSON ``http://`` form. It leaves serialized lengths stale, leaves the other forms, and rewrites
+sister links (it has no host boundary). Targets: speed ours/sed >= 0.25x, peak RSS < 100 MB. Prints
+PASS/MISS per target and always exits 0 (unless the benchmark itself cannot run).
 """
 
 from __future__ import annotations
@@ -45,7 +53,7 @@ from typing import Any
 from wpclone.php import PhpObject, php_serialize
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-GENERATOR_VERSION = 1
+GENERATOR_VERSION = 2
 
 OLD = "http://source.localhost:8080"
 NEW = "http://clone-abc.localhost:8080"
@@ -116,10 +124,12 @@ SENTENCES = [
     "Lorem ipsum dolor sit amet, consectetur adipiscing elit, sed do eiusmod tempor.",
     "Ut enim ad minim veniam, quis nostrud exercitation ullamco laboris nisi ut aliquip.",
     "Duis aute irure dolor in reprehenderit in voluptate velit esse cillum dolore.",
-    "Read the https://source.localhost:8080 announcement (HTTPS, not rewritten) & more.",
+    "Read the https://source.localhost:8080 announcement (the other scheme, rewritten too) & more.",
     "Caf\u00e9 cr\u00e8me, pi\u00f1a colada, jalape\u00f1o — ½ price <b>today</b>.",
-    "Protocol-relative //source.localhost:8080/feed/ links stay as they are.",
+    "Protocol-relative //source.localhost:8080/feed/ links move with the site.",
     "한국어 문장도 포함되어 있습니다. 中文内容也在这里。",
+    "Our sister shops http://source.localhost:8080.au/shop/ and http://source.localhost:80801/ stay.",
+    '<a href="https://www.facebook.com/sharer.php?u=http%3A%2F%2Fsource.localhost%3A8080%2F%3Fp%3D42">Share</a>',
 ]
 WORDS = [
     "alpha",
@@ -347,6 +357,7 @@ class ContentFactory:
                         "title": rng.choice(TITLES),
                         "image": {"url": f"{OLD}/wp-content/uploads/{path}", "id": rng.randrange(10, 9000)},
                         "link": {"url": self.url(), "is_external": "", "nofollow": ""},
+                        "background": f"//source.localhost:8080/wp-content/uploads/{path}",
                         "editor": f'<p>{self.text(1)} <a href="{self.url()}">more</a></p>',
                     },
                     "elements": [],
@@ -399,6 +410,14 @@ class ContentFactory:
             (3, lambda: ("_double_serialized", php_serialize(php_serialize({"url": self.url(), "n": 3})))),
             (4, lambda: ("_yoast_wpseo_opengraph-image", upload_url + self.upload()[1])),
             (3, lambda: ("_wp_page_template", "default")),
+            (
+                2,
+                lambda: (
+                    "_oauth_redirect",
+                    "https://accounts.example.org/o/oauth2/auth?redirect_uri="
+                    "http%3a%2f%2fsource.localhost%3a8080%2fwp-login.php%3faction%3doauth&state=x",
+                ),
+            ),
             (5, self._links_meta),
         ]
         make = rng.choices([k[1] for k in kinds], weights=[k[0] for k in kinds])[0]
@@ -666,9 +685,10 @@ class RowSource:
             self.serialized["wp_options"] += 1
             yield f"({i},'{name}','{rng.choice(self.options)}','{rng.choice(('on', 'off', 'auto'))}')"
 
-    def postmeta_table(self) -> Iterator[str]:
+    def postmeta_table(self, serialized_only: bool = False) -> Iterator[str]:
+        metas = [m for m in self.metas if m[1][:2] in ("a:", "O:", "s:")] if serialized_only else self.metas
         for meta_id in itertools.count(1):
-            key, value = self.rng.choice(self.metas)
+            key, value = self.rng.choice(metas)
             if value[:2] in ("a:", "O:", "s:"):
                 self.serialized["wp_postmeta"] += 1
             yield f"({meta_id},{meta_id // 5 + 1},'{key}','{value}')"
@@ -725,8 +745,9 @@ class RowSource:
                 yield f"({n},{user},'{key}','{esc(value)}')"
 
 
-def generate(path: Path, size_mb: int, seed: int) -> dict[str, Any]:
-    """Write the dump to ``path``; return its description."""
+def generate(path: Path, size_mb: int, seed: int, serialized: bool = False) -> dict[str, Any]:
+    """Write the dump to ``path``; return its description. ``serialized``: options and serialized postmeta
+    only, half and half (the serialized-dense case)."""
     target = size_mb * 1_000_000
     started = time.monotonic()
     rows = RowSource(seed)
@@ -734,9 +755,12 @@ def generate(path: Path, size_mb: int, seed: int) -> dict[str, Any]:
     with tmp.open("wb", buffering=16 << 20) as out:
         dump = DumpWriter(out)
         dump.write(HEADER)
-        dump.table("wp_options", rows.options_table(), target * 5 // 100, 99999)
-        dump.table("wp_postmeta", rows.postmeta_table(), target * 38 // 100, 999999)
-        dump.table("wp_posts", rows.posts_table(), max(0, target - dump.written - 20000), 999999)
+        dump.table("wp_options", rows.options_table(), target * (50 if serialized else 5) // 100, 99999)
+        dump.table(
+            "wp_postmeta", rows.postmeta_table(serialized), target * (50 if serialized else 38) // 100, 999999
+        )
+        if not serialized:
+            dump.table("wp_posts", rows.posts_table(), max(0, target - dump.written - 20000), 999999)
         dump.table("wp_usermeta", rows.usermeta_table(), 1 << 30, 16)
         dump.table("wp_users", rows.users_table(), 1 << 30, 4)
         dump.write(FOOTER)
@@ -745,6 +769,7 @@ def generate(path: Path, size_mb: int, seed: int) -> dict[str, Any]:
         "version": GENERATOR_VERSION,
         "size_mb": size_mb,
         "seed": seed,
+        "serialized_only": serialized,
         "bytes": dump.written,
         "rows": dict(dump.rows),
         "serialized_fields": dict(rows.serialized),
@@ -752,8 +777,9 @@ def generate(path: Path, size_mb: int, seed: int) -> dict[str, Any]:
     }
 
 
-def ensure_dump(bench_dir: Path, size_mb: int, seed: int) -> tuple[Path, dict[str, Any]]:
-    path = bench_dir / f"rewrite-dump-v{GENERATOR_VERSION}-{size_mb}mb-seed{seed}.sql"
+def ensure_dump(bench_dir: Path, size_mb: int, seed: int, serialized: bool) -> tuple[Path, dict[str, Any]]:
+    kind = "-serialized" if serialized else ""
+    path = bench_dir / f"rewrite-dump-v{GENERATOR_VERSION}-{size_mb}mb-seed{seed}{kind}.sql"
     meta_path = path.with_suffix(".json")
     if path.exists() and meta_path.exists():
         meta: dict[str, Any] = json.loads(meta_path.read_text())
@@ -761,7 +787,7 @@ def ensure_dump(bench_dir: Path, size_mb: int, seed: int) -> tuple[Path, dict[st
             print(f"Reusing {path}")
             return path, meta
     print(f"Generating {path} ({size_mb} MB) ...", flush=True)
-    meta = generate(path, size_mb, seed)
+    meta = generate(path, size_mb, seed, serialized)
     meta_path.write_text(json.dumps(meta, indent=2))
     print(f"  done in {meta['generation_seconds']} s: rows {meta['rows']}")
     return path, meta
@@ -783,6 +809,11 @@ def engine_cmd() -> list[str]:
     venv_python = REPO_ROOT / ".venv" / "bin" / "python"
     python = str(venv_python) if venv_python.exists() else sys.executable
     return [python, "-m", "wpclone.rewrite", OLD, NEW]
+
+
+def engine_env(plugins: str | None) -> dict[str, str] | None:
+    """The environment of an engine run: this checkout's, or with ``plugins`` first on the path."""
+    return None if plugins is None else {**os.environ, "PYTHONPATH": plugins}
 
 
 def sed_cmd() -> list[str]:
@@ -865,6 +896,28 @@ def check_sed_matches(src: Path, bench_dir: Path) -> tuple[int, int]:
 CHECKED_TABLES = ("wp_postmeta", "wp_options")
 
 
+# What is left of each form of OLD in a dump (as the dump escapes it), where the host ends; and sister links
+# (OLD's host and port going on as another host or port). Written here, apart from the engine's own rule.
+_ENDS = rb"(?![A-Za-z0-9_-]|\.[A-Za-z0-9]|:[0-9])"
+_ENDS_URL = rb"(?![A-Za-z0-9_-]|\.[A-Za-z0-9]|:[0-9]|%3[Aa][0-9])"
+FORMS_LEFT = {
+    "http(s)://": re.compile(
+        rb"source\.localhost:8080(?:(?<=http://source\.localhost:8080)|(?<=https://source\.localhost:8080))"
+        + _ENDS
+    ),
+    "//": re.compile(
+        rb"source\.localhost:8080(?<=//source\.localhost:8080)(?<!http://source\.localhost:8080)"
+        rb"(?<!https://source\.localhost:8080)" + _ENDS
+    ),
+    "JSON": re.compile(rb"source\.localhost:8080(?<=\\\\/\\\\/source\.localhost:8080)" + _ENDS),
+    "URL-encoded": re.compile(
+        rb"source\.localhost(?:%3A8080(?<=%2F%2Fsource\.localhost%3A8080)|%3a8080(?<=%2f%2fsource\.localhost%3a8080))"
+        + _ENDS_URL
+    ),
+}
+SISTER = re.compile(rb"source\.localhost:8080(?=\.[A-Za-z0-9]|[0-9])")
+
+
 @dataclass
 class Comparison:
     lines: int = 0
@@ -874,7 +927,10 @@ class Comparison:
     differing_other: int = 0
     structure_mismatch: int = 0
     sample_index: int = 0
-    old_left: dict[str, int] = field(default_factory=lambda: {"ours": 0, "sed": 0})
+    # per output ("input", "ours", "sed"): what is left of each form of OLD, and sister links
+    left: dict[str, Counter[str]] = field(
+        default_factory=lambda: {k: Counter() for k in ("input", "ours", "sed")}
+    )
     samples: dict[str, list[bytes]] = field(default_factory=lambda: {"input": [], "ours": [], "sed": []})
 
 
@@ -895,8 +951,10 @@ def compare(src: Path, ours: Path, sed: Path, meta: dict[str, Any]) -> Compariso
             if line_in is None or line_ours is None or line_sed is None:
                 cmp.structure_mismatch += 1
                 continue
-            cmp.old_left["ours"] += line_ours.count(OLD_BYTES) + line_ours.count(OLD_JSON_DUMP)
-            cmp.old_left["sed"] += line_sed.count(OLD_BYTES) + line_sed.count(OLD_JSON_DUMP)
+            for name, line in (("input", line_in), ("ours", line_ours), ("sed", line_sed)):
+                for form, pattern in FORMS_LEFT.items():
+                    cmp.left[name][form] += len(pattern.findall(line))
+                cmp.left[name]["sister"] += len(SISTER.findall(line))
             table = _table_of(line_in)
             if line_ours != line_sed:
                 cmp.lines_differing[table] += 1
@@ -966,39 +1024,57 @@ def verdict(ok: bool) -> str:
     return "PASS" if ok else "MISS"
 
 
+def load_dump(path: Path) -> tuple[Path, dict[str, Any]]:
+    """An existing dump, with the description written next to it when it was generated (if any)."""
+    meta_path = path.with_suffix(".json")
+    meta: dict[str, Any] = json.loads(meta_path.read_text()) if meta_path.exists() else {}
+    meta.setdefault("rows", "?")
+    print(f"Using {path}")
+    return path, meta
+
+
 def main(argv: list[str] | None = None) -> int:  # noqa: PLR0915
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--size-mb", type=int, default=220, help="size of the generated dump (default 220)")
     parser.add_argument("--rounds", type=int, default=3, help="timed runs per tool (default 3)")
     parser.add_argument("--seed", type=int, default=1, help="generator seed (default 1)")
     parser.add_argument("--quick", action="store_true", help="20 MB dump: a smoke test")
+    parser.add_argument("--serialized", action="store_true", help="options and serialized postmeta only")
+    parser.add_argument("--dump", type=Path, help="time this dump file instead of a generated one")
+    parser.add_argument(
+        "--baseline", metavar="PLUGINS", help="also time the engine of another checkout (its plugins/ dir)"
+    )
     parser.add_argument("--keep-outputs", action="store_true", help="keep the two rewritten dumps")
     args = parser.parse_args(argv)
     size_mb = 20 if args.quick else args.size_mb
 
     bench_dir = state_dir() / "bench"
     bench_dir.mkdir(parents=True, exist_ok=True)
-    src, meta = ensure_dump(bench_dir, size_mb, args.seed)
+    src, meta = (
+        load_dump(args.dump) if args.dump else ensure_dump(bench_dir, size_mb, args.seed, args.serialized)
+    )
     size = src.stat().st_size
     plain, escaped = check_sed_matches(src, bench_dir)
     print(
         f"sed check: on an 8 MB sample both expressions matched ({plain} plain, {escaped} JSON-escaped URLs)"
     )
 
-    times: dict[str, list[float]] = {"ours": [], "sed": []}
-    rss: list[float] = []
+    engines = {"ours": None} | ({"baseline": args.baseline} if args.baseline else {})
+    times: dict[str, list[float]] = {name: [] for name in (*engines, "sed")}
+    rss: dict[str, list[float]] = {name: [] for name in engines}
     summary = ""
     for i in range(args.rounds):
-        r = run(engine_cmd(), src)
-        times["ours"].append(r.seconds)
-        rss.append(r.max_rss_mb)
-        summary = r.stderr.strip().splitlines()[-1] if r.stderr.strip() else "(no summary)"
+        line = []
+        for name, plugins in engines.items():
+            r = run(engine_cmd(), src, env=engine_env(plugins))
+            times[name].append(r.seconds)
+            rss[name].append(r.max_rss_mb)
+            if name == "ours":
+                summary = r.stderr.strip().splitlines()[-1] if r.stderr.strip() else "(no summary)"
+            line.append(f"{name} {r.seconds:.2f} s ({r.max_rss_mb:.1f} MiB)")
         s = run(sed_cmd(), src, env=sed_env())
         times["sed"].append(s.seconds)
-        print(
-            f"round {i + 1}/{args.rounds}: ours {r.seconds:.2f} s ({r.max_rss_mb:.1f} MiB), "
-            f"sed {s.seconds:.2f} s"
-        )
+        print(f"round {i + 1}/{args.rounds}: {', '.join(line)}, sed {s.seconds:.2f} s")
 
     ours_out, sed_out = bench_dir / "out-ours.sql", bench_dir / "out-sed.sql"
     run(engine_cmd(), src, ours_out)
@@ -1014,31 +1090,32 @@ def main(argv: list[str] | None = None) -> int:  # noqa: PLR0915
 
     med = {k: statistics.median(v) for k, v in times.items()}
     rate = {k: size / 1e6 / v for k, v in med.items()}
-    ratio = rate["ours"] / rate["sed"]
-    peak = max(rss)
+    ratio = {name: rate[name] / rate["sed"] for name in engines}
+    peak = {name: max(v) for name, v in rss.items()}
     width = 78
     print()
     print("=" * width)
-    print(f"Dump rewrite benchmark: {OLD} -> {NEW}")
+    print(f"Dump rewrite benchmark: {OLD} -> {NEW} (a site pair: every form)")
     print(f"file           {src}")
     print(f"size           {size:,} bytes ({size / 1e6:.1f} MB); rows {meta['rows']}")
     print(f"rounds         {args.rounds} per tool, alternating; medians below (MB = 10^6 bytes)")
     print("-" * width)
     print(f"{'tool':<34}{'median s':>10}{'MB/s':>10}{'peak RSS':>14}")
-    print(
-        f"{'ours (python -m wpclone.rewrite)':<34}{med['ours']:>10.2f}{rate['ours']:>10.1f}{peak:>10.1f} MiB"
-    )
+    labels = {"ours": "ours (python -m wpclone.rewrite)", "baseline": f"baseline ({args.baseline})"[:33]}
+    for name in engines:
+        print(f"{labels[name]:<34}{med[name]:>10.2f}{rate[name]:>10.1f}{peak[name]:>10.1f} MiB")
     print(f"{'sed (LC_ALL=C, 2 expressions)':<34}{med['sed']:>10.2f}{rate['sed']:>10.1f}{'':>14}")
-    print(
-        f"all runs (s)   ours {', '.join(f'{t:.2f}' for t in times['ours'])}; "
-        f"sed {', '.join(f'{t:.2f}' for t in times['sed'])}"
-    )
+    print("all runs (s)   " + "; ".join(f"{k} {', '.join(f'{t:.2f}' for t in v)}" for k, v in times.items()))
     print("-" * width)
+    if "baseline" in engines:
+        print(f"speed ratio baseline/sed = {ratio['baseline']:.2f}x")
     print(
-        f"speed ratio ours/sed = {ratio:.2f}x (target >= {SPEED_TARGET}x)   {verdict(ratio >= SPEED_TARGET)}"
+        f"speed ratio ours/sed = {ratio['ours']:.2f}x (target >= {SPEED_TARGET}x)   "
+        f"{verdict(ratio['ours'] >= SPEED_TARGET)}"
     )
     print(
-        f"peak RSS ours = {peak:.1f} MiB (target < {RSS_TARGET_MB:.0f} MB)   {verdict(peak < RSS_TARGET_MB)}"
+        f"peak RSS ours = {peak['ours']:.1f} MiB (target < {RSS_TARGET_MB:.0f} MB)   "
+        f"{verdict(peak['ours'] < RSS_TARGET_MB)}"
     )
     print(f"engine summary: {summary}")
     print("-" * width)
@@ -1053,12 +1130,15 @@ def main(argv: list[str] | None = None) -> int:  # noqa: PLR0915
     )
     print(
         f"  fields differing {cmp.fields_differing:,}: {cmp.differing_serialized:,} serialized values "
-        f"(sed left their lengths stale), {cmp.differing_other:,} other"
-        + ("" if cmp.differing_other == 0 else "  <-- unexpected")
+        f"(sed left their lengths stale), {cmp.differing_other:,} other (forms sed does not cover, "
+        "sister links sed changed)"
     )
     if cmp.structure_mismatch:
         print(f"  STRUCTURE MISMATCH on {cmp.structure_mismatch} lines (line or field counts differ)")
-    print(f"  old URLs left  ours {cmp.old_left['ours']}, sed {cmp.old_left['sed']} (plain + JSON-escaped)")
+    print("  left of OLD, per form (host boundary respected), and sister links:")
+    for form in (*FORMS_LEFT, "sister"):
+        counts = ", ".join(f"{name} {cmp.left[name][form]:,}" for name in ("input", "ours", "sed"))
+        print(f"    {form:<12} {counts}")
     n = len(cmp.samples["input"])
     print(f"PHP unserialize of {n} serialized values sampled from wp_postmeta/wp_options:")
     with_url = sum(NEW_BYTES in v or NEW_JSON.encode() in v for v in cmp.samples["ours"])
@@ -1069,8 +1149,13 @@ def main(argv: list[str] | None = None) -> int:  # noqa: PLR0915
     if php["ours"][1]:
         i = php["ours"][1][0]
         print(f"  first invalid of ours: {cmp.samples['ours'][i][:300]!r}")
-    ours_valid = not php["ours"][1] and php["ours"][0] == n and cmp.differing_other == 0
-    print(f"our output: all sampled serialized values valid, no unexpected diffs   {verdict(ours_valid)}")
+    nothing_left = not any(cmp.left["ours"][form] for form in FORMS_LEFT)
+    sisters_kept = cmp.left["ours"]["sister"] == cmp.left["input"]["sister"]
+    ours_valid = not php["ours"][1] and php["ours"][0] == n and not cmp.structure_mismatch
+    print(
+        "our output: sampled serialized values valid, nothing of OLD left in any form, sister links kept   "
+        + verdict(ours_valid and nothing_left and sisters_kept)
+    )
     print("=" * width)
     return 0
 

@@ -1,7 +1,12 @@
 """PHP itself as the test oracle: a persistent ``php`` process answering batched JSON requests.
 
 * ``reserialize(values)`` -> ``serialize(unserialize(v))`` for each value, or None where unserialize fails;
-* ``strtr(values, pairs)`` -> PHP's ``strtr(v, pairs)`` for each value.
+* ``strtr(values, pairs)`` -> PHP's ``strtr(v, pairs)`` for each value;
+* ``rule(values, pairs)`` -> the URL rule of DESIGN §6 applied to each value as plain text, by ``PHP_RULE``:
+  an implementation of its own, written in PHP from the rule's text (the forms a pair of site URLs makes,
+  the host boundary as a PCRE lookahead, explicit pairs), applied with one ``preg_replace_callback`` over
+  an alternation of every key, longest first (which is strtr's choice at each position);
+* ``rule_counts(values, pairs)`` -> per value, how many replacements of each form the rule makes.
 
 Also a small PHP serializer for test structures (``serialize``), checked against PHP by the tests.
 """
@@ -14,7 +19,62 @@ import subprocess
 from dataclasses import dataclass, field
 from typing import Any
 
-_WORKER = r"""
+# The rule in PHP: rule_keys($pairs) makes the table [OLD => [NEW, form, lookahead]]; rule_apply() applies it.
+PHP_RULE = r"""
+function rule_site($url) {
+    // An origin: http(s)://host[:port], host in DNS labels; null for anything else.
+    $label = '[a-z0-9](?:[a-z0-9-]*[a-z0-9])?';
+    if (!preg_match("~^(https?)://((?:$label\.)*$label)(?::([0-9]{1,5}))?\z~", $url, $m)) { return null; }
+    return ['scheme' => $m[1], 'host' => $m[2], 'port' => $m[3] ?? ''];
+}
+function rule_keys($pairs) {
+    $goes_on = '[A-Za-z0-9_-]|\.[A-Za-z0-9]|:[0-9]';
+    $site = []; $explicit = [];
+    foreach ($pairs as [$old, $new]) {
+        $o = rule_site($old); $n = rule_site($new);
+        if ($o === null || $n === null) {
+            $explicit[$old] = [$new, 'explicit', ''];
+            $explicit[str_replace('/', '\/', $old)] = [str_replace('/', '\/', $new), 'explicit', ''];
+            continue;
+        }
+        // [form of http(s)://, form of //, "://", "//", the port's ":", lookahead]
+        $encodings = [
+            [null, 'protocol-relative', '://', '//', ':', $goes_on],
+            ['json', 'json', ':\/\/', '\/\/', ':', $goes_on],
+            ['url-encoded', 'url-encoded', '%3A%2F%2F', '%2F%2F', '%3A', "$goes_on|%3[Aa][0-9]"],
+            ['url-encoded', 'url-encoded', '%3a%2f%2f', '%2f%2f', '%3a', "$goes_on|%3[Aa][0-9]"],
+        ];
+        foreach ($encodings as [$schemed, $relative, $sep, $slashes, $colon, $look]) {
+            $h = $o['host'] . ($o['port'] !== '' ? $colon . $o['port'] : '');
+            $nh = $n['host'] . ($n['port'] !== '' ? $colon . $n['port'] : '');
+            foreach (['https', 'http'] as $scheme) {
+                $site[$scheme . $sep . $h] = [$n['scheme'] . $sep . $nh, $schemed ?? $scheme, $look];
+            }
+            $site[$slashes . $h] = [$slashes . $nh, $relative, $look];
+        }
+    }
+    $keys = array_merge($site, $explicit);
+    foreach ($keys as $k => $v) { if ((string) $k === $v[0]) { unset($keys[$k]); } }
+    return $keys;
+}
+function rule_apply($value, $keys, &$counts = null) {
+    if (!$keys) { return $value; }
+    $olds = array_map('strval', array_keys($keys));
+    usort($olds, fn($a, $b) => strlen($b) <=> strlen($a));
+    $alts = array_map(
+        fn($k) => preg_quote($k, '~') . ($keys[$k][2] !== '' ? '(?!' . $keys[$k][2] . ')' : ''), $olds
+    );
+    return preg_replace_callback('~' . implode('|', $alts) . '~s', function ($m) use ($keys, &$counts) {
+        $key = $keys[$m[0]];
+        if (is_array($counts)) { $counts[$key[1]] = ($counts[$key[1]] ?? 0) + 1; }
+        return $key[0];
+    }, $value);
+}
+"""
+
+_WORKER = (
+    PHP_RULE
+    + r"""
 while (($line = fgets(STDIN)) !== false) {
     $req = json_decode($line, true);
     $values = array_map('base64_decode', $req['values']);
@@ -28,10 +88,18 @@ while (($line = fgets(STDIN)) !== false) {
         $pairs = [];
         foreach ($req['pairs'] as $p) { $pairs[base64_decode($p[0])] = base64_decode($p[1]); }
         foreach ($values as $v) { $out[] = base64_encode(strtr($v, $pairs)); }
+    } elseif ($req['op'] === 'rule' || $req['op'] === 'rule_counts') {
+        $keys = rule_keys(array_map(fn($p) => [base64_decode($p[0]), base64_decode($p[1])], $req['pairs']));
+        foreach ($values as $v) {
+            $counts = [];
+            $r = rule_apply($v, $keys, $counts);
+            $out[] = $req['op'] === 'rule' ? base64_encode($r) : base64_encode(json_encode((object) $counts));
+        }
     }
     echo json_encode($out), "\n";
 }
 """
+)
 
 
 class PhpOracle:
@@ -58,10 +126,20 @@ class PhpOracle:
         encoded = [[base64.b64encode(o).decode(), base64.b64encode(n).decode()] for o, n in pairs]
         return self._ask("strtr", values, pairs=encoded)
 
+    def rule(self, values: list[bytes], pairs: list[tuple[str, str]]) -> list[bytes]:
+        return self._ask("rule", values, pairs=_encode_pairs(pairs))
+
+    def rule_counts(self, values: list[bytes], pairs: list[tuple[str, str]]) -> list[dict[str, int]]:
+        return [json.loads(c) for c in self._ask("rule_counts", values, pairs=_encode_pairs(pairs))]
+
     def close(self) -> None:
         if self.proc.stdin:
             self.proc.stdin.close()
         self.proc.wait(timeout=10)
+
+
+def _encode_pairs(pairs: list[tuple[str, str]]) -> list[list[str]]:
+    return [[base64.b64encode(o.encode()).decode(), base64.b64encode(n.encode()).decode()] for o, n in pairs]
 
 
 # -- PHP values as Python structures -----------------------------------------------------------------------

@@ -1,4 +1,8 @@
-"""copy-database on the real local MariaDB: fidelity (checked by PHP), verification, failure modes."""
+"""copy-database on the real local MariaDB: fidelity (checked by PHP), verification, failure modes.
+
+PHP is the reference for every value: its own unserialize/serialize, and the URL rule written in PHP
+(tests/php_oracle.py ``PHP_RULE``): every form of a site URL where its host ends, explicit pairs as given.
+"""
 
 from __future__ import annotations
 
@@ -16,35 +20,41 @@ from typing import Any
 
 import pytest
 
+from tests.php_oracle import PHP_RULE
 from wpclone.db import DbEndpoint, quote_identifier
 from wpclone.local.mariadb import LocalMariaDB
 from wpclone.local.settings import StackSettings, free_port
 from wpclone.php import php_serialize
-from wpclone.steps.copy_database import leftover_checks, verify_target
+from wpclone.rewrite import FORMS
+from wpclone.steps import copy_database as module
+from wpclone.steps.common import StepError
+from wpclone.steps.copy_database import form_checks, leftover_checks, verify_target
 
 pytestmark = pytest.mark.integration
 
 OLD = "http://src.example.test"
 OLD_TLS = "https://src.example.test"
 NEW = "http://t-clone.localhost:8080"
-PAIRS = [OLD, NEW, OLD_TLS, NEW]
+ALIAS = "https://example-old.test"
+PAIRS = [OLD, NEW, OLD_TLS, NEW, "--aliases", ALIAS]
 TABLES = ("wp_blobs", "wp_options", "wp_postmeta", "wp_posts")
+SISTERS = ("http://src.example.test.au/shop/", "https://src.example.testing/", "//src.example.test:8443/x")
+RULE_PAIRS = [(OLD, NEW), (OLD_TLS, NEW), (ALIAS, NEW)]  # what PAIRS asks for, as the rule's pairs
 
-PHP_CHECK = r"""<?php
-// Reference: what the rewrite must produce for each source value, by PHP's own unserialize and strtr.
+PHP_CHECK = (
+    "<?php\n"
+    + PHP_RULE
+    + r"""
+// Reference: what the rewrite must produce for each source value, by PHP's own unserialize and the rule.
 $in = json_decode(file_get_contents($argv[1]), true);
-$pairs = [];
-foreach ($in['pairs'] as [$o, $n]) {
-    $pairs[$o] = $n;
-    $pairs[str_replace('/', '\/', $o)] = str_replace('/', '\/', $n);
-}
+$pairs = rule_keys($in['pairs']);
 function rw_value($v, $pairs) {
     if (is_string($v)) {
         $u = @unserialize($v);
         if ($u !== false || $v === 'b:0;') {
             return serialize(rw_value($u, $pairs));
         }
-        return strtr($v, $pairs);
+        return rule_apply($v, $pairs);
     }
     if (is_array($v)) {
         foreach ($v as $k => $x) { $v[$k] = rw_value($x, $pairs); }
@@ -64,12 +74,13 @@ foreach ($in['values'] as [$where, $src, $dst]) {
         $got = @unserialize($dst);
         if ($got === false && $dst !== 'b:0;') { $bad[] = "$where: target does not unserialize"; continue; }
         if (rw_value($u, $pairs) != $got) { $bad[] = "$where: serialized value differs from reference"; }
-    } elseif (strtr($src, $pairs) !== $dst) {
-        $bad[] = "$where: plain value differs from strtr reference";
+    } elseif (rule_apply($src, $pairs) !== $dst) {
+        $bad[] = "$where: plain value differs from the rule's reference";
     }
 }
 echo json_encode(['bad' => $bad, 'serialized' => $serialized, 'checked' => count($in['values'])]);
 """
+)
 
 
 def _exec(endpoint: DbEndpoint, *statements: str) -> None:
@@ -108,6 +119,12 @@ def build_source(endpoint: DbEndpoint, posts: int = 300) -> None:
         ("empty", ""),
         ("already_new", NEW + "/kept"),
         ("list_opt", php_serialize([OLD, OLD_TLS + "/z", 7, True, None])),
+        ("sisters", " ".join(SISTERS) + " mail@src.example.test"),
+        (
+            "share",
+            "https://x.test/share?u=https%3A%2F%2Fsrc.example.test%2Fp%2F1&r=http%3a%2f%2fsrc.example.test",
+        ),
+        ("builder", php_serialize({"bg": json.dumps({"u": "//src.example.test/b.jpg"}).replace("/", "\\/")})),
     ]
     try:
         with conn.cursor() as cur:
@@ -141,7 +158,9 @@ def build_source(endpoint: DbEndpoint, posts: int = 300) -> None:
                     f'<!-- wp:image {{"id":{i},"url":"{url.replace("/", chr(92) + "/")}'
                     f'\\/wp-content\\/uploads\\/{i}.jpg"}} -->\n'
                     f'<figure><img src="{url}/wp-content/uploads/{i}.jpg" alt="{multibyte}"/></figure>\n'
-                    f"<!-- /wp:image -->\n<p>{escapes} {i}</p>"
+                    f"<!-- /wp:image -->\n<p>{escapes} {i}</p>\n"
+                    f'<img src="//src.example.test/a/{i}.png"> <a href="{ALIAS}/legacy/{i}">old</a> '
+                    f'<a href="{SISTERS[i % 3]}">sister</a>'
                 )
                 rows.append(
                     (
@@ -275,9 +294,7 @@ def php_reference_check(source: DbEndpoint, target: DbEndpoint, tmp: Path) -> di
                 else:
                     assert a == b, f"{table}[{srow[0]}][{col}]"
     data = tmp / "values.json"
-    data.write_text(
-        json.dumps({"pairs": [PAIRS[i : i + 2] for i in range(0, len(PAIRS), 2)], "values": values})
-    )
+    data.write_text(json.dumps({"pairs": RULE_PAIRS, "values": values}))
     script = tmp / "check.php"
     script.write_text(PHP_CHECK)
     out = subprocess.run(["php", str(script), str(data)], capture_output=True, text=True, check=True)
@@ -294,9 +311,14 @@ def test_copy_matches_php_reference_and_reports(
     result = json.loads(proc.stdout.strip().splitlines()[-1])
     assert result["status"] == "ok" and result["tables"] == 4
     assert (result["loader"], result["streams"]) == ("pymysql", 1)
-    assert result["rows"] == 12 + 300 + 900 + 10
+    assert result["rows"] == 15 + 300 + 900 + 10
     assert result["dropped"] == ["left_over"]
-    assert result["rewrite"]["serialized_rebuilt"] > 300
+    assert result["serialized_rebuilt"] == result["rewrite"]["serialized_rebuilt"] > 300
+    # Every form the data holds was replaced and counted; the verification found nothing of any left.
+    assert result["leftovers"] == dict.fromkeys(FORMS, 0)
+    assert all(result["replacements"][form] > 0 for form in FORMS if form != "explicit")
+    assert result["replacements"]["explicit"] == 0
+    assert result["replacements"] == result["rewrite"]["replacements"]
     assert "event=summary" in proc.stderr and "step=copy-database" in proc.stderr
     assert admin.password not in proc.stderr + proc.stdout
 
@@ -323,6 +345,22 @@ def test_copy_matches_php_reference_and_reports(
         check=True,
     )
     assert php.stdout == f"{NEW}/wp-content/uploads/h.jpg {NEW}/x"
+    # Sister domains, longer hosts and other ports are someone else's: not one was touched.
+    conn = target.connect()
+    with conn.cursor() as cur:
+        cur.execute(
+            "SELECT option_value FROM wp_options WHERE option_name IN ('sisters', 'share') ORDER BY 1"
+        )
+        assert [v for (v,) in cur.fetchall()] == [
+            " ".join(SISTERS) + " mail@src.example.test",
+            "https://x.test/share?u=http%3A%2F%2Ft-clone.localhost%3A8080%2Fp%2F1&r=http%3a%2f%2ft-clone.localhost%3a8080",
+        ]
+        for sister in SISTERS:
+            cur.execute(
+                "SELECT COUNT(*) FROM wp_posts WHERE INSTR(BINARY post_content, BINARY %s)", (sister,)
+            )
+            assert cur.fetchone()[0] == 100
+    conn.close()
 
 
 @pytest.fixture(scope="module")
@@ -456,26 +494,50 @@ def test_dump_error_fails_and_retry_after_fix_converges(admin: DbEndpoint, names
         _exec(admin, f"DROP DATABASE IF EXISTS {quote_identifier(broken)}")
 
 
-def test_verification_finds_leftover_old_urls(admin: DbEndpoint, names: dict[str, str]) -> None:
+def test_verification_counts_what_is_left_of_every_form(admin: DbEndpoint, names: dict[str, str]) -> None:
+    """The verification on a database prepared by hand: each form the rule covers is counted where it is
+    left, per column and form; a sister domain, a NEW that goes on from OLD, another case are not."""
     target = admin.with_database(names["bad"])
     _exec(
         target,
         "DROP TABLE IF EXISTS v_check",
-        "CREATE TABLE v_check (id INT PRIMARY KEY, a VARCHAR(200), b LONGTEXT, n INT)",
+        "CREATE TABLE v_check (id INT PRIMARY KEY, a VARCHAR(200), b LONGTEXT, n INT) CHARSET=utf8mb4",
         "INSERT INTO v_check VALUES (1, 'http://a.test.staging/x', 'clean', 1)",
         r"INSERT INTO v_check VALUES (2, 'HTTP://A.TEST is another URL', 'x http:\\/\\/a.test\\/y', 2)",
         "INSERT INTO v_check VALUES (3, NULL, NULL, 3)",
+        "INSERT INTO v_check VALUES (4, 'http://a.test.au https://a.testing //a.test:8443 a.test', "
+        "'//a.test/1 //a.test https://a.test/2 https://a.test', 4)",
+        "INSERT INTO v_check VALUES (5, 'u=http%3A%2F%2Fa.test%2F v=%2f%2fa.test w=%2F%2Fa.test%3A1', "
+        "'mail me@a.test; \\\\/\\\\/a.test', 5)",
+        "INSERT INTO v_check VALUES (6, 'old@x.test', 'write to old@x.test or old@x.test', 6)",
     )
-    pairs = [("http://a.test", "http://a.test.staging")]
+    pairs = [("http://a.test", "http://a.test.staging"), ("old@x.test", "new@x.test")]
     conn = target.connect()
     try:
         counts, leftovers = verify_target(conn, ["v_check"], {"v_check": ["a", "b"]}, pairs)
     finally:
         conn.close()
-    # NEW extends OLD in row 1 and is not a leftover; row 2 holds the JSON-escaped OLD in column b only.
-    assert counts == {"v_check": 3}
-    assert leftovers == ["v_check.b (1 rows with 'http:\\\\/\\\\/a.test')"]
-    exprs, params, labels = leftover_checks(pairs, ["a"])
+    assert counts == {"v_check": 6}
+    assert leftovers.found == {
+        ("v_check", "a", "url-encoded"): 2,
+        ("v_check", "a", "explicit"): 1,
+        ("v_check", "b", "json"): 2,
+        ("v_check", "b", "protocol-relative"): 2,
+        ("v_check", "b", "https"): 2,
+        ("v_check", "b", "explicit"): 2,
+    }
+    assert leftovers.per_form() == {
+        "https": 2,
+        "http": 0,
+        "protocol-relative": 2,
+        "json": 2,
+        "url-encoded": 2,
+        "explicit": 3,
+    }
+    assert leftovers.places().startswith("v_check.a (url-encoded 2, explicit 1); v_check.b (")
+    # The explicit pair keeps today's check: OLD plain and JSON-escaped, NEW values holding OLD set aside.
+    assert [c.form for c in form_checks(pairs)].count("explicit") == 1
+    exprs, params, labels = leftover_checks([("http://a.test", "http://a.test.staging")], ["a"])
     assert len(exprs) == 2 and labels == [("a", "http://a.test"), ("a", "http:\\/\\/a.test")]
     assert params == [
         "http://a.test.staging",
@@ -483,6 +545,32 @@ def test_verification_finds_leftover_old_urls(admin: DbEndpoint, names: dict[str
         "http:\\/\\/a.test.staging",
         "http:\\/\\/a.test",
     ]
+
+
+def test_a_leftover_fails_the_step_naming_table_column_form_and_count(
+    admin: DbEndpoint, names: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What the rewrite cannot reach (written into the clone between load and verification) fails the copy."""
+    source, target = admin.with_database(names["src"]), admin.with_database(names["bad"])
+    verify = module.verify
+
+    def tamper_then_verify(src_conn: Any, dst_conn: Any, *args: Any, **kwargs: Any) -> Any:
+        with dst_conn.cursor() as cur:
+            cur.execute(
+                "UPDATE wp_options SET option_value = CONCAT(option_value, %s)"
+                " WHERE option_name = 'blogname'",
+                (" //src.example.test/x https%3A%2F%2Fsrc.example.test%2F https://src.example.test.au",),
+            )
+        dst_conn.commit()
+        return verify(src_conn, dst_conn, *args, **kwargs)
+
+    monkeypatch.setattr(module, "verify", tamper_then_verify)
+    with pytest.raises(StepError) as caught:
+        module.copy_database(source, target, [(OLD, NEW), (OLD_TLS, NEW)])
+    assert str(caught.value) == (
+        "verification failed: the clone still holds what the rewrite replaces (occurrences per form): "
+        "wp_options.option_value (protocol-relative 1, url-encoded 1)."
+    )
 
 
 def test_same_database_is_refused(admin: DbEndpoint, names: dict[str, str]) -> None:
@@ -496,9 +584,6 @@ def test_same_database_is_refused(admin: DbEndpoint, names: dict[str, str]) -> N
 def test_rewrite_failure_names_the_rewrite_stage(
     admin: DbEndpoint, names: dict[str, str], monkeypatch: pytest.MonkeyPatch, streams: int
 ) -> None:
-    from wpclone.steps import copy_database as module
-    from wpclone.steps.common import StepError
-
     class Failing:
         def __init__(self, pairs: object) -> None:
             self.pairs = pairs

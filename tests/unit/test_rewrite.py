@@ -1,8 +1,9 @@
 """The rewrite engine against its rule (DESIGN §6), with real PHP as the oracle.
 
 Dumps are built from structures, so every test knows the exact expected output: the same structures with
-PHP's ``strtr`` applied to every string, serialized again. PHP then confirms that each rewritten serialized
-value unserializes to exactly that structure.
+the rule applied to every string by PHP (``PhpOracle.rule``, an implementation of the rule of its own),
+serialized again. PHP then confirms that each rewritten serialized value unserializes to exactly that
+structure. The forms a site pair covers and the host boundary have their own file, test_rewrite_forms.py.
 """
 
 from __future__ import annotations
@@ -20,17 +21,13 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from tests.php_oracle import Nested, PhpObject, PhpOracle, map_strings, serialize
-from wpclone.rewrite import Rewriter, mysql_decode, mysql_encode, strtr_function
+from wpclone.rewrite import Rewriter, mysql_decode, mysql_encode
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 OLD = "http://source.localhost:8080"
 NEW = "http://clone-abc.localhost:8080"
 PAIRS = [(OLD, NEW)]
-ALL_PAIRS = [
-    (OLD.encode(), NEW.encode()),
-    (b"http:\\/\\/source.localhost:8080", b"http:\\/\\/clone-abc.localhost:8080"),
-]
 
 
 def literal(value: bytes) -> bytes:
@@ -71,8 +68,8 @@ def fields(dump: bytes) -> list[bytes]:
     return values
 
 
-def php_strtr(php: PhpOracle, value: bytes, pairs: list[tuple[bytes, bytes]] = ALL_PAIRS) -> bytes:
-    return php.strtr([value], pairs)[0]
+def php_rule(php: PhpOracle, value: bytes, pairs: list[tuple[str, str]] = PAIRS) -> bytes:
+    return php.rule([value], pairs)[0]
 
 
 # -- hypothesis strategies ---------------------------------------------------------------------------------
@@ -83,6 +80,11 @@ URL_PIECES = [
     "http:\\/\\/source.localhost:8080\\/x",
     "http://source.localhost",
     "source.localhost:8080",
+    "https://source.localhost:8080",
+    "//source.localhost:8080.au",
+    "http%3A%2F%2Fsource.localhost%3A8080%2F",
+    ":80801",
+    ".",
     "http://",
     "'",
     '"',
@@ -146,7 +148,7 @@ def unique_keys_after_mapping(value: Any, f: Any) -> bool:
 @given(value=php_values, chunk_size=st.integers(1, 300))
 def test_serialized_values_are_rebuilt_exactly(php: PhpOracle, value: Any, chunk_size: int) -> None:
     def f(s: bytes) -> bytes:
-        return php_strtr(php, s)
+        return php_rule(php, s)
 
     assume(unique_keys_after_mapping(value, f))
     original = serialize(value)
@@ -170,7 +172,7 @@ def test_serialized_values_are_rebuilt_exactly(php: PhpOracle, value: Any, chunk
 
 @settings(max_examples=300, deadline=None)
 @given(values=st.lists(text, min_size=1, max_size=6), chunk_size=st.integers(1, 200))
-def test_plain_fields_get_php_strtr_and_nothing_else_changes(
+def test_plain_fields_get_the_rule_and_nothing_else_changes(
     php: PhpOracle, values: list[bytes], chunk_size: int
 ) -> None:
     assume(not any(re.match(rb"[aOsCEidbN][:;]", v) for v in values))
@@ -181,7 +183,7 @@ def test_plain_fields_get_php_strtr_and_nothing_else_changes(
         + insert(*[(b"%d" % i, literal(v)) for i, v in enumerate(values)])
     )
     out, _ = rewrite(dump, chunk_size=chunk_size)
-    expected = php.strtr(values, ALL_PAIRS)
+    expected = php.rule(values, PAIRS)
     assert out == b"-- " + OLD.encode() + b" in a comment stays\n" + insert(
         *[(b"%d" % i, literal(v)) for i, v in enumerate(expected)]
     )
@@ -373,7 +375,7 @@ def test_several_pairs_sharing_a_prefix_longest_first(php: PhpOracle) -> None:
     ]
     value = b"http://a.test/blog/1 http://a.test/2 http://a.tes"
     out, _ = rewrite(insert((literal(value), literal(serialize([value])))), pairs)
-    expected = php.strtr([value], [(o.encode(), n.encode()) for o, n in pairs])[0]
+    expected = php.rule([value], pairs)[0]
     assert expected == b"http://y.test/1 http://x.test/2 Z"
     assert fields(out) == [expected, serialize([expected])]
 
@@ -397,18 +399,21 @@ def test_long_plain_literal_streams_across_chunks() -> None:
 
 
 @pytest.mark.parametrize(
-    "table",
+    ("pairs", "mode"),
     [
-        {b"http://a": b"http://b", b"http:\\/\\/a": b"http:\\/\\/b"},  # independent: chained replace
-        {b"ab": b"b", b"b": b"c"},  # a replacement that would be rescanned
-        {b"aa": b"x", b"a": b"y"},  # overlapping keys
-        {b"abc": b"1", b"bcd": b"2"},  # keys overlapping at a boundary
+        ([("http://a/x", "http://b/y")], "chain"),  # explicit and independent: chained replace
+        ([("ab", "b"), ("b", "c")], "alternation"),  # a replacement that would be rescanned
+        ([("aa", "x"), ("a", "y")], "alternation"),  # overlapping keys
+        ([("abc", "1"), ("bcd", "2")], "alternation"),  # keys overlapping at a boundary
     ],
 )
-def test_strtr_function_matches_php(php: PhpOracle, table: dict[bytes, bytes]) -> None:
-    samples = [b"abcd", b"aaa", b"http://a http:\\/\\/a", b"abbcd ab b", b"xabcdx"]
-    f = strtr_function(table)
-    assert [f(s) for s in samples] == php.strtr(samples, list(table.items()))
+def test_explicit_pairs_are_php_strtr(php: PhpOracle, pairs: list[tuple[str, str]], mode: str) -> None:
+    samples = [b"abcd", b"aaa", b"http://a/x http:\\/\\/a\\/x", b"abbcd ab b", b"xabcdx"]
+    replacer = Rewriter(pairs).plain
+    assert replacer.mode == mode
+    table = [(o.encode(), n.encode()) for o, n in pairs]
+    table += [(o.replace(b"/", b"\\/"), n.replace(b"/", b"\\/")) for o, n in table if b"/" in o]
+    assert [replacer(s) for s in samples] == php.strtr(samples, table) == php.rule(samples, pairs)
 
 
 def test_bad_pairs_are_refused() -> None:
@@ -430,6 +435,9 @@ def test_cli_filter_and_summary() -> None:
     assert summary.count("\n") == 1
     assert f"{len(dump)} bytes in" in summary
     assert "2 fields rewritten, 1 serialized values rebuilt, 0 malformed" in summary
+    assert summary.rstrip().endswith(
+        "replacements per form: https 0, http 2, protocol-relative 0, json 0, url-encoded 0, explicit 0"
+    )
 
 
 def test_cli_usage_errors_exit_2_with_a_sentence() -> None:

@@ -33,7 +33,20 @@ def build_parser() -> argparse.ArgumentParser:
         description="Source and target come from SOURCE_DB_* and TARGET_DB_* "
         "(HOST, PORT, USER, PASSWORD or PASSWORD_FILE, NAME).",
     )
-    db.add_argument("urls", nargs="+", metavar="OLD NEW", help="URL pairs: OLD NEW [OLD NEW ...]")
+    db.add_argument(
+        "urls",
+        nargs="+",
+        metavar="OLD NEW",
+        help="URL pairs: OLD NEW [OLD NEW ...]; a pair of site URLs (http(s)://host[:port]) covers every "
+        "form of OLD where its host ends, any other pair is replaced as given",
+    )
+    db.add_argument(
+        "--aliases",
+        default="",
+        metavar="A,B",
+        help="the source's other site URLs (comma-separated, may be empty): each becomes a site pair to the "
+        "first pair's NEW",
+    )
     db.add_argument(
         "--parallel",
         type=int,
@@ -98,9 +111,16 @@ def build_parser() -> argparse.ArgumentParser:
 def run(argv: Sequence[str]) -> dict[str, object]:
     args = build_parser().parse_args(argv)
     if args.step == "copy-database":
-        from wpclone.steps.copy_database import content_tables, copy_database, endpoints_from_env, parse_pairs
+        from wpclone.steps.copy_database import (
+            content_tables,
+            copy_database,
+            endpoints_from_env,
+            parse_pairs,
+            with_aliases,
+        )
 
-        pairs = parse_pairs(args.urls)
+        aliases = [a.strip() for a in args.aliases.split(",") if a.strip()]
+        pairs = with_aliases(parse_pairs(args.urls), aliases)
         if not 1 <= args.parallel <= 8:
             raise ConfigError(f"--parallel must be between 1 and 8, not {args.parallel}.")
         source, target = endpoints_from_env()

@@ -14,17 +14,26 @@ table. Whatever an earlier attempt left behind, a successful run leaves the targ
 tables and views, each holding exactly the rows of the dump (URLs rewritten). Routines and events are not
 copied (WordPress does not use them); triggers are, with their tables.
 
+Pairs: ``OLD NEW`` as given, and with ``--aliases`` each alias of the source as one more site pair to the
+first pair's NEW (``with_aliases``). A pair of site URLs covers every form of OLD where its host ends; any
+other pair is replaced as given (wpclone.rewrite). The result counts replacements per form.
+
 Verification: per base table, ``COUNT(*)`` in the source (in a consistent snapshot opened just before the
 dump starts) equals ``COUNT(*)`` in the target; and no text column (char, varchar, *text) of the target still
-contains an OLD URL, plain or JSON-escaped (``http:\\/\\/``), once occurrences that are part of a NEW value
-are set aside. The rewrite replaces inside every string field, so any such hit is a failure naming the
-table and column.
+holds anything the rewrite replaces: every form of every site pair, host boundary respected (a sister domain,
+or a NEW whose host goes on from OLD's, is no leftover), and every explicit OLD, plain or JSON-escaped, once
+occurrences that are part of a replacement are set aside (``form_checks``). One scan per table looks for each
+site host (or explicit key) with INSTR and runs the forms' regex (MariaDB's PCRE) only on rows that hold it;
+a column where that finds something is counted again per form (``count_leftovers``). The rewrite replaces
+inside every string field, so anything found fails the step with a sentence naming table, column, form and
+count; on success the result names the count per form (zeros).
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
+import re
 import subprocess
 import threading
 import time
@@ -34,7 +43,7 @@ from typing import IO, Any
 
 from wpclone.db import ConfigError, DbEndpoint, check_identifier, quote_identifier
 from wpclone.metrics import peak_rss_kib
-from wpclone.rewrite import Rewriter, RewriteStats
+from wpclone.rewrite import FORMS, Form, Rewriter, RewriteStats, is_origin, json_escaped, replacement_table
 from wpclone.steps.common import StepError, mb_per_s, scrub, sentence
 from wpclone.steps.fanout import FanOutLoader, LoadError, has_delimiter_objects
 
@@ -98,7 +107,10 @@ class CopyResult:
     bytes_dumped: int = 0
     bytes_loaded: int = 0
     dropped: list[str] = field(default_factory=list)
-    rewrite: dict[str, int] = field(default_factory=dict)
+    rewrite: dict[str, Any] = field(default_factory=dict)  # the rewrite's own counters (RewriteStats)
+    replacements: dict[str, int] = field(default_factory=dict)  # per form (wpclone.rewrite.FORMS)
+    serialized_rebuilt: int = 0
+    leftovers: dict[str, int] = field(default_factory=dict)  # per form, found by the verification: zeros
     copy_s: float = 0.0
     verify_s: float = 0.0
     duration_s: float = 0.0
@@ -130,6 +142,30 @@ def content_tables(table_prefix: str) -> list[str]:
     return [table_prefix + name for name in CONTENT_TABLES]
 
 
+def with_aliases(pairs: list[tuple[str, str]], aliases: Sequence[str]) -> list[tuple[str, str]]:
+    """``pairs`` and each alias of the source as one more site pair, to the first pair's NEW."""
+    if not aliases:
+        return pairs
+    new = pairs[0][1]
+    if not (is_origin(pairs[0][0]) and is_origin(new)):
+        raise ConfigError(
+            "aliases need the first pair to be the source's and the clone's site URLs, not "
+            f"{pairs[0][0]!r} → {new!r}."
+        )
+    olds = {old for old, _ in pairs}
+    for alias in aliases:
+        if not is_origin(alias):
+            raise ConfigError(
+                f"alias {alias!r} is not a site URL: give it as http(s)://host[:port], lower case."
+            )
+        if alias == new:
+            raise ConfigError(f"alias {alias!r} is the clone's own URL.")
+        if alias not in olds:
+            olds.add(alias)
+            pairs = [*pairs, (alias, new)]
+    return pairs
+
+
 def parse_pairs(args: Sequence[str]) -> list[tuple[str, str]]:
     """Turn ``OLD NEW [OLD NEW ...]`` into pairs, rejecting anything the rewrite cannot mean."""
     if not args or len(args) % 2:
@@ -149,10 +185,6 @@ def parse_pairs(args: Sequence[str]) -> list[tuple[str, str]]:
             raise ConfigError(f"URL {old!r} appears more than once as an OLD value.")
         seen.add(old)
     return pairs
-
-
-def json_escaped(url: str) -> str:
-    return url.replace("/", "\\/")
 
 
 def endpoint_from_env(prefix: str) -> DbEndpoint:
@@ -477,32 +509,113 @@ def count_rows(conn: Any, tables: Sequence[str]) -> dict[str, int]:
     return counts
 
 
-def leftover_checks(
-    pairs: Sequence[tuple[str, str]], columns: Sequence[str]
-) -> tuple[list[str], list[Any], list[tuple[str, str]]]:
-    """SQL expressions (and their parameters) counting rows where an OLD URL survived, per column.
-
-    For each OLD (plain and JSON-escaped), NEW values that contain it are removed from the column first, so
-    a NEW that extends its OLD (``http://a`` → ``http://a.staging``) is not mistaken for a leftover.
-    """
+def _explicit_needles(pairs: Sequence[tuple[str, str]]) -> list[tuple[str, list[str]]]:
+    """Each OLD (plain and JSON-escaped), with the NEW values that hold it (removed before looking)."""
     needles: list[tuple[str, list[str]]] = []
     news = sorted({v for _, new in pairs for v in (new, json_escaped(new))}, key=len, reverse=True)
     for old, _ in pairs:
         for needle in dict.fromkeys((old, json_escaped(old))):
             needles.append((needle, [n for n in news if needle in n]))
+    return needles
+
+
+def _masked(column: str, masks: Sequence[str], params: list[Any]) -> str:
+    """The column's value as bytes, with each of ``masks`` removed (their parameters appended)."""
+    expr = f"BINARY {quote_identifier(column)}"
+    for mask in masks:
+        expr = f"REPLACE({expr}, BINARY %s, '')"
+        params.append(mask)
+    return expr
+
+
+def leftover_checks(
+    pairs: Sequence[tuple[str, str]], columns: Sequence[str]
+) -> tuple[list[str], list[Any], list[tuple[str, str]]]:
+    """SQL expressions (and their parameters) counting rows where an OLD survived as given, per column.
+
+    This is the check of *explicit* pairs (anywhere, plain and JSON-escaped; ``leftover_probes`` uses it).
+    For each OLD, NEW values that contain it are removed from the column first, so a NEW that extends its
+    OLD (``http://a`` → ``http://a.staging``) is not mistaken for a leftover.
+    """
     exprs: list[str] = []
     params: list[Any] = []
     labels: list[tuple[str, str]] = []
     for column in columns:
-        for needle, masks in needles:
-            expr = f"BINARY {quote_identifier(column)}"
-            for mask in masks:
-                expr = f"REPLACE({expr}, BINARY %s, '')"
-                params.append(mask)
-            exprs.append(f"COALESCE(SUM(INSTR({expr}, BINARY %s) > 0), 0)")
+        for needle, masks in _explicit_needles(pairs):
+            exprs.append(f"COALESCE(SUM(INSTR({_masked(column, masks, params)}, BINARY %s) > 0), 0)")
             params.append(needle)
             labels.append((column, needle))
     return exprs, params, labels
+
+
+@dataclass(frozen=True)
+class FormCheck:
+    """One form the rule covers, as the verification counts what is left of it in a text column.
+
+    Of a site pair's host: ``anchor`` is the host (an INSTR picks the rows worth a regex), ``pattern`` a
+    regex (Python's and MariaDB's PCRE alike) of the form's keys, each with its host boundary and not where
+    it is the end of a longer key (``//h`` inside ``https://h``). Of an explicit pair: ``anchor`` is the key
+    and ``pattern`` None. ``masks``: replacements that hold a match, removed from the value before looking.
+    """
+
+    form: str
+    anchor: str
+    pattern: str | None
+    masks: tuple[str, ...] = ()
+
+
+def form_checks(pairs: Sequence[tuple[str, str]]) -> list[FormCheck]:
+    """What the rewrite of ``pairs`` promises is gone: per site host each form, and each explicit key."""
+    table = replacement_table(pairs)
+    replacements = {f.new for f in table.values()}
+    by_form: dict[tuple[str, str], list[Form]] = {}
+    for key in table.values():
+        if key.host:
+            by_form.setdefault((key.host, key.form), []).append(key)
+    checks = []
+    for (host, form), keys in by_form.items():
+        alternatives = []
+        for key in sorted(keys, key=lambda k: len(k.old), reverse=True):
+            longer = [
+                k.old[: -len(key.old)] for k in table.values() if k.old != key.old and k.old.endswith(key.old)
+            ]
+            alternatives.append("".join(f"(?<!{re.escape(p)})" for p in longer) + key.pattern)
+        pattern = "|".join(alternatives)
+        found = re.compile(pattern).search
+        masks = tuple(sorted((r for r in replacements if found(r)), key=len, reverse=True))
+        checks.append(FormCheck(form, host, pattern, masks))
+    explicit = [(f.old, f.new) for f in table.values() if not f.host and f.form == "explicit"]
+    checks += [FormCheck("explicit", needle, None, tuple(m)) for needle, m in _explicit_needles(explicit)]
+    return checks
+
+
+def _probe(column: str, checks: Sequence[FormCheck], params: list[Any]) -> str:
+    """SQL counting the rows where any of ``checks`` (one anchor) may have something left: the anchor's INSTR
+    first, the regex only where it is found."""
+    masks = sorted({m for c in checks for m in c.masks}, key=len, reverse=True)
+    params.append(checks[0].anchor)
+    found = f"INSTR(BINARY {quote_identifier(column)}, BINARY %s) > 0"
+    if checks[0].pattern is None:
+        masked = _masked(column, masks, params)
+        params.append(checks[0].anchor)
+        return f"COALESCE(SUM({found} AND INSTR({masked}, BINARY %s) > 0), 0)"
+    masked = _masked(column, masks, params)
+    params.append("|".join(c.pattern for c in checks if c.pattern))
+    return f"COALESCE(SUM({found} AND {masked} REGEXP %s), 0)"
+
+
+def _occurrences(column: str, check: FormCheck, params: list[Any]) -> str:
+    """SQL summing the occurrences of ``check`` in a column (each match grows the value by one byte)."""
+    before = _masked(column, check.masks, params)  # parameters go in the order their marks appear
+    if check.pattern is None:
+        again = _masked(column, check.masks, params)
+        params.extend((check.anchor, check.anchor))
+        return (
+            f"COALESCE(SUM((LENGTH({before}) - LENGTH(REPLACE({again}, BINARY %s, ''))) DIV LENGTH(%s)), 0)"
+        )
+    params.append(check.pattern)
+    again = _masked(column, check.masks, params)
+    return f"COALESCE(SUM(LENGTH(REGEXP_REPLACE({before}, %s, '\\\\0#')) - LENGTH({again})), 0)"
 
 
 def _int_pk(conn: Any, table: str) -> str | None:
@@ -543,21 +656,52 @@ def _scan_jobs(conn: Any, tables: Sequence[str], chunks: int) -> list[tuple[str,
     return jobs
 
 
+@dataclass
+class Leftovers:
+    """What the verification found of the forms the rule covers: occurrences per table, column and form."""
+
+    found: dict[tuple[str, str, str], int] = field(default_factory=dict)
+
+    def per_form(self) -> dict[str, int]:
+        """Occurrences per form, every form named (zeros on success)."""
+        totals = dict.fromkeys(FORMS, 0)
+        for (_, _, form), n in self.found.items():
+            totals[form] += n
+        return totals
+
+    def places(self, limit: int = 5) -> str:
+        """``wp_posts.post_content (protocol-relative 3, url-encoded 1); …`` (the first ``limit`` columns)."""
+        where: dict[tuple[str, str], list[str]] = {}
+        for (table, column, form), n in self.found.items():
+            where.setdefault((table, column), []).append(f"{form} {n}")
+        more = f" and {len(where) - limit} more columns" if len(where) > limit else ""
+        return (
+            "; ".join(f"{t}.{c} ({', '.join(forms)})" for (t, c), forms in list(where.items())[:limit]) + more
+        )
+
+
 def verify_target(
     conn: Any,
     tables: Sequence[str],
     columns: dict[str, list[str]],
     pairs: Sequence[tuple[str, str]],
     extra_conns: Sequence[Any] = (),
-) -> tuple[dict[str, int], list[str]]:
-    """Scan the target: row count and, per text column, rows still holding an OLD URL.
+) -> tuple[dict[str, int], Leftovers]:
+    """Scan the target: row counts, and per text column what is left of every form the rule covers.
 
+    One scan of each table counts its rows and, per text column and anchor (a site host, an explicit key),
+    the rows where something may be left: an INSTR of the anchor, and only where it is found the forms'
+    regex. Columns with such rows are then scanned again, those rows only, to count occurrences per form.
     With ``extra_conns``, tables with an integer primary key are scanned in ranges over all connections.
     """
+    checks = form_checks(pairs)
+    by_anchor: dict[str, list[FormCheck]] = {}
+    for check in checks:
+        by_anchor.setdefault(check.anchor, []).append(check)
     conns = [conn, *extra_conns]
     jobs = _scan_jobs(conn, tables, len(conns))
     counts: dict[str, int] = dict.fromkeys(tables, 0)
-    hits: dict[tuple[str, str, str], int] = {}
+    suspect: dict[tuple[str, str], int] = {}
     lock = threading.Lock()
     errors: list[BaseException] = []
 
@@ -565,7 +709,9 @@ def verify_target(
         try:
             with worker_conn.cursor() as cur:
                 for table, where, where_params in my_jobs:
-                    exprs, params, labels = leftover_checks(pairs, columns.get(table, []))
+                    params: list[Any] = []
+                    places = [(c, group) for c in columns.get(table, []) for group in by_anchor.values()]
+                    exprs = [_probe(column, group, params) for column, group in places]
                     cur.execute(
                         f"SELECT {', '.join(['COUNT(*)', *exprs])} FROM {quote_identifier(table)}{where}",
                         [*params, *where_params],
@@ -573,8 +719,8 @@ def verify_target(
                     row = cur.fetchone()
                     with lock:
                         counts[table] += int(row[0])
-                        for (column, needle), n in zip(labels, row[1:], strict=True):
-                            hits[(table, column, needle)] = hits.get((table, column, needle), 0) + int(n)
+                        for (column, _), n in zip(places, row[1:], strict=True):
+                            suspect[(table, column)] = suspect.get((table, column), 0) + int(n)
         except BaseException as exc:  # re-raised in the calling thread
             errors.append(exc)
 
@@ -585,10 +731,27 @@ def verify_target(
         thread.join()
     if errors:
         raise errors[0]
-    leftovers = [
-        f"{table}.{column} ({n} rows with {needle!r})" for (table, column, needle), n in hits.items() if n
-    ]
-    return counts, leftovers
+    places = [place for place, n in suspect.items() if n]
+    return counts, count_leftovers(conn, places, checks) if places else Leftovers()
+
+
+def count_leftovers(conn: Any, places: Sequence[tuple[str, str]], checks: Sequence[FormCheck]) -> Leftovers:
+    """Occurrences of each check in each (table, column), over the rows that hold one of their anchors."""
+    anchors = list(dict.fromkeys(c.anchor for c in checks))
+    leftovers = Leftovers()
+    with conn.cursor() as cur:
+        for table, column in places:
+            params: list[Any] = []
+            exprs = [_occurrences(column, check, params) for check in checks]
+            holds = " OR ".join(f"INSTR(BINARY {quote_identifier(column)}, BINARY %s) > 0" for _ in anchors)
+            cur.execute(
+                f"SELECT {', '.join(exprs)} FROM {quote_identifier(table)} WHERE {holds}", [*params, *anchors]
+            )
+            for check, found in zip(checks, cur.fetchone(), strict=True):
+                if int(found):
+                    place = (table, column, check.form)
+                    leftovers.found[place] = leftovers.found.get(place, 0) + int(found)
+    return leftovers
 
 
 def verify(
@@ -600,8 +763,9 @@ def verify(
     *,
     verify_streams: int = VERIFY_STREAMS,
     skip_data: Sequence[str] = (),
-) -> int:
-    """Row counts equal per table (zero for ``skip_data``) and no OLD URL left; return the total row count."""
+) -> tuple[int, dict[str, int]]:
+    """Row counts equal per table (zero for ``skip_data``) and nothing left of any form the rule covers;
+    return the total row count and what is left per form (zeros)."""
     assert target.database
     base = [t.name for t in source_tables if t.kind in BASE_KINDS]
     src_counts: dict[str, int] = {}
@@ -644,9 +808,12 @@ def verify(
             + "; ".join(diffs[:5])
             + " (if the source changed during the copy, run the step again)."
         )
-    if leftovers:
-        raise StepError(f"verification failed: old URLs remain in {'; '.join(leftovers[:5])}.")
-    return sum(dst_counts.values())
+    if leftovers.found:
+        raise StepError(
+            "verification failed: the clone still holds what the rewrite replaces (occurrences per form): "
+            f"{leftovers.places()}."
+        )
+    return sum(dst_counts.values()), leftovers.per_form()
 
 
 def copy_database(
@@ -707,6 +874,7 @@ def copy_database(
         result.copy_s = round(time.monotonic() - copy_started, 3)
         result.bytes_dumped, result.bytes_loaded = stats.bytes_in, stats.bytes_out
         result.rewrite = asdict(stats)
+        result.replacements, result.serialized_rebuilt = dict(stats.replacements), stats.serialized_rebuilt
         log.info(
             "step=%s event=copy-done dumped_mb=%.1f loaded_mb=%.1f seconds=%.2f mb_per_s=%.1f",
             STEP,
@@ -717,7 +885,9 @@ def copy_database(
         )
 
         verify_started = time.monotonic()
-        result.rows = verify(src_conn, dst_conn, target, source_tables, pairs, skip_data=skip_data)
+        result.rows, result.leftovers = verify(
+            src_conn, dst_conn, target, source_tables, pairs, skip_data=skip_data
+        )
         result.verify_s = round(time.monotonic() - verify_started, 3)
         log.info(
             "step=%s event=verified tables=%d rows=%d seconds=%.2f",
@@ -737,8 +907,8 @@ def copy_database(
     result.peak_rss_kib = peak_rss_kib()
     log.info(
         "step=%s event=summary tables=%d rows=%d dumped_bytes=%d loaded_bytes=%d fields_rewritten=%d "
-        "serialized_rebuilt=%d malformed_serialized=%d copy_s=%.2f verify_s=%.2f duration_s=%.2f "
-        "mb_per_s=%.1f",
+        "serialized_rebuilt=%d malformed_serialized=%d replacements=%s copy_s=%.2f verify_s=%.2f "
+        "duration_s=%.2f mb_per_s=%.1f",
         STEP,
         result.tables,
         result.rows,
@@ -747,6 +917,7 @@ def copy_database(
         result.rewrite.get("fields_rewritten", 0),
         result.rewrite.get("serialized_rebuilt", 0),
         result.rewrite.get("malformed_serialized", 0),
+        ",".join(f"{form}:{n}" for form, n in result.replacements.items()),
         result.copy_s,
         result.verify_s,
         result.duration_s,
