@@ -184,6 +184,8 @@ def build_clone_dag(dag_id: str = "wp_clone", doc_md: str | None = None) -> DAG:
                     f"{{{{ {PLAN_JSON}['copy_mode'] }}}}",
                     "--table-prefix",
                     f"{{{{ {PLAN_JSON}['source']['table_prefix'] }}}}",
+                    "--aliases",
+                    f"{{{{ {PLAN_JSON}['source']['aliases'] | join(',') }}}}",
                 ),
                 db_env={"SOURCE_DB": "source", "TARGET_DB": "clone"},
                 heavy=True,

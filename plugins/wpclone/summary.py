@@ -30,9 +30,9 @@ def copy_summary(database: Mapping[str, Any] | None, content: Mapping[str, Any] 
             "rows": _int(database.get("rows")),
             "verified": True,  # the step fails unless every row count matched and no old URL was left
             "fields_rewritten": _int(rewrite.get("fields_rewritten")),
-            "replacements": {str(k): _int(v) for k, v in (rewrite.get("replacements") or {}).items()},
-            "serialized_rebuilt": _int(rewrite.get("serialized_rebuilt")),
-            "left_over": {str(k): _int(v) for k, v in (database.get("left_over") or {}).items() if v},
+            "replacements": {str(k): _int(v) for k, v in (database.get("replacements") or {}).items()},
+            "serialized_rebuilt": _int(database.get("serialized_rebuilt", rewrite.get("serialized_rebuilt"))),
+            "left_over": {str(k): _int(v) for k, v in (database.get("leftovers") or {}).items() if v},
         }
     if content:
         summary["content"] = {
