@@ -251,7 +251,7 @@ class _Key:
     host: bytes  # empty for an explicit key
     host_at: int
     regex: re.Pattern[bytes]  # old and its boundary test
-    goes_on: re.Pattern[bytes] | None  # what must not follow old (None: explicit)
+    goes_on: re.Pattern[bytes]  # what must not follow old (explicit: a regex that never matches)
     behind: bytes  # its boundary test read on reversed text, after old reversed (lookbehinds)
 
     @classmethod
@@ -269,7 +269,7 @@ class _Key:
             form.host.encode(),
             len(encode(form.old[: form.host_at].encode())) if form.host else -1,
             re.compile(re.escape(old) + (b"(?!" + goes_on + b")" if goes_on else b"")),
-            re.compile(goes_on) if goes_on else None,
+            re.compile(goes_on or b"(?!)"),
             behind,
         )
 
@@ -297,7 +297,7 @@ def _sequential_is_strtr(keys: Sequence[_Key]) -> bool:
     replacement starts like its key as far as any boundary test is concerned. Site pairs of valid hosts pass,
     unless one pair's NEW is another pair's OLD.
     """
-    tests = {k.goes_on for k in keys if k.goes_on is not None}
+    tests = {k.goes_on for k in keys}
     for e in keys:
         if any(bool(t.match(e.old)) != bool(t.match(e.new)) for t in tests):
             return False
@@ -306,7 +306,7 @@ def _sequential_is_strtr(keys: Sequence[_Key]) -> bool:
                 return False
             for i in range(1, len(k.old)):
                 head, tail = k.old[:i], k.old[i:]
-                if e.new.endswith(head) and not (e.goes_on and e.goes_on.match(tail)):
+                if e.new.endswith(head) and not e.goes_on.match(tail):
                     return False
                 if e.new.startswith(tail) and k.regex.match(head + e.new):
                     return False
@@ -411,12 +411,14 @@ class Replacer:
             at = text.find(host)
             if at < 0:
                 continue
-            if text.find(host, at + 1) < 0:  # the host once: the longest key there that matches
+            if text.find(host, at + 1) < 0:  # the host once: the longest key that is there, if it ends there
                 for key in keys.get(text[at - 2 : at], ()):
-                    if key.host_at <= at and key.regex.match(text, at - key.host_at):
-                        start = at - key.host_at
-                        text = b"".join((text[:start], key.new, text[start + len(key.old) :]))
-                        counts[key.form] += 1
+                    start = at - key.host_at
+                    if start >= 0 and text.startswith(key.old, start):
+                        end = start + len(key.old)
+                        if key.goes_on.match(text, end) is None:  # shorter keys end at the same place
+                            text = b"".join((text[:start], key.new, text[end:]))
+                            counts[key.form] += 1
                         break
                 continue
             parts = backwards.split(text[::-1])
@@ -532,6 +534,7 @@ class Rewriter:
         anchors = self.plain.anchors
         anchor = anchors[0] if len(anchors) == 1 else None
         find_anchor = self.plain.find_anchor
+        rewrite, replace, serialized = self.rewrite_value, self.replace_plain, _SERIALIZED_START.match
         s_head = _S_HEAD.match
         scalar = _SCALAR.match
         try:
@@ -555,7 +558,7 @@ class Rewriter:
                         raise _Malformed
                     if value.find(anchor, start, end) >= 0 if anchor else find_anchor(value, start, end):
                         text = value[start:end]
-                        new = self.rewrite_value(text)
+                        new = rewrite(text) if serialized(text) else replace(text)
                         if new != text:
                             out.append(value[emitted:pos])
                             out.append(b's:%d:"%s";' % (len(new), new))
