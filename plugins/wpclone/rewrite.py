@@ -37,10 +37,12 @@ Every replacement is counted per form (``FORMS``): ``https``, ``http`` (the plai
 How it stays fast: a field is looked at only if it holds an *anchor* (a site pair's host, or an explicit key),
 found by ``bytes.find`` over the dump; whether it lies inside a literal, and where that literal starts and
 ends, comes from counting quotes in a copy of the chunk with its escapes masked (``_feed``), in C. Plain
-literals are rewritten in their escaped form directly when that is exact (``_encoded_is_exact``). Site keys
-are then applied one at a time, only those a field holds, each with one regex substitution in C
-(``Replacer``); tables where that could differ from one strtr pass (see ``_sequential_is_strtr``) get one
-pass of an alternation of every key instead. Serialized values are checked and rebuilt in one flat pass.
+literals are rewritten in their escaped form directly when that is exact (``_encoded_is_exact``). A field
+that holds a site host once (most: a URL, a serialized string) is told its key by the bytes around the host;
+one that holds it more often gets one regex pass over the field reversed, where every key of the host starts
+with the same literal bytes (``Replacer``). Tables where host-by-host could differ from one strtr pass (see
+``_sequential_is_strtr``), and tables with explicit pairs, get one pass of an alternation of every key
+instead. Serialized values are checked and rebuilt in one flat pass.
 
 How memory stays flat: input is read in chunks; only an unfinished literal is carried over to the next
 chunk. A literal longer than ``stream_literal_over`` that is not serialized is rewritten as it streams, cut
@@ -290,7 +292,7 @@ def _chain_is_strtr(keys: Sequence[_Key]) -> bool:
 
 
 def _sequential_is_strtr(keys: Sequence[_Key]) -> bool:
-    """Site keys: whether applying them one at a time (``Replacer._by_host``) equals one strtr pass.
+    """Site keys: whether applying them host by host (``Replacer._by_host``) equals one strtr pass.
 
     It does when no replacement can make a key match, inside it or across either of its edges with whatever
     text surrounds it (the text after a replacement starts where its key's boundary held), and every
