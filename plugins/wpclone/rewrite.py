@@ -376,10 +376,7 @@ class Replacer:
         # Finds an anchor in text[start:end] (every key holds one: without one there is nothing to do).
         self.find_anchor = re.compile(b"|".join(re.escape(a) for a in self.anchors)).search
         self.longest = max(len(k.old) for k in self.keys)
-        # Every key without its boundary test: where a streamed literal may be cut.
-        self.raw = re.compile(b"|".join(re.escape(k.old) for k in self.keys))
         self._form = {k.old: k.form for k in self.keys}
-        self._alternation_re = re.compile(b"(" + b"|".join(k.regex.pattern for k in self.keys) + b")")
         # by-host: per host, its keys by the two bytes before the host ("//", "\\/", "2F", "2f"), and the
         # regex of the reversed pass
         self._hosts: list[tuple[bytes, dict[bytes, list[_Key]], re.Pattern[bytes]]] = []
@@ -406,6 +403,15 @@ class Replacer:
 
     def __call__(self, text: bytes) -> bytes:
         return self.replace(text)
+
+    @functools.cached_property
+    def raw(self) -> re.Pattern[bytes]:
+        """Every key without its boundary test: where a streamed literal may be cut."""
+        return re.compile(b"|".join(re.escape(k.old) for k in self.keys))
+
+    @functools.cached_property
+    def _alternation_re(self) -> re.Pattern[bytes]:
+        return re.compile(b"(" + b"|".join(k.regex.pattern for k in self.keys) + b")")
 
     def _by_host(self, text: bytes) -> bytes:
         counts = self.counts
