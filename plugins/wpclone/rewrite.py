@@ -377,25 +377,15 @@ class Replacer:
         self.find_anchor = re.compile(b"|".join(re.escape(a) for a in self.anchors)).search
         self.longest = max(len(k.old) for k in self.keys)
         self._form = {k.old: k.form for k in self.keys}
-        # by-host: per host, its keys by the two bytes before the host ("//", "\\/", "2F", "2f"), and the
-        # regex of the reversed pass
-        self._hosts: list[tuple[bytes, dict[bytes, list[_Key]], re.Pattern[bytes]]] = []
-        self._backwards_new: dict[bytes, bytes] = {}  # reversed key -> its replacement, reversed
-        self._backwards_form: dict[bytes, str] = {}
-        self.replace: Callable[[bytes], bytes]  # the chosen way, a bound method (no call in between)
+        self.replace: Callable[[bytes], bytes]  # the chosen way (called with no call in between)
         if all(k.host for k in self.keys) and _sequential_is_strtr(self.keys):
-            self.mode, self.replace = "by-host", self._by_host
+            self.mode = "by-host"
             by_host: dict[bytes, list[_Key]] = {}
             for key in self.keys:
                 by_host.setdefault(key.host, []).append(key)
-                self._backwards_new[key.old[::-1]] = key.new[::-1]
-                self._backwards_form[key.old[::-1]] = key.form
-            for host, same in sorted(by_host.items(), key=lambda h: len(h[0]), reverse=True):
-                before: dict[bytes, list[_Key]] = {}
-                for key in same:
-                    before.setdefault(key.old[key.host_at - 2 : key.host_at], []).append(key)
-                backwards = re.compile(b"(" + _trie({k.old[::-1]: k.behind for k in same}) + b")")
-                self._hosts.append((host, before, backwards))
+            by_length = sorted(by_host.items(), key=lambda h: len(h[0]), reverse=True)
+            hosts = [_host_replacer(host, keys, counts) for host, keys in by_length]
+            self.replace = hosts[0] if len(hosts) == 1 else functools.partial(_each, hosts)
         elif not any(k.host for k in self.keys) and _chain_is_strtr(self.keys):
             self.mode, self.replace = "chain", self._chain
         else:
@@ -412,31 +402,6 @@ class Replacer:
     @functools.cached_property
     def _alternation_re(self) -> re.Pattern[bytes]:
         return re.compile(b"(" + b"|".join(k.regex.pattern for k in self.keys) + b")")
-
-    def _by_host(self, text: bytes) -> bytes:
-        counts = self.counts
-        for host, keys, backwards in self._hosts:
-            at = text.find(host)
-            if at < 0:
-                continue
-            if text.find(host, at + 1) < 0:  # the host once: the longest key that is there, if it ends there
-                for key in keys.get(text[at - 2 : at], ()):
-                    start = at - key.host_at
-                    if start >= 0 and text.startswith(key.old, start):
-                        end = start + len(key.old)
-                        if key.goes_on.match(text, end) is None:  # shorter keys end at the same place
-                            text = b"".join((text[:start], key.new, text[end:]))
-                            counts[key.form] += 1
-                        break
-                continue
-            parts = backwards.split(text[::-1])
-            if len(parts) > 1:
-                found = parts[1::2]
-                for old, n in Counter(found).items():
-                    counts[self._backwards_form[old]] += n
-                parts[1::2] = map(self._backwards_new.__getitem__, found)
-                text = b"".join(parts)[::-1]
-        return text
 
     def _chain(self, text: bytes) -> bytes:
         for key in self.keys:
@@ -456,6 +421,49 @@ class Replacer:
             self.counts[self._form[old]] += n
         parts[1::2] = map(self.table.__getitem__, found)
         return b"".join(parts)
+
+
+def _host_replacer(host: bytes, keys: Sequence[_Key], counts: dict[str, int]) -> Callable[[bytes], bytes]:
+    """strtr over the keys of one host (``Replacer`` by-host): a function, everything it needs at hand."""
+    # The keys by the two bytes before the host ("//", "\\/", "2F", "2f"), longest first, as tuples.
+    before: dict[bytes, list[tuple[bytes, bytes, str, int, Callable[..., object]]]] = {}
+    for key in keys:
+        entry = (key.old, key.new, key.form, key.host_at, key.goes_on.match)
+        before.setdefault(key.old[key.host_at - 2 : key.host_at], []).append(entry)
+    backwards = re.compile(b"(" + _trie({k.old[::-1]: k.behind for k in keys}) + b")").split
+    backwards_new = {k.old[::-1]: k.new[::-1] for k in keys}  # reversed key -> its replacement, reversed
+    backwards_form = {k.old[::-1]: k.form for k in keys}
+
+    def replace(text: bytes) -> bytes:
+        at = text.find(host)
+        if at < 0:
+            return text
+        if text.find(host, at + 1) < 0:  # the host once: the longest key that is there, if it ends there
+            for old, new, form, host_at, goes_on in before.get(text[at - 2 : at], ()):
+                start = at - host_at
+                if start >= 0 and text.startswith(old, start):
+                    end = start + len(old)
+                    if goes_on(text, end) is None:  # shorter keys end at the same place
+                        counts[form] += 1
+                        return b"".join((text[:start], new, text[end:]))
+                    return text
+            return text
+        parts = backwards(text[::-1])
+        if len(parts) == 1:
+            return text
+        found = parts[1::2]
+        for old, n in Counter(found).items():
+            counts[backwards_form[old]] += n
+        parts[1::2] = map(backwards_new.__getitem__, found)
+        return b"".join(parts)[::-1]
+
+    return replace
+
+
+def _each(replacers: Sequence[Callable[[bytes], bytes]], text: bytes) -> bytes:
+    for replace in replacers:
+        text = replace(text)
+    return text
 
 
 def _starts_on_escape_boundary(key: bytes) -> bool:
