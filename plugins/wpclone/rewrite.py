@@ -356,13 +356,13 @@ class Replacer:
 
     Three ways, chosen once (``mode``), all with the same result:
 
-    * ``by-host``: site keys only (the usual table), one host at a time. A text that holds the host once (a
-      URL field, a serialized string) is told which key is there by the two bytes before the host, and the
-      key's own regex checks it. Otherwise one pass over the text *reversed*: reversed, every key of a host
-      starts with the same bytes (its host and port, backwards), so the regex engine looks for that literal,
-      which is fast, and tries the keys, longest first, only where it is; each key's boundary test becomes
-      a lookbehind. Keys of one host overlap only where one ends the other (``https://h``, ``//h``), so
-      longest-first from their common end is strtr's choice too.
+    * ``by-host``: site keys only (the usual table), one host at a time (``_host_replacer``). A text that
+      holds the host once (a URL field, a serialized string) is told which key is there by the two bytes
+      before the host, and the key's boundary test decides. Otherwise one pass over the text *reversed*:
+      reversed, every key of a host starts with the same bytes (its host and port, backwards), so the regex
+      engine looks for that literal, which is fast, and tries the keys (a trie, longest first) only where
+      it is; each key's boundary test becomes a lookbehind. Keys of one host overlap only where one ends
+      the other (``https://h``, ``//h``), so longest-first from their common end is strtr's choice too.
     * ``chain``: explicit keys only, independent of each other (``_chain_is_strtr``): chained bytes.replace.
     * ``alternation``: anything else (explicit and site keys together, or keys that interfere): one pass of
       an alternation of every key, longest first, each with its boundary test.
