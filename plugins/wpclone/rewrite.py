@@ -37,10 +37,12 @@ Every replacement is counted per form (``FORMS``): ``https``, ``http`` (the plai
 How it stays fast: a field is looked at only if it holds an *anchor* (a site pair's host, or an explicit key),
 found by ``bytes.find`` over the dump; whether it lies inside a literal, and where that literal starts and
 ends, comes from counting quotes in a copy of the chunk with its escapes masked (``_feed``), in C. Plain
-literals are rewritten in their escaped form directly when that is exact (``_encoded_is_exact``). Site keys
-are then applied one at a time, only those a field holds, each with one regex substitution in C
-(``Replacer``); tables where that could differ from one strtr pass (see ``_sequential_is_strtr``) get one
-pass of an alternation of every key instead. Serialized values are checked and rebuilt in one flat pass.
+literals are rewritten in their escaped form directly when that is exact (``_encoded_is_exact``). A field
+that holds a site host once (most: a URL, a serialized string) is told its key by the bytes around the host;
+one that holds it more often gets one regex pass over the field reversed, where every key of the host starts
+with the same literal bytes (``Replacer``). Tables where host-by-host could differ from one strtr pass (see
+``_sequential_is_strtr``), and tables with explicit pairs, get one pass of an alternation of every key
+instead. Serialized values are checked and rebuilt in one flat pass.
 
 How memory stays flat: input is read in chunks; only an unfinished literal is carried over to the next
 chunk. A literal longer than ``stream_literal_over`` that is not serialized is rewritten as it streams, cut
@@ -251,7 +253,7 @@ class _Key:
     host: bytes  # empty for an explicit key
     host_at: int
     regex: re.Pattern[bytes]  # old and its boundary test
-    goes_on: re.Pattern[bytes] | None  # what must not follow old (None: explicit)
+    goes_on: re.Pattern[bytes]  # what must not follow old (explicit: a regex that never matches)
     behind: bytes  # its boundary test read on reversed text, after old reversed (lookbehinds)
 
     @classmethod
@@ -269,7 +271,7 @@ class _Key:
             form.host.encode(),
             len(encode(form.old[: form.host_at].encode())) if form.host else -1,
             re.compile(re.escape(old) + (b"(?!" + goes_on + b")" if goes_on else b"")),
-            re.compile(goes_on) if goes_on else None,
+            re.compile(goes_on or b"(?!)"),
             behind,
         )
 
@@ -290,14 +292,14 @@ def _chain_is_strtr(keys: Sequence[_Key]) -> bool:
 
 
 def _sequential_is_strtr(keys: Sequence[_Key]) -> bool:
-    """Site keys: whether applying them one at a time (``Replacer._by_host``) equals one strtr pass.
+    """Site keys: whether applying them host by host (``Replacer._by_host``) equals one strtr pass.
 
     It does when no replacement can make a key match, inside it or across either of its edges with whatever
     text surrounds it (the text after a replacement starts where its key's boundary held), and every
     replacement starts like its key as far as any boundary test is concerned. Site pairs of valid hosts pass,
     unless one pair's NEW is another pair's OLD.
     """
-    tests = {k.goes_on for k in keys if k.goes_on is not None}
+    tests = {k.goes_on for k in keys}
     for e in keys:
         if any(bool(t.match(e.old)) != bool(t.match(e.new)) for t in tests):
             return False
@@ -306,7 +308,7 @@ def _sequential_is_strtr(keys: Sequence[_Key]) -> bool:
                 return False
             for i in range(1, len(k.old)):
                 head, tail = k.old[:i], k.old[i:]
-                if e.new.endswith(head) and not (e.goes_on and e.goes_on.match(tail)):
+                if e.new.endswith(head) and not e.goes_on.match(tail):
                     return False
                 if e.new.startswith(tail) and k.regex.match(head + e.new):
                     return False
@@ -354,13 +356,13 @@ class Replacer:
 
     Three ways, chosen once (``mode``), all with the same result:
 
-    * ``by-host``: site keys only (the usual table), one host at a time. A text that holds the host once (a
-      URL field, a serialized string) is told which key is there by the two bytes before the host, and the
-      key's own regex checks it. Otherwise one pass over the text *reversed*: reversed, every key of a host
-      starts with the same bytes (its host and port, backwards), so the regex engine looks for that literal,
-      which is fast, and tries the keys, longest first, only where it is; each key's boundary test becomes
-      a lookbehind. Keys of one host overlap only where one ends the other (``https://h``, ``//h``), so
-      longest-first from their common end is strtr's choice too.
+    * ``by-host``: site keys only (the usual table), one host at a time (``_host_replacer``). A text that
+      holds the host once (a URL field, a serialized string) is told which key is there by the two bytes
+      before the host, and the key's boundary test decides. Otherwise one pass over the text *reversed*:
+      reversed, every key of a host starts with the same bytes (its host and port, backwards), so the regex
+      engine looks for that literal, which is fast, and tries the keys (a trie, longest first) only where
+      it is; each key's boundary test becomes a lookbehind. Keys of one host overlap only where one ends
+      the other (``https://h``, ``//h``), so longest-first from their common end is strtr's choice too.
     * ``chain``: explicit keys only, independent of each other (``_chain_is_strtr``): chained bytes.replace.
     * ``alternation``: anything else (explicit and site keys together, or keys that interfere): one pass of
       an alternation of every key, longest first, each with its boundary test.
@@ -374,29 +376,16 @@ class Replacer:
         # Finds an anchor in text[start:end] (every key holds one: without one there is nothing to do).
         self.find_anchor = re.compile(b"|".join(re.escape(a) for a in self.anchors)).search
         self.longest = max(len(k.old) for k in self.keys)
-        # Every key without its boundary test: where a streamed literal may be cut.
-        self.raw = re.compile(b"|".join(re.escape(k.old) for k in self.keys))
         self._form = {k.old: k.form for k in self.keys}
-        self._alternation_re = re.compile(b"(" + b"|".join(k.regex.pattern for k in self.keys) + b")")
-        # by-host: per host, its keys by the two bytes before the host ("//", "\\/", "2F", "2f"), and the
-        # regex of the reversed pass
-        self._hosts: list[tuple[bytes, dict[bytes, list[_Key]], re.Pattern[bytes]]] = []
-        self._backwards_new: dict[bytes, bytes] = {}  # reversed key -> its replacement, reversed
-        self._backwards_form: dict[bytes, str] = {}
-        self.replace: Callable[[bytes], bytes]  # the chosen way, a bound method (no call in between)
+        self.replace: Callable[[bytes], bytes]  # the chosen way (called with no call in between)
         if all(k.host for k in self.keys) and _sequential_is_strtr(self.keys):
-            self.mode, self.replace = "by-host", self._by_host
+            self.mode = "by-host"
             by_host: dict[bytes, list[_Key]] = {}
             for key in self.keys:
                 by_host.setdefault(key.host, []).append(key)
-                self._backwards_new[key.old[::-1]] = key.new[::-1]
-                self._backwards_form[key.old[::-1]] = key.form
-            for host, same in sorted(by_host.items(), key=lambda h: len(h[0]), reverse=True):
-                before: dict[bytes, list[_Key]] = {}
-                for key in same:
-                    before.setdefault(key.old[key.host_at - 2 : key.host_at], []).append(key)
-                backwards = re.compile(b"(" + _trie({k.old[::-1]: k.behind for k in same}) + b")")
-                self._hosts.append((host, before, backwards))
+            by_length = sorted(by_host.items(), key=lambda h: len(h[0]), reverse=True)
+            hosts = [_host_replacer(host, keys, counts) for host, keys in by_length]
+            self.replace = hosts[0] if len(hosts) == 1 else functools.partial(_each, hosts)
         elif not any(k.host for k in self.keys) and _chain_is_strtr(self.keys):
             self.mode, self.replace = "chain", self._chain
         else:
@@ -405,28 +394,14 @@ class Replacer:
     def __call__(self, text: bytes) -> bytes:
         return self.replace(text)
 
-    def _by_host(self, text: bytes) -> bytes:
-        counts = self.counts
-        for host, keys, backwards in self._hosts:
-            at = text.find(host)
-            if at < 0:
-                continue
-            if text.find(host, at + 1) < 0:  # the host once: the longest key there that matches
-                for key in keys.get(text[at - 2 : at], ()):
-                    if key.host_at <= at and key.regex.match(text, at - key.host_at):
-                        start = at - key.host_at
-                        text = b"".join((text[:start], key.new, text[start + len(key.old) :]))
-                        counts[key.form] += 1
-                        break
-                continue
-            parts = backwards.split(text[::-1])
-            if len(parts) > 1:
-                found = parts[1::2]
-                for old, n in Counter(found).items():
-                    counts[self._backwards_form[old]] += n
-                parts[1::2] = map(self._backwards_new.__getitem__, found)
-                text = b"".join(parts)[::-1]
-        return text
+    @functools.cached_property
+    def raw(self) -> re.Pattern[bytes]:
+        """Every key without its boundary test: where a streamed literal may be cut."""
+        return re.compile(b"|".join(re.escape(k.old) for k in self.keys))
+
+    @functools.cached_property
+    def _alternation_re(self) -> re.Pattern[bytes]:
+        return re.compile(b"(" + b"|".join(k.regex.pattern for k in self.keys) + b")")
 
     def _chain(self, text: bytes) -> bytes:
         for key in self.keys:
@@ -446,6 +421,49 @@ class Replacer:
             self.counts[self._form[old]] += n
         parts[1::2] = map(self.table.__getitem__, found)
         return b"".join(parts)
+
+
+def _host_replacer(host: bytes, keys: Sequence[_Key], counts: dict[str, int]) -> Callable[[bytes], bytes]:
+    """strtr over the keys of one host (``Replacer`` by-host): a function, everything it needs at hand."""
+    # The keys by the two bytes before the host ("//", "\\/", "2F", "2f"), longest first, as tuples.
+    before: dict[bytes, list[tuple[bytes, bytes, str, int, Callable[..., object]]]] = {}
+    for key in keys:
+        entry = (key.old, key.new, key.form, key.host_at, key.goes_on.match)
+        before.setdefault(key.old[key.host_at - 2 : key.host_at], []).append(entry)
+    backwards = re.compile(b"(" + _trie({k.old[::-1]: k.behind for k in keys}) + b")").split
+    backwards_new = {k.old[::-1]: k.new[::-1] for k in keys}  # reversed key -> its replacement, reversed
+    backwards_form = {k.old[::-1]: k.form for k in keys}
+
+    def replace(text: bytes) -> bytes:
+        at = text.find(host)
+        if at < 0:
+            return text
+        if text.find(host, at + 1) < 0:  # the host once: the longest key that is there, if it ends there
+            for old, new, form, host_at, goes_on in before.get(text[at - 2 : at], ()):
+                start = at - host_at
+                if start >= 0 and text.startswith(old, start):
+                    end = start + len(old)
+                    if goes_on(text, end) is None:  # shorter keys end at the same place
+                        counts[form] += 1
+                        return b"".join((text[:start], new, text[end:]))
+                    return text
+            return text
+        parts = backwards(text[::-1])
+        if len(parts) == 1:
+            return text
+        found = parts[1::2]
+        for old, n in Counter(found).items():
+            counts[backwards_form[old]] += n
+        parts[1::2] = map(backwards_new.__getitem__, found)
+        return b"".join(parts)[::-1]
+
+    return replace
+
+
+def _each(replacers: Sequence[Callable[[bytes], bytes]], text: bytes) -> bytes:
+    for replace in replacers:
+        text = replace(text)
+    return text
 
 
 def _starts_on_escape_boundary(key: bytes) -> bool:
@@ -532,6 +550,7 @@ class Rewriter:
         anchors = self.plain.anchors
         anchor = anchors[0] if len(anchors) == 1 else None
         find_anchor = self.plain.find_anchor
+        rewrite, replace, serialized = self.rewrite_value, self.replace_plain, _SERIALIZED_START.match
         s_head = _S_HEAD.match
         scalar = _SCALAR.match
         try:
@@ -555,7 +574,7 @@ class Rewriter:
                         raise _Malformed
                     if value.find(anchor, start, end) >= 0 if anchor else find_anchor(value, start, end):
                         text = value[start:end]
-                        new = self.rewrite_value(text)
+                        new = rewrite(text) if serialized(text) else replace(text)
                         if new != text:
                             out.append(value[emitted:pos])
                             out.append(b's:%d:"%s";' % (len(new), new))

@@ -584,8 +584,10 @@ def form_checks(pairs: Sequence[tuple[str, str]]) -> list[FormCheck]:
         found = re.compile(pattern).search
         masks = tuple(sorted((r for r in replacements if found(r)), key=len, reverse=True))
         checks.append(FormCheck(form, host, pattern, masks))
-    explicit = [(f.old, f.new) for f in table.values() if not f.host and f.form == "explicit"]
-    checks += [FormCheck("explicit", needle, None, tuple(m)) for needle, m in _explicit_needles(explicit)]
+    for key in table.values():  # explicit keys: OLD and its JSON-escaped form, each as given
+        if not key.host:
+            masks = tuple(sorted((r for r in replacements if key.old in r), key=len, reverse=True))
+            checks.append(FormCheck("explicit", key.old, None, masks))
     return checks
 
 
