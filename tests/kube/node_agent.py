@@ -43,6 +43,7 @@ with the admin token (it creates PersistentVolumes, which no node may).
 from __future__ import annotations
 
 import argparse
+import base64
 import contextlib
 import datetime
 import json
@@ -167,10 +168,11 @@ class Container:
         self.output_done.wait()
         return self.process.returncode
 
-    def finish(self, code: int, reason: str | None = None) -> None:
+    def finish(self, code: int) -> None:
+        code = code if code >= 0 else 128 - code  # killed by a signal: 128 + its number, as a runtime says
         self.terminated = {
             "exitCode": code,
-            "reason": reason or ("Completed" if code == 0 else "Error"),
+            "reason": "Completed" if code == 0 else "Error",
             "startedAt": self.started_at,
             "finishedAt": now(),
             "message": self.termination_message(code),
@@ -188,10 +190,13 @@ class Container:
         return "".join(lines).encode()[-TERMINATION_BYTES:].decode("utf-8", "replace")
 
     def stop(self, grace: float) -> None:
-        if self.process is not None and self.process.poll() is None:
-            kill_group(self.process.pid, grace)
+        """SIGTERM the command's process group, SIGKILL after ``grace`` seconds; it has then ended."""
         if self.process is not None:
-            self.exited()
+            kill_group(self.process.pid, grace)
+            self.finish(self.exited() or 0)
+        elif self.served:  # the agent unregisters the site
+            self.served = False
+            self.finish(0)
         self.end_reported.set()
 
     def status(self) -> Json:
@@ -424,8 +429,6 @@ class NodeAgent:
 
     def write_files(self, volume: Json, namespace: str, directory: Path) -> None:
         """A ConfigMap's or Secret's keys as files (its ``items``, or every key)."""
-        import base64
-
         if "configMap" in volume:
             source, kind = volume["configMap"], "configmap"
             found = self.read_or_none(self.core.read_namespaced_config_map, source["name"], namespace)
@@ -451,8 +454,6 @@ class NodeAgent:
 
     def env(self, pod: Json, container: Json) -> dict[str, str]:
         """The container's env with every reference resolved (ConfigError like a kubelet's)."""
-        import base64
-
         namespace = pod["metadata"]["namespace"]
         env: dict[str, str] = {}
         for var in container.get("env") or []:
@@ -464,17 +465,15 @@ class NodeAgent:
             elif "fieldRef" in source:
                 env[var["name"]] = field_value(pod, source["fieldRef"]["fieldPath"])
             else:
-                ref, kind = (
-                    (source["secretKeyRef"], "secret")
-                    if "secretKeyRef" in source
-                    else (source["configMapKeyRef"], "configmap")
-                )
-                call = (
-                    self.core.read_namespaced_secret
-                    if kind == "secret"
-                    else self.core.read_namespaced_config_map
-                )
-                found = self.read_or_none(call, ref["name"], namespace)
+                if "secretKeyRef" in source:
+                    ref, kind, read = source["secretKeyRef"], "secret", self.core.read_namespaced_secret
+                else:
+                    ref, kind, read = (
+                        source["configMapKeyRef"],
+                        "configmap",
+                        self.core.read_namespaced_config_map,
+                    )
+                found = self.read_or_none(read, ref["name"], namespace)
                 if found is None:
                     if ref.get("optional"):
                         continue
@@ -513,7 +512,7 @@ class NodeAgent:
             except Exception:  # one pod's trouble must not stop the node: say it and go on
                 log.exception("pod %s/%s could not be synced", run.namespace, run.name)
         with self.lock:
-            gone = [run for uid, run in self.runs.items() if uid not in seen]
+            gone = [run for uid, run in self.runs.items() if uid not in seen and not run.deleting]
         for run in gone:  # deleted at once (grace 0) or the node was changed under it
             self.stop_run(run, 0)
             with self.lock:

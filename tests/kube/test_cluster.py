@@ -142,6 +142,17 @@ def test_missing_secret_and_unknown_image_keep_the_pod_pending(
     )
 
 
+def test_active_deadline_ends_the_pod(core: kubernetes.client.CoreV1Api, namespace: str) -> None:
+    """``activeDeadlineSeconds`` (the restore's content pod has one): the command stopped, the pod Failed."""
+    pod = step_pod("slow", ["python", "-c", "import time; time.sleep(3602)"])
+    pod["spec"]["activeDeadlineSeconds"] = 1
+    core.create_namespaced_pod(namespace, pod)
+    done = wait_for("the deadline", lambda: pod_phase(core, namespace, "slow", ("Succeeded", "Failed")))
+    assert done.status.phase == "Failed" and done.status.reason == "DeadlineExceeded"
+    assert done.status.container_statuses[0].state.terminated.exit_code == 143  # SIGTERM
+    assert processes_named("import time; time.sleep(3602)") == []
+
+
 def test_log_streams_while_the_step_runs(core: kubernetes.client.CoreV1Api, namespace: str) -> None:
     """``KubernetesPodOperator``'s log follower (the provider's PodManager) reads the kubelet port through
     the API server: every line, in order, and it returns when the container ends."""
