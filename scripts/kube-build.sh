@@ -73,7 +73,7 @@ APT_OPTS=(-o "Dir::Etc::sourcelist=$APT_DIR/sources.list" -o Dir::Etc::sourcepar
 TREE=$WORK/src/tree
 if [ ! -f "$TREE/.unpacked" ]; then
   say "fetching the source index of $SUITE from $MIRROR (private apt lists under $APT_DIR)"
-  apt-get -q "${APT_OPTS[@]}" update >"$WORK/apt.log" 2>&1 \
+  apt-get -q "${APT_OPTS[@]}" update >"$WORK/apt.log" 2>&1 && compgen -G "$APT_DIR/lists/*_Sources*" >/dev/null \
     || fail "apt could not read the source index of $SUITE from $MIRROR; see $WORK/apt.log."
   index=$(apt-cache "${APT_OPTS[@]}" showsrc kubernetes 2>>"$WORK/apt.log" || true)
   version=$(sed -n 's/^Version: //p' <<<"$index" | sort -V | tail -n1)
@@ -104,7 +104,7 @@ for name in "${BINARIES[@]}"; do whats+=("cmd/$name"); done
 say "building ${BINARIES[*]} (7-8 minutes on 2 cores; log: $LOG)"
 started=$SECONDS
 (
-  while sleep 30; do
+  while sleep 30 && kill -0 $$ 2>/dev/null; do  # ends with the script, however that ends
     say "still building ($((SECONDS - started)) s; $(du -sm "$TREE/_output" 2>/dev/null | cut -f1) MB built)"
   done
 ) &
