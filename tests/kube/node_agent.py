@@ -71,7 +71,6 @@ from kubernetes.client.exceptions import ApiException
 import wpclone
 from wpclone.k8s.settings import KubernetesSettings
 from wpclone.local.cluster import KUBE_VERSION, self_signed
-from wpclone.local.procs import kill_group
 from wpclone.local.settings import StackSettings, free_port
 from wpclone.local.sitehost import (
     SITE_NAME_RE,
@@ -190,9 +189,16 @@ class Container:
         return "".join(lines).encode()[-TERMINATION_BYTES:].decode("utf-8", "replace")
 
     def stop(self, grace: float) -> None:
-        """SIGTERM the command's process group, SIGKILL after ``grace`` seconds; it has then ended."""
+        """SIGTERM the command's process group, SIGKILL what is left after ``grace`` seconds; it has then
+        ended (waited for here, not reaped elsewhere, so its exit code is known)."""
         if self.process is not None:
-            kill_group(self.process.pid, grace)
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.process.pid, signal.SIGTERM)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self.process.wait(grace)
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait()
             self.finish(self.exited() or 0)
         elif self.served:  # the agent unregisters the site
             self.served = False
