@@ -48,6 +48,7 @@ How memory stays flat: input is read in chunks; only an unfinished literal is ca
 chunk. A literal longer than ``stream_literal_over`` that is not serialized is rewritten as it streams, cut
 only where no key (or the bytes its boundary test reads) crosses the cut; a serialized one must be held whole
 (its length prefixes come first), so memory is bounded by the largest serialized field that holds an anchor.
+A dump that ends inside a literal gets that literal plain replacement (it is not counted as a field).
 """
 
 from __future__ import annotations
@@ -396,8 +397,9 @@ class Replacer:
 
     @functools.cached_property
     def raw(self) -> re.Pattern[bytes]:
-        """Every key without its boundary test: where a streamed literal may be cut."""
-        return re.compile(b"|".join(re.escape(k.old) for k in self.keys))
+        """Where a streamed literal may not be cut: at each position the longest key that starts there,
+        without its boundary test (group 1), overlapping ones too."""
+        return re.compile(b"(?=(" + b"|".join(re.escape(k.old) for k in self.keys) + b"))")
 
     @functools.cached_property
     def _alternation_re(self) -> re.Pattern[bytes]:
@@ -742,8 +744,8 @@ class Rewriter:
                 self._flush(out)
                 start = cut
             data = read()
-            if not data:  # unterminated literal at end of input: pass it on as it is
-                out.append(body[start:])
+            if not data:  # unterminated literal at end of input: plain replacement, as an unstreamed one
+                out.append(self._replace_encoded(body[start:]))
                 return b""
             self.stats.bytes_in += len(data)
             body = body[start:] + data
@@ -751,20 +753,24 @@ class Rewriter:
 
     def _cut(self, body: bytes, start: int, end: int) -> int:
         """Where to cut a streamed literal body at or before ``end``: where no key crosses the cut, none ends
-        so close before it that its boundary test would read past it, and not inside an escape."""
-        if end <= start:
-            return start
+        so close before it that its boundary test would read past it, and not inside an escape. Moving the
+        cut back can bring an earlier key too close to it, so the search goes on until none is."""
         cut = end
-        for m in self.encoded.raw.finditer(body, max(start, cut - self.encoded.longest - LOOKAHEAD)):
-            if m.start() >= cut:
-                break
-            if m.end() + LOOKAHEAD > cut:
-                cut = m.start()
-                break
-        run = cut  # a run of backslashes starts on an escape boundary: an odd one ends inside an escape
-        while run > start and body[run - 1] == 0x5C:
-            run -= 1
-        return cut - ((cut - run) & 1)
+        while cut > start:
+            run = cut  # a run of backslashes starts on an escape boundary: an odd one ends inside an escape
+            while run > start and body[run - 1] == 0x5C:
+                run -= 1
+            if (cut - run) & 1:
+                cut -= 1
+                continue
+            near = max(start, cut - self.encoded.longest - LOOKAHEAD)
+            for m in self.encoded.raw.finditer(body, near, cut + self.encoded.longest):
+                if m.start() < cut and m.end(1) + LOOKAHEAD > cut:
+                    cut = m.start()
+                    break
+            else:
+                return cut
+        return start
 
     def _flush(self, out: list[bytes]) -> None:
         data = b"".join(out)

@@ -263,6 +263,37 @@ def test_a_streamed_literal_keeps_the_boundary_at_every_cut() -> None:
         assert rewriter.stats.replacements["https"] == 301 and rewriter.stats.fields_rewritten == 2
 
 
+def test_a_cut_moved_back_keeps_the_boundary_of_the_key_before_it() -> None:
+    """Keys back to back: moving a cut back to the start of one key must not put it right after another,
+    whose boundary (the next key's first letter: the host goes on) would then be read as an end."""
+    body = b"https://www.example.com" * 3 + b"/ " + b"//www.example.com" * 3
+    want = (
+        b"https://www.example.com" * 2 + b"https://qa.staging.example.net/ " + b"//qa.staging.example.net" * 3
+    )
+    for chunk_size in range(1, 60):
+        rewriter = Rewriter(SITE, stream_literal_over=8)
+        out = io.BytesIO()
+        rewriter.rewrite_stream(io.BytesIO(insert(body)), out, chunk_size=chunk_size)
+        assert literals(out.getvalue()) == [want], chunk_size
+        assert rewriter.stats.replacements["https"] == 1
+        assert rewriter.stats.replacements["protocol-relative"] == 3
+
+
+def test_a_dump_cut_short_inside_a_streamed_literal_is_still_rewritten() -> None:
+    """The input ends inside a literal long enough to stream: what arrived of it gets plain replacement,
+    as an unterminated literal too short to stream does, and neither counts as a field."""
+    head = b"INSERT INTO `t` VALUES ('"
+    body = (b"x" * 40 + b"https://www.example.com/ https://www.example.com.au ") * 20
+    want = body.replace(b"https://www.example.com/", b"https://qa.staging.example.net/")
+    for over in (64, 1 << 20):
+        for chunk_size in (1, 7, 100, 1 << 20):
+            rewriter = Rewriter(SITE, stream_literal_over=over)
+            out = io.BytesIO()
+            rewriter.rewrite_stream(io.BytesIO(head + body), out, chunk_size=chunk_size)
+            assert out.getvalue() == head + want, (over, chunk_size)
+            assert rewriter.stats.replacements["https"] == 20 and rewriter.stats.fields_rewritten == 0
+
+
 def test_site_pairs_and_explicit_pairs_make_the_table() -> None:
     table = replacement_table([(SOURCE, CLONE), ("https://example.com", CLONE), ("a@b.test", "c@d.test")])
     assert table["//example.com"].new == "//qa.staging.example.net"
