@@ -134,6 +134,14 @@ def test_the_toolbox_set_provides_every_program_the_steps_start() -> None:
         assert owner in toolbox or any(owner in _depends(p) for p in toolbox), (program, owner, toolbox)
 
 
+def test_the_images_can_build_the_compiled_rewrite_engine() -> None:
+    """Installing the package (``--pip``) compiles wpclone/_rewrite_core.c (setup.py): each image's apt set
+    holds a C compiler and the C library's headers; the Python headers come with the image's Python."""
+    assert "wpclone._rewrite_core" in (REPO / "setup.py").read_text()
+    for image in sorted(DOCKERFILES):
+        assert {"gcc", "libc6-dev"} <= set(apt_set(image)), image
+
+
 def test_the_sets_nest_and_bad_names_fail() -> None:
     dev = set(apt_set("dev"))
     assert set(apt_set("toolbox")) <= dev and set(apt_set("airflow")) <= dev  # make setup covers the images
