@@ -203,7 +203,12 @@ static const uchar *find(const uchar *text, ssz from, ssz n, const uchar *needle
         }
     }
 #endif
-    return memmem(s + i, (size_t)(m - i), needle, (size_t)len);
+    for (const uchar *p = s + i, *end = s + m - len; p <= end; p++) { /* the last few positions */
+        p = memchr(p, needle[0], (size_t)(end - p + 1));
+        if (!p) return NULL;
+        if (!memcmp(p + 1, needle + 1, (size_t)(len - 1))) return p;
+    }
+    return NULL;
 }
 
 /* -- the table --------------------------------------------------------------------------------------- */
