@@ -356,6 +356,7 @@ typedef struct {
     int exact;        /* strtr on a literal's escaped body is exact (rewrite._encoded_is_exact) */
     ssz stream_over;
     PyObject *keep; /* the arguments: the tables point into their bytes */
+    int busy;       /* a run is under way (it lets go of the GIL): another thread must not use the engine */
     int error;
     /* counters of the current run */
     int64_t counts[NFORMS];
@@ -1053,9 +1054,16 @@ static void Engine_dealloc(Engine *e) {
 }
 
 static int ready(Engine *e) {
-    if (e->keep) return 1;
-    PyErr_SetString(PyExc_RuntimeError, "the Engine is not initialized");
-    return 0;
+    if (!e->keep) {
+        PyErr_SetString(PyExc_RuntimeError, "the Engine is not initialized");
+        return 0;
+    }
+    if (e->busy) {
+        PyErr_SetString(PyExc_RuntimeError,
+                        "This rewriter is already rewriting a stream: use one Rewriter per stream.");
+        return 0;
+    }
+    return 1;
 }
 
 static PyObject *output(Engine *e, PyObject *write, int64_t *bytes_out) {
@@ -1084,6 +1092,7 @@ static PyObject *Engine_rewrite_stream(Engine *e, PyObject *args) {
         PyErr_SetString(PyExc_ValueError, "chunk_size must be positive");
         return NULL;
     }
+    e->busy = 1;
     memset(e->counts, 0, sizeof e->counts);
     e->fields = e->rebuilt = e->malformed = 0;
     e->error = ERR_NONE;
@@ -1135,6 +1144,7 @@ end:
     Py_XDECREF(write);
     e->streaming = 0;
     release_buffers(e);
+    e->busy = 0;
     return result;
 }
 

@@ -237,3 +237,25 @@ def test_the_compiled_engine_builds_cleanly_from_setup_py(tmp_path: Path) -> Non
         1 << 20,
     )
     assert engine.replace_plain(b"x a.test y") == b"x b.test y"
+
+
+def test_the_compiled_engine_refuses_a_second_stream_while_one_runs() -> None:
+    """It lets go of the GIL while it works: a rewriter used by a second caller meanwhile says so."""
+    rewriter = Rewriter([(OLD, NEW)], engine="c")
+    refused: list[str] = []
+
+    class Source(io.BytesIO):
+        def read(self, size: int | None = -1) -> bytes:
+            try:
+                rewriter.replace_plain(b"x")
+            except RuntimeError as exc:
+                refused.append(str(exc))
+            return super().read(size)
+
+    out = io.BytesIO()
+    rewriter.rewrite_stream(Source(insert((literal_of(OLD.encode()),))), out)
+    assert (
+        refused and refused[0] == "This rewriter is already rewriting a stream: use one Rewriter per stream."
+    )
+    assert out.getvalue() == insert((literal_of(NEW.encode()),))
+    assert rewriter.replace_plain(OLD.encode()) == NEW.encode()  # and it is free again afterwards
