@@ -89,7 +89,7 @@ def test_every_install_step_of_an_image_is_the_setup_script(image: str) -> None:
 @pytest.mark.parametrize("image", sorted(DOCKERFILES))
 def test_the_image_copies_what_the_script_installs_from(image: str) -> None:
     copied = " ".join(rest for word, rest in instructions(DOCKERFILES[image]) if word == "COPY")
-    for needed in ("scripts/setup.sh", "requirements.txt", "pyproject.toml", "plugins"):
+    for needed in ("scripts/setup.sh", "requirements.txt", "pyproject.toml", "setup.py", "plugins"):
         assert needed in copied, f"{image} does not COPY {needed}"
         assert (REPO / needed).exists()
     if image == "airflow":
