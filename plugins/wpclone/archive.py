@@ -63,9 +63,10 @@ from typing import IO, BinaryIO, Literal, cast
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
+from wpclone.errors import ArchiveError
 from wpclone.rewrite import mysql_decode
 from wpclone.sqlguard import Scanner, Token
-from wpclone.steps.common import StepError, sentence
+from wpclone.steps.common import sentence
 from wpclone.steps.content_tree import ContentWalk, LinkReport
 
 log = logging.getLogger(__name__)
@@ -80,10 +81,6 @@ GZIP_MAGIC = b"\x1f\x8b"
 ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
 ZIP_MAGICS = (b"PK\x03\x04", b"PK\x05\x06")
 MAX_LINK = 4095  # bytes of a symlink's target (PATH_MAX - 1)
-
-
-class ArchiveError(StepError):
-    """A backup that cannot be written or is refused; its message is one sentence naming the cause."""
 
 
 @dataclass(frozen=True)

@@ -5,7 +5,6 @@ Nothing here does I/O: the runtime object is built from the environment only, fo
 
 from __future__ import annotations
 
-import os
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -22,8 +21,9 @@ from wpclone.models import (
     CopyMode,
     WpcloneConfig,
 )
-from wpclone.runtimes import runtime_for, runtime_kind
+from wpclone.runtimes import runtime_for
 from wpclone.runtimes.base import Step
+from wpclone.settings import runtime_kind, task_retries
 
 TAGS = ["wpclone"]
 
@@ -32,7 +32,7 @@ def default_args() -> dict[str, Any]:
     return {
         "owner": "platform",
         # From the environment only (no I/O at parse time); tests set 0 to see a failure at once.
-        "retries": int(os.environ.get("WPCLONE_TASK_RETRIES", "2")),
+        "retries": task_retries(),
         "retry_delay": timedelta(seconds=10),
         "retry_exponential_backoff": True,
         "max_retry_delay": timedelta(minutes=5),

@@ -9,19 +9,16 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import sys
 from collections.abc import Sequence
 
+from wpclone.settings import heavy_slots
 from wpclone.tasks import HEAVY_POOL
 
 log = logging.getLogger(__name__)
 
-# Concurrent copies against the shared MySQL: each is a dump + load stream (~1 core of server CPU).
-DEFAULT_HEAVY_SLOTS = int(os.environ.get("WPCLONE_HEAVY_SLOTS", "4"))
 
-
-def ensure_pool(slots: int = DEFAULT_HEAVY_SLOTS) -> None:
+def ensure_pool(slots: int) -> None:
     """Create or resize the pool that bounds concurrent copy steps (needs Airflow's metadata database)."""
     from airflow.models.pool import Pool
 
@@ -36,10 +33,15 @@ def ensure_pool(slots: int = DEFAULT_HEAVY_SLOTS) -> None:
     log.info("pool %s has %d slots", HEAVY_POOL, slots)
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m wpclone.provision", description=__doc__)
-    parser.add_argument("--heavy-slots", type=int, default=DEFAULT_HEAVY_SLOTS)
-    args = parser.parse_args(argv)
+    # Concurrent copies against the shared MySQL: each is a dump + load stream (~1 core of server CPU).
+    parser.add_argument("--heavy-slots", type=int, default=heavy_slots())
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     try:
         ensure_pool(args.heavy_slots)

@@ -58,24 +58,17 @@ from typing import Any, Protocol
 
 from pydantic import BaseModel, ConfigDict
 
-from wpclone.db import ConfigError, DbEndpoint, check_identifier, quote_identifier
+from wpclone.db import DbEndpoint, check_identifier, quote_identifier
+from wpclone.errors import CloneTaken, RegistryError
 from wpclone.models import ClonePlan, CloneStatus, CopyMode, check_clone_id
+from wpclone.settings import DEFAULT_CONTROL_SCHEMA
 
 log = logging.getLogger(__name__)
 
-DEFAULT_SCHEMA = "wpclone_control"
 MIGRATION_LOCK_TIMEOUT_S = 60
 MAX_JOB_ID = 250  # Airflow's run_id limit
 MAX_URL = 255
 MAX_ERROR_CHARS = 8000
-
-
-class RegistryError(ConfigError):
-    """A registry operation was refused; its message is one sentence for the user."""
-
-
-class CloneTaken(RegistryError):
-    """Another job holds (or made) the clone id: the request must change, a retry cannot help."""
 
 
 class Cursor(Protocol):
@@ -312,7 +305,7 @@ def _migration_lock_name(schema: str) -> str:
 class Registry:
     """The clone registry in ``schema`` (default ``wpclone_control``) reached through ``connect``."""
 
-    def __init__(self, connect: ConnectionFactory, schema: str = DEFAULT_SCHEMA) -> None:
+    def __init__(self, connect: ConnectionFactory, schema: str = DEFAULT_CONTROL_SCHEMA) -> None:
         self._connect = connect
         self.schema = check_identifier(schema, "control schema name")
         self._clones = f"{quote_identifier(self.schema)}.`clones`"
@@ -320,7 +313,7 @@ class Registry:
         self._jobs = f"{quote_identifier(self.schema)}.`jobs`"
 
     @classmethod
-    def from_endpoint(cls, endpoint: DbEndpoint, schema: str = DEFAULT_SCHEMA) -> Registry:
+    def from_endpoint(cls, endpoint: DbEndpoint, schema: str = DEFAULT_CONTROL_SCHEMA) -> Registry:
         """A registry over PyMySQL connections to ``endpoint`` (local runtime, tests)."""
         return cls(endpoint.connect, schema)
 

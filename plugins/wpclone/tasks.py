@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import functools
 import logging
-import os
 import time
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, timedelta
@@ -17,7 +16,14 @@ from typing import Any, TypeVar, cast
 
 from pydantic import ValidationError
 
-from wpclone.db import DbEndpoint, driver_error_sentence
+from wpclone.db import DbEndpoint
+from wpclone.errors import (
+    BadRequest,
+    CloneBusy,
+    CloneNotFound,
+    StepFailed,
+    describe,
+)
 from wpclone.models import (
     ClonePlan,
     CloneRequest,
@@ -32,43 +38,23 @@ from wpclone.models import (
     is_clone_id,
     old_db_name,
     restore_db_name,
-    validation_sentence,
 )
 from wpclone.runtimes.base import Runtime
+from wpclone.settings import delete_wait, site_ready_timeout
 from wpclone.steps.copy_database import CONTENT_TABLES
 
 log = logging.getLogger(__name__)
 
 MYSQL_CONN_ID = "wpclone_mysql"  # the shared MySQL server: admin login, also home of the registry
 HEAVY_POOL = "wpclone_heavy"  # bounds concurrent copies against the shared MySQL
-SITE_READY_TIMEOUT_ENV = "WPCLONE_SITE_READY_TIMEOUT"  # seconds, default 300
 SITE_READY_POLL_S = 1.0
 ERROR_KEY = "error"
 
 F = TypeVar("F", bound=Callable[..., Any])
 
 
-class StepFailed(RuntimeError):
-    """A step failed; its message is the step's one sentence."""
-
-
-class BadRequest(ValueError):
-    """Input a user must fix; the job fails at once without retries."""
-
-
 def push_error(ti: Any, sentence: str) -> None:
     ti.xcom_push(key=ERROR_KEY, value=sentence)
-
-
-def describe(exc: BaseException) -> str:
-    """One sentence for a user, from any exception we raise or let through: a database driver's error
-    becomes a sentence too (:func:`wpclone.db.driver_error_sentence`), never its ``(code, "...")`` tuple."""
-    if isinstance(exc, ValidationError):
-        return validation_sentence(exc.errors())
-    if (said := driver_error_sentence(exc)) is not None:
-        return said
-    text = " ".join(str(exc).split()) or type(exc).__name__
-    return text if text.endswith(".") else text + "."
 
 
 def records_error(func: F) -> F:
@@ -107,9 +93,9 @@ def registry(pooled: bool = False) -> Any:
     ``pooled``, over connections kept open between calls (for a long-lived process: the API server)."""
     from airflow.providers.mysql.hooks.mysql import MySqlHook
 
-    from wpclone.config import control_schema
     from wpclone.db import ConnectionPool
     from wpclone.registry import Registry
+    from wpclone.settings import control_schema
 
     hook = MySqlHook(mysql_conn_id=MYSQL_CONN_ID)
     reg = Registry(ConnectionPool(hook.get_conn) if pooled else hook.get_conn, control_schema())
@@ -210,7 +196,7 @@ def validate_request(
 
 
 def reserve_clone(plan: Mapping[str, Any], job_id: str) -> None:
-    from wpclone.registry import CloneTaken
+    from wpclone.errors import CloneTaken
 
     try:
         registry().reserve(_plan(plan), job_id)
@@ -242,9 +228,10 @@ def await_site_ready(plan: Mapping[str, Any], timeout: float | None = None, *, p
     """Until the clone's site (or its restore preview) is deployed and serves a right WordPress site (front
     page and login form: wpclone.readiness); StepFailed with what it saw otherwise."""
     from wpclone.config import load_config
-    from wpclone.readiness import SiteNotReady, await_ready
+    from wpclone.errors import SiteNotReady
+    from wpclone.readiness import await_ready
 
-    timeout = timeout or float(os.environ.get(SITE_READY_TIMEOUT_ENV, "300"))
+    timeout = timeout or site_ready_timeout()
     p = _plan(plan)
     runtime = get_runtime(load_config())
     what = "the restored site's preview" if preview else "the clone's site"
@@ -363,16 +350,13 @@ def _remove_clone(runtime: Runtime, clone_id: str, db_name: str) -> list[str]:
 # -- wp_delete and wp_ttl_cleanup --------------------------------------------------------------------------
 
 
-DELETE_WAIT_ENV = "WPCLONE_DELETE_WAIT"  # seconds a delete waits for a cancelled clone job's rollback
-
-
 def validate_delete(params: Mapping[str, Any], timeout: float | None = None) -> list[str]:
     """The clone to delete. A clone still being made (its job cancelled by the jobs API's delete) is waited
     for until that job's rollback has released it."""
     request = DeleteRequest(clone_id=params.get("clone_id", ""))
     reg = registry()
     record = reg.get(request.clone_id)
-    deadline = time.monotonic() + (timeout or float(os.environ.get(DELETE_WAIT_ENV, "900")))
+    deadline = time.monotonic() + (timeout or delete_wait())
     while record is not None and record.lock_job_id and record.status in ("accepted", "provisioning"):
         if time.monotonic() > deadline:
             raise StepFailed(
@@ -493,14 +477,6 @@ def report_cleanup(expired: list[str], orphans: list[str] | None) -> dict[str, A
 # -- wp_backup and wp_restore ------------------------------------------------------------------------------
 
 
-class CloneNotFound(BadRequest):
-    """The clone a request names does not exist (the jobs API answers 404)."""
-
-
-class CloneBusy(BadRequest):
-    """The clone is not in a state the request needs, or another job works on it (the jobs API: 409)."""
-
-
 def ready_clone(clone_id: str, reg: Any = None) -> Any:
     """The registry row of a ready clone no other job works on; else CloneNotFound or CloneBusy."""
     record = (reg or registry()).get(clone_id)
@@ -565,7 +541,8 @@ def check_restore_request(params: Mapping[str, Any], reg: Any = None) -> tuple[R
     """The request and the clone's registry row; BadRequest with one sentence before anything is created
     (a clone that is not ready, a URL the policy refuses: checked before any byte is fetched)."""
     from wpclone.config import load_config
-    from wpclone.fetch import FetchError, check_url
+    from wpclone.errors import FetchError
+    from wpclone.fetch import check_url
     from wpclone.runparams import resolve
 
     request = RestoreRequest(
@@ -589,7 +566,7 @@ def _check_pod_file_url(url: str, roots: tuple[Path, ...]) -> None:
     mounts: here only its form is checked (the pod's fetch resolves it, symlinks included)."""
     from urllib.parse import unquote, urlsplit
 
-    from wpclone.fetch import FetchError
+    from wpclone.errors import FetchError
 
     parts = urlsplit(url)
     path = PurePosixPath(unquote(parts.path))
@@ -608,7 +585,7 @@ def validate_restore(params: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def lock_clone(plan: Mapping[str, Any], job_id: str) -> None:
-    from wpclone.registry import RegistryError
+    from wpclone.errors import RegistryError
 
     try:
         registry().lock(_plan(plan).clone_id, job_id)

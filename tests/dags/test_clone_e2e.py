@@ -342,11 +342,12 @@ def test_bad_requests_are_refused_by_the_first_task(
 ) -> None:
     """What the REST API could send past the form: the first task validates again, creates nothing."""
     from wpclone import tasks
+    from wpclone.errors import describe
 
     sites_before = sorted(p.name for p in stack.sites_dir.iterdir())
     with pytest.raises(Exception) as caught:
         tasks.validate_request({"source_url": source_site.url, **conf}, datetime.now(UTC))
-    assert tasks.describe(caught.value).startswith(sentence)
+    assert describe(caught.value).startswith(sentence)
     assert sorted(p.name for p in stack.sites_dir.iterdir()) == sites_before
 
 

@@ -157,8 +157,8 @@ def test_resume_after_interruption_converges(tree: Path, tmp_path: Path) -> None
 
 
 def test_source_changed_while_copying_is_detected(tree: Path, tmp_path: Path) -> None:
+    from wpclone.errors import StepError
     from wpclone.steps import copy_content as module
-    from wpclone.steps.common import StepError
 
     victim = tree / "uploads/empty.txt"
     st = os.stat(victim)

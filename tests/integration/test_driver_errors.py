@@ -1,6 +1,6 @@
 """Database errors reach users as sentences: real errors from the real MariaDB, through both drivers
 (PyMySQL: our own connections, the registry; MySQLdb: what Airflow's MySqlHook connects with), described
-by ``wpclone.tasks.describe``, the one place a task's failure becomes the job's sentence."""
+by ``wpclone.errors.describe``, the one place a task's failure becomes the job's sentence."""
 
 from __future__ import annotations
 
@@ -12,10 +12,11 @@ import pymysql
 import pytest
 
 from wpclone.db import DbEndpoint
+from wpclone.errors import describe
 from wpclone.local.mariadb import LOCAL_USER_HOST
 from wpclone.mysql_admin import create_database_and_user, drop_database_and_user
 from wpclone.registry import Registry
-from wpclone.tasks import _first_administrator, describe
+from wpclone.tasks import _first_administrator
 
 pytestmark = pytest.mark.integration
 

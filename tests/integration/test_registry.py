@@ -16,9 +16,10 @@ from typing import Any, cast
 import MySQLdb
 import pytest
 
-from wpclone.db import ConfigError, DbEndpoint, quote_identifier
+from wpclone.db import DbEndpoint, quote_identifier
+from wpclone.errors import CloneTaken, ConfigError, RegistryError
 from wpclone.models import ClonePlan, CloneStatus, CopyMode, SourceConfig, clone_db_name
-from wpclone.registry import MIGRATIONS, CloneRecord, CloneTaken, Connection, Registry, RegistryError
+from wpclone.registry import MIGRATIONS, CloneRecord, Connection, Registry
 
 pytestmark = pytest.mark.integration
 

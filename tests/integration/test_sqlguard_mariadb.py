@@ -13,10 +13,11 @@ import pytest
 
 from wpclone.archive import read_site
 from wpclone.db import DbEndpoint
+from wpclone.errors import SqlRefused
 from wpclone.local.mariadb import LOCAL_USER_HOST
 from wpclone.local.sitehost import SiteConfig
 from wpclone.mysql_admin import create_database_and_user, drop_database_and_user
-from wpclone.sqlguard import SqlRefused, guard
+from wpclone.sqlguard import guard
 from wpclone.steps.copy_database import dump_command, load_command
 
 pytestmark = pytest.mark.integration

@@ -19,18 +19,8 @@ from pathlib import Path
 import pytest
 import zstandard
 
-from wpclone.archive import (
-    ArchiveError,
-    Backup,
-    Limits,
-    Manifest,
-    content_digest,
-    open_backup,
-    read_site,
-    write_backup,
-)
-from wpclone.sqlguard import SqlRefused
-from wpclone.steps.common import StepError
+from wpclone.archive import Backup, Limits, Manifest, content_digest, open_backup, read_site, write_backup
+from wpclone.errors import ArchiveError, SqlRefused, StepError
 
 URL = "https://blog.example.com"
 DUMP = (

@@ -17,7 +17,7 @@ from tests.unit.test_k8s_pod import (  # k8s_dags: a fixture, resolved by name i
     k8s_dags,  # noqa: F401
 )
 from wpclone.archive import write_backup
-from wpclone.db import ConfigError
+from wpclone.errors import ConfigError, StepError
 from wpclone.local.settings import StackSettings
 from wpclone.models import BackupConfig, ClonePlan, CopyMode, SourceConfig, WpcloneConfig
 from wpclone.runtimes.local import LocalRuntime
@@ -30,7 +30,6 @@ from wpclone.steps.backup import (
     retention_env,
     retention_from_env,
 )
-from wpclone.steps.common import StepError
 from wpclone.steps.copy_database import _StderrDrain
 
 CLONE = "qa-1"

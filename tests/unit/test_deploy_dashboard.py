@@ -22,7 +22,7 @@ from typing import Any
 import yaml
 
 from tests.unit.test_deploy_logging import parse_logfmt
-from wpclone.registry import DEFAULT_SCHEMA
+from wpclone.settings import DEFAULT_CONTROL_SCHEMA as DEFAULT_SCHEMA
 from wpclone.steps.common import LogfmtFormatter
 
 REPO = Path(__file__).resolve().parents[2]

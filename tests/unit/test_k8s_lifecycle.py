@@ -32,8 +32,9 @@ import kmock as km
 import pytest
 
 from tests.unit.test_k8s_manifests import MU_PLUGIN, make_plan, make_source
+from wpclone.errors import ContentError, KubernetesError
 from wpclone.k8s import content, manifests
-from wpclone.k8s.apply import API_PERMISSIONS, KubernetesError
+from wpclone.k8s.apply import API_PERMISSIONS
 from wpclone.k8s.pod import StepPodOperator
 from wpclone.k8s.settings import KubernetesSettings
 from wpclone.models import RuntimeKind, WpcloneConfig
@@ -154,7 +155,7 @@ async def kubelet(
                     local = claim
                 try:
                     code, message = 0, json.dumps(content.run(action, local))
-                except content.ContentError as exc:
+                except ContentError as exc:
                     code, message = 1, f"error: {exc}"
                 ran.append(dict(obj))
                 terminated = {"exitCode": code, "message": message}

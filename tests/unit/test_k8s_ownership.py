@@ -29,11 +29,11 @@ from tests.unit.test_k8s_lifecycle import (  # fixtures: pytest resolves them by
     runtime,  # noqa: F401
 )
 from tests.unit.test_k8s_manifests import MU_PLUGIN, make_plan, make_source
+from wpclone.errors import CloneNameTaken, ForeignObject
 from wpclone.k8s import manifests
-from wpclone.k8s.apply import ForeignObject
 from wpclone.k8s.settings import KubernetesSettings
 from wpclone.models import RuntimeKind, WpcloneConfig
-from wpclone.runtimes.base import CLONE_ID_LABEL, MANAGED_BY_LABEL, CloneNameTaken
+from wpclone.runtimes.base import CLONE_ID_LABEL, MANAGED_BY_LABEL
 from wpclone.runtimes.kubernetes import KubernetesRuntime, new_clone_secrets
 
 CLONE = "shop-abc123"

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from wpclone.fetch import FetchError
+from wpclone.errors import FetchError
 from wpclone.tasks import _check_pod_file_url
 
 ROOTS = (Path("/backups"),)

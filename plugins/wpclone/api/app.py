@@ -24,10 +24,11 @@ from sqlalchemy.orm import Session
 
 from wpclone import jobs, runparams, tasks
 from wpclone.api.dispatch import Dispatcher, airflow_trigger, is_stale
+from wpclone.errors import BadRequest, CloneBusy, CloneNotFound, CloneTaken, describe, validation_sentence
 from wpclone.fetch import redact
 from wpclone.jobs import JobResponse, JobStatusResponse, JobType
-from wpclone.models import BackupUrl, CloneId, ClonePlan, CloneRequest, CloneStatus, validation_sentence
-from wpclone.registry import CloneRecord, CloneTaken, Registry
+from wpclone.models import BackupUrl, CloneId, ClonePlan, CloneRequest, CloneStatus
+from wpclone.registry import CloneRecord, Registry
 
 log = logging.getLogger(__name__)
 
@@ -75,11 +76,11 @@ def _refuse(exc: Exception) -> HTTPException:
     """A request we will not carry out, with the check's sentence: 404 for a clone that does not exist,
     409 for one that is busy or not ready, else 422."""
     code = status.HTTP_422_UNPROCESSABLE_ENTITY
-    if isinstance(exc, tasks.CloneNotFound):
+    if isinstance(exc, CloneNotFound):
         code = status.HTTP_404_NOT_FOUND
-    elif isinstance(exc, tasks.CloneBusy):
+    elif isinstance(exc, CloneBusy):
         code = status.HTTP_409_CONFLICT
-    return HTTPException(code, tasks.describe(exc))
+    return HTTPException(code, describe(exc))
 
 
 def _status_url(request: Request, job_id: str) -> str:
@@ -247,7 +248,7 @@ def _add_job_routes(app: FastAPI) -> None:
             checked, source, clone_id, runtime = tasks.check_clone_request(
                 body.model_dump(mode="json"), _registry()
             )
-        except (tasks.BadRequest, ValidationError) as exc:
+        except (BadRequest, ValidationError) as exc:
             raise _refuse(exc) from exc
         conf = {**checked.model_dump(mode="json"), "clone_id": clone_id}
         plan = tasks.clone_plan(checked, source, clone_id, runtime, datetime.now(UTC))
@@ -288,7 +289,7 @@ def _add_job_routes(app: FastAPI) -> None:
         authorize(user, "POST", jobs.DAG_OF_TYPE[JobType.BACKUP])
         try:
             tasks.ready_clone(clone_id, _registry())
-        except tasks.BadRequest as exc:
+        except BadRequest as exc:
             raise _refuse(exc) from exc
         return _start_job(request, user, JobType.BACKUP, {"clone_id": clone_id})
 
@@ -305,7 +306,7 @@ def _add_job_routes(app: FastAPI) -> None:
         conf = {"clone_id": clone_id, "source_backup_url": body.source_backup_url}
         try:
             tasks.check_restore_request(conf, _registry())
-        except (tasks.BadRequest, ValidationError) as exc:
+        except (BadRequest, ValidationError) as exc:
             raise _refuse(exc) from exc
         # A presigned URL's token never reaches the run's conf, which every viewer of the DAG can read.
         job_id = jobs.new_job_id(JobType.RESTORE)

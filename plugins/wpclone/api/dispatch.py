@@ -122,7 +122,7 @@ class Dispatcher:
 
     def dispatch(self, job: JobRecord) -> str | None:
         """Create ``job``'s run and record that; returns the error sentence if it cannot be created."""
-        from wpclone.tasks import describe
+        from wpclone.errors import describe
 
         current = self._registry().get_job(job.job_id)
         if current is not None and (current.error or current.triggered_at):  # cancelled, or started

@@ -34,6 +34,7 @@ from dataclasses import dataclass
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
+from wpclone.errors import ForeignObject, KubernetesError
 from wpclone.runtimes.base import CLONE_ID_LABEL, MANAGED_BY, MANAGED_BY_LABEL
 
 if TYPE_CHECKING:
@@ -93,14 +94,6 @@ API_PERMISSIONS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
 
 
 WRITE_ATTEMPTS = 3  # an object deleted or replaced between our read and our write is looked at again
-
-
-class KubernetesError(RuntimeError):
-    """A Kubernetes API call failed; the message is one sentence without secret values."""
-
-
-class ForeignObject(KubernetesError):
-    """An object under a clone's name is not that clone's: wpclone will not write or delete it."""
 
 
 def owner_labels(clone_id: str) -> dict[str, str]:

@@ -37,6 +37,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from wpclone.errors import ContentError
+
 LIVE = "wp-content"  # the site Deployment's subPath (wpclone.k8s.manifests.CONTENT_SUBPATH)
 STAGED = LIVE + ".restore-new"  # wpclone.steps.backup.STAGED_SUFFIX
 ASIDE = LIVE + ".restore-old"  # wpclone.runtimes.local.ASIDE_SUFFIX
@@ -44,10 +46,6 @@ WORK = ".restore-work"  # wpclone.steps.backup.WORK_DIR_NAME
 TRASH = ".restore-trash"
 ACTIONS = ("switch", "switch-back", "discard", "inspect", "purge")
 TERMINATION_LOG = "/dev/termination-log"
-
-
-class ContentError(RuntimeError):
-    """The switch cannot be made; the message is one sentence."""
 
 
 def revision(root: Path, name: str = LIVE) -> str:

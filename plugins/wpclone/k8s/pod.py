@@ -393,7 +393,8 @@ class StepPodOperator(KubernetesPodOperator):
             return
         import base64
 
-        from wpclone.k8s.apply import ClusterClient, KubernetesError
+        from wpclone.errors import KubernetesError
+        from wpclone.k8s.apply import ClusterClient
 
         params = context["params"]
         data = {

@@ -14,7 +14,7 @@ from pathlib import Path
 import pymysql
 
 from wpclone.config import local_sources
-from wpclone.db import ConfigError
+from wpclone.errors import ConfigError
 from wpclone.local.airflow import LocalAirflow
 from wpclone.local.mariadb import ADMIN_USER, LocalMariaDB
 from wpclone.local.seed import DEFAULT_POSTS, database_size, seed_source

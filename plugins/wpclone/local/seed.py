@@ -29,7 +29,8 @@ from typing import Any
 
 from pymysql.converters import escape_string
 
-from wpclone.db import ConfigError, DbEndpoint, quote_identifier
+from wpclone.db import DbEndpoint, quote_identifier
+from wpclone.errors import ConfigError
 from wpclone.local.mariadb import LOCAL_USER_HOST, LocalMariaDB
 from wpclone.local.settings import StackSettings
 from wpclone.local.sitehost import (

@@ -29,7 +29,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from wpclone.db import ConfigError, check_identifier
+from wpclone.db import check_identifier
+from wpclone.errors import ConfigError
 from wpclone.local.procs import kill_group, pid_from_file
 from wpclone.local.settings import StackSettings
 from wpclone.models import WORDPRESS_SALT_NAMES

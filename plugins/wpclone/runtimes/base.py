@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from wpclone.errors import CloneNameTaken
 from wpclone.models import ClonePlan, RuntimeKind, SourceConfig, WpcloneConfig, check_clone_id
 from wpclone.readiness import Fetch
 
@@ -27,10 +28,6 @@ CLONE_ID_LABEL = "wpclone.io/clone-id"
 EXPIRES_AT_ANNOTATION = "wpclone.io/expires-at"
 
 STEP_COMMAND = ("python", "-m", "wpclone.steps")
-
-
-class CloneNameTaken(ValueError):
-    """A clone id would name something that is not that clone's; the message is one sentence."""
 
 
 @dataclass(frozen=True)

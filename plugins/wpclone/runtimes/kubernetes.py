@@ -39,16 +39,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
+from wpclone.errors import CloneNameTaken, ForeignObject, KubernetesError
 from wpclone.k8s import manifests
-from wpclone.k8s.apply import (
-    DELETE_ORDER,
-    ClusterClient,
-    ForeignObject,
-    KubernetesError,
-    foreign_sentence,
-    has_labels,
-    owner_labels,
-)
+from wpclone.k8s.apply import DELETE_ORDER, ClusterClient, foreign_sentence, has_labels, owner_labels
 from wpclone.k8s.settings import KubernetesSettings
 from wpclone.models import (
     WORDPRESS_SALT_NAMES,
@@ -60,7 +53,7 @@ from wpclone.models import (
     is_clone_id,
 )
 from wpclone.readiness import Fetch, http_fetcher
-from wpclone.runtimes.base import CLONE_ID_LABEL, CloneNameTaken, CloneSecrets, Runtime, Step
+from wpclone.runtimes.base import CLONE_ID_LABEL, CloneSecrets, Runtime, Step
 from wpclone.steps.common import sentence
 
 if TYPE_CHECKING:

@@ -381,7 +381,8 @@ def run_local_step(
     on failure its one-sentence error is pushed as XCom ``error`` and the task fails with it.
     """
     from wpclone.config import load_config
-    from wpclone.tasks import StepFailed, push_error
+    from wpclone.errors import StepFailed
+    from wpclone.tasks import push_error
 
     ti = context["ti"]
     plan = ClonePlan.model_validate(ti.xcom_pull(task_ids=plan_xcom))

@@ -26,7 +26,8 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
-from wpclone.db import ConfigError, check_identifier, quote_identifier
+from wpclone.db import check_identifier, quote_identifier
+from wpclone.errors import ConfigError
 from wpclone.php import phpass_hash
 
 log = logging.getLogger(__name__)

@@ -9,8 +9,8 @@ import sys
 from collections.abc import Sequence
 from typing import NoReturn
 
-from wpclone.db import ConfigError, driver_error_sentence
-from wpclone.steps.common import StepError, die_with_parent, emit_result, sentence, setup_logging
+from wpclone.errors import ConfigError, StepError, driver_error_sentence
+from wpclone.steps.common import die_with_parent, emit_result, sentence, setup_logging
 
 log = logging.getLogger("wpclone.steps")
 JSON_HELP = "accepted for clarity; the JSON result is always the last stdout line"

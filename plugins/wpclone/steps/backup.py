@@ -36,9 +36,10 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import IO, Any, BinaryIO, cast
 
-from wpclone.db import ConfigError, DbEndpoint
+from wpclone.db import DbEndpoint
+from wpclone.errors import ConfigError, StepError
 from wpclone.models import CLONE_ID_RE, BackupConfig
-from wpclone.steps.common import StepError, mb_per_s, sentence
+from wpclone.steps.common import mb_per_s, sentence
 from wpclone.steps.content_tree import link_roots_from_env
 
 log = logging.getLogger(__name__)

@@ -35,10 +35,6 @@ def die_with_parent() -> None:
         os._exit(1)
 
 
-class StepError(RuntimeError):
-    """An expected failure: its message is one clear sentence and is shown without a traceback."""
-
-
 # Set by both runtimes for every step (local: the step's environment; kubernetes: the pod's env): the job
 # (the DAG run id) and the clone it works on. Every log line carries them, so Loki and Tempo correlate by job.
 JOB_ID_ENV = "WPCLONE_JOB_ID"

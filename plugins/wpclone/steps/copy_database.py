@@ -41,11 +41,12 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import IO, Any
 
-from wpclone.db import ConfigError, DbEndpoint, check_identifier, quote_identifier
+from wpclone.db import DbEndpoint, check_identifier, quote_identifier
+from wpclone.errors import ConfigError, LoadError, StepError
 from wpclone.metrics import peak_rss_kib
 from wpclone.rewrite import FORMS, Form, Rewriter, RewriteStats, is_origin, json_escaped, replacement_table
-from wpclone.steps.common import StepError, mb_per_s, scrub, sentence
-from wpclone.steps.fanout import FanOutLoader, LoadError, has_delimiter_objects
+from wpclone.steps.common import mb_per_s, scrub, sentence
+from wpclone.steps.fanout import FanOutLoader, has_delimiter_objects
 
 log = logging.getLogger(__name__)
 

@@ -28,6 +28,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from wpclone.db import DbEndpoint
+from wpclone.errors import LoadError
 
 log = logging.getLogger(__name__)
 
@@ -35,10 +36,6 @@ QUEUE_DEPTH = 4
 SESSION_PREFIXES = (b"SET ", b"/*!40101 SET ", b"/*!40103 SET ", b"/*!40014 SET ", b"/*!40111 SET ")
 _STOP = object()
 _BARRIER = object()
-
-
-class LoadError(RuntimeError):
-    """A statement failed on the target; the message is the server's."""
 
 
 class _Loader(threading.Thread):
