@@ -14,7 +14,7 @@ from wpclone.local.mariadb import LOCAL_USER_HOST
 from wpclone.local.settings import StackSettings
 from wpclone.local.sitehost import SiteConfig
 from wpclone.models import clone_db_name
-from wpclone.mysql_admin import drop_database_and_user
+from wpclone.mysql_admin import MySqlAdmin
 from wpclone.registry import Registry
 
 SCHEMA = "wpclone_control_test"
@@ -64,8 +64,10 @@ def airflow_env(
     for clone_id in TEST_CLONE_IDS:
         runtime.delete_clone_objects(clone_id)
         name = clone_db_name(clone_id)
-        drop_database_and_user(admin_db, name, name, user_host=LOCAL_USER_HOST)
-    drop_database_and_user(admin_db, "wpc_taken_one", "wpc_taken_one", user_host=LOCAL_USER_HOST)
+        MySqlAdmin.from_endpoint(admin_db).drop_database_and_user(name, name, user_host=LOCAL_USER_HOST)
+    MySqlAdmin.from_endpoint(admin_db).drop_database_and_user(
+        "wpc_taken_one", "wpc_taken_one", user_host=LOCAL_USER_HOST
+    )
     yield env
     for key, value in saved.items():
         if value is None:

@@ -40,7 +40,7 @@ from wpclone.local.mariadb import LOCAL_USER_HOST
 from wpclone.local.settings import StackSettings, free_port
 from wpclone.local.sitehost import SiteConfig, SiteHost, load_site, site_dir
 from wpclone.models import CloneStatus
-from wpclone.mysql_admin import create_database_and_user, drop_database_and_user
+from wpclone.mysql_admin import MySqlAdmin
 from wpclone.registry import Registry
 
 pytestmark = pytest.mark.integration
@@ -215,10 +215,14 @@ def test_ttl_cleanup_deletes_exactly_the_expired_clones_and_orphans(
             (datetime.now(UTC).replace(tzinfo=None) - timedelta(minutes=1),),
         )
     # Orphans: a database and user with our prefix, and a clone's secret file, with no registry row.
-    create_database_and_user(admin_db, "wpc_orphan_db", "wpc_orphan_db", "x" * 20, user_host=LOCAL_USER_HOST)
+    MySqlAdmin.from_endpoint(admin_db).create_database_and_user(
+        "wpc_orphan_db", "wpc_orphan_db", "x" * 20, user_host=LOCAL_USER_HOST
+    )
     stack.secret("clone-orphan-files-db-password")
     unrelated = "wp_not_ours"
-    create_database_and_user(admin_db, unrelated, unrelated, "y" * 20, user_host=LOCAL_USER_HOST)
+    MySqlAdmin.from_endpoint(admin_db).create_database_and_user(
+        unrelated, unrelated, "y" * 20, user_host=LOCAL_USER_HOST
+    )
     try:
         dagrun = run(dags, "wp_ttl_cleanup", {})
         assert str(dagrun.state) == "success", states(dagrun)
@@ -237,7 +241,9 @@ def test_ttl_cleanup_deletes_exactly_the_expired_clones_and_orphans(
             cur.execute("SELECT 1 FROM information_schema.schemata WHERE schema_name = %s", (unrelated,))
             assert cur.fetchone(), "the sweep removed a database that is not ours"
     finally:
-        drop_database_and_user(admin_db, unrelated, unrelated, user_host=LOCAL_USER_HOST)
+        MySqlAdmin.from_endpoint(admin_db).drop_database_and_user(
+            unrelated, unrelated, user_host=LOCAL_USER_HOST
+        )
         assert str(run(dags, "wp_delete", {"clone_id": "ttl-live"}).state) == "success"
 
 
@@ -306,7 +312,9 @@ def test_site_never_ready_rolls_back_everything(
 def test_taken_database_name_is_refused_and_left_intact(
     dags: Any, source_site: SiteConfig, registry: Registry, admin_db: DbEndpoint, stack: StackSettings
 ) -> None:
-    create_database_and_user(admin_db, "wpc_taken_one", "wpc_taken_one", "z" * 20, user_host=LOCAL_USER_HOST)
+    MySqlAdmin.from_endpoint(admin_db).create_database_and_user(
+        "wpc_taken_one", "wpc_taken_one", "z" * 20, user_host=LOCAL_USER_HOST
+    )
     with admin_db.with_database("wpc_taken_one").connect() as conn, conn.cursor() as cur:
         cur.execute("CREATE TABLE keep (v TEXT)")
         cur.execute("INSERT INTO keep VALUES ('precious')")
@@ -322,7 +330,9 @@ def test_taken_database_name_is_refused_and_left_intact(
             cur.execute("SELECT v FROM keep")
             assert cur.fetchall() == (("precious",),)
     finally:
-        drop_database_and_user(admin_db, "wpc_taken_one", "wpc_taken_one", user_host=LOCAL_USER_HOST)
+        MySqlAdmin.from_endpoint(admin_db).drop_database_and_user(
+            "wpc_taken_one", "wpc_taken_one", user_host=LOCAL_USER_HOST
+        )
 
 
 @pytest.mark.parametrize(
@@ -341,12 +351,13 @@ def test_bad_requests_are_refused_by_the_first_task(
     dags: Any, source_site: SiteConfig, stack: StackSettings, conf: dict[str, Any], sentence: str
 ) -> None:
     """What the REST API could send past the form: the first task validates again, creates nothing."""
-    from wpclone import tasks
+    from wpclone.airflow.services import services
     from wpclone.errors import describe
+    from wpclone.services.clone import validate_request
 
     sites_before = sorted(p.name for p in stack.sites_dir.iterdir())
     with pytest.raises(Exception) as caught:
-        tasks.validate_request({"source_url": source_site.url, **conf}, datetime.now(UTC))
+        validate_request(services(), {"source_url": source_site.url, **conf}, datetime.now(UTC))
     assert describe(caught.value).startswith(sentence)
     assert sorted(p.name for p in stack.sites_dir.iterdir()) == sites_before
 

@@ -216,7 +216,8 @@ def test_a_url_outside_the_policy_is_refused_before_anything_happens(
 def test_the_orphan_sweep_drops_restore_databases_no_job_holds(
     restored: dict[str, Any], registry: Registry, admin_db: DbEndpoint
 ) -> None:
-    from wpclone import tasks
+    from wpclone.airflow.services import services
+    from wpclone.services.cleanup import sweep_orphans
 
     planted = ("wpr_rt_bravo", "wpo_rt_bravo", "wpr_gone_clone")
     with admin_db.connect() as conn, conn.cursor() as cur:
@@ -224,11 +225,11 @@ def test_the_orphan_sweep_drops_restore_databases_no_job_holds(
             cur.execute(f"CREATE DATABASE `{name}`")
     registry.lock(B, "a-restore-job")  # while a job holds the clone, its restore databases are its own
     try:
-        tasks.sweep_orphans()
+        sweep_orphans(services())
         assert _schemas(admin_db, planted) == ["wpo_rt_bravo", "wpr_rt_bravo"]
     finally:
         registry.unlock(B, "a-restore-job")
-    tasks.sweep_orphans()
+    sweep_orphans(services())
     assert _schemas(admin_db, planted) == []
     assert registry.get(B) is not None and _served(restored["site"])[1] == FILE_BODY  # the clone untouched
 

@@ -29,7 +29,7 @@ from wpclone.local.sitehost import (
     unregister_site,
 )
 from wpclone.models import RuntimeKind, WpcloneConfig
-from wpclone.mysql_admin import create_database_and_user, drop_database_and_user
+from wpclone.mysql_admin import MySqlAdmin
 from wpclone.runtimes.local import LocalRuntime
 from wpclone.steps.content_tree import LINK_ROOTS_ENV
 from wpclone.steps.copy_content import TEMP_SUFFIX, copy_content
@@ -525,7 +525,9 @@ def test_a_copied_site_whose_parent_theme_is_a_link_renders_with_it(
     site = dataclasses.replace(
         source_site, name=LINKED_SITE, url=url, db_name=database, db_user=user, db_password_file=password_file
     )
-    create_database_and_user(admin_db, database, user, site.db_password(), user_host=LOCAL_USER_HOST)
+    MySqlAdmin.from_endpoint(admin_db).create_database_and_user(
+        database, user, site.db_password(), user_host=LOCAL_USER_HOST
+    )
     try:
         target = DbEndpoint(site.db_host, site.db_port, user, site.db_password(), database)
         source = admin_db.with_database(source_site.db_name)
@@ -562,5 +564,5 @@ def test_a_copied_site_whose_parent_theme_is_a_link_renders_with_it(
             assert response.status == 200 and b"Theme Name: Twenty Twenty-One" in response.read()
     finally:
         unregister_site(stack, LINKED_SITE)
-        drop_database_and_user(admin_db, database, user, user_host=LOCAL_USER_HOST)
+        MySqlAdmin.from_endpoint(admin_db).drop_database_and_user(database, user, user_host=LOCAL_USER_HOST)
         password_file.unlink(missing_ok=True)

@@ -126,7 +126,7 @@ def test_a_misspelt_metric_would_be_caught() -> None:
 
 
 def test_the_dag_and_task_ids_the_queries_filter_on_are_ours() -> None:
-    from wpclone.builders import build_clone_dag, build_delete_dag, build_ttl_cleanup_dag
+    from wpclone.airflow.builders import build_clone_dag, build_delete_dag, build_ttl_cleanup_dag
 
     dags = [build_clone_dag(), build_delete_dag(), build_ttl_cleanup_dag()]
     dag_ids = {dag.dag_id for dag in dags}
@@ -142,7 +142,7 @@ def test_the_dag_and_task_ids_the_queries_filter_on_are_ours() -> None:
                     assert len(dag_roots & matched["task_id"]) == 1, (dag_id, dag_roots)
                 assert matched["task_id"] <= set().union(*roots.values())
             if "pool_name" in matched:
-                from wpclone.tasks import HEAVY_POOL
+                from wpclone.airflow.builders import HEAVY_POOL
 
                 assert matched["pool_name"] == {HEAVY_POOL}
 

@@ -227,7 +227,10 @@ def _normalise(distribution: str) -> str:
 def test_the_toolbox_set_installs_every_module_the_pods_import() -> None:
     modules, third_party = toolbox_import_graph()
     assert {"wpclone.steps.backup", "wpclone.fetch", "wpclone.archive", "wpclone.k8s.content"} <= modules
-    assert not any(m.startswith(("wpclone.tasks", "wpclone.k8s.pod", "wpclone.runtimes")) for m in modules)
+    assert not any(
+        m.startswith(("wpclone.services", "wpclone.airflow", "wpclone.k8s.pod", "wpclone.runtimes"))
+        for m in modules
+    )
     assert {"pymysql", "httpx", "zstandard", "pydantic"} <= set(third_party), third_party
     assert "airflow" not in third_party and "kubernetes" not in third_party, third_party
     distributions = importlib.metadata.packages_distributions()

@@ -22,6 +22,8 @@ import pytest
 import yaml
 
 from tests.unit.test_k8s_manifests import K8S_VERSIONS
+from wpclone.airflow.builders import HEAVY_POOL
+from wpclone.airflow.services import MYSQL_CONN_ID
 from wpclone.config import parse_config
 from wpclone.k8s.settings import KubernetesSettings
 from wpclone.models import RuntimeKind
@@ -29,7 +31,6 @@ from wpclone.settings import CONFIG as CONFIG_ENV
 from wpclone.settings import K8S_OVERRIDES as ENV_OVERRIDES
 from wpclone.settings import K8S_PREFIX as ENV_PREFIX
 from wpclone.settings import RUNTIME as RUNTIME_ENV
-from wpclone.tasks import HEAVY_POOL, MYSQL_CONN_ID
 
 REPO = Path(__file__).resolve().parents[2]
 VALUES = REPO / "helm-values" / "airflow.yaml"

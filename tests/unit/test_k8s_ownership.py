@@ -325,7 +325,7 @@ def test_only_our_short_lived_pods_mount_the_backups_claim(monkeypatch: pytest.M
     from kubernetes.client import ApiClient
 
     from tests.unit.test_k8s_pod import FakeTI, k8s_config_json
-    from wpclone import builders
+    from wpclone.airflow import builders
     from wpclone.k8s.pod import StepPodOperator
 
     settings = KubernetesSettings()

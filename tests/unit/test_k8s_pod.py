@@ -420,7 +420,7 @@ def k8s_config_json(**backups: Any) -> str:
 @pytest.fixture
 def k8s_dags(monkeypatch: pytest.MonkeyPatch) -> dict[str, DAG]:
     """wp_backup and wp_restore as the DAG files build them, for the kubernetes runtime."""
-    from wpclone import builders
+    from wpclone.airflow import builders
 
     monkeypatch.setenv("WPCLONE_RUNTIME", "kubernetes")
     monkeypatch.delenv("WPCLONE_CONFIG", raising=False)
@@ -495,7 +495,7 @@ def test_copy_steps_do_not_mount_the_backups(runtime: KubernetesRuntime) -> None
 
 
 def test_the_load_step_logs_in_to_the_fresh_database_with_the_restore_login(k8s_dags: dict[str, DAG]) -> None:
-    from wpclone.tasks import restore_db_name
+    from wpclone.models import restore_db_name
 
     _, _, pod = build_task(k8s_dags["wp_restore"], "load_backup")
     env = container_env(pod)
@@ -558,10 +558,10 @@ def test_the_fetch_policy_is_the_configuration_at_task_time(
     # The step reads it back as the same policy.
     monkeypatch.setenv("WPCLONE_FETCH_POLICY", container_env(pod)["WPCLONE_FETCH_POLICY"]["value"])
     from wpclone.config import load_config
+    from wpclone.runtimes import runtime_for
     from wpclone.steps.backup import fetch_policy_from_env
-    from wpclone.tasks import fetch_policy, get_runtime
 
-    assert fetch_policy_from_env() == fetch_policy(get_runtime(load_config()))
+    assert fetch_policy_from_env() == runtime_for(load_config()).fetch_policy()
     # The backup step needs no fetch policy.
     _, _, backup = build_task(k8s_dags["wp_restore"], "backup_clone")
     assert "WPCLONE_FETCH_POLICY" not in container_env(backup)

@@ -22,13 +22,17 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, ValidationError
 from sqlalchemy.orm import Session
 
-from wpclone import jobs, runparams, tasks
+from wpclone import jobs
+from wpclone.airflow import runparams
+from wpclone.airflow.services import registry, services
 from wpclone.api.dispatch import Dispatcher, airflow_trigger, is_stale
 from wpclone.errors import BadRequest, CloneBusy, CloneNotFound, CloneTaken, describe, validation_sentence
 from wpclone.fetch import redact
 from wpclone.jobs import JobResponse, JobStatusResponse, JobType
 from wpclone.models import BackupUrl, CloneId, ClonePlan, CloneRequest, CloneStatus
 from wpclone.registry import CloneRecord, Registry
+from wpclone.services import clone, restore
+from wpclone.services.common import Services
 
 log = logging.getLogger(__name__)
 
@@ -169,18 +173,20 @@ def _accepted_job(
 
 @functools.cache
 def _registry() -> Registry:
-    """The registry, migrated once per API server process (a migration serialises on a MySQL lock), over
-    pooled connections (a connection per call would cost each request ~1 ms of handshake, three times)."""
-    reg: Registry = tasks.registry(pooled=True)
-    return reg
+    """The registry, its schema checked once per API server process, over pooled connections (a connection
+    per call would cost each request ~1 ms of handshake, three times)."""
+    return registry(pooled=True)
+
+
+def _services() -> Services:
+    """A request's services: the process's registry, the configuration (and its runtime) as it is now."""
+    return services(_registry())
 
 
 def _warm_up() -> None:
     from wpclone.api.runs import warm_up
-    from wpclone.config import load_config
 
-    _registry()
-    tasks.get_runtime(load_config())
+    _services()
     warm_up(jobs.TYPE_OF_DAG)
 
 
@@ -245,13 +251,12 @@ def _add_job_routes(app: FastAPI) -> None:
     def create_clone(body: CloneRequest, request: Request, user: UserDep, _busy: AcceptingDep) -> JobResponse:
         authorize(user, "POST", jobs.DAG_OF_TYPE[JobType.CLONE])
         try:
-            checked, source, clone_id, runtime = tasks.check_clone_request(
-                body.model_dump(mode="json"), _registry()
-            )
+            svc = _services()
+            checked, source, clone_id = clone.check_clone_request(svc, body.model_dump(mode="json"))
         except (BadRequest, ValidationError) as exc:
             raise _refuse(exc) from exc
         conf = {**checked.model_dump(mode="json"), "clone_id": clone_id}
-        plan = tasks.clone_plan(checked, source, clone_id, runtime, datetime.now(UTC))
+        plan = clone.clone_plan(svc, checked, source, clone_id, datetime.now(UTC))
         return _start_job(request, user, JobType.CLONE, conf, plan=plan)
 
     @_starts_job(
@@ -288,7 +293,7 @@ def _add_job_routes(app: FastAPI) -> None:
     def backup_clone(clone_id: CloneId, request: Request, user: UserDep, _busy: AcceptingDep) -> JobResponse:
         authorize(user, "POST", jobs.DAG_OF_TYPE[JobType.BACKUP])
         try:
-            tasks.ready_clone(clone_id, _registry())
+            restore.ready_clone(_services(), clone_id)
         except BadRequest as exc:
             raise _refuse(exc) from exc
         return _start_job(request, user, JobType.BACKUP, {"clone_id": clone_id})
@@ -305,7 +310,7 @@ def _add_job_routes(app: FastAPI) -> None:
         authorize(user, "POST", jobs.DAG_OF_TYPE[JobType.RESTORE])
         conf = {"clone_id": clone_id, "source_backup_url": body.source_backup_url}
         try:
-            tasks.check_restore_request(conf, _registry())
+            restore.check_restore_request(_services(), clone_id, body.source_backup_url)
         except (BadRequest, ValidationError) as exc:
             raise _refuse(exc) from exc
         # A presigned URL's token never reaches the run's conf, which every viewer of the DAG can read.

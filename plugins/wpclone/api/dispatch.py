@@ -26,7 +26,7 @@ from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from wpclone import runparams
+from wpclone.airflow import runparams
 from wpclone.registry import JobRecord, Registry
 
 log = logging.getLogger(__name__)

@@ -17,15 +17,15 @@ filesystem (``/tmp`` is an ``emptyDir``); no service-account token. A step given
 ``SOURCE_CONTENT_LINK_ROOTS``, paths the pod sees (``_content``).
 
 Backup and restore steps (``backup-clone``, ``restore-backup``) also mount the backups claim
-(``settings.backup_claim``) at ``settings.backup_mount`` (read-only for a restore) with
-``WPCLONE_BACKUP_DIR`` pointing there. A step with a ``restore`` login gets ``WPCLONE_FETCH_POLICY``: the
-URL policy of :func:`wpclone.tasks.fetch_policy` from the configuration the worker reads when it renders
-the task (not at parse time; it is no secret, so it may show among the rendered templates); the backup step
-gets the configuration's retention the same way (:func:`wpclone.steps.backup.retention_env`). No other
-pod of ours mounts the backups claim but the content pod that purges a deleted clone's backups. A step that
-mounts the clone's claim runs on the node of the clone's site (the claim is ReadWriteOnce): required for
-the backup and restore steps (they only run on a ready clone, whose site pod exists), preferred for the
-others (while a clone is being made there is no site yet).
+(``settings.backup_claim``) at ``settings.backup_mount`` (read-only for a restore) with ``WPCLONE_BACKUP_DIR``
+pointing there. A step with a ``restore`` login gets ``WPCLONE_FETCH_POLICY``: the URL policy of
+:meth:`wpclone.runtimes.base.Runtime.fetch_policy` from the configuration the worker reads when it renders the
+task (not at parse time; it is no secret, so it may show among the rendered templates); the backup step gets
+the configuration's retention the same way (:func:`wpclone.steps.backup.retention_env`). No other pod of ours
+mounts the backups claim but the content pod that purges a deleted clone's backups. A step that mounts the
+clone's claim runs on the node of the clone's site (the claim is ReadWriteOnce): required for the backup and
+restore steps (they only run on a ready clone, whose site pod exists), preferred for the others (while a clone
+is being made there is no site yet).
 
 ``step.param_env`` (run params, e.g. a backup URL that may carry a token) never becomes a template or a
 plain value: when the task runs, the operator writes each param into the clone's Secret (key
@@ -58,6 +58,7 @@ from airflow.providers.cncf.kubernetes.utils.container import get_container_term
 from airflow.sdk.exceptions import AirflowRescheduleException, AirflowSkipException
 from kubernetes.client import models as k8s
 
+from wpclone.airflow.runparams import resolve
 from wpclone.config import load_config
 from wpclone.k8s.manifests import (
     COMPONENT_LABEL,
@@ -72,7 +73,6 @@ from wpclone.k8s.manifests import (
 )
 from wpclone.k8s.settings import KubernetesSettings
 from wpclone.models import CLONE_ID_RE
-from wpclone.runparams import resolve
 from wpclone.runtimes.base import CLONE_ID_LABEL, MANAGED_BY, MANAGED_BY_LABEL, STEP_COMMAND, Step
 from wpclone.steps.backup import BACKUP_DIR_ENV, BACKUP_STEP, FETCH_POLICY_ENV, RESTORE_STEP, retention_env
 from wpclone.steps.common import CLONE_ID_ENV, JOB_ID_ENV
@@ -150,7 +150,7 @@ def _db_env(step: Step, plan_xcom: str, settings: KubernetesSettings) -> list[k8
                 ),
             ]
         else:
-            # "restore": the fresh database a restore loads into (wpclone.tasks.restore_db_name).
+            # "restore": the fresh database a restore loads into (wpclone.models.restore_db_name).
             restore = which == "restore"
             name = plan_template(plan_xcom, "['db_name']")
             name = "{{ 'wpr_' ~ " + name[3:-3].strip() + "[4:] }}" if restore else name
@@ -465,14 +465,14 @@ class StepPodOperator(KubernetesPodOperator):
 
 
 def fetch_policy_json() -> str:
-    """The restore's URL policy (:func:`wpclone.tasks.fetch_policy`) from the configuration, as JSON."""
+    """The restore's URL policy (:meth:`Runtime.fetch_policy`) from the configuration, as JSON."""
     import dataclasses
     import json
 
     from wpclone.config import load_config
-    from wpclone.tasks import fetch_policy, get_runtime
+    from wpclone.runtimes import runtime_for
 
-    policy = dataclasses.asdict(fetch_policy(get_runtime(load_config())))
+    policy = dataclasses.asdict(runtime_for(load_config()).fetch_policy())
     return json.dumps(policy, default=str, sort_keys=True)
 
 

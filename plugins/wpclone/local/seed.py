@@ -41,7 +41,7 @@ from wpclone.local.sitehost import (
     site_dir,
     unregister_site,
 )
-from wpclone.mysql_admin import create_database_and_user, drop_database_and_user
+from wpclone.mysql_admin import MySqlAdmin
 from wpclone.php import php_serialize
 
 log = logging.getLogger(__name__)
@@ -84,7 +84,9 @@ def site_admin_password(settings: StackSettings, name: str = SOURCE) -> str:
 
 def _drop_site(settings: StackSettings, admin: DbEndpoint, config: SiteConfig) -> None:
     log.info("dropping site %s (database %s, user %s, content)", config.name, config.db_name, config.db_user)
-    drop_database_and_user(admin, config.db_name, config.db_user, user_host=LOCAL_USER_HOST)
+    MySqlAdmin.from_endpoint(admin).drop_database_and_user(
+        config.db_name, config.db_user, user_host=LOCAL_USER_HOST
+    )
     unregister_site(settings, config.name)
 
 
@@ -134,8 +136,8 @@ def seed_source(settings: StackSettings, posts: int = DEFAULT_POSTS, force: bool
     started = time.monotonic()
     if force:
         _drop_site(settings, admin, config)
-    create_database_and_user(
-        admin, config.db_name, config.db_user, config.db_password(), user_host=LOCAL_USER_HOST
+    MySqlAdmin.from_endpoint(admin).create_database_and_user(
+        config.db_name, config.db_user, config.db_password(), user_host=LOCAL_USER_HOST
     )
     register_site(settings, config)
     host = SiteHost(settings)

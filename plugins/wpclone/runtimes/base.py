@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from wpclone.errors import CloneNameTaken
+from wpclone.fetch import FetchPolicy
 from wpclone.models import ClonePlan, RuntimeKind, SourceConfig, WpcloneConfig, check_clone_id
 from wpclone.readiness import Fetch
 
@@ -145,6 +146,22 @@ class Runtime(abc.ABC):
         directories ``file://`` may read, and whether private and loopback addresses (and plain http, which
         the machine's own sites speak) are allowed."""
         return (), False
+
+    def fetch_policy(self) -> FetchPolicy:
+        """The URL policy a restore fetches its archive under (wpclone.fetch): the configuration's, widened
+        by :meth:`fetch_policy_overrides` (the local runtime may read its backup directory and the machine's
+        own addresses, which its sites serve over plain http)."""
+        backups = self.config.backups
+        file_roots, allow_private = self.fetch_policy_overrides()
+        schemes = tuple(dict.fromkeys([*backups.schemes, *(["http"] if allow_private else [])]))
+        return FetchPolicy(
+            schemes=schemes,
+            allowed_hosts=tuple(backups.allowed_hosts),
+            allowed_networks=tuple(backups.allowed_networks),
+            max_bytes=backups.max_bytes,
+            file_roots=file_roots,
+            allow_private=allow_private,
+        )
 
     def switch_content(self, clone_id: str, *, restored: bool) -> bool:
         """Serve the staged restored wp-content (``restored``) or put the previous one back; idempotent;

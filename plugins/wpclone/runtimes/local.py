@@ -19,6 +19,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from wpclone.airflow.runparams import resolve
 from wpclone.local.mariadb import LOCAL_USER_HOST
 from wpclone.local.settings import StackSettings
 from wpclone.local.sitehost import (
@@ -40,7 +41,6 @@ from wpclone.local.sitehost import (
 )
 from wpclone.models import ClonePlan, RuntimeKind, SourceConfig, WpcloneConfig, is_clone_id, restore_db_name
 from wpclone.readiness import Fetch, http_fetcher
-from wpclone.runparams import resolve
 from wpclone.runtimes.base import STEP_COMMAND, CloneSecrets, Runtime, Step
 from wpclone.steps.backup import (
     BACKUP_DIR_ENV,
@@ -299,9 +299,7 @@ class LocalRuntime(Runtime):
         env: dict[str, str] = {CLONE_ID_ENV: plan.clone_id, BACKUP_DIR_ENV: str(self.backup_dir)}
         env.update(retention_env(self.config.backups))
         if any(which == "restore" for which in db_env.values()):
-            from wpclone.tasks import fetch_policy
-
-            policy = dataclasses.asdict(fetch_policy(self))
+            policy = dataclasses.asdict(self.fetch_policy())
             env[FETCH_POLICY_ENV] = json.dumps(policy, default=str)
         if job:
             env[JOB_ID_ENV] = job
@@ -380,9 +378,9 @@ def run_local_step(
     The step's log lines go to the task log as they come; its JSON result line becomes the task's XCom;
     on failure its one-sentence error is pushed as XCom ``error`` and the task fails with it.
     """
+    from wpclone.airflow.xcom import push_error
     from wpclone.config import load_config
     from wpclone.errors import StepFailed
-    from wpclone.tasks import push_error
 
     ti = context["ti"]
     plan = ClonePlan.model_validate(ti.xcom_pull(task_ids=plan_xcom))

@@ -1,6 +1,9 @@
-"""One builder per DAG shape (DESIGN §4). The DAG files call these; the tasks' work is in wpclone.tasks.
+"""One builder per DAG shape (DESIGN §4). The DAG files call these; the tasks' work is in wpclone.services.
 
-Nothing here does I/O: the runtime object is built from the environment only, for its step operators.
+Each task builds its dependencies once (:func:`wpclone.airflow.services.services`), turns the plan it is
+given back into a typed :class:`~wpclone.models.ClonePlan` and calls one service; a failure records its
+sentence as XCom ``error`` first (:mod:`wpclone.airflow.xcom`). Nothing here does I/O at parse time: the
+runtime object is built from the environment only, for its step operators.
 """
 
 from __future__ import annotations
@@ -9,8 +12,11 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from airflow.sdk import DAG, Param, TriggerRule, task, task_group
+from airflow.sdk.exceptions import AirflowSkipException
 
-from wpclone import runparams, tasks
+from wpclone.airflow import runparams
+from wpclone.airflow.services import services
+from wpclone.airflow.xcom import records_error, reported_errors
 from wpclone.models import (
     BACKUP_URL_PATTERN,
     CLONE_ID_PATTERN,
@@ -18,14 +24,17 @@ from wpclone.models import (
     TTL_MAX_MINUTES,
     TTL_MIN_MINUTES,
     URL_PATTERN,
+    ClonePlan,
     CopyMode,
     WpcloneConfig,
 )
 from wpclone.runtimes import runtime_for
 from wpclone.runtimes.base import Step
+from wpclone.services import cleanup, clone, common, delete, restore
 from wpclone.settings import runtime_kind, task_retries
 
 TAGS = ["wpclone"]
+HEAVY_POOL = "wpclone_heavy"  # bounds concurrent copy steps against the shared MySQL (wpclone.provision)
 
 
 def default_args() -> dict[str, Any]:
@@ -43,11 +52,14 @@ PLAN = "validate_request"
 PLAN_JSON = "ti.xcom_pull(task_ids='validate_request')"
 
 
-def reported_errors(context: Any) -> list[str]:
-    """The one-sentence errors the run's other tasks recorded (XCom ``error``), in the DAG's task order."""
-    ti = context["ti"]
-    others = [t for t in context["dag"].task_ids if t != ti.task_id]
-    return [e for e in ti.xcom_pull(task_ids=others, key=tasks.ERROR_KEY) or [] if e]
+def plan_of(value: Any) -> ClonePlan:
+    """The ClonePlan a task is given (the JSON the first task returned, through XCom)."""
+    return ClonePlan.model_validate(value)
+
+
+def plan_or_none(value: Any) -> ClonePlan | None:
+    """For a teardown: the plan, or None when the first task refused the request (no plan was made)."""
+    return plan_of(value) if value else None
 
 
 def _start_date() -> datetime:
@@ -116,14 +128,14 @@ def _serving_tasks(*, restore: bool = False) -> tuple[Any, Any]:
 
     # It waits its own timeout: one retry at most (for a hiccup), not one more timeout per retry.
     @task(task_id="await_site_ready", retries=min(1, default_args()["retries"]))
-    @tasks.records_error
+    @records_error
     def await_site_ready(plan: dict[str, Any]) -> None:
-        tasks.await_site_ready(plan)
+        common.await_site_ready(services(), plan_of(plan))
 
     @task(task_id="apply_staging_safety")
-    @tasks.records_error
+    @records_error
     def apply_staging_safety(plan: dict[str, Any]) -> str:
-        return tasks.apply_staging_safety(plan, restored=restore)
+        return common.apply_staging_safety(services(), plan_of(plan), restored=restore)
 
     return await_site_ready, apply_staging_safety
 
@@ -133,44 +145,47 @@ def build_clone_dag(dag_id: str = "wp_clone", doc_md: str | None = None) -> DAG:
     with _dag(dag_id, doc_md, schedule=None, params=clone_params()) as dag:
 
         @task(task_id="validate_request")  # bad input fails at once (AirflowFailException): no retry
-        @tasks.records_error
+        @records_error
         def validate_request(**context: Any) -> dict[str, Any]:
-            return tasks.validate_request(context["params"], context["dag_run"].run_after, context["run_id"])
+            params, run_after = context["params"], context["dag_run"].run_after
+            return clone.validate_request(services(), params, run_after, context["run_id"]).model_dump(
+                mode="json"
+            )
 
         @task(task_id="reserve_clone")
-        @tasks.records_error
+        @records_error
         def reserve_clone(plan: dict[str, Any], **context: Any) -> None:
-            tasks.reserve_clone(plan, context["run_id"])
+            clone.reserve_clone(services(), plan_of(plan), context["run_id"])
 
         @task(task_id="create_database")
-        @tasks.records_error
+        @records_error
         def create_database(plan: dict[str, Any]) -> None:
-            tasks.create_database(plan)
+            clone.create_database(services(), plan_of(plan))
 
         @task(task_id="deploy_site")
-        @tasks.records_error
+        @records_error
         def deploy_site(plan: dict[str, Any]) -> None:
-            tasks.deploy_site(plan)
+            common.deploy_site(services(), plan_of(plan))
 
         await_site_ready, apply_staging_safety = _serving_tasks()
 
         @task(task_id="finalize_clone")
-        @tasks.records_error
+        @records_error
         def finalize_clone(plan: dict[str, Any], admin_user: str, **context: Any) -> dict[str, Any]:
             ti = context["ti"]
             copied = (ti.xcom_pull(task_ids="copy_database"), ti.xcom_pull(task_ids="copy_content"))
-            return tasks.finalize_clone(plan, context["run_id"], admin_user, copied)
+            return clone.finalize_clone(services(), plan_of(plan), context["run_id"], admin_user, copied)
 
         @task(task_id="rollback_clone", retries=3)
         def rollback_clone(**context: Any) -> dict[str, Any]:
             """Teardown of reserve_clone: does not decide the run's state; skips itself after a good run."""
-            from airflow.sdk.exceptions import AirflowSkipException
 
             ti = context["ti"]
             errors = reported_errors(context)
             if not errors and ti.xcom_pull(task_ids="finalize_clone") is not None:
                 raise AirflowSkipException("the clone is ready: nothing to roll back.")
-            return tasks.rollback_clone(ti.xcom_pull(task_ids=PLAN), context["run_id"], errors)
+            plan = plan_or_none(ti.xcom_pull(task_ids=PLAN))
+            return clone.rollback_clone(services(), plan, context["run_id"], errors)
 
         plan = validate_request()
         copy_db = runtime.step_operator(
@@ -191,7 +206,7 @@ def build_clone_dag(dag_id: str = "wp_clone", doc_md: str | None = None) -> DAG:
                 heavy=True,
             ),
             plan_xcom=PLAN,
-            pool=tasks.HEAVY_POOL,
+            pool=HEAVY_POOL,
         )
         copy_content = runtime.step_operator(
             Step(
@@ -202,7 +217,7 @@ def build_clone_dag(dag_id: str = "wp_clone", doc_md: str | None = None) -> DAG:
                 heavy=True,
             ),
             plan_xcom=PLAN,
-            pool=tasks.HEAVY_POOL,
+            pool=HEAVY_POOL,
         )
         reserved = reserve_clone(plan)
         created = create_database(plan)
@@ -223,25 +238,25 @@ def delete_clone_group(clone_id: str) -> Any:
     """The one way a clone is deleted: used by wp_delete (one clone) and wp_ttl_cleanup (mapped)."""
 
     @task(task_id="begin_delete")
-    @tasks.records_error
+    @records_error
     def begin_delete(clone_id: str, **context: Any) -> str:
-        tasks.begin_delete(clone_id, context["run_id"])
+        delete.begin_delete(services(), clone_id, context["run_id"])
         return clone_id
 
     @task(task_id="delete_site")
-    @tasks.records_error
+    @records_error
     def delete_site(clone_id: str) -> list[str]:
-        return tasks.delete_site(clone_id)
+        return delete.delete_site(services(), clone_id)
 
     @task(task_id="drop_database")
-    @tasks.records_error
+    @records_error
     def drop_database(clone_id: str) -> None:
-        tasks.drop_database(clone_id)
+        delete.drop_database(services(), clone_id)
 
     @task(task_id="mark_deleted")
-    @tasks.records_error
+    @records_error
     def mark_deleted(clone_id: str, **context: Any) -> str:
-        return tasks.mark_deleted(clone_id, context["run_id"])
+        return delete.mark_deleted(services(), clone_id, context["run_id"])
 
     began = begin_delete(clone_id)
     site = delete_site(began)
@@ -257,7 +272,7 @@ def record_delete_failure(clone_ids_from: str) -> Any:
     @task(task_id="record_delete_failure", trigger_rule=TriggerRule.ONE_FAILED, retries=0)
     def record(**context: Any) -> None:
         clone_ids = context["ti"].xcom_pull(task_ids=clone_ids_from) or []
-        tasks.record_delete_failure(list(clone_ids), context["run_id"], reported_errors(context))
+        delete.record_delete_failure(services(), list(clone_ids), context["run_id"], reported_errors(context))
 
     return record()
 
@@ -278,9 +293,9 @@ def build_delete_dag(dag_id: str = "wp_delete", doc_md: str | None = None) -> DA
     ) as dag:
 
         @task(task_id="validate_request")  # bad input fails at once (AirflowFailException): no retry
-        @tasks.records_error
+        @records_error
         def validate_request(**context: Any) -> list[str]:
-            return tasks.validate_delete(context["params"])
+            return delete.validate_delete(services(), context["params"])
 
         clone_ids = validate_request()
         deleted = delete_clone_group.expand(clone_id=clone_ids)
@@ -295,18 +310,20 @@ def build_ttl_cleanup_dag(
 
         @task(task_id="find_expired")
         def find_expired(**context: Any) -> list[str]:
-            return tasks.find_expired(context["dag_run"].run_after)
+            return cleanup.find_expired(services(), context["dag_run"].run_after)
 
         @task(task_id="sweep_orphans", trigger_rule=TriggerRule.ALL_DONE)
         def sweep_orphans() -> list[str]:
-            return tasks.sweep_orphans()
+            return cleanup.sweep_orphans(services())
 
         @task(task_id="report", trigger_rule=TriggerRule.ALL_DONE)
         def report(**context: Any) -> dict[str, Any]:
             ti = context["ti"]
-            return tasks.report_cleanup(
-                ti.xcom_pull(task_ids="find_expired") or [], ti.xcom_pull(task_ids="sweep_orphans")
+            expired, orphans = (
+                ti.xcom_pull(task_ids="find_expired") or [],
+                ti.xcom_pull(task_ids="sweep_orphans"),
             )
+            return cleanup.report_cleanup(services(), expired, orphans)
 
         expired = find_expired()
         deleted = delete_clone_group.expand(clone_id=expired)
@@ -339,9 +356,9 @@ def _backup_step(task_id: str) -> Step:
 
 
 @task(task_id="lock_clone")
-@tasks.records_error
+@records_error
 def lock_clone(plan: dict[str, Any], **context: Any) -> None:
-    tasks.lock_clone(plan, context["run_id"])
+    restore.lock_clone(services(), plan_of(plan), context["run_id"])
 
 
 @task(task_id="release_clone", retries=3)
@@ -349,8 +366,9 @@ def release_clone(**context: Any) -> dict[str, Any]:
     """Teardown of lock_clone: undoes a failed restore, releases the lock, returns the job's result."""
     ti = context["ti"]
     runparams.forget(context["params"], "source_backup_url")  # a presigned URL outlives no job
-    return tasks.release_clone(
-        ti.xcom_pull(task_ids=PLAN),
+    return restore.release_clone(
+        services(),
+        plan_or_none(ti.xcom_pull(task_ids=PLAN)),
         context["run_id"],
         reported_errors(context),
         backup=ti.xcom_pull(task_ids="backup_clone"),
@@ -364,13 +382,13 @@ def build_backup_dag(dag_id: str = "wp_backup", doc_md: str | None = None) -> DA
     with _dag(dag_id, doc_md, schedule=None, params=params) as dag:
 
         @task(task_id="validate_request")  # bad input fails at once (AirflowFailException): no retry
-        @tasks.records_error
+        @records_error
         def validate_request(**context: Any) -> dict[str, Any]:
-            return tasks.validate_backup(context["params"])
+            return restore.validate_backup(services(), context["params"]).model_dump(mode="json")
 
         plan = validate_request()
         locked = lock_clone(plan)
-        backup = runtime.step_operator(_backup_step("backup_clone"), plan_xcom=PLAN, pool=tasks.HEAVY_POOL)
+        backup = runtime.step_operator(_backup_step("backup_clone"), plan_xcom=PLAN, pool=HEAVY_POOL)
         locked >> backup >> release_clone().as_teardown(setups=locked)
     return dag
 
@@ -402,41 +420,45 @@ def build_restore_dag(dag_id: str = "wp_restore", doc_md: str | None = None) -> 
     with _dag(dag_id, doc_md, schedule=None, params=params) as dag:
 
         @task(task_id="validate_request")  # bad input fails at once (AirflowFailException): no retry
-        @tasks.records_error
+        @records_error
         def validate_request(**context: Any) -> dict[str, Any]:
-            return tasks.validate_restore(context["params"])
+            params = context["params"]
+            url = runparams.resolve(params, "source_backup_url")
+            return restore.validate_restore(services(), params.get("clone_id", ""), url).model_dump(
+                mode="json"
+            )
 
         @task(task_id="prepare_restore")
-        @tasks.records_error
+        @records_error
         def prepare_restore(plan: dict[str, Any]) -> None:
-            tasks.prepare_restore(plan)
+            restore.prepare_restore(services(), plan_of(plan))
 
         @task(task_id="verify_restore")
-        @tasks.records_error
+        @records_error
         def verify_restore(plan: dict[str, Any]) -> dict[str, Any]:
-            return tasks.verify_restore(plan)
+            return restore.verify_restore(services(), plan_of(plan))
 
         @task(task_id="deploy_preview")
-        @tasks.records_error
+        @records_error
         def deploy_preview(plan: dict[str, Any]) -> None:
-            tasks.deploy_preview(plan)
+            restore.deploy_preview(services(), plan_of(plan))
 
         @task(task_id="await_preview_ready", retries=min(1, default_args()["retries"]))
-        @tasks.records_error
+        @records_error
         def await_preview_ready(plan: dict[str, Any]) -> None:
-            tasks.await_site_ready(plan, preview=True)
+            common.await_site_ready(services(), plan_of(plan), preview=True)
 
         @task(task_id="switch_site")
-        @tasks.records_error
+        @records_error
         def switch_site(plan: dict[str, Any]) -> None:
-            tasks.switch_restore(plan)
+            restore.switch_restore(services(), plan_of(plan))
 
         await_site_ready, apply_staging_safety = _serving_tasks(restore=True)
 
         @task(task_id="finish_restore")
-        @tasks.records_error
+        @records_error
         def finish_restore(plan: dict[str, Any]) -> None:
-            tasks.finish_restore(plan)
+            restore.finish_restore(services(), plan_of(plan))
 
         plan = validate_request()
         locked = lock_clone(plan)
@@ -455,11 +477,11 @@ def build_restore_dag(dag_id: str = "wp_restore", doc_md: str | None = None) -> 
                 heavy=True,
             ),
             plan_xcom=PLAN,
-            pool=tasks.HEAVY_POOL,
+            pool=HEAVY_POOL,
         )
         # The safety backup of what the clone serves is taken only once the archive was fetched, loaded
         # and proven a working site (a broken archive costs no backup); the switch comes last.
-        backup = runtime.step_operator(_backup_step("backup_clone"), plan_xcom=PLAN, pool=tasks.HEAVY_POOL)
+        backup = runtime.step_operator(_backup_step("backup_clone"), plan_xcom=PLAN, pool=HEAVY_POOL)
         prepared = prepare_restore(plan)
         verified = verify_restore(plan)
         safe = apply_staging_safety(plan)
