@@ -61,6 +61,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, BinaryIO, Literal, cast
 
+import zstandard
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from wpclone.errors import ArchiveError
@@ -296,8 +297,6 @@ def write_backup(
             hashed = _HashingWriter(f)
             compressor: IO[bytes]
             if compression == "zstd":
-                import zstandard
-
                 zw = zstandard.ZstdCompressor(level=3).stream_writer(cast(IO[bytes], hashed), closefd=False)
                 compressor = cast(IO[bytes], zw)
             else:
@@ -462,7 +461,6 @@ class _ZstdReader(io.RawIOBase):
     """Decompresses zstd frames from ``raw``; a frame cut short raises EOFError."""
 
     def __init__(self, raw: IO[bytes]) -> None:
-        import zstandard
 
         super().__init__()
         self._new = zstandard.ZstdDecompressor().decompressobj
@@ -927,7 +925,6 @@ def _open_bare(src: Path, kind: str, limits: Limits) -> Backup:
 
 
 def _read_errors() -> tuple[type[BaseException], ...]:
-    import zstandard
 
     return (
         tarfile.TarError,

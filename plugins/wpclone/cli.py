@@ -44,7 +44,10 @@ from rich.progress import (
     TimeElapsedColumn,
 )
 
+from wpclone.config import local_config_path
 from wpclone.jobs import FINAL_STATUSES, JobResponse, JobStatus, JobStatusResponse, JobType
+from wpclone.local.airflow import LocalAirflow
+from wpclone.local.settings import StackSettings
 from wpclone.models import CloneStatus, CopyMode
 from wpclone.registry import CloneRecord
 from wpclone.settings import API_URL, PASSWORD, TOKEN, USERNAME, ApiAccess
@@ -101,12 +104,9 @@ def local_settings() -> Settings | None:
 
     Checks for the stack's ``ports.json`` first, so that without a stack nothing is created on disk.
     """
-    from wpclone.config import local_config_path
 
     if not (local_config_path().parent / "ports.json").exists():
         return None
-    from wpclone.local.airflow import LocalAirflow
-    from wpclone.local.settings import StackSettings
 
     airflow = LocalAirflow(StackSettings.load())
     if not airflow.passwords_file.exists():

@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import pymysql
+
 from wpclone.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -94,7 +96,6 @@ class DbEndpoint:
         return {**os.environ, "MYSQL_PWD": self.password}
 
     def connect(self, **kwargs: object) -> pymysql.connections.Connection[pymysql.cursors.Cursor]:
-        import pymysql
 
         return pymysql.connect(
             host=self.host,

@@ -23,6 +23,6 @@ class WpclonePlugin(AirflowPlugin):
 
     @cached_property
     def fastapi_apps(self) -> list[dict[str, Any]]:  # type: ignore[override]
-        from wpclone.api.app import create_app
+        from wpclone.api.app import create_app  # noqa: PLC0415 (FastAPI: the API server only, not every component)
 
         return [{"app": create_app(), "url_prefix": URL_PREFIX, "name": "wpclone jobs API"}]

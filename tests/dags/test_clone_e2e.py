@@ -13,6 +13,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from airflow.models.dagrun import DagRun
+from airflow.settings import Session
 
 from tests.conftest import leftovers
 from tests.dags.conftest import SCHEMA, run, states, xcom
@@ -35,13 +37,17 @@ from tests.integration.test_seed_site import (  # noqa: F401
     test_wrong_password_is_rejected,
 )
 from tests.integration.test_staging_safety import _pages, _post, _site_check, staging_report
+from wpclone.airflow.services import services
+from wpclone.config import local_config
 from wpclone.db import DbEndpoint
+from wpclone.errors import describe
 from wpclone.local.mariadb import LOCAL_USER_HOST
 from wpclone.local.settings import StackSettings, free_port
-from wpclone.local.sitehost import SiteConfig, SiteHost, load_site, site_dir
+from wpclone.local.sitehost import SiteConfig, SiteHost, content_dir, load_site, site_dir
 from wpclone.models import CloneStatus
 from wpclone.mysql_admin import MySqlAdmin
 from wpclone.registry import Registry
+from wpclone.services.clone import validate_request
 
 pytestmark = pytest.mark.integration
 
@@ -120,8 +126,6 @@ def password_of(stack: StackSettings) -> str:
 
 def _note(dagrun: Any) -> str:
     """The run's note as Airflow stores it (written by our listener when the run ended)."""
-    from airflow.models.dagrun import DagRun
-    from airflow.settings import Session
 
     with Session() as session:
         run = session.get(DagRun, dagrun.id)
@@ -251,7 +255,6 @@ def test_ttl_cleanup_deletes_exactly_the_expired_clones_and_orphans(
 
 
 def _broken_source_config(source_site: SiteConfig, stack: StackSettings, closed_port: int) -> str:
-    from wpclone.config import local_config
 
     config = local_config(stack)
     source = config.sources[0]
@@ -351,9 +354,6 @@ def test_bad_requests_are_refused_by_the_first_task(
     dags: Any, source_site: SiteConfig, stack: StackSettings, conf: dict[str, Any], sentence: str
 ) -> None:
     """What the REST API could send past the form: the first task validates again, creates nothing."""
-    from wpclone.airflow.services import services
-    from wpclone.errors import describe
-    from wpclone.services.clone import validate_request
 
     sites_before = sorted(p.name for p in stack.sites_dir.iterdir())
     with pytest.raises(Exception) as caught:
@@ -398,7 +398,6 @@ def test_copy_modes(
 def test_a_link_no_rule_allows_fails_the_clone_naming_it_and_leaves_nothing(
     dags: Any, source_site: SiteConfig, registry: Registry, admin_db: DbEndpoint, stack: StackSettings
 ) -> None:
-    from wpclone.local.sitehost import content_dir
 
     link = content_dir(stack, source_site.name) / "uploads" / "private-keys"
     link.symlink_to("/etc/ssl/private")  # outside wp-content, not under the local default roots

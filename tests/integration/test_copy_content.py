@@ -17,7 +17,9 @@ import pytest
 
 from tests.conftest import run_step
 from tests.unit.test_k8s_manifests import make_plan, make_source
+from wpclone.airflow.builders import COPY_CONTENT, COPY_DATABASE
 from wpclone.db import DbEndpoint, quote_identifier
+from wpclone.errors import StepError
 from wpclone.local.mariadb import LOCAL_USER_HOST
 from wpclone.local.settings import StackSettings
 from wpclone.local.sitehost import (
@@ -31,6 +33,7 @@ from wpclone.local.sitehost import (
 from wpclone.models import RuntimeKind, WpcloneConfig
 from wpclone.mysql_admin import MySqlAdmin
 from wpclone.runtimes.local import LocalRuntime
+from wpclone.steps import copy_content as module
 from wpclone.steps.content_tree import LINK_ROOTS_ENV
 from wpclone.steps.copy_content import TEMP_SUFFIX, copy_content
 
@@ -157,8 +160,6 @@ def test_resume_after_interruption_converges(tree: Path, tmp_path: Path) -> None
 
 
 def test_source_changed_while_copying_is_detected(tree: Path, tmp_path: Path) -> None:
-    from wpclone.errors import StepError
-    from wpclone.steps import copy_content as module
 
     victim = tree / "uploads/empty.txt"
     st = os.stat(victim)
@@ -466,11 +467,10 @@ def test_the_local_runtime_copies_debians_own_wp_content(tmp_path: Path) -> None
     """Debian's WordPress layout, as installed on this machine: the local runtime's default roots (WordPress's
     core directory) copy its linked themes as directories; a source allowing no roots fails naming one."""
     runtime = LocalRuntime(WpcloneConfig(runtime=RuntimeKind.LOCAL), StackSettings(tmp_path / "state", 1, 2))
-    content = {"SOURCE_CONTENT_DIR": "source", "TARGET_CONTENT_DIR": "clone"}
     plan = make_plan("debian", source=make_source(content_dir=str(DEBIAN_CONTENT)))
-    env = runtime.step_env(plan, {}, content)
+    env = runtime.step_env(plan, COPY_CONTENT)
     assert json.loads(env[LINK_ROOTS_ENV]) == [str(WORDPRESS_CORE)]
-    assert LINK_ROOTS_ENV not in runtime.step_env(plan, {"SOURCE_DB": "source"}, {})
+    assert LINK_ROOTS_ENV not in runtime.step_env(plan, COPY_DATABASE)
 
     result = result_of(run_cli(env=env))
     dst = Path(env["TARGET_CONTENT_DIR"])
@@ -489,7 +489,7 @@ def test_the_local_runtime_copies_debians_own_wp_content(tmp_path: Path) -> None
     assert result["links_followed"] >= 1 and links_leaving(dst) == []
 
     strict = make_plan("debian", source=make_source(content_dir=str(DEBIAN_CONTENT), content_link_roots=[]))
-    proc = run_cli(env=runtime.step_env(strict, {}, content))
+    proc = run_cli(env=runtime.step_env(strict, COPY_CONTENT))
     assert proc.returncode == 1
     last = proc.stderr.splitlines()[-1]
     assert (

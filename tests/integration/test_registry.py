@@ -16,7 +16,7 @@ from typing import Any, cast
 import MySQLdb
 import pytest
 
-from wpclone.db import DbEndpoint, quote_identifier
+from wpclone.db import ConnectionPool, DbEndpoint, quote_identifier
 from wpclone.errors import CloneTaken, ConfigError, RegistryError
 from wpclone.models import ClonePlan, CloneStatus, CopyMode, SourceConfig, clone_db_name
 from wpclone.registry import MIGRATIONS, CloneRecord, Connection, Registry
@@ -409,7 +409,6 @@ def test_accepted_jobs_are_kept_until_triggered_and_then_forget_their_conf(regis
 def test_a_pooled_registry_reuses_its_connections_and_replaces_a_dropped_one(
     admin_db: DbEndpoint, schema: str
 ) -> None:
-    from wpclone.db import ConnectionPool
 
     pool = ConnectionPool(mysqldb_factory(admin_db), keep=2, ping_after_s=0)  # pinged whenever taken
 

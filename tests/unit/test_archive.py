@@ -8,6 +8,7 @@ import io
 import json
 import logging
 import os
+import shutil
 import stat
 import subprocess
 import sys
@@ -563,7 +564,6 @@ def test_manifest_checksums_are_verified(tmp_path: Path, content: Path, refuse) 
     good = manifest.model_dump(mode="json")
     assert open_backup(make_tar(tmp_path / "ok.tar.gz", _with_manifest(members, good)), tmp_path / "ok-work")
     (tmp_path / "ok.tar.gz").unlink()
-    import shutil
 
     shutil.rmtree(tmp_path / "ok-work")
     shutil.rmtree(tmp_path / "m")

@@ -16,6 +16,7 @@ from tests.unit.test_k8s_pod import (  # k8s_dags: a fixture, resolved by name i
     k8s_config_json,
     k8s_dags,  # noqa: F401
 )
+from wpclone.airflow.builders import BACKUP_CLONE
 from wpclone.archive import write_backup
 from wpclone.errors import ConfigError, StepError
 from wpclone.local.settings import StackSettings
@@ -125,7 +126,7 @@ def test_the_local_step_environment_carries_the_configured_retention(tmp_path: P
         copy_mode=CopyMode.EVERYTHING,
         expires_at=NOW,
     )
-    env = runtime.step_env(plan, {}, {}, job_id="j")
+    env = runtime.step_env(plan, BACKUP_CLONE, job_id="j")
     assert (env[KEEP_ENV], env[MAX_AGE_ENV]) == ("3", "9")
 
 

@@ -20,8 +20,11 @@ import jsonschema
 import kubernetes_validate
 import pytest
 import yaml
+from airflow.configuration import conf
+from airflow.models.connection import Connection
 
 from tests.unit.test_k8s_manifests import K8S_VERSIONS
+from wpclone import provision
 from wpclone.airflow.builders import HEAVY_POOL
 from wpclone.airflow.services import MYSQL_CONN_ID
 from wpclone.config import parse_config
@@ -201,7 +204,6 @@ def test_the_wpclone_configuration_is_mounted_and_parses() -> None:
 
 
 def _connection(uri_or_json: str) -> Any:
-    from airflow.models.connection import Connection
 
     return Connection.from_json(uri_or_json, conn_id="x")
 
@@ -227,7 +229,6 @@ def test_the_pool_is_provisioned_by_every_install_and_upgrade(
     assert job["args"][:2] == ["bash", "-c"]
     assert job["args"][2] == "airflow db migrate && exec python -m wpclone.provision"
     assert job["applyCustomEnv"] is True  # WPCLONE_HEAVY_SLOTS reaches it
-    from wpclone import provision
 
     with pytest.raises(SystemExit) as done:
         provision.main(["--help"])
@@ -251,7 +252,6 @@ def test_the_worker_slots_fit_twenty_concurrent_clones() -> None:
 
 
 def test_every_airflow_option_we_set_exists() -> None:
-    from airflow.configuration import conf
 
     described = conf.configuration_description  # Airflow's config.yml plus the installed providers'
     missing = []

@@ -35,11 +35,12 @@ from tests.unit.test_k8s_manifests import MU_PLUGIN, make_plan, make_source
 from wpclone.errors import ContentError, KubernetesError
 from wpclone.k8s import content, manifests
 from wpclone.k8s.apply import API_PERMISSIONS
-from wpclone.k8s.pod import StepPodOperator
+from wpclone.k8s.pod import StepPodOperator, step_pod_operator
 from wpclone.k8s.settings import KubernetesSettings
 from wpclone.models import RuntimeKind, WpcloneConfig
-from wpclone.runtimes.base import CLONE_ID_LABEL, MANAGED_BY_LABEL, CloneSecrets, Step
+from wpclone.runtimes.base import CLONE_ID_LABEL, MANAGED_BY_LABEL, CloneSecrets
 from wpclone.runtimes.kubernetes import KubernetesRuntime
+from wpclone.runtimes.stepspec import ContentRole, DbRole, PlanValue, Step
 
 NAMESPACE = "wpclone-test"
 CONN_ID = "wpclone_kmock"
@@ -61,9 +62,9 @@ BACKUP_URL = "https://backups.example.com/shop.tar.gz?X-Amz-Signature=t0ken-in-t
 LOAD_BACKUP = Step(
     task_id="load_backup",
     step="restore-backup",
-    arguments=("{{ ti.xcom_pull(task_ids='validate_request')['url'] }}",),
-    db_env={"TARGET_DB": "restore"},
-    content={"TARGET_CONTENT_DIR": "clone"},
+    arguments=(PlanValue.CLONE_URL,),
+    db_env={"TARGET_DB": DbRole.RESTORE},
+    content={"TARGET_CONTENT_DIR": ContentRole.CLONE},
     param_env={"WPCLONE_BACKUP_URL": "source_backup_url"},
 )
 
@@ -198,8 +199,7 @@ def claim_with_staged_restore(root: Path) -> Path:
 
 
 def load_backup_operator(runtime: KubernetesRuntime) -> StepPodOperator:
-    op = runtime.step_operator(LOAD_BACKUP, plan_xcom="validate_request")
-    assert isinstance(op, StepPodOperator)
+    op = step_pod_operator(LOAD_BACKUP, plan_xcom="validate_request", settings=runtime.settings)
     op.labels = {**op.labels, CLONE_ID_LABEL: "shop-abc123"}  # as rendered from the plan
     return op
 

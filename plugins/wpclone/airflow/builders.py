@@ -2,8 +2,9 @@
 
 Each task builds its dependencies once (:func:`wpclone.airflow.services.services`), turns the plan it is
 given back into a typed :class:`~wpclone.models.ClonePlan` and calls one service; a failure records its
-sentence as XCom ``error`` first (:mod:`wpclone.airflow.xcom`). Nothing here does I/O at parse time: the
-runtime object is built from the environment only, for its step operators.
+sentence as XCom ``error`` first (:mod:`wpclone.airflow.xcom`). The data-plane steps are declared here
+(:class:`~wpclone.runtimes.stepspec.Step`) and run by the operator of the runtime the environment names
+(:func:`wpclone.airflow.steps.step_operator`). Nothing here does I/O at parse time.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from airflow.sdk.exceptions import AirflowSkipException
 
 from wpclone.airflow import runparams
 from wpclone.airflow.services import services
+from wpclone.airflow.steps import step_operator
 from wpclone.airflow.xcom import records_error, reported_errors
 from wpclone.models import (
     BACKUP_URL_PATTERN,
@@ -26,10 +28,8 @@ from wpclone.models import (
     URL_PATTERN,
     ClonePlan,
     CopyMode,
-    WpcloneConfig,
 )
-from wpclone.runtimes import runtime_for
-from wpclone.runtimes.base import Step
+from wpclone.runtimes.stepspec import ContentRole, DbRole, PlanValue, Step
 from wpclone.services import cleanup, clone, common, delete, restore
 from wpclone.settings import runtime_kind, task_retries
 
@@ -48,8 +48,47 @@ def default_args() -> dict[str, Any]:
     }
 
 
-PLAN = "validate_request"
-PLAN_JSON = "ti.xcom_pull(task_ids='validate_request')"
+PLAN = "validate_request"  # the task whose XCom is the job's ClonePlan
+
+# The data-plane steps (python -m wpclone.steps <step>), their arguments from the plan when the task runs.
+COPY_DATABASE = Step(
+    task_id="copy_database",
+    step="copy-database",
+    arguments=(
+        PlanValue.SOURCE_URL,
+        PlanValue.CLONE_URL,
+        "--copy-mode",
+        PlanValue.COPY_MODE,
+        "--table-prefix",
+        PlanValue.TABLE_PREFIX,
+        "--aliases",
+        PlanValue.ALIASES,
+    ),
+    db_env={"SOURCE_DB": DbRole.SOURCE, "TARGET_DB": DbRole.CLONE},
+)
+COPY_CONTENT = Step(
+    task_id="copy_content",
+    step="copy-content",
+    arguments=("--copy-mode", PlanValue.COPY_MODE),
+    content={"SOURCE_CONTENT_DIR": ContentRole.SOURCE, "TARGET_CONTENT_DIR": ContentRole.CLONE},
+)
+# Archive the clone (its own login, its wp-content) into the backup directory.
+BACKUP_CLONE = Step(
+    task_id="backup_clone",
+    step="backup-clone",
+    arguments=(PlanValue.CLONE_ID, PlanValue.CLONE_URL, "--table-prefix", PlanValue.TABLE_PREFIX),
+    db_env={"SOURCE_DB": DbRole.CLONE},
+    content={"SOURCE_CONTENT_DIR": ContentRole.CLONE},
+)
+# Fetch, verify and load a backup into the restore's fresh database, its wp-content staged beside the clone's.
+LOAD_BACKUP = Step(
+    task_id="load_backup",
+    step="restore-backup",
+    arguments=(PlanValue.CLONE_URL, "--table-prefix", PlanValue.TABLE_PREFIX),
+    db_env={"TARGET_DB": DbRole.RESTORE},
+    content={"TARGET_CONTENT_DIR": ContentRole.CLONE},
+    param_env={"WPCLONE_BACKUP_URL": "source_backup_url"},
+)
 
 
 def plan_of(value: Any) -> ClonePlan:
@@ -77,10 +116,6 @@ def _dag(dag_id: str, doc_md: str | None, **kwargs: Any) -> DAG:
         default_args=default_args(),
         **kwargs,
     )
-
-
-def _runtime() -> Any:
-    return runtime_for(WpcloneConfig(runtime=runtime_kind()))
 
 
 def clone_params() -> dict[str, Param]:
@@ -141,7 +176,7 @@ def _serving_tasks(*, restore: bool = False) -> tuple[Any, Any]:
 
 
 def build_clone_dag(dag_id: str = "wp_clone", doc_md: str | None = None) -> DAG:
-    runtime = _runtime()
+    kind = runtime_kind()
     with _dag(dag_id, doc_md, schedule=None, params=clone_params()) as dag:
 
         @task(task_id="validate_request")  # bad input fails at once (AirflowFailException): no retry
@@ -188,37 +223,8 @@ def build_clone_dag(dag_id: str = "wp_clone", doc_md: str | None = None) -> DAG:
             return clone.rollback_clone(services(), plan, context["run_id"], errors)
 
         plan = validate_request()
-        copy_db = runtime.step_operator(
-            Step(
-                task_id="copy_database",
-                step="copy-database",
-                arguments=(
-                    f"{{{{ {PLAN_JSON}['source']['url'] }}}}",
-                    f"{{{{ {PLAN_JSON}['url'] }}}}",
-                    "--copy-mode",
-                    f"{{{{ {PLAN_JSON}['copy_mode'] }}}}",
-                    "--table-prefix",
-                    f"{{{{ {PLAN_JSON}['source']['table_prefix'] }}}}",
-                    "--aliases",
-                    f"{{{{ {PLAN_JSON}['source']['aliases'] | join(',') }}}}",
-                ),
-                db_env={"SOURCE_DB": "source", "TARGET_DB": "clone"},
-                heavy=True,
-            ),
-            plan_xcom=PLAN,
-            pool=HEAVY_POOL,
-        )
-        copy_content = runtime.step_operator(
-            Step(
-                task_id="copy_content",
-                step="copy-content",
-                arguments=("--copy-mode", f"{{{{ {PLAN_JSON}['copy_mode'] }}}}"),
-                content={"SOURCE_CONTENT_DIR": "source", "TARGET_CONTENT_DIR": "clone"},
-                heavy=True,
-            ),
-            plan_xcom=PLAN,
-            pool=HEAVY_POOL,
-        )
+        copy_db = step_operator(kind, COPY_DATABASE, plan_xcom=PLAN, pool=HEAVY_POOL)
+        copy_content = step_operator(kind, COPY_CONTENT, plan_xcom=PLAN, pool=HEAVY_POOL)
         reserved = reserve_clone(plan)
         created = create_database(plan)
         deployed = deploy_site(plan)
@@ -338,23 +344,6 @@ def _clone_id_param(description: str) -> Param:
     return Param(type="string", pattern=CLONE_ID_PATTERN, title="Clone id", description=description)
 
 
-def _backup_step(task_id: str) -> Step:
-    """Archive the clone (its own login, its wp-content) into the backup directory."""
-    return Step(
-        task_id=task_id,
-        step="backup-clone",
-        arguments=(
-            f"{{{{ {PLAN_JSON}['clone_id'] }}}}",
-            f"{{{{ {PLAN_JSON}['url'] }}}}",
-            "--table-prefix",
-            f"{{{{ {PLAN_JSON}['source']['table_prefix'] }}}}",
-        ),
-        db_env={"SOURCE_DB": "clone"},
-        content={"SOURCE_CONTENT_DIR": "clone"},
-        heavy=True,
-    )
-
-
 @task(task_id="lock_clone")
 @records_error
 def lock_clone(plan: dict[str, Any], **context: Any) -> None:
@@ -377,7 +366,7 @@ def release_clone(**context: Any) -> dict[str, Any]:
 
 
 def build_backup_dag(dag_id: str = "wp_backup", doc_md: str | None = None) -> DAG:
-    runtime = _runtime()
+    kind = runtime_kind()
     params = {"clone_id": _clone_id_param("The clone to back up: its database and wp-content.")}
     with _dag(dag_id, doc_md, schedule=None, params=params) as dag:
 
@@ -388,13 +377,13 @@ def build_backup_dag(dag_id: str = "wp_backup", doc_md: str | None = None) -> DA
 
         plan = validate_request()
         locked = lock_clone(plan)
-        backup = runtime.step_operator(_backup_step("backup_clone"), plan_xcom=PLAN, pool=HEAVY_POOL)
+        backup = step_operator(kind, BACKUP_CLONE, plan_xcom=PLAN, pool=HEAVY_POOL)
         locked >> backup >> release_clone().as_teardown(setups=locked)
     return dag
 
 
 def build_restore_dag(dag_id: str = "wp_restore", doc_md: str | None = None) -> DAG:
-    runtime = _runtime()
+    kind = runtime_kind()
     params = {
         "clone_id": _clone_id_param(
             "The clone to restore; it keeps serving until the restored site answers."
@@ -462,26 +451,10 @@ def build_restore_dag(dag_id: str = "wp_restore", doc_md: str | None = None) -> 
 
         plan = validate_request()
         locked = lock_clone(plan)
-        load = runtime.step_operator(
-            Step(
-                task_id="load_backup",
-                step="restore-backup",
-                arguments=(
-                    f"{{{{ {PLAN_JSON}['url'] }}}}",
-                    "--table-prefix",
-                    f"{{{{ {PLAN_JSON}['source']['table_prefix'] }}}}",
-                ),
-                db_env={"TARGET_DB": "restore"},
-                content={"TARGET_CONTENT_DIR": "clone"},
-                param_env={"WPCLONE_BACKUP_URL": "source_backup_url"},
-                heavy=True,
-            ),
-            plan_xcom=PLAN,
-            pool=HEAVY_POOL,
-        )
+        load = step_operator(kind, LOAD_BACKUP, plan_xcom=PLAN, pool=HEAVY_POOL)
         # The safety backup of what the clone serves is taken only once the archive was fetched, loaded
         # and proven a working site (a broken archive costs no backup); the switch comes last.
-        backup = runtime.step_operator(_backup_step("backup_clone"), plan_xcom=PLAN, pool=HEAVY_POOL)
+        backup = step_operator(kind, BACKUP_CLONE, plan_xcom=PLAN, pool=HEAVY_POOL)
         prepared = prepare_restore(plan)
         verified = verify_restore(plan)
         safe = apply_staging_safety(plan)

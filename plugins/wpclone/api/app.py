@@ -16,6 +16,10 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal, TypeVar
 
+from airflow.api_fastapi.app import get_auth_manager
+from airflow.api_fastapi.auth.managers.models.resource_details import DagAccessEntity, DagDetails
+from airflow.api_fastapi.core_api.security import get_user
+from airflow.utils.session import create_session
 from fastapi import Depends, FastAPI, HTTPException, Path, Query, Request, status
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -26,6 +30,7 @@ from wpclone import jobs
 from wpclone.airflow import runparams
 from wpclone.airflow.services import registry, services
 from wpclone.api.dispatch import Dispatcher, airflow_trigger, is_stale
+from wpclone.api.runs import build_execution_api, cancel, find_run, job_status, warm_up
 from wpclone.errors import BadRequest, CloneBusy, CloneNotFound, CloneTaken, describe, validation_sentence
 from wpclone.fetch import redact
 from wpclone.jobs import JobResponse, JobStatusResponse, JobType
@@ -42,7 +47,6 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 
 def _session() -> Iterator[Session]:
-    from airflow.utils.session import create_session
 
     # Not the thread-local session: FastAPI runs concurrent requests' dependencies and endpoints in pool
     # threads, and a shared session breaks under concurrent use (as Airflow's own ``_get_session``).
@@ -55,7 +59,6 @@ SessionDep = Annotated[Session, Depends(_session)]
 
 def _user() -> Any:
     """Airflow's ``get_user`` dependency (imported lazily: plugins load in every Airflow component)."""
-    from airflow.api_fastapi.core_api.security import get_user
 
     return Depends(get_user)
 
@@ -65,8 +68,6 @@ UserDep = Annotated[Any, _user()]
 
 def authorize(user: Any, method: Method, dag_id: str) -> None:
     """403 unless Airflow's auth manager lets ``user`` do ``method`` on the runs of ``dag_id``."""
-    from airflow.api_fastapi.app import get_auth_manager
-    from airflow.api_fastapi.auth.managers.models.resource_details import DagAccessEntity, DagDetails
 
     if not get_auth_manager().is_authorized_dag(
         method=method, access_entity=DagAccessEntity.RUN, details=DagDetails(id=dag_id), user=user
@@ -150,7 +151,6 @@ def _accepted_job(
 ) -> JobStatusResponse | Any:
     """A job we accepted whose run was not found: its status from the registry, or the run once a
     stale job (its process died before starting it) has been started here."""
-    from wpclone.api.runs import find_run
 
     accepted = _registry().get_job(job_id)
     if accepted is None or accepted.dag_id not in dag_ids:
@@ -184,7 +184,6 @@ def _services() -> Services:
 
 
 def _warm_up() -> None:
-    from wpclone.api.runs import warm_up
 
     _services()
     warm_up(jobs.TYPE_OF_DAG)
@@ -198,7 +197,6 @@ def _registry_error(clone_id: str) -> str | None:
 @contextlib.asynccontextmanager
 async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     """Entered by Airflow's API server at startup, before the worker serves a request."""
-    from wpclone.api.runs import build_execution_api
 
     started = time.monotonic()
     if build_execution_api():
@@ -322,7 +320,6 @@ def _add_job_routes(app: FastAPI) -> None:
 
 def _cancel_clone_job(job_id: str, user_name: str, session: Session) -> None:
     """Cancel the clone job ``job_id`` for a delete: its run if it exists, else the accepted job itself."""
-    from wpclone.api.runs import find_run
 
     dag_ids = [jobs.DAG_OF_TYPE[JobType.CLONE]]
     run = find_run(job_id, dag_ids, session)
@@ -339,7 +336,6 @@ def _cancel_clone_job(job_id: str, user_name: str, session: Session) -> None:
 def _cancel_run(run: Any, user_name: str, session: Session) -> None:
     """Cancel a started job; a clone job cancelled before it reserved its clone (whose rollback will not
     run) gives back the clone id it was accepted with."""
-    from wpclone.api.runs import cancel
 
     reason = cancel(run, user_name, session)
     clone_id = (run.conf or {}).get("clone_id")
@@ -379,7 +375,6 @@ def _add_read_routes(app: FastAPI) -> None:
         user: UserDep,
         type: JobType | None = None,
     ) -> JobStatusResponse:
-        from wpclone.api.runs import find_run, job_status
 
         dag_ids = [jobs.DAG_OF_TYPE[type]] if type else list(jobs.TYPE_OF_DAG)
         run = find_run(job_id, dag_ids, session) or _accepted_job(request, job_id, dag_ids, session, user)
@@ -399,7 +394,6 @@ def _add_read_routes(app: FastAPI) -> None:
         session: SessionDep,
         user: UserDep,
     ) -> JobStatusResponse:
-        from wpclone.api.runs import find_run, job_status
 
         run = find_run(job_id, list(jobs.TYPE_OF_DAG), session)
         if run is None:

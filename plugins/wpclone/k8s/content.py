@@ -109,7 +109,7 @@ def _to_trash(root: Path, path: Path) -> None:
 
 def purge(directory: Path) -> dict[str, Any]:
     """Remove a clone's backup directory on the backups claim (mounted at its parent)."""
-    from wpclone.steps.backup import purge_backups
+    from wpclone.steps.backup import purge_backups  # noqa: PLC0415 (purge only: the switch runs on the standard library)
 
     if not directory.parent.is_dir():
         raise ContentError(f"the backups claim is not mounted at {directory.parent}.")

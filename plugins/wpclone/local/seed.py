@@ -29,6 +29,7 @@ from typing import Any
 
 from pymysql.converters import escape_string
 
+from wpclone.config import write_local_config
 from wpclone.db import DbEndpoint, quote_identifier
 from wpclone.errors import ConfigError
 from wpclone.local.mariadb import LOCAL_USER_HOST, LocalMariaDB
@@ -149,7 +150,6 @@ def seed_source(settings: StackSettings, posts: int = DEFAULT_POSTS, force: bool
     content = run_seed_php(host, "content", config.name)
     log.info("content stage: %s", "created content" if content.get("seeded") else "already seeded")
     added = bulk_posts(config, posts)
-    from wpclone.config import write_local_config
 
     write_local_config(settings)  # the local runtime's configuration: this site is a registered source
     log.info(

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 from wpclone.models import RuntimeKind, WpcloneConfig
 from wpclone.runtimes.base import Runtime
+from wpclone.runtimes.kubernetes import KubernetesRuntime
+from wpclone.runtimes.local import LocalRuntime
 
 
 def runtime_for(config: WpcloneConfig) -> Runtime:
     """The runtime object for ``config`` (imported lazily: the kubernetes one pulls in the provider)."""
     if config.runtime is RuntimeKind.KUBERNETES:
-        from wpclone.runtimes.kubernetes import KubernetesRuntime
-
         return KubernetesRuntime(config)
-    from wpclone.runtimes.local import LocalRuntime
 
     return LocalRuntime(config)

@@ -36,7 +36,7 @@ import secrets
 import time
 from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import urlsplit
 
 from wpclone.errors import CloneNameTaken, ForeignObject, KubernetesError
@@ -53,11 +53,8 @@ from wpclone.models import (
     is_clone_id,
 )
 from wpclone.readiness import Fetch, http_fetcher
-from wpclone.runtimes.base import CLONE_ID_LABEL, CloneSecrets, Runtime, Step
+from wpclone.runtimes.base import CLONE_ID_LABEL, CloneSecrets, Runtime
 from wpclone.steps.common import sentence
-
-if TYPE_CHECKING:
-    from airflow.sdk import BaseOperator
 
 log = logging.getLogger(__name__)
 
@@ -98,14 +95,14 @@ class KubernetesRuntime(Runtime):
             self._cluster = ClusterClient(self.settings.namespace, self.settings.conn_id)
         return self._cluster
 
-    # -- parse time ------------------------------------------------------------------------------------
-
-    def step_operator(self, step: Step, *, plan_xcom: str, **operator_kwargs: object) -> BaseOperator:
-        from wpclone.k8s.pod import step_pod_operator
-
-        return step_pod_operator(step, plan_xcom=plan_xcom, settings=self.settings, **operator_kwargs)
-
     # -- task time -------------------------------------------------------------------------------------
+
+    def clone_db_server(self, plan: ClonePlan) -> tuple[str, int]:
+        """The source's database server, unless the settings name another for the clones."""
+        return (
+            self.settings.clone_db_host or plan.source.db_host,
+            self.settings.clone_db_port or plan.source.db_port,
+        )
 
     def clone_url(self, clone_id: str) -> str:
         check_clone_id(clone_id)

@@ -41,6 +41,8 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import IO, Any
 
+import pymysql
+
 from wpclone.db import DbEndpoint, check_identifier, quote_identifier
 from wpclone.errors import ConfigError, LoadError, StepError
 from wpclone.metrics import peak_rss_kib
@@ -212,7 +214,6 @@ def describe(endpoint: DbEndpoint) -> str:
 
 
 def _connect(endpoint: DbEndpoint, role: str) -> Any:
-    import pymysql
 
     try:
         return endpoint.connect(connect_timeout=CONNECT_TIMEOUT_S, read_timeout=3600, write_timeout=3600)

@@ -27,6 +27,8 @@ import threading
 from collections.abc import Sequence
 from typing import Any
 
+import pymysql
+
 from wpclone.db import DbEndpoint
 from wpclone.errors import LoadError
 
@@ -76,7 +78,6 @@ class FanOutLoader:
     """A binary sink (``write``/``close``) that executes a mariadb-dump stream over N connections."""
 
     def __init__(self, target: DbEndpoint, streams: int) -> None:
-        import pymysql
 
         self.failed = threading.Event()
         self.loaders: list[_Loader] = []
