@@ -101,7 +101,9 @@ def test_restore_switches_only_after_a_verified_preview_and_a_safety_backup(dagb
     assert release.upstream_task_ids == {"lock_clone", "finish_restore"}  # a linear chain: runs last
     assert dag.get_task("load_backup").pool == dag.get_task("backup_clone").pool == "wpclone_heavy"
     # The URL reaches the step from the run's params when it runs, never through a rendered template.
-    assert "source_backup_url" not in str(dag.get_task("load_backup").op_kwargs["arguments"])
+    step = dag.get_task("load_backup").op_kwargs["step"]
+    assert step.param_env == {"WPCLONE_BACKUP_URL": "source_backup_url"}
+    assert "source_backup_url" not in str(step.arguments)
     backup = dagbag.get_dag("wp_backup")
     assert [t.task_id for t in backup.topological_sort()] == [
         "validate_request",

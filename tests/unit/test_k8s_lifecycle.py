@@ -415,7 +415,6 @@ async def test_site_lifecycle(
     assert await call(runtime.site_ready, plan) is True
 
     assert await call(runtime.list_clone_ids) == {"shop-abc123", "shop-other1"}
-    assert await call(runtime.source_db_password, make_source()) == source_password
 
     # A step pod left behind by a killed worker is the clone's too.
     emulator.objects["v1/pods", NAMESPACE, "wpclone-copy-content-x1"] = {
@@ -472,22 +471,6 @@ async def test_api_errors_become_sentences_without_secret_values(
     assert message.startswith("Kubernetes refused to create Secret wpclone-test/wpclone-shop-abc123 (403")
     assert message.endswith(".")
     assert "forbidden" not in message  # a Secret's error body is never quoted
-
-
-@pytest.mark.asyncio
-async def test_source_password_errors(emulator: km.KubernetesEmulator, runtime: KubernetesRuntime) -> None:
-    with pytest.raises(ValueError, match="has no db_password_secret"):
-        await asyncio.to_thread(runtime.source_db_password, make_source(db_password_secret=None))
-    with pytest.raises(KubernetesError, match="Secret shop-db does not exist in namespace wpclone-test"):
-        await asyncio.to_thread(runtime.source_db_password, make_source())
-    emulator.objects["v1/secrets", NAMESPACE, "shop-db"] = {
-        "metadata": {"name": "shop-db", "namespace": NAMESPACE},
-        "data": {"pass": "eA=="},
-    }
-    with pytest.raises(
-        KubernetesError, match="Secret shop-db in namespace wpclone-test has no key 'password'"
-    ):
-        await asyncio.to_thread(runtime.source_db_password, make_source())
 
 
 def test_runtime_basics() -> None:

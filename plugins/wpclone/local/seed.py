@@ -39,7 +39,6 @@ from wpclone.local.sitehost import (
     SiteHost,
     load_site,
     register_site,
-    site_dir,
     unregister_site,
 )
 from wpclone.mysql_admin import MySqlAdmin
@@ -453,10 +452,6 @@ def bulk_posts(config: SiteConfig, posts: int) -> int:
     return count
 
 
-def site_exists(settings: StackSettings, name: str = SOURCE) -> bool:
-    return (site_dir(settings, name) / "site.json").is_file()
-
-
 __all__ = [
     "DEFAULT_POSTS",
     "SOURCE",
@@ -468,7 +463,6 @@ __all__ = [
     "seed_source",
     "site_admin_password",
     "site_endpoint",
-    "site_exists",
     "source_config",
     "update_category_counts",
 ]

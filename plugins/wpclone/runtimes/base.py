@@ -17,7 +17,7 @@ from pathlib import Path
 
 from wpclone.errors import CloneNameTaken
 from wpclone.fetch import FetchPolicy
-from wpclone.models import ClonePlan, RuntimeKind, SourceConfig, WpcloneConfig, check_clone_id
+from wpclone.models import ClonePlan, RuntimeKind, WpcloneConfig, check_clone_id
 from wpclone.readiness import Fetch
 from wpclone.runtimes.stepspec import Step, StepSpec, step_spec
 
@@ -73,10 +73,6 @@ class Runtime(abc.ABC):
     @abc.abstractmethod
     def prepare_clone(self, plan: ClonePlan) -> CloneSecrets:
         """Create (or read back, on a retry) the clone's secrets and its empty wp-content storage."""
-
-    @abc.abstractmethod
-    def source_db_password(self, source: SourceConfig) -> str:
-        """The password of the source database's login (for the worker's own checks)."""
 
     @abc.abstractmethod
     def deploy_site(

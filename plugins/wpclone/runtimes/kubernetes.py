@@ -47,7 +47,6 @@ from wpclone.models import (
     WORDPRESS_SALT_NAMES,
     ClonePlan,
     RuntimeKind,
-    SourceConfig,
     WpcloneConfig,
     check_clone_id,
     is_clone_id,
@@ -176,26 +175,6 @@ class KubernetesRuntime(Runtime):
                 log.info("k8s event=secret_reused clone_id=%s secret=%s", plan.clone_id, name)
                 return manifests.secrets_from_data(name, existing.get("data"))
         raise KubernetesError(f"Secret {name} keeps appearing and disappearing; is another job deleting it?")
-
-    def source_db_password(self, source: SourceConfig) -> str:
-        if not source.db_password_secret:
-            raise ValueError(
-                f"source {source.name} has no db_password_secret: the kubernetes runtime reads the source's "
-                f"database password from a Secret (key {manifests.SOURCE_PASSWORD_KEY!r})."
-            )
-        secret = self.cluster.read("Secret", source.db_password_secret)
-        if secret is None:
-            raise KubernetesError(
-                f"Secret {source.db_password_secret} does not exist in namespace {self.settings.namespace} "
-                f"(the database password of source {source.name})."
-            )
-        value = (secret.get("data") or {}).get(manifests.SOURCE_PASSWORD_KEY)
-        if not value:
-            raise KubernetesError(
-                f"Secret {source.db_password_secret} in namespace {self.settings.namespace} has no key "
-                f"{manifests.SOURCE_PASSWORD_KEY!r} (the password of source {source.name})."
-            )
-        return base64.b64decode(value).decode()
 
     def deploy_site(
         self, plan: ClonePlan, constants: Mapping[str, str | int | bool], mu_plugin_php: str

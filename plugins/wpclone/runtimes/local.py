@@ -41,7 +41,7 @@ from wpclone.local.sitehost import (
     unregister_preview,
     unregister_site,
 )
-from wpclone.models import ClonePlan, RuntimeKind, SourceConfig, WpcloneConfig, is_clone_id, restore_db_name
+from wpclone.models import ClonePlan, RuntimeKind, WpcloneConfig, is_clone_id, restore_db_name
 from wpclone.readiness import Fetch, http_fetcher
 from wpclone.runtimes.base import CloneSecrets, Runtime
 from wpclone.runtimes.stepspec import STEP_COMMAND, ContentRole, DbRole, Step, StepSpec
@@ -84,11 +84,6 @@ class LocalRuntime(Runtime):
         db = self.settings.secret(self._secret_file(plan.clone_id, "db-password").name)
         admin = self.settings.secret(self._secret_file(plan.clone_id, "admin-password").name)
         return CloneSecrets(db_password=db, admin_password=admin, salts={})  # the site host keeps salts
-
-    def source_db_password(self, source: SourceConfig) -> str:
-        if not source.db_password_file:
-            raise ValueError(f"source {source.name} has no db_password_file configured.")
-        return Path(source.db_password_file).read_text().strip()
 
     def deploy_site(
         self, plan: ClonePlan, constants: Mapping[str, str | int | bool], mu_plugin_php: str
