@@ -228,7 +228,8 @@ def test_the_pool_is_provisioned_by_every_install_and_upgrade(
     job = values()["migrateDatabaseJob"]
     assert job["args"][:2] == ["bash", "-c"]
     assert job["args"][2] == "airflow db migrate && exec python -m wpclone.provision"
-    assert job["applyCustomEnv"] is True  # WPCLONE_HEAVY_SLOTS reaches it
+    # WPCLONE_HEAVY_SLOTS and the connection wpclone_mysql (a `secret` entry: custom env too) reach it.
+    assert job["applyCustomEnv"] is True
 
     with pytest.raises(SystemExit) as done:
         provision.main(["--help"])

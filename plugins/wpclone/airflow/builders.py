@@ -9,6 +9,8 @@ sentence as XCom ``error`` first (:mod:`wpclone.airflow.xcom`). The data-plane s
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -101,6 +103,18 @@ def plan_or_none(value: Any) -> ClonePlan | None:
     return plan_of(value) if value else None
 
 
+def plan_task(task_id: str, service: Callable[..., Any], /, **task_kwargs: Any) -> Any:
+    """A task given the job's plan that calls ``service(<its services>, <the typed plan>)`` and returns
+    what it returns; ``task_kwargs`` go to ``@task`` (``retries``, ...)."""
+
+    @task(task_id=task_id, **task_kwargs)
+    @records_error
+    def run(plan: dict[str, Any]) -> Any:
+        return service(services(), plan_of(plan))
+
+    return run
+
+
 def _start_date() -> datetime:
     return datetime(2026, 1, 1, tzinfo=UTC)
 
@@ -161,18 +175,16 @@ def _serving_tasks(*, restore: bool = False) -> tuple[Any, Any]:
     safety goes onto the restored database before its preview (made when a DAG is built: the retries come
     from the environment then)."""
 
-    # It waits its own timeout: one retry at most (for a hiccup), not one more timeout per retry.
-    @task(task_id="await_site_ready", retries=min(1, default_args()["retries"]))
-    @records_error
-    def await_site_ready(plan: dict[str, Any]) -> None:
-        common.await_site_ready(services(), plan_of(plan))
-
-    @task(task_id="apply_staging_safety")
-    @records_error
-    def apply_staging_safety(plan: dict[str, Any]) -> str:
-        return common.apply_staging_safety(services(), plan_of(plan), restored=restore)
-
+    await_site_ready = plan_task("await_site_ready", common.await_site_ready, retries=_await_retries())
+    apply_staging_safety = plan_task(
+        "apply_staging_safety", functools.partial(common.apply_staging_safety, restored=restore)
+    )
     return await_site_ready, apply_staging_safety
+
+
+def _await_retries() -> int:
+    """A task that waits its own timeout: one retry at most (for a hiccup), not one more timeout per retry."""
+    return min(1, int(default_args()["retries"]))
 
 
 def build_clone_dag(dag_id: str = "wp_clone", doc_md: str | None = None) -> DAG:
@@ -192,16 +204,8 @@ def build_clone_dag(dag_id: str = "wp_clone", doc_md: str | None = None) -> DAG:
         def reserve_clone(plan: dict[str, Any], **context: Any) -> None:
             clone.reserve_clone(services(), plan_of(plan), context["run_id"])
 
-        @task(task_id="create_database")
-        @records_error
-        def create_database(plan: dict[str, Any]) -> None:
-            clone.create_database(services(), plan_of(plan))
-
-        @task(task_id="deploy_site")
-        @records_error
-        def deploy_site(plan: dict[str, Any]) -> None:
-            common.deploy_site(services(), plan_of(plan))
-
+        create_database = plan_task("create_database", clone.create_database)
+        deploy_site = plan_task("deploy_site", common.deploy_site)
         await_site_ready, apply_staging_safety = _serving_tasks()
 
         @task(task_id="finalize_clone")
@@ -417,37 +421,15 @@ def build_restore_dag(dag_id: str = "wp_restore", doc_md: str | None = None) -> 
                 mode="json"
             )
 
-        @task(task_id="prepare_restore")
-        @records_error
-        def prepare_restore(plan: dict[str, Any]) -> None:
-            restore.prepare_restore(services(), plan_of(plan))
-
-        @task(task_id="verify_restore")
-        @records_error
-        def verify_restore(plan: dict[str, Any]) -> dict[str, Any]:
-            return restore.verify_restore(services(), plan_of(plan))
-
-        @task(task_id="deploy_preview")
-        @records_error
-        def deploy_preview(plan: dict[str, Any]) -> None:
-            restore.deploy_preview(services(), plan_of(plan))
-
-        @task(task_id="await_preview_ready", retries=min(1, default_args()["retries"]))
-        @records_error
-        def await_preview_ready(plan: dict[str, Any]) -> None:
-            common.await_site_ready(services(), plan_of(plan), preview=True)
-
-        @task(task_id="switch_site")
-        @records_error
-        def switch_site(plan: dict[str, Any]) -> None:
-            restore.switch_restore(services(), plan_of(plan))
-
+        prepare_restore = plan_task("prepare_restore", restore.prepare_restore)
+        verify_restore = plan_task("verify_restore", restore.verify_restore)
+        deploy_preview = plan_task("deploy_preview", restore.deploy_preview)
+        await_preview = functools.partial(common.await_site_ready, preview=True)
+        await_preview_ready = plan_task("await_preview_ready", await_preview, retries=_await_retries())
+        switch_site = plan_task("switch_site", restore.switch_restore)
         await_site_ready, apply_staging_safety = _serving_tasks(restore=True)
 
-        @task(task_id="finish_restore")
-        @records_error
-        def finish_restore(plan: dict[str, Any]) -> None:
-            restore.finish_restore(services(), plan_of(plan))
+        finish_restore = plan_task("finish_restore", restore.finish_restore)
 
         plan = validate_request()
         locked = lock_clone(plan)

@@ -1,10 +1,10 @@
 """A real Airflow for the local stack: ``airflow standalone`` (LocalExecutor, SQLite), our DAGs and plugin.
 
-Its home is ``<state>/airflow``; its port ``WPCLONE_AIRFLOW_PORT`` or a free one remembered in
-``ports.json``. Before starting it, the metadata database is migrated and our pool provisioned (both
-idempotent); the MySQL connection and the configuration reach every Airflow process through the
-environment (``AIRFLOW_CONN_WPCLONE_MYSQL``, ``WPCLONE_STATE_DIR``), never through the metadata database.
-Logins: ``admin`` (role admin) and ``viewer`` (role viewer); passwords in ``<state>/secrets/airflow-<user>``.
+Its home is ``<state>/airflow``; its port ``WPCLONE_AIRFLOW_PORT`` or a free one remembered in ``ports.json``.
+Before starting it, the metadata database is migrated, and the clone registry and our pool provisioned (all
+idempotent); the MySQL connection and the configuration reach every Airflow process through the environment
+(``AIRFLOW_CONN_WPCLONE_MYSQL``, ``WPCLONE_STATE_DIR``), never through the metadata database. Logins:
+``admin`` (role admin) and ``viewer`` (role viewer); passwords in ``<state>/secrets/airflow-<user>``.
 """
 
 from __future__ import annotations
@@ -138,7 +138,8 @@ class LocalAirflow:
             raise RuntimeError(f"`{' '.join(Path(a).name for a in argv[:3])}` failed: {detail}")
 
     def provision(self) -> None:
-        """Metadata database migrated, our pool, the logins' passwords: all idempotent."""
+        """Metadata database migrated, the clone registry migrated and our pool (``python -m
+        wpclone.provision``), the logins' passwords: all idempotent."""
         self.home.mkdir(parents=True, exist_ok=True)
         passwords = {user: self.password(user) for user in USERS}
         if not self.passwords_file.exists() or json.loads(self.passwords_file.read_text()) != passwords:

@@ -9,8 +9,7 @@ from wpclone.runtimes.local import LocalRuntime
 
 
 def runtime_for(config: WpcloneConfig) -> Runtime:
-    """The runtime object for ``config`` (imported lazily: the kubernetes one pulls in the provider)."""
+    """The runtime object for ``config`` (cheap: neither runtime touches anything until it is used)."""
     if config.runtime is RuntimeKind.KUBERNETES:
         return KubernetesRuntime(config)
-
     return LocalRuntime(config)

@@ -1,4 +1,4 @@
-"""What every step shares: the expected-failure type, log set-up, secret scrubbing and the result line."""
+"""What every step shares: log set-up, secret scrubbing and the result line (failures: wpclone.errors)."""
 
 from __future__ import annotations
 
