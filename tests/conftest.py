@@ -110,7 +110,7 @@ def local_services(
         registry=Registry.from_endpoint(admin_db, schema),
         mysql=MySqlAdmin.from_endpoint(admin_db),
         runtime=LocalRuntime(load_config(), stack),
-        settings=Settings(control_schema=schema, **settings),  # type: ignore[arg-type]
+        settings=Settings(**settings),
     )
 
 

@@ -143,14 +143,12 @@ def delete_wait(env: Env | None = None) -> float:
 class Settings:
     """What the control plane's tasks read of the settings, read once (wpclone.services.common.Services)."""
 
-    control_schema: str = DEFAULT_CONTROL_SCHEMA
     site_ready_timeout: float = 300.0  # seconds
     delete_wait: float = 900.0  # seconds
 
     @classmethod
     def from_env(cls, env: Env | None = None) -> Settings:
         return cls(
-            control_schema=control_schema(env),
             site_ready_timeout=site_ready_timeout(env),
             delete_wait=delete_wait(env),
         )

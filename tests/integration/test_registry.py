@@ -19,7 +19,7 @@ import pytest
 from wpclone.db import ConnectionPool, DbEndpoint, quote_identifier
 from wpclone.errors import CloneTaken, ConfigError, RegistryError
 from wpclone.models import ClonePlan, CloneStatus, CopyMode, SourceConfig, clone_db_name
-from wpclone.registry import MIGRATIONS, CloneRecord, Connection, Registry
+from wpclone.registry import MIGRATIONS, SCHEMA_VERSION, CloneRecord, Connection, Registry
 
 pytestmark = pytest.mark.integration
 
@@ -102,6 +102,24 @@ def test_migrate_twice_is_a_no_op(registry: Registry, admin_db: DbEndpoint) -> N
     assert registry.migrate() == []
     assert raw(admin_db, f"SELECT version, applied_at FROM {registry.schema}.schema_migrations") == before
     assert registry.applied_versions() == [m.version for m in MIGRATIONS]
+
+
+def test_a_schema_behind_this_wpclone_is_refused_naming_the_provision_command(
+    factory: Callable[[], Connection], schema: str, admin_db: DbEndpoint
+) -> None:
+    """Tasks only check the version (provisioning migrates): a missing or older schema is one sentence."""
+    reg = Registry(factory, schema)
+    behind = r"is at version {} but this wpclone needs version {}: run `python -m wpclone.provision`"
+    with pytest.raises(RegistryError, match=behind.format(0, SCHEMA_VERSION)):
+        reg.check_schema()  # no schema at all
+    assert not raw(admin_db, "SELECT 1 FROM information_schema.schemata WHERE schema_name = %s", (schema,))
+    reg.migrate()
+    reg.check_schema()
+    raw(admin_db, f"DELETE FROM {schema}.schema_migrations WHERE version = %s", (SCHEMA_VERSION,))
+    with pytest.raises(RegistryError, match=behind.format(SCHEMA_VERSION - 1, SCHEMA_VERSION)):
+        reg.check_schema()
+    assert reg.migrate() == [SCHEMA_VERSION] and reg.schema_version() == SCHEMA_VERSION
+    reg.check_schema()
 
 
 def test_schema_has_the_columns_indexes_and_statuses(registry: Registry, admin_db: DbEndpoint) -> None:
