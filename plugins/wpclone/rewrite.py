@@ -61,7 +61,6 @@ from __future__ import annotations
 
 import codecs
 import functools
-import io
 import logging
 import os
 import re
@@ -874,12 +873,6 @@ class Rewriter:
         stats.seconds = time.monotonic() - started
         stats.peak_rss_kib = peak_rss_kib()
         return stats
-
-    def rewrite_bytes(self, dump: bytes) -> bytes:
-        """Rewrite a whole dump held in memory (tests, small inputs)."""
-        out = io.BytesIO()
-        self.rewrite_stream(io.BytesIO(dump), out)
-        return out.getvalue()
 
 
 def _core_keys(

@@ -9,7 +9,6 @@ the Airflow image's base is the Airflow our requirements pin.
 
 from __future__ import annotations
 
-import ast
 import importlib.metadata
 import re
 import shutil
@@ -19,11 +18,11 @@ from pathlib import Path
 
 import pytest
 
+from tests.import_graph import PLUGINS, imports, module_file
 from wpclone.db import DbEndpoint
 from wpclone.steps.copy_database import dump_command, load_command
 
 REPO = Path(__file__).resolve().parents[2]
-PLUGINS = REPO / "plugins"
 # The modules the toolbox image runs: the steps CLI (every step module) and the restore's content switch.
 TOOLBOX_ENTRY_PACKAGES = ("wpclone.steps",)
 TOOLBOX_ENTRY_MODULES = ("wpclone.k8s.content",)
@@ -160,39 +159,6 @@ def test_make_setup_still_runs_the_whole_script() -> None:
 # -- the toolbox's Python packages: derived from what the pods' modules import ----------------------------
 
 
-def _module_file(name: str) -> Path | None:
-    base = PLUGINS.joinpath(*name.split("."))
-    for candidate in (base / "__init__.py", base.with_suffix(".py")):
-        if candidate.is_file():
-            return candidate
-    return None
-
-
-def _imports(path: Path) -> set[str]:
-    """Modules ``path`` imports when it runs: every import statement, also inside functions (the steps
-    import lazily), except those under ``if TYPE_CHECKING:``; ``from a import b`` counts ``a.b`` when that
-    is one of our modules."""
-    tree = ast.parse(path.read_text())
-    typing_only = {
-        id(node)
-        for branch in ast.walk(tree)
-        if isinstance(branch, ast.If) and "TYPE_CHECKING" in ast.unparse(branch.test)
-        for node in ast.walk(branch)
-    }
-    found: set[str] = set()
-    for node in ast.walk(tree):
-        if id(node) in typing_only:
-            continue
-        if isinstance(node, ast.Import):
-            found |= {alias.name for alias in node.names}
-        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-            found.add(node.module)
-            found |= {
-                f"{node.module}.{a.name}" for a in node.names if _module_file(f"{node.module}.{a.name}")
-            }
-    return found
-
-
 def toolbox_import_graph() -> tuple[set[str], dict[str, set[str]]]:
     """Our modules the toolbox reaches from its entry points; third-party top-level module -> importers."""
     todo = list(TOOLBOX_ENTRY_MODULES)
@@ -207,18 +173,18 @@ def toolbox_import_graph() -> tuple[set[str], dict[str, set[str]]]:
         if name in seen:
             continue
         seen.add(name)
-        path = _module_file(name)
+        path = module_file(name)
         if path is None:
             continue
         parts = name.split(".")
         todo += [".".join(parts[:i]) for i in range(1, len(parts))]  # importing a.b.c runs a and a.b
-        for imported in _imports(path):
+        for imported in imports(path):
             top = imported.split(".")[0]
             if top == "wpclone":
                 todo.append(imported)
             elif top not in sys.stdlib_module_names:
                 third_party.setdefault(top, set()).add(name)
-    return {n for n in seen if _module_file(n)}, third_party
+    return {n for n in seen if module_file(n)}, third_party
 
 
 def toolbox_pip() -> dict[str, str]:
@@ -235,7 +201,10 @@ def _normalise(distribution: str) -> str:
 def test_the_toolbox_set_installs_every_module_the_pods_import() -> None:
     modules, third_party = toolbox_import_graph()
     assert {"wpclone.steps.backup", "wpclone.fetch", "wpclone.archive", "wpclone.k8s.content"} <= modules
-    assert not any(m.startswith(("wpclone.tasks", "wpclone.k8s.pod", "wpclone.runtimes")) for m in modules)
+    assert not any(
+        m.startswith(("wpclone.services", "wpclone.airflow", "wpclone.k8s.pod", "wpclone.runtimes"))
+        for m in modules
+    )
     assert {"pymysql", "httpx", "zstandard", "pydantic"} <= set(third_party), third_party
     assert "airflow" not in third_party and "kubernetes" not in third_party, third_party
     distributions = importlib.metadata.packages_distributions()
@@ -262,7 +231,7 @@ def test_the_import_graph_sees_lazy_imports_and_skips_typing_only_ones(tmp_path:
         "if TYPE_CHECKING:\n    import airflow\n"
         "def f():\n    import httpx\n    from wpclone import steps\n"
     )
-    assert _imports(module) == {"__future__", "typing", "httpx", "wpclone", "wpclone.steps"}
+    assert imports(module) == {"__future__", "typing", "httpx", "wpclone", "wpclone.steps"}
 
 
 def test_the_pip_sets_are_pinned_and_bad_names_fail() -> None:
