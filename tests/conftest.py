@@ -43,6 +43,8 @@ from wpclone.local.sitehost import SiteConfig, content_dir, register_site, site_
 from wpclone.models import clone_db_name
 from wpclone.mysql_admin import MySqlAdmin
 from wpclone.registry import Registry
+from wpclone.rewrite import ENGINE_ENV, ENGINES
+from wpclone.rewrite import _rewrite_core as compiled
 from wpclone.runtimes.local import LocalRuntime
 from wpclone.services.common import Services
 from wpclone.settings import DEFAULT_CONTROL_SCHEMA, Settings
@@ -67,6 +69,23 @@ def php() -> Iterator[PhpOracle]:
     oracle = PhpOracle()
     yield oracle
     oracle.close()
+
+
+@pytest.fixture(scope="module", params=ENGINES)
+def rewrite_engine(request: pytest.FixtureRequest) -> Iterator[str]:
+    """Each rewrite engine in turn (wpclone.rewrite.ENGINES), chosen through WPCLONE_REWRITE_ENGINE so that
+    ``Rewriter(pairs)`` and ``python -m wpclone.rewrite`` in a subprocess both run it. The compiled one must
+    be built, from the source as it is (``scripts/setup.sh`` builds it)."""
+    if request.param == "c":
+        assert compiled is not None, "The compiled rewrite engine is not built: run scripts/setup.sh."
+        built = Path(compiled.__file__)
+        source = built.with_name("_rewrite_core.c")
+        assert not source.exists() or built.stat().st_mtime >= source.stat().st_mtime, (
+            f"{built.name} is older than {source.name}: rebuild it (scripts/setup.sh)."
+        )
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv(ENGINE_ENV, request.param)
+        yield request.param
 
 
 @pytest.fixture(scope="session")

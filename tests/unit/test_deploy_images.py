@@ -88,7 +88,7 @@ def test_every_install_step_of_an_image_is_the_setup_script(image: str) -> None:
 @pytest.mark.parametrize("image", sorted(DOCKERFILES))
 def test_the_image_copies_what_the_script_installs_from(image: str) -> None:
     copied = " ".join(rest for word, rest in instructions(DOCKERFILES[image]) if word == "COPY")
-    for needed in ("scripts/setup.sh", "requirements.txt", "pyproject.toml", "plugins"):
+    for needed in ("scripts/setup.sh", "requirements.txt", "pyproject.toml", "setup.py", "plugins"):
         assert needed in copied, f"{image} does not COPY {needed}"
         assert (REPO / needed).exists()
     if image == "airflow":
@@ -131,6 +131,14 @@ def test_the_toolbox_set_provides_every_program_the_steps_start() -> None:
     for program in sorted(programs):
         owner = _owner(program)
         assert owner in toolbox or any(owner in _depends(p) for p in toolbox), (program, owner, toolbox)
+
+
+def test_the_images_can_build_the_compiled_rewrite_engine() -> None:
+    """Installing the package (``--pip``) compiles wpclone/_rewrite_core.c (setup.py): each image's apt set
+    holds a C compiler and the C library's headers; the Python headers come with the image's Python."""
+    assert "wpclone._rewrite_core" in (REPO / "setup.py").read_text()
+    for image in sorted(DOCKERFILES):
+        assert {"gcc", "libc6-dev"} <= set(apt_set(image)), image
 
 
 def test_the_sets_nest_and_bad_names_fail() -> None:
