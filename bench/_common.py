@@ -25,7 +25,6 @@ import httpx
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "plugins"))
 
-from wpclone.config import control_schema  # noqa: E402
 from wpclone.db import DbEndpoint  # noqa: E402
 from wpclone.local.__main__ import up  # noqa: E402
 from wpclone.local.airflow import LocalAirflow  # noqa: E402
@@ -35,6 +34,7 @@ from wpclone.local.settings import StackSettings  # noqa: E402
 from wpclone.local.sitehost import SiteConfig, http_opener, site_dir  # noqa: E402
 from wpclone.models import clone_db_name  # noqa: E402
 from wpclone.registry import Registry  # noqa: E402
+from wpclone.settings import control_schema  # noqa: E402
 
 API = "/wpclone/api/v1"
 FINAL = ("completed", "failed", "cancelled")

@@ -63,7 +63,7 @@ from wpclone.local.mariadb import LOCAL_USER_HOST, LocalMariaDB
 from wpclone.local.seed import DEFAULT_POSTS, database_size, seed_source
 from wpclone.local.settings import StackSettings
 from wpclone.local.sitehost import SiteConfig, content_dir
-from wpclone.mysql_admin import create_database_and_user, drop_database_and_user
+from wpclone.mysql_admin import MySqlAdmin
 
 CLONE_ID = "bench-restore"
 COPY_DB = "bench_rst_copy"
@@ -161,9 +161,11 @@ def make_backup(setup: Setup, with_content: bool) -> tuple[Path, dict[str, Any]]
 
 def fresh_target(setup: Setup, name: str) -> None:
     """Drop and re-create the database and its login (a new password each time), as prepare_restore does."""
-    drop_database_and_user(setup.admin, name, name, user_host=LOCAL_USER_HOST)
+    MySqlAdmin.from_endpoint(setup.admin).drop_database_and_user(name, name, user_host=LOCAL_USER_HOST)
     setup.passwords[name] = secrets.token_urlsafe(24)
-    create_database_and_user(setup.admin, name, name, setup.passwords[name], user_host=LOCAL_USER_HOST)
+    MySqlAdmin.from_endpoint(setup.admin).create_database_and_user(
+        name, name, setup.passwords[name], user_host=LOCAL_USER_HOST
+    )
     shutil.rmtree(setup.content_dir(name).parent, ignore_errors=True)
 
 
@@ -383,7 +385,7 @@ def prepare(posts: int) -> Setup:
 
 def cleanup(setup: Setup) -> None:
     for name in TARGETS:
-        drop_database_and_user(setup.admin, name, name, user_host=LOCAL_USER_HOST)
+        MySqlAdmin.from_endpoint(setup.admin).drop_database_and_user(name, name, user_host=LOCAL_USER_HOST)
     shutil.rmtree(setup.work, ignore_errors=True)
 
 

@@ -14,6 +14,6 @@ from __future__ import annotations
 
 from airflow.sdk import DAG
 
-from wpclone.builders import build_backup_dag
+from wpclone.airflow.builders import build_backup_dag
 
 dag: DAG = build_backup_dag("wp_backup", doc_md=__doc__)

@@ -18,6 +18,6 @@ from __future__ import annotations
 
 from airflow.sdk import DAG
 
-from wpclone.builders import build_clone_dag
+from wpclone.airflow.builders import build_clone_dag
 
 dag: DAG = build_clone_dag("wp_clone", doc_md=__doc__)

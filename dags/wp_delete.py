@@ -17,6 +17,6 @@ from __future__ import annotations
 
 from airflow.sdk import DAG
 
-from wpclone.builders import build_delete_dag
+from wpclone.airflow.builders import build_delete_dag
 
 dag: DAG = build_delete_dag("wp_delete", doc_md=__doc__)

@@ -20,6 +20,6 @@ from __future__ import annotations
 
 from airflow.sdk import DAG
 
-from wpclone.builders import build_restore_dag
+from wpclone.airflow.builders import build_restore_dag
 
 dag: DAG = build_restore_dag("wp_restore", doc_md=__doc__)

@@ -11,6 +11,6 @@ from __future__ import annotations
 
 from airflow.sdk import DAG
 
-from wpclone.builders import build_ttl_cleanup_dag
+from wpclone.airflow.builders import build_ttl_cleanup_dag
 
 dag: DAG = build_ttl_cleanup_dag("wp_ttl_cleanup", doc_md=__doc__)

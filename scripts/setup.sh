@@ -4,9 +4,10 @@
 # same commands the images use.
 #
 #   scripts/setup.sh                  everything for development: apt set `dev`, the virtualenv .venv with
-#                                     requirements-dev.txt, and this package (editable). Idempotent and
-#                                     quick when already done (checks installed packages and a hash of the
-#                                     requirements).
+#                                     requirements-dev.txt, this package (editable) and the rewrite's compiled
+#                                     engine built in place (plugins/wpclone/_rewrite_core*.so). Idempotent
+#                                     and quick when already done (checks installed packages, a hash of the
+#                                     requirements, and the engine's build against its source).
 #   scripts/setup.sh --cluster        the cluster tier's control plane: apt set `cluster` and the Kubernetes
 #                                     binaries built once per machine (scripts/kube-build.sh; at once when
 #                                     they are there). `make test`, `make kube-build` and `make cluster-up`
@@ -16,6 +17,9 @@
 #                                     ($PYTHON, default python3): `toolbox` (what the pods run: TOOLBOX_PIP at
 #                                     their requirements.txt pins + this package) or `airflow`
 #                                     (requirements.txt + this package); no virtualenv, no editable install.
+#                                     Installing the package builds the compiled engine (setup.py) with the
+#                                     image's Python headers and the apt set's gcc; without them the package
+#                                     installs all the same and the rewrite runs its Python engine.
 #   scripts/setup.sh --list SET       print the apt packages of a set, one per line (tests read this)
 #   scripts/setup.sh --list-pip SET   print the pinned pip requirements of a set, one per line (tests too)
 set -euo pipefail
@@ -27,6 +31,8 @@ APT_MARIADB_CLIENT=(mariadb-client)                          # mariadb-dump and 
 APT_PHP=(php-cli php-mysql php-gd php-xml php-mbstring)      # WordPress runtime and checks (php -S, php -r)
 APT_WORDPRESS=(wordpress wordpress-theme-twentytwentyone wordpress-theme-twentytwentythree)  # core + a classic and a block theme
 APT_BUILD=(default-libmysqlclient-dev pkg-config gcc)        # build deps of mysqlclient (MySQL provider)
+APT_CORE=(gcc libc6-dev)                                     # the rewrite's compiled engine (setup.py)
+APT_PYTHON_DEV=(python3-dev)                                 # headers of Debian's python3 (the .venv's)
 APT_BASE=(python3-venv make curl ca-certificates)
 APT_BROWSER=(chromium)                                       # headless browser of the UI tests (Playwright)
 APT_CLUSTER=(golang-go etcd-server dpkg-dev)                 # the cluster tier: builds and runs its control plane
@@ -40,9 +46,9 @@ TOOLBOX_PIP=(PyMySQL httpx zstandard pydantic)
 apt_set() {
   case "$1" in
     dev) echo "${APT_MARIADB_SERVER[@]} ${APT_MARIADB_CLIENT[@]} ${APT_PHP[@]} ${APT_WORDPRESS[@]}" \
-              "${APT_BUILD[@]} ${APT_BASE[@]} ${APT_BROWSER[@]}" ;;
-    toolbox) echo "${APT_MARIADB_CLIENT[@]} ${APT_PHP[@]} ca-certificates" ;;
-    airflow) echo "${APT_BUILD[@]} ${APT_MARIADB_CLIENT[@]}" ;;
+              "${APT_BUILD[@]} ${APT_CORE[@]} ${APT_PYTHON_DEV[@]} ${APT_BASE[@]} ${APT_BROWSER[@]}" ;;
+    toolbox) echo "${APT_MARIADB_CLIENT[@]} ${APT_PHP[@]} ${APT_CORE[@]} ca-certificates" ;;
+    airflow) echo "${APT_BUILD[@]} ${APT_CORE[@]} ${APT_MARIADB_CLIENT[@]}" ;;
     cluster) echo "${APT_CLUSTER[@]}" ;;
     *) echo "setup: unknown apt package set '$1' (dev, toolbox, airflow, cluster)" >&2; return 2 ;;
   esac
@@ -91,12 +97,22 @@ install_pip() {
   "$python" -m pip install --no-cache-dir -q --no-deps .
 }
 
+build_core() {  # the rewrite's compiled engine, in place next to its source; skipped when up to date
+  local so
+  .venv/bin/python setup.py -q build_ext --inplace >/dev/null 2>&1 || true
+  so=$(compgen -G "plugins/wpclone/_rewrite_core*.so" | head -n1)
+  if [ -z "$so" ] || [ plugins/wpclone/_rewrite_core.c -nt "$so" ]; then
+    echo "setup: the rewrite's compiled engine did not build (.venv/bin/python setup.py build_ext --inplace" \
+         "says why); the rewrite runs its Python engine" >&2
+  fi
+}
+
 install_dev() {
   install_apt dev
   local python="${PYTHON:-python3}"
   [ -x .venv/bin/python ] || "$python" -m venv .venv
   local stamp=.venv/.wpclone-requirements want
-  want=$(cat requirements.txt requirements-dev.txt pyproject.toml | sha256sum | cut -d' ' -f1)
+  want=$(cat requirements.txt requirements-dev.txt pyproject.toml setup.py | sha256sum | cut -d' ' -f1)
   if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
     echo "setup: installing Python requirements into .venv"
     .venv/bin/pip install -q --upgrade pip
@@ -104,6 +120,7 @@ install_dev() {
     .venv/bin/pip install -q --no-deps -e .
     echo "$want" > "$stamp"
   fi
+  build_core
 }
 
 case "${1:-}" in

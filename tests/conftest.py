@@ -33,6 +33,7 @@ import pytest
 from tests.fixtures.othersite import OtherSite
 from tests.fixtures.othersite import other_site as build_other_site
 from tests.php_oracle import PhpOracle
+from wpclone.config import load_config
 from wpclone.db import DbEndpoint
 from wpclone.local.__main__ import up
 from wpclone.local.mariadb import LOCAL_USER_HOST, LocalMariaDB
@@ -40,7 +41,13 @@ from wpclone.local.seed import seed_source
 from wpclone.local.settings import StackSettings
 from wpclone.local.sitehost import SiteConfig, content_dir, register_site, site_dir, unregister_site
 from wpclone.models import clone_db_name
-from wpclone.mysql_admin import create_database_and_user, drop_database_and_user
+from wpclone.mysql_admin import MySqlAdmin
+from wpclone.registry import Registry
+from wpclone.rewrite import ENGINE_ENV, ENGINES
+from wpclone.rewrite import _rewrite_core as compiled
+from wpclone.runtimes.local import LocalRuntime
+from wpclone.services.common import Services
+from wpclone.settings import DEFAULT_CONTROL_SCHEMA, Settings
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +69,23 @@ def php() -> Iterator[PhpOracle]:
     oracle = PhpOracle()
     yield oracle
     oracle.close()
+
+
+@pytest.fixture(scope="module", params=ENGINES)
+def rewrite_engine(request: pytest.FixtureRequest) -> Iterator[str]:
+    """Each rewrite engine in turn (wpclone.rewrite.ENGINES), chosen through WPCLONE_REWRITE_ENGINE so that
+    ``Rewriter(pairs)`` and ``python -m wpclone.rewrite`` in a subprocess both run it. The compiled one must
+    be built, from the source as it is (``scripts/setup.sh`` builds it)."""
+    if request.param == "c":
+        assert compiled is not None, "The compiled rewrite engine is not built: run scripts/setup.sh."
+        built = Path(compiled.__file__)
+        source = built.with_name("_rewrite_core.c")
+        assert not source.exists() or built.stat().st_mtime >= source.stat().st_mtime, (
+            f"{built.name} is older than {source.name}: rebuild it (scripts/setup.sh)."
+        )
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv(ENGINE_ENV, request.param)
+        yield request.param
 
 
 @pytest.fixture(scope="session")
@@ -94,6 +118,19 @@ def other_site(stack: StackSettings) -> Iterator[OtherSite]:
 def admin_db(stack: StackSettings) -> DbEndpoint:
     """The local MariaDB's admin login (may create databases and users), like the shared server's."""
     return LocalMariaDB(stack).admin
+
+
+def local_services(
+    admin_db: DbEndpoint, stack: StackSettings, schema: str = DEFAULT_CONTROL_SCHEMA, **settings: float
+) -> Services:
+    """The services' dependencies on the local stack: what a task builds from Airflow's connection, built
+    from the stack's admin login (the registry in ``schema``, the configuration as the stack wrote it)."""
+    return Services(
+        registry=Registry.from_endpoint(admin_db, schema),
+        mysql=MySqlAdmin.from_endpoint(admin_db),
+        runtime=LocalRuntime(load_config(), stack),
+        settings=Settings(**settings),
+    )
 
 
 HAND_CLONE = "hand-clone"
@@ -130,7 +167,9 @@ def hand_clone(stack: StackSettings, source_site: SiteConfig, admin_db: DbEndpoi
     site = dataclasses.replace(
         source_site, name=HAND_CLONE, url=url, db_name=database, db_user=user, db_password_file=password_file
     )
-    create_database_and_user(admin_db, database, user, site.db_password(), user_host=LOCAL_USER_HOST)
+    MySqlAdmin.from_endpoint(admin_db).create_database_and_user(
+        database, user, site.db_password(), user_host=LOCAL_USER_HOST
+    )
     source_db = admin_db.with_database(source_site.db_name)
     target_db = DbEndpoint(site.db_host, site.db_port, user, site.db_password(), database)
     copied_db = run_step(
@@ -145,7 +184,7 @@ def hand_clone(stack: StackSettings, source_site: SiteConfig, admin_db: DbEndpoi
     register_site(stack, site, default_content=False)
     yield HandClone(site, copied_db, copied_content)
     unregister_site(stack, HAND_CLONE)
-    drop_database_and_user(admin_db, database, user, user_host=LOCAL_USER_HOST)
+    MySqlAdmin.from_endpoint(admin_db).drop_database_and_user(database, user, user_host=LOCAL_USER_HOST)
     password_file.unlink(missing_ok=True)
 
 

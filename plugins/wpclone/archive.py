@@ -61,11 +61,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, BinaryIO, Literal, cast
 
+import zstandard
 from pydantic import BaseModel, ConfigDict, ValidationError
 
+from wpclone.errors import ArchiveError
 from wpclone.rewrite import mysql_decode
 from wpclone.sqlguard import Scanner, Token
-from wpclone.steps.common import StepError, sentence
+from wpclone.steps.common import sentence
 from wpclone.steps.content_tree import ContentWalk, LinkReport
 
 log = logging.getLogger(__name__)
@@ -80,10 +82,6 @@ GZIP_MAGIC = b"\x1f\x8b"
 ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
 ZIP_MAGICS = (b"PK\x03\x04", b"PK\x05\x06")
 MAX_LINK = 4095  # bytes of a symlink's target (PATH_MAX - 1)
-
-
-class ArchiveError(StepError):
-    """A backup that cannot be written or is refused; its message is one sentence naming the cause."""
 
 
 @dataclass(frozen=True)
@@ -299,8 +297,6 @@ def write_backup(
             hashed = _HashingWriter(f)
             compressor: IO[bytes]
             if compression == "zstd":
-                import zstandard
-
                 zw = zstandard.ZstdCompressor(level=3).stream_writer(cast(IO[bytes], hashed), closefd=False)
                 compressor = cast(IO[bytes], zw)
             else:
@@ -465,7 +461,6 @@ class _ZstdReader(io.RawIOBase):
     """Decompresses zstd frames from ``raw``; a frame cut short raises EOFError."""
 
     def __init__(self, raw: IO[bytes]) -> None:
-        import zstandard
 
         super().__init__()
         self._new = zstandard.ZstdDecompressor().decompressobj
@@ -930,7 +925,6 @@ def _open_bare(src: Path, kind: str, limits: Limits) -> Backup:
 
 
 def _read_errors() -> tuple[type[BaseException], ...]:
-    import zstandard
 
     return (
         tarfile.TarError,

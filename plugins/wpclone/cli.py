@@ -44,9 +44,13 @@ from rich.progress import (
     TimeElapsedColumn,
 )
 
+from wpclone.config import local_config_path
 from wpclone.jobs import FINAL_STATUSES, JobResponse, JobStatus, JobStatusResponse, JobType
+from wpclone.local.airflow import LocalAirflow
+from wpclone.local.settings import StackSettings
 from wpclone.models import CloneStatus, CopyMode
 from wpclone.registry import CloneRecord
+from wpclone.settings import API_URL, PASSWORD, TOKEN, USERNAME, ApiAccess
 from wpclone.summary import copy_lines
 
 EXIT_OK = 0
@@ -62,10 +66,6 @@ HTTP_TIMEOUT_S = 30.0
 BAD_INPUT_STATUSES = frozenset({400, 404, 409, 422})
 AUTH_STATUSES = frozenset({401, 403})
 
-ENV_URL = "WPCLONE_API_URL"
-ENV_TOKEN = "WPCLONE_TOKEN"
-ENV_USERNAME = "WPCLONE_USERNAME"
-ENV_PASSWORD = "WPCLONE_PASSWORD"
 LOCAL_USER = "admin"
 
 EPILOG = (__doc__ or "")[(__doc__ or "").index("Environment:") :]
@@ -104,12 +104,9 @@ def local_settings() -> Settings | None:
 
     Checks for the stack's ``ports.json`` first, so that without a stack nothing is created on disk.
     """
-    from wpclone.config import local_config_path
 
     if not (local_config_path().parent / "ports.json").exists():
         return None
-    from wpclone.local.airflow import LocalAirflow
-    from wpclone.local.settings import StackSettings
 
     airflow = LocalAirflow(StackSettings.load())
     if not airflow.passwords_file.exists():
@@ -119,25 +116,24 @@ def local_settings() -> Settings | None:
 
 def settings_from_env(env: Mapping[str, str], local: Callable[[], Settings | None]) -> Settings:
     """Settings from ``WPCLONE_*`` variables; without ``WPCLONE_API_URL``, the local stack's Airflow."""
-    url = env.get(ENV_URL, "").strip().rstrip("/")
-    token = env.get(ENV_TOKEN, "").strip() or None
-    username, password = env.get(ENV_USERNAME) or None, env.get(ENV_PASSWORD) or None
+    access = ApiAccess.from_env(env)
+    url, token, username, password = access.url, access.token, access.username, access.password
     if not token and bool(username) != bool(password):
-        raise CliError(EXIT_UNAVAILABLE, f"set both {ENV_USERNAME} and {ENV_PASSWORD}, or {ENV_TOKEN}.")
+        raise CliError(EXIT_UNAVAILABLE, f"set both {USERNAME} and {PASSWORD}, or {TOKEN}.")
     if not url:
         fallback = local()
         if fallback is None:
             raise CliError(
                 EXIT_UNAVAILABLE,
-                f"set {ENV_URL} to Airflow's base URL (e.g. http://127.0.0.1:8080) and {ENV_TOKEN} or "
-                f"{ENV_USERNAME} and {ENV_PASSWORD}, or start the local stack with "
+                f"set {API_URL} to Airflow's base URL (e.g. http://127.0.0.1:8080) and {TOKEN} or "
+                f"{USERNAME} and {PASSWORD}, or start the local stack with "
                 "`python -m wpclone.local up --airflow`.",
             )
         if not token and not username:
             return fallback
         url = fallback.url
     if not token and not username:
-        raise CliError(EXIT_UNAVAILABLE, f"set {ENV_TOKEN}, or {ENV_USERNAME} and {ENV_PASSWORD}, to log in.")
+        raise CliError(EXIT_UNAVAILABLE, f"set {TOKEN}, or {USERNAME} and {PASSWORD}, to log in.")
     return Settings(url, token, username, password)
 
 
@@ -210,7 +206,7 @@ class Api:
             reason = str(exc) or type(exc).__name__
             raise CliError(
                 EXIT_UNAVAILABLE,
-                f"cannot reach Airflow at {self.url} ({reason}); check {ENV_URL} and that Airflow runs.",
+                f"cannot reach Airflow at {self.url} ({reason}); check {API_URL} and that Airflow runs.",
             ) from exc
 
     def token(self) -> str:
@@ -223,7 +219,7 @@ class Api:
                     EXIT_UNAVAILABLE,
                     f"Airflow at {self.url} refused the login of {self.settings.username} "
                     f"({(detail_of(response) or f'HTTP {response.status_code}').rstrip('.')}); "
-                    f"check {ENV_USERNAME} and {ENV_PASSWORD}.",
+                    f"check {USERNAME} and {PASSWORD}.",
                 )
             self._token = str(self._json(response, "/auth/token").get("access_token") or "") or None
             if self._token is None:

@@ -12,10 +12,9 @@
    sources, and other settings (``backups``, ...) as the user wrote them. A file that is not a valid
    configuration is never overwritten.
 
-Empty variables count as unset. Anything wrong is a :class:`ConfigError` with one sentence that says how to
-fix it. The control schema of the registry is ``WPCLONE_CONTROL_SCHEMA`` (default ``wpclone_control``).
-Nothing here touches the network or the local stack unless asked to, so it is safe at DAG parse time.
-"""
+Empty variables count as unset (the variables are read through wpclone.settings). Anything wrong is a
+:class:`ConfigError` with one sentence that says how to fix it. Nothing here touches the network or the local
+stack unless asked to, so it is safe at DAG parse time."""
 
 from __future__ import annotations
 
@@ -27,22 +26,18 @@ import logging
 import os
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from pydantic import ValidationError
 
-from wpclone.db import ConfigError, check_identifier
+from wpclone.errors import ConfigError
+from wpclone.local.settings import StackSettings
+from wpclone.local.sitehost import content_dir, load_site
 from wpclone.models import RuntimeKind, SourceConfig, WpcloneConfig
-from wpclone.registry import DEFAULT_SCHEMA
-
-if TYPE_CHECKING:
-    from wpclone.local.settings import StackSettings
+from wpclone.settings import CONFIG, CONFIG_JSON, config_file, config_json, state_dir
 
 log = logging.getLogger(__name__)
 
-CONFIG_ENV = "WPCLONE_CONFIG"
-CONFIG_JSON_ENV = "WPCLONE_CONFIG_JSON"
-CONTROL_SCHEMA_ENV = "WPCLONE_CONTROL_SCHEMA"
 LOCAL_CONFIG_NAME = "wpclone.json"
 LOCAL_SOURCES = ("source",)  # the seeded source site (wpclone.local.seed.SOURCE)
 # What the local stack knows of a site it registers as a source; an entry's other keys (aliases,
@@ -83,42 +78,32 @@ def parse_config(text: str, origin: str) -> WpcloneConfig:
 
 def local_config_path(env: Mapping[str, str] | None = None) -> Path:
     """``<state dir>/wpclone.json``, computed like ``StackSettings.load()`` but creating nothing."""
-    env = os.environ if env is None else env
-    from wpclone.local.settings import REPO_ROOT
-
-    return Path(env.get("WPCLONE_STATE_DIR") or REPO_ROOT / ".local").resolve() / LOCAL_CONFIG_NAME
+    return state_dir(env) / LOCAL_CONFIG_NAME
 
 
 def load_config(env: Mapping[str, str] | None = None) -> WpcloneConfig:
     """The deployment configuration, from the first of the places in the module docstring."""
-    env = os.environ if env is None else env
-    path = env.get(CONFIG_ENV)
+    path = config_file(env)
     if path:
         try:
             text = Path(path).read_text()
         except OSError as exc:
             raise ConfigError(
-                f"{CONFIG_ENV} names {path}, which cannot be read ({exc.strerror or exc}); "
+                f"{CONFIG} names {path}, which cannot be read ({exc.strerror or exc}); "
                 "point it at the wpclone configuration JSON file."
             ) from exc
-        return parse_config(text, f"{path} ({CONFIG_ENV})")
-    inline = env.get(CONFIG_JSON_ENV)
+        return parse_config(text, f"{path} ({CONFIG})")
+    inline = config_json(env)
     if inline:
-        return parse_config(inline, CONFIG_JSON_ENV)
+        return parse_config(inline, CONFIG_JSON)
     local = local_config_path(env)
     if local.is_file():
         return parse_config(local.read_text(), str(local))
     raise ConfigError(
-        f"wpclone is not configured: set {CONFIG_ENV} to the path of a JSON configuration file or "
-        f"{CONFIG_JSON_ENV} to the JSON itself, or, for the local runtime, create {local} with "
+        f"wpclone is not configured: set {CONFIG} to the path of a JSON configuration file or "
+        f"{CONFIG_JSON} to the JSON itself, or, for the local runtime, create {local} with "
         "wpclone.config.write_local_config after seeding the local stack."
     )
-
-
-def control_schema(env: Mapping[str, str] | None = None) -> str:
-    """The registry's control schema: ``WPCLONE_CONTROL_SCHEMA`` or ``wpclone_control``, validated."""
-    env = os.environ if env is None else env
-    return check_identifier(env.get(CONTROL_SCHEMA_ENV) or DEFAULT_SCHEMA, CONTROL_SCHEMA_ENV)
 
 
 def local_config(settings: StackSettings, sources: Sequence[str] = LOCAL_SOURCES) -> WpcloneConfig:
@@ -127,8 +112,6 @@ def local_config(settings: StackSettings, sources: Sequence[str] = LOCAL_SOURCES
     Sources are listed by name (default: the seeded ``source``), never discovered: clones are sites of the
     same site host too, and only sites deliberately registered may be cloned.
     """
-    from wpclone.local.sitehost import content_dir, load_site
-
     configs = []
     for name in sources:
         site = load_site(settings, name)  # ConfigError when it is not registered

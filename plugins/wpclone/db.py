@@ -15,15 +15,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import pymysql
+
+from wpclone.errors import ConfigError
+
 if TYPE_CHECKING:
     import pymysql
 
 # Database, user and table names we create: lower-case, digits, underscore; MySQL's 64-char limit.
 IDENTIFIER_RE = re.compile(r"[a-z0-9_]{1,64}")
-
-
-class ConfigError(ValueError):
-    """Configuration or input that a user must fix; its message is one sentence."""
 
 
 def check_identifier(name: str, what: str = "identifier") -> str:
@@ -33,44 +33,6 @@ def check_identifier(name: str, what: str = "identifier") -> str:
             f"{what} {name!r} is not valid: use 1-64 lower-case letters, digits or underscores."
         )
     return name
-
-
-# "Table 'db.t' doesn't exist", "Unknown database 'db'", "Access denied for user 'u'@'h' ...".
-_NO_TABLE_RE = re.compile(r"Table '([^'.]*)\.([^']*)' doesn't exist")
-_UNKNOWN_DB_RE = re.compile(r"Unknown database '([^']*)'")
-_USER_RE = re.compile(r"Access denied for user '([^']*)'@'[^']*'(?: to database '([^']*)')?")
-_UNREACHABLE = {2002, 2003, 2005, 2006, 2013}  # no socket, refused, unknown host, gone away, lost
-
-
-def driver_error_sentence(exc: BaseException) -> str | None:
-    """A PyMySQL or MySQLdb error as one sentence for a user (never the driver's ``(code, "...")`` tuple);
-    None for any other exception.
-
-    A syntax error's message quotes the statement (which may hold a password): only its code is given.
-    """
-    module = type(exc).__module__.split(".")[0]
-    args = exc.args
-    if module not in ("pymysql", "MySQLdb") or len(args) != 2 or not isinstance(args[0], int):
-        return None
-    code, message = args[0], " ".join(str(args[1]).split()).rstrip(".")
-    if not message:
-        return f"the database server connection failed (MySQL error {code})."
-    if code == 1146 and (m := _NO_TABLE_RE.search(message)):
-        return f"the database {m[1]} has no table {m[2]}."
-    if code == 1049 and (m := _UNKNOWN_DB_RE.search(message)):
-        return f"the database {m[1]} does not exist on the database server."
-    if code == 1045 and (m := _USER_RE.search(message)):
-        return (
-            f"the database server refused the login of user {m[1]}: wrong password, or the user does not "
-            "exist or may not connect from here."
-        )
-    if code == 1044 and (m := _USER_RE.search(message)) and m[2]:
-        return f"the database user {m[1]} may not use the database {m[2]}."
-    if code in _UNREACHABLE:
-        return f"the database server could not be reached or dropped the connection: {message}."
-    if code == 1064:
-        return "the database server could not parse a statement (MySQL error 1064)."
-    return f"the database server refused a statement (MySQL error {code}): {message}."
 
 
 def quote_identifier(name: str) -> str:
@@ -134,7 +96,6 @@ class DbEndpoint:
         return {**os.environ, "MYSQL_PWD": self.password}
 
     def connect(self, **kwargs: object) -> pymysql.connections.Connection[pymysql.cursors.Cursor]:
-        import pymysql
 
         return pymysql.connect(
             host=self.host,

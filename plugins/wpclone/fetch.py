@@ -34,7 +34,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urljoin, urlsplit
 
-from wpclone.steps.common import StepError, sentence
+from wpclone.errors import FetchError
+from wpclone.steps.common import sentence
 
 log = logging.getLogger(__name__)
 
@@ -52,10 +53,6 @@ TRANSPORT_FAILURES = {
     "DecodingError": "the response could not be decoded",
     "TooManyRedirects": "too many redirects",
 }
-
-
-class FetchError(StepError):
-    """A URL refused or a download failed; one sentence, the URL shown without secrets."""
 
 
 @dataclass(frozen=True)
@@ -327,7 +324,7 @@ def fetch(
     resolve: Resolver = system_resolve,
 ) -> Fetched:
     """Download ``url`` to ``dest`` under ``policy`` (module docstring); raises :class:`FetchError`."""
-    import httpx
+    import httpx  # noqa: PLC0415 (httpx: a download only; the control plane checks URLs)
 
     current, shown = url, redact(url)
     try:

@@ -7,10 +7,9 @@ from __future__ import annotations
 
 import re
 import secrets
-from collections.abc import Mapping, Sequence
 from datetime import datetime
 from enum import StrEnum
-from typing import Annotated, Any
+from typing import Annotated
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -106,14 +105,6 @@ class CloneStatus(StrEnum):
 class RuntimeKind(StrEnum):
     LOCAL = "local"
     KUBERNETES = "kubernetes"
-
-
-def validation_sentence(errors: Sequence[Mapping[str, Any]]) -> str:
-    """The first of pydantic's (or FastAPI's) validation errors as one sentence: ``where: what.``"""
-    first = errors[0]
-    where = ".".join(str(p) for p in first["loc"] if p not in ("body", "query", "path")) or "request"
-    message = str(first["msg"]).removeprefix("Value error, ").rstrip(".")
-    return f"{where}: {message}."
 
 
 def normalize_url(url: str) -> str:

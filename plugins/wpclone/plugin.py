@@ -1,5 +1,5 @@
 """The Airflow plugin (entry point ``airflow.plugins``): mounts the jobs API under ``/wpclone`` and adds the
-listener that writes each job's outcome as its run's note (wpclone.listener).
+listener that writes each job's outcome as its run's note (wpclone.airflow.listener).
 
 The app is built on first use, so the components that load plugins but serve no HTTP (scheduler, DAG
 processor, workers) never import FastAPI routes or Airflow's API security.
@@ -12,7 +12,7 @@ from typing import Any
 
 from airflow.plugins_manager import AirflowPlugin
 
-from wpclone import listener
+from wpclone.airflow import listener
 
 URL_PREFIX = "/wpclone"
 
@@ -23,6 +23,6 @@ class WpclonePlugin(AirflowPlugin):
 
     @cached_property
     def fastapi_apps(self) -> list[dict[str, Any]]:  # type: ignore[override]
-        from wpclone.api.app import create_app
+        from wpclone.api.app import create_app  # noqa: PLC0415 (FastAPI: the API server only, not every component)
 
         return [{"app": create_app(), "url_prefix": URL_PREFIX, "name": "wpclone jobs API"}]

@@ -1,30 +1,32 @@
-"""Provision what the DAGs expect in an Airflow deployment: the pool for heavy steps.
+"""Provision what the DAGs expect in an Airflow deployment: the registry's schema and the heavy-steps pool.
 
-Run by our setup (``python -m wpclone.provision``), idempotent. A missing pool would leave the copy tasks
-silently ``scheduled``, so the pool is created here rather than assumed. (The MySQL connection
-``wpclone_mysql`` comes from the environment or a secrets backend: ``AIRFLOW_CONN_WPCLONE_MYSQL``.)
+Run at deploy time, idempotent: ``python -m wpclone.provision`` (the Helm chart's migration job, right
+after ``airflow db migrate``; the local stack before it starts Airflow). It migrates the clone registry
+(wpclone.registry: the tasks only check its version) through Airflow's connection ``wpclone_mysql``
+(from the environment or a secrets backend: ``AIRFLOW_CONN_WPCLONE_MYSQL``), and creates or resizes the
+pool that bounds concurrent copy steps: a missing pool would leave the copy tasks silently ``scheduled``,
+so it is created here rather than assumed.
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
-import os
 import sys
 from collections.abc import Sequence
 
-from wpclone.tasks import HEAVY_POOL
+from airflow.models.pool import Pool
+
+from wpclone.airflow.builders import HEAVY_POOL
+from wpclone.airflow.services import registry
+from wpclone.errors import driver_error_sentence
+from wpclone.settings import heavy_slots
 
 log = logging.getLogger(__name__)
 
-# Concurrent copies against the shared MySQL: each is a dump + load stream (~1 core of server CPU).
-DEFAULT_HEAVY_SLOTS = int(os.environ.get("WPCLONE_HEAVY_SLOTS", "4"))
 
-
-def ensure_pool(slots: int = DEFAULT_HEAVY_SLOTS) -> None:
+def ensure_pool(slots: int) -> None:
     """Create or resize the pool that bounds concurrent copy steps (needs Airflow's metadata database)."""
-    from airflow.models.pool import Pool
-
     if slots < 1:
         raise ValueError(f"the {HEAVY_POOL} pool needs at least 1 slot, not {slots}.")
     Pool.create_or_update_pool(
@@ -36,15 +38,32 @@ def ensure_pool(slots: int = DEFAULT_HEAVY_SLOTS) -> None:
     log.info("pool %s has %d slots", HEAVY_POOL, slots)
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def migrate_registry() -> list[int]:
+    """Create the registry's control schema, or bring it to this wpclone's version; the versions applied."""
+    reg = registry(check=False)
+    applied = reg.migrate()
+    log.info("registry %s: %s", reg.schema, f"applied migrations {applied}" if applied else "already current")
+    return applied
+
+
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m wpclone.provision", description=__doc__)
-    parser.add_argument("--heavy-slots", type=int, default=DEFAULT_HEAVY_SLOTS)
-    args = parser.parse_args(argv)
+    # Concurrent copies against the shared MySQL: each is a dump + load stream (~1 core of server CPU).
+    parser.add_argument("--heavy-slots", type=int, default=heavy_slots())
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     try:
+        migrate_registry()
         ensure_pool(args.heavy_slots)
-    except ValueError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+    except Exception as exc:  # ours (ValueError) and the database's are sentences; anything else is a bug
+        said = str(exc) if isinstance(exc, ValueError) else driver_error_sentence(exc)
+        if said is None:
+            raise
+        print(f"error: {said}", file=sys.stderr)
         return 2
     return 0
 

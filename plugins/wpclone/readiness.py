@@ -27,6 +27,8 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urljoin, urlsplit
 
+from wpclone.errors import SiteNotReady
+
 log = logging.getLogger(__name__)
 
 MAX_REDIRECTS = 3
@@ -209,10 +211,6 @@ def check_once(fetch: Fetch, site_url: str) -> Verdict:
         if verdict.problem:
             return verdict
     return verdict
-
-
-class SiteNotReady(RuntimeError):
-    """The site is not right; the message is the user's sentence."""
 
 
 def await_ready(

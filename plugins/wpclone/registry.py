@@ -41,7 +41,10 @@ Connections: any DB-API 2 connection with the ``%s`` paramstyle — mysqlclient 
 connection, commits after every statement (unless it is in autocommit mode) and closes it; tables are always
 schema-qualified, so the connection's default database does not matter; tuple and dict cursors both work.
 The schema is created and migrated by ``migrate()`` under ``GET_LOCK``, each migration applied once and
-recorded in ``schema_migrations``.
+recorded in ``schema_migrations``: at deploy time, by ``python -m wpclone.provision`` (the Helm chart's
+migration job, the local stack's start, the tests' fixtures), never by a task. A task's registry only
+checks, once per process (wpclone.airflow.services), that the schema is at :data:`SCHEMA_VERSION`
+(:meth:`Registry.check_schema`: a sentence naming that command when it is behind).
 """
 
 from __future__ import annotations
@@ -58,24 +61,17 @@ from typing import Any, Protocol
 
 from pydantic import BaseModel, ConfigDict
 
-from wpclone.db import ConfigError, DbEndpoint, check_identifier, quote_identifier
+from wpclone.db import DbEndpoint, check_identifier, quote_identifier
+from wpclone.errors import CloneTaken, RegistryError
 from wpclone.models import ClonePlan, CloneStatus, CopyMode, check_clone_id
+from wpclone.settings import DEFAULT_CONTROL_SCHEMA
 
 log = logging.getLogger(__name__)
 
-DEFAULT_SCHEMA = "wpclone_control"
 MIGRATION_LOCK_TIMEOUT_S = 60
 MAX_JOB_ID = 250  # Airflow's run_id limit
 MAX_URL = 255
 MAX_ERROR_CHARS = 8000
-
-
-class RegistryError(ConfigError):
-    """A registry operation was refused; its message is one sentence for the user."""
-
-
-class CloneTaken(RegistryError):
-    """Another job holds (or made) the clone id: the request must change, a retry cannot help."""
 
 
 class Cursor(Protocol):
@@ -178,6 +174,9 @@ MIGRATIONS: tuple[Migration, ...] = (
         ),
     ),
 )
+
+SCHEMA_VERSION = MIGRATIONS[-1].version  # what this wpclone needs
+PROVISION_COMMAND = "python -m wpclone.provision"
 
 COLUMNS = (
     "clone_id",
@@ -312,7 +311,7 @@ def _migration_lock_name(schema: str) -> str:
 class Registry:
     """The clone registry in ``schema`` (default ``wpclone_control``) reached through ``connect``."""
 
-    def __init__(self, connect: ConnectionFactory, schema: str = DEFAULT_SCHEMA) -> None:
+    def __init__(self, connect: ConnectionFactory, schema: str = DEFAULT_CONTROL_SCHEMA) -> None:
         self._connect = connect
         self.schema = check_identifier(schema, "control schema name")
         self._clones = f"{quote_identifier(self.schema)}.`clones`"
@@ -320,7 +319,7 @@ class Registry:
         self._jobs = f"{quote_identifier(self.schema)}.`jobs`"
 
     @classmethod
-    def from_endpoint(cls, endpoint: DbEndpoint, schema: str = DEFAULT_SCHEMA) -> Registry:
+    def from_endpoint(cls, endpoint: DbEndpoint, schema: str = DEFAULT_CONTROL_SCHEMA) -> Registry:
         """A registry over PyMySQL connections to ``endpoint`` (local runtime, tests)."""
         return cls(endpoint.connect, schema)
 
@@ -392,6 +391,29 @@ class Registry:
             finally:
                 s.scalar("SELECT RELEASE_LOCK(%s)", (lock,))
         return applied_now
+
+    def schema_version(self) -> int:
+        """The newest migration recorded in the control schema; 0 when it has none (or no schema yet)."""
+        with self._session() as s:
+            recorded = s.scalar(
+                "SELECT COUNT(*) FROM information_schema.tables WHERE table_schema = %s "
+                "AND table_name = 'schema_migrations'",
+                (self.schema,),
+            )
+            if not recorded:
+                return 0
+            return int(s.scalar(f"SELECT COALESCE(MAX(`version`), 0) FROM {self._migrations}") or 0)
+
+    def check_schema(self) -> None:
+        """RegistryError with one sentence naming the command that migrates it when the control schema is
+        behind this wpclone (one query; a newer schema is fine: migrations only add)."""
+        version = self.schema_version()
+        if version < SCHEMA_VERSION:
+            raise RegistryError(
+                f"the clone registry in control schema {self.schema} is at version {version} but this "
+                f"wpclone needs version {SCHEMA_VERSION}: run `{PROVISION_COMMAND}` (it migrates the "
+                "registry)."
+            )
 
     def applied_versions(self) -> list[int]:
         with self._session() as s:

@@ -48,14 +48,21 @@ How memory stays flat: input is read in chunks; only an unfinished literal is ca
 chunk. A literal longer than ``stream_literal_over`` that is not serialized is rewritten as it streams, cut
 only where no key (or the bytes its boundary test reads) crosses the cut; a serialized one must be held whole
 (its length prefixes come first), so memory is bounded by the largest serialized field that holds an anchor.
+A dump that ends inside a literal gets that literal plain replacement (it is not counted as a field).
+
+Two engines apply the same table with the same result, byte for byte and count for count: the compiled one
+(``_rewrite_core.c``, a CPython extension built by ``scripts/setup.sh`` and by ``pip install``) when it is
+built, and this module's Python engine, the reference, otherwise. ``WPCLONE_REWRITE_ENGINE`` (``c``,
+``python``; default: ``c`` if built) or ``Rewriter(engine=...)`` chooses; every run logs which one ran and
+``RewriteStats.engine`` says it.
 """
 
 from __future__ import annotations
 
 import codecs
 import functools
-import io
 import logging
+import os
 import re
 import sys
 import time
@@ -66,7 +73,15 @@ from typing import BinaryIO
 
 from wpclone.metrics import peak_rss_kib
 
+try:  # the compiled engine (wpclone/_rewrite_core.c); without it the Python engine runs
+    from wpclone import _rewrite_core
+except ImportError:  # not built: the Python engine runs
+    _rewrite_core = None  # type: ignore[assignment]  # (the optional-module idiom)
+
 log = logging.getLogger(__name__)
+
+ENGINE_ENV = "WPCLONE_REWRITE_ENGINE"
+ENGINES = ("c", "python")
 
 CHUNK_SIZE = 1 << 20
 STREAM_LITERAL_OVER = 8 << 20
@@ -396,8 +411,9 @@ class Replacer:
 
     @functools.cached_property
     def raw(self) -> re.Pattern[bytes]:
-        """Every key without its boundary test: where a streamed literal may be cut."""
-        return re.compile(b"|".join(re.escape(k.old) for k in self.keys))
+        """Where a streamed literal may not be cut: at each position the longest key that starts there,
+        without its boundary test (group 1), overlapping ones too."""
+        return re.compile(b"(?=(" + b"|".join(re.escape(k.old) for k in self.keys) + b"))")
 
     @functools.cached_property
     def _alternation_re(self) -> re.Pattern[bytes]:
@@ -486,12 +502,13 @@ class RewriteStats:
     seconds: float = 0.0
     peak_rss_kib: int = 0
     replacements: dict[str, int] = field(default_factory=lambda: dict.fromkeys(FORMS, 0))  # per form
+    engine: str = "python"  # which engine ran (ENGINES)
 
     def summary(self) -> str:
         rate = self.bytes_in / self.seconds / 1e6 if self.seconds else 0.0
         forms = ", ".join(f"{form} {n}" for form, n in self.replacements.items())
         return (
-            f"rewrite: {self.bytes_in} bytes in, {self.bytes_out} bytes out, "
+            f"rewrite ({self.engine} engine): {self.bytes_in} bytes in, {self.bytes_out} bytes out, "
             f"{self.fields_rewritten} fields rewritten, {self.serialized_rebuilt} serialized values rebuilt, "
             f"{self.malformed_serialized} malformed serialized values left as plain text, "
             f"{self.seconds:.2f} s ({rate:.1f} MB/s), peak RSS {self.peak_rss_kib / 1024:.1f} MiB; "
@@ -499,10 +516,29 @@ class RewriteStats:
         )
 
 
+def choose_engine(engine: str | None = None) -> str:
+    """The engine to run: ``engine``, else ``WPCLONE_REWRITE_ENGINE``, else the compiled one if built."""
+    wanted = engine or os.environ.get(ENGINE_ENV) or ("c" if _rewrite_core else "python")
+    if wanted not in ENGINES:
+        raise ValueError(f"The rewrite engine must be one of {', '.join(ENGINES)}, not {wanted!r}.")
+    if wanted == "c" and _rewrite_core is None:
+        raise ValueError(
+            "The compiled rewrite engine is not built: run scripts/setup.sh, or choose the Python engine "
+            f"({ENGINE_ENV}=python)."
+        )
+    return wanted
+
+
 class Rewriter:
     """Replaces URL pairs inside the string literals of a mysqldump stream (see the module docstring)."""
 
-    def __init__(self, pairs: Sequence[tuple[str, str]], *, stream_literal_over: int = STREAM_LITERAL_OVER):
+    def __init__(
+        self,
+        pairs: Sequence[tuple[str, str]],
+        *,
+        stream_literal_over: int = STREAM_LITERAL_OVER,
+        engine: str | None = None,
+    ):
         self.forms = replacement_table(pairs)
         self.table = {f.old.encode(): f.new.encode() for f in self.forms.values()}
         self.stream_literal_over = stream_literal_over
@@ -517,6 +553,20 @@ class Rewriter:
             self.encoded.replace if self._encoded_is_exact else self._replace_decoded
         )
         self.stats = RewriteStats()
+        self.engine = choose_engine(engine)
+        self._core: _rewrite_core.Engine | None = None
+        if self.engine == "c":
+            assert _rewrite_core is not None
+            forms = list(self.forms.values())
+            self._core = _rewrite_core.Engine(
+                _core_keys(forms, bytes),
+                self.plain.anchors,
+                _core_keys(forms, mysql_encode),
+                self.encoded.anchors,
+                self._encoded_is_exact,
+                stream_literal_over,
+            )
+            self.replace_plain = self._core.replace_plain
 
     # -- plain replacement -------------------------------------------------------------------------------
 
@@ -742,8 +792,8 @@ class Rewriter:
                 self._flush(out)
                 start = cut
             data = read()
-            if not data:  # unterminated literal at end of input: pass it on as it is
-                out.append(body[start:])
+            if not data:  # unterminated literal at end of input: plain replacement, as an unstreamed one
+                out.append(self._replace_encoded(body[start:]))
                 return b""
             self.stats.bytes_in += len(data)
             body = body[start:] + data
@@ -751,20 +801,24 @@ class Rewriter:
 
     def _cut(self, body: bytes, start: int, end: int) -> int:
         """Where to cut a streamed literal body at or before ``end``: where no key crosses the cut, none ends
-        so close before it that its boundary test would read past it, and not inside an escape."""
-        if end <= start:
-            return start
+        so close before it that its boundary test would read past it, and not inside an escape. Moving the
+        cut back can bring an earlier key too close to it, so the search goes on until none is."""
         cut = end
-        for m in self.encoded.raw.finditer(body, max(start, cut - self.encoded.longest - LOOKAHEAD)):
-            if m.start() >= cut:
-                break
-            if m.end() + LOOKAHEAD > cut:
-                cut = m.start()
-                break
-        run = cut  # a run of backslashes starts on an escape boundary: an odd one ends inside an escape
-        while run > start and body[run - 1] == 0x5C:
-            run -= 1
-        return cut - ((cut - run) & 1)
+        while cut > start:
+            run = cut  # a run of backslashes starts on an escape boundary: an odd one ends inside an escape
+            while run > start and body[run - 1] == 0x5C:
+                run -= 1
+            if (cut - run) & 1:
+                cut -= 1
+                continue
+            near = max(start, cut - self.encoded.longest - LOOKAHEAD)
+            for m in self.encoded.raw.finditer(body, near, cut + self.encoded.longest):
+                if m.start() < cut and m.end(1) + LOOKAHEAD > cut:
+                    cut = m.start()
+                    break
+            else:
+                return cut
+        return start
 
     def _flush(self, out: list[bytes]) -> None:
         data = b"".join(out)
@@ -774,6 +828,25 @@ class Rewriter:
 
     def rewrite_stream(self, src: BinaryIO, dst: BinaryIO, chunk_size: int = CHUNK_SIZE) -> RewriteStats:
         """Rewrite the dump read from ``src`` into ``dst``; returns (and keeps in ``self.stats``) counters."""
+        log.info("rewrite: the %s engine runs", self.engine)
+        if self._core is not None:
+            started = time.monotonic()
+            bytes_in, bytes_out, fields, rebuilt, malformed, counts = self._core.rewrite_stream(
+                src, dst, chunk_size
+            )
+            self.counts.update(zip(FORMS, counts, strict=True))
+            self.stats = RewriteStats(
+                bytes_in,
+                bytes_out,
+                fields,
+                rebuilt,
+                malformed,
+                time.monotonic() - started,
+                peak_rss_kib(),
+                dict(self.counts),
+                "c",
+            )
+            return self.stats
         self.stats = stats = RewriteStats()
         self.counts.update(dict.fromkeys(FORMS, 0))
         started = time.monotonic()
@@ -801,11 +874,21 @@ class Rewriter:
         stats.peak_rss_kib = peak_rss_kib()
         return stats
 
-    def rewrite_bytes(self, dump: bytes) -> bytes:
-        """Rewrite a whole dump held in memory (tests, small inputs)."""
-        out = io.BytesIO()
-        self.rewrite_stream(io.BytesIO(dump), out)
-        return out.getvalue()
+
+def _core_keys(
+    forms: Iterable[Form], encode: Callable[[bytes], bytes]
+) -> list[tuple[bytes, bytes, int, int]]:
+    """The keys as the compiled engine takes them: (OLD, NEW, form index, boundary: 0 none, 1 a host's,
+    2 a host's in a URL-encoded form)."""
+    return [
+        (
+            encode(f.old.encode()),
+            encode(f.new.encode()),
+            FORMS.index(f.form),
+            (2 if f.url_encoded else 1) if f.host else 0,
+        )
+        for f in forms
+    ]
 
 
 def main(argv: Sequence[str] | None = None) -> int:

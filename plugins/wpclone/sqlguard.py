@@ -48,8 +48,9 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import BinaryIO
 
+from wpclone.errors import SqlRefused
 from wpclone.rewrite import mysql_decode
-from wpclone.steps.common import StepError, sentence
+from wpclone.steps.common import sentence
 
 # The client's line buffer is max-allowed-packet: the loader must allow longer lines than we do.
 MAX_LINE = 512 << 20
@@ -166,10 +167,6 @@ _FIRST_WORD_REASONS = {
     "handler": "reads tables directly",
     "rename": "renames tables or users",
 }
-
-
-class SqlRefused(StepError):
-    """The dump holds a statement that could reach outside the clone's database; one sentence naming it."""
 
 
 @dataclass

@@ -2,7 +2,8 @@
 
 Pure functions of the steps' JSON results and the job's status (no Airflow): the clone job's result carries
 :func:`copy_summary`, the CLI prints :func:`copy_lines`, and the scheduler writes :func:`run_note` on every
-job's run when it ends (wpclone.listener), so the Airflow UI shows the outcome where people look first.
+job's run when it ends (wpclone.airflow.listener), so the Airflow UI shows the outcome where people look
+first.
 """
 
 from __future__ import annotations

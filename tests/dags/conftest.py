@@ -8,14 +8,20 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from airflow.dag_processing.dagbag import DagBag
+from airflow.models.xcom import XComModel
+from airflow.settings import Session
 
+from tests.conftest import REPO
+from wpclone.config import local_config
 from wpclone.db import DbEndpoint
 from wpclone.local.mariadb import LOCAL_USER_HOST
 from wpclone.local.settings import StackSettings
 from wpclone.local.sitehost import SiteConfig
 from wpclone.models import clone_db_name
-from wpclone.mysql_admin import drop_database_and_user
+from wpclone.mysql_admin import MySqlAdmin
 from wpclone.registry import Registry
+from wpclone.runtimes.local import LocalRuntime
 
 SCHEMA = "wpclone_control_test"
 # Every clone id the modules create; leftovers of an interrupted run are removed before a module starts.
@@ -39,7 +45,8 @@ TEST_CLONE_IDS = (
 def airflow_env(
     airflow_home: Any, admin_db: DbEndpoint, source_site: SiteConfig, stack: StackSettings
 ) -> Iterator[dict[str, str]]:
-    """Airflow's MySQL connection, a throw-away registry schema, no retries (failures show at once)."""
+    """Airflow's MySQL connection, a throw-away registry schema (migrated here, as the deployment's
+    provisioning does), no retries (failures show at once)."""
     env = {
         "AIRFLOW_CONN_WPCLONE_MYSQL": json.dumps(
             {
@@ -57,15 +64,16 @@ def airflow_env(
     os.environ.update(env)
     with admin_db.connect() as conn, conn.cursor() as cur:
         cur.execute(f"DROP DATABASE IF EXISTS {SCHEMA}")
-    from wpclone.config import local_config
-    from wpclone.runtimes.local import LocalRuntime
+    Registry.from_endpoint(admin_db, SCHEMA).migrate()
 
     runtime = LocalRuntime(local_config(stack), stack)
     for clone_id in TEST_CLONE_IDS:
         runtime.delete_clone_objects(clone_id)
         name = clone_db_name(clone_id)
-        drop_database_and_user(admin_db, name, name, user_host=LOCAL_USER_HOST)
-    drop_database_and_user(admin_db, "wpc_taken_one", "wpc_taken_one", user_host=LOCAL_USER_HOST)
+        MySqlAdmin.from_endpoint(admin_db).drop_database_and_user(name, name, user_host=LOCAL_USER_HOST)
+    MySqlAdmin.from_endpoint(admin_db).drop_database_and_user(
+        "wpc_taken_one", "wpc_taken_one", user_host=LOCAL_USER_HOST
+    )
     yield env
     for key, value in saved.items():
         if value is None:
@@ -76,9 +84,6 @@ def airflow_env(
 
 @pytest.fixture(scope="module")
 def dags(airflow_env: dict[str, str]) -> Any:
-    from airflow.dag_processing.dagbag import DagBag
-
-    from tests.conftest import REPO
 
     bag = DagBag(str(REPO / "dags"))
     assert bag.import_errors == {}
@@ -95,8 +100,6 @@ def run(dags: Any, dag_id: str, conf: dict[str, Any]) -> Any:
 
 
 def xcom(dagrun: Any, task_id: str, key: str = "return_value") -> Any:
-    from airflow.models.xcom import XComModel
-    from airflow.settings import Session
 
     with Session() as session:
         rows = session.scalars(

@@ -13,6 +13,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from airflow.models.dagrun import DagRun
+from airflow.settings import Session
 
 from tests.conftest import leftovers
 from tests.dags.conftest import SCHEMA, run, states, xcom
@@ -35,13 +37,17 @@ from tests.integration.test_seed_site import (  # noqa: F401
     test_wrong_password_is_rejected,
 )
 from tests.integration.test_staging_safety import _pages, _post, _site_check, staging_report
+from wpclone.airflow.services import services
+from wpclone.config import local_config
 from wpclone.db import DbEndpoint
+from wpclone.errors import describe
 from wpclone.local.mariadb import LOCAL_USER_HOST
 from wpclone.local.settings import StackSettings, free_port
-from wpclone.local.sitehost import SiteConfig, SiteHost, load_site, site_dir
+from wpclone.local.sitehost import SiteConfig, SiteHost, content_dir, load_site, site_dir
 from wpclone.models import CloneStatus
-from wpclone.mysql_admin import create_database_and_user, drop_database_and_user
+from wpclone.mysql_admin import MySqlAdmin
 from wpclone.registry import Registry
+from wpclone.services.clone import validate_request
 
 pytestmark = pytest.mark.integration
 
@@ -120,8 +126,6 @@ def password_of(stack: StackSettings) -> str:
 
 def _note(dagrun: Any) -> str:
     """The run's note as Airflow stores it (written by our listener when the run ended)."""
-    from airflow.models.dagrun import DagRun
-    from airflow.settings import Session
 
     with Session() as session:
         run = session.get(DagRun, dagrun.id)
@@ -215,10 +219,14 @@ def test_ttl_cleanup_deletes_exactly_the_expired_clones_and_orphans(
             (datetime.now(UTC).replace(tzinfo=None) - timedelta(minutes=1),),
         )
     # Orphans: a database and user with our prefix, and a clone's secret file, with no registry row.
-    create_database_and_user(admin_db, "wpc_orphan_db", "wpc_orphan_db", "x" * 20, user_host=LOCAL_USER_HOST)
+    MySqlAdmin.from_endpoint(admin_db).create_database_and_user(
+        "wpc_orphan_db", "wpc_orphan_db", "x" * 20, user_host=LOCAL_USER_HOST
+    )
     stack.secret("clone-orphan-files-db-password")
     unrelated = "wp_not_ours"
-    create_database_and_user(admin_db, unrelated, unrelated, "y" * 20, user_host=LOCAL_USER_HOST)
+    MySqlAdmin.from_endpoint(admin_db).create_database_and_user(
+        unrelated, unrelated, "y" * 20, user_host=LOCAL_USER_HOST
+    )
     try:
         dagrun = run(dags, "wp_ttl_cleanup", {})
         assert str(dagrun.state) == "success", states(dagrun)
@@ -237,7 +245,9 @@ def test_ttl_cleanup_deletes_exactly_the_expired_clones_and_orphans(
             cur.execute("SELECT 1 FROM information_schema.schemata WHERE schema_name = %s", (unrelated,))
             assert cur.fetchone(), "the sweep removed a database that is not ours"
     finally:
-        drop_database_and_user(admin_db, unrelated, unrelated, user_host=LOCAL_USER_HOST)
+        MySqlAdmin.from_endpoint(admin_db).drop_database_and_user(
+            unrelated, unrelated, user_host=LOCAL_USER_HOST
+        )
         assert str(run(dags, "wp_delete", {"clone_id": "ttl-live"}).state) == "success"
 
 
@@ -245,7 +255,6 @@ def test_ttl_cleanup_deletes_exactly_the_expired_clones_and_orphans(
 
 
 def _broken_source_config(source_site: SiteConfig, stack: StackSettings, closed_port: int) -> str:
-    from wpclone.config import local_config
 
     config = local_config(stack)
     source = config.sources[0]
@@ -306,7 +315,9 @@ def test_site_never_ready_rolls_back_everything(
 def test_taken_database_name_is_refused_and_left_intact(
     dags: Any, source_site: SiteConfig, registry: Registry, admin_db: DbEndpoint, stack: StackSettings
 ) -> None:
-    create_database_and_user(admin_db, "wpc_taken_one", "wpc_taken_one", "z" * 20, user_host=LOCAL_USER_HOST)
+    MySqlAdmin.from_endpoint(admin_db).create_database_and_user(
+        "wpc_taken_one", "wpc_taken_one", "z" * 20, user_host=LOCAL_USER_HOST
+    )
     with admin_db.with_database("wpc_taken_one").connect() as conn, conn.cursor() as cur:
         cur.execute("CREATE TABLE keep (v TEXT)")
         cur.execute("INSERT INTO keep VALUES ('precious')")
@@ -322,7 +333,9 @@ def test_taken_database_name_is_refused_and_left_intact(
             cur.execute("SELECT v FROM keep")
             assert cur.fetchall() == (("precious",),)
     finally:
-        drop_database_and_user(admin_db, "wpc_taken_one", "wpc_taken_one", user_host=LOCAL_USER_HOST)
+        MySqlAdmin.from_endpoint(admin_db).drop_database_and_user(
+            "wpc_taken_one", "wpc_taken_one", user_host=LOCAL_USER_HOST
+        )
 
 
 @pytest.mark.parametrize(
@@ -341,12 +354,11 @@ def test_bad_requests_are_refused_by_the_first_task(
     dags: Any, source_site: SiteConfig, stack: StackSettings, conf: dict[str, Any], sentence: str
 ) -> None:
     """What the REST API could send past the form: the first task validates again, creates nothing."""
-    from wpclone import tasks
 
     sites_before = sorted(p.name for p in stack.sites_dir.iterdir())
     with pytest.raises(Exception) as caught:
-        tasks.validate_request({"source_url": source_site.url, **conf}, datetime.now(UTC))
-    assert tasks.describe(caught.value).startswith(sentence)
+        validate_request(services(), {"source_url": source_site.url, **conf}, datetime.now(UTC))
+    assert describe(caught.value).startswith(sentence)
     assert sorted(p.name for p in stack.sites_dir.iterdir()) == sites_before
 
 
@@ -386,7 +398,6 @@ def test_copy_modes(
 def test_a_link_no_rule_allows_fails_the_clone_naming_it_and_leaves_nothing(
     dags: Any, source_site: SiteConfig, registry: Registry, admin_db: DbEndpoint, stack: StackSettings
 ) -> None:
-    from wpclone.local.sitehost import content_dir
 
     link = content_dir(stack, source_site.name) / "uploads" / "private-keys"
     link.symlink_to("/etc/ssl/private")  # outside wp-content, not under the local default roots

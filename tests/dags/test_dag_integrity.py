@@ -7,8 +7,12 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from airflow.dag_processing.dagbag import DagBag
+from airflow.models.pool import Pool
+from airflow.sdk.definitions.param import ParamsDict
 
 from tests.conftest import REPO
+from wpclone.provision import ensure_pool
 
 DAG_IDS = {"wp_clone", "wp_delete", "wp_ttl_cleanup", "wp_backup", "wp_restore"}
 
@@ -16,7 +20,6 @@ DAG_IDS = {"wp_clone", "wp_delete", "wp_ttl_cleanup", "wp_backup", "wp_restore"}
 @pytest.fixture(scope="module")
 def dagbag(monkeypatch_module: pytest.MonkeyPatch, airflow_home: Any) -> Any:
     """The DagBag of dags/, loaded with every network connection refused (no I/O at parse time)."""
-    from airflow.dag_processing.dagbag import DagBag
 
     def refuse(*args: object, **kwargs: object) -> None:
         raise AssertionError(f"a DAG file opened a connection at parse time: {args}")
@@ -98,7 +101,9 @@ def test_restore_switches_only_after_a_verified_preview_and_a_safety_backup(dagb
     assert release.upstream_task_ids == {"lock_clone", "finish_restore"}  # a linear chain: runs last
     assert dag.get_task("load_backup").pool == dag.get_task("backup_clone").pool == "wpclone_heavy"
     # The URL reaches the step from the run's params when it runs, never through a rendered template.
-    assert "source_backup_url" not in str(dag.get_task("load_backup").op_kwargs["arguments"])
+    step = dag.get_task("load_backup").op_kwargs["step"]
+    assert step.param_env == {"WPCLONE_BACKUP_URL": "source_backup_url"}
+    assert "source_backup_url" not in str(step.arguments)
     backup = dagbag.get_dag("wp_backup")
     assert [t.task_id for t in backup.topological_sort()] == [
         "validate_request",
@@ -142,7 +147,6 @@ def test_delete_and_cleanup_share_the_delete_group(dagbag: Any) -> None:
 def test_clone_params_refuse_bad_values_at_trigger_time(
     dagbag: Any, params: dict[str, Any], problem: str
 ) -> None:
-    from airflow.sdk.definitions.param import ParamsDict
 
     resolved = ParamsDict(dagbag.get_dag("wp_clone").params)
     with pytest.raises(Exception, match=problem):
@@ -151,7 +155,6 @@ def test_clone_params_refuse_bad_values_at_trigger_time(
 
 
 def test_clone_params_accept_a_good_request(dagbag: Any) -> None:
-    from airflow.sdk.definitions.param import ParamsDict
 
     resolved = ParamsDict(dagbag.get_dag("wp_clone").params)
     resolved.update({"source_url": "https://www.example.com", "ttl_minutes": 90, "clone_id": "qa-1"})
@@ -159,9 +162,6 @@ def test_clone_params_accept_a_good_request(dagbag: Any) -> None:
 
 
 def test_provisioning_creates_the_pool_the_copy_steps_use(dagbag: Any) -> None:
-    from airflow.models.pool import Pool
-
-    from wpclone.provision import ensure_pool
 
     pool = dagbag.get_dag("wp_clone").get_task("copy_database").pool
     ensure_pool(3)

@@ -7,8 +7,11 @@ data. Then hostile restores: each fails, and the clone keeps serving exactly wha
 
 from __future__ import annotations
 
+import gzip
 import io
+import shutil
 import tarfile
+import threading
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -19,12 +22,15 @@ from tests.dags.conftest import run, states, xcom
 from tests.integration import test_clone_by_hand as by_hand
 from tests.integration.test_seed_site import _get
 from tests.php_oracle import PhpOracle
+from wpclone.airflow.services import services
+from wpclone.archive import write_backup
 from wpclone.db import DbEndpoint
 from wpclone.local.seed import site_endpoint
 from wpclone.local.settings import StackSettings
 from wpclone.local.sitehost import SiteConfig, content_dir, load_site
 from wpclone.models import CloneStatus
 from wpclone.registry import Registry
+from wpclone.services.cleanup import sweep_orphans
 
 pytestmark = pytest.mark.integration
 
@@ -216,7 +222,6 @@ def test_a_url_outside_the_policy_is_refused_before_anything_happens(
 def test_the_orphan_sweep_drops_restore_databases_no_job_holds(
     restored: dict[str, Any], registry: Registry, admin_db: DbEndpoint
 ) -> None:
-    from wpclone import tasks
 
     planted = ("wpr_rt_bravo", "wpo_rt_bravo", "wpr_gone_clone")
     with admin_db.connect() as conn, conn.cursor() as cur:
@@ -224,11 +229,11 @@ def test_the_orphan_sweep_drops_restore_databases_no_job_holds(
             cur.execute(f"CREATE DATABASE `{name}`")
     registry.lock(B, "a-restore-job")  # while a job holds the clone, its restore databases are its own
     try:
-        tasks.sweep_orphans()
+        sweep_orphans(services())
         assert _schemas(admin_db, planted) == ["wpo_rt_bravo", "wpr_rt_bravo"]
     finally:
         registry.unlock(B, "a-restore-job")
-    tasks.sweep_orphans()
+    sweep_orphans(services())
     assert _schemas(admin_db, planted) == []
     assert registry.get(B) is not None and _served(restored["site"])[1] == FILE_BODY  # the clone untouched
 
@@ -267,7 +272,6 @@ class _Watcher:
     front-page status it answered."""
 
     def __init__(self, site: SiteConfig) -> None:
-        import threading
 
         self.site = site
         self.marker_served = False
@@ -350,9 +354,6 @@ def test_a_restore_whose_site_is_broken_is_caught_by_its_preview(
 ) -> None:
     """A complete backup whose site breaks (a must-use plugin with a fatal error): the preview fails the
     readiness check and the clone never serves it."""
-    import gzip
-
-    from wpclone.archive import write_backup
 
     bravo = restored["site"]
     before = _served(bravo)
@@ -362,7 +363,6 @@ def test_a_restore_whose_site_is_broken_is_caught_by_its_preview(
         assert member is not None
         dump = gzip.decompress(member.read())
     content = stack.state_dir / "broken-restore-content"
-    import shutil
 
     shutil.rmtree(content, ignore_errors=True)
     shutil.copytree(content_dir(stack, A), content)

@@ -18,7 +18,7 @@ import pytest
 
 from wpclone.db import DbEndpoint
 from wpclone.local.mariadb import LOCAL_USER_HOST
-from wpclone.mysql_admin import create_database_and_user, drop_database_and_user
+from wpclone.mysql_admin import MySqlAdmin
 from wpclone.steps.backup import ARCHIVE_RE, KEEP_ENV, MAX_AGE_ENV, STAMP_FORMAT
 
 pytestmark = pytest.mark.integration
@@ -32,7 +32,9 @@ SITE = "http://bk-probe.localhost"
 @pytest.fixture
 def clone(admin_db: DbEndpoint, tmp_path: Path) -> Iterator[dict[str, str]]:
     """A small clone (its own login, an options table, a wp-content) and the step's environment."""
-    create_database_and_user(admin_db, DATABASE, DATABASE, PASSWORD, user_host=LOCAL_USER_HOST)
+    MySqlAdmin.from_endpoint(admin_db).create_database_and_user(
+        DATABASE, DATABASE, PASSWORD, user_host=LOCAL_USER_HOST
+    )
     login = DbEndpoint(admin_db.host, admin_db.port, DATABASE, PASSWORD, DATABASE)
     with login.connect() as conn, conn.cursor() as cur:
         cur.execute("CREATE TABLE IF NOT EXISTS wp_options (option_name VARCHAR(64), option_value TEXT)")
@@ -48,7 +50,7 @@ def clone(admin_db: DbEndpoint, tmp_path: Path) -> Iterator[dict[str, str]]:
         MAX_AGE_ENV: "30",
     }
     yield env
-    drop_database_and_user(admin_db, DATABASE, DATABASE, user_host=LOCAL_USER_HOST)
+    MySqlAdmin.from_endpoint(admin_db).drop_database_and_user(DATABASE, DATABASE, user_host=LOCAL_USER_HOST)
 
 
 def start(env: dict[str, str]) -> subprocess.Popen[str]:

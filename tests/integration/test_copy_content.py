@@ -17,7 +17,9 @@ import pytest
 
 from tests.conftest import run_step
 from tests.unit.test_k8s_manifests import make_plan, make_source
+from wpclone.airflow.builders import COPY_CONTENT, COPY_DATABASE
 from wpclone.db import DbEndpoint, quote_identifier
+from wpclone.errors import StepError
 from wpclone.local.mariadb import LOCAL_USER_HOST
 from wpclone.local.settings import StackSettings
 from wpclone.local.sitehost import (
@@ -29,8 +31,9 @@ from wpclone.local.sitehost import (
     unregister_site,
 )
 from wpclone.models import RuntimeKind, WpcloneConfig
-from wpclone.mysql_admin import create_database_and_user, drop_database_and_user
+from wpclone.mysql_admin import MySqlAdmin
 from wpclone.runtimes.local import LocalRuntime
+from wpclone.steps import copy_content as module
 from wpclone.steps.content_tree import LINK_ROOTS_ENV
 from wpclone.steps.copy_content import TEMP_SUFFIX, copy_content
 
@@ -157,8 +160,6 @@ def test_resume_after_interruption_converges(tree: Path, tmp_path: Path) -> None
 
 
 def test_source_changed_while_copying_is_detected(tree: Path, tmp_path: Path) -> None:
-    from wpclone.steps import copy_content as module
-    from wpclone.steps.common import StepError
 
     victim = tree / "uploads/empty.txt"
     st = os.stat(victim)
@@ -466,11 +467,10 @@ def test_the_local_runtime_copies_debians_own_wp_content(tmp_path: Path) -> None
     """Debian's WordPress layout, as installed on this machine: the local runtime's default roots (WordPress's
     core directory) copy its linked themes as directories; a source allowing no roots fails naming one."""
     runtime = LocalRuntime(WpcloneConfig(runtime=RuntimeKind.LOCAL), StackSettings(tmp_path / "state", 1, 2))
-    content = {"SOURCE_CONTENT_DIR": "source", "TARGET_CONTENT_DIR": "clone"}
     plan = make_plan("debian", source=make_source(content_dir=str(DEBIAN_CONTENT)))
-    env = runtime.step_env(plan, {}, content)
+    env = runtime.step_env(plan, COPY_CONTENT)
     assert json.loads(env[LINK_ROOTS_ENV]) == [str(WORDPRESS_CORE)]
-    assert LINK_ROOTS_ENV not in runtime.step_env(plan, {"SOURCE_DB": "source"}, {})
+    assert LINK_ROOTS_ENV not in runtime.step_env(plan, COPY_DATABASE)
 
     result = result_of(run_cli(env=env))
     dst = Path(env["TARGET_CONTENT_DIR"])
@@ -489,7 +489,7 @@ def test_the_local_runtime_copies_debians_own_wp_content(tmp_path: Path) -> None
     assert result["links_followed"] >= 1 and links_leaving(dst) == []
 
     strict = make_plan("debian", source=make_source(content_dir=str(DEBIAN_CONTENT), content_link_roots=[]))
-    proc = run_cli(env=runtime.step_env(strict, {}, content))
+    proc = run_cli(env=runtime.step_env(strict, COPY_CONTENT))
     assert proc.returncode == 1
     last = proc.stderr.splitlines()[-1]
     assert (
@@ -525,7 +525,9 @@ def test_a_copied_site_whose_parent_theme_is_a_link_renders_with_it(
     site = dataclasses.replace(
         source_site, name=LINKED_SITE, url=url, db_name=database, db_user=user, db_password_file=password_file
     )
-    create_database_and_user(admin_db, database, user, site.db_password(), user_host=LOCAL_USER_HOST)
+    MySqlAdmin.from_endpoint(admin_db).create_database_and_user(
+        database, user, site.db_password(), user_host=LOCAL_USER_HOST
+    )
     try:
         target = DbEndpoint(site.db_host, site.db_port, user, site.db_password(), database)
         source = admin_db.with_database(source_site.db_name)
@@ -562,5 +564,5 @@ def test_a_copied_site_whose_parent_theme_is_a_link_renders_with_it(
             assert response.status == 200 and b"Theme Name: Twenty Twenty-One" in response.read()
     finally:
         unregister_site(stack, LINKED_SITE)
-        drop_database_and_user(admin_db, database, user, user_host=LOCAL_USER_HOST)
+        MySqlAdmin.from_endpoint(admin_db).drop_database_and_user(database, user, user_host=LOCAL_USER_HOST)
         password_file.unlink(missing_ok=True)

@@ -22,12 +22,12 @@ import pytest
 
 from tests.php_oracle import PHP_RULE
 from wpclone.db import DbEndpoint, quote_identifier
+from wpclone.errors import StepError
 from wpclone.local.mariadb import LocalMariaDB
 from wpclone.local.settings import StackSettings, free_port
 from wpclone.php import php_serialize
 from wpclone.rewrite import FORMS
 from wpclone.steps import copy_database as module
-from wpclone.steps.common import StepError
 from wpclone.steps.copy_database import form_checks, leftover_checks, verify_target
 
 pytestmark = pytest.mark.integration

@@ -1,6 +1,6 @@
 """Database errors reach users as sentences: real errors from the real MariaDB, through both drivers
 (PyMySQL: our own connections, the registry; MySQLdb: what Airflow's MySqlHook connects with), described
-by ``wpclone.tasks.describe``, the one place a task's failure becomes the job's sentence."""
+by ``wpclone.errors.describe``, the one place a task's failure becomes the job's sentence."""
 
 from __future__ import annotations
 
@@ -12,10 +12,10 @@ import pymysql
 import pytest
 
 from wpclone.db import DbEndpoint
+from wpclone.errors import describe
 from wpclone.local.mariadb import LOCAL_USER_HOST
-from wpclone.mysql_admin import create_database_and_user, drop_database_and_user
+from wpclone.mysql_admin import MySqlAdmin
 from wpclone.registry import Registry
-from wpclone.tasks import _first_administrator, describe
 
 pytestmark = pytest.mark.integration
 
@@ -26,11 +26,13 @@ LOGIN_PASSWORD = "probe-pw-0c1d"
 @pytest.fixture
 def probe(admin_db: DbEndpoint) -> Iterator[DbEndpoint]:
     """A database holding only ``wp_options``, with a login that may touch only it."""
-    create_database_and_user(admin_db, PROBE, PROBE, LOGIN_PASSWORD, user_host=LOCAL_USER_HOST)
+    MySqlAdmin.from_endpoint(admin_db).create_database_and_user(
+        PROBE, PROBE, LOGIN_PASSWORD, user_host=LOCAL_USER_HOST
+    )
     with admin_db.with_database(PROBE).connect() as conn, conn.cursor() as cur:
         cur.execute("CREATE TABLE IF NOT EXISTS wp_options (option_id INT PRIMARY KEY)")
     yield DbEndpoint(admin_db.host, admin_db.port, PROBE, LOGIN_PASSWORD, PROBE)
-    drop_database_and_user(admin_db, PROBE, PROBE, user_host=LOCAL_USER_HOST)
+    MySqlAdmin.from_endpoint(admin_db).drop_database_and_user(PROBE, PROBE, user_host=LOCAL_USER_HOST)
 
 
 def mysqldb_connect(endpoint: DbEndpoint) -> Any:
@@ -60,7 +62,7 @@ def test_a_missing_table_the_issues_apply_staging_safety_failure(
 ) -> None:
     """The reproduction: apply_staging_safety's first query on a restored database without wp_users."""
     sentence = f"the database {PROBE} has no table wp_users."
-    exc = raised(lambda: _first_administrator(admin_db, PROBE, "wp_"))
+    exc = raised(lambda: MySqlAdmin.from_endpoint(admin_db).first_administrator(PROBE, "wp_"))
     assert exc.args[0] == 1146 and describe(exc) == sentence
     for connect in (DbEndpoint.connect, mysqldb_connect):
         exc = raised(lambda connect=connect: no_table(connect, probe))
@@ -83,6 +85,8 @@ def test_a_refused_login_and_an_unknown_database(probe: DbEndpoint, admin_db: Db
     # The registry and the database administration let the same errors through: the same sentences.
     exc = raised(Registry.from_endpoint(wrong, "wpclone_control").migrate)
     assert describe(exc).startswith(f"the database server refused the login of user {PROBE}:")
-    exc = raised(lambda: create_database_and_user(probe, "wpc_other", "wpc_other", "pw"))
+    exc = raised(
+        lambda: MySqlAdmin.from_endpoint(probe).create_database_and_user("wpc_other", "wpc_other", "pw")
+    )
     assert exc.args[0] == 1044
     assert describe(exc) == f"the database user {PROBE} may not use the database wpc_other."

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from wpclone.db import ConfigError
+from wpclone.errors import ConfigError
 from wpclone.local.mariadb import LocalMariaDB
 from wpclone.local.procs import group_pids
 from wpclone.local.settings import StackSettings, free_port

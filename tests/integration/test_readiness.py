@@ -18,10 +18,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import run_step
-from wpclone import tasks
+from tests.conftest import local_services, run_step
 from wpclone.config import load_config
 from wpclone.db import DbEndpoint
+from wpclone.errors import StepFailed
 from wpclone.local.mariadb import LOCAL_USER_HOST
 from wpclone.local.settings import StackSettings
 from wpclone.local.sitehost import (
@@ -34,8 +34,9 @@ from wpclone.local.sitehost import (
     unregister_site,
 )
 from wpclone.models import ClonePlan, CopyMode
-from wpclone.mysql_admin import create_database_and_user, drop_database_and_user
+from wpclone.mysql_admin import MySqlAdmin
 from wpclone.runtimes.local import LocalRuntime
+from wpclone.services.common import Services, await_site_ready
 from wpclone.staging import write_mu_plugin
 
 pytestmark = pytest.mark.integration
@@ -47,7 +48,8 @@ TIMEOUT = 60.0  # each broken case must fail long before this: it fails on the t
 @dataclasses.dataclass(frozen=True)
 class ReadyClone:
     site: SiteConfig
-    plan: dict[str, object]
+    plan: ClonePlan
+    services: Services
 
 
 @pytest.fixture(scope="module")
@@ -57,7 +59,7 @@ def ready_clone(stack: StackSettings, source_site: SiteConfig, admin_db: DbEndpo
 
     def clean() -> None:
         unregister_site(stack, CLONE)
-        drop_database_and_user(admin_db, database, user, user_host=LOCAL_USER_HOST)
+        MySqlAdmin.from_endpoint(admin_db).drop_database_and_user(database, user, user_host=LOCAL_USER_HOST)
         password_file.unlink(missing_ok=True)
 
     clean()
@@ -67,7 +69,9 @@ def ready_clone(stack: StackSettings, source_site: SiteConfig, admin_db: DbEndpo
         db_password_file=password_file,
     )  # fmt: skip
     try:
-        create_database_and_user(admin_db, database, user, site.db_password(), user_host=LOCAL_USER_HOST)
+        MySqlAdmin.from_endpoint(admin_db).create_database_and_user(
+            database, user, site.db_password(), user_host=LOCAL_USER_HOST
+        )
         source_db = admin_db.with_database(source_site.db_name)
         target_db = DbEndpoint(site.db_host, site.db_port, user, site.db_password(), database)
         run_step(
@@ -89,15 +93,15 @@ def ready_clone(stack: StackSettings, source_site: SiteConfig, admin_db: DbEndpo
             copy_mode=CopyMode.EVERYTHING,
             expires_at=datetime.now(UTC) + timedelta(hours=1),
         )
-        yield ReadyClone(site, plan.model_dump(mode="json"))
+        yield ReadyClone(site, plan, local_services(admin_db, stack))
     finally:
         clean()
 
 
-def _not_ready(plan: dict[str, object], *, preview: bool = False) -> tuple[str, float]:
+def _not_ready(clone: ReadyClone, *, preview: bool = False) -> tuple[str, float]:
     started = time.monotonic()
-    with pytest.raises(tasks.StepFailed) as failure:
-        tasks.await_site_ready(plan, TIMEOUT, preview=preview)
+    with pytest.raises(StepFailed) as failure:
+        await_site_ready(clone.services, clone.plan, TIMEOUT, preview=preview)
     return str(failure.value), time.monotonic() - started
 
 
@@ -112,7 +116,7 @@ def _mu_plugin(stack: StackSettings, name: str, php: str) -> Iterator[None]:
 
 
 def test_a_right_clone_is_ready(ready_clone: ReadyClone) -> None:
-    tasks.await_site_ready(ready_clone.plan, TIMEOUT)
+    await_site_ready(ready_clone.services, ready_clone.plan, TIMEOUT)
 
 
 def test_a_blank_page_is_not_ready(ready_clone: ReadyClone, stack: StackSettings) -> None:
@@ -121,7 +125,7 @@ def test_a_blank_page_is_not_ready(ready_clone: ReadyClone, stack: StackSettings
     aside = themes.parent / "themes-aside"
     active.rename(aside)  # the clone's theme is not there: WordPress renders nothing
     try:
-        message, seconds = _not_ready(ready_clone.plan)
+        message, seconds = _not_ready(ready_clone)
     finally:
         aside.rename(active)
     assert f"the clone's site at {ready_clone.site.url}/ is not ready" in message
@@ -131,7 +135,7 @@ def test_a_blank_page_is_not_ready(ready_clone: ReadyClone, stack: StackSettings
 
 def test_a_php_fatal_error_is_quoted_from_the_site_log(ready_clone: ReadyClone, stack: StackSettings) -> None:
     with _mu_plugin(stack, "aa-broken.php", "<?php wpclone_no_such_function_xyz();\n"):
-        message, _ = _not_ready(ready_clone.plan)
+        message, _ = _not_ready(ready_clone)
     assert "the front page answered 500 with WordPress's critical error page" in message
     assert "its log says: PHP Fatal error: Uncaught Error: Call to undefined function" in message
     assert "wpclone_no_such_function_xyz" in message
@@ -141,7 +145,7 @@ def test_a_database_it_cannot_reach_is_not_ready(ready_clone: ReadyClone, stack:
     broken = dataclasses.replace(ready_clone.site, db_name="wp_no_such_database")
     register_site(stack, broken, default_content=False)
     try:
-        message, _ = _not_ready(ready_clone.plan)
+        message, _ = _not_ready(ready_clone)
     finally:
         register_site(stack, ready_clone.site, default_content=False)
     assert '"Error establishing a database connection"' in message
@@ -152,7 +156,7 @@ def test_a_redirect_to_the_source_is_not_ready(
 ) -> None:
     php = f"<?php header('Location: {source_site.url}/', true, 302); exit;\n"
     with _mu_plugin(stack, "aa-redirect.php", php):
-        message, _ = _not_ready(ready_clone.plan)
+        message, _ = _not_ready(ready_clone)
     assert (
         f"the front page redirects to {source_site.url}/, outside the site at {ready_clone.site.url}"
         in message
@@ -162,13 +166,13 @@ def test_a_redirect_to_the_source_is_not_ready(
 def test_a_login_page_without_its_form_is_not_ready(ready_clone: ReadyClone, stack: StackSettings) -> None:
     php = "<?php add_action('login_init', static function () { echo 'closed'; exit; });\n"
     with _mu_plugin(stack, "aa-no-login.php", php):
-        message, _ = _not_ready(ready_clone.plan)
+        message, _ = _not_ready(ready_clone)
     assert "the login page answered 200 with 6 bytes but no login form" in message
 
 
 def test_the_preview_is_served_only_with_its_token(ready_clone: ReadyClone, stack: StackSettings) -> None:
     runtime = LocalRuntime(load_config(), stack)
-    plan = ClonePlan.model_validate(ready_clone.plan)
+    plan = ready_clone.plan
     assert not runtime.site_ready(plan, preview=True)
     # A preview whose wp-content has no theme: the live site stays right, the preview is caught blank.
     preview_content = Path(stack.sites_dir) / CLONE / "wp-content.preview-test"
@@ -176,9 +180,9 @@ def test_the_preview_is_served_only_with_its_token(ready_clone: ReadyClone, stac
     register_preview(stack, dataclasses.replace(ready_clone.site, content_dir=preview_content))
     try:
         assert runtime.site_ready(plan, preview=True)
-        message, _ = _not_ready(ready_clone.plan, preview=True)
+        message, _ = _not_ready(ready_clone, preview=True)
         assert "the restored site's preview" in message and "a blank page" in message
-        tasks.await_site_ready(ready_clone.plan, TIMEOUT)  # visitors still get the live site
+        await_site_ready(ready_clone.services, ready_clone.plan, TIMEOUT)  # visitors still get the live site
         wrong_token = urllib.request.Request(
             ready_clone.site.url + "/", headers={"X-Wpclone-Preview": "not-the-token"}
         )

@@ -16,9 +16,10 @@ from typing import Any, cast
 import MySQLdb
 import pytest
 
-from wpclone.db import ConfigError, DbEndpoint, quote_identifier
+from wpclone.db import ConnectionPool, DbEndpoint, quote_identifier
+from wpclone.errors import CloneTaken, ConfigError, RegistryError
 from wpclone.models import ClonePlan, CloneStatus, CopyMode, SourceConfig, clone_db_name
-from wpclone.registry import MIGRATIONS, CloneRecord, CloneTaken, Connection, Registry, RegistryError
+from wpclone.registry import MIGRATIONS, SCHEMA_VERSION, CloneRecord, Connection, Registry
 
 pytestmark = pytest.mark.integration
 
@@ -101,6 +102,24 @@ def test_migrate_twice_is_a_no_op(registry: Registry, admin_db: DbEndpoint) -> N
     assert registry.migrate() == []
     assert raw(admin_db, f"SELECT version, applied_at FROM {registry.schema}.schema_migrations") == before
     assert registry.applied_versions() == [m.version for m in MIGRATIONS]
+
+
+def test_a_schema_behind_this_wpclone_is_refused_naming_the_provision_command(
+    factory: Callable[[], Connection], schema: str, admin_db: DbEndpoint
+) -> None:
+    """Tasks only check the version (provisioning migrates): a missing or older schema is one sentence."""
+    reg = Registry(factory, schema)
+    behind = r"is at version {} but this wpclone needs version {}: run `python -m wpclone.provision`"
+    with pytest.raises(RegistryError, match=behind.format(0, SCHEMA_VERSION)):
+        reg.check_schema()  # no schema at all
+    assert not raw(admin_db, "SELECT 1 FROM information_schema.schemata WHERE schema_name = %s", (schema,))
+    reg.migrate()
+    reg.check_schema()
+    raw(admin_db, f"DELETE FROM {schema}.schema_migrations WHERE version = %s", (SCHEMA_VERSION,))
+    with pytest.raises(RegistryError, match=behind.format(SCHEMA_VERSION - 1, SCHEMA_VERSION)):
+        reg.check_schema()
+    assert reg.migrate() == [SCHEMA_VERSION] and reg.schema_version() == SCHEMA_VERSION
+    reg.check_schema()
 
 
 def test_schema_has_the_columns_indexes_and_statuses(registry: Registry, admin_db: DbEndpoint) -> None:
@@ -408,7 +427,6 @@ def test_accepted_jobs_are_kept_until_triggered_and_then_forget_their_conf(regis
 def test_a_pooled_registry_reuses_its_connections_and_replaces_a_dropped_one(
     admin_db: DbEndpoint, schema: str
 ) -> None:
-    from wpclone.db import ConnectionPool
 
     pool = ConnectionPool(mysqldb_factory(admin_db), keep=2, ping_after_s=0)  # pinged whenever taken
 

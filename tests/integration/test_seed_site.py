@@ -17,6 +17,7 @@ import urllib.parse
 import urllib.request
 from pathlib import Path
 
+import pymysql
 import pytest
 
 from wpclone.local.seed import SOURCE_TITLE, seed_source, site_admin_password, site_endpoint
@@ -266,7 +267,6 @@ def test_block_markup_and_builder_meta(site: SiteConfig) -> None:
 
 
 def test_site_database_user_has_least_privilege(site: SiteConfig) -> None:
-    import pymysql
 
     databases = {str(row[0]) for row in _query(site, "SHOW DATABASES")}
     assert databases == {site.db_name, "information_schema"}

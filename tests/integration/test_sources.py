@@ -32,7 +32,7 @@ from tests.fixtures.othersite import (
 from tests.fixtures.url_forms import count_strings, scan_forms, total
 from tests.integration.test_seed_site import _get, _php_unserialize
 from wpclone.config import load_config, local_config_file
-from wpclone.db import ConfigError
+from wpclone.errors import ConfigError
 from wpclone.local.settings import StackSettings
 from wpclone.local.sitehost import SiteConfig, content_dir, site_dir
 from wpclone.local.sources import add_source

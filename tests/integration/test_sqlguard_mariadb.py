@@ -13,10 +13,11 @@ import pytest
 
 from wpclone.archive import read_site
 from wpclone.db import DbEndpoint
+from wpclone.errors import SqlRefused
 from wpclone.local.mariadb import LOCAL_USER_HOST
 from wpclone.local.sitehost import SiteConfig
-from wpclone.mysql_admin import create_database_and_user, drop_database_and_user
-from wpclone.sqlguard import SqlRefused, guard
+from wpclone.mysql_admin import MySqlAdmin
+from wpclone.sqlguard import guard
 from wpclone.steps.copy_database import dump_command, load_command
 
 pytestmark = pytest.mark.integration
@@ -50,7 +51,9 @@ def _scalar(admin: DbEndpoint, sql: str, *args: object) -> object:
 def clone_user(admin_db: DbEndpoint) -> Iterator[DbEndpoint]:
     """A clone-like database and user (privileges on its own database only), and another database."""
     password = secrets.token_urlsafe(16)
-    create_database_and_user(admin_db, CLONE, CLONE, password, user_host=LOCAL_USER_HOST)
+    MySqlAdmin.from_endpoint(admin_db).create_database_and_user(
+        CLONE, CLONE, password, user_host=LOCAL_USER_HOST
+    )
     with admin_db.connect() as conn, conn.cursor() as cur:
         cur.execute(f"CREATE DATABASE IF NOT EXISTS {OTHER}")
         cur.execute(f"CREATE TABLE IF NOT EXISTS {OTHER}.secrets (v varchar(20))")
@@ -62,7 +65,7 @@ def clone_user(admin_db: DbEndpoint) -> Iterator[DbEndpoint]:
         cur.execute(f"DROP DATABASE IF EXISTS {OTHER}")
         cur.execute(f"DROP DATABASE IF EXISTS {EVIL}")
         cur.execute("DROP USER IF EXISTS 'wp_guard_evil'@'%'")
-    drop_database_and_user(admin_db, CLONE, CLONE, user_host=LOCAL_USER_HOST)
+    MySqlAdmin.from_endpoint(admin_db).drop_database_and_user(CLONE, CLONE, user_host=LOCAL_USER_HOST)
 
 
 def test_real_wordpress_dump_passes_byte_identical(source_site: SiteConfig, admin_db: DbEndpoint) -> None:

@@ -34,7 +34,7 @@ from wpclone.local.sitehost import (
     register_site,
     unregister_site,
 )
-from wpclone.mysql_admin import create_database_and_user, drop_database_and_user
+from wpclone.mysql_admin import MySqlAdmin
 from wpclone.php import phpass_check
 from wpclone.staging import MU_PLUGIN_FILENAME, STAGING_CONSTANTS, apply_staging_sql, write_mu_plugin
 
@@ -96,7 +96,7 @@ def staging_clone(
 
     def clean() -> None:
         unregister_site(stack, CLONE)
-        drop_database_and_user(admin_db, database, user, user_host=LOCAL_USER_HOST)
+        MySqlAdmin.from_endpoint(admin_db).drop_database_and_user(database, user, user_host=LOCAL_USER_HOST)
         db_password_file.unlink(missing_ok=True)
         admin_password_file.unlink(missing_ok=True)
 
@@ -118,7 +118,9 @@ def staging_clone(
         constants=dict(STAGING_CONSTANTS),
     )
     try:
-        create_database_and_user(admin_db, database, user, site.db_password(), user_host=LOCAL_USER_HOST)
+        MySqlAdmin.from_endpoint(admin_db).create_database_and_user(
+            database, user, site.db_password(), user_host=LOCAL_USER_HOST
+        )
         source_db = admin_db.with_database(source_site.db_name)
         run_step(
             "copy-database",

@@ -5,8 +5,11 @@ A job triggered through Airflow's own REST API must report exactly like one trig
 
 from __future__ import annotations
 
+import functools
+import http.server
 import json
 import secrets
+import threading
 import time
 import urllib.parse
 import urllib.request
@@ -356,9 +359,6 @@ def test_cancel_stops_the_job_rolls_back_and_reads_cancelled(
 @pytest.fixture
 def archive_server(stack: StackSettings) -> Iterator[tuple[str, list[str]]]:
     """An HTTP server on loopback serving the backup directory; its request lines are recorded."""
-    import functools
-    import http.server
-    import threading
 
     requests: list[str] = []
 

@@ -8,6 +8,7 @@ import io
 import json
 import logging
 import os
+import shutil
 import stat
 import subprocess
 import sys
@@ -19,18 +20,8 @@ from pathlib import Path
 import pytest
 import zstandard
 
-from wpclone.archive import (
-    ArchiveError,
-    Backup,
-    Limits,
-    Manifest,
-    content_digest,
-    open_backup,
-    read_site,
-    write_backup,
-)
-from wpclone.sqlguard import SqlRefused
-from wpclone.steps.common import StepError
+from wpclone.archive import Backup, Limits, Manifest, content_digest, open_backup, read_site, write_backup
+from wpclone.errors import ArchiveError, SqlRefused, StepError
 
 URL = "https://blog.example.com"
 DUMP = (
@@ -573,7 +564,6 @@ def test_manifest_checksums_are_verified(tmp_path: Path, content: Path, refuse) 
     good = manifest.model_dump(mode="json")
     assert open_backup(make_tar(tmp_path / "ok.tar.gz", _with_manifest(members, good)), tmp_path / "ok-work")
     (tmp_path / "ok.tar.gz").unlink()
-    import shutil
 
     shutil.rmtree(tmp_path / "ok-work")
     shutil.rmtree(tmp_path / "m")

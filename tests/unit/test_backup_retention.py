@@ -16,8 +16,9 @@ from tests.unit.test_k8s_pod import (  # k8s_dags: a fixture, resolved by name i
     k8s_config_json,
     k8s_dags,  # noqa: F401
 )
+from wpclone.airflow.builders import BACKUP_CLONE
 from wpclone.archive import write_backup
-from wpclone.db import ConfigError
+from wpclone.errors import ConfigError, StepError
 from wpclone.local.settings import StackSettings
 from wpclone.models import BackupConfig, ClonePlan, CopyMode, SourceConfig, WpcloneConfig
 from wpclone.runtimes.local import LocalRuntime
@@ -30,7 +31,6 @@ from wpclone.steps.backup import (
     retention_env,
     retention_from_env,
 )
-from wpclone.steps.common import StepError
 from wpclone.steps.copy_database import _StderrDrain
 
 CLONE = "qa-1"
@@ -126,7 +126,7 @@ def test_the_local_step_environment_carries_the_configured_retention(tmp_path: P
         copy_mode=CopyMode.EVERYTHING,
         expires_at=NOW,
     )
-    env = runtime.step_env(plan, {}, {}, job_id="j")
+    env = runtime.step_env(plan, BACKUP_CLONE, job_id="j")
     assert (env[KEEP_ENV], env[MAX_AGE_ENV]) == ("3", "9")
 
 

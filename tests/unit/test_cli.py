@@ -18,9 +18,10 @@ import pytest
 from wpclone import cli
 from wpclone.cli import CliError, LineReporter, Settings, format_table, settings_from_env
 from wpclone.jobs import JobStatusResponse
+from wpclone.settings import API_URL, PASSWORD, TOKEN, USERNAME
 
 URL = "http://airflow.test:8080"
-ENV = {cli.ENV_URL: URL, cli.ENV_USERNAME: "alice", cli.ENV_PASSWORD: "s3cret"}
+ENV = {API_URL: URL, USERNAME: "alice", PASSWORD: "s3cret"}
 NOW = "2026-11-28T20:00:00Z"
 SOURCE = "http://source.example"
 CLONE = {
@@ -131,22 +132,22 @@ def ok(body: dict[str, Any]) -> httpx.Response:
 
 def test_settings_from_the_environment() -> None:
     assert settings_from_env(ENV, lambda: None) == Settings(URL, None, "alice", "s3cret")
-    token_env = {cli.ENV_URL: URL + "/", cli.ENV_TOKEN: "tok"}
+    token_env = {API_URL: URL + "/", TOKEN: "tok"}
     assert settings_from_env(token_env, lambda: None) == Settings(URL, "tok")
 
 
 def test_local_stack_is_the_fallback() -> None:
     local = Settings("http://127.0.0.1:9", username="admin", password="pw")
     assert settings_from_env({}, lambda: local) == local
-    assert settings_from_env({cli.ENV_TOKEN: "tok"}, lambda: local) == Settings(local.url, "tok")
+    assert settings_from_env({TOKEN: "tok"}, lambda: local) == Settings(local.url, "tok")
 
 
 @pytest.mark.parametrize(
     ("env", "says"),
     [
         ({}, "set WPCLONE_API_URL"),
-        ({cli.ENV_URL: URL}, "set WPCLONE_TOKEN, or WPCLONE_USERNAME and WPCLONE_PASSWORD"),
-        ({cli.ENV_URL: URL, cli.ENV_USERNAME: "alice"}, "set both WPCLONE_USERNAME and WPCLONE_PASSWORD"),
+        ({API_URL: URL}, "set WPCLONE_TOKEN, or WPCLONE_USERNAME and WPCLONE_PASSWORD"),
+        ({API_URL: URL, USERNAME: "alice"}, "set both WPCLONE_USERNAME and WPCLONE_PASSWORD"),
     ],
 )
 def test_missing_configuration_is_one_sentence_and_exit_3(env: dict[str, str], says: str) -> None:
@@ -278,7 +279,7 @@ def test_api_refusal_is_exit_2_with_its_sentence(run: Callable[..., tuple[int, s
 
 
 def test_wrong_password_is_exit_3(run: Callable[..., tuple[int, str, str]]) -> None:
-    code, _, err = run("list", env={**ENV, cli.ENV_PASSWORD: "wrong"})
+    code, _, err = run("list", env={**ENV, PASSWORD: "wrong"})
     assert code == cli.EXIT_UNAVAILABLE
     assert "refused the login of alice (Invalid credentials)" in err
 

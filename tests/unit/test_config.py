@@ -8,17 +8,17 @@ from pathlib import Path
 import pytest
 
 from wpclone.config import (
-    CONTROL_SCHEMA_ENV,
-    control_schema,
     load_config,
     local_config,
     local_config_path,
     write_local_config,
 )
-from wpclone.db import ConfigError
+from wpclone.errors import ConfigError
 from wpclone.local.settings import StackSettings
 from wpclone.local.sitehost import SiteConfig, content_dir, register_site
 from wpclone.models import RuntimeKind
+from wpclone.settings import CONTROL_SCHEMA as CONTROL_SCHEMA_ENV
+from wpclone.settings import control_schema
 
 
 def config_json(name: str, url: str) -> str:

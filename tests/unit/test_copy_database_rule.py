@@ -7,7 +7,7 @@ import re
 
 import pytest
 
-from wpclone.db import ConfigError
+from wpclone.errors import ConfigError
 from wpclone.rewrite import FORMS
 from wpclone.steps.__main__ import run
 from wpclone.steps.copy_database import form_checks, parse_pairs, with_aliases

@@ -20,9 +20,11 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from airflow._shared.observability.metrics.metrics_registry import YAML_REGISTRY_PATH, read_metrics_yaml
 
 from tests.unit.test_deploy_logging import parse_logfmt
-from wpclone.registry import DEFAULT_SCHEMA
+from wpclone.airflow.builders import HEAVY_POOL, build_clone_dag, build_delete_dag, build_ttl_cleanup_dag
+from wpclone.settings import DEFAULT_CONTROL_SCHEMA as DEFAULT_SCHEMA
 from wpclone.steps.common import LogfmtFormatter
 
 REPO = Path(__file__).resolve().parents[2]
@@ -57,7 +59,6 @@ def provisioned() -> dict[str, dict[str, Any]]:
 
 def airflow_metrics() -> dict[str, dict[str, Any]]:
     """Airflow's metric registry, keyed by the name Prometheus stores after the collector."""
-    from airflow._shared.observability.metrics.metrics_registry import YAML_REGISTRY_PATH, read_metrics_yaml
 
     prefix = yaml.safe_load(AIRFLOW_VALUES.read_text())["config"]["metrics"]["otel_prefix"]
     return {
@@ -126,7 +127,6 @@ def test_a_misspelt_metric_would_be_caught() -> None:
 
 
 def test_the_dag_and_task_ids_the_queries_filter_on_are_ours() -> None:
-    from wpclone.builders import build_clone_dag, build_delete_dag, build_ttl_cleanup_dag
 
     dags = [build_clone_dag(), build_delete_dag(), build_ttl_cleanup_dag()]
     dag_ids = {dag.dag_id for dag in dags}
@@ -142,8 +142,6 @@ def test_the_dag_and_task_ids_the_queries_filter_on_are_ours() -> None:
                     assert len(dag_roots & matched["task_id"]) == 1, (dag_id, dag_roots)
                 assert matched["task_id"] <= set().union(*roots.values())
             if "pool_name" in matched:
-                from wpclone.tasks import HEAVY_POOL
-
                 assert matched["pool_name"] == {HEAVY_POOL}
 
 

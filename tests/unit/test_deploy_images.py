@@ -9,7 +9,6 @@ the Airflow image's base is the Airflow our requirements pin.
 
 from __future__ import annotations
 
-import ast
 import importlib.metadata
 import re
 import shutil
@@ -19,11 +18,11 @@ from pathlib import Path
 
 import pytest
 
+from tests.import_graph import PLUGINS, imports, module_file
 from wpclone.db import DbEndpoint
 from wpclone.steps.copy_database import dump_command, load_command
 
 REPO = Path(__file__).resolve().parents[2]
-PLUGINS = REPO / "plugins"
 # The modules the toolbox image runs: the steps CLI (every step module) and the restore's content switch.
 TOOLBOX_ENTRY_PACKAGES = ("wpclone.steps",)
 TOOLBOX_ENTRY_MODULES = ("wpclone.k8s.content",)
@@ -89,7 +88,7 @@ def test_every_install_step_of_an_image_is_the_setup_script(image: str) -> None:
 @pytest.mark.parametrize("image", sorted(DOCKERFILES))
 def test_the_image_copies_what_the_script_installs_from(image: str) -> None:
     copied = " ".join(rest for word, rest in instructions(DOCKERFILES[image]) if word == "COPY")
-    for needed in ("scripts/setup.sh", "requirements.txt", "pyproject.toml", "plugins"):
+    for needed in ("scripts/setup.sh", "requirements.txt", "pyproject.toml", "setup.py", "plugins"):
         assert needed in copied, f"{image} does not COPY {needed}"
         assert (REPO / needed).exists()
     if image == "airflow":
@@ -134,6 +133,14 @@ def test_the_toolbox_set_provides_every_program_the_steps_start() -> None:
         assert owner in toolbox or any(owner in _depends(p) for p in toolbox), (program, owner, toolbox)
 
 
+def test_the_images_can_build_the_compiled_rewrite_engine() -> None:
+    """Installing the package (``--pip``) compiles wpclone/_rewrite_core.c (setup.py): each image's apt set
+    holds a C compiler and the C library's headers; the Python headers come with the image's Python."""
+    assert "wpclone._rewrite_core" in (REPO / "setup.py").read_text()
+    for image in sorted(DOCKERFILES):
+        assert {"gcc", "libc6-dev"} <= set(apt_set(image)), image
+
+
 def test_the_sets_nest_and_bad_names_fail() -> None:
     dev = set(apt_set("dev"))
     assert set(apt_set("toolbox")) <= dev and set(apt_set("airflow")) <= dev  # make setup covers the images
@@ -152,39 +159,6 @@ def test_make_setup_still_runs_the_whole_script() -> None:
 # -- the toolbox's Python packages: derived from what the pods' modules import ----------------------------
 
 
-def _module_file(name: str) -> Path | None:
-    base = PLUGINS.joinpath(*name.split("."))
-    for candidate in (base / "__init__.py", base.with_suffix(".py")):
-        if candidate.is_file():
-            return candidate
-    return None
-
-
-def _imports(path: Path) -> set[str]:
-    """Modules ``path`` imports when it runs: every import statement, also inside functions (the steps
-    import lazily), except those under ``if TYPE_CHECKING:``; ``from a import b`` counts ``a.b`` when that
-    is one of our modules."""
-    tree = ast.parse(path.read_text())
-    typing_only = {
-        id(node)
-        for branch in ast.walk(tree)
-        if isinstance(branch, ast.If) and "TYPE_CHECKING" in ast.unparse(branch.test)
-        for node in ast.walk(branch)
-    }
-    found: set[str] = set()
-    for node in ast.walk(tree):
-        if id(node) in typing_only:
-            continue
-        if isinstance(node, ast.Import):
-            found |= {alias.name for alias in node.names}
-        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-            found.add(node.module)
-            found |= {
-                f"{node.module}.{a.name}" for a in node.names if _module_file(f"{node.module}.{a.name}")
-            }
-    return found
-
-
 def toolbox_import_graph() -> tuple[set[str], dict[str, set[str]]]:
     """Our modules the toolbox reaches from its entry points; third-party top-level module -> importers."""
     todo = list(TOOLBOX_ENTRY_MODULES)
@@ -199,18 +173,18 @@ def toolbox_import_graph() -> tuple[set[str], dict[str, set[str]]]:
         if name in seen:
             continue
         seen.add(name)
-        path = _module_file(name)
+        path = module_file(name)
         if path is None:
             continue
         parts = name.split(".")
         todo += [".".join(parts[:i]) for i in range(1, len(parts))]  # importing a.b.c runs a and a.b
-        for imported in _imports(path):
+        for imported in imports(path):
             top = imported.split(".")[0]
             if top == "wpclone":
                 todo.append(imported)
             elif top not in sys.stdlib_module_names:
                 third_party.setdefault(top, set()).add(name)
-    return {n for n in seen if _module_file(n)}, third_party
+    return {n for n in seen if module_file(n)}, third_party
 
 
 def toolbox_pip() -> dict[str, str]:
@@ -227,7 +201,10 @@ def _normalise(distribution: str) -> str:
 def test_the_toolbox_set_installs_every_module_the_pods_import() -> None:
     modules, third_party = toolbox_import_graph()
     assert {"wpclone.steps.backup", "wpclone.fetch", "wpclone.archive", "wpclone.k8s.content"} <= modules
-    assert not any(m.startswith(("wpclone.tasks", "wpclone.k8s.pod", "wpclone.runtimes")) for m in modules)
+    assert not any(
+        m.startswith(("wpclone.services", "wpclone.airflow", "wpclone.k8s.pod", "wpclone.runtimes"))
+        for m in modules
+    )
     assert {"pymysql", "httpx", "zstandard", "pydantic"} <= set(third_party), third_party
     assert "airflow" not in third_party and "kubernetes" not in third_party, third_party
     distributions = importlib.metadata.packages_distributions()
@@ -254,7 +231,7 @@ def test_the_import_graph_sees_lazy_imports_and_skips_typing_only_ones(tmp_path:
         "if TYPE_CHECKING:\n    import airflow\n"
         "def f():\n    import httpx\n    from wpclone import steps\n"
     )
-    assert _imports(module) == {"__future__", "typing", "httpx", "wpclone", "wpclone.steps"}
+    assert imports(module) == {"__future__", "typing", "httpx", "wpclone", "wpclone.steps"}
 
 
 def test_the_pip_sets_are_pinned_and_bad_names_fail() -> None:

@@ -20,9 +20,9 @@ from tests.unit.test_k8s_manifests import make_plan
 from tests.unit.test_k8s_pod import COPY_CONTENT, COPY_DATABASE, build, container_env
 from tests.unit.test_k8s_pod import runtime as k8s_runtime  # noqa: F401  (fixture)
 from wpclone.models import RuntimeKind, WpcloneConfig
-from wpclone.runtimes.base import Step
 from wpclone.runtimes.kubernetes import KubernetesRuntime
 from wpclone.runtimes.local import AIRFLOW_RUN_ID_ENV, LocalRuntime
+from wpclone.runtimes.stepspec import Step
 from wpclone.steps.common import CLONE_ID_ENV, JOB_ID_ENV, LogfmtFormatter, logfmt_value, setup_logging
 
 JOB = "clone-20261128T203100-3f9a1c2b"
@@ -139,11 +139,12 @@ def test_the_local_runtime_gives_every_step_its_job_and_clone(monkeypatch: pytes
     runtime = LocalRuntime(WpcloneConfig(runtime=RuntimeKind.LOCAL))
     plan = make_plan(CLONE)
     monkeypatch.setenv(AIRFLOW_RUN_ID_ENV, JOB)  # what Airflow's task runner exports before execute()
-    env = runtime.step_env(plan, {}, {})
+    bare = Step(task_id="probe", step="copy-database")  # no login, no tree: only what every step gets
+    env = runtime.step_env(plan, bare)
     assert (env[JOB_ID_ENV], env[CLONE_ID_ENV]) == (JOB, CLONE)
-    assert runtime.step_env(plan, {}, {}, job_id="manual__x")[JOB_ID_ENV] == "manual__x"
+    assert runtime.step_env(plan, bare, job_id="manual__x")[JOB_ID_ENV] == "manual__x"
     monkeypatch.delenv(AIRFLOW_RUN_ID_ENV)
-    env = runtime.step_env(plan, {}, {})
+    env = runtime.step_env(plan, bare)
     assert JOB_ID_ENV not in env and env[CLONE_ID_ENV] == CLONE
 
 

@@ -32,7 +32,7 @@ from tests.unit.test_k8s_lifecycle import (  # fixtures: pytest resolves them by
     restore_cycle,
     runtime,  # noqa: F401
 )
-from tests.unit.test_k8s_manifests import MU_PLUGIN, make_plan, make_source
+from tests.unit.test_k8s_manifests import MU_PLUGIN, make_plan
 from wpclone.k8s.pod import step_pod_operator
 from wpclone.k8s.settings import KubernetesSettings
 from wpclone.runtimes.base import CLONE_ID_LABEL, MANAGED_BY_LABEL, Step
@@ -124,7 +124,6 @@ async def test_the_role_is_exactly_what_our_calls_need(
     await call(runtime.deploy_site, plan, {"WP_ENVIRONMENT_TYPE": "staging"}, MU_PLUGIN)
     await call(runtime.deploy_site, plan, {"WP_ENVIRONMENT_TYPE": "staging"}, MU_PLUGIN)  # a retry applies
     await call(runtime.site_ready, plan)
-    await call(runtime.source_db_password, make_source())
     await call(runtime.list_clone_ids)
     add_site_pod(emulator)
     await restore_cycle(call, emulator, runtime, tmp_path / "claim")

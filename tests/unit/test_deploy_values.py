@@ -20,13 +20,20 @@ import jsonschema
 import kubernetes_validate
 import pytest
 import yaml
+from airflow.configuration import conf
+from airflow.models.connection import Connection
 
 from tests.unit.test_k8s_manifests import K8S_VERSIONS
-from wpclone.config import CONFIG_ENV, parse_config
-from wpclone.k8s.settings import ENV_OVERRIDES, ENV_PREFIX, KubernetesSettings
+from wpclone import provision
+from wpclone.airflow.builders import HEAVY_POOL
+from wpclone.airflow.services import MYSQL_CONN_ID
+from wpclone.config import parse_config
+from wpclone.k8s.settings import KubernetesSettings
 from wpclone.models import RuntimeKind
-from wpclone.runtimes import RUNTIME_ENV
-from wpclone.tasks import HEAVY_POOL, MYSQL_CONN_ID
+from wpclone.settings import CONFIG as CONFIG_ENV
+from wpclone.settings import K8S_OVERRIDES as ENV_OVERRIDES
+from wpclone.settings import K8S_PREFIX as ENV_PREFIX
+from wpclone.settings import RUNTIME as RUNTIME_ENV
 
 REPO = Path(__file__).resolve().parents[2]
 VALUES = REPO / "helm-values" / "airflow.yaml"
@@ -197,7 +204,6 @@ def test_the_wpclone_configuration_is_mounted_and_parses() -> None:
 
 
 def _connection(uri_or_json: str) -> Any:
-    from airflow.models.connection import Connection
 
     return Connection.from_json(uri_or_json, conn_id="x")
 
@@ -216,17 +222,21 @@ def test_the_connections_come_from_secrets_and_the_environment() -> None:
     )
 
 
-def test_the_pool_is_provisioned_by_every_install_and_upgrade(capsys: pytest.CaptureFixture[str]) -> None:
+def test_the_pool_is_provisioned_by_every_install_and_upgrade(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     job = values()["migrateDatabaseJob"]
     assert job["args"][:2] == ["bash", "-c"]
     assert job["args"][2] == "airflow db migrate && exec python -m wpclone.provision"
-    assert job["applyCustomEnv"] is True  # WPCLONE_HEAVY_SLOTS reaches it
-    from wpclone import provision
+    # WPCLONE_HEAVY_SLOTS and the connection wpclone_mysql (a `secret` entry: custom env too) reach it.
+    assert job["applyCustomEnv"] is True
 
     with pytest.raises(SystemExit) as done:
         provision.main(["--help"])
     assert done.value.code == 0 and "--heavy-slots" in capsys.readouterr().out
-    assert HEAVY_POOL == "wpclone_heavy" and '"WPCLONE_HEAVY_SLOTS"' in Path(provision.__file__).read_text()
+    assert HEAVY_POOL == "wpclone_heavy"
+    monkeypatch.setenv("WPCLONE_HEAVY_SLOTS", env()["WPCLONE_HEAVY_SLOTS"])
+    assert provision.build_parser().parse_args([]).heavy_slots == int(env()["WPCLONE_HEAVY_SLOTS"])
 
 
 def test_the_worker_slots_fit_twenty_concurrent_clones() -> None:
@@ -243,7 +253,6 @@ def test_the_worker_slots_fit_twenty_concurrent_clones() -> None:
 
 
 def test_every_airflow_option_we_set_exists() -> None:
-    from airflow.configuration import conf
 
     described = conf.configuration_description  # Airflow's config.yml plus the installed providers'
     missing = []

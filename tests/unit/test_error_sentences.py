@@ -13,8 +13,8 @@ import MySQLdb
 import pymysql
 import pytest
 
-from wpclone.archive import ArchiveError, open_backup
-from wpclone.tasks import describe
+from wpclone.archive import open_backup
+from wpclone.errors import ArchiveError, describe
 
 SECRET = "internal-token-7f3a"
 NOT_BACKUPS = [

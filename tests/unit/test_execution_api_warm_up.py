@@ -10,6 +10,7 @@ import sys
 import types
 
 import pytest
+from airflow.api_fastapi.execution_api.app import create_task_execution_api_app
 from fastapi import FastAPI
 from starlette.testclient import TestClient
 
@@ -19,7 +20,6 @@ from wpclone.api.runs import build_execution_api
 @pytest.fixture
 def main_module(monkeypatch: pytest.MonkeyPatch) -> tuple[str, FastAPI]:
     """A stand-in for ``airflow.api_fastapi.main``: an app with Airflow's real execution API mounted."""
-    from airflow.api_fastapi.execution_api.app import create_task_execution_api_app
 
     main = FastAPI()
     main.mount("/execution", create_task_execution_api_app())

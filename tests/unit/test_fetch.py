@@ -14,16 +14,8 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
-from wpclone.fetch import (
-    CheckedUrl,
-    FetchError,
-    FetchPolicy,
-    _check_peer,
-    address_problem,
-    check_url,
-    fetch,
-    redact,
-)
+from wpclone.errors import FetchError
+from wpclone.fetch import CheckedUrl, FetchPolicy, _check_peer, address_problem, check_url, fetch, redact
 from wpclone.local.settings import free_port
 
 BODY = b"backup-bytes " * 1000

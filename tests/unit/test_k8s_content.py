@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from wpclone.errors import ContentError
 from wpclone.k8s import content, manifests
 from wpclone.runtimes.local import ASIDE_SUFFIX
 from wpclone.steps.backup import STAGED_SUFFIX, WORK_DIR_NAME
@@ -101,7 +102,7 @@ def test_inspect_names_the_staged_tree_and_changes_nothing(tmp_path: Path) -> No
     # A database-only backup staged nothing: the switch keeps the live tree.
     bare = claim(tmp_path / "bare", staged=False)
     assert content.run("inspect", bare) == {"moved": False, "revision": content.revision(bare), "staged": ""}
-    with pytest.raises(content.ContentError, match="not mounted"):
+    with pytest.raises(ContentError, match="not mounted"):
         content.run("inspect", tmp_path / "nope")
 
 
@@ -140,9 +141,9 @@ def test_what_discard_cannot_delete_is_moved_out_of_the_way(
 
 
 def test_bad_input_is_one_sentence(tmp_path: Path) -> None:
-    with pytest.raises(content.ContentError, match="unknown action"):
+    with pytest.raises(ContentError, match="unknown action"):
         content.run("rm-rf", tmp_path)
-    with pytest.raises(content.ContentError, match="not mounted"):
+    with pytest.raises(ContentError, match="not mounted"):
         content.run("switch", tmp_path / "nope")
 
 

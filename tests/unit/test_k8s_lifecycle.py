@@ -32,13 +32,15 @@ import kmock as km
 import pytest
 
 from tests.unit.test_k8s_manifests import MU_PLUGIN, make_plan, make_source
+from wpclone.errors import ContentError, KubernetesError
 from wpclone.k8s import content, manifests
-from wpclone.k8s.apply import API_PERMISSIONS, KubernetesError
-from wpclone.k8s.pod import StepPodOperator
+from wpclone.k8s.apply import API_PERMISSIONS
+from wpclone.k8s.pod import StepPodOperator, step_pod_operator
 from wpclone.k8s.settings import KubernetesSettings
 from wpclone.models import RuntimeKind, WpcloneConfig
-from wpclone.runtimes.base import CLONE_ID_LABEL, MANAGED_BY_LABEL, CloneSecrets, Step
+from wpclone.runtimes.base import CLONE_ID_LABEL, MANAGED_BY_LABEL, CloneSecrets
 from wpclone.runtimes.kubernetes import KubernetesRuntime
+from wpclone.runtimes.stepspec import ContentRole, DbRole, PlanValue, Step
 
 NAMESPACE = "wpclone-test"
 CONN_ID = "wpclone_kmock"
@@ -60,9 +62,9 @@ BACKUP_URL = "https://backups.example.com/shop.tar.gz?X-Amz-Signature=t0ken-in-t
 LOAD_BACKUP = Step(
     task_id="load_backup",
     step="restore-backup",
-    arguments=("{{ ti.xcom_pull(task_ids='validate_request')['url'] }}",),
-    db_env={"TARGET_DB": "restore"},
-    content={"TARGET_CONTENT_DIR": "clone"},
+    arguments=(PlanValue.CLONE_URL,),
+    db_env={"TARGET_DB": DbRole.RESTORE},
+    content={"TARGET_CONTENT_DIR": ContentRole.CLONE},
     param_env={"WPCLONE_BACKUP_URL": "source_backup_url"},
 )
 
@@ -154,7 +156,7 @@ async def kubelet(
                     local = claim
                 try:
                     code, message = 0, json.dumps(content.run(action, local))
-                except content.ContentError as exc:
+                except ContentError as exc:
                     code, message = 1, f"error: {exc}"
                 ran.append(dict(obj))
                 terminated = {"exitCode": code, "message": message}
@@ -197,8 +199,7 @@ def claim_with_staged_restore(root: Path) -> Path:
 
 
 def load_backup_operator(runtime: KubernetesRuntime) -> StepPodOperator:
-    op = runtime.step_operator(LOAD_BACKUP, plan_xcom="validate_request")
-    assert isinstance(op, StepPodOperator)
+    op = step_pod_operator(LOAD_BACKUP, plan_xcom="validate_request", settings=runtime.settings)
     op.labels = {**op.labels, CLONE_ID_LABEL: "shop-abc123"}  # as rendered from the plan
     return op
 
@@ -414,7 +415,6 @@ async def test_site_lifecycle(
     assert await call(runtime.site_ready, plan) is True
 
     assert await call(runtime.list_clone_ids) == {"shop-abc123", "shop-other1"}
-    assert await call(runtime.source_db_password, make_source()) == source_password
 
     # A step pod left behind by a killed worker is the clone's too.
     emulator.objects["v1/pods", NAMESPACE, "wpclone-copy-content-x1"] = {
@@ -471,22 +471,6 @@ async def test_api_errors_become_sentences_without_secret_values(
     assert message.startswith("Kubernetes refused to create Secret wpclone-test/wpclone-shop-abc123 (403")
     assert message.endswith(".")
     assert "forbidden" not in message  # a Secret's error body is never quoted
-
-
-@pytest.mark.asyncio
-async def test_source_password_errors(emulator: km.KubernetesEmulator, runtime: KubernetesRuntime) -> None:
-    with pytest.raises(ValueError, match="has no db_password_secret"):
-        await asyncio.to_thread(runtime.source_db_password, make_source(db_password_secret=None))
-    with pytest.raises(KubernetesError, match="Secret shop-db does not exist in namespace wpclone-test"):
-        await asyncio.to_thread(runtime.source_db_password, make_source())
-    emulator.objects["v1/secrets", NAMESPACE, "shop-db"] = {
-        "metadata": {"name": "shop-db", "namespace": NAMESPACE},
-        "data": {"pass": "eA=="},
-    }
-    with pytest.raises(
-        KubernetesError, match="Secret shop-db in namespace wpclone-test has no key 'password'"
-    ):
-        await asyncio.to_thread(runtime.source_db_password, make_source())
 
 
 def test_runtime_basics() -> None:

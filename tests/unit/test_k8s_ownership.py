@@ -19,6 +19,7 @@ from typing import Any
 import kmock as km
 import pytest
 import yaml
+from kubernetes.client import ApiClient
 
 from tests.unit.test_k8s_lifecycle import (  # fixtures: pytest resolves them by name in this module
     CONN_ID,
@@ -29,11 +30,14 @@ from tests.unit.test_k8s_lifecycle import (  # fixtures: pytest resolves them by
     runtime,  # noqa: F401
 )
 from tests.unit.test_k8s_manifests import MU_PLUGIN, make_plan, make_source
+from tests.unit.test_k8s_pod import FakeTI, k8s_config_json
+from wpclone.airflow import builders
+from wpclone.errors import CloneNameTaken, ForeignObject
 from wpclone.k8s import manifests
-from wpclone.k8s.apply import ForeignObject
+from wpclone.k8s.pod import StepPodOperator
 from wpclone.k8s.settings import KubernetesSettings
 from wpclone.models import RuntimeKind, WpcloneConfig
-from wpclone.runtimes.base import CLONE_ID_LABEL, MANAGED_BY_LABEL, CloneNameTaken
+from wpclone.runtimes.base import CLONE_ID_LABEL, MANAGED_BY_LABEL
 from wpclone.runtimes.kubernetes import KubernetesRuntime, new_clone_secrets
 
 CLONE = "shop-abc123"
@@ -322,11 +326,6 @@ def claims_of(spec: dict[str, Any]) -> set[str]:
 def test_only_our_short_lived_pods_mount_the_backups_claim(monkeypatch: pytest.MonkeyPatch) -> None:
     """Backups hold password hashes: the claim is mounted by the backup-clone and restore-backup step pods
     (wpclone.k8s.pod) and the purge pod, never by a site, a content pod or Airflow's own pods."""
-    from kubernetes.client import ApiClient
-
-    from tests.unit.test_k8s_pod import FakeTI, k8s_config_json
-    from wpclone import builders
-    from wpclone.k8s.pod import StepPodOperator
 
     settings = KubernetesSettings()
     monkeypatch.setenv("WPCLONE_RUNTIME", "kubernetes")

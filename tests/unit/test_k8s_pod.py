@@ -8,15 +8,19 @@ field and validated against the Kubernetes schema.
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
+import os
 import socket
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+from unittest import mock
 
 import kubernetes_validate
 import pytest
+import yaml
 from airflow.providers.cncf.kubernetes.operators.pod import KubernetesPodOperator
 from airflow.sdk import DAG
 from airflow.sdk.exceptions import AirflowException, AirflowSkipException
@@ -24,30 +28,31 @@ from kubernetes.client import ApiClient
 from kubernetes.client import models as k8s
 
 from tests.unit.test_k8s_manifests import K8S_VERSIONS, make_plan, make_source
+from wpclone.airflow import builders
+from wpclone.config import load_config
 from wpclone.k8s import manifests
-from wpclone.k8s.pod import StepPodOperator, error_sentence
+from wpclone.k8s.pod import StepPodOperator, error_sentence, step_pod_operator
 from wpclone.k8s.settings import KubernetesSettings
-from wpclone.models import ClonePlan, RuntimeKind, WpcloneConfig
-from wpclone.runtimes.base import Step
+from wpclone.models import ClonePlan, RuntimeKind, WpcloneConfig, restore_db_name
+from wpclone.runtimes import runtime_for
 from wpclone.runtimes.kubernetes import KubernetesRuntime
+from wpclone.runtimes.stepspec import ContentRole, DbRole, PlanValue, Step
+from wpclone.steps.backup import fetch_policy_from_env
 from wpclone.steps.content_tree import LINK_ROOTS_ENV, link_roots_from_env
 
 PLAN_TASK = "validate_request"
-PLAN_JSON = f"ti.xcom_pull(task_ids='{PLAN_TASK}')"
 COPY_DATABASE = Step(
     task_id="copy_database",
     step="copy-database",
-    arguments=(f"{{{{ {PLAN_JSON}['source']['url'] }}}}", f"{{{{ {PLAN_JSON}['url'] }}}}"),
-    db_env={"SOURCE_DB": "source", "TARGET_DB": "clone"},
-    heavy=True,
+    arguments=(PlanValue.SOURCE_URL, PlanValue.CLONE_URL),
+    db_env={"SOURCE_DB": DbRole.SOURCE, "TARGET_DB": DbRole.CLONE},
 )
 COPY_CONTENT = Step(
     task_id="copy_content",
     step="copy-content",
-    arguments=("--copy-mode", f"{{{{ {PLAN_JSON}['copy_mode'] }}}}"),
+    arguments=("--copy-mode", PlanValue.COPY_MODE),
     env={"COPY_WORKERS": "4"},
-    content={"SOURCE_CONTENT_DIR": "source", "TARGET_CONTENT_DIR": "clone"},
-    heavy=True,
+    content={"SOURCE_CONTENT_DIR": ContentRole.SOURCE, "TARGET_CONTENT_DIR": ContentRole.CLONE},
 )
 
 
@@ -93,16 +98,25 @@ def no_network(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
 def build(
     runtime: KubernetesRuntime, step: Step, plan: ClonePlan | None = None, **kwargs: Any
 ) -> tuple[StepPodOperator, dict[str, Any], dict[str, Any]]:
-    """The operator, its context, and its pod as the API would receive it (a dict)."""
+    """The operator, its context, and its pod as the API would receive it (a dict), the configuration the
+    worker reads when the task runs being ``runtime``'s."""
     with DAG("wp_clone", schedule=None, start_date=datetime(2026, 1, 1, tzinfo=UTC)) as dag:
-        op = runtime.step_operator(step, plan_xcom=PLAN_TASK, **kwargs)
-    assert isinstance(op, StepPodOperator)
+        op = step_pod_operator(step, plan_xcom=PLAN_TASK, settings=runtime.settings, **kwargs)
     ti = FakeTI(step.task_id, plan or make_plan())
     context: dict[str, Any] = {"ti": ti, "run_id": "manual__2026-01-01", "dag": dag, "task": op}
-    op.render_template_fields(context)  # type: ignore[arg-type]
+    with configured(runtime):
+        op.render_template_fields(context)  # type: ignore[arg-type]
     op.check_rendered()
     pod = op.build_pod_request_obj(context, dry_run=True)  # type: ignore[arg-type]
     return op, context, ApiClient().sanitize_for_serialization(pod)
+
+
+@contextlib.contextmanager
+def configured(runtime: KubernetesRuntime) -> Iterator[None]:
+    """The worker's configuration (``WPCLONE_CONFIG_JSON``) is ``runtime``'s meanwhile."""
+    with mock.patch.dict(os.environ, {"WPCLONE_CONFIG_JSON": runtime.config.model_dump_json()}):
+        os.environ.pop("WPCLONE_CONFIG", None)
+        yield
 
 
 def container_env(pod: dict[str, Any]) -> dict[str, dict[str, Any]]:
@@ -286,29 +300,31 @@ def test_operator_kwargs_override_defaults(runtime: KubernetesRuntime) -> None:
 )
 def test_bad_steps_fail_at_parse_time(runtime: KubernetesRuntime, step: Step, match: str) -> None:
     with pytest.raises(ValueError, match=match):
-        runtime.step_operator(step, plan_xcom=PLAN_TASK)
+        step_pod_operator(step, plan_xcom=PLAN_TASK, settings=runtime.settings)
 
 
 def test_plan_xcom_must_be_a_task_id(runtime: KubernetesRuntime) -> None:
     with pytest.raises(ValueError, match="not a task id"):
-        runtime.step_operator(COPY_DATABASE, plan_xcom="x') }}{{ 7*7")
+        step_pod_operator(COPY_DATABASE, plan_xcom="x') }}{{ 7*7", settings=runtime.settings)
 
 
 def test_a_plan_without_source_claim_or_secret_fails_before_any_pod(runtime: KubernetesRuntime) -> None:
     with DAG("wp_clone", schedule=None, start_date=datetime(2026, 1, 1, tzinfo=UTC)) as dag:
-        op = runtime.step_operator(COPY_CONTENT, plan_xcom=PLAN_TASK)
+        op = step_pod_operator(COPY_CONTENT, plan_xcom=PLAN_TASK, settings=runtime.settings)
     plan = make_plan(source=make_source(content_claim=None))
     context: dict[str, Any] = {"ti": FakeTI("copy_content", plan), "run_id": "r", "dag": dag, "task": op}
-    op.render_template_fields(context)  # type: ignore[arg-type]
+    with configured(runtime):
+        op.render_template_fields(context)  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="does the source set content_claim"):
         op.execute(context)  # type: ignore[arg-type]
     assert "content_claim" in context["ti"].pushed["error"]
 
     with DAG("wp_clone2", schedule=None, start_date=datetime(2026, 1, 1, tzinfo=UTC)) as dag:
-        op = runtime.step_operator(COPY_DATABASE, plan_xcom=PLAN_TASK)
+        op = step_pod_operator(COPY_DATABASE, plan_xcom=PLAN_TASK, settings=runtime.settings)
     plan = make_plan(source=make_source(db_password_secret=None))
     context = {"ti": FakeTI("copy_database", plan), "run_id": "r", "dag": dag, "task": op}
-    op.render_template_fields(context)  # type: ignore[arg-type]
+    with configured(runtime):
+        op.render_template_fields(context)  # type: ignore[arg-type]
     assert isinstance(op, StepPodOperator)
     with pytest.raises(ValueError, match="does the source set db_password_secret"):
         op.check_rendered()
@@ -420,7 +436,6 @@ def k8s_config_json(**backups: Any) -> str:
 @pytest.fixture
 def k8s_dags(monkeypatch: pytest.MonkeyPatch) -> dict[str, DAG]:
     """wp_backup and wp_restore as the DAG files build them, for the kubernetes runtime."""
-    from wpclone import builders
 
     monkeypatch.setenv("WPCLONE_RUNTIME", "kubernetes")
     monkeypatch.delenv("WPCLONE_CONFIG", raising=False)
@@ -495,7 +510,6 @@ def test_copy_steps_do_not_mount_the_backups(runtime: KubernetesRuntime) -> None
 
 
 def test_the_load_step_logs_in_to_the_fresh_database_with_the_restore_login(k8s_dags: dict[str, DAG]) -> None:
-    from wpclone.tasks import restore_db_name
 
     _, _, pod = build_task(k8s_dags["wp_restore"], "load_backup")
     env = container_env(pod)
@@ -557,11 +571,8 @@ def test_the_fetch_policy_is_the_configuration_at_task_time(
     assert policy["allowed_hosts"] == ["backups.example.com"]
     # The step reads it back as the same policy.
     monkeypatch.setenv("WPCLONE_FETCH_POLICY", container_env(pod)["WPCLONE_FETCH_POLICY"]["value"])
-    from wpclone.config import load_config
-    from wpclone.steps.backup import fetch_policy_from_env
-    from wpclone.tasks import fetch_policy, get_runtime
 
-    assert fetch_policy_from_env() == fetch_policy(get_runtime(load_config()))
+    assert fetch_policy_from_env() == runtime_for(load_config()).fetch_policy()
     # The backup step needs no fetch policy.
     _, _, backup = build_task(k8s_dags["wp_restore"], "backup_clone")
     assert "WPCLONE_FETCH_POLICY" not in container_env(backup)
@@ -570,7 +581,6 @@ def test_the_fetch_policy_is_the_configuration_at_task_time(
 def test_only_the_load_step_may_fetch_from_the_internet(k8s_dags: dict[str, DAG]) -> None:
     """helm-values/manifests/21-networkpolicy-restore.yaml opens HTTPS to public addresses for the pods of
     the restore step only (the step refuses private addresses itself; the policy holds the same line)."""
-    import yaml
 
     path = Path(__file__).resolve().parents[2] / "helm-values" / "manifests" / "21-networkpolicy-restore.yaml"
     policy = yaml.safe_load(path.read_text())

@@ -19,7 +19,7 @@ from wpclone.config import (
     remove_local_source,
     write_local_config,
 )
-from wpclone.db import ConfigError
+from wpclone.errors import ConfigError
 from wpclone.local.settings import StackSettings
 from wpclone.local.sources import read_wp_config, split_db_host
 from wpclone.models import SourceConfig

@@ -7,6 +7,7 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
+from wpclone.errors import describe
 from wpclone.models import (
     CLONE_ID_RE,
     RESERVED_CLONE_IDS,
@@ -101,7 +102,6 @@ def test_good_clone_ids_are_accepted(clone_id: str) -> None:
 def test_reserved_clone_ids_are_refused_with_a_sentence(clone_id: str) -> None:
     """System schemas and accounts of the database server and wpclone's own names: the jobs API, the CLI
     (through the API) and the DAG (its validate_request builds a CloneRequest) refuse them at once."""
-    from wpclone.tasks import describe
 
     sentence = (
         f"clone id {clone_id!r} is reserved: it names a system schema or account of the database server or "

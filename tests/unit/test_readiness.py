@@ -4,14 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from wpclone.readiness import (
-    Page,
-    SiteNotReady,
-    await_ready,
-    check_once,
-    front_page_problem,
-    login_page_problem,
-)
+from wpclone.errors import SiteNotReady
+from wpclone.readiness import Page, await_ready, check_once, front_page_problem, login_page_problem
 
 SITE = "http://shop-1.localhost:8081"
 FRONT = (

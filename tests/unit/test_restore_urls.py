@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from wpclone.fetch import FetchError
-from wpclone.tasks import _check_pod_file_url
+from wpclone.errors import FetchError
+from wpclone.services.restore import check_pod_file_url as _check_pod_file_url
 
 ROOTS = (Path("/backups"),)
 

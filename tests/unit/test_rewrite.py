@@ -4,6 +4,7 @@ Dumps are built from structures, so every test knows the exact expected output: 
 the rule applied to every string by PHP (``PhpOracle.rule``, an implementation of the rule of its own),
 serialized again. PHP then confirms that each rewritten serialized value unserializes to exactly that
 structure. The forms a site pair covers and the host boundary have their own file, test_rewrite_forms.py.
+Every test runs once per engine (the ``rewrite_engine`` fixture); test_rewrite_engines.py compares them.
 """
 
 from __future__ import annotations
@@ -28,6 +29,8 @@ REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 OLD = "http://source.localhost:8080"
 NEW = "http://clone-abc.localhost:8080"
 PAIRS = [(OLD, NEW)]
+
+pytestmark = pytest.mark.usefixtures("rewrite_engine")
 
 
 def literal(value: bytes) -> bytes:
@@ -409,11 +412,13 @@ def test_long_plain_literal_streams_across_chunks() -> None:
 )
 def test_explicit_pairs_are_php_strtr(php: PhpOracle, pairs: list[tuple[str, str]], mode: str) -> None:
     samples = [b"abcd", b"aaa", b"http://a/x http:\\/\\/a\\/x", b"abbcd ab b", b"xabcdx"]
-    replacer = Rewriter(pairs).plain
-    assert replacer.mode == mode
+    rewriter = Rewriter(pairs)
+    assert rewriter.plain.mode == mode  # the Python engine's way; the compiled one has a single way
     table = [(o.encode(), n.encode()) for o, n in pairs]
     table += [(o.replace(b"/", b"\\/"), n.replace(b"/", b"\\/")) for o, n in table if b"/" in o]
-    assert [replacer(s) for s in samples] == php.strtr(samples, table) == php.rule(samples, pairs)
+    assert (
+        [rewriter.replace_plain(s) for s in samples] == php.strtr(samples, table) == php.rule(samples, pairs)
+    )
 
 
 def test_bad_pairs_are_refused() -> None:

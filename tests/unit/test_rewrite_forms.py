@@ -3,13 +3,15 @@
 ``PhpOracle.rule`` is the rule written again in PHP (its own form generator, the boundary as a PCRE
 lookahead, one ``preg_replace_callback``). Each case below is checked three ways: its written expectation,
 PHP's answer, and the engine on a dump (as a plain field, and inside a serialized value that PHP then
-unserializes). The properties then look for the cases nobody wrote down.
+unserializes). The properties then look for the cases nobody wrote down. Every test runs once per engine
+(the ``rewrite_engine`` fixture).
 """
 
 from __future__ import annotations
 
 import functools
 import io
+import os
 import subprocess
 import sys
 from typing import Any
@@ -19,7 +21,9 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from tests.php_oracle import Nested, PhpOracle, map_strings, serialize
-from wpclone.rewrite import FORMS, Rewriter, mysql_decode, mysql_encode, replacement_table
+from wpclone.rewrite import ENGINE_ENV, FORMS, Rewriter, mysql_decode, mysql_encode, replacement_table
+
+pytestmark = pytest.mark.usefixtures("rewrite_engine")
 
 SOURCE = "https://www.example.com"
 CLONE = "https://qa.staging.example.net"
@@ -139,10 +143,15 @@ CASES: list[tuple[list[tuple[str, str]], str, str | None]] = [
 ]
 
 
-@functools.cache
 def rewriter_for(pairs: tuple[tuple[str, str], ...]) -> Rewriter:
-    """One engine per table (building one takes milliseconds; each run starts its counts afresh)."""
-    return Rewriter(pairs)
+    """One rewriter per table and engine (building one takes milliseconds; each run starts its counts
+    afresh)."""
+    return _rewriter_for(pairs, os.environ[ENGINE_ENV])
+
+
+@functools.cache
+def _rewriter_for(pairs: tuple[tuple[str, str], ...], engine: str) -> Rewriter:
+    return Rewriter(pairs, engine=engine)
 
 
 def rewrite_dump(
@@ -261,6 +270,37 @@ def test_a_streamed_literal_keeps_the_boundary_at_every_cut() -> None:
         rewriter.rewrite_stream(io.BytesIO(dump), out, chunk_size=chunk_size)
         assert literals(out.getvalue()) == want, chunk_size
         assert rewriter.stats.replacements["https"] == 301 and rewriter.stats.fields_rewritten == 2
+
+
+def test_a_cut_moved_back_keeps_the_boundary_of_the_key_before_it() -> None:
+    """Keys back to back: moving a cut back to the start of one key must not put it right after another,
+    whose boundary (the next key's first letter: the host goes on) would then be read as an end."""
+    body = b"https://www.example.com" * 3 + b"/ " + b"//www.example.com" * 3
+    want = (
+        b"https://www.example.com" * 2 + b"https://qa.staging.example.net/ " + b"//qa.staging.example.net" * 3
+    )
+    for chunk_size in range(1, 60):
+        rewriter = Rewriter(SITE, stream_literal_over=8)
+        out = io.BytesIO()
+        rewriter.rewrite_stream(io.BytesIO(insert(body)), out, chunk_size=chunk_size)
+        assert literals(out.getvalue()) == [want], chunk_size
+        assert rewriter.stats.replacements["https"] == 1
+        assert rewriter.stats.replacements["protocol-relative"] == 3
+
+
+def test_a_dump_cut_short_inside_a_streamed_literal_is_still_rewritten() -> None:
+    """The input ends inside a literal long enough to stream: what arrived of it gets plain replacement,
+    as an unterminated literal too short to stream does, and neither counts as a field."""
+    head = b"INSERT INTO `t` VALUES ('"
+    body = (b"x" * 40 + b"https://www.example.com/ https://www.example.com.au ") * 20
+    want = body.replace(b"https://www.example.com/", b"https://qa.staging.example.net/")
+    for over in (64, 1 << 20):
+        for chunk_size in (1, 7, 100, 1 << 20):
+            rewriter = Rewriter(SITE, stream_literal_over=over)
+            out = io.BytesIO()
+            rewriter.rewrite_stream(io.BytesIO(head + body), out, chunk_size=chunk_size)
+            assert out.getvalue() == head + want, (over, chunk_size)
+            assert rewriter.stats.replacements["https"] == 20 and rewriter.stats.fields_rewritten == 0
 
 
 def test_site_pairs_and_explicit_pairs_make_the_table() -> None:
@@ -420,8 +460,11 @@ def test_rewriting_is_idempotent(value: bytes, aliased: bool) -> None:
 @given(value=texts)
 def test_the_fast_way_is_the_plain_alternation(value: bytes) -> None:
     """The usual table goes by host (a reversed pass); with any explicit key it is one alternation of every
-    key. With an explicit key the text never holds, both must agree."""
-    fast, plain = rewriter_for(tuple(ALIASED)), rewriter_for((*ALIASED, ("\x00never", "x")))
+    key. With an explicit key the text never holds, both must agree. (The Python engine's ways.)"""
+    fast, plain = (
+        _rewriter_for(tuple(ALIASED), "python"),
+        _rewriter_for((*ALIASED, ("\x00never", "x")), "python"),
+    )
     assert (fast.plain.mode, plain.plain.mode) == ("by-host", "alternation")
     for rewriter in (fast, plain):
         rewriter.counts.update(dict.fromkeys(FORMS, 0))

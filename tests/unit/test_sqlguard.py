@@ -6,7 +6,8 @@ import io
 
 import pytest
 
-from wpclone.sqlguard import MAX_HELD, SANDBOX_LINE, GuardedReader, Scanner, SqlRefused, check_dump, guard
+from wpclone.errors import SqlRefused
+from wpclone.sqlguard import MAX_HELD, SANDBOX_LINE, GuardedReader, Scanner, check_dump, guard
 
 # The shape of real mariadb-dump 10.11 output of a WordPress database (copied from a dump of the seeded site).
 MARIADB_DUMP = (

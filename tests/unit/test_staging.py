@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from wpclone.db import ConfigError
+from wpclone.errors import ConfigError
 from wpclone.php import phpass_check, phpass_hash
 from wpclone.staging import (
     MU_PLUGIN_FILENAME,

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from wpclone.db import ConfigError, DbEndpoint
+from wpclone.db import DbEndpoint
+from wpclone.errors import ConfigError
 from wpclone.local.settings import free_port
 from wpclone.steps.common import scrub, sentence
 from wpclone.steps.copy_database import (

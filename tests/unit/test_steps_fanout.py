@@ -6,7 +6,8 @@ import random
 
 import pytest
 
-from wpclone.steps.fanout import FanOutLoader, LoadError
+from wpclone.errors import LoadError
+from wpclone.steps.fanout import FanOutLoader
 
 DUMP = (
     b"/*M!999999\\- enable the sandbox mode */ \n"

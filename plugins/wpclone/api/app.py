@@ -16,18 +16,28 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal, TypeVar
 
+from airflow.api_fastapi.app import get_auth_manager
+from airflow.api_fastapi.auth.managers.models.resource_details import DagAccessEntity, DagDetails
+from airflow.api_fastapi.core_api.security import get_user
+from airflow.utils.session import create_session
 from fastapi import Depends, FastAPI, HTTPException, Path, Query, Request, status
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, ValidationError
 from sqlalchemy.orm import Session
 
-from wpclone import jobs, runparams, tasks
+from wpclone import jobs
+from wpclone.airflow import runparams
+from wpclone.airflow.services import registry, services
 from wpclone.api.dispatch import Dispatcher, airflow_trigger, is_stale
+from wpclone.api.runs import build_execution_api, cancel, find_run, job_status, warm_up
+from wpclone.errors import BadRequest, CloneBusy, CloneNotFound, CloneTaken, describe, validation_sentence
 from wpclone.fetch import redact
 from wpclone.jobs import JobResponse, JobStatusResponse, JobType
-from wpclone.models import BackupUrl, CloneId, ClonePlan, CloneRequest, CloneStatus, validation_sentence
-from wpclone.registry import CloneRecord, CloneTaken, Registry
+from wpclone.models import BackupUrl, CloneId, ClonePlan, CloneRequest, CloneStatus
+from wpclone.registry import CloneRecord, Registry
+from wpclone.services import clone, restore
+from wpclone.services.common import Services
 
 log = logging.getLogger(__name__)
 
@@ -37,7 +47,6 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 
 def _session() -> Iterator[Session]:
-    from airflow.utils.session import create_session
 
     # Not the thread-local session: FastAPI runs concurrent requests' dependencies and endpoints in pool
     # threads, and a shared session breaks under concurrent use (as Airflow's own ``_get_session``).
@@ -50,7 +59,6 @@ SessionDep = Annotated[Session, Depends(_session)]
 
 def _user() -> Any:
     """Airflow's ``get_user`` dependency (imported lazily: plugins load in every Airflow component)."""
-    from airflow.api_fastapi.core_api.security import get_user
 
     return Depends(get_user)
 
@@ -60,8 +68,6 @@ UserDep = Annotated[Any, _user()]
 
 def authorize(user: Any, method: Method, dag_id: str) -> None:
     """403 unless Airflow's auth manager lets ``user`` do ``method`` on the runs of ``dag_id``."""
-    from airflow.api_fastapi.app import get_auth_manager
-    from airflow.api_fastapi.auth.managers.models.resource_details import DagAccessEntity, DagDetails
 
     if not get_auth_manager().is_authorized_dag(
         method=method, access_entity=DagAccessEntity.RUN, details=DagDetails(id=dag_id), user=user
@@ -75,11 +81,11 @@ def _refuse(exc: Exception) -> HTTPException:
     """A request we will not carry out, with the check's sentence: 404 for a clone that does not exist,
     409 for one that is busy or not ready, else 422."""
     code = status.HTTP_422_UNPROCESSABLE_ENTITY
-    if isinstance(exc, tasks.CloneNotFound):
+    if isinstance(exc, CloneNotFound):
         code = status.HTTP_404_NOT_FOUND
-    elif isinstance(exc, tasks.CloneBusy):
+    elif isinstance(exc, CloneBusy):
         code = status.HTTP_409_CONFLICT
-    return HTTPException(code, tasks.describe(exc))
+    return HTTPException(code, describe(exc))
 
 
 def _status_url(request: Request, job_id: str) -> str:
@@ -145,7 +151,6 @@ def _accepted_job(
 ) -> JobStatusResponse | Any:
     """A job we accepted whose run was not found: its status from the registry, or the run once a
     stale job (its process died before starting it) has been started here."""
-    from wpclone.api.runs import find_run
 
     accepted = _registry().get_job(job_id)
     if accepted is None or accepted.dag_id not in dag_ids:
@@ -168,18 +173,19 @@ def _accepted_job(
 
 @functools.cache
 def _registry() -> Registry:
-    """The registry, migrated once per API server process (a migration serialises on a MySQL lock), over
-    pooled connections (a connection per call would cost each request ~1 ms of handshake, three times)."""
-    reg: Registry = tasks.registry(pooled=True)
-    return reg
+    """The registry, its schema checked once per API server process, over pooled connections (a connection
+    per call would cost each request ~1 ms of handshake, three times)."""
+    return registry(pooled=True)
+
+
+def _services() -> Services:
+    """A request's services: the process's registry, the configuration (and its runtime) as it is now."""
+    return services(_registry())
 
 
 def _warm_up() -> None:
-    from wpclone.api.runs import warm_up
-    from wpclone.config import load_config
 
-    _registry()
-    tasks.get_runtime(load_config())
+    _services()
     warm_up(jobs.TYPE_OF_DAG)
 
 
@@ -191,7 +197,6 @@ def _registry_error(clone_id: str) -> str | None:
 @contextlib.asynccontextmanager
 async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     """Entered by Airflow's API server at startup, before the worker serves a request."""
-    from wpclone.api.runs import build_execution_api
 
     started = time.monotonic()
     if build_execution_api():
@@ -244,13 +249,12 @@ def _add_job_routes(app: FastAPI) -> None:
     def create_clone(body: CloneRequest, request: Request, user: UserDep, _busy: AcceptingDep) -> JobResponse:
         authorize(user, "POST", jobs.DAG_OF_TYPE[JobType.CLONE])
         try:
-            checked, source, clone_id, runtime = tasks.check_clone_request(
-                body.model_dump(mode="json"), _registry()
-            )
-        except (tasks.BadRequest, ValidationError) as exc:
+            svc = _services()
+            checked, source, clone_id = clone.check_clone_request(svc, body.model_dump(mode="json"))
+        except (BadRequest, ValidationError) as exc:
             raise _refuse(exc) from exc
         conf = {**checked.model_dump(mode="json"), "clone_id": clone_id}
-        plan = tasks.clone_plan(checked, source, clone_id, runtime, datetime.now(UTC))
+        plan = clone.clone_plan(svc, checked, source, clone_id, datetime.now(UTC))
         return _start_job(request, user, JobType.CLONE, conf, plan=plan)
 
     @_starts_job(
@@ -287,8 +291,8 @@ def _add_job_routes(app: FastAPI) -> None:
     def backup_clone(clone_id: CloneId, request: Request, user: UserDep, _busy: AcceptingDep) -> JobResponse:
         authorize(user, "POST", jobs.DAG_OF_TYPE[JobType.BACKUP])
         try:
-            tasks.ready_clone(clone_id, _registry())
-        except tasks.BadRequest as exc:
+            restore.ready_clone(_services(), clone_id)
+        except BadRequest as exc:
             raise _refuse(exc) from exc
         return _start_job(request, user, JobType.BACKUP, {"clone_id": clone_id})
 
@@ -304,8 +308,8 @@ def _add_job_routes(app: FastAPI) -> None:
         authorize(user, "POST", jobs.DAG_OF_TYPE[JobType.RESTORE])
         conf = {"clone_id": clone_id, "source_backup_url": body.source_backup_url}
         try:
-            tasks.check_restore_request(conf, _registry())
-        except (tasks.BadRequest, ValidationError) as exc:
+            restore.check_restore_request(_services(), clone_id, body.source_backup_url)
+        except (BadRequest, ValidationError) as exc:
             raise _refuse(exc) from exc
         # A presigned URL's token never reaches the run's conf, which every viewer of the DAG can read.
         job_id = jobs.new_job_id(JobType.RESTORE)
@@ -316,7 +320,6 @@ def _add_job_routes(app: FastAPI) -> None:
 
 def _cancel_clone_job(job_id: str, user_name: str, session: Session) -> None:
     """Cancel the clone job ``job_id`` for a delete: its run if it exists, else the accepted job itself."""
-    from wpclone.api.runs import find_run
 
     dag_ids = [jobs.DAG_OF_TYPE[JobType.CLONE]]
     run = find_run(job_id, dag_ids, session)
@@ -333,7 +336,6 @@ def _cancel_clone_job(job_id: str, user_name: str, session: Session) -> None:
 def _cancel_run(run: Any, user_name: str, session: Session) -> None:
     """Cancel a started job; a clone job cancelled before it reserved its clone (whose rollback will not
     run) gives back the clone id it was accepted with."""
-    from wpclone.api.runs import cancel
 
     reason = cancel(run, user_name, session)
     clone_id = (run.conf or {}).get("clone_id")
@@ -373,7 +375,6 @@ def _add_read_routes(app: FastAPI) -> None:
         user: UserDep,
         type: JobType | None = None,
     ) -> JobStatusResponse:
-        from wpclone.api.runs import find_run, job_status
 
         dag_ids = [jobs.DAG_OF_TYPE[type]] if type else list(jobs.TYPE_OF_DAG)
         run = find_run(job_id, dag_ids, session) or _accepted_job(request, job_id, dag_ids, session, user)
@@ -393,7 +394,6 @@ def _add_read_routes(app: FastAPI) -> None:
         session: SessionDep,
         user: UserDep,
     ) -> JobStatusResponse:
-        from wpclone.api.runs import find_run, job_status
 
         run = find_run(job_id, list(jobs.TYPE_OF_DAG), session)
         if run is None:

@@ -26,7 +26,12 @@ from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from wpclone import runparams
+from airflow.exceptions import DagRunAlreadyExists
+from airflow.utils.session import create_session
+
+from wpclone.airflow import runparams
+from wpclone.api.runs import trigger
+from wpclone.errors import describe
 from wpclone.registry import JobRecord, Registry
 
 log = logging.getLogger(__name__)
@@ -122,7 +127,6 @@ class Dispatcher:
 
     def dispatch(self, job: JobRecord) -> str | None:
         """Create ``job``'s run and record that; returns the error sentence if it cannot be created."""
-        from wpclone.tasks import describe
 
         current = self._registry().get_job(job.job_id)
         if current is not None and (current.error or current.triggered_at):  # cancelled, or started
@@ -177,10 +181,6 @@ def is_stale(job: JobRecord, now: datetime | None = None) -> bool:
 
 def airflow_trigger(job: JobRecord) -> None:
     """Create ``job``'s DAG run in Airflow's metadata database (API server only)."""
-    from airflow.exceptions import DagRunAlreadyExists
-    from airflow.utils.session import create_session
-
-    from wpclone.api.runs import trigger
 
     conf: dict[str, Any] = job.conf or {}
     try:

@@ -6,13 +6,24 @@ there, inside one SQLAlchemy session per call.
 
 from __future__ import annotations
 
+import importlib
 import sys
 from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any
 
+from airflow.api.common.trigger_dag import trigger_dag
+from airflow.models.dag import DagModel
+from airflow.models.dagbag import DBDagBag
+from airflow.models.dagrun import DagRun
+from airflow.models.taskinstance import TaskInstance
+from airflow.models.xcom import XComModel
+from airflow.utils.session import create_session
+from airflow.utils.state import State, TaskInstanceState
+from airflow.utils.types import DagRunTriggeredByType
 from sqlalchemy import select
 from sqlalchemy.orm import Session
+from starlette.routing import Mount
 
 from wpclone import jobs
 from wpclone.jobs import JobStatusResponse, TaskState
@@ -20,8 +31,6 @@ from wpclone.jobs import JobStatusResponse, TaskState
 
 def trigger(dag_id: str, job_id: str, conf: dict[str, Any], user_name: str, session: Session) -> None:
     """Create a queued manual run of ``dag_id`` with run id ``job_id``, committed."""
-    from airflow.api.common.trigger_dag import trigger_dag
-    from airflow.utils.types import DagRunTriggeredByType
 
     run = trigger_dag(
         dag_id,
@@ -38,11 +47,6 @@ def trigger(dag_id: str, job_id: str, conf: dict[str, Any], user_name: str, sess
 def warm_up(dag_ids: Iterable[str]) -> None:
     """Do once what a process's first trigger and status read would (imports, ORM mappers, loading our
     DAGs, reading the metrics registry): ~1.7 s that would otherwise land on the first job after a start."""
-    import importlib
-
-    from airflow.api.common.trigger_dag import trigger_dag  # noqa: F401
-    from airflow.models.dagbag import DBDagBag
-    from airflow.utils.session import create_session
 
     # The first Stats call of a process parses Airflow's metrics registry YAML (~0.3 s); a private
     # function, so only if it is there.
@@ -64,7 +68,6 @@ def build_execution_api(main_module: str = "airflow.api_fastapi.main") -> bool:
     requests of jobs included). Called from our app's lifespan, which Airflow enters at startup, before
     the worker serves requests; a private attribute of Cadwyn's, so only if it is there.
     """
-    from starlette.routing import Mount
 
     main_app = getattr(sys.modules.get(main_module), "app", None)  # what uvicorn serves in this process
     for route in getattr(main_app, "routes", ()):
@@ -78,7 +81,6 @@ def build_execution_api(main_module: str = "airflow.api_fastapi.main") -> bool:
 
 def find_run(job_id: str, dag_ids: Iterable[str], session: Session) -> Any:
     """The run ``job_id`` of one of ``dag_ids`` (the newest if several DAGs have one), or None."""
-    from airflow.models.dagrun import DagRun
 
     return session.scalars(
         select(DagRun)
@@ -89,7 +91,6 @@ def find_run(job_id: str, dag_ids: Iterable[str], session: Session) -> Any:
 
 
 def _task_states(run: Any, session: Session) -> list[TaskState]:
-    from airflow.models.taskinstance import TaskInstance
 
     rows = session.execute(
         select(
@@ -116,7 +117,6 @@ def _task_states(run: Any, session: Session) -> list[TaskState]:
 
 def _xcoms(run: Any, key: str, task_ids: str | list[str] | None, session: Session) -> list[tuple[str, Any]]:
     """(task id, value) of the run's XComs named ``key``, in the order the tasks pushed them."""
-    from airflow.models.xcom import XComModel
 
     rows: Any = session.scalars(
         XComModel.get_many(run_id=run.run_id, dag_ids=run.dag_id, key=key, task_ids=task_ids).order_by(
@@ -191,7 +191,6 @@ def job_status(
 
 
 def _paused(dag_id: str, session: Session) -> bool:
-    from airflow.models.dag import DagModel
 
     return bool(session.scalar(select(DagModel.is_paused).where(DagModel.dag_id == dag_id)))
 
@@ -213,10 +212,6 @@ def cancel(run: Any, user_name: str, session: Session) -> str:
     Airflow), so the scheduler runs the teardown, which rolls back what the job made, and the run ends
     failed with the note "cancelled by <user>" (how :func:`wpclone.jobs.job_status` knows it). Returns
     the reason, also recorded as the job's error."""
-    from airflow.models.dagbag import DBDagBag
-    from airflow.models.taskinstance import TaskInstance
-    from airflow.models.xcom import XComModel
-    from airflow.utils.state import State, TaskInstanceState
 
     reason = f"cancelled by {user_name}."
     dag = DBDagBag().get_dag_for_run(run, session=session)

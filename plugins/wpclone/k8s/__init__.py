@@ -7,6 +7,7 @@
   ``KubernetesHook``.
 - :mod:`wpclone.k8s.pod`: the ``KubernetesPodOperator`` that runs a data-plane step in the toolbox image.
 
-Only :mod:`wpclone.k8s.pod` and :mod:`wpclone.k8s.apply` import Airflow or the Kubernetes client, and
-only when used.
+Only :mod:`wpclone.k8s.pod` and :mod:`wpclone.k8s.apply` import Airflow or the Kubernetes client: the pod
+operator's module when it is imported (wpclone.airflow.steps imports it for the kubernetes runtime only),
+:mod:`~wpclone.k8s.apply` at its first API call.
 """

@@ -34,6 +34,7 @@ from dataclasses import dataclass
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
+from wpclone.errors import ForeignObject, KubernetesError
 from wpclone.runtimes.base import CLONE_ID_LABEL, MANAGED_BY, MANAGED_BY_LABEL
 
 if TYPE_CHECKING:
@@ -95,14 +96,6 @@ API_PERMISSIONS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
 WRITE_ATTEMPTS = 3  # an object deleted or replaced between our read and our write is looked at again
 
 
-class KubernetesError(RuntimeError):
-    """A Kubernetes API call failed; the message is one sentence without secret values."""
-
-
-class ForeignObject(KubernetesError):
-    """An object under a clone's name is not that clone's: wpclone will not write or delete it."""
-
-
 def owner_labels(clone_id: str) -> dict[str, str]:
     """The labels that make an object clone ``clone_id``'s."""
     return {MANAGED_BY_LABEL: MANAGED_BY, CLONE_ID_LABEL: clone_id}
@@ -155,13 +148,13 @@ class ClusterClient:
     def hook(self) -> KubernetesHook:
         if self._hook is not None:
             return self._hook
-        from airflow.providers.cncf.kubernetes.hooks.kubernetes import KubernetesHook
+        from airflow.providers.cncf.kubernetes.hooks.kubernetes import KubernetesHook  # noqa: PLC0415 (the kubernetes provider: at the first API call)
 
         return KubernetesHook(conn_id=self.conn_id)
 
     @cached_property
     def _apis(self) -> dict[str, Any]:
-        from kubernetes import client
+        from kubernetes import client  # noqa: PLC0415 (the kubernetes client: at the first API call)
 
         api_client = self.hook.api_client
         return {
@@ -190,7 +183,7 @@ class ClusterClient:
     def apply(self, manifest: Mapping[str, Any]) -> None:
         """Create ``manifest``'s object, or server-side apply it over the one of ours under its name;
         :class:`ForeignObject` when that name is taken by an object that is not ours."""
-        from kubernetes.client.exceptions import ApiException
+        from kubernetes.client.exceptions import ApiException  # noqa: PLC0415 (the kubernetes client: at the first API call)
 
         kind, name = self._ident(manifest)
         clone_id = self._clone_of(manifest)
@@ -220,7 +213,7 @@ class ClusterClient:
     def create(self, manifest: Mapping[str, Any]) -> bool:
         """Create ``manifest``; False when an object of ours already has that name, :class:`ForeignObject`
         when one that is not ours has."""
-        from kubernetes.client.exceptions import ApiException
+        from kubernetes.client.exceptions import ApiException  # noqa: PLC0415 (the kubernetes client: at the first API call)
 
         kind, name = self._ident(manifest)
         clone_id = self._clone_of(manifest)
@@ -239,7 +232,7 @@ class ClusterClient:
     ) -> dict[str, Any] | None:
         """JSON merge patch (``None`` removes a key) of clone ``clone_id``'s object; the object after it, or
         None when it does not exist; :class:`ForeignObject` when it is not that clone's."""
-        from kubernetes.client.exceptions import ApiException
+        from kubernetes.client.exceptions import ApiException  # noqa: PLC0415 (the kubernetes client: at the first API call)
 
         self._ident({"kind": kind, "metadata": {"name": name}})
         for _ in range(WRITE_ATTEMPTS):
@@ -270,8 +263,8 @@ class ClusterClient:
 
     def _delete(self, kind: str, obj: Mapping[str, Any]) -> bool:
         """Delete ``obj`` (read or listed, ours), only while it is still that object (its uid)."""
-        from kubernetes.client import V1DeleteOptions, V1Preconditions
-        from kubernetes.client.exceptions import ApiException
+        from kubernetes.client import V1DeleteOptions, V1Preconditions  # noqa: PLC0415 (the kubernetes client: at the first API call)
+        from kubernetes.client.exceptions import ApiException  # noqa: PLC0415 (the kubernetes client: at the first API call)
 
         metadata = obj.get("metadata") or {}
         name, uid = str(metadata["name"]), metadata.get("uid")
@@ -303,7 +296,7 @@ class ClusterClient:
 
     def read(self, kind: str, name: str) -> dict[str, Any] | None:
         """The object as a dict (API field names), or None when it does not exist."""
-        from kubernetes.client.exceptions import ApiException
+        from kubernetes.client.exceptions import ApiException  # noqa: PLC0415 (the kubernetes client: at the first API call)
 
         try:
             obj = self._call("read", kind)(name, self.namespace)
@@ -322,7 +315,7 @@ class ClusterClient:
 
     def list_objects(self, kind: str, selector: str) -> list[dict[str, Any]]:
         """Objects of ``kind`` matching the equality ``selector`` (re-checked here, whatever the server)."""
-        from kubernetes.client.exceptions import ApiException
+        from kubernetes.client.exceptions import ApiException  # noqa: PLC0415 (the kubernetes client: at the first API call)
 
         try:
             result = self._call("list", kind)(self.namespace, label_selector=selector)

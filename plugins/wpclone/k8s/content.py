@@ -37,6 +37,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from wpclone.errors import ContentError
+
 LIVE = "wp-content"  # the site Deployment's subPath (wpclone.k8s.manifests.CONTENT_SUBPATH)
 STAGED = LIVE + ".restore-new"  # wpclone.steps.backup.STAGED_SUFFIX
 ASIDE = LIVE + ".restore-old"  # wpclone.runtimes.local.ASIDE_SUFFIX
@@ -44,10 +46,6 @@ WORK = ".restore-work"  # wpclone.steps.backup.WORK_DIR_NAME
 TRASH = ".restore-trash"
 ACTIONS = ("switch", "switch-back", "discard", "inspect", "purge")
 TERMINATION_LOG = "/dev/termination-log"
-
-
-class ContentError(RuntimeError):
-    """The switch cannot be made; the message is one sentence."""
 
 
 def revision(root: Path, name: str = LIVE) -> str:
@@ -111,7 +109,7 @@ def _to_trash(root: Path, path: Path) -> None:
 
 def purge(directory: Path) -> dict[str, Any]:
     """Remove a clone's backup directory on the backups claim (mounted at its parent)."""
-    from wpclone.steps.backup import purge_backups
+    from wpclone.steps.backup import purge_backups  # noqa: PLC0415 (purge only: the switch runs on the standard library)
 
     if not directory.parent.is_dir():
         raise ContentError(f"the backups claim is not mounted at {directory.parent}.")

@@ -1,45 +1,45 @@
 """The operator that runs a data-plane step (``python -m wpclone.steps ...``) in a pod on the toolbox image.
 
-Built at DAG parse time with no I/O: everything that depends on the clone (its id, the source's database
-and content claim) is a Jinja template over the ClonePlan JSON that the ``plan_xcom`` task returned, and is
-rendered by Airflow when the task runs.
+Built at DAG parse time with no I/O, holding only what does not depend on the clone: the image, command,
+resources, security context and labels. When the task runs (:meth:`StepPodOperator.render_template_fields`,
+as cosmos builds its pod arguments at execute time) it reads the clone's typed
+:class:`~wpclone.models.ClonePlan` from the ``plan_xcom`` task and the configuration, and builds the rest
+from the step's :class:`~wpclone.runtimes.stepspec.StepSpec` (the same one the local runtime renders):
+the arguments, the environment, the volumes, the clone's label and the site affinity. No Jinja template
+derives a name, and no private method of the provider is overridden.
 
-The pod: the step's command line; ``step.env`` as plain values; ``WPCLONE_JOB_ID`` (the run id) and
-``WPCLONE_CLONE_ID`` for the step's log lines; for each ``step.db_env`` prefix
-``<P>_HOST/_PORT/_USER/_NAME`` as values and ``<P>_PASSWORD`` *only* as a ``secretKeyRef`` (the source's
-Secret ``db_password_secret`` key ``password``, or the clone's Secret key ``db-password``, or for a
-``restore`` login the fresh database ``wpr_...`` and the clone's Secret key ``restore-db-password``); for
-each ``step.content`` entry the source's content claim read-only at ``/content/source`` (its root is the
-source's wp-content) or the clone's whole claim at ``/content/clone`` with the env var pointing at its
-``wp-content`` (so a restore stages beside it on the same filesystem, :mod:`wpclone.k8s.content`); our
-labels; requests and limits; non-root, no privilege escalation, no capabilities, read-only root
-filesystem (``/tmp`` is an ``emptyDir``); no service-account token. A step given content also gets
-``SOURCE_CONTENT_LINK_ROOTS``, paths the pod sees (``_content``).
+The pod: the step's command line; the spec's plain environment (``WPCLONE_JOB_ID`` and
+``WPCLONE_CLONE_ID`` for the step's log lines, each login's ``<P>_HOST/_PORT/_USER/_NAME``, the link roots,
+the fetch policy of a restore and the retention of a backup); ``<P>_PASSWORD`` *only* as a ``secretKeyRef``
+(the source's Secret ``db_password_secret`` key ``password``, the clone's Secret key ``db-password``, or
+for a ``restore`` login the clone's Secret key ``restore-db-password``); for each content tree the source's
+content claim read-only at ``/content/source`` (its root is the source's wp-content) or the clone's whole
+claim at ``/content/clone`` with the env var pointing at its ``wp-content`` (so a restore stages beside it
+on the same filesystem, :mod:`wpclone.k8s.content`); our labels; requests and limits; non-root, no
+privilege escalation, no capabilities, read-only root filesystem (``/tmp`` is an ``emptyDir``); no
+service-account token. ``SOURCE_CONTENT_LINK_ROOTS`` are paths the pod sees: the source's
+``content_link_roots`` (none when unset): a link out of the source's claim (to a path on the machine that
+serves the source) cannot be followed, and fails the copy with the link named, unless a root names a path
+the image itself holds.
 
 Backup and restore steps (``backup-clone``, ``restore-backup``) also mount the backups claim
 (``settings.backup_claim``) at ``settings.backup_mount`` (read-only for a restore) with
-``WPCLONE_BACKUP_DIR`` pointing there. A step with a ``restore`` login gets ``WPCLONE_FETCH_POLICY``: the
-URL policy of :func:`wpclone.tasks.fetch_policy` from the configuration the worker reads when it renders
-the task (not at parse time; it is no secret, so it may show among the rendered templates); the backup step
-gets the configuration's retention the same way (:func:`wpclone.steps.backup.retention_env`). No other
-pod of ours mounts the backups claim but the content pod that purges a deleted clone's backups. A step that
-mounts the clone's claim runs on the node of the clone's site (the claim is ReadWriteOnce): required for
-the backup and restore steps (they only run on a ready clone, whose site pod exists), preferred for the
-others (while a clone is being made there is no site yet).
+``WPCLONE_BACKUP_DIR`` pointing there; no other pod of ours mounts it but the content pod that purges a
+deleted clone's backups. A step that mounts the clone's claim runs on the node of the clone's site (the
+claim is ReadWriteOnce): required for the backup and restore steps (they only run on a ready clone, whose
+site pod exists), preferred for the others (while a clone is being made there is no site yet).
 
-``step.param_env`` (run params, e.g. a backup URL that may carry a token) never becomes a template or a
-plain value: when the task runs, the operator writes each param into the clone's Secret (key
-``param-<env name>``, removed again by the runtime's ``discard_restore_content``) and the pod reads it with a
-``secretKeyRef``. ``get_logs``, ``on_finish_action="delete_pod"`` and durable reattachment (a new
-worker picks up the running pod instead of starting a second one) come from the provider.
+``step.param_env`` (run params, e.g. a backup URL that may carry a token) never becomes a plain value: when
+the task runs, the operator writes each param into the clone's Secret (key ``param-<env name>``, removed
+again by the runtime's ``discard_restore_content``) and the pod reads it with a ``secretKeyRef``.
+``get_logs``, ``on_finish_action="delete_pod"`` and durable reattachment (a new worker picks up the running
+pod instead of starting a second one) come from the provider.
 
 :class:`StepPodOperator` adds only what ``KubernetesPodOperator`` lacks:
 
-- Secret references whose Secret name is a template (the provider renders only an env var's name and value);
-- the task-time pieces above: the fetch policy and the site affinity (when rendering), the params Secret
-  (when executing);
-- a check, after rendering, that every Kubernetes name and label the templates produced is valid, so a bad
-  plan fails with a sentence before any pod exists;
+- the task-time pieces above, from the typed plan (when rendering), and the params Secret (when executing);
+- a check, before any pod exists, that every Kubernetes name and label taken from the plan is valid, so a
+  bad plan fails with a sentence;
 - on failure, the step's one-sentence error as XCom ``error``: the container's termination message
   (``terminationMessagePolicy: FallbackToLogsOnError`` puts the tail of its output there, whose last line
   is the step's ``error: <sentence>``), else a sentence made from the exception.
@@ -47,6 +47,7 @@ worker picks up the running pod instead of starting a second one) come from the 
 
 from __future__ import annotations
 
+import base64
 import logging
 import re
 from collections.abc import Iterable, Mapping
@@ -58,7 +59,11 @@ from airflow.providers.cncf.kubernetes.utils.container import get_container_term
 from airflow.sdk.exceptions import AirflowRescheduleException, AirflowSkipException
 from kubernetes.client import models as k8s
 
+from wpclone.airflow.runparams import resolve
+from wpclone.airflow.xcom import ERROR_KEY
 from wpclone.config import load_config
+from wpclone.errors import KubernetesError
+from wpclone.k8s.apply import ClusterClient
 from wpclone.k8s.manifests import (
     COMPONENT_LABEL,
     CONTENT_SUBPATH,
@@ -67,38 +72,37 @@ from wpclone.k8s.manifests import (
     RESTORE_PASSWORD_KEY,
     SITE_COMPONENT,
     SOURCE_PASSWORD_KEY,
+    content_claim_name,
     param_secret_key,
     secret_name,
 )
 from wpclone.k8s.settings import KubernetesSettings
-from wpclone.models import CLONE_ID_RE
-from wpclone.runparams import resolve
-from wpclone.runtimes.base import CLONE_ID_LABEL, MANAGED_BY, MANAGED_BY_LABEL, STEP_COMMAND, Step
-from wpclone.steps.backup import BACKUP_DIR_ENV, BACKUP_STEP, FETCH_POLICY_ENV, RESTORE_STEP, retention_env
-from wpclone.steps.common import CLONE_ID_ENV, JOB_ID_ENV
-from wpclone.steps.content_tree import LINK_ROOTS_ENV
+from wpclone.models import CLONE_ID_RE, ClonePlan
+from wpclone.runtimes.base import CLONE_ID_LABEL, MANAGED_BY, MANAGED_BY_LABEL
+from wpclone.runtimes.kubernetes import KubernetesRuntime
+from wpclone.runtimes.stepspec import (
+    STEP_COMMAND,
+    BackupAccess,
+    ContentRole,
+    DbRole,
+    Step,
+    StepSpec,
+    check_step,
+)
+from wpclone.steps.backup import BACKUP_DIR_ENV
 
 log = logging.getLogger(__name__)
 
 STEP_LABEL = "wpclone.io/step"
 SOURCE_CONTENT_DIR = "/content/source"
 CLONE_CONTENT_DIR = "/content/clone"  # the clone's whole claim; its live tree is CONTENT_SUBPATH
-BACKUP_STEPS = (BACKUP_STEP, RESTORE_STEP)  # the steps that mount the backups claim (RESTORE_STEP read-only)
-ERROR_XCOM_KEY = "error"
 MAX_ERROR_CHARS = 1000
+# The pod's own environment, whatever the step.
+POD_ENV = {"HOME": "/tmp", "PYTHONDONTWRITEBYTECODE": "1", "PYTHONUNBUFFERED": "1"}
 
 TASK_ID_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,249}")
-STEP_RE = re.compile(r"[a-z][a-z0-9-]{0,40}")
-ENV_NAME_RE = re.compile(r"[A-Z][A-Z0-9_]{0,100}")
 # RFC 1123 subdomain: Secret and PersistentVolumeClaim names.
 SUBDOMAIN_RE = re.compile(r"(?=.{1,253}$)[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
-WHICH = ("source", "clone")
-DB_WHICH = (*WHICH, "restore")  # "restore": the fresh database a restore loads into
-
-
-def plan_template(plan_xcom: str, path: str) -> str:
-    """``{{ ti.xcom_pull(task_ids='<plan_xcom>')<path> }}``, e.g. path ``['source']['db_host']``."""
-    return "{{ ti.xcom_pull(task_ids='" + plan_xcom + "')" + path + " }}"
 
 
 def _secret_env(name: str, secret: str, key: str) -> k8s.V1EnvVar:
@@ -108,132 +112,61 @@ def _secret_env(name: str, secret: str, key: str) -> k8s.V1EnvVar:
     )
 
 
-def _check_step(step: Step, plan_xcom: str) -> None:
-    if not TASK_ID_RE.fullmatch(plan_xcom):
-        raise ValueError(f"plan_xcom {plan_xcom!r} is not a task id.")
-    if not STEP_RE.fullmatch(step.step):
-        raise ValueError(f"step {step.step!r} is not a step name: use lower-case letters, digits and '-'.")
-    for name in (*step.env, *step.db_env, *step.content, *step.param_env):
-        if not ENV_NAME_RE.fullmatch(name):
-            raise ValueError(f"environment variable name {name!r} is not valid: use A-Z, 0-9 and '_'.")
-    for prefix, which in step.db_env.items():
-        if which not in DB_WHICH:
-            raise ValueError(f"{prefix} must name 'source', 'clone' or 'restore', not {which!r}.")
-    for prefix, which in step.content.items():
-        if which not in WHICH:
-            raise ValueError(f"{prefix} must name 'source' or 'clone', not {which!r}.")
-    for param in step.param_env.values():
-        if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]{0,100}", param):
-            raise ValueError(f"param {param!r} is not a parameter name.")
+def _password_secret(plan: ClonePlan, role: DbRole) -> tuple[str, str]:
+    """(Secret, key) of a login's password: the source's own Secret, or the clone's."""
+    if role is DbRole.SOURCE:
+        return plan.source.db_password_secret or "", SOURCE_PASSWORD_KEY
+    return secret_name(plan.clone_id), RESTORE_PASSWORD_KEY if role is DbRole.RESTORE else DB_PASSWORD_KEY
 
 
-def _db_env(step: Step, plan_xcom: str, settings: KubernetesSettings) -> list[k8s.V1EnvVar]:
-    clone_id = plan_template(plan_xcom, "['clone_id']")
-    host = settings.clone_db_host or plan_template(plan_xcom, "['source']['db_host']")
-    port = (
-        str(settings.clone_db_port)
-        if settings.clone_db_port
-        else plan_template(plan_xcom, "['source']['db_port']")
+def _claim(
+    name: str, claim: str, mount_path: str, *, read_only: bool
+) -> tuple[k8s.V1Volume, k8s.V1VolumeMount]:
+    source = k8s.V1PersistentVolumeClaimVolumeSource(claim_name=claim, read_only=read_only)
+    return (
+        k8s.V1Volume(name=name, persistent_volume_claim=source),
+        k8s.V1VolumeMount(name=name, mount_path=mount_path, read_only=read_only),
     )
-    env: list[k8s.V1EnvVar] = []
-    for prefix, which in step.db_env.items():
-        if which == "source":
-            env += [
-                k8s.V1EnvVar(name=f"{prefix}_HOST", value=plan_template(plan_xcom, "['source']['db_host']")),
-                k8s.V1EnvVar(name=f"{prefix}_PORT", value=plan_template(plan_xcom, "['source']['db_port']")),
-                k8s.V1EnvVar(name=f"{prefix}_USER", value=plan_template(plan_xcom, "['source']['db_user']")),
-                k8s.V1EnvVar(name=f"{prefix}_NAME", value=plan_template(plan_xcom, "['source']['db_name']")),
-                _secret_env(
-                    f"{prefix}_PASSWORD",
-                    plan_template(plan_xcom, "['source']['db_password_secret']"),
-                    SOURCE_PASSWORD_KEY,
-                ),
-            ]
-        else:
-            # "restore": the fresh database a restore loads into (wpclone.tasks.restore_db_name).
-            restore = which == "restore"
-            name = plan_template(plan_xcom, "['db_name']")
-            name = "{{ 'wpr_' ~ " + name[3:-3].strip() + "[4:] }}" if restore else name
-            env += [
-                k8s.V1EnvVar(name=f"{prefix}_HOST", value=host),
-                k8s.V1EnvVar(name=f"{prefix}_PORT", value=port),
-                k8s.V1EnvVar(name=f"{prefix}_USER", value=name),
-                k8s.V1EnvVar(name=f"{prefix}_NAME", value=name),
-                _secret_env(
-                    f"{prefix}_PASSWORD",
-                    NAME_PREFIX + clone_id,
-                    RESTORE_PASSWORD_KEY if restore else DB_PASSWORD_KEY,
-                ),
-            ]
+
+
+def pod_env(spec: StepSpec, plan: ClonePlan, settings: KubernetesSettings) -> list[k8s.V1EnvVar]:
+    """The step's environment in the pod: the spec's values, passwords and params by Secret reference."""
+    env = [k8s.V1EnvVar(name=name, value=value) for name, value in spec.env.items()]
+    env += [
+        _secret_env(f"{p}_PASSWORD", *_password_secret(plan, login.role)) for p, login in spec.logins.items()
+    ]
+    for name, role in spec.content.items():
+        path = SOURCE_CONTENT_DIR if role is ContentRole.SOURCE else f"{CLONE_CONTENT_DIR}/{CONTENT_SUBPATH}"
+        env.append(k8s.V1EnvVar(name=name, value=path))
+    if spec.backups is not None:
+        env.append(k8s.V1EnvVar(name=BACKUP_DIR_ENV, value=settings.backup_mount))
+    # Run params by reference to the clone's Secret (written when the task runs: ``publish_params``).
+    env += [_secret_env(name, secret_name(plan.clone_id), param_secret_key(name)) for name in spec.params]
+    env += [k8s.V1EnvVar(name=name, value=value) for name, value in POD_ENV.items()]
     return env
 
 
-def _content(
-    step: Step, plan_xcom: str
-) -> tuple[list[k8s.V1EnvVar], list[k8s.V1Volume], list[k8s.V1VolumeMount]]:
-    """The content claims, their directories, and ``SOURCE_CONTENT_LINK_ROOTS``.
-
-    The roots are the source's ``content_link_roots`` (none when unset): the directories a link in
-    wp-content may point into to be copied as its target (:mod:`wpclone.steps.content_tree`). They are paths
-    as *the pod* sees them: it has only the toolbox image and the claims mounted here, so a link out of the
-    source's claim (to a path on the machine that serves the source) cannot be followed, and fails the copy
-    with the link named, unless a root names a path the image itself holds.
-    """
-    env: list[k8s.V1EnvVar] = []
-    volumes: list[k8s.V1Volume] = []
-    mounts: list[k8s.V1VolumeMount] = []
-    if step.content:
-        roots = (
-            "{{ (ti.xcom_pull(task_ids='"
-            + plan_xcom
-            + "')['source']['content_link_roots'] or []) | tojson }}"
+def pod_volumes(
+    spec: StepSpec, plan: ClonePlan, settings: KubernetesSettings
+) -> tuple[list[k8s.V1Volume], list[k8s.V1VolumeMount]]:
+    """The content claims, the backups claim (backup and restore steps) and ``/tmp``."""
+    claims = []
+    roles = set(spec.content.values())
+    if ContentRole.SOURCE in roles:
+        claim = plan.source.content_claim or ""
+        claims.append(_claim("source-content", claim, SOURCE_CONTENT_DIR, read_only=True))
+    if ContentRole.CLONE in roles:
+        claims.append(
+            _claim("clone-content", content_claim_name(plan.clone_id), CLONE_CONTENT_DIR, read_only=False)
         )
-        env.append(k8s.V1EnvVar(name=LINK_ROOTS_ENV, value=roots))
-    for name, which in step.content.items():
-        path = SOURCE_CONTENT_DIR if which == "source" else CLONE_CONTENT_DIR
-        env.append(k8s.V1EnvVar(name=name, value=path if which == "source" else f"{path}/{CONTENT_SUBPATH}"))
-        volume = f"{which}-content"
-        if any(v.name == volume for v in volumes):
-            continue
-        if which == "source":
-            claim = plan_template(plan_xcom, "['source']['content_claim']")
-        else:
-            # Renders to manifests.content_claim_name(<clone id>) (a unit test holds them equal).
-            claim = NAME_PREFIX + plan_template(plan_xcom, "['clone_id']") + "-content"
-        read_only = which == "source"
-        volumes.append(
-            k8s.V1Volume(
-                name=volume,
-                persistent_volume_claim=k8s.V1PersistentVolumeClaimVolumeSource(
-                    claim_name=claim, read_only=read_only
-                ),
-            )
-        )
-        mounts.append(k8s.V1VolumeMount(name=volume, mount_path=path, read_only=read_only))
-    return env, volumes, mounts
-
-
-def _backups(
-    step: Step, settings: KubernetesSettings
-) -> tuple[list[k8s.V1EnvVar], list[k8s.V1Volume], list[k8s.V1VolumeMount]]:
-    """The backups claim and ``WPCLONE_BACKUP_DIR`` for the backup and restore steps; nothing for others."""
-    if step.step not in BACKUP_STEPS:
-        return [], [], []
-    read_only = step.step == RESTORE_STEP
-    volume = k8s.V1Volume(
-        name="backups",
-        persistent_volume_claim=k8s.V1PersistentVolumeClaimVolumeSource(
-            claim_name=settings.backup_claim, read_only=read_only
-        ),
-    )
-    mount = k8s.V1VolumeMount(name="backups", mount_path=settings.backup_mount, read_only=read_only)
-    return [k8s.V1EnvVar(name=BACKUP_DIR_ENV, value=settings.backup_mount)], [volume], [mount]
-
-
-def _param_env(step: Step, plan_xcom: str) -> list[k8s.V1EnvVar]:
-    """Run params by reference to the clone's Secret (written when the task runs: ``publish_params``)."""
-    secret = NAME_PREFIX + plan_template(plan_xcom, "['clone_id']")
-    return [_secret_env(name, secret, param_secret_key(name)) for name in step.param_env]
+    if spec.backups is not None:
+        read_only = spec.backups is BackupAccess.READ
+        claims.append(_claim("backups", settings.backup_claim, settings.backup_mount, read_only=read_only))
+    volumes = [volume for volume, _ in claims]
+    mounts = [mount for _, mount in claims]
+    volumes.append(k8s.V1Volume(name="tmp", empty_dir=k8s.V1EmptyDirVolumeSource(size_limit="1Gi")))
+    mounts.append(k8s.V1VolumeMount(name="tmp", mount_path="/tmp"))
+    return volumes, mounts
 
 
 def step_pod_operator(
@@ -243,27 +176,9 @@ def step_pod_operator(
 
     ``operator_kwargs`` (e.g. ``pool``, ``retries``, ``trigger_rule``) override the defaults set here.
     """
-    _check_step(step, plan_xcom)
-    db_env = _db_env(step, plan_xcom, settings)
-    content_env, volumes, mounts = _content(step, plan_xcom)
-    backup_env, backup_volumes, backup_mounts = _backups(step, settings)
-    volumes += backup_volumes
-    mounts += backup_mounts
-    volumes.append(k8s.V1Volume(name="tmp", empty_dir=k8s.V1EmptyDirVolumeSource(size_limit="1Gi")))
-    mounts.append(k8s.V1VolumeMount(name="tmp", mount_path="/tmp"))
-    env = [
-        *(k8s.V1EnvVar(name=key, value=value) for key, value in step.env.items()),
-        *db_env,
-        *content_env,
-        *backup_env,
-        *_param_env(step, plan_xcom),
-        # The job (DAG run id) and clone every log line of the step carries (wpclone.steps.common).
-        k8s.V1EnvVar(name=JOB_ID_ENV, value="{{ run_id }}"),
-        k8s.V1EnvVar(name=CLONE_ID_ENV, value=plan_template(plan_xcom, "['clone_id']")),
-        k8s.V1EnvVar(name="HOME", value="/tmp"),
-        k8s.V1EnvVar(name="PYTHONDONTWRITEBYTECODE", value="1"),
-        k8s.V1EnvVar(name="PYTHONUNBUFFERED", value="1"),
-    ]
+    if not TASK_ID_RE.fullmatch(plan_xcom):
+        raise ValueError(f"plan_xcom {plan_xcom!r} is not a task id.")
+    check_step(step)
     defaults: dict[str, Any] = {
         "task_id": step.task_id,
         "name": f"{NAME_PREFIX}{step.step}",
@@ -272,15 +187,8 @@ def step_pod_operator(
         "image": settings.toolbox_image,
         "image_pull_policy": settings.image_pull_policy,
         "cmds": list(STEP_COMMAND),
-        "arguments": [step.step, *step.arguments],
-        "env_vars": env,
-        "volumes": volumes,
-        "volume_mounts": mounts,
-        "labels": {
-            MANAGED_BY_LABEL: MANAGED_BY,
-            CLONE_ID_LABEL: plan_template(plan_xcom, "['clone_id']"),
-            STEP_LABEL: step.step,
-        },
+        "arguments": [step.step],
+        "labels": {MANAGED_BY_LABEL: MANAGED_BY, STEP_LABEL: step.step},
         "container_resources": k8s.V1ResourceRequirements(
             requests={"cpu": settings.step_cpu_request, "memory": settings.step_memory_request},
             limits={"cpu": settings.step_cpu_limit, "memory": settings.step_memory_limit},
@@ -312,13 +220,7 @@ def step_pod_operator(
         "log_pod_spec_on_failure": False,
     }
     return StepPodOperator(
-        step_name=step.step,
-        param_env=dict(step.param_env),
-        fetch_policy="restore" in step.db_env.values(),
-        near_site=("required" if step.step in BACKUP_STEPS else "preferred")
-        if "clone" in step.content.values()
-        else None,
-        **{**defaults, **operator_kwargs},
+        step=step, plan_xcom=plan_xcom, settings=settings, **{**defaults, **operator_kwargs}
     )
 
 
@@ -335,70 +237,46 @@ def error_sentence(termination_message: str | None) -> str | None:
 
 
 class StepPodOperator(KubernetesPodOperator):
-    """``KubernetesPodOperator`` plus templated Secret refs, rendered-name checks and XCom ``error``."""
+    """``KubernetesPodOperator`` for one step: its pod built from the typed plan when the task runs,
+    rendered-name checks, the params Secret and XCom ``error``."""
 
-    def __init__(
-        self,
-        *,
-        step_name: str,
-        param_env: Mapping[str, str] | None = None,
-        fetch_policy: bool = False,
-        near_site: str | None = None,
-        **kwargs: Any,
-    ) -> None:
+    def __init__(self, *, step: Step, plan_xcom: str, settings: KubernetesSettings, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        self.step_name = step_name
-        self.param_env = dict(param_env or {})
-        self.fetch_policy = fetch_policy
-        self.near_site = near_site
+        self.step = step
+        self.plan_xcom = plan_xcom
+        self.step_settings = settings
 
-    # -- rendering ---------------------------------------------------------------------------------------
+    @property
+    def step_name(self) -> str:
+        return self.step.step
 
-    def _render_nested_template_fields(
-        self, content: Any, context: Any, jinja_env: jinja2.Environment, seen_oids: set[int]
-    ) -> None:
-        if id(content) not in seen_oids:
-            fields: tuple[str, ...] | None = None
-            if isinstance(content, k8s.V1EnvVar):
-                fields = ("name", "value", "value_from")
-            elif isinstance(content, k8s.V1EnvVarSource):
-                fields = ("secret_key_ref",)
-            elif isinstance(content, k8s.V1SecretKeySelector):
-                fields = ("name", "key")
-            elif isinstance(content, k8s.V1PersistentVolumeClaimVolumeSource):
-                fields = ("claim_name",)
-            if fields is not None:
-                seen_oids.add(id(content))
-                self._do_render_template_fields(content, fields, context, jinja_env, seen_oids)
-                return
-        super()._render_nested_template_fields(content, context, jinja_env, seen_oids)
+    # -- when the task runs ------------------------------------------------------------------------------
 
     def render_template_fields(self, context: Any, jinja_env: jinja2.Environment | None = None) -> None:
-        """Render, then add what depends on the task's clone and the configuration at task time."""
+        """Render, then build what depends on the task's clone and the configuration at task time."""
         super().render_template_fields(context, jinja_env)
-        if self.fetch_policy:
-            self.env_vars = [e for e in _env_vars(self.env_vars) if e.name != FETCH_POLICY_ENV]
-            self.env_vars.append(k8s.V1EnvVar(name=FETCH_POLICY_ENV, value=fetch_policy_json()))
-        if self.step_name == BACKUP_STEP:  # the configuration's retention (wpclone.steps.backup)
-            retention = retention_env(load_config().backups)
-            self.env_vars = [e for e in _env_vars(self.env_vars) if e.name not in retention]
-            self.env_vars += [k8s.V1EnvVar(name=k, value=v) for k, v in retention.items()]
-        clone_id = str(self.labels.get(CLONE_ID_LABEL, ""))
-        if self.near_site and CLONE_ID_RE.fullmatch(clone_id):
-            self.affinity = site_affinity(clone_id, required=self.near_site == "required")
+        plan = ClonePlan.model_validate(context["ti"].xcom_pull(task_ids=self.plan_xcom))
+        self.apply_plan(plan, job_id=str(context["run_id"]))
+
+    def apply_plan(self, plan: ClonePlan, *, job_id: str) -> None:
+        """Arguments, environment, volumes, the clone's label and the site affinity, from ``plan``."""
+        runtime = KubernetesRuntime(load_config(), self.step_settings)
+        spec = runtime.step_spec(self.step, plan, job_id=job_id)
+        self.arguments = list(spec.argv)
+        self.env_vars = pod_env(spec, plan, self.step_settings)
+        self.volumes, self.volume_mounts = pod_volumes(spec, plan, self.step_settings)
+        self.labels = {**self.labels, CLONE_ID_LABEL: plan.clone_id}
+        if ContentRole.CLONE in spec.content.values() and CLONE_ID_RE.fullmatch(plan.clone_id):
+            self.affinity = site_affinity(plan.clone_id, required=spec.backups is not None)
 
     def publish_params(self, context: Any, cluster: Any = None) -> None:
         """Write the run's ``param_env`` params into the clone's Secret (never the pod spec or a log)."""
-        if not self.param_env:
+        if not self.step.param_env:
             return
-        import base64
-
-        from wpclone.k8s.apply import ClusterClient, KubernetesError
-
         params = context["params"]
         data = {
             param_secret_key(name): base64.b64encode(resolve(params, param).encode()).decode()
-            for name, param in self.param_env.items()
+            for name, param in self.step.param_env.items()
         }
         clone_id = str(self.labels[CLONE_ID_LABEL])
         name = secret_name(clone_id)
@@ -459,20 +337,8 @@ class StepPodOperator(KubernetesPodOperator):
         if sentence is None:
             first = (str(exc).strip().splitlines() or [type(exc).__name__])[0].rstrip(".")
             sentence = f"The {self.step_name} step failed: {first}."[:MAX_ERROR_CHARS]
-        context["ti"].xcom_push(key=ERROR_XCOM_KEY, value=sentence)
+        context["ti"].xcom_push(key=ERROR_KEY, value=sentence)
         return sentence
-
-
-def fetch_policy_json() -> str:
-    """The restore's URL policy (:func:`wpclone.tasks.fetch_policy`) from the configuration, as JSON."""
-    import dataclasses
-    import json
-
-    from wpclone.config import load_config
-    from wpclone.tasks import fetch_policy, get_runtime
-
-    policy = dataclasses.asdict(fetch_policy(get_runtime(load_config())))
-    return json.dumps(policy, default=str, sort_keys=True)
 
 
 def site_affinity(clone_id: str, *, required: bool) -> k8s.V1Affinity:

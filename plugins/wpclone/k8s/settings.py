@@ -1,8 +1,9 @@
 """Where and how the kubernetes runtime deploys clones: one typed settings object read from the environment.
 
 Every field reads ``WPCLONE_K8S_<FIELD>`` (upper case), except the two images, which read
-``WPCLONE_TOOLBOX_IMAGE`` and ``WPCLONE_WORDPRESS_IMAGE``. ``ingress_annotations`` is a JSON object.
-Reading them is pure (no I/O beyond ``os.environ``), so it is safe at DAG parse time.
+``WPCLONE_TOOLBOX_IMAGE`` and ``WPCLONE_WORDPRESS_IMAGE`` (the names are wpclone.settings'), and
+``ingress_annotations`` is a JSON object. Reading them is pure (no I/O beyond ``os.environ``), so it is safe
+at DAG parse time.
 
 Choices worth knowing:
 
@@ -24,23 +25,19 @@ Choices worth knowing:
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Mapping
 from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from wpclone.errors import ConfigError
+from wpclone.settings import kubernetes_env, kubernetes_env_name
 
 # A Kubernetes quantity such as 250m, 1.5, 512Mi or 5Gi.
 Quantity = Annotated[str, Field(pattern=r"^[0-9]+(\.[0-9]+)?(m|k|M|G|T|Ki|Mi|Gi|Ti)?$")]
 DnsLabel = Annotated[str, Field(pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$", max_length=63)]
 DnsName = Annotated[str, Field(pattern=r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$", max_length=253)]
 Image = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._/:@-]*$", max_length=512)]
-
-ENV_PREFIX = "WPCLONE_K8S_"
-ENV_OVERRIDES = {
-    "toolbox_image": "WPCLONE_TOOLBOX_IMAGE",
-    "wordpress_image": "WPCLONE_WORDPRESS_IMAGE",
-}
 
 
 class KubernetesSettings(BaseModel):
@@ -94,24 +91,16 @@ class KubernetesSettings(BaseModel):
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> KubernetesSettings:
         """Settings from ``WPCLONE_K8S_*`` (and the two image variables); ValueError with one sentence."""
-        env = os.environ if env is None else env
-        values: dict[str, object] = {}
-        for name in cls.model_fields:
-            key = ENV_OVERRIDES.get(name, ENV_PREFIX + name.upper())
-            raw = env.get(key)
-            if raw is None or raw == "":
-                continue
-            if name == "ingress_annotations":
-                try:
-                    values[name] = json.loads(raw)
-                except ValueError:
-                    raise ValueError(f"{key} must be a JSON object of strings.") from None
-            else:
-                values[name] = raw
+        values: dict[str, object] = dict(kubernetes_env(cls.model_fields, env))
+        if "ingress_annotations" in values:
+            try:
+                values["ingress_annotations"] = json.loads(str(values["ingress_annotations"]))
+            except ValueError:
+                key = kubernetes_env_name("ingress_annotations")
+                raise ConfigError(f"{key} must be a JSON object of strings.") from None
         try:
             return cls.model_validate(values)
         except ValidationError as exc:
             first = exc.errors()[0]
             field = str(first["loc"][0]) if first["loc"] else "?"
-            key = ENV_OVERRIDES.get(field, ENV_PREFIX + field.upper())
-            raise ValueError(f"{key} is not valid: {first['msg']}.") from None
+            raise ConfigError(f"{kubernetes_env_name(field)} is not valid: {first['msg']}.") from None

@@ -14,8 +14,9 @@ from pathlib import Path
 
 import pymysql
 
+from wpclone import cli
 from wpclone.config import local_sources
-from wpclone.db import ConfigError
+from wpclone.errors import ConfigError
 from wpclone.local.airflow import LocalAirflow
 from wpclone.local.cluster import Cluster
 from wpclone.local.mariadb import ADMIN_USER, LocalMariaDB
@@ -101,7 +102,6 @@ def list_sources(settings: StackSettings) -> None:
 
 def demo(settings: StackSettings) -> int:
     """The README's first command: the stack and Airflow up, the source seeded, one clone through the API."""
-    from wpclone import cli
 
     up(settings, airflow=True)
     source = seed_source(settings)

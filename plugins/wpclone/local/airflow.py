@@ -1,10 +1,10 @@
 """A real Airflow for the local stack: ``airflow standalone`` (LocalExecutor, SQLite), our DAGs and plugin.
 
-Its home is ``<state>/airflow``; its port ``WPCLONE_AIRFLOW_PORT`` or a free one remembered in
-``ports.json``. Before starting it, the metadata database is migrated and our pool provisioned (both
-idempotent); the MySQL connection and the configuration reach every Airflow process through the
-environment (``AIRFLOW_CONN_WPCLONE_MYSQL``, ``WPCLONE_STATE_DIR``), never through the metadata database.
-Logins: ``admin`` (role admin) and ``viewer`` (role viewer); passwords in ``<state>/secrets/airflow-<user>``.
+Its home is ``<state>/airflow``; its port ``WPCLONE_AIRFLOW_PORT`` or a free one remembered in ``ports.json``.
+Before starting it, the metadata database is migrated, and the clone registry and our pool provisioned (all
+idempotent); the MySQL connection and the configuration reach every Airflow process through the environment
+(``AIRFLOW_CONN_WPCLONE_MYSQL``, ``WPCLONE_STATE_DIR``), never through the metadata database. Logins:
+``admin`` (role admin) and ``viewer`` (role viewer); passwords in ``<state>/secrets/airflow-<user>``.
 """
 
 from __future__ import annotations
@@ -26,7 +26,8 @@ from typing import Any, TypeVar
 from wpclone.jobs import DAG_OF_TYPE
 from wpclone.local.mariadb import LocalMariaDB
 from wpclone.local.procs import group_alive, kill_group, pid_from_file
-from wpclone.local.settings import REPO_ROOT, StackSettings, free_port
+from wpclone.local.settings import StackSettings, free_port
+from wpclone.settings import REPO_ROOT, STATE_DIR, LocalAirflowSizing, airflow_start_timeout
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +37,6 @@ USERS = {"admin": "admin", "viewer": "viewer"}  # login -> simple auth manager r
 # locked" and dies (standalone does not restart it); with one, it waits its turn. A pool big enough for
 # the API server's concurrent requests keeps them from queueing for a connection instead.
 SQLITE_CONNECT_ARGS = {"timeout": 60}
-START_TIMEOUT_S = float(os.environ.get("WPCLONE_AIRFLOW_START_TIMEOUT", "240"))
 STOP_TIMEOUT_S = 30.0
 T = TypeVar("T")
 
@@ -65,6 +65,7 @@ class LocalAirflow:
     def env(self) -> dict[str, str]:
         """The environment of every Airflow process (and of ``airflow`` commands run against this home)."""
         admin = LocalMariaDB(self.settings).admin
+        sizing = LocalAirflowSizing.from_env()
         connection = {
             "conn_type": "mysql",
             "host": admin.host,
@@ -75,23 +76,21 @@ class LocalAirflow:
         return {
             **os.environ,
             "PATH": f"{self.bin}{os.pathsep}{os.environ.get('PATH', '')}",  # standalone runs `airflow ...`
-            "WPCLONE_STATE_DIR": str(self.settings.state_dir),
+            STATE_DIR: str(self.settings.state_dir),
             "AIRFLOW_HOME": str(self.home),
             "AIRFLOW__CORE__DAGS_FOLDER": str(REPO_ROOT / "dags"),
             "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
             "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": str(not self.scheduled_cleanup),
             # Task processes at once (each a Python process); the heavy pool bounds the copies within it.
-            "AIRFLOW__CORE__PARALLELISM": os.environ.get("WPCLONE_AIRFLOW_PARALLELISM", "8"),
+            "AIRFLOW__CORE__PARALLELISM": str(sizing.parallelism),
             "AIRFLOW__CORE__MAX_ACTIVE_RUNS_PER_DAG": "64",
             # Halves the scheduling overhead per task (bench/clone_timing.py --idle-sleep).
             "AIRFLOW__SCHEDULER__SCHEDULER_IDLE_SLEEP_TIME": "0.2",
             # Our DAG files change only with the package: re-parsing all of them every 30 s (the default)
             # takes ~2 s of CPU that a request burst on two cores would share.
-            "AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL": os.environ.get(
-                "WPCLONE_AIRFLOW_PARSE_INTERVAL", "300"
-            ),
+            "AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL": str(sizing.parse_interval),
             "AIRFLOW__API__PORT": str(self.port),
-            "AIRFLOW__API__WORKERS": os.environ.get("WPCLONE_AIRFLOW_API_WORKERS", "4"),
+            "AIRFLOW__API__WORKERS": str(sizing.api_workers),
             "AIRFLOW__API__HOST": "127.0.0.1",
             # Task supervisors reach the API server here (the default assumes port 8080).
             "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{self.url}/execution/",
@@ -139,7 +138,8 @@ class LocalAirflow:
             raise RuntimeError(f"`{' '.join(Path(a).name for a in argv[:3])}` failed: {detail}")
 
     def provision(self) -> None:
-        """Metadata database migrated, our pool, the logins' passwords: all idempotent."""
+        """Metadata database migrated, the clone registry migrated and our pool (``python -m
+        wpclone.provision``), the logins' passwords: all idempotent."""
         self.home.mkdir(parents=True, exist_ok=True)
         passwords = {user: self.password(user) for user in USERS}
         if not self.passwords_file.exists() or json.loads(self.passwords_file.read_text()) != passwords:
@@ -195,7 +195,8 @@ class LocalAirflow:
             self.request("PATCH", f"/api/v2/dags/{dag_id}", {"is_paused": False}, token=token)
 
     def wait(self, what: str, check: Callable[[], T], process: subprocess.Popen[bytes] | None = None) -> T:
-        deadline = time.monotonic() + START_TIMEOUT_S
+        timeout = airflow_start_timeout()
+        deadline = time.monotonic() + timeout
         while True:
             try:
                 if result := check():
@@ -205,9 +206,7 @@ class LocalAirflow:
             if process is not None and process.poll() is not None:
                 raise RuntimeError(f"Airflow exited with status {process.returncode}; see {self.logfile}.")
             if time.monotonic() > deadline:
-                raise RuntimeError(
-                    f"timed out after {START_TIMEOUT_S:.0f} s waiting for {what}; see {self.logfile}."
-                )
+                raise RuntimeError(f"timed out after {timeout:.0f} s waiting for {what}; see {self.logfile}.")
             time.sleep(0.5)
 
     def stop(self) -> None:

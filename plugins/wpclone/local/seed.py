@@ -29,7 +29,9 @@ from typing import Any
 
 from pymysql.converters import escape_string
 
-from wpclone.db import ConfigError, DbEndpoint, quote_identifier
+from wpclone.config import write_local_config
+from wpclone.db import DbEndpoint, quote_identifier
+from wpclone.errors import ConfigError
 from wpclone.local.mariadb import LOCAL_USER_HOST, LocalMariaDB
 from wpclone.local.settings import StackSettings
 from wpclone.local.sitehost import (
@@ -37,10 +39,9 @@ from wpclone.local.sitehost import (
     SiteHost,
     load_site,
     register_site,
-    site_dir,
     unregister_site,
 )
-from wpclone.mysql_admin import create_database_and_user, drop_database_and_user
+from wpclone.mysql_admin import MySqlAdmin
 from wpclone.php import php_serialize
 
 log = logging.getLogger(__name__)
@@ -83,7 +84,9 @@ def site_admin_password(settings: StackSettings, name: str = SOURCE) -> str:
 
 def _drop_site(settings: StackSettings, admin: DbEndpoint, config: SiteConfig) -> None:
     log.info("dropping site %s (database %s, user %s, content)", config.name, config.db_name, config.db_user)
-    drop_database_and_user(admin, config.db_name, config.db_user, user_host=LOCAL_USER_HOST)
+    MySqlAdmin.from_endpoint(admin).drop_database_and_user(
+        config.db_name, config.db_user, user_host=LOCAL_USER_HOST
+    )
     unregister_site(settings, config.name)
 
 
@@ -133,8 +136,8 @@ def seed_source(settings: StackSettings, posts: int = DEFAULT_POSTS, force: bool
     started = time.monotonic()
     if force:
         _drop_site(settings, admin, config)
-    create_database_and_user(
-        admin, config.db_name, config.db_user, config.db_password(), user_host=LOCAL_USER_HOST
+    MySqlAdmin.from_endpoint(admin).create_database_and_user(
+        config.db_name, config.db_user, config.db_password(), user_host=LOCAL_USER_HOST
     )
     register_site(settings, config)
     host = SiteHost(settings)
@@ -146,7 +149,6 @@ def seed_source(settings: StackSettings, posts: int = DEFAULT_POSTS, force: bool
     content = run_seed_php(host, "content", config.name)
     log.info("content stage: %s", "created content" if content.get("seeded") else "already seeded")
     added = bulk_posts(config, posts)
-    from wpclone.config import write_local_config
 
     write_local_config(settings)  # the local runtime's configuration: this site is a registered source
     log.info(
@@ -450,10 +452,6 @@ def bulk_posts(config: SiteConfig, posts: int) -> int:
     return count
 
 
-def site_exists(settings: StackSettings, name: str = SOURCE) -> bool:
-    return (site_dir(settings, name) / "site.json").is_file()
-
-
 __all__ = [
     "DEFAULT_POSTS",
     "SOURCE",
@@ -465,7 +463,6 @@ __all__ = [
     "seed_source",
     "site_admin_password",
     "site_endpoint",
-    "site_exists",
     "source_config",
     "update_category_counts",
 ]

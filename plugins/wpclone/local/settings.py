@@ -14,7 +14,8 @@ import socket
 from dataclasses import dataclass
 from pathlib import Path
 
-REPO_ROOT = Path(__file__).resolve().parents[3]
+from wpclone.settings import STACK_PORTS, stack_port
+from wpclone.settings import state_dir as stack_state_dir
 
 
 def free_port() -> int:
@@ -32,18 +33,13 @@ class StackSettings:
 
     @classmethod
     def load(cls) -> StackSettings:
-        state_dir = Path(os.environ.get("WPCLONE_STATE_DIR") or REPO_ROOT / ".local").resolve()
+        state_dir = stack_state_dir()
         state_dir.mkdir(parents=True, exist_ok=True)
         ports_file = state_dir / "ports.json"
         saved: dict[str, int] = json.loads(ports_file.read_text()) if ports_file.exists() else {}
         ports = {}
-        for key, env in (
-            ("db", "WPCLONE_DB_PORT"),
-            ("http", "WPCLONE_HTTP_PORT"),
-            ("airflow", "WPCLONE_AIRFLOW_PORT"),
-        ):
-            value = os.environ.get(env)
-            ports[key] = int(value) if value else saved.get(key) or free_port()
+        for key in STACK_PORTS:
+            ports[key] = stack_port(key) or saved.get(key) or free_port()
         if ports != saved:
             ports_file.write_text(json.dumps(ports))
         return cls(state_dir, ports["db"], ports["http"], ports["airflow"])

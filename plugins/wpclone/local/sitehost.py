@@ -29,7 +29,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from wpclone.db import ConfigError, check_identifier
+from wpclone.db import check_identifier
+from wpclone.errors import ConfigError
 from wpclone.local.procs import kill_group, pid_from_file
 from wpclone.local.settings import StackSettings
 from wpclone.models import WORDPRESS_SALT_NAMES
@@ -471,23 +472,3 @@ def http_opener(
     if not follow_redirects:
         handlers.append(_NoRedirect())
     return urllib.request.build_opener(*handlers)
-
-
-def wait_until_serving(url: str, timeout: float = 30.0) -> int:
-    """Poll ``url`` until it answers with a non-5xx status; returns the status (for the deploy step)."""
-    opener = http_opener(follow_redirects=False)
-    deadline = time.monotonic() + timeout
-    last = "no answer"
-    while True:
-        try:
-            with opener.open(url, timeout=5) as response:
-                return int(response.status)
-        except urllib.error.HTTPError as exc:
-            if exc.code < 500:
-                return int(exc.code)
-            last = f"HTTP {exc.code}"
-        except OSError as exc:
-            last = str(exc)
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"{url} did not answer within {timeout:.0f} s (last: {last}).")
-        time.sleep(0.2)

@@ -29,7 +29,8 @@ import pymysql
 from pydantic import ValidationError
 
 from wpclone.config import LOCAL_SOURCES, local_sources, put_local_source, remove_local_source
-from wpclone.db import ConfigError, DbEndpoint, quote_identifier
+from wpclone.db import DbEndpoint, quote_identifier
+from wpclone.errors import ConfigError
 from wpclone.local.settings import StackSettings
 from wpclone.models import SourceConfig, normalize_url
 

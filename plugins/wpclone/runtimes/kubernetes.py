@@ -36,35 +36,24 @@ import secrets
 import time
 from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import urlsplit
 
+from wpclone.errors import CloneNameTaken, ForeignObject, KubernetesError
 from wpclone.k8s import manifests
-from wpclone.k8s.apply import (
-    DELETE_ORDER,
-    ClusterClient,
-    ForeignObject,
-    KubernetesError,
-    foreign_sentence,
-    has_labels,
-    owner_labels,
-)
+from wpclone.k8s.apply import DELETE_ORDER, ClusterClient, foreign_sentence, has_labels, owner_labels
 from wpclone.k8s.settings import KubernetesSettings
 from wpclone.models import (
     WORDPRESS_SALT_NAMES,
     ClonePlan,
     RuntimeKind,
-    SourceConfig,
     WpcloneConfig,
     check_clone_id,
     is_clone_id,
 )
 from wpclone.readiness import Fetch, http_fetcher
-from wpclone.runtimes.base import CLONE_ID_LABEL, CloneNameTaken, CloneSecrets, Runtime, Step
+from wpclone.runtimes.base import CLONE_ID_LABEL, CloneSecrets, Runtime
 from wpclone.steps.common import sentence
-
-if TYPE_CHECKING:
-    from airflow.sdk import BaseOperator
 
 log = logging.getLogger(__name__)
 
@@ -105,14 +94,14 @@ class KubernetesRuntime(Runtime):
             self._cluster = ClusterClient(self.settings.namespace, self.settings.conn_id)
         return self._cluster
 
-    # -- parse time ------------------------------------------------------------------------------------
-
-    def step_operator(self, step: Step, *, plan_xcom: str, **operator_kwargs: object) -> BaseOperator:
-        from wpclone.k8s.pod import step_pod_operator
-
-        return step_pod_operator(step, plan_xcom=plan_xcom, settings=self.settings, **operator_kwargs)
-
     # -- task time -------------------------------------------------------------------------------------
+
+    def clone_db_server(self, plan: ClonePlan) -> tuple[str, int]:
+        """The source's database server, unless the settings name another for the clones."""
+        return (
+            self.settings.clone_db_host or plan.source.db_host,
+            self.settings.clone_db_port or plan.source.db_port,
+        )
 
     def clone_url(self, clone_id: str) -> str:
         check_clone_id(clone_id)
@@ -186,26 +175,6 @@ class KubernetesRuntime(Runtime):
                 log.info("k8s event=secret_reused clone_id=%s secret=%s", plan.clone_id, name)
                 return manifests.secrets_from_data(name, existing.get("data"))
         raise KubernetesError(f"Secret {name} keeps appearing and disappearing; is another job deleting it?")
-
-    def source_db_password(self, source: SourceConfig) -> str:
-        if not source.db_password_secret:
-            raise ValueError(
-                f"source {source.name} has no db_password_secret: the kubernetes runtime reads the source's "
-                f"database password from a Secret (key {manifests.SOURCE_PASSWORD_KEY!r})."
-            )
-        secret = self.cluster.read("Secret", source.db_password_secret)
-        if secret is None:
-            raise KubernetesError(
-                f"Secret {source.db_password_secret} does not exist in namespace {self.settings.namespace} "
-                f"(the database password of source {source.name})."
-            )
-        value = (secret.get("data") or {}).get(manifests.SOURCE_PASSWORD_KEY)
-        if not value:
-            raise KubernetesError(
-                f"Secret {source.db_password_secret} in namespace {self.settings.namespace} has no key "
-                f"{manifests.SOURCE_PASSWORD_KEY!r} (the password of source {source.name})."
-            )
-        return base64.b64decode(value).decode()
 
     def deploy_site(
         self, plan: ClonePlan, constants: Mapping[str, str | int | bool], mu_plugin_php: str

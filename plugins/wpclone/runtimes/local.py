@@ -1,7 +1,9 @@
 """The local runtime: steps as local processes, clones served by the local site host (DESIGN §5).
 
 Secrets are files only the owner can read under the stack's ``secrets/``; a step receives
-``*_PASSWORD_FILE`` where a pod would receive ``*_PASSWORD`` from a Secret, and the same command line.
+``*_PASSWORD_FILE`` where a pod would receive ``*_PASSWORD`` from a Secret, and the same command line: the
+same :class:`~wpclone.runtimes.stepspec.StepSpec`, rendered with files and directories
+(:meth:`LocalRuntime.step_env`) and run as a child process (:meth:`LocalRuntime.run_step`).
 """
 
 from __future__ import annotations
@@ -17,8 +19,9 @@ import subprocess
 import sys
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from wpclone.errors import StepFailed
 from wpclone.local.mariadb import LOCAL_USER_HOST
 from wpclone.local.settings import StackSettings
 from wpclone.local.sitehost import (
@@ -38,23 +41,12 @@ from wpclone.local.sitehost import (
     unregister_preview,
     unregister_site,
 )
-from wpclone.models import ClonePlan, RuntimeKind, SourceConfig, WpcloneConfig, is_clone_id, restore_db_name
+from wpclone.models import ClonePlan, RuntimeKind, WpcloneConfig, is_clone_id, restore_db_name
 from wpclone.readiness import Fetch, http_fetcher
-from wpclone.runparams import resolve
-from wpclone.runtimes.base import STEP_COMMAND, CloneSecrets, Runtime, Step
-from wpclone.steps.backup import (
-    BACKUP_DIR_ENV,
-    FETCH_POLICY_ENV,
-    WORK_DIR_NAME,
-    purge_backups,
-    retention_env,
-    staged_content_dir,
-)
-from wpclone.steps.common import CLONE_ID_ENV, JOB_ID_ENV, PARENT_PID_ENV
-from wpclone.steps.content_tree import LINK_ROOTS_ENV
-
-if TYPE_CHECKING:
-    from airflow.sdk import BaseOperator
+from wpclone.runtimes.base import CloneSecrets, Runtime
+from wpclone.runtimes.stepspec import STEP_COMMAND, ContentRole, DbRole, Step, StepSpec
+from wpclone.steps.backup import BACKUP_DIR_ENV, WORK_DIR_NAME, purge_backups, staged_content_dir
+from wpclone.steps.common import PARENT_PID_ENV
 
 log = logging.getLogger(__name__)
 
@@ -68,6 +60,7 @@ ASIDE_SUFFIX = ".restore-old"  # the clone's wp-content set aside while a restor
 class LocalRuntime(Runtime):
     kind = RuntimeKind.LOCAL
     db_user_host = LOCAL_USER_HOST
+    default_link_roots = (str(WORDPRESS_CORE),)  # Debian's wp-content links into it
 
     def __init__(self, config: WpcloneConfig, settings: StackSettings | None = None) -> None:
         super().__init__(config)
@@ -78,26 +71,6 @@ class LocalRuntime(Runtime):
         if self._settings is None:
             self._settings = StackSettings.load()
         return self._settings
-
-    # -- parse time ------------------------------------------------------------------------------------
-
-    def step_operator(self, step: Step, *, plan_xcom: str, **operator_kwargs: Any) -> BaseOperator:
-        from airflow.providers.standard.operators.python import PythonOperator
-
-        return PythonOperator(
-            task_id=step.task_id,
-            python_callable=run_local_step,
-            op_kwargs={
-                "step": step.step,
-                "arguments": list(step.arguments),
-                "env": dict(step.env),
-                "db_env": dict(step.db_env),
-                "content": dict(step.content),
-                "param_env": dict(step.param_env),
-                "plan_xcom": plan_xcom,
-            },
-            **operator_kwargs,
-        )
 
     # -- task time -------------------------------------------------------------------------------------
 
@@ -111,11 +84,6 @@ class LocalRuntime(Runtime):
         db = self.settings.secret(self._secret_file(plan.clone_id, "db-password").name)
         admin = self.settings.secret(self._secret_file(plan.clone_id, "admin-password").name)
         return CloneSecrets(db_password=db, admin_password=admin, salts={})  # the site host keeps salts
-
-    def source_db_password(self, source: SourceConfig) -> str:
-        if not source.db_password_file:
-            raise ValueError(f"source {source.name} has no db_password_file configured.")
-        return Path(source.db_password_file).read_text().strip()
 
     def deploy_site(
         self, plan: ClonePlan, constants: Mapping[str, str | int | bool], mu_plugin_php: str
@@ -277,80 +245,90 @@ class LocalRuntime(Runtime):
                 ids.add(path.name[len("clone-") : -len("-db-password")])
         return {clone_id for clone_id in ids if is_clone_id(clone_id)}
 
-    def step_env(
-        self,
-        plan: ClonePlan,
-        db_env: Mapping[str, str],
-        content: Mapping[str, str],
-        *,
-        job_id: str | None = None,
-    ) -> dict[str, str]:
-        """The environment a step gets: its job and clone, database logins by prefix, content directories.
+    def clone_db_server(self, plan: ClonePlan) -> tuple[str, int]:
+        return "127.0.0.1", self.settings.db_port
 
-        A step given content also gets ``SOURCE_CONTENT_LINK_ROOTS``: the directories outside wp-content a
-        link in it may point into (:mod:`wpclone.steps.content_tree`), the source's ``content_link_roots``,
-        by default WordPress's core directory (Debian's ``/usr/share/wordpress``, which the site host
-        serves and Debian's own wp-content links into).
+    def step_env(self, plan: ClonePlan, step: Step, *, job_id: str | None = None) -> dict[str, str]:
+        """The environment ``step`` gets for the clone of ``plan``: its spec (:meth:`step_spec`) with each
+        login's password as a file (``<prefix>_PASSWORD_FILE``), each tree as a directory, the backup
+        directory. The run params are the caller's (:meth:`run_step`).
+
+        A step given content gets ``SOURCE_CONTENT_LINK_ROOTS``, the directories outside wp-content a link in
+        it may point into (:mod:`wpclone.steps.content_tree`): the source's ``content_link_roots``, by
+        default WordPress's core directory (Debian's ``/usr/share/wordpress``, which the site host serves
+        and Debian's own wp-content links into).
 
         ``job_id`` is the DAG run id; by default the one Airflow's task runner exports to the task process
         (``AIRFLOW_CTX_DAG_RUN_ID``). The steps log both ids on every line (``wpclone.steps.common``).
         """
-        job = job_id or os.environ.get(AIRFLOW_RUN_ID_ENV, "")
-        env: dict[str, str] = {CLONE_ID_ENV: plan.clone_id, BACKUP_DIR_ENV: str(self.backup_dir)}
-        env.update(retention_env(self.config.backups))
-        if any(which == "restore" for which in db_env.values()):
-            from wpclone.tasks import fetch_policy
+        spec = self.step_spec(step, plan, job_id=job_id or os.environ.get(AIRFLOW_RUN_ID_ENV, ""))
+        return self._render(spec, plan)
 
-            policy = dataclasses.asdict(fetch_policy(self))
-            env[FETCH_POLICY_ENV] = json.dumps(policy, default=str)
-        if job:
-            env[JOB_ID_ENV] = job
-        for prefix, which in db_env.items():
-            if which == "source":
-                source = plan.source
-                env.update(
-                    {
-                        f"{prefix}_HOST": source.db_host,
-                        f"{prefix}_PORT": str(source.db_port),
-                        f"{prefix}_USER": source.db_user,
-                        f"{prefix}_PASSWORD_FILE": source.db_password_file or "",
-                        f"{prefix}_NAME": source.db_name,
-                    }
-                )
-            elif which in ("clone", "restore"):  # the clone's database, or the fresh one a restore loads
-                name, secret = (plan.db_name, "db-password")
-                if which == "restore":
-                    name, secret = (restore_db_name(plan.clone_id), "restore-password")
-                    self.restore_db_password(plan.clone_id)  # created on first use
-                env.update(
-                    {
-                        f"{prefix}_HOST": "127.0.0.1",
-                        f"{prefix}_PORT": str(self.settings.db_port),
-                        f"{prefix}_USER": name,
-                        f"{prefix}_PASSWORD_FILE": str(self._secret_file(plan.clone_id, secret)),
-                        f"{prefix}_NAME": name,
-                    }
-                )
-            else:
-                raise ValueError(f"unknown database login {which!r} for {prefix}.")
-        env.update(self._content_env(plan, content))
+    def _render(self, spec: StepSpec, plan: ClonePlan) -> dict[str, str]:
+        env = dict(spec.env)
+        for prefix, login in spec.logins.items():
+            env[f"{prefix}_PASSWORD_FILE"] = self._password_file(plan, login.role)
+        for name, role in spec.content.items():
+            env[name] = self._content_dir(plan, role)
+        if spec.backups is not None:
+            env[BACKUP_DIR_ENV] = str(self.backup_dir)
         return env
 
-    def _content_env(self, plan: ClonePlan, content: Mapping[str, str]) -> dict[str, str]:
-        env: dict[str, str] = {}
-        for name, which in content.items():
-            if which == "source":
-                if not plan.source.content_dir:
-                    raise ValueError(f"source {plan.source.name} has no content_dir configured.")
-                env[name] = plan.source.content_dir
-            elif which == "clone":
-                env[name] = str(content_dir(self.settings, plan.clone_id))
-            else:
-                raise ValueError(f"unknown content tree {which!r} for {name}.")
-        if content:
-            roots = plan.source.content_link_roots
-            env[LINK_ROOTS_ENV] = json.dumps([str(WORDPRESS_CORE)] if roots is None else roots)
-        return env
+    def _password_file(self, plan: ClonePlan, role: DbRole) -> str:
+        if role is DbRole.SOURCE:
+            return plan.source.db_password_file or ""
+        if role is DbRole.RESTORE:
+            self.restore_db_password(plan.clone_id)  # created on first use
+            return str(self._secret_file(plan.clone_id, "restore-password"))
+        return str(self._secret_file(plan.clone_id, "db-password"))
+
+    def _content_dir(self, plan: ClonePlan, role: ContentRole) -> str:
+        if role is ContentRole.SOURCE:
+            if not plan.source.content_dir:
+                raise ValueError(f"source {plan.source.name} has no content_dir configured.")
+            return plan.source.content_dir
+        return str(content_dir(self.settings, plan.clone_id))
+
+    def run_step(
+        self, step: Step, plan: ClonePlan, *, params: Mapping[str, str], job_id: str | None = None
+    ) -> dict[str, Any]:
+        """Run ``python -m wpclone.steps <step> <arguments>`` for the clone of ``plan`` as a child of this
+        process, with :meth:`step_env` and the run ``params`` (``step.param_env``'s variables, resolved);
+        ``job_id`` as :meth:`step_env` takes it.
+
+        The step's log lines go to this process's log as they come; its JSON result line is returned; on
+        failure, StepFailed with ``<step>: <its one sentence>``. The step dies with this process.
+        """
+        spec = self.step_spec(step, plan, job_id=job_id or os.environ.get(AIRFLOW_RUN_ID_ENV, ""))
+        command = [sys.executable, *STEP_COMMAND[1:], *spec.argv]
+        child_env = {
+            **os.environ,
+            **self._render(spec, plan),
+            **params,
+            PARENT_PID_ENV: str(os.getpid()),  # the step dies with this task process (no racing the retry)
+        }
+        log.info("running step %s for clone %s: %s", step.step, plan.clone_id, " ".join(command[1:]))
+        proc = subprocess.Popen(
+            command,
+            env=child_env,
+            stdin=subprocess.DEVNULL,  # not the task runner's channel to its supervisor
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            bufsize=1,
+        )
+        assert proc.stderr is not None and proc.stdout is not None
+        tail: list[str] = []
+        for raw in proc.stderr:
+            line = raw.rstrip("\n")
+            log.info("%s", line)
+            tail = [*tail[-STEP_STDERR_KEEP:], line]
+        output = proc.stdout.read()
+        if (code := proc.wait()) != 0:
+            raise StepFailed(f"{step.step}: {step_failure(step.step, code, tail)}")
+        lines = output.strip().splitlines()
+        result: dict[str, Any] = json.loads(lines[-1]) if lines else {}
+        return result
 
 
 def step_failure(step: str, code: int, stderr_tail: list[str]) -> str:
@@ -362,59 +340,3 @@ def step_failure(step: str, code: int, stderr_tail: list[str]) -> str:
         return f"the step was killed by {signal.Signals(-code).name} before it finished."
     last = next((t.strip() for t in reversed(stderr_tail) if t.strip()), None)
     return last or f"the step exited with status {code} without saying why."
-
-
-def run_local_step(
-    *,
-    step: str,
-    arguments: list[str],
-    env: dict[str, str],
-    db_env: dict[str, str],
-    content: dict[str, str],
-    plan_xcom: str,
-    param_env: dict[str, str] | None = None,
-    **context: Any,
-) -> dict[str, Any]:
-    """Run ``python -m wpclone.steps <step> <arguments>`` for the clone planned in XCom ``plan_xcom``.
-
-    The step's log lines go to the task log as they come; its JSON result line becomes the task's XCom;
-    on failure its one-sentence error is pushed as XCom ``error`` and the task fails with it.
-    """
-    from wpclone.config import load_config
-    from wpclone.tasks import StepFailed, push_error
-
-    ti = context["ti"]
-    plan = ClonePlan.model_validate(ti.xcom_pull(task_ids=plan_xcom))
-    runtime = LocalRuntime(load_config())
-    command = [sys.executable, *STEP_COMMAND[1:], step, *arguments]
-    child_env = {
-        **os.environ,
-        **env,
-        **runtime.step_env(plan, db_env, content),
-        **{name: resolve(context["params"], param) for name, param in (param_env or {}).items()},
-        PARENT_PID_ENV: str(os.getpid()),  # the step dies with this task process (no racing the retry)
-    }
-    log.info("running step %s for clone %s: %s", step, plan.clone_id, " ".join(command[1:]))
-    proc = subprocess.Popen(
-        command,
-        env=child_env,
-        stdin=subprocess.DEVNULL,  # not the task runner's channel to its supervisor
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        bufsize=1,
-    )
-    assert proc.stderr is not None and proc.stdout is not None
-    tail: list[str] = []
-    for raw in proc.stderr:
-        line = raw.rstrip("\n")
-        log.info("%s", line)
-        tail = [*tail[-STEP_STDERR_KEEP:], line]
-    output = proc.stdout.read()
-    if (code := proc.wait()) != 0:
-        sentence = step_failure(step, code, tail)
-        push_error(ti, f"{step}: {sentence}")
-        raise StepFailed(f"{step} failed: {sentence}")
-    lines = output.strip().splitlines()
-    result: dict[str, Any] = json.loads(lines[-1]) if lines else {}
-    return result

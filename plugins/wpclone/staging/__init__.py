@@ -19,14 +19,14 @@ import contextlib
 import logging
 import os
 import re
-import secrets
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
-from wpclone.db import ConfigError, check_identifier, quote_identifier
+from wpclone.db import check_identifier, quote_identifier
+from wpclone.errors import ConfigError
 from wpclone.php import phpass_hash
 
 log = logging.getLogger(__name__)
@@ -177,11 +177,6 @@ def staging_sql(
         (f"UPDATE {users} SET user_activation_key = %s WHERE user_activation_key <> %s", ("", "")),
         (f"DELETE FROM {usermeta} WHERE meta_key = %s", ("session_tokens",)),
     ]
-
-
-def new_admin_password() -> str:
-    """A fresh admin password: 32 URL-safe characters (none that WordPress's login form would slash)."""
-    return secrets.token_urlsafe(24)
 
 
 def check_admin_password(password: str) -> str:

@@ -9,8 +9,17 @@ import sys
 from collections.abc import Sequence
 from typing import NoReturn
 
-from wpclone.db import ConfigError, driver_error_sentence
-from wpclone.steps.common import StepError, die_with_parent, emit_result, sentence, setup_logging
+from wpclone.errors import ConfigError, StepError, driver_error_sentence
+from wpclone.steps.backup import BACKUP_URL_ENV, backup_clone, restore_backup
+from wpclone.steps.common import die_with_parent, emit_result, sentence, setup_logging
+from wpclone.steps.copy_content import copy_content, dirs_from_args
+from wpclone.steps.copy_database import (
+    content_tables,
+    copy_database,
+    endpoints_from_env,
+    parse_pairs,
+    with_aliases,
+)
 
 log = logging.getLogger("wpclone.steps")
 JSON_HELP = "accepted for clarity; the JSON result is always the last stdout line"
@@ -111,14 +120,6 @@ def build_parser() -> argparse.ArgumentParser:
 def run(argv: Sequence[str]) -> dict[str, object]:
     args = build_parser().parse_args(argv)
     if args.step == "copy-database":
-        from wpclone.steps.copy_database import (
-            content_tables,
-            copy_database,
-            endpoints_from_env,
-            parse_pairs,
-            with_aliases,
-        )
-
         aliases = [a.strip() for a in args.aliases.split(",") if a.strip()]
         pairs = with_aliases(parse_pairs(args.urls), aliases)
         if not 1 <= args.parallel <= 8:
@@ -129,17 +130,11 @@ def run(argv: Sequence[str]) -> dict[str, object]:
             source, target, pairs, streams=args.parallel, client_load=args.client_load, skip_data=skip
         ).as_json()
     if args.step == "copy-content":
-        from wpclone.steps.copy_content import copy_content, dirs_from_args
-
         src, dst = dirs_from_args(args.src, args.dst)
         return copy_content(src, dst, workers=args.workers, copy_mode=args.copy_mode).as_json()
     if args.step == "backup-clone":
-        from wpclone.steps.backup import backup_clone
-
         return backup_clone(args.clone_id, args.site_url, args.table_prefix)
     if args.step == "restore-backup":
-        from wpclone.steps.backup import BACKUP_URL_ENV, restore_backup
-
         url = os.environ.get(BACKUP_URL_ENV)
         if not url:
             raise ConfigError(f"{BACKUP_URL_ENV} is not set in the environment.")

@@ -23,6 +23,7 @@ stages its wp-content next to the clone's as ``wp-content.restore-new``. The swi
 from __future__ import annotations
 
 import contextlib
+import gzip
 import io
 import json
 import logging
@@ -36,10 +37,23 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import IO, Any, BinaryIO, cast
 
-from wpclone.db import ConfigError, DbEndpoint
+from wpclone.archive import open_backup, write_backup
+from wpclone.db import DbEndpoint
+from wpclone.errors import ConfigError, StepError
+from wpclone.fetch import FetchPolicy, fetch, redact
 from wpclone.models import CLONE_ID_RE, BackupConfig
-from wpclone.steps.common import StepError, mb_per_s, sentence
+from wpclone.rewrite import Rewriter
+from wpclone.sqlguard import GuardedReader
+from wpclone.steps.common import mb_per_s, sentence
 from wpclone.steps.content_tree import link_roots_from_env
+from wpclone.steps.copy_database import (
+    _start_dump,
+    _StderrDrain,
+    client_env,
+    endpoint_from_env,
+    load_command,
+    parse_pairs,
+)
 
 log = logging.getLogger(__name__)
 
@@ -181,8 +195,6 @@ def backup_clone(clone_id: str, site_url: str, table_prefix: str) -> dict[str, A
     """Archive the clone's database and wp-content into ``<backup dir>/<clone_id>/`` (files 0600, the
     directories 0700), then prune that directory (:func:`prune_backups`); returns where, what and what
     was pruned."""
-    from wpclone.archive import write_backup
-    from wpclone.steps.copy_database import _start_dump, _StderrDrain, endpoint_from_env
 
     if not CLONE_ID_RE.fullmatch(clone_id):  # a path component: the shape is enough, reserved or not
         raise ConfigError(f"clone id {clone_id!r} is not valid.")
@@ -248,7 +260,6 @@ def backup_clone(clone_id: str, site_url: str, table_prefix: str) -> dict[str, A
 
 
 def fetch_policy_from_env() -> Any:
-    from wpclone.fetch import FetchPolicy
 
     raw = os.environ.get(FETCH_POLICY_ENV)
     if not raw:
@@ -262,9 +273,6 @@ def fetch_policy_from_env() -> Any:
 
 def load_sql(sql: IO[bytes], target: DbEndpoint, pairs: list[tuple[str, str]]) -> tuple[int, int]:
     """guard | rewrite | ``mariadb --sandbox`` into ``target``; returns (bytes read, URLs rewritten)."""
-    from wpclone.rewrite import Rewriter
-    from wpclone.sqlguard import GuardedReader
-    from wpclone.steps.copy_database import _StderrDrain, client_env, load_command
 
     command = load_command(target)
     command.insert(1, "--sandbox")  # the client refuses its own file-system commands too
@@ -308,7 +316,6 @@ def load_sql(sql: IO[bytes], target: DbEndpoint, pairs: list[tuple[str, str]]) -
 
 @contextlib.contextmanager
 def _open_sql(path: Path, gzipped: bool) -> Iterator[IO[bytes]]:
-    import gzip
 
     with gzip.open(path, "rb") if gzipped else path.open("rb") as handle:
         yield cast(IO[bytes], handle)
@@ -316,9 +323,6 @@ def _open_sql(path: Path, gzipped: bool) -> Iterator[IO[bytes]]:
 
 def restore_backup(url: str, clone_url: str, table_prefix: str) -> dict[str, Any]:
     """Fetch, verify and load the backup at ``url`` beside the clone (module docstring)."""
-    from wpclone.archive import open_backup
-    from wpclone.fetch import fetch, redact
-    from wpclone.steps.copy_database import endpoint_from_env, parse_pairs
 
     target = endpoint_from_env("TARGET_DB")
     content = _env_dir("TARGET_CONTENT_DIR")

@@ -1,4 +1,4 @@
-"""What every step shares: the expected-failure type, log set-up, secret scrubbing and the result line."""
+"""What every step shares: log set-up, secret scrubbing and the result line (failures: wpclone.errors)."""
 
 from __future__ import annotations
 
@@ -33,10 +33,6 @@ def die_with_parent() -> None:
     ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
     if os.getppid() != int(parent):
         os._exit(1)
-
-
-class StepError(RuntimeError):
-    """An expected failure: its message is one clear sentence and is shown without a traceback."""
 
 
 # Set by both runtimes for every step (local: the step's environment; kubernetes: the pod's env): the job

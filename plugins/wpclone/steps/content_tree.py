@@ -38,18 +38,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from wpclone.db import ConfigError
-from wpclone.steps.common import StepError, sentence
+from wpclone.errors import ConfigError, LinkRefused
+from wpclone.steps.common import sentence
 
 LINK_ROOTS_ENV = "SOURCE_CONTENT_LINK_ROOTS"  # a JSON list of absolute directories
 MAX_FOLLOW_DEPTH = 40  # the kernel's own limit on links in one path
 MAX_LISTED = 20
 
 Kind = Literal["dir", "file", "link", "other"]
-
-
-class LinkRefused(StepError):
-    """A symlink the rule does not allow; its message names it."""
 
 
 def link_roots_from_env() -> list[str]:

@@ -41,8 +41,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from wpclone.db import ConfigError
-from wpclone.steps.common import StepError, mb_per_s, sentence
+from wpclone.errors import ConfigError, StepError
+from wpclone.steps.common import mb_per_s, sentence
 from wpclone.steps.content_tree import MAX_LISTED, ContentWalk, Entry, link_roots_from_env
 
 log = logging.getLogger(__name__)

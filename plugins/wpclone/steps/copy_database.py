@@ -41,11 +41,14 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import IO, Any
 
-from wpclone.db import ConfigError, DbEndpoint, check_identifier, quote_identifier
+import pymysql
+
+from wpclone.db import DbEndpoint, check_identifier, quote_identifier
+from wpclone.errors import ConfigError, LoadError, StepError
 from wpclone.metrics import peak_rss_kib
 from wpclone.rewrite import FORMS, Form, Rewriter, RewriteStats, is_origin, json_escaped, replacement_table
-from wpclone.steps.common import StepError, mb_per_s, scrub, sentence
-from wpclone.steps.fanout import FanOutLoader, LoadError, has_delimiter_objects
+from wpclone.steps.common import mb_per_s, scrub, sentence
+from wpclone.steps.fanout import FanOutLoader, has_delimiter_objects
 
 log = logging.getLogger(__name__)
 
@@ -211,7 +214,6 @@ def describe(endpoint: DbEndpoint) -> str:
 
 
 def _connect(endpoint: DbEndpoint, role: str) -> Any:
-    import pymysql
 
     try:
         return endpoint.connect(connect_timeout=CONNECT_TIMEOUT_S, read_timeout=3600, write_timeout=3600)

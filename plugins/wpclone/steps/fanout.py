@@ -27,7 +27,10 @@ import threading
 from collections.abc import Sequence
 from typing import Any
 
+import pymysql
+
 from wpclone.db import DbEndpoint
+from wpclone.errors import LoadError
 
 log = logging.getLogger(__name__)
 
@@ -35,10 +38,6 @@ QUEUE_DEPTH = 4
 SESSION_PREFIXES = (b"SET ", b"/*!40101 SET ", b"/*!40103 SET ", b"/*!40014 SET ", b"/*!40111 SET ")
 _STOP = object()
 _BARRIER = object()
-
-
-class LoadError(RuntimeError):
-    """A statement failed on the target; the message is the server's."""
 
 
 class _Loader(threading.Thread):
@@ -79,7 +78,6 @@ class FanOutLoader:
     """A binary sink (``write``/``close``) that executes a mariadb-dump stream over N connections."""
 
     def __init__(self, target: DbEndpoint, streams: int) -> None:
-        import pymysql
 
         self.failed = threading.Event()
         self.loaders: list[_Loader] = []

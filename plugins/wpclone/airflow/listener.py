@@ -14,6 +14,9 @@ from typing import Any
 
 from airflow.listeners import hookimpl
 
+from wpclone.jobs import TYPE_OF_DAG
+from wpclone.summary import run_note
+
 log = logging.getLogger(__name__)
 
 
@@ -24,13 +27,11 @@ def write_note(dag_run: Any) -> str | None:
     transaction (a second session would wait on the run's row lock). A run not bound to a session (as
     ``dag.test()`` passes it) is written through a session of its own.
     """
-    from airflow.models.dagrun import DagRun
-    from airflow.utils.session import create_session
-    from sqlalchemy.orm import object_session
+    from airflow.models.dagrun import DagRun  # noqa: PLC0415 (the metadata database: only where runs end)
+    from airflow.utils.session import create_session  # noqa: PLC0415 (the metadata database: only where runs end)
+    from sqlalchemy.orm import object_session  # noqa: PLC0415 (the metadata database: only where runs end)
 
-    from wpclone.api.runs import job_status
-    from wpclone.jobs import TYPE_OF_DAG
-    from wpclone.summary import run_note
+    from wpclone.api.runs import job_status  # noqa: PLC0415 (the metadata database's models: only where runs end)
 
     if dag_run.dag_id not in TYPE_OF_DAG:
         return None

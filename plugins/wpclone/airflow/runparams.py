@@ -15,6 +15,8 @@ from collections.abc import Mapping
 from typing import Any
 from urllib.parse import urlsplit
 
+from airflow.sdk import Variable
+
 log = logging.getLogger(__name__)
 
 REF_SUFFIX = "_ref"
@@ -45,7 +47,7 @@ def keep_out_of_conf(conf: Mapping[str, Any], param: str, job_id: str, shown: st
     value = str(conf.get(param) or "")
     if not holds_credential(value):
         return dict(conf)
-    from airflow.models.variable import Variable
+    from airflow.models.variable import Variable  # noqa: PLC0415 (the metadata database: the API server only)
 
     key = variable_key(job_id, param)
     Variable.set(key, value, description=f"wpclone: {param} of job {job_id}; deleted when the job ends")
@@ -66,7 +68,6 @@ def resolve(params: Mapping[str, Any], param: str) -> str:
     ref = _ref(params, param)
     if ref is None:
         return str(params.get(param) or "")
-    from airflow.sdk import Variable
 
     value = Variable.get(ref, default=None)
     if value is None:
@@ -81,7 +82,6 @@ def forget(params: Mapping[str, Any], param: str) -> None:
     ref = _ref(params, param)
     if ref is None:
         return
-    from airflow.sdk import Variable
 
     Variable.delete(ref)
     log.info("deleted the Variable %s that held this job's %s", ref, param)
@@ -93,6 +93,6 @@ def drop(conf: Mapping[str, Any], param: str) -> None:
     ref = _ref(conf, param)
     if ref is None:
         return
-    from airflow.models.variable import Variable
+    from airflow.models.variable import Variable  # noqa: PLC0415 (the metadata database: the API server only)
 
     Variable.delete(ref)

@@ -1,17 +1,26 @@
-"""One builder per DAG shape (DESIGN §4). The DAG files call these; the tasks' work is in wpclone.tasks.
+"""One builder per DAG shape (DESIGN §4). The DAG files call these; the tasks' work is in wpclone.services.
 
-Nothing here does I/O: the runtime object is built from the environment only, for its step operators.
+Each task builds its dependencies once (:func:`wpclone.airflow.services.services`), turns the plan it is
+given back into a typed :class:`~wpclone.models.ClonePlan` and calls one service; a failure records its
+sentence as XCom ``error`` first (:mod:`wpclone.airflow.xcom`). The data-plane steps are declared here
+(:class:`~wpclone.runtimes.stepspec.Step`) and run by the operator of the runtime the environment names
+(:func:`wpclone.airflow.steps.step_operator`). Nothing here does I/O at parse time.
 """
 
 from __future__ import annotations
 
-import os
+import functools
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from airflow.sdk import DAG, Param, TriggerRule, task, task_group
+from airflow.sdk.exceptions import AirflowSkipException
 
-from wpclone import runparams, tasks
+from wpclone.airflow import runparams
+from wpclone.airflow.services import services
+from wpclone.airflow.steps import step_operator
+from wpclone.airflow.xcom import records_error, reported_errors
 from wpclone.models import (
     BACKUP_URL_PATTERN,
     CLONE_ID_PATTERN,
@@ -19,35 +28,91 @@ from wpclone.models import (
     TTL_MAX_MINUTES,
     TTL_MIN_MINUTES,
     URL_PATTERN,
+    ClonePlan,
     CopyMode,
-    WpcloneConfig,
 )
-from wpclone.runtimes import runtime_for, runtime_kind
-from wpclone.runtimes.base import Step
+from wpclone.runtimes.stepspec import ContentRole, DbRole, PlanValue, Step
+from wpclone.services import cleanup, clone, common, delete, restore
+from wpclone.settings import runtime_kind, task_retries
 
 TAGS = ["wpclone"]
+HEAVY_POOL = "wpclone_heavy"  # bounds concurrent copy steps against the shared MySQL (wpclone.provision)
 
 
 def default_args() -> dict[str, Any]:
     return {
         "owner": "platform",
         # From the environment only (no I/O at parse time); tests set 0 to see a failure at once.
-        "retries": int(os.environ.get("WPCLONE_TASK_RETRIES", "2")),
+        "retries": task_retries(),
         "retry_delay": timedelta(seconds=10),
         "retry_exponential_backoff": True,
         "max_retry_delay": timedelta(minutes=5),
     }
 
 
-PLAN = "validate_request"
-PLAN_JSON = "ti.xcom_pull(task_ids='validate_request')"
+PLAN = "validate_request"  # the task whose XCom is the job's ClonePlan
+
+# The data-plane steps (python -m wpclone.steps <step>), their arguments from the plan when the task runs.
+COPY_DATABASE = Step(
+    task_id="copy_database",
+    step="copy-database",
+    arguments=(
+        PlanValue.SOURCE_URL,
+        PlanValue.CLONE_URL,
+        "--copy-mode",
+        PlanValue.COPY_MODE,
+        "--table-prefix",
+        PlanValue.TABLE_PREFIX,
+        "--aliases",
+        PlanValue.ALIASES,
+    ),
+    db_env={"SOURCE_DB": DbRole.SOURCE, "TARGET_DB": DbRole.CLONE},
+)
+COPY_CONTENT = Step(
+    task_id="copy_content",
+    step="copy-content",
+    arguments=("--copy-mode", PlanValue.COPY_MODE),
+    content={"SOURCE_CONTENT_DIR": ContentRole.SOURCE, "TARGET_CONTENT_DIR": ContentRole.CLONE},
+)
+# Archive the clone (its own login, its wp-content) into the backup directory.
+BACKUP_CLONE = Step(
+    task_id="backup_clone",
+    step="backup-clone",
+    arguments=(PlanValue.CLONE_ID, PlanValue.CLONE_URL, "--table-prefix", PlanValue.TABLE_PREFIX),
+    db_env={"SOURCE_DB": DbRole.CLONE},
+    content={"SOURCE_CONTENT_DIR": ContentRole.CLONE},
+)
+# Fetch, verify and load a backup into the restore's fresh database, its wp-content staged beside the clone's.
+LOAD_BACKUP = Step(
+    task_id="load_backup",
+    step="restore-backup",
+    arguments=(PlanValue.CLONE_URL, "--table-prefix", PlanValue.TABLE_PREFIX),
+    db_env={"TARGET_DB": DbRole.RESTORE},
+    content={"TARGET_CONTENT_DIR": ContentRole.CLONE},
+    param_env={"WPCLONE_BACKUP_URL": "source_backup_url"},
+)
 
 
-def reported_errors(context: Any) -> list[str]:
-    """The one-sentence errors the run's other tasks recorded (XCom ``error``), in the DAG's task order."""
-    ti = context["ti"]
-    others = [t for t in context["dag"].task_ids if t != ti.task_id]
-    return [e for e in ti.xcom_pull(task_ids=others, key=tasks.ERROR_KEY) or [] if e]
+def plan_of(value: Any) -> ClonePlan:
+    """The ClonePlan a task is given (the JSON the first task returned, through XCom)."""
+    return ClonePlan.model_validate(value)
+
+
+def plan_or_none(value: Any) -> ClonePlan | None:
+    """For a teardown: the plan, or None when the first task refused the request (no plan was made)."""
+    return plan_of(value) if value else None
+
+
+def plan_task(task_id: str, service: Callable[..., Any], /, **task_kwargs: Any) -> Any:
+    """A task given the job's plan that calls ``service(<its services>, <the typed plan>)`` and returns
+    what it returns; ``task_kwargs`` go to ``@task`` (``retries``, ...)."""
+
+    @task(task_id=task_id, **task_kwargs)
+    @records_error
+    def run(plan: dict[str, Any]) -> Any:
+        return service(services(), plan_of(plan))
+
+    return run
 
 
 def _start_date() -> datetime:
@@ -65,10 +130,6 @@ def _dag(dag_id: str, doc_md: str | None, **kwargs: Any) -> DAG:
         default_args=default_args(),
         **kwargs,
     )
-
-
-def _runtime() -> Any:
-    return runtime_for(WpcloneConfig(runtime=runtime_kind()))
 
 
 def clone_params() -> dict[str, Param]:
@@ -114,96 +175,60 @@ def _serving_tasks(*, restore: bool = False) -> tuple[Any, Any]:
     safety goes onto the restored database before its preview (made when a DAG is built: the retries come
     from the environment then)."""
 
-    # It waits its own timeout: one retry at most (for a hiccup), not one more timeout per retry.
-    @task(task_id="await_site_ready", retries=min(1, default_args()["retries"]))
-    @tasks.records_error
-    def await_site_ready(plan: dict[str, Any]) -> None:
-        tasks.await_site_ready(plan)
-
-    @task(task_id="apply_staging_safety")
-    @tasks.records_error
-    def apply_staging_safety(plan: dict[str, Any]) -> str:
-        return tasks.apply_staging_safety(plan, restored=restore)
-
+    await_site_ready = plan_task("await_site_ready", common.await_site_ready, retries=_await_retries())
+    apply_staging_safety = plan_task(
+        "apply_staging_safety", functools.partial(common.apply_staging_safety, restored=restore)
+    )
     return await_site_ready, apply_staging_safety
 
 
+def _await_retries() -> int:
+    """A task that waits its own timeout: one retry at most (for a hiccup), not one more timeout per retry."""
+    return min(1, int(default_args()["retries"]))
+
+
 def build_clone_dag(dag_id: str = "wp_clone", doc_md: str | None = None) -> DAG:
-    runtime = _runtime()
+    kind = runtime_kind()
     with _dag(dag_id, doc_md, schedule=None, params=clone_params()) as dag:
 
         @task(task_id="validate_request")  # bad input fails at once (AirflowFailException): no retry
-        @tasks.records_error
+        @records_error
         def validate_request(**context: Any) -> dict[str, Any]:
-            return tasks.validate_request(context["params"], context["dag_run"].run_after, context["run_id"])
+            params, run_after = context["params"], context["dag_run"].run_after
+            return clone.validate_request(services(), params, run_after, context["run_id"]).model_dump(
+                mode="json"
+            )
 
         @task(task_id="reserve_clone")
-        @tasks.records_error
+        @records_error
         def reserve_clone(plan: dict[str, Any], **context: Any) -> None:
-            tasks.reserve_clone(plan, context["run_id"])
+            clone.reserve_clone(services(), plan_of(plan), context["run_id"])
 
-        @task(task_id="create_database")
-        @tasks.records_error
-        def create_database(plan: dict[str, Any]) -> None:
-            tasks.create_database(plan)
-
-        @task(task_id="deploy_site")
-        @tasks.records_error
-        def deploy_site(plan: dict[str, Any]) -> None:
-            tasks.deploy_site(plan)
-
+        create_database = plan_task("create_database", clone.create_database)
+        deploy_site = plan_task("deploy_site", common.deploy_site)
         await_site_ready, apply_staging_safety = _serving_tasks()
 
         @task(task_id="finalize_clone")
-        @tasks.records_error
+        @records_error
         def finalize_clone(plan: dict[str, Any], admin_user: str, **context: Any) -> dict[str, Any]:
             ti = context["ti"]
             copied = (ti.xcom_pull(task_ids="copy_database"), ti.xcom_pull(task_ids="copy_content"))
-            return tasks.finalize_clone(plan, context["run_id"], admin_user, copied)
+            return clone.finalize_clone(services(), plan_of(plan), context["run_id"], admin_user, copied)
 
         @task(task_id="rollback_clone", retries=3)
         def rollback_clone(**context: Any) -> dict[str, Any]:
             """Teardown of reserve_clone: does not decide the run's state; skips itself after a good run."""
-            from airflow.sdk.exceptions import AirflowSkipException
 
             ti = context["ti"]
             errors = reported_errors(context)
             if not errors and ti.xcom_pull(task_ids="finalize_clone") is not None:
                 raise AirflowSkipException("the clone is ready: nothing to roll back.")
-            return tasks.rollback_clone(ti.xcom_pull(task_ids=PLAN), context["run_id"], errors)
+            plan = plan_or_none(ti.xcom_pull(task_ids=PLAN))
+            return clone.rollback_clone(services(), plan, context["run_id"], errors)
 
         plan = validate_request()
-        copy_db = runtime.step_operator(
-            Step(
-                task_id="copy_database",
-                step="copy-database",
-                arguments=(
-                    f"{{{{ {PLAN_JSON}['source']['url'] }}}}",
-                    f"{{{{ {PLAN_JSON}['url'] }}}}",
-                    "--copy-mode",
-                    f"{{{{ {PLAN_JSON}['copy_mode'] }}}}",
-                    "--table-prefix",
-                    f"{{{{ {PLAN_JSON}['source']['table_prefix'] }}}}",
-                    "--aliases",
-                    f"{{{{ {PLAN_JSON}['source']['aliases'] | join(',') }}}}",
-                ),
-                db_env={"SOURCE_DB": "source", "TARGET_DB": "clone"},
-                heavy=True,
-            ),
-            plan_xcom=PLAN,
-            pool=tasks.HEAVY_POOL,
-        )
-        copy_content = runtime.step_operator(
-            Step(
-                task_id="copy_content",
-                step="copy-content",
-                arguments=("--copy-mode", f"{{{{ {PLAN_JSON}['copy_mode'] }}}}"),
-                content={"SOURCE_CONTENT_DIR": "source", "TARGET_CONTENT_DIR": "clone"},
-                heavy=True,
-            ),
-            plan_xcom=PLAN,
-            pool=tasks.HEAVY_POOL,
-        )
+        copy_db = step_operator(kind, COPY_DATABASE, plan_xcom=PLAN, pool=HEAVY_POOL)
+        copy_content = step_operator(kind, COPY_CONTENT, plan_xcom=PLAN, pool=HEAVY_POOL)
         reserved = reserve_clone(plan)
         created = create_database(plan)
         deployed = deploy_site(plan)
@@ -223,25 +248,25 @@ def delete_clone_group(clone_id: str) -> Any:
     """The one way a clone is deleted: used by wp_delete (one clone) and wp_ttl_cleanup (mapped)."""
 
     @task(task_id="begin_delete")
-    @tasks.records_error
+    @records_error
     def begin_delete(clone_id: str, **context: Any) -> str:
-        tasks.begin_delete(clone_id, context["run_id"])
+        delete.begin_delete(services(), clone_id, context["run_id"])
         return clone_id
 
     @task(task_id="delete_site")
-    @tasks.records_error
+    @records_error
     def delete_site(clone_id: str) -> list[str]:
-        return tasks.delete_site(clone_id)
+        return delete.delete_site(services(), clone_id)
 
     @task(task_id="drop_database")
-    @tasks.records_error
+    @records_error
     def drop_database(clone_id: str) -> None:
-        tasks.drop_database(clone_id)
+        delete.drop_database(services(), clone_id)
 
     @task(task_id="mark_deleted")
-    @tasks.records_error
+    @records_error
     def mark_deleted(clone_id: str, **context: Any) -> str:
-        return tasks.mark_deleted(clone_id, context["run_id"])
+        return delete.mark_deleted(services(), clone_id, context["run_id"])
 
     began = begin_delete(clone_id)
     site = delete_site(began)
@@ -257,7 +282,7 @@ def record_delete_failure(clone_ids_from: str) -> Any:
     @task(task_id="record_delete_failure", trigger_rule=TriggerRule.ONE_FAILED, retries=0)
     def record(**context: Any) -> None:
         clone_ids = context["ti"].xcom_pull(task_ids=clone_ids_from) or []
-        tasks.record_delete_failure(list(clone_ids), context["run_id"], reported_errors(context))
+        delete.record_delete_failure(services(), list(clone_ids), context["run_id"], reported_errors(context))
 
     return record()
 
@@ -278,9 +303,9 @@ def build_delete_dag(dag_id: str = "wp_delete", doc_md: str | None = None) -> DA
     ) as dag:
 
         @task(task_id="validate_request")  # bad input fails at once (AirflowFailException): no retry
-        @tasks.records_error
+        @records_error
         def validate_request(**context: Any) -> list[str]:
-            return tasks.validate_delete(context["params"])
+            return delete.validate_delete(services(), context["params"])
 
         clone_ids = validate_request()
         deleted = delete_clone_group.expand(clone_id=clone_ids)
@@ -295,18 +320,20 @@ def build_ttl_cleanup_dag(
 
         @task(task_id="find_expired")
         def find_expired(**context: Any) -> list[str]:
-            return tasks.find_expired(context["dag_run"].run_after)
+            return cleanup.find_expired(services(), context["dag_run"].run_after)
 
         @task(task_id="sweep_orphans", trigger_rule=TriggerRule.ALL_DONE)
         def sweep_orphans() -> list[str]:
-            return tasks.sweep_orphans()
+            return cleanup.sweep_orphans(services())
 
         @task(task_id="report", trigger_rule=TriggerRule.ALL_DONE)
         def report(**context: Any) -> dict[str, Any]:
             ti = context["ti"]
-            return tasks.report_cleanup(
-                ti.xcom_pull(task_ids="find_expired") or [], ti.xcom_pull(task_ids="sweep_orphans")
+            expired, orphans = (
+                ti.xcom_pull(task_ids="find_expired") or [],
+                ti.xcom_pull(task_ids="sweep_orphans"),
             )
+            return cleanup.report_cleanup(services(), expired, orphans)
 
         expired = find_expired()
         deleted = delete_clone_group.expand(clone_id=expired)
@@ -321,27 +348,10 @@ def _clone_id_param(description: str) -> Param:
     return Param(type="string", pattern=CLONE_ID_PATTERN, title="Clone id", description=description)
 
 
-def _backup_step(task_id: str) -> Step:
-    """Archive the clone (its own login, its wp-content) into the backup directory."""
-    return Step(
-        task_id=task_id,
-        step="backup-clone",
-        arguments=(
-            f"{{{{ {PLAN_JSON}['clone_id'] }}}}",
-            f"{{{{ {PLAN_JSON}['url'] }}}}",
-            "--table-prefix",
-            f"{{{{ {PLAN_JSON}['source']['table_prefix'] }}}}",
-        ),
-        db_env={"SOURCE_DB": "clone"},
-        content={"SOURCE_CONTENT_DIR": "clone"},
-        heavy=True,
-    )
-
-
 @task(task_id="lock_clone")
-@tasks.records_error
+@records_error
 def lock_clone(plan: dict[str, Any], **context: Any) -> None:
-    tasks.lock_clone(plan, context["run_id"])
+    restore.lock_clone(services(), plan_of(plan), context["run_id"])
 
 
 @task(task_id="release_clone", retries=3)
@@ -349,8 +359,9 @@ def release_clone(**context: Any) -> dict[str, Any]:
     """Teardown of lock_clone: undoes a failed restore, releases the lock, returns the job's result."""
     ti = context["ti"]
     runparams.forget(context["params"], "source_backup_url")  # a presigned URL outlives no job
-    return tasks.release_clone(
-        ti.xcom_pull(task_ids=PLAN),
+    return restore.release_clone(
+        services(),
+        plan_or_none(ti.xcom_pull(task_ids=PLAN)),
         context["run_id"],
         reported_errors(context),
         backup=ti.xcom_pull(task_ids="backup_clone"),
@@ -359,24 +370,24 @@ def release_clone(**context: Any) -> dict[str, Any]:
 
 
 def build_backup_dag(dag_id: str = "wp_backup", doc_md: str | None = None) -> DAG:
-    runtime = _runtime()
+    kind = runtime_kind()
     params = {"clone_id": _clone_id_param("The clone to back up: its database and wp-content.")}
     with _dag(dag_id, doc_md, schedule=None, params=params) as dag:
 
         @task(task_id="validate_request")  # bad input fails at once (AirflowFailException): no retry
-        @tasks.records_error
+        @records_error
         def validate_request(**context: Any) -> dict[str, Any]:
-            return tasks.validate_backup(context["params"])
+            return restore.validate_backup(services(), context["params"]).model_dump(mode="json")
 
         plan = validate_request()
         locked = lock_clone(plan)
-        backup = runtime.step_operator(_backup_step("backup_clone"), plan_xcom=PLAN, pool=tasks.HEAVY_POOL)
+        backup = step_operator(kind, BACKUP_CLONE, plan_xcom=PLAN, pool=HEAVY_POOL)
         locked >> backup >> release_clone().as_teardown(setups=locked)
     return dag
 
 
 def build_restore_dag(dag_id: str = "wp_restore", doc_md: str | None = None) -> DAG:
-    runtime = _runtime()
+    kind = runtime_kind()
     params = {
         "clone_id": _clone_id_param(
             "The clone to restore; it keeps serving until the restored site answers."
@@ -402,64 +413,30 @@ def build_restore_dag(dag_id: str = "wp_restore", doc_md: str | None = None) -> 
     with _dag(dag_id, doc_md, schedule=None, params=params) as dag:
 
         @task(task_id="validate_request")  # bad input fails at once (AirflowFailException): no retry
-        @tasks.records_error
+        @records_error
         def validate_request(**context: Any) -> dict[str, Any]:
-            return tasks.validate_restore(context["params"])
+            params = context["params"]
+            url = runparams.resolve(params, "source_backup_url")
+            return restore.validate_restore(services(), params.get("clone_id", ""), url).model_dump(
+                mode="json"
+            )
 
-        @task(task_id="prepare_restore")
-        @tasks.records_error
-        def prepare_restore(plan: dict[str, Any]) -> None:
-            tasks.prepare_restore(plan)
-
-        @task(task_id="verify_restore")
-        @tasks.records_error
-        def verify_restore(plan: dict[str, Any]) -> dict[str, Any]:
-            return tasks.verify_restore(plan)
-
-        @task(task_id="deploy_preview")
-        @tasks.records_error
-        def deploy_preview(plan: dict[str, Any]) -> None:
-            tasks.deploy_preview(plan)
-
-        @task(task_id="await_preview_ready", retries=min(1, default_args()["retries"]))
-        @tasks.records_error
-        def await_preview_ready(plan: dict[str, Any]) -> None:
-            tasks.await_site_ready(plan, preview=True)
-
-        @task(task_id="switch_site")
-        @tasks.records_error
-        def switch_site(plan: dict[str, Any]) -> None:
-            tasks.switch_restore(plan)
-
+        prepare_restore = plan_task("prepare_restore", restore.prepare_restore)
+        verify_restore = plan_task("verify_restore", restore.verify_restore)
+        deploy_preview = plan_task("deploy_preview", restore.deploy_preview)
+        await_preview = functools.partial(common.await_site_ready, preview=True)
+        await_preview_ready = plan_task("await_preview_ready", await_preview, retries=_await_retries())
+        switch_site = plan_task("switch_site", restore.switch_restore)
         await_site_ready, apply_staging_safety = _serving_tasks(restore=True)
 
-        @task(task_id="finish_restore")
-        @tasks.records_error
-        def finish_restore(plan: dict[str, Any]) -> None:
-            tasks.finish_restore(plan)
+        finish_restore = plan_task("finish_restore", restore.finish_restore)
 
         plan = validate_request()
         locked = lock_clone(plan)
-        load = runtime.step_operator(
-            Step(
-                task_id="load_backup",
-                step="restore-backup",
-                arguments=(
-                    f"{{{{ {PLAN_JSON}['url'] }}}}",
-                    "--table-prefix",
-                    f"{{{{ {PLAN_JSON}['source']['table_prefix'] }}}}",
-                ),
-                db_env={"TARGET_DB": "restore"},
-                content={"TARGET_CONTENT_DIR": "clone"},
-                param_env={"WPCLONE_BACKUP_URL": "source_backup_url"},
-                heavy=True,
-            ),
-            plan_xcom=PLAN,
-            pool=tasks.HEAVY_POOL,
-        )
+        load = step_operator(kind, LOAD_BACKUP, plan_xcom=PLAN, pool=HEAVY_POOL)
         # The safety backup of what the clone serves is taken only once the archive was fetched, loaded
         # and proven a working site (a broken archive costs no backup); the switch comes last.
-        backup = runtime.step_operator(_backup_step("backup_clone"), plan_xcom=PLAN, pool=tasks.HEAVY_POOL)
+        backup = step_operator(kind, BACKUP_CLONE, plan_xcom=PLAN, pool=HEAVY_POOL)
         prepared = prepare_restore(plan)
         verified = verify_restore(plan)
         safe = apply_staging_safety(plan)
