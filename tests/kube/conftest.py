@@ -26,7 +26,8 @@ from kubernetes.client.exceptions import ApiException
 from tests.kube.node_agent import NODE_NAME
 from wpclone.local.cluster import Cluster, missing_binaries
 from wpclone.local.procs import kill_group, pid_from_file
-from wpclone.local.settings import REPO_ROOT, StackSettings
+from wpclone.local.settings import StackSettings
+from wpclone.settings import REPO_ROOT
 
 TOOLBOX_IMAGE = "wpclone-toolbox:0.1.0"
 WORDPRESS_IMAGE = "wordpress:6.1-php8.2-apache"

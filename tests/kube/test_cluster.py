@@ -18,6 +18,7 @@ from typing import Any
 import kubernetes
 import pytest
 import yaml
+from airflow.providers.cncf.kubernetes.utils.pod_manager import PodManager
 from kubernetes.client.exceptions import ApiException
 
 from tests.kube.conftest import (
@@ -156,7 +157,6 @@ def test_active_deadline_ends_the_pod(core: kubernetes.client.CoreV1Api, namespa
 def test_log_streams_while_the_step_runs(core: kubernetes.client.CoreV1Api, namespace: str) -> None:
     """``KubernetesPodOperator``'s log follower (the provider's PodManager) reads the kubelet port through
     the API server: every line, in order, and it returns when the container ends."""
-    from airflow.providers.cncf.kubernetes.utils.pod_manager import PodManager
 
     script = "import time\nfor i in range(3):\n    print('line', i, flush=True)\n    time.sleep(0.5)"
     core.create_namespaced_pod(namespace, step_pod("talks", ["python", "-c", script]))

@@ -47,6 +47,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from wpclone import settings
 from wpclone.local.procs import kill_group, pid_from_file
 from wpclone.local.settings import StackSettings, free_port
 from wpclone.local.sitehost import _write_private as write_private  # text, mode 0600, atomic
@@ -54,7 +55,6 @@ from wpclone.local.sitehost import _write_private as write_private  # text, mode
 log = logging.getLogger(__name__)
 
 KUBE_VERSION = "1.20.2"
-KUBE_DIR_ENV = "WPCLONE_KUBE_DIR"
 BINARIES = ("kube-apiserver", "kube-controller-manager", "kube-scheduler")
 PROCESSES = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler")  # in start order
 # A node started against this cluster (the tests' node agent) records its pid as <cluster dir>/node.pid:
@@ -75,11 +75,7 @@ TOKEN_USERS = {
 
 def kube_dir() -> Path:
     """Where ``scripts/kube-build.sh`` keeps what it built (``WPCLONE_KUBE_DIR`` or the user's cache)."""
-    explicit = os.environ.get(KUBE_DIR_ENV)
-    if explicit:
-        return Path(explicit)
-    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
-    return cache / "wpclone" / f"kubernetes-{KUBE_VERSION}"
+    return settings.kube_dir(KUBE_VERSION)
 
 
 def missing_binaries() -> list[str]:
