@@ -2,7 +2,8 @@
 SHELL := /bin/bash
 PY := .venv/bin/python
 
-.PHONY: demo demo-down setup up down status seed sources test unit lint bench bench-load bench-chaos bench-restore clean
+.PHONY: demo demo-down setup kube-build up down status seed sources cluster-up cluster-down test unit lint bench \
+	bench-load bench-chaos bench-restore clean
 
 demo: setup       ## everything up (MariaDB, site host, Airflow), seed the source, clone it through the API
 	@$(PY) -m wpclone.local demo
@@ -13,12 +14,15 @@ demo-down:        ## stop everything the demo started; leaves no process behind
 setup:            ## install apt packages, the venv and our package (idempotent)
 	@scripts/setup.sh
 
+kube-build:       ## build the cluster tier's Kubernetes 1.20.2 control plane, once per machine (7-8 min; then cached)
+	@scripts/setup.sh --cluster
+
 up: setup         ## start the local stack (MariaDB + PHP site host)
 	@$(PY) -m wpclone.local up
 
 TEST_STATE := $(CURDIR)/.local/test
 
-down:             ## stop the local stack (and the tests' own stack); leaves no process behind
+down:             ## stop the local stack and cluster (and the tests' own); leaves no process behind
 	@[ ! -x $(PY) ] || $(PY) -m wpclone.local down
 	@[ ! -x $(PY) ] || [ ! -d $(TEST_STATE) ] || WPCLONE_STATE_DIR=$(TEST_STATE) $(PY) -m wpclone.local down
 
@@ -28,10 +32,16 @@ status:
 seed: up          ## create the realistic source site (SIZE=posts to scale it)
 	@$(PY) -m wpclone.local seed $(if $(SIZE),--posts $(SIZE))
 
+cluster-up: setup kube-build  ## start the local Kubernetes control plane; prints its kubeconfig for kubectl
+	@$(PY) -m wpclone.local cluster-up
+
+cluster-down:     ## stop the local Kubernetes control plane (its objects are kept for the next start)
+	@[ ! -x $(PY) ] || $(PY) -m wpclone.local cluster-down
+
 sources: setup    ## the registered sources (add one: .venv/bin/python -m wpclone.local add-source --help)
 	@$(PY) -m wpclone.local sources
 
-test: setup       ## install, lint, run every test tier, then stop the tests' stack (WPCLONE_KEEP_STACK=1 keeps it)
+test: setup kube-build  ## install, lint, run every test tier, then stop the tests' stack (WPCLONE_KEEP_STACK=1 keeps it)
 	@.venv/bin/ruff check . && .venv/bin/ruff format --check . && .venv/bin/mypy
 	@$(PY) -m pytest $(PYTEST_ARGS); rc=$$?; \
 	  [ "$$WPCLONE_KEEP_STACK" = 1 ] || WPCLONE_STATE_DIR=$(TEST_STATE) $(PY) -m wpclone.local down >/dev/null; \

@@ -8,6 +8,10 @@
 #                                     engine built in place (plugins/wpclone/_rewrite_core*.so). Idempotent
 #                                     and quick when already done (checks installed packages, a hash of the
 #                                     requirements, and the engine's build against its source).
+#   scripts/setup.sh --cluster        the cluster tier's control plane: apt set `cluster` and the Kubernetes
+#                                     binaries built once per machine (scripts/kube-build.sh; at once when
+#                                     they are there). `make test`, `make kube-build` and `make cluster-up`
+#                                     run it; plain `make setup` does not (the demo needs no cluster).
 #   scripts/setup.sh --apt SET...     only the apt packages of the named sets (toolbox, airflow, dev, ...)
 #   scripts/setup.sh --pip SET        only the Python packages of a set into the current interpreter
 #                                     ($PYTHON, default python3): `toolbox` (what the pods run: TOOLBOX_PIP at
@@ -31,6 +35,7 @@ APT_CORE=(gcc libc6-dev)                                     # the rewrite's com
 APT_PYTHON_DEV=(python3-dev)                                 # headers of Debian's python3 (the .venv's)
 APT_BASE=(python3-venv make curl ca-certificates)
 APT_BROWSER=(chromium)                                       # headless browser of the UI tests (Playwright)
+APT_CLUSTER=(golang-go etcd-server dpkg-dev)                 # the cluster tier: builds and runs its control plane
 
 # pip packages of the toolbox image, each at its requirements.txt pin: what the modules the pods run
 # (python -m wpclone.steps, python -m wpclone.k8s.content) import. tests/unit/test_deploy_images.py derives
@@ -44,7 +49,8 @@ apt_set() {
               "${APT_BUILD[@]} ${APT_CORE[@]} ${APT_PYTHON_DEV[@]} ${APT_BASE[@]} ${APT_BROWSER[@]}" ;;
     toolbox) echo "${APT_MARIADB_CLIENT[@]} ${APT_PHP[@]} ${APT_CORE[@]} ca-certificates" ;;
     airflow) echo "${APT_BUILD[@]} ${APT_CORE[@]} ${APT_MARIADB_CLIENT[@]}" ;;
-    *) echo "setup: unknown apt package set '$1' (dev, toolbox, airflow)" >&2; return 2 ;;
+    cluster) echo "${APT_CLUSTER[@]}" ;;
+    *) echo "setup: unknown apt package set '$1' (dev, toolbox, airflow, cluster)" >&2; return 2 ;;
   esac
 }
 
@@ -119,12 +125,14 @@ install_dev() {
 
 case "${1:-}" in
   "") install_dev ;;
+  --cluster) [ $# -eq 1 ] || { echo "setup: --cluster takes no argument" >&2; exit 2; }; scripts/kube-build.sh ;;
   --apt) shift; [ $# -gt 0 ] || { echo "setup: --apt needs a package set" >&2; exit 2; }; install_apt "$@" ;;
   --pip) [ $# -eq 2 ] || { echo "setup: --pip needs one package set" >&2; exit 2; }; install_pip "$2" ;;
   --list) [ $# -eq 2 ] || { echo "setup: --list needs one package set" >&2; exit 2; }
           listed=$(apt_set "$2") || exit 2; read -r -a listed <<<"$listed"; printf '%s\n' "${listed[@]}"; exit 0 ;;
   --list-pip) [ $# -eq 2 ] || { echo "setup: --list-pip needs one package set" >&2; exit 2; }
           pip_set "$2" || exit 2; exit 0 ;;
-  *) echo "setup: unknown option '$1' (none, --apt SET..., --pip SET, --list SET, --list-pip SET)" >&2; exit 2 ;;
+  *) echo "setup: unknown option '$1' (none, --cluster, --apt SET..., --pip SET, --list SET, --list-pip SET)" >&2
+     exit 2 ;;
 esac
 echo "setup: ready"

@@ -49,6 +49,7 @@ K8S_OVERRIDES = {"toolbox_image": "WPCLONE_TOOLBOX_IMAGE", "wordpress_image": "W
 STATE_DIR = "WPCLONE_STATE_DIR"
 STACK_PORTS = {"db": "WPCLONE_DB_PORT", "http": "WPCLONE_HTTP_PORT", "airflow": "WPCLONE_AIRFLOW_PORT"}
 AIRFLOW_START_TIMEOUT = "WPCLONE_AIRFLOW_START_TIMEOUT"
+KUBE_DIR = "WPCLONE_KUBE_DIR"
 AIRFLOW_PARALLELISM = "WPCLONE_AIRFLOW_PARALLELISM"
 AIRFLOW_PARSE_INTERVAL = "WPCLONE_AIRFLOW_PARSE_INTERVAL"
 AIRFLOW_API_WORKERS = "WPCLONE_AIRFLOW_API_WORKERS"
@@ -185,6 +186,16 @@ def stack_port(which: str, env: Env | None = None) -> int | None:
     if not raw.isdigit() or not 0 < int(raw) < 65536:
         raise ConfigError(f"{name} must be a port number, not {raw!r}.")
     return int(raw)
+
+
+def kube_dir(version: str, env: Env | None = None) -> Path:
+    """Where ``scripts/kube-build.sh`` keeps the local control plane it built (``WPCLONE_KUBE_DIR``, else
+    ``$XDG_CACHE_HOME`` or ``~/.cache``, then ``wpclone/kubernetes-<version>``)."""
+    explicit = _get(KUBE_DIR, env)
+    if explicit:
+        return Path(explicit)
+    cache = Path(_get("XDG_CACHE_HOME", env) or Path.home() / ".cache")
+    return cache / "wpclone" / f"kubernetes-{version}"
 
 
 def airflow_start_timeout(env: Env | None = None) -> float:

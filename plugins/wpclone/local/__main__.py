@@ -1,5 +1,6 @@
 """``python -m wpclone.local up|down|status|seed|demo``: run the local stack (MariaDB + PHP site host +
-Airflow); ``add-source|remove-source|sources``: the sites it may clone (``wpclone.local.sources``).
+Airflow); ``add-source|remove-source|sources``: the sites it may clone (``wpclone.local.sources``);
+``cluster-up|cluster-down``: the cluster tier's local Kubernetes control plane (``wpclone.local.cluster``).
 
 Progress is logged as lines; a failure exits non-zero with one clear sentence.
 """
@@ -17,6 +18,7 @@ from wpclone import cli
 from wpclone.config import local_sources
 from wpclone.errors import ConfigError
 from wpclone.local.airflow import LocalAirflow
+from wpclone.local.cluster import Cluster
 from wpclone.local.mariadb import ADMIN_USER, LocalMariaDB
 from wpclone.local.seed import DEFAULT_POSTS, database_size, seed_source
 from wpclone.local.settings import StackSettings
@@ -35,8 +37,9 @@ def up(settings: StackSettings, airflow: bool = False) -> None:
 
 
 def down(settings: StackSettings) -> None:
-    """Stop Airflow, the site host and MariaDB; leaves no process behind."""
+    """Stop Airflow, the site host, MariaDB and the cluster; leaves no process behind."""
     LocalAirflow(settings).stop()
+    Cluster(settings).stop()
     SiteHost(settings).stop()
     LocalMariaDB(settings).stop()
     log.info("local stack stopped")
@@ -71,6 +74,18 @@ def status(settings: StackSettings) -> int:
         print(f"  {site.name:<24} {site.url}/  db {site.db_name}")
     list_sources(settings)
     return 0 if db_up and host_up else 3
+
+
+def cluster_up(settings: StackSettings) -> None:
+    """Start the local control plane and say how to reach it."""
+    cluster = Cluster(settings)
+    cluster.start()
+    print(
+        f"""API server:  {cluster.server} (Kubernetes 1.20.2, RBAC on; no node until one is started)
+kubeconfig:  {cluster.kubeconfig} (admin; e.g. KUBECONFIG={cluster.kubeconfig} kubectl get ns)
+a node:      .venv/bin/python -m tests.kube.node_agent --kubeconfig {cluster.kubeconfig}
+stop it:     make cluster-down"""
+    )
 
 
 def list_sources(settings: StackSettings) -> None:
@@ -139,7 +154,9 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     start = sub.add_parser("up", help="start MariaDB and the PHP site host (idempotent)")
     start.add_argument("--airflow", action="store_true", help="also start Airflow with our DAGs and API")
-    sub.add_parser("down", help="stop Airflow, the site host and MariaDB; leaves no process behind")
+    sub.add_parser("down", help="stop Airflow, the site host, MariaDB and the cluster; nothing left running")
+    sub.add_parser("cluster-up", help="start the local Kubernetes control plane (built by make kube-build)")
+    sub.add_parser("cluster-down", help="stop the local Kubernetes control plane (its data stays)")
     sub.add_parser("status", help="show what runs, ports, admin DB endpoint and registered sites")
     sub.add_parser("demo", help="up with Airflow, seed the source, clone it through the jobs API")
     seed = sub.add_parser("seed", help="create the realistic source site")
@@ -156,6 +173,10 @@ def main(argv: list[str] | None = None) -> int:
             up(settings, airflow=args.airflow)
         elif args.command == "down":
             down(settings)
+        elif args.command == "cluster-up":
+            cluster_up(settings)
+        elif args.command == "cluster-down":
+            Cluster(settings).stop()
         elif args.command == "status":
             return status(settings)
         elif args.command == "demo":
