@@ -27,7 +27,7 @@ site dir, content, secret files, a registry row not ``deleted``, or a process of
 killed, when (seconds into the job, which tasks were running) and the outcome; exits non-zero when a job
 neither completed nor rolled back cleanly, or something is left behind.
 
-    WPCLONE_STATE_DIR=/work/main/.local/h-bench .venv/bin/python bench/chaos.py \\
+    WPCLONE_STATE_DIR=$PWD/.local/h-bench .venv/bin/python bench/chaos.py \\
         [--scenario step runner exhaust scheduler] [--posts 30000]
 """
 

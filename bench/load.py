@@ -22,7 +22,7 @@ of 20 requests is their second slowest, and one round can land on a moment when 
 
 Exits non-zero when a goal is missed or something is left behind.
 
-    WPCLONE_STATE_DIR=/work/main/.local/h-bench .venv/bin/python bench/load.py \\
+    WPCLONE_STATE_DIR=$PWD/.local/h-bench .venv/bin/python bench/load.py \\
         [--clones 20] [--rounds 3] [--ttl 30] [--poll 1.0] [--timeout 600] [--cold] [--verbose]
 
 (Without WPCLONE_STATE_DIR it uses the machine's normal stack, ``.local``.)

@@ -1,6 +1,6 @@
 """Benchmark restore-backup of the demo site's backup against copy-database of the same data, side by side.
 
-    WPCLONE_STATE_DIR=/work/main/.local/h-bench .venv/bin/python bench/restore.py \\
+    WPCLONE_STATE_DIR=$PWD/.local/h-bench .venv/bin/python bench/restore.py \\
         [--rounds 3] [--posts 200] [--no-db-only]
 
 Starts MariaDB and the PHP site host of ``WPCLONE_STATE_DIR`` (default ``.local``; not Airflow: both steps

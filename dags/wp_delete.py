@@ -3,8 +3,9 @@
 
 Removes the clone's site, database, database user, content and secrets, and marks it `deleted` in the
 registry. Idempotent: deleting a clone that is already deleted succeeds and changes nothing. Refused for an
-unknown clone, and while another job works on the clone (e.g. it is still being provisioned): try again
-when that job ends.
+unknown clone, and while a backup or restore works on the clone: try again when that job ends. A clone
+still being made is waited for until its job has rolled back (the jobs API's delete cancels that job first;
+at most `WPCLONE_DELETE_WAIT` seconds, default 900).
 
 **Params**: `clone_id`.
 

@@ -8,12 +8,15 @@ rewritten to the clone's, its wp-content is staged beside the clone's, and only 
 (one atomic `RENAME TABLE`). If anything fails, the switch is undone and nothing of the restore is left.
 
 **Params**: `clone_id` (a `ready` clone), `source_backup_url` (`https://`; on the local runtime also
-`http://` and `file://` under the backup directory). URLs, archives and SQL are checked: see the README.
+`http://` and `file://` under the backup directory). URLs, archives and SQL are checked: see
+docs/backup-restore.md.
 
-**Tasks**: validate_request → lock_clone → backup_clone (a safety backup first) → prepare_restore →
-load_backup (fetch, verify, guard, rewrite, load, stage) → switch_site → apply_staging_safety →
-await_site_ready → finish_restore (drops what was replaced) → release_clone (always; on failure it
-switches back and removes the restore's leftovers, and the clone records why).
+**Tasks**: validate_request → lock_clone → prepare_restore (a fresh database and login) → load_backup (fetch,
+verify, guard, rewrite, load, stage) → verify_restore (a complete WordPress site) → apply_staging_safety →
+deploy_preview → await_preview_ready (the restored site, privately, at the clone's URL) → backup_clone (a
+safety backup of what the clone serves) → switch_site → await_site_ready → finish_restore (drops what was
+replaced) → release_clone (always; on failure it switches back and removes the restore's leftovers, and the
+clone records why).
 """
 
 from __future__ import annotations

@@ -2,10 +2,10 @@
 
 * ``reserialize(values)`` -> ``serialize(unserialize(v))`` for each value, or None where unserialize fails;
 * ``strtr(values, pairs)`` -> PHP's ``strtr(v, pairs)`` for each value;
-* ``rule(values, pairs)`` -> the URL rule of DESIGN §6 applied to each value as plain text, by ``PHP_RULE``:
-  an implementation of its own, written in PHP from the rule's text (the forms a pair of site URLs makes,
-  the host boundary as a PCRE lookahead, explicit pairs), applied with one ``preg_replace_callback`` over
-  an alternation of every key, longest first (which is strtr's choice at each position);
+* ``rule(values, pairs)`` -> the URL rule (docs/rewrite.md) applied to each value as plain text, by
+  ``PHP_RULE``: an implementation of its own, written in PHP from the rule's text (the forms a pair of site
+  URLs makes, the host boundary as a PCRE lookahead, explicit pairs), applied with one
+  ``preg_replace_callback`` over an alternation of every key, longest first (strtr's choice at each position);
 * ``rule_counts(values, pairs)`` -> per value, how many replacements of each form the rule makes.
 
 Also a small PHP serializer for test structures (``serialize``), checked against PHP by the tests.

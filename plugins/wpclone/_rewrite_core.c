@@ -1,6 +1,6 @@
 /* The compiled engine of wpclone.rewrite: the same rule, the same output byte for byte, the same counts.
  *
- * wpclone/rewrite.py is the reference and holds the rule (its module docstring; DESIGN §6). Python builds
+ * wpclone/rewrite.py is the reference and holds the rule (its module docstring; docs/rewrite.md). Python builds
  * the table of keys (``replacement_table``) and hands it here as plain tuples; this file only applies it:
  *
  * - Tokenizing: a quote is a literal's delimiter unless an odd run of backslashes precedes it (counted within

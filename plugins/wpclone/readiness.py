@@ -1,4 +1,4 @@
-"""Ready means right (DESIGN §6): when a clone's (or a restore's) site counts as serving what it should.
+"""Ready means right: when a clone's (or a restore's) site counts as serving what it should.
 
 A site is ready only when both hold:
 

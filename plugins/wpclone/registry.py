@@ -1,4 +1,4 @@
-"""The clone registry: one row per clone in a control schema on the shared MySQL server (DESIGN §2).
+"""The clone registry: one row per clone in a control schema on the shared MySQL server.
 
 The registry is the source of truth for TTL cleanup and the orphan sweep, and it enforces the one
 concurrency rule of wpclone:

@@ -1,4 +1,4 @@
-"""Serialization-safe URL rewrite over mysqldump output (DESIGN §6).
+"""Serialization-safe URL rewrite over mysqldump output.
 
 The rule, applied to every SQL string literal of the dump (a *field*):
 

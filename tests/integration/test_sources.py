@@ -1,7 +1,7 @@
 """Sources on the local stack, as a user registers them: seeding keeps them, add-source checks before it
 writes, and the second test site (tests/fixtures/othersite.py) is what it says it is.
 
-Commands run as subprocesses (``python -m wpclone.local ...``), as the README shows them.
+Commands run as subprocesses (``python -m wpclone.local ...``), as docs/local-stack.md shows them.
 """
 
 from __future__ import annotations

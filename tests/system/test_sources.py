@@ -1,4 +1,5 @@
-"""What the README's "Your own sites as sources" says, done as a user does it against a running Airflow:
+"""What docs/local-stack.md's "Your own sites as sources" says, done as a user does it against a running
+Airflow:
 register the second test site (its database on another MariaDB server) with ``python -m wpclone.local
 add-source``, clone it with ``wpclone clone URL --wait``, look at the clone, delete it, unregister the site.
 """

@@ -109,8 +109,8 @@ def test_the_rolebinding_binds_our_role_to_the_workers_service_account() -> None
     assert binding["subjects"] == [
         {"kind": "ServiceAccount", "name": workers["name"], "namespace": "airflow"}
     ]
-    # The release namespace the README installs Airflow into.
-    assert "--namespace airflow" in (REPO / "README.md").read_text()
+    # The release namespace docs/deploy.md installs Airflow into.
+    assert "--namespace airflow" in (REPO / "docs" / "deploy.md").read_text()
 
 
 def _policies() -> tuple[dict[str, Any], dict[str, Any]]:
@@ -166,7 +166,7 @@ def test_only_the_ingress_controller_and_the_workers_reach_the_site_port() -> No
         {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "ingress-nginx"}}}
     ]
     # The workers' readiness check (wpclone.readiness through the site's Service): only the worker pods of
-    # the release namespace the README installs Airflow into, only the site port.
+    # the release namespace docs/deploy.md installs Airflow into, only the site port.
     assert workers == {
         "from": [
             {

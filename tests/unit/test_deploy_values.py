@@ -39,7 +39,7 @@ REPO = Path(__file__).resolve().parents[2]
 VALUES = REPO / "helm-values" / "airflow.yaml"
 CHART_SCHEMA = REPO / "tests" / "fixtures" / "deploy" / "airflow-chart-values.schema.extract.json"
 CHART_VERSION = "1.22.0"
-CONCURRENT_CLONES = 20  # DESIGN §1: 20 concurrent clones
+CONCURRENT_CLONES = 20  # the values are sized for 20 concurrent clones (docs/deploy.md)
 
 
 def values() -> dict[str, Any]:
@@ -126,8 +126,8 @@ def test_every_key_we_set_is_documented_by_the_chart() -> None:
 def test_the_chart_version_is_pinned_and_named() -> None:
     text = VALUES.read_text()
     assert f"version {CHART_VERSION}" in text and f"--version {CHART_VERSION}" in text
-    readme = (REPO / "README.md").read_text()
-    assert f"--version {CHART_VERSION}" in readme
+    deploy_doc = (REPO / "docs" / "deploy.md").read_text()
+    assert f"--version {CHART_VERSION}" in deploy_doc
 
 
 def test_the_airflow_version_and_image_are_ours() -> None:
@@ -186,7 +186,7 @@ def test_the_kubernetes_settings_parse() -> None:
     settings = KubernetesSettings.from_env(env())
     assert settings.namespace == "wpclone-clones"
     assert settings.toolbox_image == env()["WPCLONE_TOOLBOX_IMAGE"]
-    assert settings.deferrable is False  # the pool already bounds the waiting slots (README)
+    assert settings.deferrable is False  # the pool already bounds the waiting slots (docs/deploy.md)
 
 
 def test_the_wpclone_configuration_is_mounted_and_parses() -> None:

@@ -212,7 +212,7 @@ async def test_a_clone_id_naming_another_clones_preview_is_refused(
 async def test_a_source_password_secret_named_like_a_clone_is_refused_before_any_call(
     emulator: km.KubernetesEmulator,  # noqa: F811
 ) -> None:
-    """The README's example: the source's password Secret ``wpclone-source-www``; ``clone_id: source-www``
+    """docs/deploy.md's example: the source's password Secret ``wpclone-source-www``; ``clone_id: source-www``
     would have taken it over, and deleting that clone would have deleted the source's password."""
     source = make_source(
         name="www", db_password_secret="wpclone-source-www", content_claim="wpclone-www-files"

@@ -1,4 +1,4 @@
-"""The rewrite engine against its rule (DESIGN §6), with real PHP as the oracle.
+"""The rewrite engine against its rule (docs/rewrite.md), with real PHP as the oracle.
 
 Dumps are built from structures, so every test knows the exact expected output: the same structures with
 the rule applied to every string by PHP (``PhpOracle.rule``, an implementation of the rule of its own),

@@ -1,4 +1,4 @@
-"""Every form of a site URL, at host boundaries (DESIGN §6), against PHP as the oracle.
+"""Every form of a site URL, at host boundaries (docs/rewrite.md), against PHP as the oracle.
 
 ``PhpOracle.rule`` is the rule written again in PHP (its own form generator, the boundary as a PCRE
 lookahead, one ``preg_replace_callback``). Each case below is checked three ways: its written expectation,

@@ -1,4 +1,4 @@
-"""One builder per DAG shape (DESIGN §4). The DAG files call these; the tasks' work is in wpclone.services.
+"""One builder per DAG shape (docs/dags.md). The DAG files call these; the tasks' work is in wpclone.services.
 
 Each task builds its dependencies once (:func:`wpclone.airflow.services.services`), turns the plan it is
 given back into a typed :class:`~wpclone.models.ClonePlan` and calls one service; a failure records its

@@ -1,4 +1,4 @@
-"""Kubernetes pieces of the kubernetes runtime (DESIGN §5).
+"""Kubernetes pieces of the kubernetes runtime (docs/architecture.md#runtimes).
 
 - :mod:`wpclone.k8s.settings`: where and how clones are deployed (namespace, images, classes, resources),
   read from ``WPCLONE_K8S_*`` environment variables.

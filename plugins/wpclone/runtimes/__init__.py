@@ -1,4 +1,4 @@
-"""Runtimes: where steps run and clones are served, chosen by configuration (DESIGN §5)."""
+"""Runtimes: where steps run and clones are served, chosen by configuration."""
 
 from __future__ import annotations
 

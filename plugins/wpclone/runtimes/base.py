@@ -1,4 +1,4 @@
-"""What a runtime provides to the services: one small interface, two implementations (DESIGN §5).
+"""What a runtime provides to the services: one small interface, two implementations.
 
 Control-plane work (the clone's secrets, its site's objects, its wp-content storage) runs in the Airflow
 worker through these methods; data-plane steps (``python -m wpclone.steps ...``) run where the runtime

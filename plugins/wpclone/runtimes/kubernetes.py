@@ -1,4 +1,4 @@
-"""The kubernetes runtime: steps run in pods on the toolbox image, clones are served by the cluster (§5).
+"""The kubernetes runtime: steps run in pods on the toolbox image, clones are served by the cluster.
 
 A clone ``<id>`` is, in the settings' namespace: Secret ``wpclone-<id>`` (its passwords and salts), claim
 ``wpclone-<id>-content`` (its wp-content), ConfigMap ``wpclone-<id>-site`` (must-use plugin and Apache

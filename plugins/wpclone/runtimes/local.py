@@ -1,4 +1,4 @@
-"""The local runtime: steps as local processes, clones served by the local site host (DESIGN §5).
+"""The local runtime: steps as local processes, clones served by the local site host.
 
 Secrets are files only the owner can read under the stack's ``secrets/``; a step receives
 ``*_PASSWORD_FILE`` where a pod would receive ``*_PASSWORD`` from a Secret, and the same command line: the

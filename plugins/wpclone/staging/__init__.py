@@ -1,4 +1,4 @@
-"""Staging safety: what every clone gets so it is safe as staging (DESIGN §4 "apply staging safety").
+"""Staging safety: what every clone gets so it is safe as staging.
 
 Three parts, applied by the runtime and the worker:
 

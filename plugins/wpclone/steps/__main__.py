@@ -89,7 +89,8 @@ def build_parser() -> argparse.ArgumentParser:
     content.add_argument(
         "--copy-mode",
         default="everything",
-        help="everything (default), or database: leave uploads/ empty (the clone's copy mode)",
+        help="everything (default) or files: all of wp-content; database: leave uploads/ empty "
+        "(the clone's copy mode)",
     )
     content.add_argument("--json", action="store_true", help=JSON_HELP)
 

@@ -1,4 +1,4 @@
-"""Walking a wp-content tree under the link rule (DESIGN §6): what copy-content copies and a backup archives.
+"""Walking a wp-content tree under the link rule: what copy-content copies and a backup archives.
 
 :class:`ContentWalk` yields every entry below a wp-content directory (not the directory itself), parents
 before their contents, each directory's entries sorted by name, and applies one rule to every symlink it

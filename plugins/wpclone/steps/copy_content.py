@@ -1,4 +1,4 @@
-"""copy-content: copy a site's wp-content tree (uploads can be many GB), streamed and resumable (DESIGN §6).
+"""copy-content: copy a site's wp-content tree (uploads can be many GB), streamed and resumable.
 
 Rules:
 

@@ -1,4 +1,4 @@
-"""copy-database: stream ``mariadb-dump`` → URL rewrite → load into the target, then verify (DESIGN §6).
+"""copy-database: stream ``mariadb-dump`` → URL rewrite → load into the target, then verify.
 
 The three stages run concurrently (the dump process, the rewrite in this process, the load); no temporary
 file is written. The load runs the rewritten statements over PyMySQL connections (``--parallel N``, default
