@@ -25,7 +25,9 @@ configuration first. Airflow-free (the services use it).
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Sequence
+from typing import Any
 
 from wpclone.errors import BadRequest, ConfigError
 from wpclone.models import SourceConfig, normalize_url
@@ -36,6 +38,28 @@ CONN_ID_PREFIX = "wpclone_source_"
 def source_conn_id(name: str) -> str:
     """The Airflow connection id of the source ``name``."""
     return CONN_ID_PREFIX + name
+
+
+def connection_body(source: SourceConfig, password: str) -> dict[str, Any]:
+    """``source`` as the body of Airflow's ``POST /api/v2/connections`` (wpclone.airflow.sources reads it
+    back); its wp-content a directory (the local runtime)."""
+    extra: dict[str, Any] = {"url": source.url, "table_prefix": source.table_prefix}
+    if source.aliases:
+        extra["aliases"] = list(source.aliases)
+    if source.content_dir or source.content_claim:
+        extra["content"] = source.content_dir or source.content_claim
+    if source.content_link_roots is not None:
+        extra["content_link_roots"] = list(source.content_link_roots)
+    return {
+        "connection_id": source_conn_id(source.name),
+        "conn_type": "mysql",
+        "host": source.db_host,
+        "port": source.db_port,
+        "login": source.db_user,
+        "password": password,
+        "schema": source.db_name,
+        "extra": json.dumps(extra),
+    }
 
 
 def origin(source: SourceConfig) -> str:
