@@ -5,7 +5,8 @@ Copies a **registered source** site into a new clone at its own URL, with its ow
 and wp-content, and an expiry (`ttl_minutes`); `wp_ttl_cleanup` deletes it when that passes.
 
 **Params**: `source_url` (a registered source), `ttl_minutes` (10-10080, default 60), `clone_id` (empty:
-generated), `copy_mode` (`everything`, or `database`: without uploads).
+generated), `copy_mode` (`everything`, or `database`: without uploads), `source` (only for a source registered
+as an Airflow connection `wpclone_source_<name>`: its name; the jobs API fills it in; docs/sources.md).
 
 **Tasks**: validate_request → reserve_clone → create_database → copy_database ∥ copy_content → deploy_site
 → await_site_ready → apply_staging_safety (noindex header and option, no outgoing mail, no visitor cron,

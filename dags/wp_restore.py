@@ -8,7 +8,8 @@ rewritten to the clone's, its wp-content is staged beside the clone's, and only 
 (one atomic `RENAME TABLE`). If anything fails, the switch is undone and nothing of the restore is left.
 
 **Params**: `clone_id` (a `ready` clone), `source_backup_url` (`https://`; on the local runtime also
-`http://` and `file://` under the backup directory). URLs, archives and SQL are checked: see the README.
+`http://` and `file://` under the backup directory), `source` (the name of the clone's source when it is an
+Airflow connection; the jobs API fills it in). URLs, archives and SQL are checked: see the README.
 
 **Tasks**: validate_request → lock_clone → backup_clone (a safety backup first) → prepare_restore →
 load_backup (fetch, verify, guard, rewrite, load, stage) → switch_site → apply_staging_safety →

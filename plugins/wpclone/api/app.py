@@ -4,6 +4,10 @@ Every route authenticates with Airflow's own dependencies (a JWT from ``POST /au
 token or the UI's cookie: none -> 401) and asks Airflow's auth manager whether the user may act on the DAG
 behind the job (no -> 403). Errors are JSON ``{"detail": "<one sentence>"}``. A request is checked
 completely before anything is created, so a refused request leaves nothing behind.
+
+``GET /api/v1/sources`` lists the registered sources (wpclone.sources: the configuration's and Airflow's
+connections ``wpclone_source_<name>``). The API finds a request's source by URL (it may list connections)
+and passes its name to the job as the ``source`` param, which is how a task finds a connection's source.
 """
 
 from __future__ import annotations

@@ -1,6 +1,9 @@
 """``python -m wpclone.local up|down|status|seed|demo``: run the local stack (MariaDB + PHP site host +
 Airflow); ``add-source|remove-source|sources``: the sites it may clone (``wpclone.local.sources``).
 
+``demo`` registers the seeded source as the Airflow connection ``wpclone_source_source`` (through the REST
+API of the Airflow it started) instead of the JSON configuration, as a platform team registers its sites.
+
 Progress is logged as lines; a failure exits non-zero with one clear sentence.
 """
 
