@@ -6,7 +6,8 @@ and wp-content, and an expiry (`ttl_minutes`); `wp_ttl_cleanup` deletes it when 
 
 **Params**: `source_url` (a registered source), `ttl_minutes` (10-10080, default 60), `clone_id` (empty:
 generated), `copy_mode` (`everything`; `database`: without uploads; `files`: all of wp-content, and of the
-database only settings and users).
+database only settings and users), `source` (only for a source registered as an Airflow connection
+`wpclone_source_<name>`: its name; the jobs API fills it in; docs/sources.md).
 
 **Tasks**: validate_request → reserve_clone → create_database → copy_database ∥ copy_content → deploy_site
 → await_site_ready → apply_staging_safety (noindex header and option, no outgoing mail, no visitor cron,

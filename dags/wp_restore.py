@@ -8,7 +8,8 @@ rewritten to the clone's, its wp-content is staged beside the clone's, and only 
 (one atomic `RENAME TABLE`). If anything fails, the switch is undone and nothing of the restore is left.
 
 **Params**: `clone_id` (a `ready` clone), `source_backup_url` (`https://`; on the local runtime also
-`http://` and `file://` under the backup directory). URLs, archives and SQL are checked: see
+`http://` and `file://` under the backup directory), `source` (the name of the clone's source when it is an
+Airflow connection; the jobs API fills it in). URLs, archives and SQL are checked: see
 docs/backup-restore.md.
 
 **Tasks**: validate_request → lock_clone → prepare_restore (a fresh database and login) → load_backup (fetch,

@@ -45,7 +45,7 @@ from rich.progress import (
 )
 
 from wpclone.config import local_config_path
-from wpclone.jobs import FINAL_STATUSES, JobResponse, JobStatus, JobStatusResponse, JobType
+from wpclone.jobs import FINAL_STATUSES, JobResponse, JobStatus, JobStatusResponse, JobType, SourceInfo
 from wpclone.local.airflow import LocalAirflow
 from wpclone.local.settings import StackSettings
 from wpclone.models import CloneStatus, CopyMode
@@ -532,6 +532,21 @@ def cmd_list(api: Api, args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_sources(api: Api, args: argparse.Namespace) -> int:
+    sources = [parse(SourceInfo, item) for item in api.call("GET", "/sources")]
+    if getattr(args, "json", False):
+        print_json([s.model_dump(mode="json") for s in sources])
+    elif sources:
+        rows = [
+            (s.name, s.url, ", ".join(s.aliases) or "-", s.conn_id if s.conn_id else s.origin)
+            for s in sources
+        ]
+        print(format_table(("NAME", "URL", "ALIASES", "REGISTERED IN"), rows))
+    else:
+        print("No sources are registered yet.")
+    return EXIT_OK
+
+
 def cmd_show(api: Api, args: argparse.Namespace) -> int:
     clone = parse(CloneRecord, api.call("GET", f"/clones/{args.clone_id}"))
     if getattr(args, "json", False):
@@ -550,6 +565,7 @@ COMMANDS: dict[str, Callable[[Api, argparse.Namespace], int]] = {
     "restore": cmd_restore,
     "cancel": cmd_cancel,
     "show": cmd_show,
+    "sources": cmd_sources,
 }
 
 
@@ -677,6 +693,15 @@ def build_parser() -> argparse.ArgumentParser:
         **shared,
     )
     show.add_argument("clone_id", metavar="CLONE_ID")
+
+    sub.add_parser(
+        "sources",
+        parents=[as_json],
+        help="list the registered source sites",
+        description="List the sites that may be cloned: those in the wpclone configuration and the\n"
+        "Airflow connections wpclone_source_<name>.",
+        **shared,
+    )
     return parser
 
 

@@ -12,6 +12,9 @@
    sources, and other settings (``backups``, ...) as the user wrote them. A file that is not a valid
    configuration is never overwritten.
 
+Sources may also be Airflow connections ``wpclone_source_<name>`` (wpclone.airflow.sources); the one lookup
+over both is wpclone.sources (docs/sources.md).
+
 Empty variables count as unset (the variables are read through wpclone.settings). Anything wrong is a
 :class:`ConfigError` with one sentence that says how to fix it. Nothing here touches the network or the local
 stack unless asked to, so it is safe at DAG parse time."""

@@ -13,9 +13,11 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
+
+from wpclone.models import SourceConfig
 
 # Airflow's default [scheduler] allowed_run_id_pattern is ^[A-Za-z0-9_.~:+-]+$.
 JOB_ID_PATTERN = r"^[A-Za-z0-9_.~:+-]{1,250}$"
@@ -301,3 +303,25 @@ def accepted_status(
         clone_id=clone_id,
         error=error,
     )
+
+
+class SourceInfo(BaseModel):
+    """A registered source as ``GET /sources`` shows it: never a password, nor where one is kept."""
+
+    model_config = ConfigDict(frozen=True)
+
+    name: str
+    url: str
+    aliases: list[str]
+    origin: Literal["configuration", "connection"]  # where it is registered (wpclone.sources)
+    conn_id: str | None = None  # the Airflow connection, for a connection's source
+
+    @classmethod
+    def of(cls, source: SourceConfig) -> SourceInfo:
+        return cls(
+            name=source.name,
+            url=source.url,
+            aliases=list(source.aliases),
+            origin="connection" if source.db_conn_id else "configuration",
+            conn_id=source.db_conn_id,
+        )

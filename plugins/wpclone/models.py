@@ -132,6 +132,7 @@ def _site_url(value: str) -> str:
 
 # A site's origin, normalized: http(s)://host[:port], no path.
 SiteUrl = Annotated[str, AfterValidator(_site_url)]
+SourceName = Annotated[str, Field(pattern=SOURCE_NAME_PATTERN)]
 
 
 class CloneRequest(BaseModel):
@@ -148,8 +149,13 @@ class CloneRequest(BaseModel):
     )
     clone_id: CloneId | None = Field(None, description="Name of the clone; generated when empty.")
     copy_mode: CopyMode = Field(CopyMode.EVERYTHING, description="What to copy from the source.")
+    source: SourceName | None = Field(
+        None,
+        description="The source's name; needed for a source registered as an Airflow connection when the "
+        "job is not started by the jobs API (which finds it by URL).",
+    )
 
-    @field_validator("clone_id", mode="before")
+    @field_validator("clone_id", "source", mode="before")
     @classmethod
     def _empty_id(cls, value: object) -> object:
         return None if value == "" else value
@@ -175,13 +181,14 @@ class SourceConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    name: str = Field(pattern=SOURCE_NAME_PATTERN)
+    name: SourceName
     url: SiteUrl
     db_host: str = Field(pattern=r"^[A-Za-z0-9.:-]{1,255}$")
     db_port: int = Field(3306, ge=1, le=65535)
     db_name: str = Field(pattern=r"^[a-z0-9_]{1,64}$")
     db_user: str = Field(pattern=r"^[a-z0-9_]{1,32}$")
-    # The login's password: a file (local runtime) or a Kubernetes Secret with key "password".
+    # The login's password: a file (local runtime) or a Kubernetes Secret with key "password"; for a source
+    # registered as an Airflow connection, that connection's password (``db_conn_id``: wpclone.sources).
     db_password_file: str | None = None
     db_password_secret: str | None = Field(None, pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
     table_prefix: str = Field("wp_", pattern=r"^[a-z0-9_]{1,20}_$")
@@ -195,6 +202,8 @@ class SourceConfig(BaseModel):
     # what it points to. Any other link that leaves wp-content fails the copy, naming the link. None: the
     # runtime's default (local: WordPress's core directory; kubernetes: none).
     content_link_roots: list[str] | None = None
+    # The Airflow connection this source was registered as (wpclone.airflow.sources); None: the configuration.
+    db_conn_id: str | None = Field(None, pattern=r"^[A-Za-z0-9_.-]{1,250}$")
 
     @field_validator("aliases")
     @classmethod

@@ -24,6 +24,7 @@ from wpclone.airflow.xcom import records_error, reported_errors
 from wpclone.models import (
     BACKUP_URL_PATTERN,
     CLONE_ID_PATTERN,
+    SOURCE_NAME_PATTERN,
     TTL_DEFAULT_MINUTES,
     TTL_MAX_MINUTES,
     TTL_MIN_MINUTES,
@@ -167,7 +168,23 @@ def clone_params() -> dict[str, Param]:
                 "files: wp-content, and of the database only settings and users (no posts or comments)."
             ),
         ),
+        "source": source_param(),
     }
+
+
+def source_param() -> Param:
+    """The optional ``source`` (a source's name): how a task finds a source registered as an Airflow
+    connection, which it cannot find by URL (wpclone.sources); the jobs API fills it in."""
+    return Param(
+        None,
+        type=["null", "string"],
+        pattern=SOURCE_NAME_PATTERN,
+        title="Source name",
+        description=(
+            "Only for a source registered as an Airflow connection (wpclone_source_<name>): its name. "
+            "Leave empty for a source in the wpclone configuration; the jobs API fills it in."
+        ),
+    )
 
 
 def _serving_tasks(*, restore: bool = False) -> tuple[Any, Any]:
@@ -371,7 +388,10 @@ def release_clone(**context: Any) -> dict[str, Any]:
 
 def build_backup_dag(dag_id: str = "wp_backup", doc_md: str | None = None) -> DAG:
     kind = runtime_kind()
-    params = {"clone_id": _clone_id_param("The clone to back up: its database and wp-content.")}
+    params = {
+        "clone_id": _clone_id_param("The clone to back up: its database and wp-content."),
+        "source": source_param(),
+    }
     with _dag(dag_id, doc_md, schedule=None, params=params) as dag:
 
         @task(task_id="validate_request")  # bad input fails at once (AirflowFailException): no retry
@@ -409,6 +429,7 @@ def build_restore_dag(dag_id: str = "wp_restore", doc_md: str | None = None) -> 
             title="Backup URL reference (set by the jobs API)",
             description="The Airflow Variable holding the full backup URL; leave empty.",
         ),
+        "source": source_param(),
     }
     with _dag(dag_id, doc_md, schedule=None, params=params) as dag:
 
@@ -417,9 +438,8 @@ def build_restore_dag(dag_id: str = "wp_restore", doc_md: str | None = None) -> 
         def validate_request(**context: Any) -> dict[str, Any]:
             params = context["params"]
             url = runparams.resolve(params, "source_backup_url")
-            return restore.validate_restore(services(), params.get("clone_id", ""), url).model_dump(
-                mode="json"
-            )
+            clone_id, source = params.get("clone_id", ""), params.get("source")
+            return restore.validate_restore(services(), clone_id, url, source).model_dump(mode="json")
 
         prepare_restore = plan_task("prepare_restore", restore.prepare_restore)
         verify_restore = plan_task("verify_restore", restore.verify_restore)

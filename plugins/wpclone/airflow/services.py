@@ -17,6 +17,7 @@ from typing import Any
 
 from airflow.sdk import BaseHook
 
+from wpclone.airflow.sources import catalog
 from wpclone.config import load_config
 from wpclone.db import ConnectionPool, DbEndpoint
 from wpclone.mysql_admin import MySqlAdmin
@@ -62,12 +63,15 @@ def registry(*, pooled: bool = False, check: bool = True) -> Registry:
     return reg
 
 
-def services(reg: Registry | None = None) -> Services:
+def services(reg: Registry | None = None, *, list_sources: bool = False) -> Services:
     """The dependencies of a task's service call: ``reg`` (default: a new :func:`registry`), the MySQL admin
-    access, the runtime of the configuration as it is now, the settings."""
+    access, the runtime of the configuration as it is now, the settings, the sources (the configuration's
+    and Airflow's connections: wpclone.airflow.sources; ``list_sources`` only in the API server)."""
+    config = load_config()
     return Services(
         registry=reg or registry(),
         mysql=mysql_admin(),
-        runtime=runtime_for(load_config()),
+        runtime=runtime_for(config),
         settings=Settings.from_env(),
+        catalog=catalog(config, listing=list_sources),
     )

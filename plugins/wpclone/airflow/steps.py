@@ -16,6 +16,7 @@ from airflow.providers.standard.operators.python import PythonOperator
 from airflow.sdk import BaseOperator
 
 from wpclone.airflow.runparams import resolve
+from wpclone.airflow.sources import with_password_file
 from wpclone.airflow.xcom import push_error
 from wpclone.config import load_config
 from wpclone.errors import StepFailed
@@ -48,8 +49,11 @@ def run_local_step(step: Step, plan_xcom: str, **context: Any) -> dict[str, Any]
     ti = context["ti"]
     plan = ClonePlan.model_validate(ti.xcom_pull(task_ids=plan_xcom))
     params = {name: resolve(context["params"], param) for name, param in step.param_env.items()}
+    runtime = LocalRuntime(load_config())
+    # A connection's source: its password handed to the step as a private file, never through the plan.
+    plan = plan.model_copy(update={"source": with_password_file(plan.source, runtime.settings.secrets_dir)})
     try:
-        return LocalRuntime(load_config()).run_step(step, plan, params=params, job_id=context["run_id"])
+        return runtime.run_step(step, plan, params=params, job_id=context["run_id"])
     except StepFailed as exc:
         push_error(ti, str(exc))
         raise

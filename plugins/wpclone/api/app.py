@@ -4,6 +4,10 @@ Every route authenticates with Airflow's own dependencies (a JWT from ``POST /au
 token or the UI's cookie: none -> 401) and asks Airflow's auth manager whether the user may act on the DAG
 behind the job (no -> 403). Errors are JSON ``{"detail": "<one sentence>"}``. A request is checked
 completely before anything is created, so a refused request leaves nothing behind.
+
+``GET /api/v1/sources`` lists the registered sources (wpclone.sources: the configuration's and Airflow's
+connections ``wpclone_source_<name>``). The API finds a request's source by URL (it may list connections)
+and passes its name to the job as the ``source`` param, which is how a task finds a connection's source.
 """
 
 from __future__ import annotations
@@ -31,9 +35,17 @@ from wpclone.airflow import runparams
 from wpclone.airflow.services import registry, services
 from wpclone.api.dispatch import Dispatcher, airflow_trigger, is_stale
 from wpclone.api.runs import build_execution_api, cancel, find_run, job_status, warm_up
-from wpclone.errors import BadRequest, CloneBusy, CloneNotFound, CloneTaken, describe, validation_sentence
+from wpclone.errors import (
+    BadRequest,
+    CloneBusy,
+    CloneNotFound,
+    CloneTaken,
+    ConfigError,
+    describe,
+    validation_sentence,
+)
 from wpclone.fetch import redact
-from wpclone.jobs import JobResponse, JobStatusResponse, JobType
+from wpclone.jobs import JobResponse, JobStatusResponse, JobType, SourceInfo
 from wpclone.models import BackupUrl, CloneId, ClonePlan, CloneRequest, CloneStatus
 from wpclone.registry import CloneRecord, Registry
 from wpclone.services import clone, restore
@@ -179,8 +191,18 @@ def _registry() -> Registry:
 
 
 def _services() -> Services:
-    """A request's services: the process's registry, the configuration (and its runtime) as it is now."""
-    return services(_registry())
+    """A request's services: the process's registry, the configuration (and its runtime) as it is now, and
+    the sources, Airflow's connections listed (wpclone.sources: the API finds a source by URL, and passes
+    its name to the job, whose tasks cannot list connections)."""
+    return services(_registry(), list_sources=True)
+
+
+def _source_of(svc: Services, record: CloneRecord) -> dict[str, str]:
+    """The ``source`` param of a job on an existing clone: its source's name (422 if none is registered)."""
+    try:
+        return {"source": svc.sources.find(record.source_url).name}
+    except (BadRequest, ConfigError) as exc:
+        raise _refuse(exc) from exc
 
 
 def _warm_up() -> None:
@@ -227,6 +249,7 @@ def create_app() -> FastAPI:
 
     _add_job_routes(app)
     _add_read_routes(app)
+    _add_source_routes(app)
     return app
 
 
@@ -253,7 +276,7 @@ def _add_job_routes(app: FastAPI) -> None:
             checked, source, clone_id = clone.check_clone_request(svc, body.model_dump(mode="json"))
         except (BadRequest, ValidationError) as exc:
             raise _refuse(exc) from exc
-        conf = {**checked.model_dump(mode="json"), "clone_id": clone_id}
+        conf = {**checked.model_dump(mode="json"), "clone_id": clone_id, "source": source.name}
         plan = clone.clone_plan(svc, checked, source, clone_id, datetime.now(UTC))
         return _start_job(request, user, JobType.CLONE, conf, plan=plan)
 
@@ -290,11 +313,12 @@ def _add_job_routes(app: FastAPI) -> None:
     )
     def backup_clone(clone_id: CloneId, request: Request, user: UserDep, _busy: AcceptingDep) -> JobResponse:
         authorize(user, "POST", jobs.DAG_OF_TYPE[JobType.BACKUP])
+        svc = _services()
         try:
-            restore.ready_clone(_services(), clone_id)
+            record = restore.ready_clone(svc, clone_id)
         except BadRequest as exc:
             raise _refuse(exc) from exc
-        return _start_job(request, user, JobType.BACKUP, {"clone_id": clone_id})
+        return _start_job(request, user, JobType.BACKUP, {"clone_id": clone_id, **_source_of(svc, record)})
 
     @_starts_job(
         app,
@@ -306,11 +330,12 @@ def _add_job_routes(app: FastAPI) -> None:
         clone_id: CloneId, body: RestoreBody, request: Request, user: UserDep, _busy: AcceptingDep
     ) -> JobResponse:
         authorize(user, "POST", jobs.DAG_OF_TYPE[JobType.RESTORE])
-        conf = {"clone_id": clone_id, "source_backup_url": body.source_backup_url}
+        svc = _services()
         try:
-            restore.check_restore_request(_services(), clone_id, body.source_backup_url)
+            record = restore.check_restore_request(svc, clone_id, body.source_backup_url)
         except (BadRequest, ValidationError) as exc:
             raise _refuse(exc) from exc
+        conf = {"clone_id": clone_id, "source_backup_url": body.source_backup_url, **_source_of(svc, record)}
         # A presigned URL's token never reaches the run's conf, which every viewer of the DAG can read.
         job_id = jobs.new_job_id(JobType.RESTORE)
         shown = redact(body.source_backup_url).replace("?…", "")
@@ -358,6 +383,19 @@ def _cancel_accepted(request: Request, job_id: str, session: Session, user: Any)
     log.info("job %s cancelled by %s before it started", job_id, user.get_name())
     result: JobStatusResponse = _accepted_job(request, job_id, [accepted.dag_id], session, user)
     return result
+
+
+def _add_source_routes(app: FastAPI) -> None:
+    """The sources: the configuration's and Airflow's connections (wpclone.sources)."""
+
+    @app.get(f"{API_PREFIX}/sources", response_model=list[SourceInfo], summary="The registered sources")
+    def list_sources(user: UserDep) -> list[SourceInfo]:
+        authorize(user, "GET", jobs.DAG_OF_TYPE[JobType.CLONE])
+        try:
+            found = _services().sources.all()
+        except ConfigError as exc:  # one name or URL registered twice
+            raise HTTPException(status.HTTP_409_CONFLICT, str(exc)) from exc
+        return [SourceInfo.of(source) for source in found]
 
 
 def _add_read_routes(app: FastAPI) -> None:

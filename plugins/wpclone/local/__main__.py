@@ -2,6 +2,9 @@
 Airflow); ``add-source|remove-source|sources``: the sites it may clone (``wpclone.local.sources``);
 ``cluster-up|cluster-down``: the cluster tier's local Kubernetes control plane (``wpclone.local.cluster``).
 
+``demo`` registers the seeded source as the Airflow connection ``wpclone_source_source`` (through the REST
+API of the Airflow it started) instead of the JSON configuration, as a platform team registers its sites.
+
 Progress is logged as lines; a failure exits non-zero with one clear sentence.
 """
 
@@ -15,7 +18,7 @@ from pathlib import Path
 import pymysql
 
 from wpclone import cli
-from wpclone.config import local_sources
+from wpclone.config import local_config, local_sources, remove_local_source
 from wpclone.errors import ConfigError
 from wpclone.local.airflow import LocalAirflow
 from wpclone.local.cluster import Cluster
@@ -24,6 +27,7 @@ from wpclone.local.seed import DEFAULT_POSTS, database_size, seed_source
 from wpclone.local.settings import StackSettings
 from wpclone.local.sitehost import SiteHost, list_sites
 from wpclone.local.sources import add_source, remove_source
+from wpclone.sources import connection_body, source_conn_id
 
 log = logging.getLogger("wpclone.local")
 
@@ -107,6 +111,12 @@ def demo(settings: StackSettings) -> int:
     source = seed_source(settings)
     logging.getLogger("httpx").setLevel(logging.WARNING)  # the CLI's requests are not news
     airflow = LocalAirflow(settings)
+    # Registered as an Airflow connection, as a platform team registers its sites (docs/sources.md): the
+    # seed's entry in wpclone.json moves to the connection wpclone_source_source.
+    configured = local_config(settings).sources[0]
+    airflow.put_connection(connection_body(configured, source.db_password()))
+    remove_local_source(settings, configured.name)
+    print(f"Source {configured.name} registered as the Airflow connection {source_conn_id(configured.name)}")
     print(f"\nCloning {source.url}/ through the jobs API ({airflow.url}/wpclone/docs):", flush=True)
     code = cli.main(["clone", source.url, "--wait"])
     print(

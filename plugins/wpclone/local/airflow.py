@@ -238,6 +238,16 @@ class LocalAirflow:
         with urllib.request.urlopen(request, timeout=30) as response:
             return json.loads(response.read() or b"null")
 
+    def put_connection(self, body: dict[str, Any]) -> None:
+        """Create the connection ``body`` describes (``POST /api/v2/connections``), or replace its fields."""
+        token = self.token()
+        try:
+            self.request("POST", "/api/v2/connections", body, token)
+        except urllib.error.HTTPError as exc:
+            if exc.code != 409:
+                raise
+            self.request("PATCH", f"/api/v2/connections/{body['connection_id']}", body, token)
+
     def token(self, user: str = "admin") -> str:
         answer = self.request("POST", "/auth/token", {"username": user, "password": self.password(user)})
         return str(answer["access_token"])

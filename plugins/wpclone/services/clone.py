@@ -25,7 +25,7 @@ from wpclone.summary import copy_summary
 
 log = logging.getLogger(__name__)
 
-REQUEST_FIELDS = {"source_url", "ttl_minutes", "clone_id", "copy_mode"}
+REQUEST_FIELDS = {"source_url", "ttl_minutes", "clone_id", "copy_mode", "source"}
 
 
 def check_clone_request(
@@ -36,10 +36,7 @@ def check_clone_request(
     jobs API runs it before accepting, the job's first task again (as ``job_id``: the clone row the API
     accepted for that job is its own, not a clone that exists)."""
     request = CloneRequest(**{k: v for k, v in params.items() if k in REQUEST_FIELDS})
-    try:
-        source = svc.config.source_for(request.source_url)
-    except ValueError as exc:
-        raise BadRequest(str(exc)) from exc
+    source = svc.sources.find(request.source_url, request.source)
     runtime = svc.runtime
     clone_id = request.clone_id or generate_clone_id(source)
     db_name = clone_db_name(clone_id)

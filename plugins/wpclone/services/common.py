@@ -20,6 +20,7 @@ from wpclone.readiness import await_ready
 from wpclone.registry import Registry
 from wpclone.runtimes.base import Runtime
 from wpclone.settings import Settings
+from wpclone.sources import SourceCatalog
 from wpclone.staging import STAGING_CONSTANTS, apply_staging_sql, mu_plugin_php
 
 log = logging.getLogger(__name__)
@@ -35,11 +36,18 @@ class Services:
     mysql: MySqlAdmin
     runtime: Runtime
     settings: Settings
+    # Where sources are looked up (wpclone.sources); None: the configuration's sources only.
+    catalog: SourceCatalog | None = None
 
     @property
     def config(self) -> WpcloneConfig:
         """The deployment configuration (the runtime's: one configuration per task)."""
         return self.runtime.config
+
+    @property
+    def sources(self) -> SourceCatalog:
+        """The registered sources: :attr:`catalog`, or the configuration's."""
+        return self.catalog or SourceCatalog(self.config.sources)
 
 
 def deploy_site(svc: Services, plan: ClonePlan) -> None:

@@ -54,10 +54,11 @@ def ready_clone(svc: Services, clone_id: str) -> CloneRecord:
     return record
 
 
-def plan_of_clone(svc: Services, record: CloneRecord) -> ClonePlan:
-    """The ClonePlan of an existing clone, from its registry row and the configuration."""
+def plan_of_clone(svc: Services, record: CloneRecord, source_name: str | None = None) -> ClonePlan:
+    """The ClonePlan of an existing clone, from its registry row and its source (found by URL, or by
+    ``source_name``: a source registered as an Airflow connection, wpclone.sources)."""
     try:
-        source = svc.config.source_for(record.source_url)
+        source = svc.sources.find(record.source_url, source_name or None)
     except ValueError as exc:
         raise BadRequest(f"clone {record.clone_id}'s source is no longer registered: {exc}") from exc
     return ClonePlan(
@@ -73,7 +74,7 @@ def plan_of_clone(svc: Services, record: CloneRecord) -> ClonePlan:
 
 def validate_backup(svc: Services, params: Mapping[str, Any]) -> ClonePlan:
     request = DeleteRequest(clone_id=params.get("clone_id", ""))  # the same one field: a clone id
-    return plan_of_clone(svc, ready_clone(svc, request.clone_id))
+    return plan_of_clone(svc, ready_clone(svc, request.clone_id), params.get("source"))
 
 
 def check_restore_request(svc: Services, clone_id: str, source_backup_url: str) -> CloneRecord:
@@ -105,8 +106,10 @@ def check_pod_file_url(url: str, roots: tuple[Path, ...]) -> None:
         raise FetchError(f"file://{path} is outside the backup directory ({where}).")
 
 
-def validate_restore(svc: Services, clone_id: str, source_backup_url: str) -> ClonePlan:
-    return plan_of_clone(svc, check_restore_request(svc, clone_id, source_backup_url))
+def validate_restore(
+    svc: Services, clone_id: str, source_backup_url: str, source_name: str | None = None
+) -> ClonePlan:
+    return plan_of_clone(svc, check_restore_request(svc, clone_id, source_backup_url), source_name)
 
 
 def lock_clone(svc: Services, plan: ClonePlan, job_id: str) -> None:
