@@ -13,8 +13,8 @@ checked, once per process and schema (:meth:`wpclone.registry.Registry.check_sch
 
 from __future__ import annotations
 
+import functools
 import threading
-from typing import Any
 
 from airflow.sdk import BaseHook
 
@@ -43,10 +43,11 @@ def mysql_admin() -> MySqlAdmin:
     charset and other extras honoured), to a database through the hook's ``schema``; looked up when used."""
     from airflow.providers.mysql.hooks.mysql import MySqlHook  # noqa: PLC0415 (the MySQL provider: not at DAG parse time)
 
-    def connect(database: str | None) -> Any:
-        return MySqlHook(mysql_conn_id=MYSQL_CONN_ID, schema=database).get_conn()
+    @functools.cache
+    def hook(database: str | None) -> MySqlHook:  # one per database: the connection is looked up once
+        return MySqlHook(mysql_conn_id=MYSQL_CONN_ID, schema=database)
 
-    return MySqlAdmin(connect)
+    return MySqlAdmin(lambda database: hook(database).get_conn())
 
 
 def registry(*, pooled: bool = False, check: bool = True) -> Registry:
