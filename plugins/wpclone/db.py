@@ -76,7 +76,10 @@ class DbTls:
     def from_extra(cls, extra: Mapping[str, Any]) -> DbTls | None:
         """The settings an Airflow MySQL connection's extra asks for, as ``MySqlHook`` reads it: ``ssl``
         (a dict or its JSON: ``ca``, ``cert``, ``key``) and ``ssl_mode``. None when it asks for no TLS.
-        With ``ssl`` and no ``ssl_mode`` the mode is REQUIRED, as for mysqlclient."""
+        With ``ssl`` and no ``ssl_mode`` the mode is REQUIRED, as for mysqlclient. With ``"client":
+        "mysql-connector-python"`` the hook passes that driver's own keys (:meth:`_from_connector`)."""
+        if extra.get("client") == "mysql-connector-python":
+            return cls._from_connector(extra)
         value = extra.get("ssl") or {}
         if isinstance(value, str):
             try:
@@ -98,6 +101,25 @@ class DbTls:
         files = {name: str(value[name]) for name in TLS_FILES if value.get(name)}
         if mode is not TlsMode.REQUIRED and "ca" not in files:
             raise ConfigError(f"ssl_mode {mode} needs the CA: set 'ssl': {{'ca': '<path>'}} in the extra.")
+        return cls(mode, **files)
+
+    @classmethod
+    def _from_connector(cls, extra: Mapping[str, Any]) -> DbTls | None:
+        """mysql-connector-python's keys: ``ssl_ca``, ``ssl_cert``, ``ssl_key``, ``ssl_verify_cert``,
+        ``ssl_verify_identity``, ``ssl_disabled``."""
+        files = {name: str(extra[f"ssl_{name}"]) for name in TLS_FILES if extra.get(f"ssl_{name}")}
+        if extra.get("ssl_disabled"):
+            return None
+        if extra.get("ssl_verify_identity"):
+            mode = TlsMode.VERIFY_IDENTITY
+        elif extra.get("ssl_verify_cert"):
+            mode = TlsMode.VERIFY_CA
+        elif files:
+            mode = TlsMode.REQUIRED
+        else:
+            return None
+        if mode is not TlsMode.REQUIRED and "ca" not in files:
+            raise ConfigError(f"verifying the server ({mode}) needs the CA: set 'ssl_ca' in the extra.")
         return cls(mode, **files)
 
     @classmethod

@@ -47,6 +47,14 @@ LOAD = Step(task_id="load_backup", step="restore-backup", db_env={"TARGET_DB": D
         ({"ssl_mode": "REQUIRED"}, DbTls(TlsMode.REQUIRED)),
         ({"ssl": {"ca": CA}, "ssl_mode": "DISABLED"}, None),
         ({"ssl_mode": "PREFERRED"}, None),
+        # the other driver MySqlHook offers passes its own ssl_* keys
+        ({"client": "mysql-connector-python"}, None),
+        ({"client": "mysql-connector-python", "ssl_ca": CA}, DbTls(TlsMode.REQUIRED, ca=CA)),
+        (
+            {"client": "mysql-connector-python", "ssl_ca": CA, "ssl_verify_identity": True},
+            DbTls(TlsMode.VERIFY_IDENTITY, ca=CA),
+        ),
+        ({"client": "mysql-connector-python", "ssl_ca": CA, "ssl_disabled": True}, None),
     ],
 )
 def test_the_connections_extra_maps_to_tls_settings(extra: dict[str, Any], expected: DbTls | None) -> None:
@@ -60,6 +68,7 @@ def test_the_connections_extra_maps_to_tls_settings(extra: dict[str, Any], expec
         ({"ssl_mode": "SOMETIMES"}, "is not one of"),
         ({"ssl": "{not json"}, "not a JSON object"),
         ({"ssl": ["ca"]}, "must be an object"),
+        ({"client": "mysql-connector-python", "ssl_verify_cert": True}, "set 'ssl_ca'"),
     ],
 )
 def test_an_extra_that_cannot_work_is_one_sentence(extra: dict[str, Any], says: str) -> None:
