@@ -5,8 +5,9 @@ every create), the reads of ``information_schema`` and ``mysql.user`` the orphan
 checks need, and the restore's atomic table swap. Names are checked, values parameterised.
 
 A :class:`MySqlAdmin` runs them over connections from one factory, ``connect(database)``: how the admin
-login is reached is decided where it is built, once (the Airflow connection ``wpclone_mysql`` in the tasks,
-wpclone.airflow.services; the local stack's admin endpoint in the tests and the seeder,
+login is reached is decided where it is built, once (``MySqlHook`` connections of Airflow's connection
+``wpclone_mysql``, its TLS and other extras honoured, in the tasks and the API: wpclone.airflow.services;
+PyMySQL connections to the local stack's admin endpoint in the tests and the seeder,
 :meth:`MySqlAdmin.from_endpoint`).
 """
 

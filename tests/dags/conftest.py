@@ -38,6 +38,7 @@ TEST_CLONE_IDS = (
     "rt-alpha",
     "rt-bravo",
     "fx7-clone",
+    "tls-clone",
 )
 
 

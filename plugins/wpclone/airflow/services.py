@@ -2,8 +2,10 @@
 
 Each task builds :func:`services` once and passes it to the service it calls (wpclone.airflow.builders);
 the jobs API builds one per request over its process's pooled registry. The MySQL admin access and the
-registry both come from Airflow's connection ``wpclone_mysql`` (the shared MySQL server's admin login):
-this module is the one place that says how.
+registry both come from Airflow's connection ``wpclone_mysql`` (the shared MySQL server's admin login)
+through ``MySqlHook``, so the connection's extra (``ssl``, ``ssl_mode``, ``charset``, ...) holds for every
+statement of the control plane; the steps get its TLS settings in their environment (:func:`admin_tls`,
+wpclone.runtimes.stepspec). This module is the one place that says how.
 
 The registry is migrated at deploy time (``python -m wpclone.provision``); here its schema version is only
 checked, once per process and schema (:meth:`wpclone.registry.Registry.check_schema`).
@@ -13,13 +15,12 @@ from __future__ import annotations
 
 import functools
 import threading
-from typing import Any
 
 from airflow.sdk import BaseHook
 
 from wpclone.airflow.sources import catalog
 from wpclone.config import load_config
-from wpclone.db import ConnectionPool, DbEndpoint
+from wpclone.db import ConnectionPool, DbTls
 from wpclone.mysql_admin import MySqlAdmin
 from wpclone.registry import Registry
 from wpclone.runtimes import runtime_for
@@ -32,20 +33,22 @@ _checked: set[str] = set()  # control schemas found current in this process
 _checked_lock = threading.Lock()
 
 
-def admin_endpoint() -> DbEndpoint:
-    """The shared MySQL server's admin login, from Airflow's connection ``wpclone_mysql``."""
-    conn = BaseHook.get_connection(MYSQL_CONN_ID)
-    return DbEndpoint(conn.host or "127.0.0.1", int(conn.port or 3306), conn.login or "", conn.password or "")
+def admin_tls() -> DbTls | None:
+    """The TLS settings of Airflow's connection ``wpclone_mysql`` (its extra's ``ssl`` and ``ssl_mode``),
+    which the steps get for their logins on the shared server; None when it asks for no TLS."""
+    return DbTls.from_extra(BaseHook.get_connection(MYSQL_CONN_ID).extra_dejson)
 
 
 def mysql_admin() -> MySqlAdmin:
-    """The control plane's MySQL admin access; the connection is looked up when first used."""
-    endpoint = functools.cache(admin_endpoint)
+    """The control plane's MySQL admin access: ``MySqlHook`` connections of ``wpclone_mysql`` (its TLS,
+    charset and other extras honoured), to a database through the hook's ``schema``; looked up when used."""
+    from airflow.providers.mysql.hooks.mysql import MySqlHook  # noqa: PLC0415 (the MySQL provider: not at DAG parse time)
 
-    def connect(database: str | None) -> Any:
-        return (endpoint().with_database(database) if database else endpoint()).connect()
+    @functools.cache
+    def hook(database: str | None) -> MySqlHook:  # one per database: the connection is looked up once
+        return MySqlHook(mysql_conn_id=MYSQL_CONN_ID, schema=database)
 
-    return MySqlAdmin(connect)
+    return MySqlAdmin(lambda database: hook(database).get_conn())
 
 
 def registry(*, pooled: bool = False, check: bool = True) -> Registry:

@@ -4,8 +4,9 @@ Local: a ``PythonOperator`` whose task runs the step as a child process
 (:meth:`wpclone.runtimes.local.LocalRuntime.run_step`), its log lines in the task's log and its JSON result
 line as the task's XCom. Kubernetes: :class:`wpclone.k8s.pod.StepPodOperator`, a pod on the toolbox image.
 Either way the step gets the same :class:`~wpclone.runtimes.stepspec.StepSpec` of the clone's typed plan,
-built when the task runs, and a failure pushes the step's one sentence as XCom ``error``. Built at parse
-time with no I/O.
+built when the task runs (with the TLS settings of the ``wpclone_mysql`` connection for the logins on the
+shared server: wpclone.airflow.services.admin_tls), and a failure pushes the step's one sentence as XCom
+``error``. Built at parse time with no I/O.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from airflow.providers.standard.operators.python import PythonOperator
 from airflow.sdk import BaseOperator
 
 from wpclone.airflow.runparams import resolve
+from wpclone.airflow.services import admin_tls
 from wpclone.airflow.sources import with_password_file
 from wpclone.airflow.xcom import push_error
 from wpclone.config import load_config
@@ -53,7 +55,7 @@ def run_local_step(step: Step, plan_xcom: str, **context: Any) -> dict[str, Any]
     # A connection's source: its password handed to the step as a private file, never through the plan.
     plan = plan.model_copy(update={"source": with_password_file(plan.source, runtime.settings.secrets_dir)})
     try:
-        return runtime.run_step(step, plan, params=params, job_id=context["run_id"])
+        return runtime.run_step(step, plan, params=params, job_id=context["run_id"], db_tls=admin_tls())
     except StepFailed as exc:
         push_error(ti, str(exc))
         raise

@@ -5,7 +5,9 @@ resources, security context and labels. When the task runs (:meth:`StepPodOperat
 as cosmos builds its pod arguments at execute time) it reads the clone's typed
 :class:`~wpclone.models.ClonePlan` from the ``plan_xcom`` task and the configuration, and builds the rest
 from the step's :class:`~wpclone.runtimes.stepspec.StepSpec` (the same one the local runtime renders):
-the arguments, the environment, the volumes, the clone's label and the site affinity. No Jinja template
+the arguments, the environment (with the TLS settings of Airflow's connection ``wpclone_mysql`` for the
+logins on the shared server, and its files from the Secret ``settings.db_tls_secret`` mounted read-only at
+``/etc/wpclone/db-tls``), the volumes, the clone's label and the site affinity. No Jinja template
 derives a name, and no private method of the provider is overridden.
 
 The pod: the step's command line; the spec's plain environment (``WPCLONE_JOB_ID`` and
@@ -60,6 +62,7 @@ from airflow.sdk.exceptions import AirflowRescheduleException, AirflowSkipExcept
 from kubernetes.client import models as k8s
 
 from wpclone.airflow.runparams import resolve
+from wpclone.airflow.services import admin_tls
 from wpclone.airflow.xcom import ERROR_KEY
 from wpclone.config import load_config
 from wpclone.errors import KubernetesError
@@ -76,7 +79,7 @@ from wpclone.k8s.manifests import (
     param_secret_key,
     secret_name,
 )
-from wpclone.k8s.settings import KubernetesSettings
+from wpclone.k8s.settings import DB_TLS_MOUNT, KubernetesSettings
 from wpclone.models import CLONE_ID_RE, ClonePlan
 from wpclone.runtimes.base import CLONE_ID_LABEL, MANAGED_BY, MANAGED_BY_LABEL
 from wpclone.runtimes.kubernetes import KubernetesRuntime
@@ -149,7 +152,8 @@ def pod_env(spec: StepSpec, plan: ClonePlan, settings: KubernetesSettings) -> li
 def pod_volumes(
     spec: StepSpec, plan: ClonePlan, settings: KubernetesSettings
 ) -> tuple[list[k8s.V1Volume], list[k8s.V1VolumeMount]]:
-    """The content claims, the backups claim (backup and restore steps) and ``/tmp``."""
+    """The content claims, the backups claim (backup and restore steps), the database TLS Secret (a login
+    with TLS files) and ``/tmp``."""
     claims = []
     roles = set(spec.content.values())
     if ContentRole.SOURCE in roles:
@@ -164,6 +168,12 @@ def pod_volumes(
         claims.append(_claim("backups", settings.backup_claim, settings.backup_mount, read_only=read_only))
     volumes = [volume for volume, _ in claims]
     mounts = [mount for _, mount in claims]
+    if settings.db_tls_secret and any(login.tls and login.tls.files() for login in spec.logins.values()):
+        # The TLS files of the wpclone_mysql connection (KubernetesRuntime.step_tls points the env here);
+        # group-readable only, for the fsGroup the step runs in.
+        secret = k8s.V1SecretVolumeSource(secret_name=settings.db_tls_secret, default_mode=0o440)
+        volumes.append(k8s.V1Volume(name="db-tls", secret=secret))
+        mounts.append(k8s.V1VolumeMount(name="db-tls", mount_path=DB_TLS_MOUNT, read_only=True))
     volumes.append(k8s.V1Volume(name="tmp", empty_dir=k8s.V1EmptyDirVolumeSource(size_limit="1Gi")))
     mounts.append(k8s.V1VolumeMount(name="tmp", mount_path="/tmp"))
     return volumes, mounts
@@ -261,7 +271,7 @@ class StepPodOperator(KubernetesPodOperator):
     def apply_plan(self, plan: ClonePlan, *, job_id: str) -> None:
         """Arguments, environment, volumes, the clone's label and the site affinity, from ``plan``."""
         runtime = KubernetesRuntime(load_config(), self.step_settings)
-        spec = runtime.step_spec(self.step, plan, job_id=job_id)
+        spec = runtime.step_spec(self.step, plan, job_id=job_id, db_tls=admin_tls())
         self.arguments = list(spec.argv)
         self.env_vars = pod_env(spec, plan, self.step_settings)
         self.volumes, self.volume_mounts = pod_volumes(spec, plan, self.step_settings)

@@ -12,6 +12,9 @@ Choices worth knowing:
   a read-only-many claim bound to the source's storage) must therefore exist in that namespace too.
 - The clone's database lives on the shared MySQL server: by default the source's host and port, or
   ``clone_db_host`` / ``clone_db_port`` when the clones' databases live elsewhere.
+- When Airflow's connection ``wpclone_mysql`` asks for TLS with files (its extra's ``ssl``: ``ca``,
+  ``cert``, ``key``), the steps' pods mount the Secret ``db_tls_secret`` (keys ``ca.crt``, ``tls.crt``,
+  ``tls.key``) read-only and get its paths in ``<prefix>_SSL_CA/_CERT/_KEY`` (docs/database-tls.md).
 - Backups (``wp_backup``, and the safety backup of ``wp_restore``) go to the claim ``backup_claim``, created
   with helm-values/manifests/ (ReadWriteMany: several clones back up at once, from any node). Only our pods
   mount it (the backup and restore steps, and the pod that purges a deleted clone's backups), never
@@ -38,6 +41,10 @@ Quantity = Annotated[str, Field(pattern=r"^[0-9]+(\.[0-9]+)?(m|k|M|G|T|Ki|Mi|Gi|
 DnsLabel = Annotated[str, Field(pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$", max_length=63)]
 DnsName = Annotated[str, Field(pattern=r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$", max_length=253)]
 Image = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._/:@-]*$", max_length=512)]
+
+# Where a step's pod mounts the Secret ``db_tls_secret``, and its key for each TLS file (wpclone.db.DbTls).
+DB_TLS_MOUNT = "/etc/wpclone/db-tls"
+DB_TLS_KEYS = {"ca": "ca.crt", "cert": "tls.crt", "key": "tls.key"}
 
 
 class KubernetesSettings(BaseModel):
@@ -68,6 +75,9 @@ class KubernetesSettings(BaseModel):
     # Where the clones' databases live (default: the source's database server).
     clone_db_host: str | None = Field(default=None, pattern=r"^[A-Za-z0-9.:-]{1,255}$")
     clone_db_port: int | None = Field(default=None, ge=1, le=65535)
+    # The Secret holding the TLS files the wpclone_mysql connection names (keys ca.crt, tls.crt, tls.key),
+    # mounted into the steps' pods (docs/database-tls.md).
+    db_tls_secret: DnsName | None = None
 
     # Who the site and the steps run as (www-data in the official image, see the module docstring).
     run_as_user: int = Field(default=33, ge=1)

@@ -2,6 +2,12 @@
 
 It plays the role of the shared MySQL server (RDS in production). An admin account that may create
 databases and users is provisioned on start; its password is a local secret file.
+
+TLS is available as on a managed server: on first start a CA and a server certificate (for ``127.0.0.1``
+and ``localhost``) are made with ``openssl`` under ``<state dir>/mariadb/tls`` and named in the server's
+configuration; :attr:`LocalMariaDB.tls` is what a client verifying it uses (the tests' TLS logins,
+docs/database-tls.md). Nothing requires it unless an account says ``REQUIRE SSL``. A running server whose
+configuration is older than this module's is restarted with the new one.
 """
 
 from __future__ import annotations
@@ -9,10 +15,13 @@ from __future__ import annotations
 import getpass
 import logging
 import os
+import shutil
 import subprocess
+import tempfile
 import time
+from pathlib import Path
 
-from wpclone.db import DbEndpoint
+from wpclone.db import DbEndpoint, DbTls, TlsMode
 from wpclone.local.procs import kill_group
 from wpclone.local.settings import StackSettings
 
@@ -42,7 +51,12 @@ innodb_log_file_size = 256M
 innodb_flush_log_at_trx_commit = 2
 innodb_doublewrite = 0
 skip-log-bin
+ssl_ca = {tls_dir}/ca.pem
+ssl_cert = {tls_dir}/server-cert.pem
+ssl_key = {tls_dir}/server-key.pem
 """
+CERT_DAYS = 3650
+SERVER_NAMES = "IP:127.0.0.1,DNS:localhost"
 
 
 class LocalMariaDB:
@@ -54,10 +68,82 @@ class LocalMariaDB:
         self.pidfile = self.base / "mysqld.pid"
         self.logfile = self.base / "mysqld.log"
         self.cnf = self.base / "my.cnf"
+        self.tls_dir = self.base / "tls"
 
     @property
     def admin(self) -> DbEndpoint:
         return DbEndpoint("127.0.0.1", self.settings.db_port, ADMIN_USER, self.settings.secret("mysql-admin"))
+
+    @property
+    def tls(self) -> DbTls:
+        """TLS to this server, its certificate verified against the stack's CA."""
+        return DbTls(TlsMode.VERIFY_IDENTITY, ca=str(self.tls_dir / "ca.pem"))
+
+    def ensure_certificates(self) -> None:
+        """The CA and the server's certificate and key under :attr:`tls_dir`, made once with openssl."""
+        names = ("ca.pem", "server-cert.pem", "server-key.pem")
+        if all((self.tls_dir / name).is_file() for name in names):
+            return
+        self.base.mkdir(parents=True, exist_ok=True)
+        work = Path(tempfile.mkdtemp(prefix="tls-", dir=self.base))
+        try:
+            days = str(CERT_DAYS)
+            _openssl(
+                work,
+                "req",
+                "-x509",
+                "-newkey",
+                "rsa:2048",
+                "-nodes",
+                "-days",
+                days,
+                "-subj",
+                "/CN=wpclone local CA",
+                "-keyout",
+                "ca-key.pem",
+                "-out",
+                "ca.pem",
+            )
+            _openssl(
+                work,
+                "req",
+                "-newkey",
+                "rsa:2048",
+                "-nodes",
+                "-subj",
+                "/CN=localhost",
+                "-addext",
+                f"subjectAltName={SERVER_NAMES}",
+                "-keyout",
+                "server-key.pem",
+                "-out",
+                "server.csr",
+            )
+            _openssl(
+                work,
+                "x509",
+                "-req",
+                "-in",
+                "server.csr",
+                "-CA",
+                "ca.pem",
+                "-CAkey",
+                "ca-key.pem",
+                "-CAcreateserial",
+                "-days",
+                days,
+                "-copy_extensions",
+                "copyall",
+                "-out",
+                "server-cert.pem",
+            )
+            for path in work.iterdir():
+                path.chmod(0o600 if path.name.endswith("key.pem") else 0o644)
+            shutil.rmtree(self.tls_dir, ignore_errors=True)
+            work.rename(self.tls_dir)
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+        log.info("made the local MariaDB's CA and server certificate in %s", self.tls_dir)
 
     def pid(self) -> int | None:
         try:
@@ -78,25 +164,29 @@ class LocalMariaDB:
         )
         return result.returncode == 0
 
-    def _write_config(self) -> None:
-        self.base.mkdir(parents=True, exist_ok=True)
-        self.cnf.write_text(
-            MY_CNF.format(
-                user=getpass.getuser(),
-                datadir=self.datadir,
-                socket=self.socket,
-                pidfile=self.pidfile,
-                logfile=self.logfile,
-                port=self.settings.db_port,
-            )
+    def _config(self) -> str:
+        return MY_CNF.format(
+            user=getpass.getuser(),
+            datadir=self.datadir,
+            socket=self.socket,
+            pidfile=self.pidfile,
+            logfile=self.logfile,
+            port=self.settings.db_port,
+            tls_dir=self.tls_dir,
         )
 
     def start(self) -> None:
-        """Start the server (initialising the data dir the first time) and provision the admin account."""
+        """Start the server (initialising the data dir the first time, making its certificates) and
+        provision the admin account; a running server with an older configuration is restarted."""
+        self.ensure_certificates()
         if self.is_running():
-            self._provision_admin()
-            return
-        self._write_config()
+            if self.cnf.is_file() and self.cnf.read_text() == self._config():
+                self._provision_admin()
+                return
+            log.info("restarting MariaDB: its configuration changed")
+            self.stop()
+        self.base.mkdir(parents=True, exist_ok=True)
+        self.cnf.write_text(self._config())
         if not (self.datadir / "mysql").is_dir():
             log.info("initialising MariaDB data dir %s", self.datadir)
             subprocess.run(
@@ -154,3 +244,11 @@ class LocalMariaDB:
             return
         kill_group(pid, timeout)  # mariadbd leads its own session (start_new_session)
         self.pidfile.unlink(missing_ok=True)
+
+
+def _openssl(cwd: Path, *args: str) -> None:
+    result = subprocess.run(["openssl", *args], cwd=cwd, capture_output=True, text=True, check=False)
+    if result.returncode != 0:
+        raise RuntimeError(
+            f"openssl {args[0]} failed making the local TLS certificates: {result.stderr.strip()}"
+        )

@@ -15,6 +15,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from wpclone.db import DbTls
 from wpclone.errors import CloneNameTaken
 from wpclone.fetch import FetchPolicy
 from wpclone.models import ClonePlan, RuntimeKind, WpcloneConfig, check_clone_id
@@ -53,9 +54,12 @@ class Runtime(abc.ABC):
     def clone_db_server(self, plan: ClonePlan) -> tuple[str, int]:
         """Where the clone's database lives, as its site and its steps reach it: (host, port)."""
 
-    def step_spec(self, step: Step, plan: ClonePlan, *, job_id: str | None = None) -> StepSpec:
+    def step_spec(
+        self, step: Step, plan: ClonePlan, *, job_id: str | None = None, db_tls: DbTls | None = None
+    ) -> StepSpec:
         """What ``step`` gets for the clone of ``plan`` here (wpclone.runtimes.stepspec); the runtime hands
-        over the passwords, trees, backups and params as it renders the spec."""
+        over the passwords, trees, backups and params as it renders the spec. ``db_tls`` is the TLS of the
+        clones' server (the ``wpclone_mysql`` connection's), its files as :meth:`step_tls` places them."""
         return step_spec(
             step,
             plan,
@@ -64,7 +68,12 @@ class Runtime(abc.ABC):
             fetch_policy=self.fetch_policy(),
             backups=self.config.backups,
             job_id=job_id,
+            clone_tls=self.step_tls(db_tls) if db_tls else None,
         )
+
+    def step_tls(self, tls: DbTls) -> DbTls:
+        """``tls`` with its files where a step sees them (here: where they are)."""
+        return tls
 
     @abc.abstractmethod
     def clone_url(self, clone_id: str) -> str:

@@ -39,10 +39,11 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from wpclone.errors import CloneNameTaken, ForeignObject, KubernetesError
+from wpclone.db import DbTls
+from wpclone.errors import CloneNameTaken, ConfigError, ForeignObject, KubernetesError
 from wpclone.k8s import manifests
 from wpclone.k8s.apply import DELETE_ORDER, ClusterClient, foreign_sentence, has_labels, owner_labels
-from wpclone.k8s.settings import KubernetesSettings
+from wpclone.k8s.settings import DB_TLS_KEYS, DB_TLS_MOUNT, KubernetesSettings
 from wpclone.models import (
     WORDPRESS_SALT_NAMES,
     ClonePlan,
@@ -53,6 +54,7 @@ from wpclone.models import (
 )
 from wpclone.readiness import Fetch, http_fetcher
 from wpclone.runtimes.base import CLONE_ID_LABEL, CloneSecrets, Runtime
+from wpclone.settings import kubernetes_env_name
 from wpclone.steps.common import sentence
 
 log = logging.getLogger(__name__)
@@ -102,6 +104,17 @@ class KubernetesRuntime(Runtime):
             self.settings.clone_db_host or plan.source.db_host,
             self.settings.clone_db_port or plan.source.db_port,
         )
+
+    def step_tls(self, tls: DbTls) -> DbTls:
+        """``tls`` with its files where the step's pod mounts them: the Secret ``settings.db_tls_secret``
+        at DB_TLS_MOUNT (wpclone.k8s.pod); ConfigError when files are named and no Secret is set."""
+        if tls.files() and not self.settings.db_tls_secret:
+            raise ConfigError(
+                f"the wpclone_mysql connection names TLS files ({', '.join(tls.files().values())}): set "
+                f"{kubernetes_env_name('db_tls_secret')} to the Secret that holds them "
+                f"(keys {', '.join(DB_TLS_KEYS.values())}) so the steps' pods can mount it."
+            )
+        return tls.with_files({name: f"{DB_TLS_MOUNT}/{key}" for name, key in DB_TLS_KEYS.items()})
 
     def clone_url(self, clone_id: str) -> str:
         check_clone_id(clone_id)

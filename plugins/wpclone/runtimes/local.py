@@ -21,6 +21,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+from wpclone.db import DbTls
 from wpclone.errors import StepFailed
 from wpclone.local.mariadb import LOCAL_USER_HOST
 from wpclone.local.settings import StackSettings
@@ -248,7 +249,9 @@ class LocalRuntime(Runtime):
     def clone_db_server(self, plan: ClonePlan) -> tuple[str, int]:
         return "127.0.0.1", self.settings.db_port
 
-    def step_env(self, plan: ClonePlan, step: Step, *, job_id: str | None = None) -> dict[str, str]:
+    def step_env(
+        self, plan: ClonePlan, step: Step, *, job_id: str | None = None, db_tls: DbTls | None = None
+    ) -> dict[str, str]:
         """The environment ``step`` gets for the clone of ``plan``: its spec (:meth:`step_spec`) with each
         login's password as a file (``<prefix>_PASSWORD_FILE``), each tree as a directory, the backup
         directory. The run params are the caller's (:meth:`run_step`).
@@ -260,8 +263,10 @@ class LocalRuntime(Runtime):
 
         ``job_id`` is the DAG run id; by default the one Airflow's task runner exports to the task process
         (``AIRFLOW_CTX_DAG_RUN_ID``). The steps log both ids on every line (``wpclone.steps.common``).
+        ``db_tls``: the clones' server's TLS settings, the files at their paths on this machine.
         """
-        spec = self.step_spec(step, plan, job_id=job_id or os.environ.get(AIRFLOW_RUN_ID_ENV, ""))
+        job_id = job_id or os.environ.get(AIRFLOW_RUN_ID_ENV, "")
+        spec = self.step_spec(step, plan, job_id=job_id, db_tls=db_tls)
         return self._render(spec, plan)
 
     def _render(self, spec: StepSpec, plan: ClonePlan) -> dict[str, str]:
@@ -290,16 +295,23 @@ class LocalRuntime(Runtime):
         return str(content_dir(self.settings, plan.clone_id))
 
     def run_step(
-        self, step: Step, plan: ClonePlan, *, params: Mapping[str, str], job_id: str | None = None
+        self,
+        step: Step,
+        plan: ClonePlan,
+        *,
+        params: Mapping[str, str],
+        job_id: str | None = None,
+        db_tls: DbTls | None = None,
     ) -> dict[str, Any]:
         """Run ``python -m wpclone.steps <step> <arguments>`` for the clone of ``plan`` as a child of this
         process, with :meth:`step_env` and the run ``params`` (``step.param_env``'s variables, resolved);
-        ``job_id`` as :meth:`step_env` takes it.
+        ``job_id`` and ``db_tls`` as :meth:`step_env` takes them.
 
         The step's log lines go to this process's log as they come; its JSON result line is returned; on
         failure, StepFailed with ``<step>: <its one sentence>``. The step dies with this process.
         """
-        spec = self.step_spec(step, plan, job_id=job_id or os.environ.get(AIRFLOW_RUN_ID_ENV, ""))
+        job_id = job_id or os.environ.get(AIRFLOW_RUN_ID_ENV, "")
+        spec = self.step_spec(step, plan, job_id=job_id, db_tls=db_tls)
         command = [sys.executable, *STEP_COMMAND[1:], *spec.argv]
         child_env = {
             **os.environ,

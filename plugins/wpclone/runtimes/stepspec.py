@@ -7,7 +7,9 @@ A :class:`Step` names the step (``python -m wpclone.steps <step>``), its argumen
 params it gets by reference (a backup URL may carry a token).
 
 :func:`step_spec` turns a step and a :class:`~wpclone.models.ClonePlan` into a :class:`StepSpec`: the
-command line, the plain environment (logins' host, port, user and database; the job and clone ids; the
+command line, the plain environment (logins' host, port, user and database, and for the clone's and the
+restore's logins on the shared server its TLS settings, ``<prefix>_SSL_MODE`` and ``_SSL_CA/_CERT/_KEY``
+as the runtime places the files (:class:`wpclone.db.DbTls`); the job and clone ids; the
 link roots, fetch policy and retention where the step reads them), and what only a runtime can hand over:
 each login's password, each tree's location, the backups, the params. Every name comes from the plan and
 wpclone.models (``restore_db_name``), never rebuilt elsewhere. Both runtimes render the same spec: the
@@ -25,6 +27,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 
+from wpclone.db import DbTls
 from wpclone.fetch import FetchPolicy
 from wpclone.models import BackupConfig, ClonePlan, restore_db_name
 from wpclone.steps.backup import BACKUP_STEP, FETCH_POLICY_ENV, RESTORE_STEP, retention_env
@@ -128,6 +131,7 @@ class DbLogin:
     port: int
     user: str
     name: str
+    tls: DbTls | None = None  # the shared server's TLS settings (clone and restore logins)
 
 
 @dataclass(frozen=True)
@@ -155,19 +159,23 @@ def step_spec(
     fetch_policy: FetchPolicy,
     backups: BackupConfig,
     job_id: str | None = None,
+    clone_tls: DbTls | None = None,
 ) -> StepSpec:
     """What ``step`` gets for the clone ``plan`` describes (the module docstring).
 
     ``clone_server`` is where the clones' databases live (host, port); ``default_link_roots`` the
     directories a link in wp-content may point into when the source sets no ``content_link_roots``;
     ``fetch_policy`` and ``backups`` are the configuration's, for the restore and backup steps; ``job_id``
-    the DAG run id every log line of the step carries.
+    the DAG run id every log line of the step carries; ``clone_tls`` the TLS settings of the clones' server
+    (the ``wpclone_mysql`` connection's, its files where the step sees them).
     """
     env: dict[str, str] = dict(step.env)
     env[CLONE_ID_ENV] = plan.clone_id
     if job_id:
         env[JOB_ID_ENV] = job_id
-    logins = {prefix: _login(DbRole(which), plan, clone_server) for prefix, which in step.db_env.items()}
+    logins = {
+        prefix: _login(DbRole(which), plan, clone_server, clone_tls) for prefix, which in step.db_env.items()
+    }
     for prefix, login in logins.items():
         env.update(
             {
@@ -177,6 +185,8 @@ def step_spec(
                 f"{prefix}_NAME": login.name,
             }
         )
+        if login.tls:
+            env.update(login.tls.to_env(prefix))
     content = {name: ContentRole(which) for name, which in step.content.items()}
     if content:
         roots = plan.source.content_link_roots
@@ -197,10 +207,10 @@ def step_spec(
     )
 
 
-def _login(role: DbRole, plan: ClonePlan, clone_server: tuple[str, int]) -> DbLogin:
+def _login(role: DbRole, plan: ClonePlan, clone_server: tuple[str, int], clone_tls: DbTls | None) -> DbLogin:
     if role is DbRole.SOURCE:
         source = plan.source
         return DbLogin(role, source.db_host, source.db_port, source.db_user, source.db_name)
     name = restore_db_name(plan.clone_id) if role is DbRole.RESTORE else plan.db_name
     host, port = clone_server
-    return DbLogin(role, host, port, name, name)
+    return DbLogin(role, host, port, name, name, clone_tls)

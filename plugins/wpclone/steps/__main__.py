@@ -40,7 +40,7 @@ def build_parser() -> argparse.ArgumentParser:
         "copy-database",
         help="dump the source database, rewrite URLs, load the target, verify",
         description="Source and target come from SOURCE_DB_* and TARGET_DB_* "
-        "(HOST, PORT, USER, PASSWORD or PASSWORD_FILE, NAME).",
+        "(HOST, PORT, USER, PASSWORD or PASSWORD_FILE, NAME; for TLS: SSL_MODE, SSL_CA, SSL_CERT, SSL_KEY).",
     )
     db.add_argument(
         "urls",

@@ -191,7 +191,8 @@ def parse_pairs(args: Sequence[str]) -> list[tuple[str, str]]:
 
 
 def endpoint_from_env(prefix: str) -> DbEndpoint:
-    """The database login ``<prefix>_HOST/_PORT/_USER/_PASSWORD[_FILE]/_NAME``, the name required."""
+    """The database login ``<prefix>_HOST/_PORT/_USER/_PASSWORD[_FILE]/_NAME``, the name required, and its
+    TLS settings ``<prefix>_SSL_MODE/_SSL_CA/_SSL_CERT/_SSL_KEY`` when set (wpclone.db.DbTls)."""
     try:
         endpoint = DbEndpoint.from_env(prefix)
     except OSError as exc:
