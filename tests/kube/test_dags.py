@@ -23,6 +23,7 @@ from typing import Any
 import kubernetes
 import pytest
 from airflow.dag_processing.dagbag import DagBag
+from airflow.providers.cncf.kubernetes.hooks.kubernetes import KubernetesHook
 
 from tests.conftest import REPO
 from tests.dags.conftest import run, states, xcom
@@ -313,3 +314,14 @@ def test_delete_leaves_nothing_with_the_clones_labels(
     assert not MySqlAdmin.from_endpoint(admin_db).users(clone_db_name(CLONE))
     record = registry.get(CLONE)
     assert record is not None and record.status is CloneStatus.DELETED
+
+
+def test_the_dags_call_the_cluster_as_the_workers_service_account(kube_env: ServiceProxy) -> None:
+    """What the runs above were allowed is the shipped Role's: the connection is not an admin."""
+    hook = KubernetesHook(conn_id=KubernetesSettings().conn_id)
+    core = kubernetes.client.CoreV1Api(hook.api_client)
+    core.list_namespaced_pod(NAMESPACE)
+    with pytest.raises(kubernetes.client.exceptions.ApiException) as refused:
+        core.list_namespaced_pod("default")
+    assert refused.value.status == 403
+    assert "system:serviceaccount:airflow:airflow-worker" in str(refused.value.body)
