@@ -613,7 +613,7 @@ class NodeAgent:
         env = {key: translate(value, mounts) for key, value in env.items()}
         env.setdefault("PATH", f"{Path(sys.executable).parent}{os.pathsep}/usr/local/bin:/usr/bin:/bin")
         env.setdefault("HOSTNAME", run.name)
-        env.setdefault("WPCLONE_TERMINATION_LOG", str(container.termination_file))
+        env["WPCLONE_TERMINATION_LOG"] = str(container.termination_file)  # for terminationMessagePath
         env["PYTHONPATH"] = str(PLUGINS_DIR)
         workdir = Path(translate(container.spec.get("workingDir", ""), mounts) or run.directory)
         try:
