@@ -40,9 +40,13 @@ pod instead of starting a second one) come from the provider.
 - the task-time pieces above, from the typed plan (when rendering), and the params Secret (when executing);
 - a check, before any pod exists, that every Kubernetes name and label taken from the plan is valid, so a
   bad plan fails with a sentence;
-- on failure, the step's one-sentence error as XCom ``error``: the container's termination message
-  (``terminationMessagePolicy: FallbackToLogsOnError`` puts the tail of its output there, whose last line
-  is the step's ``error: <sentence>``), else a sentence made from the exception.
+- on success, the step's JSON result as the task's XCom, as on the local runtime: the step writes it to
+  ``WPCLONE_TERMINATION_LOG`` (``/dev/termination-log`` in the pod), so it is the container's termination
+  message;
+- on failure, the step's one-sentence error as XCom ``error``, ``<step>: <sentence>`` as on the local
+  runtime: the container's termination message (``terminationMessagePolicy: FallbackToLogsOnError`` puts
+  the tail of its output there, whose last line is the step's ``error: <sentence>``), else a sentence made
+  from the exception.
 """
 
 from __future__ import annotations
