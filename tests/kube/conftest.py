@@ -9,6 +9,7 @@ The node agent is always the session's own. Without the built binaries the tier 
 
 from __future__ import annotations
 
+import base64
 import os
 import secrets
 import shutil
@@ -21,12 +22,14 @@ from typing import Any
 
 import kubernetes
 import pytest
+import yaml
 from kubernetes.client.exceptions import ApiException
 
 from tests.kube.node_agent import NODE_NAME
-from wpclone.local.cluster import Cluster, missing_binaries
+from wpclone.local.cluster import Cluster, kubeconfig_text, missing_binaries
 from wpclone.local.procs import kill_group, pid_from_file
 from wpclone.local.settings import StackSettings
+from wpclone.local.sitehost import _write_private as write_private
 from wpclone.settings import REPO_ROOT
 
 TOOLBOX_IMAGE = "wpclone-toolbox:0.1.0"
@@ -178,3 +181,92 @@ def log_text(core: kubernetes.client.CoreV1Api, namespace: str, pod: str, **kwar
 
 
 MANIFESTS = Path(__file__).resolve().parents[2] / "helm-values" / "manifests"
+
+
+# -- the shipped manifests and the workers' ServiceAccount ---------------------------------------------------
+
+
+def apply_manifest(api: kubernetes.client.ApiClient, manifest: dict[str, Any], *, dry_run: bool) -> Any:
+    """Server-side apply, as the runtime writes (forced, its field manager)."""
+    resource = kubernetes.dynamic.DynamicClient(api).resources.get(
+        api_version=manifest["apiVersion"], kind=manifest["kind"]
+    )
+    return resource.patch(
+        body=manifest,
+        name=manifest["metadata"]["name"],
+        namespace=manifest["metadata"].get("namespace"),
+        content_type="application/apply-patch+yaml",
+        field_manager="wpclone-tests",
+        force=True,
+        dry_run="All" if dry_run else None,
+    )
+
+
+@pytest.fixture(scope="session")
+def shipped(api: kubernetes.client.ApiClient, node: str) -> list[dict[str, Any]]:
+    """Every manifest of helm-values/manifests/ (and optional/), applied after a server-side dry run."""
+    manifests = [
+        doc
+        for path in sorted(MANIFESTS.rglob("*.yaml"))
+        for doc in yaml.safe_load_all(path.read_text())
+        if doc
+    ]
+    assert {m["kind"] for m in manifests} >= {
+        "Namespace",
+        "Role",
+        "RoleBinding",
+        "NetworkPolicy",
+        "PersistentVolumeClaim",
+    }
+    for manifest in manifests:
+        if manifest["kind"] == "Namespace":  # what the others are dry-run in must exist
+            apply_manifest(api, manifest, dry_run=False)
+    for manifest in manifests:
+        apply_manifest(api, manifest, dry_run=True)
+    for manifest in manifests:
+        apply_manifest(api, manifest, dry_run=False)
+    return manifests
+
+
+def service_account_token(core: kubernetes.client.CoreV1Api, namespace: str, name: str) -> str | None:
+    """The token the token controller made for the account (Kubernetes 1.20 still makes one per account)."""
+    account = core.read_namespaced_service_account(name, namespace)
+    for ref in account.secrets or []:
+        secret = core.read_namespaced_secret(ref.name, namespace)
+        if secret.type == "kubernetes.io/service-account-token" and (secret.data or {}).get("token"):
+            return base64.b64decode(secret.data["token"]).decode()
+    return None
+
+
+@pytest.fixture(scope="session")
+def worker_kubeconfig(
+    core: kubernetes.client.CoreV1Api, cluster: Cluster, shipped: list[dict[str, Any]]
+) -> Path:
+    """A kubeconfig with the token of the ServiceAccount the shipped RoleBinding names (made here): what the
+    Airflow workers' calls run as in production, so a permission the Role lacks is a 403 here too."""
+    binding = next(m for m in shipped if m["kind"] == "RoleBinding")
+    (subject,) = binding["subjects"]
+    for create, args in (
+        (core.create_namespace, ({"metadata": {"name": subject["namespace"]}},)),
+        (
+            core.create_namespaced_service_account,
+            (subject["namespace"], {"metadata": {"name": subject["name"]}}),
+        ),
+    ):
+        try:
+            create(*args)
+        except ApiException as exc:
+            assert exc.status == 409  # made by an earlier session on this cluster
+    token = wait_for(
+        "the service account's token",
+        lambda: service_account_token(core, subject["namespace"], subject["name"]),
+    )
+    path = cluster.base / "worker.kubeconfig"
+    user = f"system:serviceaccount:{subject['namespace']}:{subject['name']}"
+    write_private(path, kubeconfig_text(cluster.server, cluster.ca_file.read_bytes(), user, token))
+    return path
+
+
+def worker_client(worker_kubeconfig: Path) -> kubernetes.client.ApiClient:
+    """A client of the cluster as the workers' ServiceAccount."""
+    return kubernetes.config.new_client_from_config(config_file=str(worker_kubeconfig))

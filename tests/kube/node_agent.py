@@ -18,7 +18,8 @@ stand-in for a kubelet, a container runtime and a volume provisioner.
   it (``/content/clone/wp-content`` -> ``<volume dir>/wp-content``). The pod moves through ``Running`` to
   ``Succeeded``/``Failed`` with the exit code and the termination message (the file named by
   ``WPCLONE_TERMINATION_LOG``, else, for ``FallbackToLogsOnError``, the last 80 lines of the output);
-  ``activeDeadlineSeconds`` ends it ``DeadlineExceeded``. A container is never restarted (a
+  ``activeDeadlineSeconds`` ends it ``DeadlineExceeded``; a local directory in the termination message is
+  written back as its mount path. A container is never restarted (a
   ``restartPolicy: Always`` pod whose command ends stays ``Running``, not ready). A graceful delete stops
   the processes (SIGTERM, SIGKILL after the grace period) and then removes the pod;
 - **the site**: a pod of the WordPress image (a clone's site or restore preview Deployment) is served by the
@@ -125,6 +126,7 @@ class Container:
     terminated: Json | None = None
     waiting: tuple[str, str] | None = None  # (reason, message)
     ready: bool = False
+    mounts: list[tuple[str, Path]] = field(default_factory=list)  # (mount path, local directory)
     output_done: threading.Event = field(default_factory=threading.Event)  # all output is in the log
     # Its end is in the pod's status (or it was stopped): a log follower stops here, as on a kubelet, so
     # KubernetesPodOperator never sees its stream end while the pod still says the container runs.
@@ -184,9 +186,11 @@ class Container:
         except FileNotFoundError:
             text = ""
         if text or code == 0 or self.spec.get("terminationMessagePolicy") != "FallbackToLogsOnError":
-            return text
+            return untranslate(text, self.mounts)
         lines = [line for _, line in read_log(self.log_file)][-TERMINATION_LINES:]
-        return "".join(lines).encode()[-TERMINATION_BYTES:].decode("utf-8", "replace")
+        return untranslate(
+            "".join(lines).encode()[-TERMINATION_BYTES:].decode("utf-8", "replace"), self.mounts
+        )
 
     def stop(self, grace: float) -> None:
         """SIGTERM the command's process group, SIGKILL what is left after ``grace`` seconds; it has then
@@ -613,9 +617,10 @@ class NodeAgent:
         env = {key: translate(value, mounts) for key, value in env.items()}
         env.setdefault("PATH", f"{Path(sys.executable).parent}{os.pathsep}/usr/local/bin:/usr/bin:/bin")
         env.setdefault("HOSTNAME", run.name)
-        env.setdefault("WPCLONE_TERMINATION_LOG", str(container.termination_file))
+        env["WPCLONE_TERMINATION_LOG"] = str(container.termination_file)  # for terminationMessagePath
         env["PYTHONPATH"] = str(PLUGINS_DIR)
         workdir = Path(translate(container.spec.get("workingDir", ""), mounts) or run.directory)
+        container.mounts = mounts
         try:
             container.start(argv, env, workdir)
         except OSError as exc:
@@ -900,13 +905,21 @@ class LogHandler(BaseHTTPRequestHandler):
 
 
 def translate(value: str, mounts: list[tuple[str, Path]]) -> str:
-    """``value`` with each mount path in it (a whole path, not part of a longer name) replaced by its local
-    directory, in one pass, the longest mount path first."""
+    """``value`` with each mount path in it (a whole path, not part of a longer name, or a ``file://`` URL's
+    path) replaced by its local directory, in one pass, the longest mount path first."""
     if not mounts:
         return value
     local = {path: str(directory) for path, directory in mounts}
     paths = "|".join(re.escape(path) for path, _ in mounts)
-    return re.sub(rf"(?<![\w./-])({paths})(?=/|$|[^\w.-])", lambda m: local[m[1]], value)
+    return re.sub(rf"(?:(?<=file://)|(?<![\w./-]))({paths})(?=/|$|[^\w.-])", lambda m: local[m[1]], value)
+
+
+def untranslate(text: str, mounts: list[tuple[str, Path]]) -> str:
+    """``text`` with each mount's local directory written back as its mount path (what the container
+    reports, e.g. a backup's ``file:///backups/...`` URL, names the paths it sees in a real pod)."""
+    for path, directory in sorted(mounts, key=lambda m: len(str(m[1])), reverse=True):
+        text = text.replace(str(directory), path)
+    return text
 
 
 def field_value(pod: Json, path: str) -> str:

@@ -7,7 +7,6 @@ Each test asserts what a broken control plane or agent would get wrong; the runt
 
 from __future__ import annotations
 
-import base64
 import json
 import ssl
 import urllib.error
@@ -17,18 +16,18 @@ from typing import Any
 
 import kubernetes
 import pytest
-import yaml
 from airflow.providers.cncf.kubernetes.utils.pod_manager import PodManager
 from kubernetes.client.exceptions import ApiException
 
 from tests.kube.conftest import (
-    MANIFESTS,
     TOOLBOX_IMAGE,
+    apply_manifest,
     bound_claim,
     log_text,
     pod_phase,
     step_pod,
     wait_for,
+    worker_client,
 )
 from wpclone.local.cluster import KUBE_VERSION, Cluster
 
@@ -282,48 +281,6 @@ def test_namespace_deletion_collects_everything(core: kubernetes.client.CoreV1Ap
 # -- the shipped manifests and RBAC --------------------------------------------------------------------------
 
 
-def apply(api: kubernetes.client.ApiClient, manifest: dict[str, Any], *, dry_run: bool) -> Any:
-    """Server-side apply, as the runtime writes (forced, its field manager)."""
-    resource = kubernetes.dynamic.DynamicClient(api).resources.get(
-        api_version=manifest["apiVersion"], kind=manifest["kind"]
-    )
-    return resource.patch(
-        body=manifest,
-        name=manifest["metadata"]["name"],
-        namespace=manifest["metadata"].get("namespace"),
-        content_type="application/apply-patch+yaml",
-        field_manager="wpclone-tests",
-        force=True,
-        dry_run="All" if dry_run else None,
-    )
-
-
-@pytest.fixture(scope="module")
-def shipped(api: kubernetes.client.ApiClient, node: str) -> list[dict[str, Any]]:
-    """Every manifest of helm-values/manifests/ (and optional/), applied after a server-side dry run."""
-    manifests = [
-        doc
-        for path in sorted(MANIFESTS.rglob("*.yaml"))
-        for doc in yaml.safe_load_all(path.read_text())
-        if doc
-    ]
-    assert {m["kind"] for m in manifests} >= {
-        "Namespace",
-        "Role",
-        "RoleBinding",
-        "NetworkPolicy",
-        "PersistentVolumeClaim",
-    }
-    for manifest in manifests:
-        if manifest["kind"] == "Namespace":  # what the others are dry-run in must exist
-            apply(api, manifest, dry_run=False)
-    for manifest in manifests:
-        apply(api, manifest, dry_run=True)
-    for manifest in manifests:
-        apply(api, manifest, dry_run=False)
-    return manifests
-
-
 def test_shipped_manifests_apply(api: kubernetes.client.ApiClient, shipped: list[dict[str, Any]]) -> None:
     core = kubernetes.client.CoreV1Api(api)
     networking = kubernetes.client.NetworkingV1Api(api)
@@ -344,7 +301,7 @@ def test_shipped_manifests_apply(api: kubernetes.client.ApiClient, shipped: list
         "wpclone-backups", "wpclone-clones"
     ).metadata.resource_version
     claim = next(m for m in shipped if m["kind"] == "PersistentVolumeClaim")
-    apply(api, claim, dry_run=False)
+    apply_manifest(api, claim, dry_run=False)
     after = core.read_namespaced_persistent_volume_claim(
         "wpclone-backups", "wpclone-clones"
     ).metadata.resource_version
@@ -353,58 +310,27 @@ def test_shipped_manifests_apply(api: kubernetes.client.ApiClient, shipped: list
     broken = json.loads(json.dumps(next(m for m in shipped if m["kind"] == "NetworkPolicy")))
     broken["spec"]["policyTypes"] = ["Sideways"]
     with pytest.raises(ApiException) as refused:
-        apply(api, broken, dry_run=True)
+        apply_manifest(api, broken, dry_run=True)
     assert refused.value.status == 422
 
 
 def test_shipped_role_allows_only_the_clones_namespace(
-    api: kubernetes.client.ApiClient, cluster: Cluster, shipped: list[dict[str, Any]]
+    worker_kubeconfig: Path, shipped: list[dict[str, Any]]
 ) -> None:
     """The workers' ServiceAccount named by the shipped RoleBinding, with its own token: the Role's verbs in
     wpclone-clones, 403 outside it."""
-    core = kubernetes.client.CoreV1Api(api)
     binding = next(m for m in shipped if m["kind"] == "RoleBinding")
-    (subject,) = binding["subjects"]
-    for create, args in (
-        (core.create_namespace, ({"metadata": {"name": subject["namespace"]}},)),
-        (
-            core.create_namespaced_service_account,
-            (subject["namespace"], {"metadata": {"name": subject["name"]}}),
-        ),
-    ):
-        try:
-            create(*args)
-        except ApiException as exc:
-            assert exc.status == 409  # made by an earlier session on this cluster
-    token = wait_for(
-        "the service account's token",
-        lambda: service_account_token(core, subject["namespace"], subject["name"]),
-    )
-    config = kubernetes.client.Configuration(
-        host=cluster.server, api_key={"authorization": f"Bearer {token}"}
-    )
-    config.ssl_ca_cert = str(cluster.ca_file)
-    as_worker = kubernetes.client.CoreV1Api(kubernetes.client.ApiClient(config))
+    as_worker = kubernetes.client.CoreV1Api(worker_client(worker_kubeconfig))
     as_worker.list_namespaced_pod("wpclone-clones")
     as_worker.create_namespaced_secret(
         "wpclone-clones", {"metadata": {"name": "wpclone-probe"}, "stringData": {"k": "v"}}, dry_run="All"
     )
     for call in (
         lambda: as_worker.list_namespaced_pod("default"),
-        lambda: as_worker.list_namespaced_secret(subject["namespace"]),
+        lambda: as_worker.list_namespaced_secret(binding["subjects"][0]["namespace"]),
         as_worker.list_namespace,
         lambda: as_worker.list_namespaced_service_account("wpclone-clones"),
     ):
         with pytest.raises(ApiException) as refused:
             call()
         assert refused.value.status == 403
-
-
-def service_account_token(core: kubernetes.client.CoreV1Api, namespace: str, name: str) -> str | None:
-    """The token the token controller made for the account (Kubernetes 1.20 still makes one per account)."""
-    account = core.read_namespaced_service_account(name, namespace)
-    for ref in account.secrets or []:
-        secret = core.read_namespaced_secret(ref.name, namespace)
-        if secret.type == "kubernetes.io/service-account-token" and (secret.data or {}).get("token"):
-            return base64.b64decode(secret.data["token"]).decode()
-    return None

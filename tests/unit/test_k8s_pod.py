@@ -374,7 +374,25 @@ def test_a_failed_pod_pushes_the_steps_sentence_as_xcom_error(
     monkeypatch.setattr(KubernetesPodOperator, "execute", provider_execute)
     with pytest.raises(AirflowException, match="returned a failure"):
         op.execute(context)
-    assert context["ti"].pushed == {"error": "Target database wpc_shop_abc123 already has tables."}
+    assert context["ti"].pushed == {
+        "error": "copy-database: Target database wpc_shop_abc123 already has tables."
+    }
+
+
+def test_a_succeeded_pod_returns_the_steps_result_from_its_termination_message(
+    runtime: KubernetesRuntime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """As the local runtime's task returns the step's JSON result line, for the next tasks' XCom."""
+    op, context, pod = build(runtime, COPY_DATABASE)
+    env = {item["name"]: item.get("value") for item in pod["spec"]["containers"][0]["env"]}
+    assert env["WPCLONE_TERMINATION_LOG"] == "/dev/termination-log"
+
+    def provider_execute(self: KubernetesPodOperator, context: Any) -> None:
+        self.remote_pod = failed_pod('{"rows": 1200, "tables": 12}\n')
+
+    monkeypatch.setattr(KubernetesPodOperator, "execute", provider_execute)
+    assert op.execute(context) == {"rows": 1200, "tables": 12}
+    assert context["ti"].pushed == {"return_value": {"rows": 1200, "tables": 12}}
 
 
 def test_a_pod_that_never_ran_still_pushes_one_sentence(
@@ -415,7 +433,10 @@ def test_deferred_reentry_failure_pushes_the_sentence(
     monkeypatch.setattr(KubernetesPodOperator, "trigger_reentry", provider_reentry)
     with pytest.raises(AirflowException):
         op.trigger_reentry(context, {"status": "failed", "name": "p", "namespace": "n"})
-    assert context["ti"].pushed["error"] == "The source database is unreachable at mysql.databases.svc:3306."
+    assert (
+        context["ti"].pushed["error"]
+        == "copy-database: The source database is unreachable at mysql.databases.svc:3306."
+    )
 
 
 # -- wp_backup and wp_restore: the operators the DAG builders make ---------------------------------------

@@ -42,20 +42,26 @@ pod instead of starting a second one) come from the provider.
 - the task-time pieces above, from the typed plan (when rendering), and the params Secret (when executing);
 - a check, before any pod exists, that every Kubernetes name and label taken from the plan is valid, so a
   bad plan fails with a sentence;
-- on failure, the step's one-sentence error as XCom ``error``: the container's termination message
-  (``terminationMessagePolicy: FallbackToLogsOnError`` puts the tail of its output there, whose last line
-  is the step's ``error: <sentence>``), else a sentence made from the exception.
+- on success, the step's JSON result as the task's XCom, as on the local runtime: the step writes it to
+  ``WPCLONE_TERMINATION_LOG`` (``/dev/termination-log`` in the pod), so it is the container's termination
+  message;
+- on failure, the step's one-sentence error as XCom ``error``, ``<step>: <sentence>`` as on the local
+  runtime: the container's termination message (``terminationMessagePolicy: FallbackToLogsOnError`` puts
+  the tail of its output there, whose last line is the step's ``error: <sentence>``), else a sentence made
+  from the exception.
 """
 
 from __future__ import annotations
 
 import base64
+import json
 import logging
 import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 
 import jinja2
+from airflow.models.xcom import XCOM_RETURN_KEY
 from airflow.providers.cncf.kubernetes.operators.pod import KubernetesPodOperator
 from airflow.providers.cncf.kubernetes.utils.container import get_container_termination_message
 from airflow.sdk.exceptions import AirflowRescheduleException, AirflowSkipException
@@ -67,6 +73,7 @@ from wpclone.airflow.xcom import ERROR_KEY
 from wpclone.config import load_config
 from wpclone.errors import KubernetesError
 from wpclone.k8s.apply import ClusterClient
+from wpclone.k8s.content import TERMINATION_LOG
 from wpclone.k8s.manifests import (
     COMPONENT_LABEL,
     CONTENT_SUBPATH,
@@ -93,6 +100,7 @@ from wpclone.runtimes.stepspec import (
     check_step,
 )
 from wpclone.steps.backup import BACKUP_DIR_ENV
+from wpclone.steps.common import TERMINATION_LOG_ENV
 
 log = logging.getLogger(__name__)
 
@@ -101,7 +109,12 @@ SOURCE_CONTENT_DIR = "/content/source"
 CLONE_CONTENT_DIR = "/content/clone"  # the clone's whole claim; its live tree is CONTENT_SUBPATH
 MAX_ERROR_CHARS = 1000
 # The pod's own environment, whatever the step.
-POD_ENV = {"HOME": "/tmp", "PYTHONDONTWRITEBYTECODE": "1", "PYTHONUNBUFFERED": "1"}
+POD_ENV = {
+    "HOME": "/tmp",
+    "PYTHONDONTWRITEBYTECODE": "1",
+    "PYTHONUNBUFFERED": "1",
+    TERMINATION_LOG_ENV: TERMINATION_LOG,  # the step's JSON result, read back as the task's XCom
+}
 
 TASK_ID_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,249}")
 # RFC 1123 subdomain: Secret and PersistentVolumeClaim names.
@@ -322,12 +335,27 @@ class StepPodOperator(KubernetesPodOperator):
         try:
             self.check_rendered()
             self.publish_params(context)
-            return super().execute(context)
+            super().execute(context)
         except (AirflowSkipException, AirflowRescheduleException):
             raise
         except Exception as exc:
             self.push_error(context, exc)
             raise
+        result = self.step_result()
+        context["ti"].xcom_push(key=XCOM_RETURN_KEY, value=result)
+        return result
+
+    def step_result(self) -> dict[str, Any] | None:
+        """The step's JSON result, the last line of its container's termination message (as on the local
+        runtime, the task's XCom); None when the pod left none."""
+        pod = self.remote_pod or self.pod
+        message = get_container_termination_message(pod, self.base_container_name) if pod else None
+        lines = [line for line in (message or "").splitlines() if line.strip()]
+        try:
+            result = json.loads(lines[-1]) if lines else None
+        except ValueError:
+            return None
+        return result if isinstance(result, dict) else None
 
     def trigger_reentry(self, context: Any, event: dict[str, Any]) -> Any:
         try:
@@ -347,6 +375,8 @@ class StepPodOperator(KubernetesPodOperator):
         if sentence is None:
             first = (str(exc).strip().splitlines() or [type(exc).__name__])[0].rstrip(".")
             sentence = f"The {self.step_name} step failed: {first}."[:MAX_ERROR_CHARS]
+        elif not sentence.startswith(f"{self.step_name}: "):  # named like the local runtime's
+            sentence = f"{self.step_name}: {sentence}"
         context["ti"].xcom_push(key=ERROR_KEY, value=sentence)
         return sentence
 

@@ -103,10 +103,19 @@ def sentence(text: str) -> str:
     return text + "."
 
 
+TERMINATION_LOG_ENV = "WPCLONE_TERMINATION_LOG"  # set in a step pod: its container's termination message file
+
+
 def emit_result(result: dict[str, Any]) -> None:
-    """Write the step's result as one JSON object on the last line of stdout."""
-    sys.stdout.write(json.dumps(result, sort_keys=True) + "\n")
+    """Write the step's result as one JSON object on the last line of stdout, and, in a pod (``WPCLONE_
+    TERMINATION_LOG`` set), into its termination message, where the pod operator reads it for XCom."""
+    text = json.dumps(result, sort_keys=True) + "\n"
+    sys.stdout.write(text)
     sys.stdout.flush()
+    path = os.environ.get(TERMINATION_LOG_ENV)
+    if path:
+        with open(path, "w") as message:
+            message.write(text)
 
 
 def mb_per_s(nbytes: int, seconds: float) -> float:
