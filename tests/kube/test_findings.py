@@ -164,3 +164,34 @@ def gone(api: kubernetes.client.ApiClient, namespace: str, kind: str, name: str)
     except ApiException as exc:
         return exc.status == 404
     return False
+
+
+def test_delete_takes_the_site_down_in_owner_order_and_leaves_nothing(
+    api: kubernetes.client.ApiClient, namespace: str, runtime: KubernetesRuntime
+) -> None:
+    """Finding 4: deleting a clone whose site runs leaves no ReplicaSet to start a new pod that holds the
+    claim; when the delete returns nothing of the clone's is left, and a second delete finds nothing."""
+    plan = make_plan(CLONE)
+    runtime.prepare_clone(plan)
+    runtime.deploy_site(plan, {}, MU_PLUGIN)
+    core = kubernetes.client.CoreV1Api(api)
+    site = f"{manifests.label_selector(CLONE)},{manifests.COMPONENT_LABEL}={manifests.SITE_COMPONENT}"
+    wait_for(
+        "the site's pod running",
+        lambda: [
+            p
+            for p in core.list_namespaced_pod(namespace, label_selector=site).items
+            if p.status.phase == "Running"
+        ],
+    )
+
+    removed = runtime.delete_clone_objects(CLONE)
+    assert {
+        f"Deployment/wpclone-{CLONE}",
+        f"PersistentVolumeClaim/wpclone-{CLONE}-content",
+        f"Secret/wpclone-{CLONE}",
+    } <= set(removed)
+    assert owned(api, namespace) == []  # no pod a ReplicaSet restarted, no claim held Terminating
+    apps = kubernetes.client.AppsV1Api(api)
+    assert apps.list_namespaced_replica_set(namespace).items == []
+    assert runtime.delete_clone_objects(CLONE) == []

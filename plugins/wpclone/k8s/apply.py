@@ -18,9 +18,13 @@ template are JSON merge patches (:meth:`ClusterClient.patch`) under their own fi
 apply of the site leaves them be.
 
 Delete: list by label selector, keep what carries our labels (checked again client-side), delete each by
-name with ``propagationPolicy=Background``; 404 counts as already gone. Listing by selector and deleting by
+name with ``propagationPolicy=Foreground``; 404 counts as already gone. Listing by selector and deleting by
 name (rather than ``deletecollection``) works for every kind, including Services on older clusters, and
-tells the caller exactly what was removed.
+tells the caller exactly what was removed. :meth:`ClusterClient.delete_labelled` goes kind by kind
+(:data:`DELETE_ORDER`) and waits until no object of a kind is left before the next: a Deployment is gone
+only once the garbage collector has removed its ReplicaSet and their pods (foreground), so no ReplicaSet
+starts a new pod that mounts the claim, and the claim (whose ``kubernetes.io/pvc-protection`` finalizer
+holds it while a pod uses it) is gone before the delete returns: a second delete finds nothing.
 
 Nothing here logs a Secret's values or an API error body that could echo them.
 """
@@ -29,6 +33,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import cached_property
@@ -93,6 +98,8 @@ API_PERMISSIONS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
 )
 
 
+DELETE_TIMEOUT_SECONDS = 300.0  # a claim waits for its pods' graceful stop (30 s) and the volume's release
+DELETE_POLL_SECONDS = 0.5
 WRITE_ATTEMPTS = 3  # an object deleted or replaced between our read and our write is looked at again
 
 
@@ -256,7 +263,8 @@ class ClusterClient:
         raise _keeps_changing(kind, name)
 
     def delete(self, kind: str, name: str, *, clone_id: str) -> bool:
-        """Delete clone ``clone_id``'s object (background propagation); False when it was already gone,
+        """Delete clone ``clone_id``'s object (foreground propagation, not waited for); False when it was
+        already gone,
         :class:`ForeignObject` when it is not that clone's."""
         existing = self.read_owned(kind, name, clone_id)
         return existing is not None and self._delete(kind, existing)
@@ -269,7 +277,7 @@ class ClusterClient:
         metadata = obj.get("metadata") or {}
         name, uid = str(metadata["name"]), metadata.get("uid")
         options = V1DeleteOptions(
-            propagation_policy="Background", preconditions=V1Preconditions(uid=uid) if uid else None
+            propagation_policy="Foreground", preconditions=V1Preconditions(uid=uid) if uid else None
         )
         try:
             self._call("delete", kind)(name, self.namespace, body=options)
@@ -325,16 +333,32 @@ class ClusterClient:
         items = [self._to_dict(item) for item in (result.items or [])]
         return [item for item in items if has_labels(item, wanted)]
 
-    def delete_labelled(self, selector: str) -> list[str]:
-        """Delete every object of every kind we manage that matches ``selector``; ``Kind/name`` removed."""
+    def delete_labelled(self, selector: str, *, timeout: float = DELETE_TIMEOUT_SECONDS) -> list[str]:
+        """Delete every object of every kind we manage that matches ``selector``, kind by kind, each kind
+        gone before the next (module docstring); ``Kind/name`` removed. KubernetesError naming what is left
+        when that takes longer than ``timeout`` seconds."""
         if f"{MANAGED_BY_LABEL}={MANAGED_BY}" not in selector.split(","):
             raise ValueError("refusing to delete by a selector that does not require our managed-by label.")
         removed: list[str] = []
+        deadline = time.monotonic() + timeout
         for kind in DELETE_ORDER:
             for item in self.list_objects(kind, selector):
-                if self._delete(kind, item):
+                if not item["metadata"].get("deletionTimestamp") and self._delete(kind, item):
                     removed.append(f"{kind}/{item['metadata']['name']}")
+            self._wait_gone(kind, selector, deadline, timeout)
         return removed
+
+    def _wait_gone(self, kind: str, selector: str, deadline: float, timeout: float) -> None:
+        while left := self.list_objects(kind, selector):
+            if time.monotonic() > deadline:
+                names = ", ".join(f"{kind}/{item['metadata']['name']}" for item in left)
+                holds = sorted({f for item in left for f in item["metadata"].get("finalizers") or ()})
+                why = f" (finalizers: {', '.join(holds)})" if holds else ""
+                raise KubernetesError(
+                    f"{names} in namespace {self.namespace} is still there {timeout:.0f} s after its delete"
+                    f"{why}; see its events, then delete the clone again."
+                )
+            time.sleep(DELETE_POLL_SECONDS)
 
 
 def _keeps_changing(kind: str, name: str) -> KubernetesError:
