@@ -9,6 +9,7 @@ garbage collector's owner chain, the scheduler's and the node's reasons for a po
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -18,7 +19,8 @@ from kubernetes.client.exceptions import ApiException
 
 from tests.kube.conftest import wait_for
 from tests.unit.test_k8s_manifests import MU_PLUGIN, make_plan, make_source
-from wpclone.errors import CloneNameTaken, ForeignObject
+from tests.unit.test_k8s_pod import COPY_CONTENT, COPY_DATABASE, build
+from wpclone.errors import CloneNameTaken, ForeignObject, KubernetesError
 from wpclone.k8s import manifests
 from wpclone.k8s.apply import KINDS
 from wpclone.k8s.settings import KubernetesSettings
@@ -195,3 +197,78 @@ def test_delete_takes_the_site_down_in_owner_order_and_leaves_nothing(
     apps = kubernetes.client.AppsV1Api(api)
     assert apps.list_namespaced_replica_set(namespace).items == []
     assert runtime.delete_clone_objects(CLONE) == []
+
+
+def settled(runtime: KubernetesRuntime, **settings: Any) -> KubernetesRuntime:
+    """``runtime`` with other settings (same connection and namespace)."""
+    changed = KubernetesRuntime(runtime.config, runtime.settings.model_copy(update=settings))
+    changed.poll_seconds = runtime.poll_seconds
+    return changed
+
+
+def run_step(runtime: KubernetesRuntime, step: Any, **operator: Any) -> tuple[str, str, float]:
+    """Run ``step``'s StepPodOperator for the clone against the cluster, expecting it to fail: the task's
+    error, the job's error (XCom ``error``) and the seconds it took."""
+    op, context, _ = build(runtime, step, make_plan(CLONE), **operator)
+    started = time.monotonic()
+    with pytest.raises(Exception) as failed:
+        op.execute(context)
+    return str(failed.value), context["ti"].pushed["error"], time.monotonic() - started
+
+
+def no_pods(api: kubernetes.client.ApiClient, namespace: str) -> bool:
+    return not kubernetes.client.CoreV1Api(api).list_namespaced_pod(namespace).items
+
+
+def test_a_step_pod_whose_claim_is_missing_fails_within_seconds_with_the_cause(
+    api: kubernetes.client.ApiClient, namespace: str, runtime: KubernetesRuntime
+) -> None:
+    """Finding 3: the scheduler's reason (the claim does not exist) is final: the step fails at once with it
+    in the job's error, not after the start-up timeout with ``Pod … returned a failure.``"""
+    runtime = settled(runtime, startup_timeout_seconds=120)
+    task_error, job_error, seconds = run_step(runtime, COPY_CONTENT)
+    assert seconds < 20
+    assert job_error.startswith("The copy-content step failed: Pod wpclone-copy-content-")
+    assert "cannot start: it cannot be scheduled (" in job_error
+    assert 'persistentvolumeclaim "' in job_error and "not found" in job_error
+    assert task_error == job_error.removeprefix("The copy-content step failed: ")
+    wait_for("the step pod's removal", lambda: no_pods(api, namespace))
+
+
+def test_an_image_that_cannot_be_pulled_fails_within_seconds_with_the_nodes_message(
+    api: kubernetes.client.ApiClient, namespace: str, runtime: KubernetesRuntime
+) -> None:
+    """Build item 5: the node cannot pull the image (the node agent knows only its two images)."""
+    runtime = settled(runtime, startup_timeout_seconds=120, toolbox_image="registry.invalid/toolbox:9")
+    _, job_error, seconds = run_step(runtime, COPY_DATABASE)
+    assert seconds < 20
+    assert "cannot start: its image cannot be pulled (ErrImagePull: " in job_error
+    assert 'cannot pull image "registry.invalid/toolbox:9"' in job_error
+    wait_for("the step pod's removal", lambda: no_pods(api, namespace))
+
+
+def test_a_pod_that_never_schedules_fails_at_the_timeout_with_the_schedulers_reason(
+    api: kubernetes.client.ApiClient, namespace: str, runtime: KubernetesRuntime
+) -> None:
+    """Build item 5: no node matches (which a new node could change): waited for, then the timeout's
+    sentence says why."""
+    _, job_error, seconds = run_step(runtime, COPY_DATABASE, node_selector={"wpclone.test/none": "x"})
+    assert 10 <= seconds < 30  # the settings' 10 s start-up timeout
+    assert "did not start within 10 s: it cannot be scheduled (0/1 nodes are available: " in job_error
+    assert "node affinity" in job_error  # 1.20 words a nodeSelector so
+    wait_for("the step pod's removal", lambda: no_pods(api, namespace))
+
+
+def test_the_content_pod_without_its_claim_fails_within_seconds_with_the_cause(
+    api: kubernetes.client.ApiClient, namespace: str, runtime: KubernetesRuntime
+) -> None:
+    """Finding 3, the restore's content pod: it waited 660 s for a claim that does not exist."""
+    runtime = settled(runtime, startup_timeout_seconds=120)
+    started = time.monotonic()
+    with pytest.raises(KubernetesError) as failed:
+        runtime.run_content_pod(CLONE, "inspect")
+    assert time.monotonic() - started < 20
+    assert str(failed.value).startswith(f"Pod wpclone-{CLONE}-content")
+    assert "cannot start: it cannot be scheduled (" in str(failed.value)
+    assert f'persistentvolumeclaim "wpclone-{CLONE}-content" not found' in str(failed.value)
+    wait_for("the content pod's removal", lambda: no_pods(api, namespace))

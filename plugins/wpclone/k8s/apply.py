@@ -95,6 +95,7 @@ API_PERMISSIONS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
     ("", "services", ("create", "get", "patch", "list", "delete")),
     ("networking.k8s.io", "ingresses", ("create", "get", "patch", "list", "delete")),
     ("", "pods", ("create", "get", "list", "delete")),  # the content pod; leftover step pods
+    ("", "events", ("list",)),  # why the content pod does not start (wpclone.k8s.startup)
 )
 
 
@@ -332,6 +333,17 @@ class ClusterClient:
         wanted = parse_selector(selector)
         items = [self._to_dict(item) for item in (result.items or [])]
         return [item for item in items if has_labels(item, wanted)]
+
+    def pod_events(self, name: str) -> list[dict[str, Any]]:
+        """The events about pod ``name`` (the scheduler's and the node's), oldest first as listed."""
+        from kubernetes.client.exceptions import ApiException  # noqa: PLC0415 (the kubernetes client: at the first API call)
+
+        selector = f"involvedObject.kind=Pod,involvedObject.name={name}"
+        try:
+            result = self._apis["CoreV1Api"].list_namespaced_event(self.namespace, field_selector=selector)
+        except ApiException as exc:
+            raise KubernetesError(api_error_sentence(exc, "list", "Event", "", self.namespace)) from None
+        return [self._to_dict(item) for item in (result.items or [])]
 
     def delete_labelled(self, selector: str, *, timeout: float = DELETE_TIMEOUT_SECONDS) -> list[str]:
         """Delete every object of every kind we manage that matches ``selector``, kind by kind, each kind
