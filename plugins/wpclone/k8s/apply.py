@@ -86,7 +86,11 @@ DELETE_ORDER = ("Ingress", "Service", "Deployment", "Pod", "ConfigMap", "Persist
 # The API calls this module makes, as RBAC rules for the Airflow workers' Role in the clones' namespace
 # (the step pods' operator adds its own: pods create/get/list/watch/delete/patch, pods/log get, events list).
 # tests/unit/test_k8s_lifecycle.py checks every request the runtime makes against this table.
-# Every write reads first (the ownership check), hence "get" on every kind.
+# Every write reads first (the ownership check), hence "get" on every kind. "create" stays on every kind we
+# apply, for server-side apply itself: the API server authorizes an apply PATCH of an object that does not
+# exist (yet, or any more: deleted between our read and our apply) as "create", so without it a clone's first
+# apply gets 403 whatever the client does (tests/kube/test_findings_rbac.py); our own POST of a missing
+# object (``ClusterClient.create``: generated Secrets are never applied over) is authorized the same way.
 API_PERMISSIONS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
     ("", "secrets", ("create", "get", "patch", "list", "delete")),
     ("", "persistentvolumeclaims", ("create", "get", "patch", "list", "delete")),
