@@ -18,6 +18,7 @@ import pytest
 from kubernetes.client.exceptions import ApiException
 
 from tests.kube.conftest import wait_for
+from tests.kube.node_agent import FOLLOW_CUT_ANNOTATION
 from tests.unit.test_k8s_manifests import MU_PLUGIN, make_plan, make_source
 from tests.unit.test_k8s_pod import COPY_CONTENT, COPY_DATABASE, build
 from wpclone.errors import CloneNameTaken, ForeignObject, KubernetesError
@@ -28,6 +29,7 @@ from wpclone.local.cluster import Cluster
 from wpclone.models import RuntimeKind, WpcloneConfig
 from wpclone.runtimes.base import CLONE_ID_LABEL, MANAGED_BY_LABEL
 from wpclone.runtimes.kubernetes import KubernetesRuntime, new_clone_secrets
+from wpclone.runtimes.stepspec import Step
 
 pytestmark = pytest.mark.kube
 
@@ -272,3 +274,30 @@ def test_the_content_pod_without_its_claim_fails_within_seconds_with_the_cause(
     assert "cannot start: it cannot be scheduled (" in str(failed.value)
     assert f'persistentvolumeclaim "wpclone-{CLONE}-content" not found' in str(failed.value)
     wait_for("the content pod's removal", lambda: no_pods(api, namespace))
+
+
+def test_a_log_watch_that_breaks_mid_job_is_picked_up_again(
+    api: kubernetes.client.ApiClient,
+    namespace: str,
+    runtime: KubernetesRuntime,
+    caplog: pytest.LogCaptureFixture,
+    capfd: pytest.CaptureFixture[str],
+) -> None:
+    """Build item 5: the node closes the step's log stream every second while the step runs (as a broken
+    watch or a restarted API server would); the operator follows it again, sees the step's last line and
+    its success, and removes the pod."""
+    script = "import time\nfor i in range(5):\n    print(f'line {i}', flush=True)\n    time.sleep(0.7)\n"
+    caplog.set_level("INFO")
+    op, context, _ = build(
+        runtime,
+        Step(task_id="noisy", step="noisy"),
+        make_plan(CLONE),
+        cmds=["python", "-c", script],
+        annotations={FOLLOW_CUT_ANNOTATION: "1"},
+    )
+    op.execute(context)
+    out, err = capfd.readouterr()
+    logged = "\n".join([out, err, caplog.text])  # however Airflow routes the task's log
+    assert all(f"line {i}" in logged for i in range(5)), logged
+    assert "error" not in context["ti"].pushed
+    wait_for("the step pod's removal", lambda: no_pods(api, namespace))
