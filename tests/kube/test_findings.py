@@ -36,6 +36,7 @@ pytestmark = pytest.mark.kube
 CONN_ID = "wpclone_kube"
 CLONE = "shop-x1"
 THEIRS = {"app": "theirs"}
+APPLY = "application/apply-patch+yaml"
 
 
 @pytest.fixture
@@ -301,3 +302,83 @@ def test_a_log_watch_that_breaks_mid_job_is_picked_up_again(
     assert all(f"line {i}" in logged for i in range(5)), logged
     assert "error" not in context["ti"].pushed
     wait_for("the step pod's removal", lambda: no_pods(api, namespace))
+
+
+def test_conflicting_writes_are_refused_by_the_server_and_looked_at_again(
+    api: kubernetes.client.ApiClient,
+    namespace: str,
+    runtime: KubernetesRuntime,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Build item 5: every write carries the uid it checked; the server refuses it when the object under that
+    name is another one by now (422 on ``metadata.uid`` for an apply, 409 for a delete) and the client reads
+    again: a replacement that is not ours is refused (and survives a delete), one of ours (another try made
+    it again) gets the apply. A field another manager took is a 409 conflict without ``force``; our apply
+    forces it back."""
+    core = kubernetes.client.CoreV1Api(api)
+    config_map = next(m for m in clone_manifests(runtime) if m["kind"] == "ConfigMap")
+    name = config_map["metadata"]["name"]
+    cluster = runtime.cluster
+    cluster.apply(config_map)
+    checked = stored(api, namespace, "ConfigMap", name)
+
+    def replace(body: dict[str, Any]) -> None:
+        core.delete_namespaced_config_map(name, namespace)
+        core.create_namespaced_config_map(namespace, body)
+
+    # The server's side: an apply pinned to the uid read before the replacement.
+    replace(foreign(config_map))
+    stale = {**config_map, "metadata": {**config_map["metadata"], "uid": checked["uid"]}}
+    with pytest.raises(ApiException) as conflict:
+        core.patch_namespaced_config_map(
+            name,
+            namespace,
+            stale,
+            field_manager="wpclone",
+            force=True,
+            _content_type=APPLY,
+        )
+    assert conflict.value.status == 422
+    assert "metadata.uid" in json.loads(conflict.value.body)["message"]
+    replace(config_map)
+
+    # Another field manager changed a key of ours: a conflict without force, ours again with it.
+    def apply_as(manager: str, data: dict[str, str], *, force: bool) -> None:
+        body = {**config_map, "data": data}
+        core.patch_namespaced_config_map(
+            name, namespace, body, field_manager=manager, force=force, _content_type=APPLY
+        )
+
+    key = next(iter(config_map["data"]))
+    apply_as("someone", {key: "theirs"}, force=True)
+    with pytest.raises(ApiException) as conflict:
+        apply_as("wpclone", config_map["data"], force=False)
+    assert conflict.value.status == 409 and "conflict" in json.loads(conflict.value.body)["message"]
+    cluster.apply(config_map)
+    assert core.read_namespaced_config_map(name, namespace).data == config_map["data"]
+
+    # The client's side: the replacement happens right after the client's ownership read.
+    read_owned = cluster.read_owned
+    pending: list[dict[str, Any]] = []
+
+    def racing_read(kind: str, name_: str, clone_id: str) -> dict[str, Any] | None:
+        obj = read_owned(kind, name_, clone_id)
+        if pending:
+            replace(pending.pop())
+        return obj
+
+    monkeypatch.setattr(cluster, "read_owned", racing_read)
+    pending.append(foreign(config_map))
+    with pytest.raises(ForeignObject):  # read again after the server's refusal: not ours
+        cluster.apply(config_map)
+    assert stored(api, namespace, "ConfigMap", name)["labels"] == THEIRS  # not taken over
+    replace(config_map)
+    pending.append(foreign(config_map))
+    assert cluster.delete("ConfigMap", name, clone_id=CLONE) is False  # the 409: skipped, not deleted
+    assert stored(api, namespace, "ConfigMap", name)["labels"] == THEIRS
+    replace(config_map)
+    again = json.loads(json.dumps(config_map))
+    pending.append(again)
+    config_map["data"] = {**config_map["data"], "changed": "yes"}
+    cluster.apply(config_map)
+    assert core.read_namespaced_config_map(name, namespace).data["changed"] == "yes"

@@ -6,7 +6,8 @@ object under that name: one that exists without those labels (the source's passw
 Deployment) is never overwritten, patched or deleted; the write fails with :class:`ForeignObject`, one
 sentence naming it (``Secret/wpclone-source-www``). The write then carries the read object's ``uid``
 (``metadata.uid`` in a patch, a delete's precondition), so an object replaced between the read and the
-write is not written either.
+write is not written either: the API server refuses the delete with 409 and the patch with 422 (the uid
+is immutable), and the write reads the name again.
 
 Apply semantics: a missing object is created (``POST``; a 409 means someone created it meanwhile, so it is
 read and checked like any existing one); an existing one of ours gets a server-side apply ``PATCH``
@@ -215,7 +216,7 @@ class ClusterClient:
                     _content_type=APPLY_CONTENT_TYPE,
                 )
             except ApiException as exc:
-                if exc.status in (404, 409):  # deleted or replaced since we read it: look again
+                if exc.status == 404 or _replaced(exc):  # deleted or replaced since we read it: look again
                     continue
                 raise KubernetesError(api_error_sentence(exc, "apply", kind, name, self.namespace)) from None
             log.info("k8s event=applied kind=%s name=%s namespace=%s", kind, name, self.namespace)
@@ -260,7 +261,7 @@ class ClusterClient:
                     _content_type=MERGE_PATCH_CONTENT_TYPE,
                 )
             except ApiException as exc:
-                if exc.status in (404, 409):
+                if exc.status == 404 or _replaced(exc):
                     continue
                 raise KubernetesError(api_error_sentence(exc, "patch", kind, name, self.namespace)) from None
             log.info("k8s event=patched kind=%s name=%s namespace=%s", kind, name, self.namespace)
@@ -379,6 +380,20 @@ class ClusterClient:
 
 def _keeps_changing(kind: str, name: str) -> KubernetesError:
     return KubernetesError(f"{kind} {name} keeps changing while wpclone writes it; is another job at work?")
+
+
+def _replaced(exc: ApiException) -> bool:
+    """The write's uid is not the object's any more: 409, or, for a patch, the API server's 422 on
+    ``metadata.uid`` (a uid in a patch body is checked as an immutable field, not as a precondition)."""
+    if exc.status == 409:
+        return True
+    if exc.status != 422 or not exc.body:
+        return False
+    try:
+        causes = (json.loads(exc.body).get("details") or {}).get("causes") or []
+    except (ValueError, AttributeError):
+        return False
+    return any(isinstance(c, dict) and c.get("field") == "metadata.uid" for c in causes)
 
 
 def _pinned(body: dict[str, Any], existing: Mapping[str, Any]) -> dict[str, Any]:
