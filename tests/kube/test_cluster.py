@@ -365,21 +365,7 @@ def test_shipped_role_allows_only_the_clones_namespace(
     core = kubernetes.client.CoreV1Api(api)
     binding = next(m for m in shipped if m["kind"] == "RoleBinding")
     subject = next(s for s in binding["subjects"] if s["name"] == "airflow-worker")
-    for create, args in (
-        (core.create_namespace, ({"metadata": {"name": subject["namespace"]}},)),
-        (
-            core.create_namespaced_service_account,
-            (subject["namespace"], {"metadata": {"name": subject["name"]}}),
-        ),
-    ):
-        try:
-            create(*args)
-        except ApiException as exc:
-            assert exc.status == 409  # made by an earlier session on this cluster
-    token = wait_for(
-        "the service account's token",
-        lambda: service_account_token(core, subject["namespace"], subject["name"]),
-    )
+    token = account_token(core, subject["namespace"], subject["name"])
     config = kubernetes.client.Configuration(
         host=cluster.server, api_key={"authorization": f"Bearer {token}"}
     )
@@ -398,6 +384,19 @@ def test_shipped_role_allows_only_the_clones_namespace(
         with pytest.raises(ApiException) as refused:
             call()
         assert refused.value.status == 403
+
+
+def account_token(core: kubernetes.client.CoreV1Api, namespace: str, name: str) -> str:
+    """The ServiceAccount's token, the account (and its namespace) made first if need be."""
+    for create, args in (
+        (core.create_namespace, ({"metadata": {"name": namespace}},)),
+        (core.create_namespaced_service_account, (namespace, {"metadata": {"name": name}})),
+    ):
+        try:
+            create(*args)
+        except ApiException as exc:
+            assert exc.status == 409  # made by an earlier test or session on this cluster
+    return str(wait_for(f"{name}'s token", lambda: service_account_token(core, namespace, name)))
 
 
 def service_account_token(core: kubernetes.client.CoreV1Api, namespace: str, name: str) -> str | None:

@@ -21,8 +21,8 @@ import yaml
 from airflow.providers.cncf.kubernetes.triggers.pod import KubernetesPodTrigger
 from kubernetes.client.exceptions import ApiException
 
-from tests.kube.conftest import MANIFESTS, pod_phase, step_pod, wait_for
-from tests.kube.test_cluster import service_account_token, shipped  # noqa: F401 (a fixture)
+from tests.kube.conftest import MANIFESTS, pod_phase, step_pod
+from tests.kube.test_cluster import account_token, shipped  # noqa: F401 (a fixture)
 from tests.unit.test_deploy_rbac import trigger_rules
 from wpclone.local.cluster import Cluster
 from wpclone.settings import REPO_ROOT
@@ -32,27 +32,6 @@ pytestmark = pytest.mark.kube
 NAMESPACE = "wpclone-clones"
 CONN_ID = "wpclone_triggerer"
 TRIGGERER = {"kind": "ServiceAccount", "name": "airflow-triggerer", "namespace": "airflow"}
-
-
-def account_token(core: kubernetes.client.CoreV1Api, subject: dict[str, str]) -> str:
-    """The ServiceAccount's token (made here if the account does not exist yet)."""
-    for create, args in (
-        (core.create_namespace, ({"metadata": {"name": subject["namespace"]}},)),
-        (
-            core.create_namespaced_service_account,
-            (subject["namespace"], {"metadata": {"name": subject["name"]}}),
-        ),
-    ):
-        try:
-            create(*args)
-        except ApiException as exc:
-            assert exc.status == 409  # made by an earlier test or session on this cluster
-    return str(
-        wait_for(
-            f"{subject['name']}'s token",
-            lambda: service_account_token(core, subject["namespace"], subject["name"]),
-        )
-    )
 
 
 def allowed(api: kubernetes.client.ApiClient, user: str, group: str, resource: str, verb: str) -> bool:
@@ -86,7 +65,7 @@ def test_the_triggerer_may_make_every_call_of_a_deferred_step_pod(
     assert values["triggerer"]["serviceAccount"]["name"] == subject["name"]
 
     core = kubernetes.client.CoreV1Api(api)
-    token = account_token(core, subject)
+    token = account_token(core, subject["namespace"], subject["name"])
     kubeconfig = {
         "apiVersion": "v1",
         "kind": "Config",
@@ -157,7 +136,7 @@ def test_server_side_apply_of_an_object_not_there_yet_needs_create(
             "subjects": [{"kind": "ServiceAccount", "name": "applier", "namespace": namespace}],
         },
     )
-    token = account_token(core, {"namespace": namespace, "name": "applier"})
+    token = account_token(core, namespace, "applier")
     config = kubernetes.client.Configuration(
         host=cluster.server, api_key={"authorization": f"Bearer {token}"}
     )

@@ -9,8 +9,10 @@ Those names are the clone's only while the objects carry its labels: :meth:`chec
 request validation, and ``prepare_clone`` before it creates anything) refuses a clone id whose names the
 configuration uses or an object without our labels already has, and every write of
 :class:`~wpclone.k8s.apply.ClusterClient` refuses such an object again (never overwritten or deleted).
-A clone's delete also removes its backups from the backups claim (the content pod's ``purge``) unless
-``backups.keep_after_delete``.
+A clone's delete (:meth:`delete_clone_objects`) removes its objects kind by kind in foreground order and
+returns once they are gone (:meth:`~wpclone.k8s.apply.ClusterClient.delete_labelled`), then its backups
+from the backups claim (the content pod's ``purge``) unless ``backups.keep_after_delete``. A content pod
+that cannot start fails with the scheduler's or the node's reason (:mod:`wpclone.k8s.startup`).
 
 Backup and restore: backups go to the shared claim ``settings.backup_claim`` (mounted by the backup and
 restore step pods at ``settings.backup_mount``, :mod:`wpclone.k8s.pod`); a restore's fresh database has its
