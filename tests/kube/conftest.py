@@ -228,6 +228,19 @@ def shipped(api: kubernetes.client.ApiClient, node: str) -> list[dict[str, Any]]
     return manifests
 
 
+def account_token(core: kubernetes.client.CoreV1Api, namespace: str, name: str) -> str:
+    """The ServiceAccount's token, the account (and its namespace) made first if need be."""
+    for create, args in (
+        (core.create_namespace, ({"metadata": {"name": namespace}},)),
+        (core.create_namespaced_service_account, (namespace, {"metadata": {"name": name}})),
+    ):
+        try:
+            create(*args)
+        except ApiException as exc:
+            assert exc.status == 409  # made by an earlier test or session on this cluster
+    return str(wait_for(f"{name}'s token", lambda: service_account_token(core, namespace, name)))
+
+
 def service_account_token(core: kubernetes.client.CoreV1Api, namespace: str, name: str) -> str | None:
     """The token the token controller made for the account (Kubernetes 1.20 still makes one per account)."""
     account = core.read_namespaced_service_account(name, namespace)
@@ -245,22 +258,8 @@ def worker_kubeconfig(
     """A kubeconfig with the token of the ServiceAccount the shipped RoleBinding names (made here): what the
     Airflow workers' calls run as in production, so a permission the Role lacks is a 403 here too."""
     binding = next(m for m in shipped if m["kind"] == "RoleBinding")
-    (subject,) = binding["subjects"]
-    for create, args in (
-        (core.create_namespace, ({"metadata": {"name": subject["namespace"]}},)),
-        (
-            core.create_namespaced_service_account,
-            (subject["namespace"], {"metadata": {"name": subject["name"]}}),
-        ),
-    ):
-        try:
-            create(*args)
-        except ApiException as exc:
-            assert exc.status == 409  # made by an earlier session on this cluster
-    token = wait_for(
-        "the service account's token",
-        lambda: service_account_token(core, subject["namespace"], subject["name"]),
-    )
+    subject = next(s for s in binding["subjects"] if s["name"] == "airflow-worker")
+    token = account_token(core, subject["namespace"], subject["name"])
     path = cluster.base / "worker.kubeconfig"
     user = f"system:serviceaccount:{subject['namespace']}:{subject['name']}"
     write_private(path, kubeconfig_text(cluster.server, cluster.ca_file.read_bytes(), user, token))

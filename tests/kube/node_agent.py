@@ -34,7 +34,9 @@ stand-in for a kubelet, a container runtime and a volume provisioner.
 - **logs**: each container's output, timestamped, is served on the kubelet port over TLS
   (``/containerLogs/<namespace>/<pod>/<container>`` with ``follow``, ``timestamps``, ``tailLines``,
   ``sinceSeconds``, ``sinceTime``, ``limitBytes``), so ``kubectl logs`` and ``KubernetesPodOperator``'s
-  log streaming work through the API server.
+  log streaming work through the API server. A pod annotated ``wpclone.test/log-follow-cut-seconds: <s>``
+  has each following stream closed after ``s`` seconds while its container still runs: a log watch that
+  breaks mid-job, for the tests.
 
 Not done: security contexts (processes run as the agent's user), resource limits, probes other than the
 site's, exec/attach/port-forward, init containers, networking (a Service routes nowhere). The agent plays
@@ -88,6 +90,7 @@ NODE_NAME = "wpclone-node"
 TICK_S = 0.25
 LEASE_RENEW_S = 10.0
 AGENT_LABEL = "wpclone.test/node-agent"  # on the volumes the agent made
+FOLLOW_CUT_ANNOTATION = "wpclone.test/log-follow-cut-seconds"  # a pod's log follows break (module docstring)
 TERMINATION_LINES = 80  # a kubelet's fallback: the last 80 lines, at most 2 KiB
 TERMINATION_BYTES = 2048
 TERMINATION_FILE_BYTES = 4096
@@ -131,6 +134,7 @@ class Container:
     # Its end is in the pod's status (or it was stopped): a log follower stops here, as on a kubelet, so
     # KubernetesPodOperator never sees its stream end while the pod still says the container runs.
     end_reported: threading.Event = field(default_factory=threading.Event)
+    follow_cut: float | None = None  # a following log stream is closed after this many seconds (the tests')
 
     @property
     def log_file(self) -> Path:
@@ -532,7 +536,11 @@ class NodeAgent:
         meta = pod["metadata"]
         directory = self.state_dir / "pods" / f"{meta['namespace']}_{meta['name']}_{meta['uid'][:8]}"
         directory.mkdir(parents=True, exist_ok=True)
-        containers = {c["name"]: Container(c["name"], c, directory) for c in pod["spec"]["containers"]}
+        cut = (meta.get("annotations") or {}).get(FOLLOW_CUT_ANNOTATION)
+        containers = {
+            c["name"]: Container(c["name"], c, directory, follow_cut=float(cut) if cut else None)
+            for c in pod["spec"]["containers"]
+        }
         run = PodRun(meta["uid"], meta["namespace"], meta["name"], directory, containers)
         if pod.get("status", {}).get("phase") == "Running":  # a previous agent's: its processes are gone
             run.final = {
@@ -874,6 +882,7 @@ class LogHandler(BaseHTTPRequestHandler):
             )
         limit = int(query["limitBytes"]) if "limitBytes" in query else None
         follow, sent = query.get("follow") == "true", 0
+        cut_at = time.monotonic() + container.follow_cut if follow and container.follow_cut else None
         with container.log_file.open("rb") as log_in:
             lines = log_in.read().splitlines(keepends=True)
             if "tailLines" in query:
@@ -891,8 +900,8 @@ class LogHandler(BaseHTTPRequestHandler):
                     if limit is not None and sent >= limit:
                         return
                 self.wfile.flush()
-                if not follow:
-                    return
+                if not follow or (cut_at is not None and time.monotonic() > cut_at):
+                    return  # a cut follow: the connection closes mid-stream, as a broken watch's does
                 ended = container.end_reported.is_set()
                 lines = log_in.readlines()  # the reader writes whole lines
                 if not lines:

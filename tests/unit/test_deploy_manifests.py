@@ -97,17 +97,17 @@ def test_everything_is_in_the_namespace_the_runtime_uses() -> None:
             assert doc["metadata"]["namespace"] == namespace, name
 
 
-def test_the_rolebinding_binds_our_role_to_the_workers_service_account() -> None:
+def test_the_rolebinding_binds_our_role_to_the_workers_and_triggerers_service_accounts() -> None:
     binding = by_kind("RoleBinding")[0]
     assert binding["roleRef"] == {
         "apiGroup": "rbac.authorization.k8s.io",
         "kind": "Role",
         "name": by_kind("Role")[0]["metadata"]["name"],
     }
-    workers = values()["workers"]["serviceAccount"]
-    assert workers["create"] is True
+    accounts = [values()[component]["serviceAccount"] for component in ("workers", "triggerer")]
+    assert all(account["create"] is True for account in accounts)
     assert binding["subjects"] == [
-        {"kind": "ServiceAccount", "name": workers["name"], "namespace": "airflow"}
+        {"kind": "ServiceAccount", "name": account["name"], "namespace": "airflow"} for account in accounts
     ]
     # The release namespace docs/deploy.md installs Airflow into.
     assert "--namespace airflow" in (REPO / "docs" / "deploy.md").read_text()

@@ -441,6 +441,8 @@ async def test_site_lifecycle(
     assert not emulator.objects["v1/secrets", NAMESPACE, "shop-db"].deleted
     # Deleting again is a no-op.
     assert await call(runtime.delete_clone_objects, "shop-abc123") == []
+    # A content pod that stays Pending is explained by its events (a real scheduler's: tests/kube).
+    assert await call(runtime.cluster.pod_events, "wpclone-shop-abc123-content") == []
 
     # No secret value in any log line (ours, the hook's, the emulator's access log), however logging is
     # routed (Airflow's structlog setup writes to the process's stdout/stderr).

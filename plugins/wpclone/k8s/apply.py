@@ -6,7 +6,8 @@ object under that name: one that exists without those labels (the source's passw
 Deployment) is never overwritten, patched or deleted; the write fails with :class:`ForeignObject`, one
 sentence naming it (``Secret/wpclone-source-www``). The write then carries the read object's ``uid``
 (``metadata.uid`` in a patch, a delete's precondition), so an object replaced between the read and the
-write is not written either.
+write is not written either: the API server refuses the delete with 409 and the patch with 422 (the uid
+is immutable), and the write reads the name again.
 
 Apply semantics: a missing object is created (``POST``; a 409 means someone created it meanwhile, so it is
 read and checked like any existing one); an existing one of ours gets a server-side apply ``PATCH``
@@ -18,9 +19,13 @@ template are JSON merge patches (:meth:`ClusterClient.patch`) under their own fi
 apply of the site leaves them be.
 
 Delete: list by label selector, keep what carries our labels (checked again client-side), delete each by
-name with ``propagationPolicy=Background``; 404 counts as already gone. Listing by selector and deleting by
+name with ``propagationPolicy=Foreground``; 404 counts as already gone. Listing by selector and deleting by
 name (rather than ``deletecollection``) works for every kind, including Services on older clusters, and
-tells the caller exactly what was removed.
+tells the caller exactly what was removed. :meth:`ClusterClient.delete_labelled` goes kind by kind
+(:data:`DELETE_ORDER`) and waits until no object of a kind is left before the next: a Deployment is gone
+only once the garbage collector has removed its ReplicaSet and their pods (foreground), so no ReplicaSet
+starts a new pod that mounts the claim, and the claim (whose ``kubernetes.io/pvc-protection`` finalizer
+holds it while a pod uses it) is gone before the delete returns: a second delete finds nothing.
 
 Nothing here logs a Secret's values or an API error body that could echo them.
 """
@@ -29,6 +34,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import cached_property
@@ -81,7 +87,11 @@ DELETE_ORDER = ("Ingress", "Service", "Deployment", "Pod", "ConfigMap", "Persist
 # The API calls this module makes, as RBAC rules for the Airflow workers' Role in the clones' namespace
 # (the step pods' operator adds its own: pods create/get/list/watch/delete/patch, pods/log get, events list).
 # tests/unit/test_k8s_lifecycle.py checks every request the runtime makes against this table.
-# Every write reads first (the ownership check), hence "get" on every kind.
+# Every write reads first (the ownership check), hence "get" on every kind. "create" stays on every kind we
+# apply, for server-side apply itself: the API server authorizes an apply PATCH of an object that does not
+# exist (yet, or any more: deleted between our read and our apply) as "create", so without it a clone's first
+# apply gets 403 whatever the client does (tests/kube/test_findings_rbac.py); our own POST of a missing
+# object (``ClusterClient.create``: generated Secrets are never applied over) is authorized the same way.
 API_PERMISSIONS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
     ("", "secrets", ("create", "get", "patch", "list", "delete")),
     ("", "persistentvolumeclaims", ("create", "get", "patch", "list", "delete")),
@@ -90,9 +100,12 @@ API_PERMISSIONS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
     ("", "services", ("create", "get", "patch", "list", "delete")),
     ("networking.k8s.io", "ingresses", ("create", "get", "patch", "list", "delete")),
     ("", "pods", ("create", "get", "list", "delete")),  # the content pod; leftover step pods
+    ("", "events", ("list",)),  # why the content pod does not start (wpclone.k8s.startup)
 )
 
 
+DELETE_TIMEOUT_SECONDS = 300.0  # a claim waits for its pods' graceful stop (30 s) and the volume's release
+DELETE_POLL_SECONDS = 0.5
 WRITE_ATTEMPTS = 3  # an object deleted or replaced between our read and our write is looked at again
 
 
@@ -203,7 +216,7 @@ class ClusterClient:
                     _content_type=APPLY_CONTENT_TYPE,
                 )
             except ApiException as exc:
-                if exc.status in (404, 409):  # deleted or replaced since we read it: look again
+                if exc.status == 404 or _replaced(exc):  # deleted or replaced since we read it: look again
                     continue
                 raise KubernetesError(api_error_sentence(exc, "apply", kind, name, self.namespace)) from None
             log.info("k8s event=applied kind=%s name=%s namespace=%s", kind, name, self.namespace)
@@ -248,7 +261,7 @@ class ClusterClient:
                     _content_type=MERGE_PATCH_CONTENT_TYPE,
                 )
             except ApiException as exc:
-                if exc.status in (404, 409):
+                if exc.status == 404 or _replaced(exc):
                     continue
                 raise KubernetesError(api_error_sentence(exc, "patch", kind, name, self.namespace)) from None
             log.info("k8s event=patched kind=%s name=%s namespace=%s", kind, name, self.namespace)
@@ -256,7 +269,8 @@ class ClusterClient:
         raise _keeps_changing(kind, name)
 
     def delete(self, kind: str, name: str, *, clone_id: str) -> bool:
-        """Delete clone ``clone_id``'s object (background propagation); False when it was already gone,
+        """Delete clone ``clone_id``'s object (foreground propagation, not waited for); False when it was
+        already gone,
         :class:`ForeignObject` when it is not that clone's."""
         existing = self.read_owned(kind, name, clone_id)
         return existing is not None and self._delete(kind, existing)
@@ -269,7 +283,7 @@ class ClusterClient:
         metadata = obj.get("metadata") or {}
         name, uid = str(metadata["name"]), metadata.get("uid")
         options = V1DeleteOptions(
-            propagation_policy="Background", preconditions=V1Preconditions(uid=uid) if uid else None
+            propagation_policy="Foreground", preconditions=V1Preconditions(uid=uid) if uid else None
         )
         try:
             self._call("delete", kind)(name, self.namespace, body=options)
@@ -325,20 +339,61 @@ class ClusterClient:
         items = [self._to_dict(item) for item in (result.items or [])]
         return [item for item in items if has_labels(item, wanted)]
 
-    def delete_labelled(self, selector: str) -> list[str]:
-        """Delete every object of every kind we manage that matches ``selector``; ``Kind/name`` removed."""
+    def pod_events(self, name: str) -> list[dict[str, Any]]:
+        """The events about pod ``name`` (the scheduler's and the node's), oldest first as listed."""
+        from kubernetes.client.exceptions import ApiException  # noqa: PLC0415 (the kubernetes client: at the first API call)
+
+        selector = f"involvedObject.kind=Pod,involvedObject.name={name}"
+        try:
+            result = self._apis["CoreV1Api"].list_namespaced_event(self.namespace, field_selector=selector)
+        except ApiException as exc:
+            raise KubernetesError(api_error_sentence(exc, "list", "Event", "", self.namespace)) from None
+        return [self._to_dict(item) for item in (result.items or [])]
+
+    def delete_labelled(self, selector: str, *, timeout: float = DELETE_TIMEOUT_SECONDS) -> list[str]:
+        """Delete every object of every kind we manage that matches ``selector``, kind by kind, each kind
+        gone before the next (module docstring); ``Kind/name`` removed. KubernetesError naming what is left
+        when that takes longer than ``timeout`` seconds."""
         if f"{MANAGED_BY_LABEL}={MANAGED_BY}" not in selector.split(","):
             raise ValueError("refusing to delete by a selector that does not require our managed-by label.")
         removed: list[str] = []
+        deadline = time.monotonic() + timeout
         for kind in DELETE_ORDER:
             for item in self.list_objects(kind, selector):
-                if self._delete(kind, item):
+                if not item["metadata"].get("deletionTimestamp") and self._delete(kind, item):
                     removed.append(f"{kind}/{item['metadata']['name']}")
+            self._wait_gone(kind, selector, deadline, timeout)
         return removed
+
+    def _wait_gone(self, kind: str, selector: str, deadline: float, timeout: float) -> None:
+        while left := self.list_objects(kind, selector):
+            if time.monotonic() > deadline:
+                names = ", ".join(f"{kind}/{item['metadata']['name']}" for item in left)
+                holds = sorted({f for item in left for f in item["metadata"].get("finalizers") or ()})
+                why = f" (finalizers: {', '.join(holds)})" if holds else ""
+                raise KubernetesError(
+                    f"{names} in namespace {self.namespace} is still there {timeout:.0f} s after its delete"
+                    f"{why}; see its events, then delete the clone again."
+                )
+            time.sleep(DELETE_POLL_SECONDS)
 
 
 def _keeps_changing(kind: str, name: str) -> KubernetesError:
     return KubernetesError(f"{kind} {name} keeps changing while wpclone writes it; is another job at work?")
+
+
+def _replaced(exc: ApiException) -> bool:
+    """The write's uid is not the object's any more: 409, or, for a patch, the API server's 422 on
+    ``metadata.uid`` (a uid in a patch body is checked as an immutable field, not as a precondition)."""
+    if exc.status == 409:
+        return True
+    if exc.status != 422 or not exc.body:
+        return False
+    try:
+        causes = (json.loads(exc.body).get("details") or {}).get("causes") or []
+    except (ValueError, AttributeError):
+        return False
+    return any(isinstance(c, dict) and c.get("field") == "metadata.uid" for c in causes)
 
 
 def _pinned(body: dict[str, Any], existing: Mapping[str, Any]) -> dict[str, Any]:

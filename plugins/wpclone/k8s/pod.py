@@ -42,13 +42,18 @@ pod instead of starting a second one) come from the provider.
 - the task-time pieces above, from the typed plan (when rendering), and the params Secret (when executing);
 - a check, before any pod exists, that every Kubernetes name and label taken from the plan is valid, so a
   bad plan fails with a sentence;
+- a pod that does not start fails with the scheduler's or the node's cause (:mod:`wpclone.k8s.startup`):
+  within seconds when waiting cannot help (a missing claim, Secret or image), else when the schedule or
+  start-up timeout ends (``settings.startup_timeout_seconds``), instead of a bare ``Pod … returned a
+  failure.`` after the timeout; this is the synchronous path (a deferred pod is watched by the provider's
+  trigger);
 - on success, the step's JSON result as the task's XCom, as on the local runtime: the step writes it to
   ``WPCLONE_TERMINATION_LOG`` (``/dev/termination-log`` in the pod), so it is the container's termination
   message;
 - on failure, the step's one-sentence error as XCom ``error``, ``<step>: <sentence>`` as on the local
   runtime: the container's termination message (``terminationMessagePolicy: FallbackToLogsOnError`` puts
-  the tail of its output there, whose last line is the step's ``error: <sentence>``), else a sentence made
-  from the exception.
+  the tail of its output there, whose last line is the step's ``error: <sentence>``), else why the pod did
+  not start, else a sentence made from the exception.
 """
 
 from __future__ import annotations
@@ -57,11 +62,13 @@ import base64
 import json
 import logging
 import re
+import time
 from collections.abc import Iterable, Mapping
 from typing import Any
 
 import jinja2
 from airflow.models.xcom import XCOM_RETURN_KEY
+from airflow.providers.cncf.kubernetes.kubernetes_helper_functions import PodLaunchFailedException
 from airflow.providers.cncf.kubernetes.operators.pod import KubernetesPodOperator
 from airflow.providers.cncf.kubernetes.utils.container import get_container_termination_message
 from airflow.sdk.exceptions import AirflowRescheduleException, AirflowSkipException
@@ -87,6 +94,7 @@ from wpclone.k8s.manifests import (
     secret_name,
 )
 from wpclone.k8s.settings import DB_TLS_MOUNT, KubernetesSettings
+from wpclone.k8s.startup import start_problem, timeout_sentence
 from wpclone.models import CLONE_ID_RE, ClonePlan
 from wpclone.runtimes.base import CLONE_ID_LABEL, MANAGED_BY, MANAGED_BY_LABEL
 from wpclone.runtimes.kubernetes import KubernetesRuntime
@@ -239,6 +247,7 @@ def step_pod_operator(
         "durable": True,  # Airflow 3.3's successor of reattach_on_restart=True
         "deferrable": settings.deferrable,
         "startup_timeout_seconds": settings.startup_timeout_seconds,
+        "startup_check_interval_seconds": 2,  # a pod that cannot start is told within seconds
         "log_events_on_failure": True,
         "log_pod_spec_on_failure": False,
     }
@@ -268,6 +277,7 @@ class StepPodOperator(KubernetesPodOperator):
         self.step = step
         self.plan_xcom = plan_xcom
         self.step_settings = settings
+        self.start_failure: str | None = None  # why the pod did not start (await_pod_start)
 
     @property
     def step_name(self) -> str:
@@ -340,6 +350,8 @@ class StepPodOperator(KubernetesPodOperator):
             raise
         except Exception as exc:
             self.push_error(context, exc)
+            if self.start_failure:  # cleanup's "Pod … returned a failure." says less than why
+                raise KubernetesError(self.start_failure) from exc
             raise
         result = self.step_result()
         context["ti"].xcom_push(key=XCOM_RETURN_KEY, value=result)
@@ -357,6 +369,41 @@ class StepPodOperator(KubernetesPodOperator):
             return None
         return result if isinstance(result, dict) else None
 
+    def await_pod_start(self, pod: k8s.V1Pod) -> None:
+        """Until the pod has left ``Pending``; PodLaunchFailedException with its cause when it cannot start
+        (at once when waiting cannot help, else at the schedule or start-up timeout)."""
+        serialize = self.client.api_client.sanitize_for_serialization
+        started, scheduled_at = time.monotonic(), None
+        while True:
+            remote = self.pod_manager.read_pod(pod)
+            if remote.status.phase not in ("Pending", "Unknown"):
+                return
+            data = serialize(remote)
+            conditions = (data.get("status") or {}).get("conditions") or []
+            if scheduled_at is None and any(
+                c.get("type") == "PodScheduled" and c.get("status") == "True" for c in conditions
+            ):
+                scheduled_at = time.monotonic()
+            since, limit = (
+                (scheduled_at, self.startup_timeout_seconds)
+                if scheduled_at is not None
+                else (started, self.schedule_timeout_seconds)
+            )
+            timed_out = time.monotonic() - since >= limit
+            problem = start_problem(data)
+            if timed_out and problem is None:
+                problem = start_problem(data, serialize(self.pod_manager.read_pod_events(pod)).get("items"))
+            name = str(pod.metadata.name)
+            if problem is not None and problem.final:
+                self.start_failure = problem.sentence(name)
+            elif timed_out:
+                self.start_failure = timeout_sentence(name, limit, problem)
+            if self.start_failure:
+                if self.log_events_on_failure:
+                    self._read_pod_events(pod, reraise=False)
+                raise PodLaunchFailedException(self.start_failure)
+            time.sleep(self.startup_check_interval_seconds)
+
     def trigger_reentry(self, context: Any, event: dict[str, Any]) -> Any:
         try:
             return super().trigger_reentry(context, event)
@@ -372,6 +419,8 @@ class StepPodOperator(KubernetesPodOperator):
         sentence = (
             error_sentence(get_container_termination_message(pod, self.base_container_name)) if pod else None
         )
+        if sentence is None and self.start_failure:
+            sentence = f"The {self.step_name} step failed: {self.start_failure}"[:MAX_ERROR_CHARS]
         if sentence is None:
             first = (str(exc).strip().splitlines() or [type(exc).__name__])[0].rstrip(".")
             sentence = f"The {self.step_name} step failed: {first}."[:MAX_ERROR_CHARS]

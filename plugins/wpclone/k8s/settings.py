@@ -20,6 +20,12 @@ Choices worth knowing:
   mount it (the backup and restore steps, and the pod that purges a deleted clone's backups), never
   Airflow's own: a restore's ``file://`` URL is checked for its form in the worker and resolved in the
   step's pod, where it may read only under ``backup_mount``.
+- ``deferrable``: the step pods are then watched by the provider's trigger in the triggerer, as the
+  triggerer's ServiceAccount, which the shipped RoleBinding names next to the workers' (``airflow-
+  triggerer``, set in helm-values/airflow.yaml); on the synchronous path a pod that cannot start fails
+  with its cause within seconds (:mod:`wpclone.k8s.startup`), a deferred one at the provider's timeouts.
+- ``startup_timeout_seconds`` bounds how long a step pod or the content pod may stay ``Pending`` for a
+  reason that may still resolve (no node fits it yet) before it fails with that reason.
 - ``run_as_user`` / ``fs_group`` default to 33, ``www-data`` in the official WordPress image. The site runs
   as that user and the steps write the clone's wp-content as that user: copy-content keeps modes but not
   ownership, so a step running as any other uid would leave uploads the site cannot write.

@@ -9,8 +9,10 @@ Those names are the clone's only while the objects carry its labels: :meth:`chec
 request validation, and ``prepare_clone`` before it creates anything) refuses a clone id whose names the
 configuration uses or an object without our labels already has, and every write of
 :class:`~wpclone.k8s.apply.ClusterClient` refuses such an object again (never overwritten or deleted).
-A clone's delete also removes its backups from the backups claim (the content pod's ``purge``) unless
-``backups.keep_after_delete``.
+A clone's delete (:meth:`delete_clone_objects`) removes its objects kind by kind in foreground order and
+returns once they are gone (:meth:`~wpclone.k8s.apply.ClusterClient.delete_labelled`), then its backups
+from the backups claim (the content pod's ``purge``) unless ``backups.keep_after_delete``. A content pod
+that cannot start fails with the scheduler's or the node's reason (:mod:`wpclone.k8s.startup`).
 
 Backup and restore: backups go to the shared claim ``settings.backup_claim`` (mounted by the backup and
 restore step pods at ``settings.backup_mount``, :mod:`wpclone.k8s.pod`); a restore's fresh database has its
@@ -44,6 +46,7 @@ from wpclone.errors import CloneNameTaken, ConfigError, ForeignObject, Kubernete
 from wpclone.k8s import manifests
 from wpclone.k8s.apply import DELETE_ORDER, ClusterClient, foreign_sentence, has_labels, owner_labels
 from wpclone.k8s.settings import DB_TLS_KEYS, DB_TLS_MOUNT, KubernetesSettings
+from wpclone.k8s.startup import start_problem, timeout_sentence
 from wpclone.models import (
     WORDPRESS_SALT_NAMES,
     ClonePlan,
@@ -387,21 +390,37 @@ class KubernetesRuntime(Runtime):
     def _wait_for_pod(
         self, name: str, *, finished: bool, pod: dict[str, Any] | None = None
     ) -> dict[str, Any]:
-        """Until the pod has finished (``finished``) or is gone; KubernetesError after the pod's deadline."""
-        deadline = time.monotonic() + self.settings.content_pod_timeout_seconds + 60
+        """Until the pod has finished (``finished``) or is gone; KubernetesError after the pod's deadline,
+        or with its cause when it cannot start (at once when waiting cannot help, else after
+        ``settings.startup_timeout_seconds`` Pending: :mod:`wpclone.k8s.startup`)."""
+        started = time.monotonic()
+        deadline = started + self.settings.content_pod_timeout_seconds + 60
         while True:
             pod = pod or self.cluster.read("Pod", name)
             if pod is None:
                 if finished:
                     raise KubernetesError(f"Pod {name} disappeared before it finished.")
                 return {}
-            if finished and (pod.get("status") or {}).get("phase") in ("Succeeded", "Failed"):
+            phase = (pod.get("status") or {}).get("phase")
+            if finished and phase in ("Succeeded", "Failed"):
                 return pod
+            if finished and phase == "Pending":
+                self._check_start(name, pod, time.monotonic() - started)
             if time.monotonic() > deadline:
                 state = "finish" if finished else "go away"
                 raise KubernetesError(f"Pod {name} did not {state} in time; see its events.")
             time.sleep(self.poll_seconds)
             pod = None
+
+    def _check_start(self, name: str, pod: dict[str, Any], pending: float) -> None:
+        """KubernetesError with why the pending pod cannot start, when it cannot or has waited too long."""
+        problem = start_problem(pod)
+        timeout = self.settings.startup_timeout_seconds
+        if problem is not None and problem.final:
+            raise KubernetesError(problem.sentence(name))
+        if pending >= timeout:
+            problem = problem or start_problem(pod, self.cluster.pod_events(name))
+            raise KubernetesError(timeout_sentence(name, timeout, problem))
 
     def list_clone_ids(self) -> set[str]:
         ids: set[str] = set()
