@@ -8,6 +8,10 @@ completely before anything is created, so a refused request leaves nothing behin
 ``GET /api/v1/sources`` lists the registered sources (wpclone.sources: the configuration's and Airflow's
 connections ``wpclone_source_<name>``). The API finds a request's source by URL (it may list connections)
 and passes its name to the job as the ``source`` param, which is how a task finds a connection's source.
+
+``POST /api/v1/clones/{clone_id}/login`` answers a one-time wp-admin link of a ready clone (wpclone.login:
+written into the clone's database through the MySQL admin login, on either runtime; ``Cache-Control:
+no-store``; the token is in the answer's body only, never in a URL we receive or a log line).
 """
 
 from __future__ import annotations
@@ -26,11 +30,11 @@ from airflow.api_fastapi.core_api.security import get_user
 from airflow.utils.session import create_session
 from fastapi import Depends, FastAPI, HTTPException, Path, Query, Request, status
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, ValidationError
 from sqlalchemy.orm import Session
 
-from wpclone import jobs
+from wpclone import jobs, login
 from wpclone.airflow import runparams
 from wpclone.airflow.services import registry, services
 from wpclone.api.dispatch import Dispatcher, airflow_trigger, is_stale
@@ -41,6 +45,7 @@ from wpclone.errors import (
     CloneNotFound,
     CloneTaken,
     ConfigError,
+    StepFailed,
     describe,
     validation_sentence,
 )
@@ -250,6 +255,7 @@ def create_app() -> FastAPI:
     _add_job_routes(app)
     _add_read_routes(app)
     _add_source_routes(app)
+    _add_login_routes(app)
     return app
 
 
@@ -468,3 +474,25 @@ def _add_read_routes(app: FastAPI) -> None:
         if record is None:
             raise HTTPException(status.HTTP_404_NOT_FOUND, f"clone {clone_id} does not exist.")
         return record
+
+
+def _add_login_routes(app: FastAPI) -> None:
+    """A way into a clone's wp-admin without its password (wpclone.login)."""
+
+    @app.post(
+        f"{API_PREFIX}/clones/{{clone_id}}/login",
+        response_model=login.LoginLink,
+        summary=f"A one-time wp-admin link to a ready clone (single use, valid "
+        f"{login.LINK_TTL.total_seconds() / 60:.0f} minutes)",
+    )
+    def login_link(clone_id: CloneId, response: Response, user: UserDep) -> login.LoginLink:
+        authorize(user, "POST", jobs.DAG_OF_TYPE[JobType.CLONE])
+        try:
+            link = login.clone_login_link(_services(), clone_id)
+        except BadRequest as exc:
+            raise _refuse(exc) from exc
+        except StepFailed as exc:  # the clone's database has no administrator
+            raise HTTPException(status.HTTP_409_CONFLICT, str(exc)) from exc
+        response.headers["Cache-Control"] = "no-store"
+        log.info("one-time login link to clone %s given to %s", clone_id, user.get_name())
+        return link
