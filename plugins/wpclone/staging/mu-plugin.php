@@ -184,7 +184,6 @@ add_action('login_footer', 'wpclone_staging_notice', PHP_INT_MAX);
 /** A plain 403 page saying why the link does not log in. */
 function wpclone_login_refuse(string $why): void {
 	status_header(403);
-	nocache_headers();
 	header('Content-Type: text/plain; charset=utf-8');
 	echo 'wpclone: ', $why, ' Ask for a new link with `wpclone login ', WPCLONE_STAGING_CLONE_ID, "`.\n";
 	exit;
@@ -238,6 +237,7 @@ add_action('login_init', static function () {
 		return;
 	}
 	nocache_headers();
+	header('Cache-Control: no-store, no-cache, must-revalidate, max-age=0', true);
 	header('Referrer-Policy: no-referrer');
 	if (($_SERVER['REQUEST_METHOD'] ?? 'GET') !== 'POST') {
 		wpclone_login_form();
