@@ -116,13 +116,12 @@ def in_words(left: timedelta) -> str:
     return f"expires in {round(seconds / 86400)} d"
 
 
-def expiry_line(expires_at: datetime | str | None, now: datetime | None = None) -> str | None:
-    """``Expires in 2 h (2026-12-06 07:48 UTC).``: relative, then absolute; None without an expiry."""
+def expiry_text(expires_at: datetime | str | None, now: datetime | None = None) -> str | None:
+    """``expires in 2 h (2026-12-06 07:48 UTC)``: relative to ``now``, then absolute; None without one."""
     if not expires_at:
         return None
     moment = datetime.fromisoformat(expires_at) if isinstance(expires_at, str) else expires_at
-    words = in_words(moment - (now or datetime.now(UTC)))
-    return f"{words[0].upper()}{words[1:]} ({moment.astimezone(UTC):%Y-%m-%d %H:%M} UTC)."
+    return f"{in_words(moment - (now or datetime.now(UTC)))} ({moment.astimezone(UTC):%Y-%m-%d %H:%M} UTC)"
 
 
 def login_line(clone_id: str) -> str:
@@ -133,10 +132,16 @@ def login_line(clone_id: str) -> str:
     )
 
 
-def _serving_lines(clone_id: str, result: Mapping[str, Any], now: datetime | None) -> list[str]:
-    """What a clone that serves needs: how to log in and when it expires."""
-    expiry = expiry_line(result.get("expires_at"), now)
-    return [login_line(clone_id), *([expiry] if expiry else [])]
+def _way_in(clone_id: str, result: Mapping[str, Any], now: datetime | None) -> str:
+    """Where the clone serves, how to log in and when it expires, on one line (the Airflow UI shows a note's
+    first line on the run's page)."""
+    expiry = expiry_text(result.get("expires_at"), now)
+    parts = [
+        str(result.get("url", "-")),
+        f"log in with `wpclone login {clone_id}`",
+        *([expiry] if expiry else []),
+    ]
+    return " · ".join(parts)
 
 
 def run_note(job: JobStatusResponse, now: datetime | None = None) -> str:
@@ -148,8 +153,8 @@ def run_note(job: JobStatusResponse, now: datetime | None = None) -> str:
     if job.status is JobStatus.COMPLETED:
         if job.type is JobType.CLONE:
             lines = [
-                f"**Clone {clone_id} is ready**: {result.get('url', '-')}",
-                *_serving_lines(clone_id, result, now),
+                f"**Clone {clone_id} is ready**: {_way_in(clone_id, result, now)}",
+                login_line(clone_id),
                 *copy_lines(result.get("copied") or {}),
             ]
         elif job.type is JobType.DELETE:
@@ -157,15 +162,15 @@ def run_note(job: JobStatusResponse, now: datetime | None = None) -> str:
         elif job.type is JobType.BACKUP:
             lines = [
                 f"**Clone {clone_id} is backed up**: {result.get('backup_url', '-')}",
-                f"The clone keeps serving at {result.get('url', '-')}",
-                *_serving_lines(clone_id, result, now),
+                f"It keeps serving: {_way_in(clone_id, result, now)}",
+                login_line(clone_id),
             ]
         else:
             lines = [
-                f"**Clone {clone_id} serves the restored backup**: {result.get('url', '-')}",
+                f"**Clone {clone_id} serves the restored backup**: {_way_in(clone_id, result, now)}",
                 f"Restored from {result.get('backup_site_url', '-')}; "
                 f"backup made first: {result.get('safety_backup_url', '-')}",
-                *_serving_lines(clone_id, result, now),
+                login_line(clone_id),
             ]
     else:
         verb = "cancelled" if job.status is JobStatus.CANCELLED else "failed"

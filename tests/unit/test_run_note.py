@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from wpclone.jobs import DAG_OF_TYPE, JobStatus, JobStatusResponse, JobType
-from wpclone.summary import NOTE_LIMIT, expiry_line, in_words, run_note
+from wpclone.summary import NOTE_LIMIT, expiry_text, in_words, run_note
 
 NOW = datetime(2026, 12, 6, 5, 48, tzinfo=UTC)
 EXPIRES = NOW + timedelta(hours=2)
@@ -48,10 +48,11 @@ LOGIN = (
 
 def test_a_clone_says_where_how_to_log_in_and_when_it_expires() -> None:
     note = run_note(job(JobType.CLONE, JobStatus.COMPLETED, CLONE_RESULT), NOW)
-    assert note.split("\n\n")[:3] == [
-        "**Clone qa-checkout is ready**: http://qa-checkout.localhost:8081/",
+    # The run's page shows the first line: the URL, the way in and the expiry are all there.
+    assert note.split("\n\n")[:2] == [
+        "**Clone qa-checkout is ready**: http://qa-checkout.localhost:8081/ · "
+        "log in with `wpclone login qa-checkout` · expires in 2 h (2026-12-06 07:48 UTC)",
         LOGIN,
-        "Expires in 2 h (2026-12-06 07:48 UTC).",
     ]
     assert "/secrets/" not in note and "password" not in note  # a way in, not where a secret lies
 
@@ -60,8 +61,11 @@ def test_a_clone_says_where_how_to_log_in_and_when_it_expires() -> None:
 def test_a_backup_or_restore_says_how_to_log_in_and_the_expiry(job_type: JobType) -> None:
     result = {"url": "http://qa-checkout.localhost:8081/", "expires_at": EXPIRES.isoformat()}
     note = run_note(job(job_type, JobStatus.COMPLETED, {**result, "backup_url": "file:///b.tar"}), NOW)
-    assert "http://qa-checkout.localhost:8081/" in note
-    assert LOGIN in note.split("\n\n") and "Expires in 2 h (2026-12-06 07:48 UTC)." in note.split("\n\n")
+    way_in = (
+        "http://qa-checkout.localhost:8081/ · log in with `wpclone login qa-checkout` · "
+        "expires in 2 h (2026-12-06 07:48 UTC)"
+    )
+    assert way_in in note and LOGIN in note.split("\n\n")
 
 
 def test_a_deletion_and_a_failure() -> None:
@@ -80,10 +84,10 @@ def test_a_note_fits_airflow() -> None:
 
 
 def test_expiry_in_words() -> None:
-    assert expiry_line(None) is None
-    assert expiry_line(NOW - timedelta(minutes=1), NOW) == "Expired (2026-12-06 05:47 UTC)."
+    assert expiry_text(None) is None
+    assert expiry_text(NOW - timedelta(minutes=1), NOW) == "expired (2026-12-06 05:47 UTC)"
     assert (
-        expiry_line(NOW + timedelta(minutes=59, seconds=50), NOW)
-        == "Expires in 60 min (2026-12-06 06:47 UTC)."
+        expiry_text(NOW + timedelta(minutes=59, seconds=50), NOW)
+        == "expires in 60 min (2026-12-06 06:47 UTC)"
     )
     assert in_words(timedelta(days=7)) == "expires in 7 d"
