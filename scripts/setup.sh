@@ -33,7 +33,7 @@ APT_BASE=(python3-venv make curl ca-certificates)
 APT_BROWSER=(chromium)                                       # headless browser of the UI tests (Playwright)
 
 # pip packages of the toolbox image, each at its requirements.txt pin: what the modules the pods run
-# (python -m wpclone.steps, python -m wpclone.k8s.content) import. tests/unit/test_deploy_images.py derives
+# (python -m wpclone.steps, python -m wpclone.k8s.content) import. tests/deploy/test_images.py derives
 # those imports from the modules' import graph and holds this list to them.
 TOOLBOX_PIP=(PyMySQL httpx zstandard pydantic)
 

@@ -80,7 +80,7 @@ DELETE_ORDER = ("Ingress", "Service", "Deployment", "Pod", "ConfigMap", "Persist
 
 # The API calls this module makes, as RBAC rules for the Airflow workers' Role in the clones' namespace
 # (the step pods' operator adds its own: pods create/get/list/watch/delete/patch, pods/log get, events list).
-# tests/unit/test_k8s_lifecycle.py checks every request the runtime makes against this table.
+# tests/runtimes/test_kubernetes_lifecycle.py checks every request the runtime makes against this table.
 # Every write reads first (the ownership check), hence "get" on every kind.
 API_PERMISSIONS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
     ("", "secrets", ("create", "get", "patch", "list", "delete")),
