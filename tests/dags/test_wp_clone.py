@@ -19,6 +19,14 @@ from airflow.settings import Session
 
 from tests.fixtures.dagtest import SCHEMA, run, states, xcom
 from tests.fixtures.stack import leftovers
+from tests.steps.test_main_clone_by_hand import (  # noqa: F401  (run here on the DAG's clone)
+    test_copy_reports_equal_row_counts,
+    test_every_serialized_value_unserializes_in_php,
+    test_no_source_url_left_in_the_clone,
+)
+
+# The copy's row counts before the seed's tests: logging in to the clone makes WordPress write a draft.
+# isort: split
 from tests.local.test_seed import (  # noqa: F401
     _get,
     _login,
@@ -31,11 +39,6 @@ from tests.local.test_seed import (  # noqa: F401
     test_site_database_user_has_least_privilege,
     test_uploaded_image_is_served_as_on_disk,
     test_wrong_password_is_rejected,
-)
-from tests.steps.test_main_clone_by_hand import (  # noqa: F401  (run here on the DAG's clone)
-    test_copy_reports_equal_row_counts,
-    test_every_serialized_value_unserializes_in_php,
-    test_no_source_url_left_in_the_clone,
 )
 from tests.test_staging_integration import _pages, _post, _site_check, staging_report
 from wpclone.airflow.services import services
