@@ -27,7 +27,7 @@ from airflow.dag_processing.dagbag import DagBag
 from airflow.providers.cncf.kubernetes.hooks.kubernetes import KubernetesHook
 
 from tests.conftest import REPO
-from tests.dags.conftest import run, states, xcom
+from tests.fixtures.dagtest import run, states, xcom
 from tests.kube.conftest import wait_for
 from tests.kube.service_proxy import ServiceProxy
 from wpclone.db import DbEndpoint

@@ -17,10 +17,10 @@ import kubernetes
 import pytest
 from kubernetes.client.exceptions import ApiException
 
+from tests.k8s.test_manifests import MU_PLUGIN, make_plan, make_source
+from tests.k8s.test_pod import COPY_CONTENT, COPY_DATABASE, build
 from tests.kube.conftest import wait_for
 from tests.kube.node_agent import FOLLOW_CUT_ANNOTATION
-from tests.unit.test_k8s_manifests import MU_PLUGIN, make_plan, make_source
-from tests.unit.test_k8s_pod import COPY_CONTENT, COPY_DATABASE, build
 from wpclone.errors import CloneNameTaken, ForeignObject, KubernetesError
 from wpclone.k8s import manifests
 from wpclone.k8s.apply import KINDS

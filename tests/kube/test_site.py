@@ -16,7 +16,7 @@ from pathlib import Path
 import kubernetes
 import pytest
 
-from tests.conftest import HandClone
+from tests.fixtures.stack import HandClone
 from tests.kube.conftest import WORDPRESS_IMAGE, bound_claim, wait_for
 from wpclone.local.settings import StackSettings
 from wpclone.local.sitehost import content_dir, http_opener, site_dir

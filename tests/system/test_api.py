@@ -18,15 +18,13 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import leftovers
+from tests.fixtures.stack import leftovers
 from tests.system.conftest import Api
 from wpclone.db import DbEndpoint, quote_identifier
 from wpclone.jobs import TYPE_OF_DAG, JobResponse, JobStatusResponse, new_job_id
 from wpclone.local.settings import StackSettings
 from wpclone.local.sitehost import SiteConfig, http_opener
 from wpclone.registry import CloneRecord, Registry
-
-pytestmark = pytest.mark.system
 
 V1 = "/wpclone/api/v1"
 RESULT_KEYS = {"clone_id", "url", "source_url", "admin_url", "admin_user", "admin_password", "expires_at"}

@@ -31,8 +31,6 @@ if TYPE_CHECKING:
     from wpclone.local.settings import StackSettings
     from wpclone.local.sitehost import SiteConfig
 
-pytestmark = pytest.mark.system
-
 DAG_ID = "wp_clone"
 UI_TIMEOUT_MS = 60_000  # any one page or element on a slow shared machine
 RUN_TIMEOUT_MS = 300_000  # the run, start to end (about a minute when idle; retries back off)
