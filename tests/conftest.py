@@ -44,6 +44,7 @@ never touch the clones of a developer's demo stack in ``.local/``. The system te
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -61,6 +62,7 @@ os.environ.setdefault("AIRFLOW__LOGGING__LOGGING_LEVEL", "INFO")
 import pytest
 
 from tests.fixtures.php_oracle import PhpOracle
+from wpclone.airflow.services import MYSQL_CONN_ID
 from wpclone.rewrite import ENGINE_ENV, ENGINES
 from wpclone.rewrite import _rewrite_core as compiled
 
@@ -118,3 +120,14 @@ def rewrite_engine(request: pytest.FixtureRequest) -> Iterator[str]:
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv(ENGINE_ENV, request.param)
         yield request.param
+
+
+@pytest.fixture(autouse=True)
+def wpclone_mysql_connection(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Airflow's connection ``wpclone_mysql`` as every worker has it (no TLS), for code that reads it without
+    connecting (a step pod operator rendering reads its TLS settings); a fixture that sets the real one (the
+    DAG tiers' ``airflow_env``, at module scope, hence earlier) is left alone."""
+    key = f"AIRFLOW_CONN_{MYSQL_CONN_ID.upper()}"
+    if key not in os.environ:
+        connection = {"conn_type": "mysql", "host": "mysql.example.com", "port": 3306, "login": "admin"}
+        monkeypatch.setenv(key, json.dumps(connection))

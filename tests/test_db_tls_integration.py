@@ -27,8 +27,6 @@ from wpclone.db import DbEndpoint, DbTls, quote_identifier
 from wpclone.local.mariadb import LOCAL_USER_HOST, LocalMariaDB
 from wpclone.local.settings import StackSettings
 
-pytestmark = pytest.mark.integration
-
 LOGIN = "wpc_tls_probe"
 
 

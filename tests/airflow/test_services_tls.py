@@ -27,8 +27,6 @@ from wpclone.local.settings import StackSettings
 from wpclone.local.sitehost import SiteConfig
 from wpclone.models import CloneStatus
 
-pytestmark = pytest.mark.integration
-
 CLONE = "tls-clone"
 LOGIN = "wpclone_tls_admin"
 CONN_ENV = f"AIRFLOW_CONN_{MYSQL_CONN_ID.upper()}"

@@ -42,8 +42,6 @@ from wpclone.readiness import follow, http_fetcher
 from wpclone.registry import Registry
 from wpclone.runtimes.base import CLONE_ID_LABEL, MANAGED_BY, MANAGED_BY_LABEL
 
-pytestmark = [pytest.mark.kube, pytest.mark.integration]
-
 SCHEMA = "wpclone_control_kube"
 NAMESPACE = KubernetesSettings().namespace  # the shipped manifests' namespace
 CLONE_DOMAIN = "kube.test"

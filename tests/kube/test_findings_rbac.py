@@ -26,8 +26,6 @@ from tests.kube.conftest import MANIFESTS, account_token, pod_phase, step_pod
 from wpclone.local.cluster import Cluster
 from wpclone.settings import REPO_ROOT
 
-pytestmark = pytest.mark.kube
-
 NAMESPACE = "wpclone-clones"
 CONN_ID = "wpclone_triggerer"
 TRIGGERER = {"kind": "ServiceAccount", "name": "airflow-triggerer", "namespace": "airflow"}

@@ -25,8 +25,6 @@ from wpclone.k8s.settings import KubernetesSettings
 from wpclone.models import RuntimeKind, WpcloneConfig
 from wpclone.runtimes.kubernetes import KubernetesRuntime
 
-pytestmark = pytest.mark.kube
-
 SETTINGS = KubernetesSettings()
 STEPS = (builders.COPY_DATABASE, builders.COPY_CONTENT, builders.BACKUP_CLONE, builders.LOAD_BACKUP)
 
