@@ -146,6 +146,15 @@ FIELD_RULES: dict[str, str] = {
     "runtime), e.g. https://backups.example.com/qa-checkout.tar.zst",
 }
 
+# The same fields' titles in Airflow's trigger form (their params), which its refusals name.
+FIELD_TITLES: dict[str, str] = {
+    "clone_id": "Clone id",
+    "ttl_minutes": "Time to live (minutes)",
+    "source_url": "Source site URL",
+    "copy_mode": "What to copy",
+    "source": "Source name",
+    "source_backup_url": "Backup URL",
+}
 
 # A site's origin, normalized: http(s)://host[:port], no path.
 SiteUrl = Annotated[str, AfterValidator(_site_url)]
