@@ -7,6 +7,9 @@ backwards progress, a job unknown for a moment, a 500) can be forced.
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
+import textwrap
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -18,6 +21,7 @@ import pytest
 from wpclone import cli
 from wpclone.cli import CliError, LineReporter, Settings, format_table, settings_from_env
 from wpclone.jobs import JobStatusResponse
+from wpclone.models import FIELD_RULES
 from wpclone.settings import API_URL, PASSWORD, TOKEN, USERNAME
 
 URL = "http://airflow.test:8080"
@@ -229,7 +233,8 @@ def test_clone_wait_shows_progress_lines_and_the_result(run: Callable[..., tuple
     code, out, err = run("clone", SOURCE, "--wait", api=api)
     assert (code, err) == (0, "")
     lines = out.splitlines()
-    assert lines[:3] == [
+    assert lines[0] == "Job clone-1 started (clone job for clone x)."  # before the first poll's line
+    assert lines[1:4] == [
         "  0% pending: Queued",
         " 45% running: Copying the database",
         "100% completed: The clone is ready",
@@ -354,3 +359,98 @@ def test_bad_arguments_exit_2() -> None:
     with pytest.raises(SystemExit) as caught:
         cli.main(["clone", SOURCE, "--copy-mode", "bogus"], env=ENV)
     assert caught.value.code == cli.EXIT_BAD_INPUT
+
+
+# -- messages in the user's words --------------------------------------------------------------------------
+
+
+def test_a_refused_field_is_said_with_the_cli_option(run: Callable[..., tuple[int, str, str]]) -> None:
+    rule = FIELD_RULES["clone_id"]
+
+    def api(request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/wpclone/api/v1/clones":
+            field = {"detail": f"clone_id {rule}.", "field": "clone_id", "rule": rule}
+            return httpx.Response(422, json=field)
+        return FakeApi()(request)
+
+    code, out, err = run("clone", SOURCE, "--id", "Bad_Clone", api=api)
+    assert (code, out) == (cli.EXIT_BAD_INPUT, "")
+    assert err == f"wpclone: --id {rule}.\n"
+
+
+def test_a_field_without_an_option_keeps_the_api_sentence(run: Callable[..., tuple[int, str, str]]) -> None:
+    def api(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(422, json={"detail": "source must be a name.", "field": "source", "rule": "x"})
+
+    code, _, err = run("show", "demo-clone", api=api, env={**ENV, TOKEN: "tok"})
+    assert (code, err) == (cli.EXIT_BAD_INPUT, "wpclone: source must be a name.\n")
+
+
+@pytest.mark.parametrize(("typed", "meant"), [("clnoe", "clone"), ("lst", "list"), ("statsu", "status")])
+def test_a_mistyped_command_gets_a_suggestion(
+    typed: str, meant: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as caught:
+        cli.main([typed, "demo-clone"], env=ENV)
+    assert caught.value.code == cli.EXIT_BAD_INPUT
+    assert (
+        f"wpclone: error: '{typed}' is not a wpclone command; did you mean {meant}?"
+        in capsys.readouterr().err
+    )
+
+
+def test_an_unknown_command_lists_the_commands(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        cli.main(["frobnicate"], env=ENV)
+    assert "'frobnicate' is not a wpclone command; the commands are clone, status," in capsys.readouterr().err
+
+
+def test_a_bare_wpclone_prints_its_help_and_exits_0(run: Callable[..., tuple[int, str, str]]) -> None:
+    api = FakeApi()
+    code, out, err = run(api=api)
+    assert (code, err) == (0, "")
+    assert out.startswith("usage: wpclone")
+    assert all(command in out for command in cli.COMMANDS) and "Exit codes:" in out
+    assert api.requests == []  # nothing asked of Airflow
+
+
+def test_a_deleted_clone_is_said_so_and_no_job_is_started(run: Callable[..., tuple[int, str, str]]) -> None:
+    deleted = {**CLONE, "status": "deleted", "deleted_at": "2026-11-28T20:30:00Z"}
+    requests: list[httpx.Request] = []
+
+    def api(request: httpx.Request) -> httpx.Response:
+        requests.append(request)
+        if request.url.path == "/wpclone/api/v1/clones/demo-clone" and request.method == "GET":
+            return httpx.Response(200, json=deleted)
+        return FakeApi()(request)
+
+    code, out, err = run("delete", "demo-clone", "--wait", api=api)
+    assert (code, err) == (0, "")
+    assert out == f"demo-clone was already deleted at {cli.when(deleted['deleted_at'])}; nothing to delete.\n"
+    assert [r.method for r in requests if r.url.path.startswith("/wpclone/")] == ["GET"]
+
+
+def test_a_closed_pipe_ends_quietly(tmp_path: Path) -> None:
+    """``wpclone list | head -3``: the reader goes away; no traceback, exit 141 as a shell reports it."""
+    script = textwrap.dedent(
+        """
+        import sys, httpx
+        from wpclone import cli
+        from tests.unit.test_cli import CLONE, ENV
+        rows = [{**CLONE, "clone_id": f"clone-{i:05d}"} for i in range(3000)]
+        def api(request):
+            if request.url.path == "/auth/token":
+                return httpx.Response(201, json={"access_token": "tok"})
+            return httpx.Response(200, json=rows)
+        sys.exit(cli.main(["list"], env=ENV, transport=httpx.MockTransport(api)))
+        """
+    )
+    child = subprocess.Popen(
+        [sys.executable, "-c", script], stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=Path.cwd()
+    )
+    assert child.stdout is not None and child.stderr is not None
+    head = [child.stdout.readline() for _ in range(3)]
+    child.stdout.close()
+    err = child.stderr.read().decode()
+    assert child.wait(timeout=60) == cli.EXIT_CLOSED_PIPE, err
+    assert head[1].startswith(b"clone-00000") and err == ""

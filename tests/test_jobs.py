@@ -122,9 +122,17 @@ def test_run_state_maps_to_job_status(state: str, note: str | None, status: JobS
 
 def test_messages_say_what_runs_or_what_the_job_waits_for() -> None:
     tis = fresh()
-    assert jobs.running_message(CLONE, tis.values()) == "Waiting for the scheduler"
+    assert jobs.running_message(CLONE, tis.values()) == "Starting"
     tis["validate_request"] = TaskState("validate_request", "queued", 1)
-    assert jobs.running_message(CLONE, tis.values()) == "Waiting for a worker slot"
+    assert jobs.running_message(CLONE, tis.values()) == "Queued"
+    # Between two steps: the next one's words, not the scheduler's.
+    tis["validate_request"] = TaskState("validate_request", "success", 1)
+    tis["reserve_clone"] = TaskState("reserve_clone", "success", 1)
+    tis["create_database"] = TaskState("create_database", "success", 1)
+    tis["copy_database"] = TaskState("copy_database", "scheduled", 1)
+    message = jobs.running_message(CLONE, tis.values())
+    assert message == "Copying the database and rewriting its URLs"
+    assert not any(word in message for word in ("worker", "scheduler", "slot"))
     tis["copy_database"] = TaskState("copy_database", "running", 1, start_date=T0)
     tis["copy_content"] = TaskState("copy_content", "running", 1, start_date=T0)
     message = jobs.running_message(CLONE, tis.values())

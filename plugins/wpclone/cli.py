@@ -13,16 +13,18 @@ Environment:
   WPCLONE_PASSWORD   (unset with the local stack: its admin login)
 
 Exit codes:
-  0  success: the job completed, or the request was accepted (without --wait)
+  0  success: the job completed, or the request was accepted (without --wait); a bare `wpclone` (its help)
   1  the job failed or was cancelled, or --wait timed out
   2  bad input: wrong arguments, or the API refused the request (400, 404, 409, 422)
   3  Airflow cannot be reached, refused the login or the user (401, 403), or is not configured
   130  interrupted while waiting (the job goes on)
+  141  the output was closed early (e.g. `wpclone list | head -3`): the rest is not printed
 """
 
 from __future__ import annotations
 
 import argparse
+import difflib
 import json
 import os
 import sys
@@ -58,6 +60,7 @@ EXIT_JOB_FAILED = 1
 EXIT_BAD_INPUT = 2
 EXIT_UNAVAILABLE = 3
 EXIT_INTERRUPTED = 130
+EXIT_CLOSED_PIPE = 141  # what a shell reports for a command ended by SIGPIPE (128 + 13)
 
 API_PREFIX = "/wpclone/api/v1"
 POLL_INTERVAL_S = 0.5
@@ -140,12 +143,25 @@ def settings_from_env(env: Mapping[str, str], local: Callable[[], Settings | Non
 # -- the jobs API --------------------------------------------------------------------------------------------
 
 
+# The jobs API's request fields as this CLI's arguments: a refused field is said in the words the user typed.
+OPTION_OF_FIELD = {
+    "clone_id": "--id",
+    "ttl_minutes": "--ttl",
+    "copy_mode": "--copy-mode",
+    "source_url": "SOURCE_URL",
+    "source_backup_url": "BACKUP_URL",
+}
+
+
 def detail_of(response: httpx.Response) -> str | None:
-    """The API's ``detail`` sentence (its first line), if the answer has one."""
+    """The API's ``detail`` sentence (its first line), if the answer has one; a field refused by its rule
+    (the API's ``field`` and ``rule``) is said with this CLI's option, e.g. ``--id must be ...``."""
     try:
         body = response.json()
     except ValueError:
         body = None
+    if isinstance(body, dict) and body.get("field") in OPTION_OF_FIELD and isinstance(body.get("rule"), str):
+        return sentence(f"{OPTION_OF_FIELD[body['field']]} {body['rule']}")
     detail = body.get("detail") if isinstance(body, dict) else None
     if isinstance(detail, list) and detail and isinstance(detail[0], dict):
         detail = detail[0].get("msg")
@@ -450,6 +466,8 @@ def finish(job: JobStatusResponse, as_json: bool) -> int:
 def follow_job(api: Api, args: argparse.Namespace, started: JobResponse) -> int:
     """After a job was accepted: say where to follow it, or (--wait) follow it to its end."""
     as_json = getattr(args, "json", False)
+    if args.wait and not as_json:
+        print(f"Job {started.job_id} started ({started.type} job for clone {started.clone_id}).", flush=True)
     if not args.wait:
         if as_json:
             print_json(started.model_dump(mode="json"))
@@ -475,6 +493,14 @@ def cmd_clone(api: Api, args: argparse.Namespace) -> int:
 
 
 def cmd_delete(api: Api, args: argparse.Namespace) -> int:
+    """A clone that is already deleted is said so at once: no job is started for it."""
+    clone = parse(CloneRecord, api.call("GET", f"/clones/{args.clone_id}"))
+    if clone.status is CloneStatus.DELETED:
+        if getattr(args, "json", False):
+            print_json(clone.model_dump(mode="json"))
+        else:
+            print(f"{clone.clone_id} was already deleted at {when(clone.deleted_at)}; nothing to delete.")
+        return EXIT_OK
     return follow_job(api, args, parse(JobResponse, api.call("DELETE", f"/clones/{args.clone_id}")))
 
 
@@ -572,16 +598,33 @@ COMMANDS: dict[str, Callable[[Api, argparse.Namespace], int]] = {
 # -- arguments -----------------------------------------------------------------------------------------------
 
 
+class Parser(argparse.ArgumentParser):
+    """argparse with a suggestion for a mistyped command (``wpclone clnoe``: did you mean clone?)."""
+
+    def error(self, message: str) -> Any:  # argparse's signature: it never returns
+        choices = self._commands()
+        if "invalid choice" in message and choices:
+            typed = message.split("'")[1] if message.count("'") >= 2 else ""
+            close = difflib.get_close_matches(typed, choices, n=1, cutoff=0.5)
+            hint = f"did you mean {close[0]}?" if close else f"the commands are {', '.join(choices)}."
+            message = f"{typed!r} is not a wpclone command; {hint}"
+        return super().error(message)
+
+    def _commands(self) -> list[str]:
+        actions = [a for a in self._actions if isinstance(a, argparse._SubParsersAction)]
+        return list(actions[0].choices) if actions else []
+
+
 def build_parser() -> argparse.ArgumentParser:
     """``wpclone [--json] COMMAND ...``; ``--json`` is accepted before or after the command."""
-    as_json = argparse.ArgumentParser(add_help=False)
+    as_json = Parser(add_help=False)
     as_json.add_argument(
         "--json",
         action="store_true",
         default=argparse.SUPPRESS,
         help="print the API's JSON answer (with --wait: the final job status) and no progress",
     )
-    waiting = argparse.ArgumentParser(add_help=False)
+    waiting = Parser(add_help=False)
     waiting.add_argument("--wait", action="store_true", help="follow the job until it ends, showing progress")
     waiting.add_argument(
         "--timeout",
@@ -591,14 +634,14 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"with --wait: give up waiting after this long, exit code 1 (default {DEFAULT_TIMEOUT_S:g})",
     )
     shared: dict[str, Any] = {"epilog": EPILOG, "formatter_class": argparse.RawDescriptionHelpFormatter}
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="wpclone",
         description="Make, follow, list, back up, restore and delete WordPress staging clones through the\n"
         "wpclone jobs API.",
         parents=[as_json],
         **shared,
     )
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
 
     clone = sub.add_parser(
         "clone",
@@ -710,8 +753,25 @@ def main(
     env: Mapping[str, str] | None = None,
     transport: httpx.BaseTransport | None = None,
 ) -> int:
-    """Run one command; returns the exit code (``env`` and ``transport`` are for tests)."""
-    args = build_parser().parse_args(argv)
+    """Run one command; returns the exit code (``env`` and ``transport`` are for tests). A bare ``wpclone``
+    prints the help (exit 0); output closed early (``| head``) ends it quietly (exit 141)."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return EXIT_OK
+    try:
+        return run(args, env, transport)
+    except BrokenPipeError:
+        # Whoever read our output stopped: no traceback, and none again when Python flushes stdout at exit.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_CLOSED_PIPE
+
+
+def run(
+    args: argparse.Namespace, env: Mapping[str, str] | None, transport: httpx.BaseTransport | None
+) -> int:
+    """The command ``args`` names, its CliError as one sentence on stderr and its exit code."""
     try:
         settings = settings_from_env(os.environ if env is None else env, local_settings)
         api = Api(settings, transport)

@@ -320,11 +320,11 @@ def test_the_id_is_taken_at_accept_and_deleting_a_clone_being_made_cancels_it(
     record = api.call("GET", f"{V1}/clones/{clone_id}").json()
     assert record["status"] == "deleted" and record["deleted_at"] and record["lock_job_id"] is None
 
+    # Deleting it again answers at once, with when it was deleted; no job is started.
     again = api.call("DELETE", f"{V1}/clones/{clone_id}")
-    assert again.status_code == 202
-    final = api.wait_job(again.json()["job_id"])
-    assert final["status"] == "completed"
-    assert final["result"] == {"clone_id": clone_id, "deleted": True, "already_deleted": True}
+    assert again.status_code == 409, again.text
+    assert again.json()["detail"].startswith(f"{clone_id} was already deleted at 20"), again.text
+    assert api.call("GET", f"{V1}/clones/{clone_id}").json()["last_job_id"] == record["last_job_id"]
 
 
 def test_cancel_stops_the_job_rolls_back_and_reads_cancelled(
