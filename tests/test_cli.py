@@ -436,7 +436,7 @@ def test_a_closed_pipe_ends_quietly(tmp_path: Path) -> None:
         """
         import sys, httpx
         from wpclone import cli
-        from tests.unit.test_cli import CLONE, ENV
+        from tests.test_cli import CLONE, ENV
         rows = [{**CLONE, "clone_id": f"clone-{i:05d}"} for i in range(3000)]
         def api(request):
             if request.url.path == "/auth/token":
