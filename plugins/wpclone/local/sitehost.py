@@ -26,6 +26,7 @@ import time
 import urllib.error
 import urllib.request
 from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -178,6 +179,7 @@ def register_site(settings: StackSettings, config: SiteConfig, *, default_conten
     config.validate()
     directory = site_dir(settings, config.name)
     settings.sites_dir.mkdir(parents=True, exist_ok=True)
+    (settings.sites_dir / GONE_DIR / f"{config.name}.json").unlink(missing_ok=True)  # the name lives again
     directory.mkdir(mode=0o700, exist_ok=True)
     os.chmod(directory, 0o700)
     secrets_file = directory / "secrets.json"
@@ -253,6 +255,23 @@ def list_sites(settings: StackSettings) -> list[SiteConfig]:
         for entry in sorted(settings.sites_dir.iterdir())
         if SITE_NAME_RE.fullmatch(entry.name) and (entry / "site.json").is_file()
     ]
+
+
+GONE_DIR = ".gone"  # under sites_dir: a file <name>.json per deleted clone, so its host says it is gone
+
+
+def record_gone(settings: StackSettings, name: str, gone_at: datetime, *, expired: bool) -> Path:
+    """Remember that the clone ``name`` was deleted at ``gone_at`` (``expired``: by its time to live): the
+    site host answers its host with a plain 410 page saying so (router.php) until a site takes the name."""
+    check_site_name(name)
+    directory = settings.sites_dir / GONE_DIR
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / f"{name}.json"
+    stamp = gone_at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps({"name": name, "gone_at": stamp, "expired": expired}))
+    os.replace(tmp, path)
+    return path
 
 
 def unregister_site(settings: StackSettings, name: str) -> bool:
