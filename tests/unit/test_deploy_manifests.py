@@ -274,9 +274,10 @@ def test_the_gone_page_is_no_clone_and_reaches_nothing() -> None:
     assert _selects(policy, pod_labels)
     [container] = deployment["spec"]["template"]["spec"]["containers"]
     assert policy["spec"]["policyTypes"] == ["Ingress", "Egress"] and policy["spec"]["egress"] == []
+    controller = {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "ingress-nginx"}}}
     assert policy["spec"]["ingress"] == [
         {
-            "from": [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "ingress-nginx"}}}],
+            "from": [controller],
             "ports": [{"protocol": "TCP", "port": container["ports"][0]["containerPort"]}],
         }
     ]

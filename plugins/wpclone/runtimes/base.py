@@ -130,6 +130,7 @@ class Runtime(abc.ABC):
         """Remember a deleted clone so its URL answers a page saying it was deleted (or expired), where the
         runtime serves clones itself (the local site host); nothing by default: on Kubernetes the shipped
         default backend of the clone domain answers every host that has no clone."""
+        return None
 
     # -- backup and restore (task time) ---------------------------------------------------------------
 

@@ -37,10 +37,10 @@ from wpclone.local.sitehost import (
     list_sites,
     load_site,
     preview_token,
+    record_gone,
     register_preview,
     register_site,
     site_dir,
-    record_gone,
     unregister_preview,
     unregister_site,
 )
