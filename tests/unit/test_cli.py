@@ -358,7 +358,7 @@ def test_bad_arguments_exit_2() -> None:
     assert caught.value.code == cli.EXIT_BAD_INPUT
 
 
-# -- expiry: --ttl in words, wpclone extend, relative times; list live by default -----------------------------
+# -- expiry: --ttl in words, wpclone extend, relative times; list live by default ------------------------
 
 
 @pytest.mark.parametrize(
