@@ -124,6 +124,8 @@ def url_spellings(url: str) -> tuple[str, ...]:
     if port is None or "/" in rest:
         return (url,)
     bare = rest.removesuffix(f":{port}")
+    if ":" in bare:  # another port: one spelling
+        return (url,)
     return (f"{scheme}://{bare}", f"{scheme}://{bare}:{port}")
 
 
