@@ -5,7 +5,8 @@
  * The site is chosen by the Host header (<site>.localhost[:port]). /wp-content/* comes from the site's own
  * wp-content directory, core static files from the core directory (the document root: a symlink farm to
  * Debian's /usr/share/wordpress with our own wp-config.php), and PHP runs through WordPress with the
- * site's constants. Any other path goes to index.php, so pretty permalinks work.
+ * site's constants. Any other path goes to index.php, so pretty permalinks work. The host of a deleted clone
+ * (<sites_dir>/.gone/<name>.json, written by sitehost.record_gone) answers 410 with a page saying so.
  *
  * This file runs at global scope: WordPress's files are required here, not inside a function, because
  * WordPress relies on file-scope variables being globals. Every variable of ours is prefixed wpclone_.

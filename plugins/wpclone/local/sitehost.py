@@ -4,7 +4,9 @@ A site named ``<name>`` answers at ``http://<name>.localhost:<http_port>/``. Its
 ``<sites_dir>/<name>/`` holds ``site.json`` (public settings), ``secrets.json`` (salts; mode 0600) and its own
 ``wp-content/``; the database password stays in the file named by ``db_password_file``. WordPress core is
 Debian's ``/usr/share/wordpress``, reached through a per-stack *core* directory of symlinks whose
-``wp-config.php`` is ours (see ``router.php`` and ``site.php`` next to this module).
+``wp-config.php`` is ours (see ``router.php`` and ``site.php`` next to this module). A deleted clone leaves a
+note ``<sites_dir>/.gone/<name>.json`` (:func:`record_gone`), so its host answers a 410 page saying when it
+was deleted, until a site of that name is registered again.
 
 ``*.localhost`` names need not resolve on this machine, so :func:`http_opener` gives a urllib opener that
 connects them to 127.0.0.1 while sending the real Host header.
