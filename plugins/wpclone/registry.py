@@ -26,6 +26,10 @@ another job; a ``deleted`` row is overwritten by the new reservation (history is
 same job is idempotent everywhere: ``reserve`` returns the row it made, ``mark_*`` accept a transition that
 this job already made, and a clone job may re-reserve its own ``failed`` clone (a cleared, re-run DAG run).
 
+Outside the lock, ``set_expiry`` moves a ``ready`` clone's ``expires_at`` (wpclone.services.expiry: the one
+caller), and ``requested_by`` keeps the jobs API user whose request ``accept``-ed the clone (NULL for a run
+triggered elsewhere). ``list(live=True)`` leaves out deleted rows (what ``wpclone list`` shows by default).
+
 Live clones (``live_clone_ids``, the orphan sweep's keep-list) are those in ``accepted``, ``provisioning``,
 ``ready`` or ``deleting``, plus any clone locked by a job. An unlocked ``failed`` clone is not live: its job's
 rollback already removed what it created, so anything left with its id is an orphan. To avoid racing a clone
