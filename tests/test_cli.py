@@ -11,7 +11,7 @@ import subprocess
 import sys
 import textwrap
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +42,7 @@ CLONE = {
     "last_job_id": "clone-1",
     "last_error": None,
     "lock_job_id": None,
+    "requested_by": "alice",
 }
 RESULT = {
     "clone_id": "demo-clone",
@@ -346,8 +347,9 @@ def test_list_and_show(run: Callable[..., tuple[int, str, str]]) -> None:
     code, out, _ = run("list", "--status", "ready", "--source", SOURCE)
     assert code == 0
     header, row = out.splitlines()
-    assert header.split() == ["CLONE", "ID", "STATUS", "URL", "SOURCE", "EXPIRES"]
-    assert row.split()[:4] == ["demo-clone", "ready", "http://demo-clone.example", SOURCE]
+    assert header.split() == ["CLONE", "ID", "STATUS", "URL", "SOURCE", "ASKED", "BY", "EXPIRES"]
+    assert row.split()[:5] == ["demo-clone", "ready", "http://demo-clone.example", SOURCE, "alice"]
+    assert row.endswith("ago (2026-11-28 21:00 UTC)")  # the fixture's expiry is in the past
     code, out, _ = run("show", "demo-clone")
     assert code == 0
     assert "Status:    ready" in out
@@ -454,3 +456,127 @@ def test_a_closed_pipe_ends_quietly(tmp_path: Path) -> None:
     err = child.stderr.read().decode()
     assert child.wait(timeout=60) == cli.EXIT_CLOSED_PIPE, err
     assert head[1].startswith(b"clone-00000") and err == ""
+
+
+# -- expiry: --ttl in words, wpclone extend, relative times; list live by default ------------------------
+
+
+@pytest.mark.parametrize(
+    ("given", "minutes"), [("90m", 90), ("2h", 120), ("3d", 4320), ("45", 45), ("7d", 10080), ("10m", 10)]
+)
+def test_ttl_takes_minutes_hours_and_days(
+    run: Callable[..., tuple[int, str, str]], given: str, minutes: int
+) -> None:
+    api = FakeApi()
+    code, _, _ = run("clone", SOURCE, "--ttl", given, api=api)
+    assert code == 0
+    posted = next(r for r in api.requests if r.url.path.endswith("/clones"))
+    assert json.loads(posted.content)["ttl_minutes"] == minutes
+
+
+@pytest.mark.parametrize(
+    ("given", "says"),
+    [
+        ("8d", "a time to live of 8d is out of bounds: it must be at least 10m and at most 7d"),
+        ("99999", "a time to live of 99999m is out of bounds"),
+        ("5m", "a time to live of 5m is out of bounds"),
+        ("soon", "'soon' is not a time to live: give minutes, hours or days, at least 10m and at most 7d"),
+        ("2w", "'2w' is not a time to live"),
+    ],
+)
+def test_a_bad_ttl_is_one_sentence_with_the_bounds_and_nothing_is_sent(
+    capsys: pytest.CaptureFixture[str], given: str, says: str
+) -> None:
+    for argv in (["clone", SOURCE, "--ttl", given], ["extend", "demo-clone", "--ttl", given]):
+        api = FakeApi()
+        with pytest.raises(SystemExit) as caught:
+            cli.main(argv, env=ENV, transport=httpx.MockTransport(api))
+        assert caught.value.code == cli.EXIT_BAD_INPUT
+        assert says in capsys.readouterr().err
+        assert api.requests == []  # refused before any request
+
+
+class ExpiryApi(FakeApi):
+    """Also answers ``PATCH /clones/{id}`` (ready: extended from now; else 409) and lists by ``all``."""
+
+    def __init__(self, now: datetime) -> None:
+        super().__init__()
+        self.now = now
+
+    def __call__(self, request: httpx.Request) -> httpx.Response:
+        path = request.url.path
+        if request.method == "PATCH" and path.startswith("/wpclone/api/v1/clones/"):
+            self.requests.append(request)
+            if path.endswith("/gone-clone"):
+                return httpx.Response(409, json={"detail": "clone gone-clone is deleted; ask for a new one."})
+            ttl = json.loads(request.content)["ttl_minutes"]
+            expires = (self.now + timedelta(minutes=ttl)).isoformat()
+            return httpx.Response(200, json={**CLONE, "expires_at": expires})
+        if request.method == "GET" and path == "/wpclone/api/v1/clones":
+            self.requests.append(request)
+            deleted = {**CLONE, "clone_id": "old-clone", "status": "deleted", "deleted_at": NOW}
+            listed = [CLONE, deleted] if request.url.params.get("all") == "true" else [CLONE]
+            return httpx.Response(200, json=listed)
+        return super().__call__(request)
+
+
+def test_extend_sends_minutes_and_says_the_new_expiry_in_words(
+    run: Callable[..., tuple[int, str, str]],
+) -> None:
+    now = datetime.now(UTC)
+    api = ExpiryApi(now)
+    code, out, _ = run("extend", "demo-clone", "--ttl", "2h", api=api)
+    assert code == 0
+    [patch] = [r for r in api.requests if r.method == "PATCH"]
+    assert patch.url.path == "/wpclone/api/v1/clones/demo-clone"
+    assert json.loads(patch.content) == {"ttl_minutes": 120}
+    expected = (now + timedelta(minutes=120)).strftime("%Y-%m-%d %H:%M UTC")
+    # "in 2 h" or, a minute boundary passed meanwhile, "in 1 h 59 min"
+    assert out.startswith("Clone demo-clone now expires in ")
+    assert f"({expected})." in out and ("in 2 h (" in out or "in 1 h 59 min (" in out)
+
+
+def test_extend_of_a_clone_that_is_not_ready_is_exit_2_with_the_sentence(
+    run: Callable[..., tuple[int, str, str]],
+) -> None:
+    code, out, err = run("extend", "gone-clone", "--ttl", "1h", api=ExpiryApi(datetime.now(UTC)))
+    assert code == cli.EXIT_BAD_INPUT and out == ""
+    assert err == "wpclone: clone gone-clone is deleted; ask for a new one.\n"
+
+
+def test_list_shows_live_clones_unless_all(run: Callable[..., tuple[int, str, str]]) -> None:
+    api = ExpiryApi(datetime.now(UTC))
+    _, live, _ = run("list", api=api)
+    _, everything, _ = run("list", "--all", api=api)
+    lists = [r for r in api.requests if r.method == "GET" and r.url.path.endswith("/clones")]
+    assert [dict(r.url.params) for r in lists] == [{}, {"all": "true"}]
+    assert "old-clone" not in live and "demo-clone" in live
+    [old] = [line for line in everything.splitlines() if line.startswith("old-clone")]
+    assert "deleted" in old.split() and old.endswith("ago (2026-11-28 20:00 UTC)")
+
+
+def test_an_empty_live_list_points_at_all(run: Callable[..., tuple[int, str, str]]) -> None:
+    def empty(request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/auth/token":
+            return httpx.Response(201, json={"access_token": "tok"})
+        return httpx.Response(200, json=[])
+
+    _, out, _ = run("list", "--source", SOURCE, api=empty)
+    assert out == f"No live clones of {SOURCE}; `wpclone list --all` shows deleted ones too.\n"
+
+
+def test_show_says_who_asked_and_times_relative_and_in_utc(run: Callable[..., tuple[int, str, str]]) -> None:
+    future = (datetime.now(UTC) + timedelta(hours=1, minutes=20, seconds=30)).replace(microsecond=0)
+    clone = {**CLONE, "expires_at": future.isoformat()}
+
+    def api(request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/auth/token":
+            return httpx.Response(201, json={"access_token": "tok"})
+        return httpx.Response(200, json=clone)
+
+    code, out, _ = run("show", "demo-clone", api=api)
+    assert code == 0
+    lines = dict(line.split(":", 1) for line in out.splitlines())
+    assert lines["Asked by"].strip() == "alice"
+    assert lines["Expires"].strip() == f"in 1 h 20 min ({future.strftime('%Y-%m-%d %H:%M')} UTC)"
+    assert lines["Created"].strip().endswith("ago (2026-11-28 20:00 UTC)")

@@ -23,6 +23,7 @@ from wpclone.models import (
     clone_db_name,
     clone_id_from_db_name,
     generate_clone_id,
+    url_spellings,
 )
 
 BAD_CLONE_IDS = [
@@ -274,3 +275,21 @@ def test_source_fields_are_validated(field: str, value: Any) -> None:
     data[field] = value
     with pytest.raises(ValidationError, match=field):
         SourceConfig.model_validate(data)
+
+
+@pytest.mark.parametrize(
+    ("given", "spellings"),
+    [
+        ("http://source.localhost:52919/", ("http://source.localhost:52919",)),
+        ("HTTP://Source.Example/", ("http://source.example", "http://source.example:80")),
+        ("http://source.example:80", ("http://source.example", "http://source.example:80")),
+        ("https://shop.example:443/", ("https://shop.example", "https://shop.example:443")),
+        ("https://shop.example:80", ("https://shop.example:80",)),
+    ],
+)
+def test_a_site_url_is_matched_in_every_spelling_clone_accepts(
+    given: str, spellings: tuple[str, ...]
+) -> None:
+    assert url_spellings(given) == spellings
+    # Each spelling is what a CloneRequest normalizes that spelling to, so a registered URL is among them.
+    assert CloneRequest(source_url=given).source_url in spellings

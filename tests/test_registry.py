@@ -18,7 +18,7 @@ import pytest
 
 from wpclone.db import ConnectionPool, DbEndpoint, quote_identifier
 from wpclone.errors import CloneTaken, ConfigError, RegistryError
-from wpclone.models import ClonePlan, CloneStatus, CopyMode, SourceConfig, clone_db_name
+from wpclone.models import ClonePlan, CloneStatus, CopyMode, SourceConfig, clone_db_name, url_spellings
 from wpclone.registry import MIGRATIONS, SCHEMA_VERSION, CloneRecord, Connection, Registry
 
 SOURCE = SourceConfig.model_validate(
@@ -540,3 +540,59 @@ def test_cancelling_an_accepted_job_gives_the_id_back(registry: Registry) -> Non
     record = registry.get("given-back")
     assert record is not None and record.status is CloneStatus.FAILED and record.lock_job_id is None
     assert record.last_error == "cancelled by ann."
+
+
+# -- expiry, who asked, live lists ----------------------------------------------------------------------
+
+
+def test_accept_records_who_asked_and_a_reuse_of_the_id_takes_the_new_asker(registry: Registry) -> None:
+    registry.accept(plan("asked"), "clone-1", "wp_clone", {"clone_id": "asked"}, "ann")
+    record = registry.reserve(plan("asked"), "clone-1")
+    assert record.requested_by == "ann"
+    registry.mark_ready("asked", "clone-1")
+    assert (registry.get("asked") or record).requested_by == "ann"  # kept through the transitions
+    registry.begin_delete("asked", "delete-1")
+    registry.mark_deleted("asked", "delete-1")
+    registry.accept(plan("asked"), "clone-2", "wp_clone", {"clone_id": "asked"}, "bob")
+    assert (registry.get("asked") or record).requested_by == "bob"
+    # A run triggered outside the jobs API (reserve alone) has nobody recorded.
+    assert registry.reserve(plan("by-airflow"), "manual-1").requested_by is None
+
+
+def test_set_expiry_changes_only_a_ready_clone(registry: Registry) -> None:
+    registry.reserve(plan("ext"), "clone-1")
+    later = NOW + timedelta(days=2, microseconds=123456)
+    provisioning = registry.set_expiry("ext", later)
+    assert provisioning is not None and provisioning.expires_at != later  # not ready yet: unchanged
+    registry.mark_ready("ext", "clone-1")
+    ready = registry.set_expiry("ext", later)
+    assert ready is not None and ready.expires_at == later and ready.status is CloneStatus.READY
+    assert registry.expired(NOW + timedelta(days=1)) == []  # the TTL cleanup reads the new expiry
+    assert registry.expired(later) == ["ext"]
+    registry.begin_delete("ext", "delete-1")
+    registry.mark_deleted("ext", "delete-1")
+    deleted = registry.set_expiry("ext", NOW + timedelta(days=5))
+    assert deleted is not None and deleted.expires_at == later
+    assert registry.set_expiry("never-was", later) is None
+
+
+def test_list_is_live_unless_asked_and_matches_every_spelling_given(registry: Registry) -> None:
+    for clone_id in ("live-one", "gone-one"):
+        registry.reserve(plan(clone_id), "clone-" + clone_id)
+        registry.mark_ready(clone_id, "clone-" + clone_id)
+    registry.begin_delete("gone-one", "delete-1")
+    registry.mark_deleted("gone-one", "delete-1")
+    assert [r.clone_id for r in registry.list(live=True)] == ["live-one"]
+    assert [r.clone_id for r in registry.list()] == ["live-one", "gone-one"]
+    spellings = url_spellings("HTTP://Source.localhost:8080/")
+    assert [r.clone_id for r in registry.list(source_url=spellings, live=True)] == ["live-one"]
+    assert registry.list(source_url=url_spellings("http://source.localhost")) == []
+
+
+def test_the_requested_by_migration_is_done_when_its_column_exists(
+    registry: Registry, admin_db: DbEndpoint
+) -> None:
+    """A crash between the ALTER and its version row: the next migrate counts the column as added."""
+    raw(admin_db, f"DELETE FROM {registry.schema}.schema_migrations WHERE version = 4")
+    assert registry.migrate() == [4]
+    assert registry.schema_version() == SCHEMA_VERSION

@@ -368,3 +368,16 @@ def test_apply_staging_sql_refusals() -> None:
             apply_staging_sql(lambda: conn, "wp_clone_x", "wp_", "admin", password)
     with pytest.raises(ConfigError, match="database name"):
         apply_staging_sql(lambda: conn, "wp`x", "wp_", "admin", "Fresh-password-1234567890")
+
+
+def test_apply_staging_sql_writes_the_expiry_the_notice_shows() -> None:
+    conn = _FakeConn(user_exists=True)
+    expires = datetime(2026, 12, 6, 7, 20, 5, 999, tzinfo=UTC)
+    apply_staging_sql(
+        lambda: conn, "wp_clone_x", "wp_", "admin", "Fresh-password-1234567890", expires_at=expires
+    )
+    written = [args for sql, args in conn.executed if "INSERT INTO `wp_options`" in sql]
+    assert ("wpclone_expires_at", "2026-12-06T07:20:05Z", "yes") in written
+    without = _FakeConn(user_exists=True)
+    apply_staging_sql(lambda: without, "wp_clone_x", "wp_", "admin", "Fresh-password-1234567890")
+    assert not any("wpclone_expires_at" in args for _, args in without.executed)

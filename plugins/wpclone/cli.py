@@ -47,6 +47,7 @@ from rich.progress import (
 )
 
 from wpclone.config import local_config_path
+from wpclone.errors import BadRequest
 from wpclone.jobs import FINAL_STATUSES, JobResponse, JobStatus, JobStatusResponse, JobType, SourceInfo
 from wpclone.local.airflow import LocalAirflow
 from wpclone.local.settings import StackSettings
@@ -54,6 +55,7 @@ from wpclone.models import CloneStatus, CopyMode
 from wpclone.registry import CloneRecord
 from wpclone.settings import API_URL, PASSWORD, TOKEN, USERNAME, ApiAccess
 from wpclone.summary import copy_lines
+from wpclone.timewords import moment_words, parse_ttl
 
 EXIT_OK = 0
 EXIT_JOB_FAILED = 1
@@ -272,6 +274,18 @@ def when(value: datetime | str | None) -> str:
     return moment.astimezone().strftime("%Y-%m-%d %H:%M %Z")
 
 
+def moment(value: datetime | str | None) -> str:
+    """A clone's time for people: relative and in UTC, ``in 1 h 20 min (2026-12-06 07:10 UTC)``."""
+    return moment_words(datetime.fromisoformat(value) if isinstance(value, str) else value)
+
+
+def clone_expiry(clone: CloneRecord) -> str:
+    """When the clone expires, or (deleted) when it was deleted."""
+    if clone.deleted_at:
+        return "deleted " + moment(clone.deleted_at)
+    return moment(clone.expires_at)
+
+
 def fields(rows: Sequence[tuple[str, object]]) -> str:
     """``Label: value`` lines with the values aligned."""
     width = max(len(label) for label, _ in rows) + 2
@@ -319,7 +333,7 @@ def describe_result(job: JobStatusResponse) -> str:
                 ("  Admin", result.get("admin_url", "-")),
                 ("  Admin user", result.get("admin_user", "-")),
                 ("  Admin password", f"stored in {result.get('admin_password', '-')}"),
-                ("  Expires", when(result.get("expires_at"))),
+                ("  Expires", moment(result.get("expires_at"))),
             ]
         )
         + copied
@@ -352,12 +366,13 @@ def describe_clone(clone: CloneRecord) -> str:
         ("Source", clone.source_url),
         ("Copy mode", clone.copy_mode),
         ("Database", clone.db_name),
-        ("Created", when(clone.created_at)),
-        ("Expires", when(clone.expires_at)),
-        ("Updated", when(clone.updated_at)),
+        ("Asked by", clone.requested_by or "-"),
+        ("Created", moment(clone.created_at)),
+        ("Expires", moment(clone.expires_at)),
+        ("Updated", moment(clone.updated_at)),
     ]
     if clone.deleted_at:
-        rows.append(("Deleted", when(clone.deleted_at)))
+        rows.append(("Deleted", moment(clone.deleted_at)))
     rows.append(("Last job", clone.last_job_id))
     if clone.lock_job_id:
         rows.append(("Locked by", f"job {clone.lock_job_id}"))
@@ -367,9 +382,13 @@ def describe_clone(clone: CloneRecord) -> str:
 
 
 def clone_table(clones: Sequence[CloneRecord]) -> str:
-    headers = ("CLONE ID", "STATUS", "URL", "SOURCE", "EXPIRES")
+    headers = ("CLONE ID", "STATUS", "URL", "SOURCE", "ASKED BY", "EXPIRES")
     return format_table(
-        headers, [(c.clone_id, c.status.value, c.url, c.source_url, when(c.expires_at)) for c in clones]
+        headers,
+        [
+            (c.clone_id, c.status.value, c.url, c.source_url, c.requested_by or "-", clone_expiry(c))
+            for c in clones
+        ],
     )
 
 
@@ -547,14 +566,29 @@ def cmd_status(api: Api, args: argparse.Namespace) -> int:
 
 
 def cmd_list(api: Api, args: argparse.Namespace) -> int:
-    params = {k: v for k, v in (("status", args.status), ("source", args.source)) if v}
+    params: dict[str, str] = {k: v for k, v in (("status", args.status), ("source", args.source)) if v}
+    if args.all:
+        params["all"] = "true"
     clones = [parse(CloneRecord, item) for item in api.call("GET", "/clones", params=params)]
     if getattr(args, "json", False):
         print_json([c.model_dump(mode="json") for c in clones])
     elif clones:
         print(clone_table(clones))
+    elif args.all or args.status:
+        print("No clones" + (" match those filters." if args.status or args.source else " yet."))
     else:
-        print("No clones" + (" match those filters." if params else " yet."))
+        where = f" of {args.source}" if args.source else ""
+        print(f"No live clones{where}; `wpclone list --all` shows deleted ones too.")
+    return EXIT_OK
+
+
+def cmd_extend(api: Api, args: argparse.Namespace) -> int:
+    body = {"ttl_minutes": args.ttl}
+    clone = parse(CloneRecord, api.call("PATCH", f"/clones/{args.clone_id}", json=body))
+    if getattr(args, "json", False):
+        print_json(clone.model_dump(mode="json"))
+    else:
+        print(f"Clone {clone.clone_id} now expires {moment(clone.expires_at)}.")
     return EXIT_OK
 
 
@@ -592,6 +626,7 @@ COMMANDS: dict[str, Callable[[Api, argparse.Namespace], int]] = {
     "cancel": cmd_cancel,
     "show": cmd_show,
     "sources": cmd_sources,
+    "extend": cmd_extend,
 }
 
 
@@ -613,6 +648,14 @@ class Parser(argparse.ArgumentParser):
     def _commands(self) -> list[str]:
         actions = [a for a in self._actions if isinstance(a, argparse._SubParsersAction)]
         return list(actions[0].choices) if actions else []
+
+
+def ttl_argument(text: str) -> int:
+    """``--ttl``: minutes from ``90m``, ``2h``, ``3d`` or plain minutes, with the bounds in the error."""
+    try:
+        return parse_ttl(text)
+    except BadRequest as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -655,7 +698,10 @@ def build_parser() -> argparse.ArgumentParser:
         "source_url", metavar="SOURCE_URL", help="a registered source site, e.g. https://example.com"
     )
     clone.add_argument(
-        "--ttl", type=int, metavar="MINUTES", help="minutes until the clone is deleted (default 60)"
+        "--ttl",
+        type=ttl_argument,
+        metavar="TTL",
+        help="time until the clone is deleted: 90m, 2h, 3d or minutes, 10m to 7d (default 1h)",
     )
     clone.add_argument(
         "--id", metavar="ID", help="the clone's name (3-28 of a-z, 0-9, '-'); generated if omitted"
@@ -695,6 +741,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     listing.add_argument("--status", choices=[s.value for s in CloneStatus], help="only clones in this state")
     listing.add_argument("--source", metavar="URL", help="only clones of this source site")
+    listing.add_argument("--all", action="store_true", help="deleted clones too (the history)")
 
     delete = sub.add_parser(
         "delete",
@@ -736,6 +783,22 @@ def build_parser() -> argparse.ArgumentParser:
         **shared,
     )
     show.add_argument("clone_id", metavar="CLONE_ID")
+
+    extend = sub.add_parser(
+        "extend",
+        parents=[as_json],
+        help="give a ready clone more time: it expires TTL from now",
+        description="Set a ready clone's expiry to TTL from now (10m to 7d); its staging notice shows it.",
+        **shared,
+    )
+    extend.add_argument("clone_id", metavar="CLONE_ID")
+    extend.add_argument(
+        "--ttl",
+        type=ttl_argument,
+        required=True,
+        metavar="TTL",
+        help="the new time to live from now: 90m, 2h, 3d or minutes (10m to 7d)",
+    )
 
     sub.add_parser(
         "sources",

@@ -112,6 +112,23 @@ def normalize_url(url: str) -> str:
     return url.strip().rstrip("/").lower()
 
 
+DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+def url_spellings(url: str) -> tuple[str, ...]:
+    """The spellings a registered site URL may have of what ``url`` names, normalized: with and without
+    its scheme's default port (``HTTP://Host:80/`` -> ``http://host``, ``http://host:80``)."""
+    url = normalize_url(url)
+    scheme, _, rest = url.partition("://")
+    port = DEFAULT_PORTS.get(scheme)
+    if port is None or "/" in rest:
+        return (url,)
+    bare = rest.removesuffix(f":{port}")
+    if ":" in bare:  # another port: one spelling
+        return (url,)
+    return (f"{scheme}://{bare}", f"{scheme}://{bare}:{port}")
+
+
 def alias_origin(value: str) -> str:
     """A source alias as an origin: ``Example.com`` -> ``https://example.com`` (the rewrite covers
     ``http://``, ``https://`` and ``//`` of it alike); an origin is normalized as a site URL."""

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import copy
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -68,6 +69,11 @@ def test_there_are_the_objects_the_readme_applies() -> None:
         ("20-networkpolicy.yaml", "NetworkPolicy", "wpclone-default-deny"),
         ("21-networkpolicy-restore.yaml", "NetworkPolicy", "wpclone-restore-fetch"),
         ("30-backups.yaml", "PersistentVolumeClaim", "wpclone-backups"),
+        ("40-gone-page.yaml", "ConfigMap", "wpclone-gone-page"),
+        ("40-gone-page.yaml", "Deployment", "wpclone-gone-page"),
+        ("40-gone-page.yaml", "Ingress", "wpclone-gone-page"),
+        ("40-gone-page.yaml", "NetworkPolicy", "wpclone-gone-page"),
+        ("40-gone-page.yaml", "Service", "wpclone-gone-page"),
         ("optional/basic-auth.yaml", "Secret", "wpclone-basic-auth"),
     ]
 
@@ -223,3 +229,77 @@ def test_the_basic_auth_secret_is_a_template_without_a_secret() -> None:
     assert secret["stringData"] == {"auth": "REPLACE-WITH-ONE-htpasswd-LINE"}
     # Not applied by `kubectl apply -f helm-values/manifests/` (which does not recurse).
     assert not (MANIFESTS / "basic-auth.yaml").exists()
+
+
+# -- the clone domain's default backend: a deleted or expired clone's host says so --------------------------
+
+
+def _gone(kind: str) -> dict[str, Any]:
+    [doc] = [d for d in by_kind(kind) if d["metadata"]["name"] == "wpclone-gone-page"]
+    return doc
+
+
+def test_the_gone_page_answers_every_host_of_the_clone_domain_a_clone_does_not_have() -> None:
+    config = parse_config(wpclone_config_json(), "helm-values/airflow.yaml")
+    ingress = _gone("Ingress")
+    [rule] = ingress["spec"]["rules"]
+    assert rule["host"] == f"*.{config.clone_domain}"
+    assert ingress["spec"]["ingressClassName"] == values_env()["WPCLONE_K8S_INGRESS_CLASS"]
+    # A clone's own Ingress names its exact host under that domain, which the controller prefers to the
+    # wildcard: a live clone is never shadowed by the page.
+    plan = make_plan().model_copy(update={"url": f"https://shop-abc123.{config.clone_domain}"})
+    clone_ingress = manifests.ingress_manifest(plan, KubernetesSettings())
+    [clone_rule] = clone_ingress["spec"]["rules"]
+    assert clone_rule["host"] == f"shop-abc123.{config.clone_domain}"
+    # The rule reaches the page's pods: Service by name and port name, pods by the Service's selector.
+    [path] = rule["http"]["paths"]
+    assert path["path"] == "/" and path["pathType"] == "Prefix"
+    service, deployment = _gone("Service"), _gone("Deployment")
+    assert path["backend"]["service"] == {"name": service["metadata"]["name"], "port": {"name": "http"}}
+    pod_labels = deployment["spec"]["template"]["metadata"]["labels"]
+    assert all(pod_labels.get(k) == v for k, v in service["spec"]["selector"].items())
+    [container] = deployment["spec"]["template"]["spec"]["containers"]
+    [port] = container["ports"]
+    assert service["spec"]["ports"][0]["targetPort"] == port["name"] == "http"
+
+
+def test_the_gone_page_is_no_clone_and_reaches_nothing() -> None:
+    deployment = _gone("Deployment")
+    pod_labels = deployment["spec"]["template"]["metadata"]["labels"]
+    # Not labelled as wpclone's: the orphan sweep and the clone policy leave it alone.
+    assert MANAGED_BY_LABEL not in pod_labels
+    _, clones = _policies()
+    assert not _selects(clones, pod_labels)
+    policy = _gone("NetworkPolicy")
+    assert _selects(policy, pod_labels)
+    [container] = deployment["spec"]["template"]["spec"]["containers"]
+    assert policy["spec"]["policyTypes"] == ["Ingress", "Egress"] and policy["spec"]["egress"] == []
+    controller = {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "ingress-nginx"}}}
+    assert policy["spec"]["ingress"] == [
+        {
+            "from": [controller],
+            "ports": [{"protocol": "TCP", "port": container["ports"][0]["containerPort"]}],
+        }
+    ]
+    assert container["securityContext"]["readOnlyRootFilesystem"] is True
+    mounts = {m["mountPath"]: m["name"] for m in container["volumeMounts"]}
+    assert mounts["/etc/nginx/conf.d"] == "config"
+    [config_volume] = [v for v in deployment["spec"]["template"]["spec"]["volumes"] if v["name"] == "config"]
+    assert config_volume["configMap"]["name"] == _gone("ConfigMap")["metadata"]["name"]
+
+
+def test_the_gone_page_says_which_clone_is_gone_with_410() -> None:
+    conf = _gone("ConfigMap")["data"]["default.conf"]
+    port = _gone("Deployment")["spec"]["template"]["spec"]["containers"][0]["ports"][0]["containerPort"]
+    assert f"listen {port} default_server;" in conf
+    page = re.search(r"return 410 '(?P<page>[^']*)';", conf)
+    assert page is not None
+    text = " ".join(page["page"].split())
+    assert "This staging clone ($wpclone_clone_id) was deleted or has expired; ask for a new one." in text
+    # The map's pattern takes the clone id from a clone's host (nginx's (?<id>) is Python's (?P<id>)).
+    pattern = re.search(r"~(\^\S+) \$id;", conf)
+    assert pattern is not None
+    config = parse_config(wpclone_config_json(), "helm-values/airflow.yaml")
+    match = re.match(pattern[1].replace("(?<", "(?P<"), f"shop-abc123.{config.clone_domain}")
+    assert match is not None and match["id"] == "shop-abc123"
+    assert re.match(pattern[1].replace("(?<", "(?P<"), "<script>.example.com") is None

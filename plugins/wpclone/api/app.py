@@ -8,6 +8,12 @@ completely before anything is created, so a refused request leaves nothing behin
 ``GET /api/v1/sources`` lists the registered sources (wpclone.sources: the configuration's and Airflow's
 connections ``wpclone_source_<name>``). The API finds a request's source by URL (it may list connections)
 and passes its name to the job as the ``source`` param, which is how a task finds a connection's source.
+
+``GET /api/v1/clones`` lists the clones that are not deleted (``?all=true``: the history too; a ``status``
+filter lists what it names); its ``source`` matches whatever spelling of the URL ``POST /clones`` accepts.
+``PATCH /api/v1/clones/{clone_id}`` with ``{"ttl_minutes": N}`` extends a ready clone to now + N minutes
+(wpclone.services.expiry: 422 out of bounds, 409 when the clone is not ready) and answers its registry row;
+it needs the same permission as a clone (POST on the runs of wp_clone).
 """
 
 from __future__ import annotations
@@ -31,7 +37,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import HTMLResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from sqlalchemy.orm import Session
 
 from wpclone import jobs
@@ -53,15 +59,18 @@ from wpclone.fetch import redact
 from wpclone.jobs import JobResponse, JobStatusResponse, JobType, SourceInfo
 from wpclone.models import (
     FIELD_RULES,
+    TTL_MAX_MINUTES,
+    TTL_MIN_MINUTES,
     BackupUrl,
     CloneId,
     ClonePlan,
     CloneRequest,
     CloneStatus,
     SourceConfig,
+    url_spellings,
 )
 from wpclone.registry import CloneRecord, Registry
-from wpclone.services import clone, restore
+from wpclone.services import clone, expiry, restore
 from wpclone.services.common import Services
 
 log = logging.getLogger(__name__)
@@ -171,6 +180,17 @@ class RestoreBody(BaseModel):
     source_backup_url: BackupUrl
 
 
+class ExtendBody(BaseModel):
+    """The body of ``PATCH /clones/{clone_id}``: the clone's new time to live, from now."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    ttl_minutes: int = Field(
+        description=f"Minutes from now until the clone is deleted ({TTL_MIN_MINUTES}-{TTL_MAX_MINUTES}).",
+        examples=[120],
+    )
+
+
 def _accepted_job(
     request: Request, job_id: str, dag_ids: list[str], session: Session, user: Any
 ) -> JobStatusResponse | Any:
@@ -266,6 +286,7 @@ def create_app() -> FastAPI:
     _add_job_routes(app)
     _add_read_routes(app)
     _add_source_routes(app)
+    _add_expiry_routes(app)
     return app
 
 
@@ -506,6 +527,22 @@ def _add_source_routes(app: FastAPI) -> None:
         return [SourceInfo.of(source) for source in found]
 
 
+def _add_expiry_routes(app: FastAPI) -> None:
+    """A clone's expiry (wpclone.services.expiry)."""
+
+    @app.patch(
+        f"{API_PREFIX}/clones/{{clone_id}}",
+        response_model=CloneRecord,
+        summary="Extend a ready clone: it expires ttl_minutes from now (10 minutes to 7 days)",
+    )
+    def extend_clone(clone_id: CloneId, body: ExtendBody, user: UserDep) -> CloneRecord:
+        authorize(user, "POST", jobs.DAG_OF_TYPE[JobType.CLONE])
+        try:
+            return expiry.extend_clone(_services(), clone_id, body.ttl_minutes)
+        except BadRequest as exc:
+            raise _refuse(exc) from exc
+
+
 def _add_read_routes(app: FastAPI) -> None:
     """The routes that read jobs and clones."""
 
@@ -563,10 +600,17 @@ def _add_read_routes(app: FastAPI) -> None:
     def list_clones(
         user: UserDep,
         status_: Annotated[CloneStatus | None, Query(alias="status")] = None,
-        source: Annotated[str | None, Query(description="a source URL")] = None,
+        source: Annotated[
+            str | None, Query(description="a source URL (any case, trailing slash or default port)")
+        ] = None,
+        all_: Annotated[bool, Query(alias="all", description="deleted clones too (the history)")] = False,
     ) -> list[CloneRecord]:
         authorize(user, "GET", jobs.DAG_OF_TYPE[JobType.CLONE])
-        records: list[CloneRecord] = _registry().list(status=status_, source_url=source)
+        records: list[CloneRecord] = _registry().list(
+            status=status_,
+            source_url=url_spellings(source) if source else None,
+            live=not all_ and status_ is None,
+        )
         return records
 
     @app.get(f"{API_PREFIX}/clones/{{clone_id}}", response_model=CloneRecord, summary="One clone")

@@ -93,7 +93,9 @@ def apply_staging_safety(svc: Services, plan: ClonePlan, *, restored: bool = Fal
         raise StepFailed(f"the database {database} has no administrator in {prefix}users.")
     secrets = svc.runtime.prepare_clone(plan)  # reads back the secrets made by create_database
     connect = functools.partial(svc.mysql.connect, database)
-    apply_staging_sql(connect, database, prefix, admin_user, secrets.admin_password)
+    apply_staging_sql(
+        connect, database, prefix, admin_user, secrets.admin_password, expires_at=plan.expires_at
+    )
     return admin_user
 
 

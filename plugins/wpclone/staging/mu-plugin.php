@@ -16,9 +16,15 @@ if (!defined('ABSPATH') || defined('WPCLONE_STAGING_CLONE_ID')) {
 define('WPCLONE_STAGING_CLONE_ID', '__WPCLONE_CLONE_ID__');
 define('WPCLONE_STAGING_EXPIRES_AT', '__WPCLONE_EXPIRES_AT__'); // ISO 8601, UTC
 
+/** The clone's expiry: the option wpclone keeps up to date when the clone is extended, else the constant. */
+function wpclone_staging_expires_at(): string {
+	$option = function_exists('get_option') ? (string) get_option('wpclone_expires_at', '') : '';
+	return preg_match('/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$/', $option) ? $option : WPCLONE_STAGING_EXPIRES_AT;
+}
+
 /** The one line every notice shows (plain text; escape it where it is printed). */
 function wpclone_staging_label(): string {
-	return sprintf('Staging clone %s, expires %s', WPCLONE_STAGING_CLONE_ID, WPCLONE_STAGING_EXPIRES_AT);
+	return sprintf('Staging clone %s, expires %s', WPCLONE_STAGING_CLONE_ID, wpclone_staging_expires_at());
 }
 
 // -- search engines: a noindex header on every response WordPress makes, robots meta, no pings --------------
