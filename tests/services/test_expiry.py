@@ -10,7 +10,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from tests.services.conftest import JOB, ready_clone, remove
+from tests.fixtures.services import JOB, ready_clone, remove
 from wpclone.db import DbEndpoint
 from wpclone.errors import BadRequest, CloneBusy, CloneNotFound
 from wpclone.local.sitehost import SiteConfig, http_opener
