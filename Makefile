@@ -47,8 +47,10 @@ test: setup kube-build  ## install, lint, run every test tier, then stop the tes
 	  [ "$$WPCLONE_KEEP_STACK" = 1 ] || WPCLONE_STATE_DIR=$(TEST_STATE) $(PY) -m wpclone.local down >/dev/null; \
 	  exit $$rc
 
-unit: setup
-	@$(PY) -m pytest tests/unit $(PYTEST_ARGS)
+UNIT := not integration and not dags and not system and not kube
+
+unit: setup       ## the fast tests only (no marker: no server, no Airflow); tests/conftest.py marks the rest
+	@$(PY) -m pytest -m "$(UNIT)" $(PYTEST_ARGS)
 
 lint: setup
 	@.venv/bin/ruff check . && .venv/bin/ruff format --check . && .venv/bin/mypy

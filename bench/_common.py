@@ -136,7 +136,7 @@ def site_answers(url: str) -> int:
 
 def leftovers(stack: Stack, clone_id: str) -> list[str]:
     """Everything of a deleted clone that still exists: database, user, site dir, content, secret files,
-    and a registry row that is not ``deleted`` or still holds a lock (as tests/dags/test_clone_e2e.py)."""
+    and a registry row that is not ``deleted`` or still holds a lock (as tests/dags/test_wp_clone.py)."""
     found = []
     name = clone_db_name(clone_id)
     with stack.admin.connect() as conn, conn.cursor() as cur:

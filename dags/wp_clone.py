@@ -9,6 +9,16 @@ generated), `copy_mode` (`everything`; `database`: without uploads; `files`: all
 database only settings and users), `source` (only for a source registered as an Airflow connection
 `wpclone_source_<name>`: its name; the jobs API fills it in; docs/sources.md).
 
+**The trigger form**: `source_url` offers the sources of the wpclone configuration (read when the DAG is
+parsed; the first is the default) as suggestions, not as a closed list (`enum`): a source registered as an
+Airflow connection `wpclone_source_<name>` cannot be listed when the DAG is parsed (Airflow 3's DAG processor
+has no access to connections), so its URL can still be typed in, with its name in `source` (whose
+suggestions are the configured names and the `AIRFLOW_CONN_WPCLONE_SOURCE_*` variables'). Each field's
+description states its rule in words; the form checks no pattern itself, so a bad value is refused by
+Airflow's trigger before a run is created, and the plugin says which rule it broke, in words
+(wpclone.api.form). The TTL's bounds are exclusive ones, which the form's number field does not clamp: a
+TTL out of range is refused, never silently changed.
+
 **Tasks**: validate_request → reserve_clone → create_database → copy_database ∥ copy_content → deploy_site
 → await_site_ready → apply_staging_safety (noindex header and option, no outgoing mail, no visitor cron,
 environment type `staging`, a fresh admin password) → finalize_clone (registry `ready`; the result names the

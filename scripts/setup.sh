@@ -38,7 +38,7 @@ APT_BROWSER=(chromium)                                       # headless browser 
 APT_CLUSTER=(golang-go etcd-server dpkg-dev)                 # the cluster tier: builds and runs its control plane
 
 # pip packages of the toolbox image, each at its requirements.txt pin: what the modules the pods run
-# (python -m wpclone.steps, python -m wpclone.k8s.content) import. tests/unit/test_deploy_images.py derives
+# (python -m wpclone.steps, python -m wpclone.k8s.content) import. tests/deploy/test_images.py derives
 # those imports from the modules' import graph and holds this list to them.
 TOOLBOX_PIP=(PyMySQL httpx zstandard pydantic)
 

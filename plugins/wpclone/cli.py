@@ -13,16 +13,18 @@ Environment:
   WPCLONE_PASSWORD   (unset with the local stack: its admin login)
 
 Exit codes:
-  0  success: the job completed, or the request was accepted (without --wait)
+  0  success: the job completed, or the request was accepted (without --wait); a bare `wpclone` (its help)
   1  the job failed or was cancelled, or --wait timed out
   2  bad input: wrong arguments, or the API refused the request (400, 404, 409, 422)
   3  Airflow cannot be reached, refused the login or the user (401, 403), or is not configured
   130  interrupted while waiting (the job goes on)
+  141  the output was closed early (e.g. `wpclone list | head -3`): the rest is not printed
 """
 
 from __future__ import annotations
 
 import argparse
+import difflib
 import json
 import os
 import sys
@@ -46,6 +48,7 @@ from rich.progress import (
 )
 
 from wpclone.config import local_config_path
+from wpclone.errors import BadRequest
 from wpclone.jobs import FINAL_STATUSES, JobResponse, JobStatus, JobStatusResponse, JobType, SourceInfo
 from wpclone.local.airflow import LocalAirflow
 from wpclone.local.settings import StackSettings
@@ -54,12 +57,14 @@ from wpclone.models import CloneStatus, CopyMode
 from wpclone.registry import CloneRecord
 from wpclone.settings import API_URL, PASSWORD, TOKEN, USERNAME, ApiAccess
 from wpclone.summary import copy_lines, in_words, login_line
+from wpclone.timewords import moment_words, parse_ttl
 
 EXIT_OK = 0
 EXIT_JOB_FAILED = 1
 EXIT_BAD_INPUT = 2
 EXIT_UNAVAILABLE = 3
 EXIT_INTERRUPTED = 130
+EXIT_CLOSED_PIPE = 141  # what a shell reports for a command ended by SIGPIPE (128 + 13)
 
 API_PREFIX = "/wpclone/api/v1"
 POLL_INTERVAL_S = 0.5
@@ -142,12 +147,25 @@ def settings_from_env(env: Mapping[str, str], local: Callable[[], Settings | Non
 # -- the jobs API --------------------------------------------------------------------------------------------
 
 
+# The jobs API's request fields as this CLI's arguments: a refused field is said in the words the user typed.
+OPTION_OF_FIELD = {
+    "clone_id": "--id",
+    "ttl_minutes": "--ttl",
+    "copy_mode": "--copy-mode",
+    "source_url": "SOURCE_URL",
+    "source_backup_url": "BACKUP_URL",
+}
+
+
 def detail_of(response: httpx.Response) -> str | None:
-    """The API's ``detail`` sentence (its first line), if the answer has one."""
+    """The API's ``detail`` sentence (its first line), if the answer has one; a field refused by its rule
+    (the API's ``field`` and ``rule``) is said with this CLI's option, e.g. ``--id must be ...``."""
     try:
         body = response.json()
     except ValueError:
         body = None
+    if isinstance(body, dict) and body.get("field") in OPTION_OF_FIELD and isinstance(body.get("rule"), str):
+        return sentence(f"{OPTION_OF_FIELD[body['field']]} {body['rule']}")
     detail = body.get("detail") if isinstance(body, dict) else None
     if isinstance(detail, list) and detail and isinstance(detail[0], dict):
         detail = detail[0].get("msg")
@@ -258,6 +276,18 @@ def when(value: datetime | str | None) -> str:
     return moment.astimezone().strftime("%Y-%m-%d %H:%M %Z")
 
 
+def moment(value: datetime | str | None) -> str:
+    """A clone's time for people: relative and in UTC, ``in 1 h 20 min (2026-12-06 07:10 UTC)``."""
+    return moment_words(datetime.fromisoformat(value) if isinstance(value, str) else value)
+
+
+def clone_expiry(clone: CloneRecord) -> str:
+    """When the clone expires, or (deleted) when it was deleted."""
+    if clone.deleted_at:
+        return "deleted " + moment(clone.deleted_at)
+    return moment(clone.expires_at)
+
+
 def fields(rows: Sequence[tuple[str, object]]) -> str:
     """``Label: value`` lines with the values aligned."""
     width = max(len(label) for label, _ in rows) + 2
@@ -305,7 +335,7 @@ def describe_result(job: JobStatusResponse) -> str:
                 ("  Admin", result.get("admin_url", "-")),
                 ("  Admin user", result.get("admin_user", "-")),
                 ("  Admin password", f"stored in {result.get('admin_password', '-')}"),
-                ("  Expires", when(result.get("expires_at"))),
+                ("  Expires", moment(result.get("expires_at"))),
                 ("  Log in", f"wpclone login {job.clone_id} (a one-time wp-admin link)"),
             ]
         )
@@ -339,12 +369,13 @@ def describe_clone(clone: CloneRecord) -> str:
         ("Source", clone.source_url),
         ("Copy mode", clone.copy_mode),
         ("Database", clone.db_name),
-        ("Created", when(clone.created_at)),
-        ("Expires", when(clone.expires_at)),
-        ("Updated", when(clone.updated_at)),
+        ("Asked by", clone.requested_by or "-"),
+        ("Created", moment(clone.created_at)),
+        ("Expires", moment(clone.expires_at)),
+        ("Updated", moment(clone.updated_at)),
     ]
     if clone.deleted_at:
-        rows.append(("Deleted", when(clone.deleted_at)))
+        rows.append(("Deleted", moment(clone.deleted_at)))
     rows.append(("Last job", clone.last_job_id))
     if clone.lock_job_id:
         rows.append(("Locked by", f"job {clone.lock_job_id}"))
@@ -356,9 +387,13 @@ def describe_clone(clone: CloneRecord) -> str:
 
 
 def clone_table(clones: Sequence[CloneRecord]) -> str:
-    headers = ("CLONE ID", "STATUS", "URL", "SOURCE", "EXPIRES")
+    headers = ("CLONE ID", "STATUS", "URL", "SOURCE", "ASKED BY", "EXPIRES")
     return format_table(
-        headers, [(c.clone_id, c.status.value, c.url, c.source_url, when(c.expires_at)) for c in clones]
+        headers,
+        [
+            (c.clone_id, c.status.value, c.url, c.source_url, c.requested_by or "-", clone_expiry(c))
+            for c in clones
+        ],
     )
 
 
@@ -455,6 +490,8 @@ def finish(job: JobStatusResponse, as_json: bool) -> int:
 def follow_job(api: Api, args: argparse.Namespace, started: JobResponse) -> int:
     """After a job was accepted: say where to follow it, or (--wait) follow it to its end."""
     as_json = getattr(args, "json", False)
+    if args.wait and not as_json:
+        print(f"Job {started.job_id} started ({started.type} job for clone {started.clone_id}).", flush=True)
     if not args.wait:
         if as_json:
             print_json(started.model_dump(mode="json"))
@@ -480,6 +517,14 @@ def cmd_clone(api: Api, args: argparse.Namespace) -> int:
 
 
 def cmd_delete(api: Api, args: argparse.Namespace) -> int:
+    """A clone that is already deleted is said so at once: no job is started for it."""
+    clone = parse(CloneRecord, api.call("GET", f"/clones/{args.clone_id}"))
+    if clone.status is CloneStatus.DELETED:
+        if getattr(args, "json", False):
+            print_json(clone.model_dump(mode="json"))
+        else:
+            print(f"{clone.clone_id} was already deleted at {when(clone.deleted_at)}; nothing to delete.")
+        return EXIT_OK
     return follow_job(api, args, parse(JobResponse, api.call("DELETE", f"/clones/{args.clone_id}")))
 
 
@@ -526,14 +571,29 @@ def cmd_status(api: Api, args: argparse.Namespace) -> int:
 
 
 def cmd_list(api: Api, args: argparse.Namespace) -> int:
-    params = {k: v for k, v in (("status", args.status), ("source", args.source)) if v}
+    params: dict[str, str] = {k: v for k, v in (("status", args.status), ("source", args.source)) if v}
+    if args.all:
+        params["all"] = "true"
     clones = [parse(CloneRecord, item) for item in api.call("GET", "/clones", params=params)]
     if getattr(args, "json", False):
         print_json([c.model_dump(mode="json") for c in clones])
     elif clones:
         print(clone_table(clones))
+    elif args.all or args.status:
+        print("No clones" + (" match those filters." if args.status or args.source else " yet."))
     else:
-        print("No clones" + (" match those filters." if params else " yet."))
+        where = f" of {args.source}" if args.source else ""
+        print(f"No live clones{where}; `wpclone list --all` shows deleted ones too.")
+    return EXIT_OK
+
+
+def cmd_extend(api: Api, args: argparse.Namespace) -> int:
+    body = {"ttl_minutes": args.ttl}
+    clone = parse(CloneRecord, api.call("PATCH", f"/clones/{args.clone_id}", json=body))
+    if getattr(args, "json", False):
+        print_json(clone.model_dump(mode="json"))
+    else:
+        print(f"Clone {clone.clone_id} now expires {moment(clone.expires_at)}.")
     return EXIT_OK
 
 
@@ -590,22 +650,48 @@ COMMANDS: dict[str, Callable[[Api, argparse.Namespace], int]] = {
     "show": cmd_show,
     "sources": cmd_sources,
     "login": cmd_login,
+    "extend": cmd_extend,
 }
 
 
 # -- arguments -----------------------------------------------------------------------------------------------
 
 
+class Parser(argparse.ArgumentParser):
+    """argparse with a suggestion for a mistyped command (``wpclone clnoe``: did you mean clone?)."""
+
+    def error(self, message: str) -> Any:  # argparse's signature: it never returns
+        choices = self._commands()
+        if "invalid choice" in message and choices:
+            typed = message.split("'")[1] if message.count("'") >= 2 else ""
+            close = difflib.get_close_matches(typed, choices, n=1, cutoff=0.5)
+            hint = f"did you mean {close[0]}?" if close else f"the commands are {', '.join(choices)}."
+            message = f"{typed!r} is not a wpclone command; {hint}"
+        return super().error(message)
+
+    def _commands(self) -> list[str]:
+        actions = [a for a in self._actions if isinstance(a, argparse._SubParsersAction)]
+        return list(actions[0].choices) if actions else []
+
+
+def ttl_argument(text: str) -> int:
+    """``--ttl``: minutes from ``90m``, ``2h``, ``3d`` or plain minutes, with the bounds in the error."""
+    try:
+        return parse_ttl(text)
+    except BadRequest as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def build_parser() -> argparse.ArgumentParser:
     """``wpclone [--json] COMMAND ...``; ``--json`` is accepted before or after the command."""
-    as_json = argparse.ArgumentParser(add_help=False)
+    as_json = Parser(add_help=False)
     as_json.add_argument(
         "--json",
         action="store_true",
         default=argparse.SUPPRESS,
         help="print the API's JSON answer (with --wait: the final job status) and no progress",
     )
-    waiting = argparse.ArgumentParser(add_help=False)
+    waiting = Parser(add_help=False)
     waiting.add_argument("--wait", action="store_true", help="follow the job until it ends, showing progress")
     waiting.add_argument(
         "--timeout",
@@ -615,14 +701,14 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"with --wait: give up waiting after this long, exit code 1 (default {DEFAULT_TIMEOUT_S:g})",
     )
     shared: dict[str, Any] = {"epilog": EPILOG, "formatter_class": argparse.RawDescriptionHelpFormatter}
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="wpclone",
         description="Make, follow, list, back up, restore and delete WordPress staging clones through the\n"
         "wpclone jobs API.",
         parents=[as_json],
         **shared,
     )
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
 
     clone = sub.add_parser(
         "clone",
@@ -636,7 +722,10 @@ def build_parser() -> argparse.ArgumentParser:
         "source_url", metavar="SOURCE_URL", help="a registered source site, e.g. https://example.com"
     )
     clone.add_argument(
-        "--ttl", type=int, metavar="MINUTES", help="minutes until the clone is deleted (default 60)"
+        "--ttl",
+        type=ttl_argument,
+        metavar="TTL",
+        help="time until the clone is deleted: 90m, 2h, 3d or minutes, 10m to 7d (default 1h)",
     )
     clone.add_argument(
         "--id", metavar="ID", help="the clone's name (3-28 of a-z, 0-9, '-'); generated if omitted"
@@ -676,6 +765,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     listing.add_argument("--status", choices=[s.value for s in CloneStatus], help="only clones in this state")
     listing.add_argument("--source", metavar="URL", help="only clones of this source site")
+    listing.add_argument("--all", action="store_true", help="deleted clones too (the history)")
 
     delete = sub.add_parser(
         "delete",
@@ -728,6 +818,21 @@ def build_parser() -> argparse.ArgumentParser:
     )
     login.add_argument("clone_id", metavar="CLONE_ID")
     login.add_argument("--open", action="store_true", help="open the link in the web browser too")
+    extend = sub.add_parser(
+        "extend",
+        parents=[as_json],
+        help="give a ready clone more time: it expires TTL from now",
+        description="Set a ready clone's expiry to TTL from now (10m to 7d); its staging notice shows it.",
+        **shared,
+    )
+    extend.add_argument("clone_id", metavar="CLONE_ID")
+    extend.add_argument(
+        "--ttl",
+        type=ttl_argument,
+        required=True,
+        metavar="TTL",
+        help="the new time to live from now: 90m, 2h, 3d or minutes (10m to 7d)",
+    )
 
     sub.add_parser(
         "sources",
@@ -745,8 +850,25 @@ def main(
     env: Mapping[str, str] | None = None,
     transport: httpx.BaseTransport | None = None,
 ) -> int:
-    """Run one command; returns the exit code (``env`` and ``transport`` are for tests)."""
-    args = build_parser().parse_args(argv)
+    """Run one command; returns the exit code (``env`` and ``transport`` are for tests). A bare ``wpclone``
+    prints the help (exit 0); output closed early (``| head``) ends it quietly (exit 141)."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return EXIT_OK
+    try:
+        return run(args, env, transport)
+    except BrokenPipeError:
+        # Whoever read our output stopped: no traceback, and none again when Python flushes stdout at exit.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_CLOSED_PIPE
+
+
+def run(
+    args: argparse.Namespace, env: Mapping[str, str] | None, transport: httpx.BaseTransport | None
+) -> int:
+    """The command ``args`` names, its CliError as one sentence on stderr and its exit code."""
     try:
         settings = settings_from_env(os.environ if env is None else env, local_settings)
         api = Api(settings, transport)

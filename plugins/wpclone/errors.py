@@ -132,12 +132,33 @@ def _is_validation_error(exc: BaseException) -> bool:
     )
 
 
-def validation_sentence(errors: Sequence[Mapping[str, Any]]) -> str:
-    """The first of pydantic's (or FastAPI's) validation errors as one sentence: ``where: what.``"""
+def validation_sentence(
+    errors: Sequence[Mapping[str, Any]],
+    rules: Mapping[str, str] | None = None,
+    names: Mapping[str, str] | None = None,
+) -> str:
+    """The first of pydantic's (or FastAPI's) validation errors as one sentence: ``where: what.``; for a
+    field with a rule in ``rules`` (wpclone.models.FIELD_RULES) the rule in words, ``<name> <rule>.``,
+    the field named as ``names`` says (the caller's vocabulary), else by its own name."""
     first = errors[0]
-    where = ".".join(str(p) for p in first["loc"] if p not in ("body", "query", "path")) or "request"
+    field = error_field(first)
+    where = (names or {}).get(field, field) or "request"
     message = str(first["msg"]).removeprefix("Value error, ").rstrip(".")
+    rule = (rules or {}).get(field)
+    kind = str(first.get("type", ""))
+    if rule and kind == "missing":
+        return f"{where} is required: it {rule}."
+    if rule and (kind != "value_error" or message.startswith("must ")):  # not a check's own sentence
+        return f"{where} {rule}."
+    if kind == "extra_forbidden":
+        return f"{where} is not a field this request takes."
     return f"{where}: {message}."
+
+
+def error_field(error: Mapping[str, Any]) -> str:
+    """The field a pydantic (or FastAPI) validation error is about, ``a.b`` when nested ('' for the whole
+    body)."""
+    return ".".join(str(p) for p in error["loc"] if p not in ("body", "query", "path"))
 
 
 # "Table 'db.t' doesn't exist", "Unknown database 'db'", "Access denied for user 'u'@'h' ...".

@@ -176,6 +176,7 @@ class TaskState:
 TERMINAL_TI = frozenset({"success", "skipped", "failed", "upstream_failed", "removed"})
 RETRYING_TI = frozenset({"up_for_retry", "up_for_reschedule", "restarting"})
 STARTED_TI = frozenset({"running", "deferred"})
+FINISHED_TI = frozenset({"success", "failed", "skipped", "upstream_failed", "removed"})
 
 
 def step_info(dag_id: str, task_id: str) -> StepInfo:
@@ -252,9 +253,22 @@ def running_message(dag_id: str, tis: Iterable[TaskState]) -> str:
     if any(ti.state in RETRYING_TI for ti in tis):
         retrying = sorted({ti.task_id for ti in tis if ti.state in RETRYING_TI})
         return "; ".join(f"{step_info(dag_id, t).message} (retrying)" for t in retrying)
-    if any(ti.state in ("queued", "scheduled") for ti in tis):
-        return "Waiting for a worker slot"
-    return "Waiting for the scheduler"
+    return waiting_message(dag_id, tis)
+
+
+def waiting_message(dag_id: str, tis: list[TaskState]) -> str:
+    """Between steps, in the user's words: ``Queued`` (its first step waits its turn) or ``Starting``
+    before any step ran, then the next step's message (its own words), never Airflow's machinery."""
+    if not any(ti.state in FINISHED_TI for ti in tis):
+        return "Queued" if any(ti.state in ("queued", "scheduled") for ti in tis) else "Starting"
+    order = list(STEPS.get(dag_id, {}))
+    waiting = [
+        ti.task_id for ti in tis if ti.state not in FINISHED_TI and not step_info(dag_id, ti.task_id).teardown
+    ]
+    if not waiting:
+        return "Finishing"
+    first = min(waiting, key=lambda t: order.index(t) if t in order else len(order))
+    return step_info(dag_id, first).message
 
 
 def job_status(run_state: str, note: str | None = None) -> JobStatus:

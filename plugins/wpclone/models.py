@@ -112,6 +112,23 @@ def normalize_url(url: str) -> str:
     return url.strip().rstrip("/").lower()
 
 
+DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+def url_spellings(url: str) -> tuple[str, ...]:
+    """The spellings a registered site URL may have of what ``url`` names, normalized: with and without
+    its scheme's default port (``HTTP://Host:80/`` -> ``http://host``, ``http://host:80``)."""
+    url = normalize_url(url)
+    scheme, _, rest = url.partition("://")
+    port = DEFAULT_PORTS.get(scheme)
+    if port is None or "/" in rest:
+        return (url,)
+    bare = rest.removesuffix(f":{port}")
+    if ":" in bare:  # another port: one spelling
+        return (url,)
+    return (f"{scheme}://{bare}", f"{scheme}://{bare}:{port}")
+
+
 def alias_origin(value: str) -> str:
     """A source alias as an origin: ``Example.com`` -> ``https://example.com`` (the rewrite covers
     ``http://``, ``https://`` and ``//`` of it alike); an origin is normalized as a site URL."""
@@ -129,6 +146,32 @@ def _site_url(value: str) -> str:
         raise ValueError("must be http(s)://host[:port] with no path")
     return value
 
+
+# Each input field's rule in words, with an example: what a refusal says instead of a pattern or a schema
+# dump. Callers put the field's name in their own vocabulary in front (the jobs API: ``clone_id``; the CLI:
+# ``--id``; the trigger form: its title), e.g. "--id must be 3-28 lowercase letters, ... e.g. qa-checkout".
+FIELD_RULES: dict[str, str] = {
+    "clone_id": "must be 3-28 lowercase letters, digits or '-', starting with a letter and not ending "
+    "with '-', e.g. qa-checkout",
+    "ttl_minutes": f"must be a whole number of minutes from {TTL_MIN_MINUTES} to {TTL_MAX_MINUTES} "
+    f"({TTL_MAX_MINUTES // (24 * 60)} days), e.g. 120 for two hours",
+    "source_url": "must be a registered source site's address, http:// or https:// and the host, "
+    "with no path, e.g. https://www.example.com",
+    "copy_mode": "must be one of " + ", ".join(mode.value for mode in CopyMode) + ", e.g. everything",
+    "source": "must be a registered source's name: 2-32 lowercase letters, digits or '-', e.g. shop",
+    "source_backup_url": "must be a backup archive's address, https:// (file:// or http:// on the local "
+    "runtime), e.g. https://backups.example.com/qa-checkout.tar.zst",
+}
+
+# The same fields' titles in Airflow's trigger form (their params), which its refusals name.
+FIELD_TITLES: dict[str, str] = {
+    "clone_id": "Clone id",
+    "ttl_minutes": "Time to live (minutes)",
+    "source_url": "Source site URL",
+    "copy_mode": "What to copy",
+    "source": "Source name",
+    "source_backup_url": "Backup URL",
+}
 
 # A site's origin, normalized: http(s)://host[:port], no path.
 SiteUrl = Annotated[str, AfterValidator(_site_url)]

@@ -1,5 +1,6 @@
-"""The Airflow plugin (entry point ``airflow.plugins``): mounts the jobs API under ``/wpclone`` and adds the
-listener that writes each job's outcome as its run's note (wpclone.airflow.listener).
+"""The Airflow plugin (entry point ``airflow.plugins``): mounts the jobs API under ``/wpclone``, adds the
+listener that writes each job's outcome as its run's note (wpclone.airflow.listener) and the API server's
+middleware that says a refused trigger form field's rule in words (wpclone.api.form).
 
 The app is built on first use, so the components that load plugins but serve no HTTP (scheduler, DAG
 processor, workers) never import FastAPI routes or Airflow's API security.
@@ -26,3 +27,9 @@ class WpclonePlugin(AirflowPlugin):
         from wpclone.api.app import create_app  # noqa: PLC0415 (FastAPI: the API server only, not every component)
 
         return [{"app": create_app(), "url_prefix": URL_PREFIX, "name": "wpclone jobs API"}]
+
+    @cached_property
+    def fastapi_root_middlewares(self) -> list[dict[str, Any]]:  # type: ignore[override]
+        from wpclone.api.form import ParamErrorsMiddleware  # noqa: PLC0415 (the API server only)
+
+        return [{"middleware": ParamErrorsMiddleware, "name": "wpclone trigger form errors"}]

@@ -26,6 +26,10 @@ another job; a ``deleted`` row is overwritten by the new reservation (history is
 same job is idempotent everywhere: ``reserve`` returns the row it made, ``mark_*`` accept a transition that
 this job already made, and a clone job may re-reserve its own ``failed`` clone (a cleared, re-run DAG run).
 
+Outside the lock, ``set_expiry`` moves a ``ready`` clone's ``expires_at`` (wpclone.services.expiry: the one
+caller), and ``requested_by`` keeps the jobs API user whose request ``accept``-ed the clone (NULL for a run
+triggered elsewhere). ``list(live=True)`` leaves out deleted rows (what ``wpclone list`` shows by default).
+
 Live clones (``live_clone_ids``, the orphan sweep's keep-list) are those in ``accepted``, ``provisioning``,
 ``ready`` or ``deleting``, plus any clone locked by a job. An unlocked ``failed`` clone is not live: its job's
 rollback already removed what it created, so anything left with its id is an orphan. To avoid racing a clone
@@ -72,6 +76,7 @@ MIGRATION_LOCK_TIMEOUT_S = 60
 MAX_JOB_ID = 250  # Airflow's run_id limit
 MAX_URL = 255
 MAX_ERROR_CHARS = 8000
+ER_DUP_FIELDNAME = 1060  # MySQL and MariaDB: "Duplicate column name"
 
 
 class Cursor(Protocol):
@@ -111,8 +116,9 @@ class Migration:
     """One schema change: statements run in order, then the version is recorded.
 
     Statements must be idempotent on their own (``IF NOT EXISTS``), because DDL is not transactional: a
-    crash between a statement and the version row makes the next ``migrate()`` run them again. ``{schema}``
-    is replaced by the quoted control schema. Never edit a released migration; append a new one.
+    crash between a statement and the version row makes the next ``migrate()`` run them again. MySQL has no
+    ``ADD COLUMN IF NOT EXISTS``: an ``ADD COLUMN`` whose column exists (error 1060) counts as done.
+    ``{schema}`` is replaced by the quoted control schema. Never edit a released migration; append a new one.
     """
 
     version: int
@@ -173,6 +179,14 @@ MIGRATIONS: tuple[Migration, ...] = (
                 ENUM('accepted', 'provisioning', 'ready', 'failed', 'deleting', 'deleted') NOT NULL""",
         ),
     ),
+    Migration(
+        4,
+        "clones: requested_by",
+        (
+            # Who asked for the clone (the jobs API's authenticated user); NULL for a run started elsewhere.
+            "ALTER TABLE {schema}.`clones` ADD COLUMN `requested_by` VARCHAR(250) NULL",
+        ),
+    ),
 )
 
 SCHEMA_VERSION = MIGRATIONS[-1].version  # what this wpclone needs
@@ -192,6 +206,7 @@ COLUMNS = (
     "last_job_id",
     "last_error",
     "lock_job_id",
+    "requested_by",
 )
 _SELECT = ", ".join(f"`{c}`" for c in COLUMNS)
 _SELECT_C = ", ".join(f"c.`{c}`" for c in COLUMNS)  # the same, of a table aliased ``c``
@@ -227,6 +242,7 @@ class CloneRecord(BaseModel):
     last_job_id: str
     last_error: str | None
     lock_job_id: str | None
+    requested_by: str | None = None  # the jobs API's user who asked for the clone
 
     @classmethod
     def from_row(cls, row: Mapping[str, Any]) -> CloneRecord:
@@ -244,6 +260,7 @@ class CloneRecord(BaseModel):
             last_job_id=row["last_job_id"],
             last_error=row["last_error"],
             lock_job_id=row["lock_job_id"],
+            requested_by=row.get("requested_by"),
         )
 
     def as_json(self) -> dict[str, Any]:
@@ -375,7 +392,12 @@ class Registry:
                     if migration.version in done:
                         continue
                     for statement in migration.statements:
-                        s.execute(statement.format(schema=quote_identifier(self.schema)))
+                        try:
+                            s.execute(statement.format(schema=quote_identifier(self.schema)))
+                        except Exception as exc:
+                            if not (exc.args and exc.args[0] == ER_DUP_FIELDNAME):
+                                raise
+                            log.info("migration %s: its column exists already", migration.version)
                     s.execute(
                         f"INSERT INTO {self._migrations} (`version`, `name`, `applied_at`) "
                         "VALUES (%s, %s, UTC_TIMESTAMP(6))",
@@ -431,23 +453,43 @@ class Registry:
         return CloneRecord.from_row(rows[0]) if rows else None
 
     def list(
-        self, status: CloneStatus | None = None, source_url: str | None = None
+        self,
+        status: CloneStatus | None = None,
+        source_url: str | Sequence[str] | None = None,
+        *,
+        live: bool = False,
     ) -> builtins.list[CloneRecord]:
-        """Clones, oldest first, optionally only those with ``status`` and/or from ``source_url``."""
+        """Clones, oldest first, optionally only those with ``status`` and/or from ``source_url`` (one URL,
+        or any of several spellings of it); with ``live``, none that is deleted."""
         where: list[str] = []
         args: list[Any] = []
         if status is not None:
             where.append("`status` = %s")
             args.append(CloneStatus(status).value)
         if source_url is not None:
-            where.append("`source_url` = %s")
-            args.append(source_url)
+            urls = [source_url] if isinstance(source_url, str) else list(source_url)
+            where.append(f"`source_url` IN ({', '.join(['%s'] * len(urls))})")
+            args.extend(urls)
+        if live:
+            where.append("`status` <> 'deleted'")
         sql = f"SELECT {_SELECT} FROM {self._clones}"
         if where:
             sql += " WHERE " + " AND ".join(where)
         sql += " ORDER BY `created_at`, `clone_id`"
         with self._session() as s:
             return [CloneRecord.from_row(r) for r in s.query(sql, args)]
+
+    def set_expiry(self, clone_id: str, expires_at: datetime) -> CloneRecord | None:
+        """A ``ready`` clone's new ``expires_at`` (wpclone.services.expiry.extend_clone); returns the row
+        after, whose unchanged ``expires_at`` says the clone was not ready (None: it does not exist)."""
+        _check_clone_id(clone_id)
+        with self._session() as s:
+            s.execute(
+                f"UPDATE {self._clones} SET `expires_at` = %s, `updated_at` = UTC_TIMESTAMP(6) "
+                "WHERE `clone_id` = %s AND `status` = 'ready'",
+                (utc_naive(expires_at), clone_id),
+            )
+            return self._get(s, clone_id)
 
     def expired(self, now: datetime) -> builtins.list[str]:
         """Ids of unlocked ``ready``/``failed`` clones whose ``expires_at`` <= ``now``, earliest first."""
@@ -583,14 +625,16 @@ class Registry:
         taken = {c: f"VALUES(`{c}`)" for c in ("source_url", "url", "db_name", "copy_mode", "expires_at")}
         taken.update(last_job_id="VALUES(`last_job_id`)", created_at="UTC_TIMESTAMP(6)")
         taken.update(updated_at="UTC_TIMESTAMP(6)", deleted_at="NULL", last_error="NULL")
+        taken["requested_by"] = "VALUES(`requested_by`)"
         taken["lock_job_id"] = "VALUES(`lock_job_id`)"
         updates = ", ".join(f"`{c}` = IF({free}, {v}, `{c}`)" for c, v in taken.items())
         took = "`lock_job_id` = VALUES(`lock_job_id`) AND `status` = 'deleted'"
         with self._session() as s:
             s.execute(
                 f"INSERT INTO {self._clones} (`clone_id`, `status`, `source_url`, `url`, `db_name`, "
-                "`copy_mode`, `created_at`, `expires_at`, `updated_at`, `last_job_id`, `lock_job_id`) "
-                "VALUES (%s, 'accepted', %s, %s, %s, %s, UTC_TIMESTAMP(6), %s, UTC_TIMESTAMP(6), %s, %s) "
+                "`copy_mode`, `created_at`, `expires_at`, `updated_at`, `last_job_id`, `lock_job_id`, "
+                "`requested_by`) VALUES (%s, 'accepted', %s, %s, %s, %s, UTC_TIMESTAMP(6), %s, "
+                "UTC_TIMESTAMP(6), %s, %s, %s) "
                 f"ON DUPLICATE KEY UPDATE {updates}, `status` = IF({took}, 'accepted', `status`)",
                 (
                     clone_id,
@@ -601,6 +645,7 @@ class Registry:
                     utc_naive(plan.expires_at),
                     job_id,
                     job_id,
+                    requested_by[:MAX_JOB_ID],
                 ),
             )
             record = self._get(s, clone_id)

@@ -31,8 +31,6 @@ from tests.kube.conftest import (
 )
 from wpclone.local.cluster import KUBE_VERSION, Cluster
 
-pytestmark = pytest.mark.kube
-
 
 def test_control_plane_answers_with_rbac_on(cluster: Cluster, core: kubernetes.client.CoreV1Api) -> None:
     version = json.loads(cluster.get("/version") or b"{}")

@@ -27,7 +27,7 @@ from airflow.dag_processing.dagbag import DagBag
 from airflow.providers.cncf.kubernetes.hooks.kubernetes import KubernetesHook
 
 from tests.conftest import REPO
-from tests.dags.conftest import run, states, xcom
+from tests.fixtures.dagtest import run, states, xcom
 from tests.kube.conftest import wait_for
 from tests.kube.service_proxy import ServiceProxy
 from wpclone.db import DbEndpoint
@@ -41,8 +41,6 @@ from wpclone.mysql_admin import MySqlAdmin
 from wpclone.readiness import follow, http_fetcher
 from wpclone.registry import Registry
 from wpclone.runtimes.base import CLONE_ID_LABEL, MANAGED_BY, MANAGED_BY_LABEL
-
-pytestmark = [pytest.mark.kube, pytest.mark.integration]
 
 SCHEMA = "wpclone_control_kube"
 NAMESPACE = KubernetesSettings().namespace  # the shipped manifests' namespace

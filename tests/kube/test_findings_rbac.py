@@ -21,12 +21,10 @@ import yaml
 from airflow.providers.cncf.kubernetes.triggers.pod import KubernetesPodTrigger
 from kubernetes.client.exceptions import ApiException
 
+from tests.deploy.test_manifests_rbac import trigger_rules
 from tests.kube.conftest import MANIFESTS, account_token, pod_phase, step_pod
-from tests.unit.test_deploy_rbac import trigger_rules
 from wpclone.local.cluster import Cluster
 from wpclone.settings import REPO_ROOT
-
-pytestmark = pytest.mark.kube
 
 NAMESPACE = "wpclone-clones"
 CONN_ID = "wpclone_triggerer"

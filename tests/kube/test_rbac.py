@@ -16,16 +16,14 @@ from typing import Any
 import kubernetes
 import pytest
 
+from tests.k8s.test_manifests import all_manifests, make_plan, make_source, preview_of
+from tests.k8s.test_pod import build
 from tests.kube.conftest import worker_client
-from tests.unit.test_k8s_manifests import all_manifests, make_plan, make_source, preview_of
-from tests.unit.test_k8s_pod import build
 from wpclone.airflow import builders
 from wpclone.k8s import manifests
 from wpclone.k8s.settings import KubernetesSettings
 from wpclone.models import RuntimeKind, WpcloneConfig
 from wpclone.runtimes.kubernetes import KubernetesRuntime
-
-pytestmark = pytest.mark.kube
 
 SETTINGS = KubernetesSettings()
 STEPS = (builders.COPY_DATABASE, builders.COPY_CONTENT, builders.BACKUP_CLONE, builders.LOAD_BACKUP)

@@ -16,12 +16,10 @@ from pathlib import Path
 import kubernetes
 import pytest
 
-from tests.conftest import HandClone
+from tests.fixtures.stack import HandClone
 from tests.kube.conftest import WORDPRESS_IMAGE, bound_claim, wait_for
 from wpclone.local.settings import StackSettings
 from wpclone.local.sitehost import content_dir, http_opener, site_dir
-
-pytestmark = [pytest.mark.kube, pytest.mark.integration]
 
 NAME = "wpclone-kube-site"
 HOST_URL = "https://kube-site.example.test"  # the clone's URL in WP_HOME (the site host serves its own)

@@ -5,18 +5,14 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-import pytest
-
-from tests.conftest import leftovers
-from tests.services.conftest import JOB, remove
+from tests.fixtures.services import JOB, remove
+from tests.fixtures.stack import leftovers
 from wpclone.db import DbEndpoint
 from wpclone.local.settings import StackSettings
 from wpclone.models import ClonePlan
 from wpclone.mysql_admin import MySqlAdmin
 from wpclone.services import cleanup
 from wpclone.services.common import Services
-
-pytestmark = pytest.mark.integration
 
 ORPHAN = "svc-orphan"
 UNRELATED = "wp_svc_not_ours"

@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 import pytest
 from pydantic import ValidationError
 
-from tests.services.conftest import JOB, SCHEMA, remove
+from tests.fixtures.services import JOB, SCHEMA, remove
 from wpclone.db import DbEndpoint
 from wpclone.errors import BadRequest, CloneBusy
 from wpclone.local.sitehost import SiteConfig
@@ -16,8 +16,6 @@ from wpclone.models import CloneStatus
 from wpclone.mysql_admin import MySqlAdmin
 from wpclone.services import clone
 from wpclone.services.common import Services
-
-pytestmark = pytest.mark.integration
 
 CLONE = "svc-clone"
 

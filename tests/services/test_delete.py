@@ -5,16 +5,14 @@ from __future__ import annotations
 
 import pytest
 
-from tests.conftest import leftovers
-from tests.services.conftest import JOB
+from tests.fixtures.services import JOB
+from tests.fixtures.stack import leftovers
 from wpclone.db import DbEndpoint
 from wpclone.errors import BadRequest, RegistryError, StepFailed
 from wpclone.local.settings import StackSettings
 from wpclone.models import ClonePlan, CloneStatus
 from wpclone.services import delete
 from wpclone.services.common import Services
-
-pytestmark = pytest.mark.integration
 
 DELETER = "manual__delete-job"
 

@@ -14,7 +14,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from tests.services.conftest import JOB, remove
+from tests.fixtures.services import JOB, remove
 from wpclone import login
 from wpclone.errors import CloneBusy, CloneNotFound
 from wpclone.local.sitehost import SiteConfig, http_opener

@@ -8,15 +8,13 @@ import re
 
 import pytest
 
-from tests.services.conftest import JOB, copy_tables
+from tests.fixtures.services import JOB, copy_tables
 from wpclone.db import DbEndpoint
 from wpclone.errors import BadRequest, CloneBusy, CloneNotFound, StepFailed
 from wpclone.local.sitehost import SiteConfig
 from wpclone.models import ClonePlan, old_db_name, restore_db_name
 from wpclone.services import restore
 from wpclone.services.common import Services
-
-pytestmark = pytest.mark.integration
 
 
 def _blogname(admin_db: DbEndpoint, database: str) -> str:

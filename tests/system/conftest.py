@@ -19,8 +19,6 @@ from wpclone.local.airflow import LocalAirflow
 from wpclone.local.settings import StackSettings
 from wpclone.local.sitehost import SiteConfig
 
-pytestmark = pytest.mark.system
-
 JOB_TIMEOUT_S = 300.0
 
 

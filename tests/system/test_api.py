@@ -16,11 +16,12 @@ import time
 import urllib.parse
 import urllib.request
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 
-from tests.conftest import leftovers
+from tests.fixtures.stack import leftovers
 from tests.system.conftest import Api
 from wpclone.db import DbEndpoint, quote_identifier
 from wpclone.jobs import TYPE_OF_DAG, JobResponse, JobStatusResponse, new_job_id
@@ -28,9 +29,8 @@ from wpclone.local.airflow import LocalAirflow
 from wpclone.local.settings import StackSettings
 from wpclone.local.sitehost import SiteConfig, http_opener
 from wpclone.login import LoginLink
+from wpclone.models import ClonePlan, CopyMode, SourceConfig, clone_db_name
 from wpclone.registry import CloneRecord, Registry
-
-pytestmark = pytest.mark.system
 
 V1 = "/wpclone/api/v1"
 RESULT_KEYS = {"clone_id", "url", "source_url", "admin_url", "admin_user", "admin_password", "expires_at"}
@@ -85,6 +85,7 @@ def _serves(url: str) -> int:
         ("DELETE", f"{V1}/clones/some-clone"),
         ("GET", f"{V1}/clones"),
         ("GET", f"{V1}/clones/some-clone"),
+        ("PATCH", f"{V1}/clones/some-clone"),
         ("GET", f"{V1}/jobs/clone-x"),
     ],
 )
@@ -291,6 +292,57 @@ def test_list_filters_by_status_and_source(cloned: dict[str, Any], api: Api, sou
     assert bad.status_code == 422 and "status:" in bad.json()["detail"]
 
 
+def test_a_ready_clone_is_extended_from_now_and_says_who_asked(
+    cloned: dict[str, Any], api: Api, source_site: SiteConfig
+) -> None:
+    clone_id = cloned["accepted"].clone_id
+    before = datetime.now(UTC)
+    response = api.call("PATCH", f"{V1}/clones/{clone_id}", json={"ttl_minutes": 180})
+    after = datetime.now(UTC)
+    assert response.status_code == 200, response.text
+    record = CloneRecord.model_validate(response.json())
+    assert before + timedelta(minutes=180) <= record.expires_at <= after + timedelta(minutes=180)
+    assert record.requested_by == "admin"  # the user whose POST /clones made it
+    assert CloneRecord.model_validate(api.call("GET", f"{V1}/clones/{clone_id}").json()) == record
+    for minutes, says in ((5, "a time to live of 5m is out of bounds"), (99999, "at most 7d")):
+        refused = api.call("PATCH", f"{V1}/clones/{clone_id}", json={"ttl_minutes": minutes})
+        assert refused.status_code == 422 and says in refused.json()["detail"], refused.text
+    unknown = api.call("PATCH", f"{V1}/clones/no-such-clone", json={"ttl_minutes": 60})
+    assert unknown.status_code == 404 and unknown.json() == {"detail": "clone no-such-clone does not exist."}
+    viewer = api.call("PATCH", f"{V1}/clones/{clone_id}", json={"ttl_minutes": 60}, user="viewer")
+    assert viewer.status_code == 403
+    assert CloneRecord.model_validate(api.call("GET", f"{V1}/clones/{clone_id}").json()) == record
+
+
+def test_list_is_live_by_default_and_matches_the_source_in_any_spelling(
+    cloned: dict[str, Any], api: Api, source_site: SiteConfig, admin_db: DbEndpoint
+) -> None:
+    clone_id = cloned["accepted"].clone_id
+    registry = Registry.from_endpoint(admin_db)  # a clone deleted long ago, in the API's registry
+    gone = _id("sys-gone")
+    plan = ClonePlan(
+        clone_id=gone,
+        source=SourceConfig(name="gone", url=source_site.url, db_host="127.0.0.1", db_name="x", db_user="x"),
+        url=f"http://{gone}.localhost",
+        db_name=clone_db_name(gone),
+        ttl_minutes=60,
+        copy_mode=CopyMode.EVERYTHING,
+        expires_at=datetime.now(UTC) + timedelta(days=1),
+    )
+    registry.reserve(plan, "manual__sys-gone")
+    registry.begin_delete(gone, "manual__sys-gone")
+    registry.mark_deleted(gone, "manual__sys-gone")
+    live = {c["clone_id"]: c for c in api.call("GET", f"{V1}/clones").json()}
+    assert clone_id in live and gone not in live
+    assert all(c["status"] != "deleted" for c in live.values())
+    history = {c["clone_id"] for c in api.call("GET", f"{V1}/clones?all=true").json()}
+    assert {clone_id, gone} <= history
+    assert gone in {c["clone_id"] for c in api.call("GET", f"{V1}/clones?status=deleted").json()}
+    spelled = source_site.url.upper() + "/"
+    listed = api.call("GET", f"{V1}/clones?source={urllib.parse.quote(spelled, safe='')}").json()
+    assert clone_id in {c["clone_id"] for c in listed}
+
+
 def test_a_taken_clone_id_is_refused(cloned: dict[str, Any], api: Api, source_site: SiteConfig) -> None:
     clone_id = cloned["accepted"].clone_id
     response = api.call("POST", f"{V1}/clones", json={"source_url": source_site.url, "clone_id": clone_id})
@@ -364,11 +416,11 @@ def test_the_id_is_taken_at_accept_and_deleting_a_clone_being_made_cancels_it(
     record = api.call("GET", f"{V1}/clones/{clone_id}").json()
     assert record["status"] == "deleted" and record["deleted_at"] and record["lock_job_id"] is None
 
+    # Deleting it again answers at once, with when it was deleted; no job is started.
     again = api.call("DELETE", f"{V1}/clones/{clone_id}")
-    assert again.status_code == 202
-    final = api.wait_job(again.json()["job_id"])
-    assert final["status"] == "completed"
-    assert final["result"] == {"clone_id": clone_id, "deleted": True, "already_deleted": True}
+    assert again.status_code == 409, again.text
+    assert again.json()["detail"].startswith(f"{clone_id} was already deleted at 20"), again.text
+    assert api.call("GET", f"{V1}/clones/{clone_id}").json()["last_job_id"] == record["last_job_id"]
 
 
 def test_cancel_stops_the_job_rolls_back_and_reads_cancelled(

@@ -28,8 +28,6 @@ from wpclone.local.settings import StackSettings
 from wpclone.local.sitehost import SiteConfig, http_opener
 from wpclone.registry import CloneRecord
 
-pytestmark = pytest.mark.system
-
 WPCLONE = Path(sys.executable).with_name("wpclone")
 PROGRESS_LINE = re.compile(r"^\s*(\d{1,3})% (pending|running|completed|failed|cancelled): (.+)$")
 CLONES = "/wpclone/api/v1/clones"

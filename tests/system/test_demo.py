@@ -18,8 +18,6 @@ import pytest
 from tests.conftest import REPO
 from wpclone.local.procs import is_zombie
 
-pytestmark = pytest.mark.system
-
 DEMO_TIMEOUT_S = 900
 
 

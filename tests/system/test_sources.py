@@ -6,16 +6,12 @@ add-source``, clone it with ``wpclone clone URL --wait``, look at the clone, del
 
 from __future__ import annotations
 
-import pytest
-
 from tests.fixtures.othersite import HOSTS, NAME, THEME, TITLE, URL, OtherSite
 from tests.fixtures.url_forms import count_forms
-from tests.integration.test_sources import add_source_args, local
+from tests.local.test_sources_integration import add_source_args, local
 from tests.system.test_cli import Run, clones, field, new_clone_id, wpclone  # noqa: F401  (fixtures)
 from wpclone.local.settings import StackSettings
 from wpclone.local.sitehost import http_opener
-
-pytestmark = pytest.mark.system
 
 
 def test_register_another_site_and_clone_it_with_the_cli(

@@ -23,15 +23,15 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlsplit
 
 import pytest
-from playwright.sync_api import Browser, Locator, Page, Playwright, Response, expect, sync_playwright
+from playwright.sync_api import Browser, Locator, Page, Playwright, Response, Route, expect, sync_playwright
+
+from wpclone.models import FIELD_RULES
 
 if TYPE_CHECKING:
     from tests.system.conftest import Api
     from wpclone.local.airflow import LocalAirflow
     from wpclone.local.settings import StackSettings
     from wpclone.local.sitehost import SiteConfig
-
-pytestmark = pytest.mark.system
 
 DAG_ID = "wp_clone"
 UI_TIMEOUT_MS = 60_000  # any one page or element on a slow shared machine
@@ -233,24 +233,35 @@ def test_trigger_clone_from_the_ui_and_see_it_succeed(
     assert api.call("GET", f"/wpclone/api/v1/clones/{clone_id}").json()["status"] == "deleted"
 
 
-def test_trigger_form_refuses_a_bad_value(
+def test_trigger_form_offers_the_sources_and_refuses_a_bad_value_in_words(
     page: Page, airflow: LocalAirflow, api: Api, source_site: SiteConfig, artifacts: Path
 ) -> None:
-    bad_clone_id = "Bad_Clone"  # upper case and '_': not ^[a-z][a-z0-9-]{1,26}[a-z0-9]$
+    bad_clone_id = "Bad_Clone"  # upper case and '_'
     runs_before = run_count(api)
     with on_failure(page, artifacts, "trigger-refused"):
         log_in(page, airflow, artifacts)
         dialog = open_trigger_form(page, airflow)
-        # A TTL below the minimum never leaves the form: the number field clamps it to the minimum.
-        fill_form(dialog, source_site.url, "5", bad_clone_id)
-        expect(ttl_field(dialog)).to_have_value("10")
+        # The source is a choice of the configured sources (suggestions: a connection's may be typed in).
+        source = param_field(dialog, "source_url")
+        offered = source.evaluate("input => [...input.list.options].map(option => option.value)")
+        assert source_site.url in offered, offered
+        assert source.input_value() in offered  # the default is a configured source
+        expect(dialog.get_by_text("pick a configured source from the list")).to_be_visible()
+        page.screenshot(path=artifacts / "04-trigger-form-sources.png")
+
+        # A TTL out of range is kept as typed (refused on trigger, not clamped by the field).
+        ttl_field(dialog).fill("99999")
+        ttl_field(dialog).press("Tab")
+        expect(ttl_field(dialog)).to_have_value("99999")
+        fill_form(dialog, source_site.url, "90", bad_clone_id)
 
         answer = trigger(page, dialog)
         assert answer.status == 400, f"expected the trigger to be refused: HTTP {answer.status}"
-        expect(dialog.get_by_text("Invalid input for param clone_id")).to_be_visible()
+        expect(dialog.get_by_text(f"Clone id (clone_id) {FIELD_RULES['clone_id']}.")).to_be_visible()
+        expect(dialog.get_by_text("Failed validating")).to_have_count(0)  # no schema dump
         expect(dialog).to_be_visible()  # still open, the values still there to correct
         expect(param_field(dialog, "clone_id")).to_have_value(bad_clone_id)
-        page.screenshot(path=artifacts / "04-trigger-form-refused.png")
+        page.screenshot(path=artifacts / "05-trigger-form-refused.png")
         assert urlsplit(page.url).path == f"/dags/{DAG_ID}"
     assert run_count(api) == runs_before, "a refused trigger created a run"
 
@@ -296,3 +307,27 @@ def test_the_runs_note_says_where_how_to_log_in_and_when_it_expires(
         page.goto(link.json()["url"])  # the same link again: used up
         expect(page.get_by_text("this login link was used already")).to_be_visible()
         page.screenshot(path=artifacts / "08-login-link-used-twice.png")
+
+
+def test_the_jobs_api_docs_render_with_the_internet_cut_off(
+    page: Page, airflow: LocalAirflow, artifacts: Path
+) -> None:
+    """Every request to anything but this machine is aborted: Swagger UI's files must come from us."""
+    blocked: list[str] = []
+
+    def loopback_only(route: Route) -> None:
+        host = urlsplit(route.request.url).hostname or ""
+        if host in ("127.0.0.1", "localhost", "::1"):
+            route.continue_()
+        else:
+            blocked.append(route.request.url)
+            route.abort()
+
+    page.route("**/*", loopback_only)
+    with on_failure(page, artifacts, "docs-offline"):
+        page.goto(f"{airflow.url}/wpclone/docs")
+        operation = page.get_by_text("Clone a registered source into a new staging site", exact=False)
+        expect(operation.first).to_be_visible()
+        expect(page.get_by_role("heading", name=re.compile("wpclone jobs API"))).to_be_visible()
+        page.screenshot(path=artifacts / "06-docs-offline.png", full_page=True)
+    assert blocked == [], f"the docs page asked the internet for {blocked}"

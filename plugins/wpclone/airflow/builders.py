@@ -19,11 +19,16 @@ from airflow.sdk.exceptions import AirflowSkipException
 
 from wpclone.airflow import runparams
 from wpclone.airflow.services import services
+from wpclone.airflow.sources import connection_source_names
 from wpclone.airflow.steps import step_operator
 from wpclone.airflow.xcom import records_error, reported_errors
+from wpclone.config import load_config
+from wpclone.errors import ConfigError
 from wpclone.models import (
     BACKUP_URL_PATTERN,
     CLONE_ID_PATTERN,
+    FIELD_RULES,
+    FIELD_TITLES,
     SOURCE_NAME_PATTERN,
     TTL_DEFAULT_MINUTES,
     TTL_MAX_MINUTES,
@@ -31,6 +36,7 @@ from wpclone.models import (
     URL_PATTERN,
     ClonePlan,
     CopyMode,
+    SourceConfig,
 )
 from wpclone.runtimes.stepspec import ContentRole, DbRole, PlanValue, Step
 from wpclone.services import cleanup, clone, common, delete, restore
@@ -133,57 +139,86 @@ def _dag(dag_id: str, doc_md: str | None, **kwargs: Any) -> DAG:
     )
 
 
-def clone_params() -> dict[str, Param]:
+def configured_sources() -> list[SourceConfig]:
+    """The sources of the wpclone configuration, read at parse time for the trigger form (a file or an
+    environment variable: no network); none when wpclone is not configured here. Connections' sources
+    cannot be listed at parse time (Airflow 3's DAG processor has no access to connections)."""
+    try:
+        return list(load_config().sources)
+    except ConfigError:
+        return []
+
+
+def clone_params(sources: list[SourceConfig] | None = None) -> dict[str, Param]:
+    """The trigger form of wp_clone. Each field's rule is its description, in words (FIELD_RULES): the
+    form checks none of them itself, Airflow's trigger refuses a value before a run is created and the
+    plugin's middleware says which rule it broke (wpclone.api.form). The TTL's bounds are exclusive ones,
+    which the form's number field does not clamp: a TTL out of range is refused, never silently changed."""
+    sources = configured_sources() if sources is None else sources
+    urls = [source.url for source in sources]
+    names = [source.name for source in sources] + connection_source_names()
+    default = {"default": urls[0]} if urls else {}  # else required: no default to fall back on
     return {
         "source_url": Param(
+            **default,
             type="string",
             pattern=URL_PATTERN.replace("[a-z0-9.-]", "[A-Za-z0-9.-]"),
-            title="Source site URL",
-            description="URL of a registered live site to clone, e.g. https://www.example.com",
+            title=FIELD_TITLES["source_url"],
+            description=(
+                "The site to clone: pick a configured source from the list, or type the URL of a source "
+                "registered as an Airflow connection (and its name below). It "
+                + FIELD_RULES["source_url"]
+                + "."
+            ),
+            **({"examples": urls} if urls else {}),
         ),
         "ttl_minutes": Param(
             TTL_DEFAULT_MINUTES,
             type="integer",
-            minimum=TTL_MIN_MINUTES,
-            maximum=TTL_MAX_MINUTES,
-            title="Time to live (minutes)",
-            description=(
-                f"The clone is deleted this long after the job starts ({TTL_MIN_MINUTES}-{TTL_MAX_MINUTES})."
-            ),
+            exclusiveMinimum=TTL_MIN_MINUTES - 1,
+            exclusiveMaximum=TTL_MAX_MINUTES + 1,
+            title=FIELD_TITLES["ttl_minutes"],
+            description="The clone is deleted this long after the job starts. It "
+            + FIELD_RULES["ttl_minutes"]
+            + ".",
         ),
         "clone_id": Param(
             None,
             type=["null", "string"],
             pattern=CLONE_ID_PATTERN,
-            title="Clone id",
-            description="Name of the clone (3-28 of a-z, 0-9, '-'); leave empty to generate one.",
+            title=FIELD_TITLES["clone_id"],
+            description=f"The clone's name, in its URL and database; leave empty to generate one. It "
+            f"{FIELD_RULES['clone_id']}.",
         ),
         "copy_mode": Param(
             CopyMode.EVERYTHING.value,
             type="string",
             enum=[mode.value for mode in CopyMode],
-            title="What to copy",
+            title=FIELD_TITLES["copy_mode"],
             description=(
                 "everything: database and wp-content; database: the database, wp-content without uploads; "
                 "files: wp-content, and of the database only settings and users (no posts or comments)."
             ),
         ),
-        "source": source_param(),
+        "source": source_param(names),
     }
 
 
-def source_param() -> Param:
+def source_param(names: list[str] | None = None) -> Param:
     """The optional ``source`` (a source's name): how a task finds a source registered as an Airflow
     connection, which it cannot find by URL (wpclone.sources); the jobs API fills it in."""
     return Param(
         None,
         type=["null", "string"],
         pattern=SOURCE_NAME_PATTERN,
-        title="Source name",
+        title=FIELD_TITLES["source"],
         description=(
             "Only for a source registered as an Airflow connection (wpclone_source_<name>): its name. "
-            "Leave empty for a source in the wpclone configuration; the jobs API fills it in."
+            "Leave empty for a source in the wpclone configuration; the jobs API fills it in. It "
+            + FIELD_RULES["source"]
+            + "."
         ),
+        **({"examples": names} if names else {}),
     )
 
 

@@ -168,6 +168,13 @@ def _env_conn_ids(environ: Mapping[str, str]) -> list[str]:
     return [key[len("AIRFLOW_CONN_") :].lower() for key in environ if key.startswith(prefix)]
 
 
+def connection_source_names(environ: Mapping[str, str] | None = None) -> list[str]:
+    """The names of the sources registered as ``AIRFLOW_CONN_WPCLONE_SOURCE_<NAME>`` variables: the only
+    source connections a DAG file may know of at parse time (it cannot list the metadata database's)."""
+    ids = _env_conn_ids(os.environ if environ is None else environ)
+    return [name for conn_id in sorted(ids) if (name := source_name(conn_id))]
+
+
 def listed_connection_sources(environ: Mapping[str, str] | None = None) -> list[SourceConfig]:
     """Every source connection this API server can list: ``AIRFLOW_CONN_WPCLONE_SOURCE_*`` variables and
     the metadata database's ``wpclone_source_%`` connections, each then fetched as Airflow looks it up

@@ -9,6 +9,11 @@ completely before anything is created, so a refused request leaves nothing behin
 connections ``wpclone_source_<name>``). The API finds a request's source by URL (it may list connections)
 and passes its name to the job as the ``source`` param, which is how a task finds a connection's source.
 
+``GET /api/v1/clones`` lists the clones that are not deleted (``?all=true``: the history too; a ``status``
+filter lists what it names); its ``source`` matches whatever spelling of the URL ``POST /clones`` accepts.
+``PATCH /api/v1/clones/{clone_id}`` with ``{"ttl_minutes": N}`` extends a ready clone to now + N minutes
+(wpclone.services.expiry: 422 out of bounds, 409 when the clone is not ready) and answers its registry row;
+it needs the same permission as a clone (POST on the runs of wp_clone).
 ``POST /api/v1/clones/{clone_id}/login`` answers a one-time wp-admin link of a ready clone (wpclone.login:
 written into the clone's database through the MySQL admin login, on either runtime; ``Cache-Control:
 no-store``; the token is in the answer's body only, never in a URL we receive or a log line).
@@ -18,7 +23,9 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import importlib.util
 import logging
+import os
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from datetime import UTC, datetime
@@ -30,8 +37,10 @@ from airflow.api_fastapi.core_api.security import get_user
 from airflow.utils.session import create_session
 from fastapi import Depends, FastAPI, HTTPException, Path, Query, Request, status
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, Response
-from pydantic import BaseModel, ConfigDict, ValidationError
+from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.responses import HTMLResponse, JSONResponse, Response
+from fastapi.staticfiles import StaticFiles
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from sqlalchemy.orm import Session
 
 from wpclone import jobs, login
@@ -47,13 +56,25 @@ from wpclone.errors import (
     ConfigError,
     StepFailed,
     describe,
+    error_field,
     validation_sentence,
 )
 from wpclone.fetch import redact
 from wpclone.jobs import JobResponse, JobStatusResponse, JobType, SourceInfo
-from wpclone.models import BackupUrl, CloneId, ClonePlan, CloneRequest, CloneStatus
+from wpclone.models import (
+    FIELD_RULES,
+    TTL_MAX_MINUTES,
+    TTL_MIN_MINUTES,
+    BackupUrl,
+    CloneId,
+    ClonePlan,
+    CloneRequest,
+    CloneStatus,
+    SourceConfig,
+    url_spellings,
+)
 from wpclone.registry import CloneRecord, Registry
-from wpclone.services import clone, restore
+from wpclone.services import clone, expiry, restore
 from wpclone.services.common import Services
 
 log = logging.getLogger(__name__)
@@ -163,6 +184,17 @@ class RestoreBody(BaseModel):
     source_backup_url: BackupUrl
 
 
+class ExtendBody(BaseModel):
+    """The body of ``PATCH /clones/{clone_id}``: the clone's new time to live, from now."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    ttl_minutes: int = Field(
+        description=f"Minutes from now until the clone is deleted ({TTL_MIN_MINUTES}-{TTL_MAX_MINUTES}).",
+        examples=[120],
+    )
+
+
 def _accepted_job(
     request: Request, job_id: str, dag_ids: list[str], session: Session, user: Any
 ) -> JobStatusResponse | Any:
@@ -236,6 +268,7 @@ def create_app() -> FastAPI:
     app = FastAPI(
         lifespan=_lifespan,
         title="wpclone jobs API",
+        docs_url=None,  # served by _add_docs_routes, with Swagger UI's files from a package (no CDN)
         version="1",
         description=(
             "Self-service WordPress staging clones as Airflow jobs. Authenticate with a token from "
@@ -249,14 +282,94 @@ def create_app() -> FastAPI:
 
     @app.exception_handler(RequestValidationError)
     async def _validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
-        detail = validation_sentence(list(exc.errors()))
-        return JSONResponse({"detail": detail}, status_code=status.HTTP_422_UNPROCESSABLE_ENTITY)
+        return invalid_request(request.url.path, list(exc.errors()))
 
+    app.middleware("http")(_json_bodies_only)
+
+    _add_docs_routes(app)
     _add_job_routes(app)
     _add_read_routes(app)
     _add_source_routes(app)
+    _add_expiry_routes(app)
     _add_login_routes(app)
     return app
+
+
+# What a request body looks like, for the sentences that refuse one (by the end of the route's path).
+BODY_EXAMPLES = {
+    "/restore": '{"source_backup_url": "https://backups.example.com/qa-checkout.tar.zst"}',
+    "/clones": '{"source_url": "https://www.example.com", "clone_id": "qa-checkout", "ttl_minutes": 120}',
+}
+WHOLE_BODY_ERRORS = frozenset({"model_attributes_type", "dict_type", "model_type", "missing"})
+
+
+def _body_example(path: str) -> str:
+    return next((example for end, example in BODY_EXAMPLES.items() if path.endswith(end)), "{...}")
+
+
+def invalid_request(path: str, errors: list[Any]) -> JSONResponse:
+    """A request FastAPI could not read into its model, as one sentence in the API's vocabulary (its JSON
+    field names): a body that is not JSON (400) or not an object, or a field's rule in words with an
+    example (422, with ``field`` and ``rule`` so a client can say it in its own words, as the CLI does)."""
+    first = errors[0]
+    field = error_field(first)
+    if first.get("type") == "json_invalid":
+        reason = str((first.get("ctx") or {}).get("error") or "not JSON").rstrip(".")
+        detail = (
+            f"The request body is not valid JSON ({reason.lower()} at character {first['loc'][-1]}); "
+            f"send a JSON object, e.g. {_body_example(path)}."
+        )
+        return JSONResponse({"detail": detail}, status_code=status.HTTP_400_BAD_REQUEST)
+    if not field and first.get("type") in WHOLE_BODY_ERRORS:
+        detail = f"The request body must be a JSON object, e.g. {_body_example(path)}."
+        return JSONResponse({"detail": detail}, status_code=status.HTTP_422_UNPROCESSABLE_ENTITY)
+    body: dict[str, str] = {"detail": validation_sentence(errors, FIELD_RULES)}
+    if field in FIELD_RULES and FIELD_RULES[field] in body["detail"]:  # not a check's own sentence
+        body.update(field=field, rule=FIELD_RULES[field])
+    return JSONResponse(body, status_code=status.HTTP_422_UNPROCESSABLE_ENTITY)
+
+
+async def _json_bodies_only(request: Request, call_next: Callable[[Request], Any]) -> Any:
+    """415 with a sentence for a request whose body is not sent as JSON (FastAPI would try to read it)."""
+    has_body = request.headers.get("content-length", "0") != "0" or "transfer-encoding" in request.headers
+    media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if has_body and media_type != "application/json" and not media_type.endswith("+json"):
+        said = f"Content-Type {media_type}" if media_type else "no Content-Type"
+        detail = (
+            f"The request body must be JSON, sent with Content-Type: application/json (this request has "
+            f"{said}), e.g. {_body_example(request.url.path)}."
+        )
+        return JSONResponse({"detail": detail}, status_code=status.HTTP_415_UNSUPPORTED_MEDIA_TYPE)
+    return await call_next(request)
+
+
+SWAGGER_UI_PACKAGE = "swagger_ui"  # swagger-ui-py (requirements.txt): its static/ is Swagger UI 5's files
+SWAGGER_UI_PATH = "/static/swagger-ui"
+
+
+def swagger_ui_dir() -> str:
+    """The directory of Swagger UI's files in the installed swagger-ui-py package (found without importing
+    the package, whose own code is for other frameworks)."""
+    spec = importlib.util.find_spec(SWAGGER_UI_PACKAGE)
+    if spec is None or not spec.submodule_search_locations:
+        raise ConfigError(f"the Python package swagger-ui-py ({SWAGGER_UI_PACKAGE}) is not installed.")
+    return os.path.join(next(iter(spec.submodule_search_locations)), "static")
+
+
+def _add_docs_routes(app: FastAPI) -> None:
+    """``/docs``: Swagger UI with its script, styles and icon served from here, so the page works offline."""
+    app.mount(SWAGGER_UI_PATH, StaticFiles(directory=swagger_ui_dir()), name="swagger-ui")
+
+    @app.get("/docs", include_in_schema=False)
+    def docs(request: Request) -> HTMLResponse:
+        root = request.scope.get("root_path", "").rstrip("/")
+        return get_swagger_ui_html(
+            openapi_url=f"{root}{app.openapi_url}",
+            title=f"{app.title} - Swagger UI",
+            swagger_js_url=f"{root}{SWAGGER_UI_PATH}/swagger-ui-bundle.js",
+            swagger_css_url=f"{root}{SWAGGER_UI_PATH}/swagger-ui.css",
+            swagger_favicon_url=f"{root}{SWAGGER_UI_PATH}/favicon-32x32.png",
+        )
 
 
 def _starts_job(app: FastAPI, method: Method, path: str, summary: str) -> Callable[[F], F]:
@@ -277,11 +390,8 @@ def _add_job_routes(app: FastAPI) -> None:
     @_starts_job(app, "POST", "/clones", "Clone a registered source into a new staging site (a wp_clone job)")
     def create_clone(body: CloneRequest, request: Request, user: UserDep, _busy: AcceptingDep) -> JobResponse:
         authorize(user, "POST", jobs.DAG_OF_TYPE[JobType.CLONE])
-        try:
-            svc = _services()
-            checked, source, clone_id = clone.check_clone_request(svc, body.model_dump(mode="json"))
-        except (BadRequest, ValidationError) as exc:
-            raise _refuse(exc) from exc
+        svc = _services()
+        checked, source, clone_id = _checked_clone_request(svc, body)
         conf = {**checked.model_dump(mode="json"), "clone_id": clone_id, "source": source.name}
         plan = clone.clone_plan(svc, checked, source, clone_id, datetime.now(UTC))
         return _start_job(request, user, JobType.CLONE, conf, plan=plan)
@@ -299,6 +409,8 @@ def _add_job_routes(app: FastAPI) -> None:
         record = _registry().get(clone_id)
         if record is None:
             raise HTTPException(status.HTTP_404_NOT_FOUND, f"clone {clone_id} does not exist.")
+        if record.status is CloneStatus.DELETED:  # deleting again would converge on nothing: no job
+            raise HTTPException(status.HTTP_409_CONFLICT, already_deleted(record))
         if record.lock_job_id and record.status in (CloneStatus.ACCEPTED, CloneStatus.PROVISIONING):
             # Still being made: cancel that job (its rollback removes what exists); the delete waits for it.
             authorize(user, "POST", jobs.DAG_OF_TYPE[JobType.CLONE])
@@ -347,6 +459,22 @@ def _add_job_routes(app: FastAPI) -> None:
         shown = redact(body.source_backup_url).replace("?…", "")
         conf = runparams.keep_out_of_conf(conf, "source_backup_url", job_id, shown)
         return _start_job(request, user, JobType.RESTORE, conf, job_id=job_id)
+
+
+def already_deleted(record: CloneRecord) -> str:
+    """The answer to deleting a clone that is deleted."""
+    at = f" at {record.deleted_at:%Y-%m-%d %H:%M} UTC" if record.deleted_at else ""
+    return f"{record.clone_id} was already deleted{at}; there is nothing to delete."
+
+
+def _checked_clone_request(svc: Services, body: CloneRequest) -> tuple[CloneRequest, SourceConfig, str]:
+    """clone.check_clone_request, its refusals as answers: a field's rule (as a refused body's), else 422."""
+    try:
+        return clone.check_clone_request(svc, body.model_dump(mode="json"))
+    except ValidationError as exc:
+        raise RequestValidationError(exc.errors()) from exc
+    except BadRequest as exc:
+        raise _refuse(exc) from exc
 
 
 def _cancel_clone_job(job_id: str, user_name: str, session: Session) -> None:
@@ -402,6 +530,22 @@ def _add_source_routes(app: FastAPI) -> None:
         except ConfigError as exc:  # one name or URL registered twice
             raise HTTPException(status.HTTP_409_CONFLICT, str(exc)) from exc
         return [SourceInfo.of(source) for source in found]
+
+
+def _add_expiry_routes(app: FastAPI) -> None:
+    """A clone's expiry (wpclone.services.expiry)."""
+
+    @app.patch(
+        f"{API_PREFIX}/clones/{{clone_id}}",
+        response_model=CloneRecord,
+        summary="Extend a ready clone: it expires ttl_minutes from now (10 minutes to 7 days)",
+    )
+    def extend_clone(clone_id: CloneId, body: ExtendBody, user: UserDep) -> CloneRecord:
+        authorize(user, "POST", jobs.DAG_OF_TYPE[JobType.CLONE])
+        try:
+            return expiry.extend_clone(_services(), clone_id, body.ttl_minutes)
+        except BadRequest as exc:
+            raise _refuse(exc) from exc
 
 
 def _add_read_routes(app: FastAPI) -> None:
@@ -461,10 +605,17 @@ def _add_read_routes(app: FastAPI) -> None:
     def list_clones(
         user: UserDep,
         status_: Annotated[CloneStatus | None, Query(alias="status")] = None,
-        source: Annotated[str | None, Query(description="a source URL")] = None,
+        source: Annotated[
+            str | None, Query(description="a source URL (any case, trailing slash or default port)")
+        ] = None,
+        all_: Annotated[bool, Query(alias="all", description="deleted clones too (the history)")] = False,
     ) -> list[CloneRecord]:
         authorize(user, "GET", jobs.DAG_OF_TYPE[JobType.CLONE])
-        records: list[CloneRecord] = _registry().list(status=status_, source_url=source)
+        records: list[CloneRecord] = _registry().list(
+            status=status_,
+            source_url=url_spellings(source) if source else None,
+            live=not all_ and status_ is None,
+        )
         return records
 
     @app.get(f"{API_PREFIX}/clones/{{clone_id}}", response_model=CloneRecord, summary="One clone")

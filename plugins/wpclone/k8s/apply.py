@@ -86,7 +86,7 @@ DELETE_ORDER = ("Ingress", "Service", "Deployment", "Pod", "ConfigMap", "Persist
 
 # The API calls this module makes, as RBAC rules for the Airflow workers' Role in the clones' namespace
 # (the step pods' operator adds its own: pods create/get/list/watch/delete/patch, pods/log get, events list).
-# tests/unit/test_k8s_lifecycle.py checks every request the runtime makes against this table.
+# tests/runtimes/test_kubernetes_lifecycle.py checks every request the runtime makes against this table.
 # Every write reads first (the ownership check), hence "get" on every kind. "create" stays on every kind we
 # apply, for server-side apply itself: the API server authorizes an apply PATCH of an object that does not
 # exist (yet, or any more: deleted between our read and our apply) as "create", so without it a clone's first

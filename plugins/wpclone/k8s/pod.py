@@ -420,12 +420,12 @@ class StepPodOperator(KubernetesPodOperator):
             error_sentence(get_container_termination_message(pod, self.base_container_name)) if pod else None
         )
         if sentence is None and self.start_failure:
-            sentence = f"The {self.step_name} step failed: {self.start_failure}"[:MAX_ERROR_CHARS]
+            sentence = self.start_failure
         if sentence is None:
             first = (str(exc).strip().splitlines() or [type(exc).__name__])[0].rstrip(".")
             sentence = f"The {self.step_name} step failed: {first}."[:MAX_ERROR_CHARS]
         elif not sentence.startswith(f"{self.step_name}: "):  # named like the local runtime's
-            sentence = f"{self.step_name}: {sentence}"
+            sentence = f"{self.step_name}: {sentence}"[:MAX_ERROR_CHARS]
         context["ti"].xcom_push(key=ERROR_KEY, value=sentence)
         return sentence
 

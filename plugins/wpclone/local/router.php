@@ -5,7 +5,8 @@
  * The site is chosen by the Host header (<site>.localhost[:port]). /wp-content/* comes from the site's own
  * wp-content directory, core static files from the core directory (the document root: a symlink farm to
  * Debian's /usr/share/wordpress with our own wp-config.php), and PHP runs through WordPress with the
- * site's constants. Any other path goes to index.php, so pretty permalinks work.
+ * site's constants. Any other path goes to index.php, so pretty permalinks work. The host of a deleted clone
+ * (<sites_dir>/.gone/<name>.json, written by sitehost.record_gone) answers 410 with a page saying so.
  *
  * This file runs at global scope: WordPress's files are required here, not inside a function, because
  * WordPress relies on file-scope variables being globals. Every variable of ours is prefixed wpclone_.
@@ -21,6 +22,25 @@ function wpclone_plain(int $status, string $message): bool {
 	header('Content-Type: text/plain; charset=utf-8');
 	header('Cache-Control: no-store');
 	echo $message, "\n";
+	return true;
+}
+
+/**
+ * A deleted clone's host (sitehost.record_gone wrote <sites_dir>/.gone/<name>.json): 410 and a plain page
+ * saying when it was deleted or expired, instead of the developer's "no site is registered".
+ */
+function wpclone_gone_page(string $name, array $gone): bool {
+	$at = strtotime((string) ($gone['gone_at'] ?? ''));
+	$when = $at === false ? '' : ' at ' . gmdate('Y-m-d H:i', $at) . ' UTC';
+	$what = ($gone['expired'] ?? false) ? 'expired and was deleted' : 'was deleted';
+	$text = htmlspecialchars("This staging clone ($name) $what$when; ask for a new one.", ENT_QUOTES);
+	http_response_code(410);
+	header('Content-Type: text/html; charset=utf-8');
+	header('Cache-Control: no-store');
+	header('X-Robots-Tag: noindex, nofollow');
+	echo "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><meta name=\"robots\" content=\"noindex\">"
+		. "<title>Staging clone gone</title></head>\n<body style=\"font:16px/1.5 sans-serif;margin:3em\"><h1>Staging clone gone</h1>\n"
+		. "<p>$text</p></body></html>\n";
 	return true;
 }
 
@@ -49,6 +69,12 @@ if (preg_match('/^([a-z0-9][a-z0-9-]{0,38})\.localhost$/', $wpclone_host, $wpclo
 	if ($wpclone_preview !== '' && ($wpclone_site === null
 		|| !hash_equals((string) ($wpclone_site['preview_token'] ?? ''), $wpclone_preview))) {
 		return wpclone_plain(404, 'wpclone: no such preview.');
+	}
+}
+if ($wpclone_site === null && preg_match('/^([a-z0-9][a-z0-9-]{0,38})\.localhost$/', $wpclone_host, $wpclone_m)) {
+	$wpclone_gone = json_decode((string) @file_get_contents($wpclone_sites_dir . '/.gone/' . $wpclone_m[1] . '.json'), true);
+	if (is_array($wpclone_gone)) {
+		return wpclone_gone_page($wpclone_m[1], $wpclone_gone);
 	}
 }
 if ($wpclone_site === null) {

@@ -4,7 +4,9 @@ A site named ``<name>`` answers at ``http://<name>.localhost:<http_port>/``. Its
 ``<sites_dir>/<name>/`` holds ``site.json`` (public settings), ``secrets.json`` (salts; mode 0600) and its own
 ``wp-content/``; the database password stays in the file named by ``db_password_file``. WordPress core is
 Debian's ``/usr/share/wordpress``, reached through a per-stack *core* directory of symlinks whose
-``wp-config.php`` is ours (see ``router.php`` and ``site.php`` next to this module).
+``wp-config.php`` is ours (see ``router.php`` and ``site.php`` next to this module). A deleted clone leaves a
+note ``<sites_dir>/.gone/<name>.json`` (:func:`record_gone`), so its host answers a 410 page saying when it
+was deleted, until a site of that name is registered again.
 
 ``*.localhost`` names need not resolve on this machine, so :func:`http_opener` gives a urllib opener that
 connects them to 127.0.0.1 while sending the real Host header.
@@ -26,6 +28,7 @@ import time
 import urllib.error
 import urllib.request
 from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -178,6 +181,7 @@ def register_site(settings: StackSettings, config: SiteConfig, *, default_conten
     config.validate()
     directory = site_dir(settings, config.name)
     settings.sites_dir.mkdir(parents=True, exist_ok=True)
+    (settings.sites_dir / GONE_DIR / f"{config.name}.json").unlink(missing_ok=True)  # the name lives again
     directory.mkdir(mode=0o700, exist_ok=True)
     os.chmod(directory, 0o700)
     secrets_file = directory / "secrets.json"
@@ -253,6 +257,23 @@ def list_sites(settings: StackSettings) -> list[SiteConfig]:
         for entry in sorted(settings.sites_dir.iterdir())
         if SITE_NAME_RE.fullmatch(entry.name) and (entry / "site.json").is_file()
     ]
+
+
+GONE_DIR = ".gone"  # under sites_dir: a file <name>.json per deleted clone, so its host says it is gone
+
+
+def record_gone(settings: StackSettings, name: str, gone_at: datetime, *, expired: bool) -> Path:
+    """Remember that the clone ``name`` was deleted at ``gone_at`` (``expired``: by its time to live): the
+    site host answers its host with a plain 410 page saying so (router.php) until a site takes the name."""
+    check_site_name(name)
+    directory = settings.sites_dir / GONE_DIR
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / f"{name}.json"
+    stamp = gone_at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps({"name": name, "gone_at": stamp, "expired": expired}))
+    os.replace(tmp, path)
+    return path
 
 
 def unregister_site(settings: StackSettings, name: str) -> bool:

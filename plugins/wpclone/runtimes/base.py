@@ -126,6 +126,12 @@ class Runtime(abc.ABC):
     def delete_clone_objects(self, clone_id: str) -> list[str]:
         """Remove the site, its content and its secrets; idempotent; returns what was removed."""
 
+    def record_gone(self, clone_id: str, *, expired: bool) -> None:
+        """Remember a deleted clone so its URL answers a page saying it was deleted (or expired), where the
+        runtime serves clones itself (the local site host); nothing by default: on Kubernetes the shipped
+        default backend of the clone domain answers every host that has no clone."""
+        return None
+
     # -- backup and restore (task time) ---------------------------------------------------------------
 
     @abc.abstractmethod

@@ -18,6 +18,7 @@ import signal
 import subprocess
 import sys
 from collections.abc import Callable, Mapping
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +37,7 @@ from wpclone.local.sitehost import (
     list_sites,
     load_site,
     preview_token,
+    record_gone,
     register_preview,
     register_site,
     site_dir,
@@ -184,6 +186,9 @@ class LocalRuntime(Runtime):
         if not self.config.backups.keep_after_delete and (files := purge_backups(self.backup_dir / clone_id)):
             removed.append(f"backups of {clone_id} ({files} files)")
         return removed
+
+    def record_gone(self, clone_id: str, *, expired: bool) -> None:
+        record_gone(self.settings, clone_id, datetime.now(UTC), expired=expired)
 
     # -- backup and restore ----------------------------------------------------------------------------
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Mapping
+from datetime import UTC, datetime
 from typing import Any
 
 from wpclone.errors import BadRequest, StepFailed
@@ -53,7 +54,11 @@ def begin_delete(svc: Services, clone_id: str, job_id: str) -> None:
 
 
 def delete_site(svc: Services, clone_id: str) -> list[str]:
-    return svc.runtime.delete_clone_objects(clone_id)
+    """Remove the clone's runtime objects; its URL then says the clone was deleted, or that it expired."""
+    removed = svc.runtime.delete_clone_objects(clone_id)
+    record = svc.registry.get(clone_id)
+    svc.runtime.record_gone(clone_id, expired=record is not None and record.expires_at <= datetime.now(UTC))
+    return removed
 
 
 def drop_database(svc: Services, clone_id: str) -> None:

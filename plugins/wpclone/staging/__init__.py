@@ -14,7 +14,8 @@ Three parts, applied by the runtime and the worker:
 * statements on the clone's database (:func:`staging_sql`, run by :func:`apply_staging_sql`): search
   engines discouraged, a fresh admin password, the source's sessions and password-reset keys gone, and the
   expiry as the option :data:`EXPIRES_OPTION` (:func:`expiry_option_sql`), which the must-use plugin
-  prefers to the expiry it was written with (so a new expiry needs only that statement).
+  prefers to the expiry it was written with: extending a clone (wpclone.services.expiry) rewrites that
+  option with :func:`set_expiry_option`, and the banner follows with no redeploy.
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ MU_PLUGIN_FILENAME = "wpclone-staging.php"
 MU_PLUGIN_TEMPLATE = Path(__file__).resolve().parent / "mu-plugin.php"
 _CLONE_ID_TOKEN = "'__WPCLONE_CLONE_ID__'"
 _EXPIRES_AT_TOKEN = "'__WPCLONE_EXPIRES_AT__'"
-EXPIRES_OPTION = "wpclone_expires_at"  # ISO 8601 UTC, as WPCLONE_STAGING_EXPIRES_AT
+EXPIRES_OPTION = "wpclone_expires_at"  # the clone's expiry (ISO 8601, UTC) in its wp_options
 
 ConstantValue = str | int | bool
 
@@ -152,16 +153,6 @@ def _check_admin_user(admin_user: str) -> str:
     return admin_user
 
 
-def expiry_option_sql(table_prefix: str, expires_at: datetime) -> tuple[str, tuple[Any, ...]]:
-    """The statement that sets the clone's expiry as the must-use plugin shows it (:data:`EXPIRES_OPTION`)."""
-    options = quote_identifier(f"{check_table_prefix(table_prefix)}options")
-    return (
-        f"INSERT INTO {options} (option_name, option_value, autoload) VALUES (%s, %s, %s) "
-        "ON DUPLICATE KEY UPDATE option_value = VALUES(option_value)",
-        (EXPIRES_OPTION, _expiry_text(expires_at), "yes"),
-    )
-
-
 def staging_sql(
     table_prefix: str, admin_user: str, admin_password_hash: str, expires_at: datetime | None = None
 ) -> list[tuple[str, tuple[Any, ...]]]:
@@ -196,6 +187,47 @@ def staging_sql(
     ]
 
 
+def expiry_option_sql(table_prefix: str, expires_at: datetime) -> tuple[str, tuple[Any, ...]]:
+    """The statement that sets the clone's :data:`EXPIRES_OPTION` to ``expires_at``; idempotent."""
+    options = quote_identifier(f"{check_table_prefix(table_prefix)}options")
+    return (
+        f"INSERT INTO {options} (option_name, option_value, autoload) VALUES (%s, %s, %s) "
+        "ON DUPLICATE KEY UPDATE option_value = VALUES(option_value)",
+        (EXPIRES_OPTION, _expiry_text(expires_at), "yes"),
+    )
+
+
+def _run(
+    conn_factory: Callable[[], Any], database: str, statements: list[tuple[str, tuple[Any, ...]]]
+) -> None:
+    """``statements`` on ``database`` in one transaction over a new connection (rolled back on error)."""
+    conn = conn_factory()
+    try:
+        cursor = conn.cursor()
+        try:
+            cursor.execute(f"USE {quote_identifier(database)}")
+            for sql, args in statements:
+                cursor.execute(sql, args)
+        finally:
+            cursor.close()
+        conn.commit()
+    except BaseException:
+        with contextlib.suppress(Exception):
+            conn.rollback()
+        raise
+    finally:
+        conn.close()
+
+
+def set_expiry_option(
+    conn_factory: Callable[[], Any], database: str, prefix: str, expires_at: datetime
+) -> None:
+    """Write the clone's expiry where its staging notice reads it (:data:`EXPIRES_OPTION`)."""
+    check_identifier(database, "database name")
+    _run(conn_factory, database, [expiry_option_sql(prefix, expires_at)])
+    log.info("the staging notice of database %s now says it expires %s", database, _expiry_text(expires_at))
+
+
 def check_admin_password(password: str) -> str:
     """Return ``password`` if WordPress's login form can accept it and it is long enough, else raise."""
     if len(password) < ADMIN_PASSWORD_MIN:
@@ -221,8 +253,8 @@ def apply_staging_sql(
 
     ``conn_factory()`` returns a DB-API connection with ``%s`` paramstyle (PyMySQL, MySQLdb, a MySqlHook's
     ``get_conn``). The statements run in one transaction; running them again changes nothing more. Raises
-    ConfigError (nothing changed) when the admin user does not exist. The password and its hash are
-    never logged.
+    ConfigError (nothing changed) when the admin user does not exist. With ``expires_at``, the clone's
+    :data:`EXPIRES_OPTION` is set too. The password and its hash are never logged.
     """
     check_identifier(database, "database name")
     check_table_prefix(prefix)
