@@ -363,6 +363,70 @@ def test_bad_arguments_exit_2() -> None:
     assert caught.value.code == cli.EXIT_BAD_INPUT
 
 
+# -- wpclone login -------------------------------------------------------------------------------------------
+
+LINK = {
+    "clone_id": "demo-clone",
+    "url": "http://demo-clone.example/wp-login.php?action=wpclone-login#tok3n-abcdefghijklmnop",
+    "user": "admin",
+    "expires_at": "2099-01-01T00:05:00Z",
+}
+
+
+def login_api(answers: dict[str, httpx.Response]) -> FakeApi:
+    """FakeApi, with ``POST /clones/<id>/login`` answered from ``answers`` (by clone id)."""
+
+    class LoginApi(FakeApi):
+        def __call__(self, request: httpx.Request) -> httpx.Response:
+            path = request.url.path
+            if request.method == "POST" and path.endswith("/login") and "/clones/" in path:
+                self.requests.append(request)
+                return answers[path.split("/")[-2]]
+            return super().__call__(request)
+
+    return LoginApi()
+
+
+def test_login_prints_the_link_alone_on_stdout(run: Callable[..., tuple[int, str, str]]) -> None:
+    api = login_api({"demo-clone": ok(LINK)})
+    code, out, err = run("login", "demo-clone", api=api)
+    assert code == 0
+    assert out == LINK["url"] + "\n"  # `open "$(wpclone login demo-clone)"` works
+    assert err.startswith(
+        "A one-time link into demo-clone's wp-admin as admin: it works once and expires in "
+    )
+    (posted,) = [r for r in api.requests if r.url.path.endswith("/login")]
+    assert (posted.method, posted.url.path) == ("POST", "/wpclone/api/v1/clones/demo-clone/login")
+    code, out, _ = run("login", "demo-clone", "--json", api=login_api({"demo-clone": ok(LINK)}))
+    assert (code, json.loads(out)) == (0, LINK)
+
+
+@pytest.mark.parametrize(
+    ("status", "detail"),
+    [
+        (404, "clone gone-clone does not exist."),
+        (409, "clone gone-clone is provisioning; only a ready clone can be logged in to."),
+    ],
+)
+def test_login_refused_says_why_and_exits_2(
+    run: Callable[..., tuple[int, str, str]], status: int, detail: str
+) -> None:
+    api = login_api({"gone-clone": httpx.Response(status, json={"detail": detail})})
+    code, out, err = run("login", "gone-clone", api=api)
+    assert (code, out, err) == (cli.EXIT_BAD_INPUT, "", f"wpclone: {detail}\n")
+
+
+def test_show_and_a_finished_clone_say_how_to_log_in(run: Callable[..., tuple[int, str, str]]) -> None:
+    _, out, _ = run("show", "demo-clone")
+    assert (
+        "Log in:    wpclone login demo-clone (or POST /wpclone/api/v1/clones/demo-clone/login) "
+        "gives a one-time wp-admin link." in out.splitlines()
+    )
+    done = ok(job("completed", 100, "The clone is ready", result=RESULT))
+    _, out, _ = run("status", "clone-1", "--wait", api=FakeApi([done]))
+    assert "  Log in:         wpclone login demo-clone (a one-time wp-admin link)" in out.splitlines()
+
+
 # -- messages in the user's words --------------------------------------------------------------------------
 
 

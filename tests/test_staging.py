@@ -17,11 +17,13 @@ from wpclone.staging import (
     MU_PLUGIN_FILENAME,
     STAGING_CONSTANTS,
     apply_staging_sql,
+    expiry_option_sql,
     mu_plugin_php,
     staging_sql,
     wp_config_php,
     write_mu_plugin,
 )
+from wpclone.summary import in_words
 
 PHPASS = "/usr/share/wordpress/wp-includes/class-phpass.php"
 PASSWORDS = [
@@ -136,7 +138,8 @@ function add_action($hook, $cb, $prio = 10, $args = 1) { return add_filter($hook
 function remove_action($hook, $cb, $prio = 10) { return true; }
 function esc_html($s) { return htmlspecialchars($s, ENT_QUOTES, 'UTF-8'); }
 function esc_attr($s) { return htmlspecialchars($s, ENT_QUOTES, 'UTF-8'); }
-function is_admin_bar_showing() { return false; }
+function is_admin_bar_showing() { return $GLOBALS['bar_showing'] ?? false; }
+function get_option($name) { return $GLOBALS['options'][$name] ?? false; }
 function apply($hook, ...$args) {
     $r = null;
     foreach ($GLOBALS['hooks'][$hook] ?? [] as $cb) { $r = $cb(...$args); }
@@ -164,6 +167,16 @@ echo json_encode([
     'wp_mail' => wp_mail('c@example.com', 'Direct', 'body'),
     'links' => $links,
     'hooks' => array_keys($GLOBALS['hooks']),
+    'titles' => [apply('document_title', 'Home'), apply('admin_title', '[STAGING] Dashboard')],
+    'words' => array_map('wpclone_staging_in_words', [-5, 0, 30, 89 * 60, 95 * 60, 47 * 3600, 50 * 3600]),
+    'style_hidden' => (function () { ob_start(); wpclone_staging_bar_style(); return ob_get_clean(); })(),
+    'style_shown' => (function () {
+        $GLOBALS['bar_showing'] = true; ob_start(); wpclone_staging_bar_style(); return ob_get_clean();
+    })(),
+    'label_by_option' => (function () {
+        $GLOBALS['options']['wpclone_expires_at'] = gmdate('Y-m-d\\TH:i:s\\Z', time() + 2 * 3600 + 30);
+        return wpclone_staging_label();
+    })(),
 ]);
 """
 )
@@ -199,11 +212,27 @@ def test_mu_plugin_is_valid_php_and_values_are_inert(tmp_path: Path, clone_id: s
     out = json.loads(result.stdout)
     assert out["id"] == clone_id
     assert out["expires"] == "2031-02-03T02:05:06Z"  # UTC
-    label = f"Staging clone {clone_id}, expires 2031-02-03T02:05:06Z"
+    days = in_words(expires - datetime.now(UTC))  # as PHP says it, unless a day turned in between
+    assert days.startswith("expires in ") and days.endswith(" d")
+    label = f"Staging clone {clone_id}, {days} (2031-02-03 02:05 UTC)"
     escaped = label.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;").replace('"', "&quot;")
     escaped = escaped.replace("'", "&#039;")
     assert out["bar"] == escaped
     assert f">{escaped}</div>" in out["notice"]
+    # The option the staging safety writes (a new expiry) wins over the plugin's own value.
+    assert out["label_by_option"].startswith(f"Staging clone {clone_id}, expires in 2 h (")
+    assert out["titles"] == ["[STAGING] Home", "[STAGING] Dashboard"]  # once, never twice
+    # The same words as the run's note and the CLI (wpclone.summary.in_words).
+    seconds = [-5, 0, 30, 89 * 60, 95 * 60, 47 * 3600, 50 * 3600]
+    assert out["words"] == [in_words(timedelta(seconds=n)) for n in seconds]
+    assert out["words"][2:] == [
+        "expires in 1 min",
+        "expires in 89 min",
+        "expires in 2 h",
+        "expires in 47 h",
+        "expires in 2 d",
+    ]
+    assert out["style_hidden"] == "" and "#wpadminbar{background:#b32d2e!important}" in out["style_shown"]
     assert "<script>" not in out["notice"] and "<script>" not in out["bar"]
     assert out["blog_public"] == "0"
     assert out["pre_wp_mail"] is False and out["wp_mail"] is False
@@ -310,6 +339,13 @@ def test_staging_sql_is_parameterised() -> None:
     assert ("blog_public", "0", "yes") in [args for _, args in statements]
     assert (HASH, "o'brien") in [args for _, args in statements]
     assert ("session_tokens",) in [args for _, args in statements]
+    assert not any("wpclone_expires_at" in args for _, args in statements)  # no expiry given: none written
+    expires = datetime(2031, 2, 3, 4, 5, 6, tzinfo=timezone(timedelta(hours=2)))
+    with_expiry = staging_sql("WP2_", "o'brien", HASH, expires)
+    assert with_expiry[:-1] == statements
+    assert with_expiry[-1] == expiry_option_sql("WP2_", expires)
+    assert with_expiry[-1][1] == ("wpclone_expires_at", "2031-02-03T02:05:06Z", "yes")
+    assert "`WP2_options`" in with_expiry[-1][0]
 
 
 class _FakeCursor:

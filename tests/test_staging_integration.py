@@ -73,7 +73,7 @@ def _sessions(site: SiteConfig) -> int:
     )
 
 
-def _apply(site: SiteConfig) -> int:
+def _apply(site: SiteConfig, expires_at: datetime | None = None) -> int:
     assert site.admin_user
     return apply_staging_sql(
         lambda: site_endpoint(site).connect(),
@@ -81,6 +81,7 @@ def _apply(site: SiteConfig) -> int:
         site.table_prefix,
         site.admin_user,
         site.admin_password(),
+        expires_at=expires_at,
     )
 
 
@@ -128,9 +129,11 @@ def staging_clone(
         )
         run_step("copy-content", str(content_dir(stack, source_site.name)), str(content_dir(stack, CLONE)))
         sessions_copied = _sessions(site)
-        expires_at = (datetime.now(UTC) + timedelta(hours=2)).replace(microsecond=0)
-        write_mu_plugin(content_dir(stack, CLONE), CLONE, expires_at)
-        admin_user_id = _apply(site)
+        written = (datetime.now(UTC) + timedelta(hours=2)).replace(microsecond=0)
+        write_mu_plugin(content_dir(stack, CLONE), CLONE, written)
+        # The staging safety's expiry option (a later one, as an extension sets) wins over the plugin's.
+        expires_at = written + timedelta(days=1)
+        admin_user_id = _apply(site, expires_at)
         sessions_after = _sessions(site)
         register_site(stack, site, default_content=False)
         yield StagingClone(site, expires_at, admin_user_id, source_before, sessions_copied, sessions_after)
@@ -278,13 +281,14 @@ def test_every_page_says_noindex(staging_clone: StagingClone) -> None:
         assert headers.get("X-Robots-Tag") == expected, url
 
 
-def test_html_has_robots_meta_and_notice(staging_clone: StagingClone) -> None:
+def test_html_has_robots_meta_notice_and_staging_title(staging_clone: StagingClone) -> None:
     site = staging_clone.site
-    expires = staging_clone.expires_at.strftime("%Y-%m-%dT%H:%M:%SZ")
+    expires = staging_clone.expires_at.strftime("%Y-%m-%d %H:%M UTC")
     for url in (f"{site.url}/", f"{site.url}/spring-tides-1/", f"{site.url}/wp-login.php"):
         html = _get(url)[2].decode()
         assert "<meta name='robots' content='noindex, nofollow" in html, url
-        assert f">Staging clone {CLONE}, expires {expires}</div>" in html, url
+        assert f">Staging clone {CLONE}, expires in 26 h ({expires})</div>" in html, url
+        assert "<title>[STAGING] " in html and html.count("[STAGING]") == 1, url
 
 
 def test_source_is_untouched(
@@ -295,7 +299,7 @@ def test_source_is_untouched(
         expected = "noindex" if "/wp-json/" in url else None  # core's own header on REST responses
         assert headers.get("X-Robots-Tag") == expected, url
     html = _get(f"{source_site.url}/")[2].decode()
-    assert "noindex" not in html and "Staging clone" not in html
+    assert "noindex" not in html and "Staging clone" not in html and "[STAGING]" not in html
     assert _source_state(stack, source_site) == staging_clone.source_before
     assert staging_clone.source_before["blog_public"] == "1"
     _, final_url, _ = _login(source_site, source_site.admin_password())
@@ -307,8 +311,9 @@ def test_admin_login_with_the_new_password_only(staging_clone: StagingClone, sou
     assert site.admin_password() != source_site.admin_password()
     jar, final_url, html = _login(site, site.admin_password())
     assert final_url == f"{site.url}/wp-admin/"
-    assert "<title>Dashboard" in html
-    assert f"Staging clone {CLONE}, expires" in html  # the admin bar notice
+    assert "<title>[STAGING] Dashboard" in html
+    assert f"Staging clone {CLONE}, expires in 26 h" in html  # the admin bar notice...
+    assert "#wpadminbar{background:#b32d2e!important}" in html  # ... on a red admin bar
     jar, final_url, html = _login(site, source_site.admin_password())
     assert "/wp-login.php" in final_url and 'id="login_error"' in html
     assert not any(cookie.name.startswith("wordpress_logged_in_") for cookie in jar)

@@ -29,6 +29,7 @@ import json
 import os
 import sys
 import time
+import webbrowser
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -51,10 +52,11 @@ from wpclone.errors import BadRequest
 from wpclone.jobs import FINAL_STATUSES, JobResponse, JobStatus, JobStatusResponse, JobType, SourceInfo
 from wpclone.local.airflow import LocalAirflow
 from wpclone.local.settings import StackSettings
+from wpclone.login import LoginLink
 from wpclone.models import CloneStatus, CopyMode
 from wpclone.registry import CloneRecord
 from wpclone.settings import API_URL, PASSWORD, TOKEN, USERNAME, ApiAccess
-from wpclone.summary import copy_lines
+from wpclone.summary import copy_lines, in_words, login_line
 from wpclone.timewords import moment_words, parse_ttl
 
 EXIT_OK = 0
@@ -334,6 +336,7 @@ def describe_result(job: JobStatusResponse) -> str:
                 ("  Admin user", result.get("admin_user", "-")),
                 ("  Admin password", f"stored in {result.get('admin_password', '-')}"),
                 ("  Expires", moment(result.get("expires_at"))),
+                ("  Log in", f"wpclone login {job.clone_id} (a one-time wp-admin link)"),
             ]
         )
         + copied
@@ -376,6 +379,8 @@ def describe_clone(clone: CloneRecord) -> str:
     rows.append(("Last job", clone.last_job_id))
     if clone.lock_job_id:
         rows.append(("Locked by", f"job {clone.lock_job_id}"))
+    if clone.status is CloneStatus.READY:
+        rows.append(("Log in", login_line(clone.clone_id).removeprefix("Log in: ").replace("`", "")))
     if clone.last_error:
         rows.append(("Last error", clone.last_error))
     return fields(rows)
@@ -616,6 +621,24 @@ def cmd_show(api: Api, args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_login(api: Api, args: argparse.Namespace) -> int:
+    """The link on stdout (for a script or a browser), what it is on stderr."""
+    link = parse(LoginLink, api.call("POST", f"/clones/{args.clone_id}/login"))
+    if getattr(args, "json", False):
+        print_json(link.model_dump(mode="json"))
+        return EXIT_OK
+    print(link.url, flush=True)
+    left = in_words(link.expires_at - datetime.now(link.expires_at.tzinfo))
+    print(
+        f"A one-time link into {link.clone_id}'s wp-admin as {link.user}: it works once and {left} "
+        f"({when(link.expires_at)}).",
+        file=sys.stderr,
+    )
+    if args.open and not webbrowser.open(link.url):
+        raise CliError(EXIT_UNAVAILABLE, "no web browser could be opened here; open the link above yourself.")
+    return EXIT_OK
+
+
 COMMANDS: dict[str, Callable[[Api, argparse.Namespace], int]] = {
     "clone": cmd_clone,
     "status": cmd_status,
@@ -626,6 +649,7 @@ COMMANDS: dict[str, Callable[[Api, argparse.Namespace], int]] = {
     "cancel": cmd_cancel,
     "show": cmd_show,
     "sources": cmd_sources,
+    "login": cmd_login,
     "extend": cmd_extend,
 }
 
@@ -784,6 +808,16 @@ def build_parser() -> argparse.ArgumentParser:
     )
     show.add_argument("clone_id", metavar="CLONE_ID")
 
+    login = sub.add_parser(
+        "login",
+        parents=[as_json],
+        help="print a one-time link into a clone's wp-admin",
+        description="Print a one-time link that logs into a ready clone's wp-admin as its administrator:\n"
+        "it works once and expires after a few minutes; no password needed.",
+        **shared,
+    )
+    login.add_argument("clone_id", metavar="CLONE_ID")
+    login.add_argument("--open", action="store_true", help="open the link in the web browser too")
     extend = sub.add_parser(
         "extend",
         parents=[as_json],

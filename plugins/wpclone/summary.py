@@ -9,12 +9,14 @@ first.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from wpclone.jobs import JobStatus, JobStatusResponse, JobType
 
 NOTE_LIMIT = 1000  # Airflow's dag_run_note.content
 FOLLOWED_SHOWN = 3
+API_PREFIX = "/wpclone/api/v1"  # where Airflow's API server mounts the jobs API (wpclone.plugin)
 
 
 def _int(value: Any) -> int:
@@ -101,31 +103,74 @@ def copy_lines(summary: Mapping[str, Any]) -> list[str]:
     return lines
 
 
-def _clone_lines(result: Mapping[str, Any]) -> list[str]:
-    lines = [
-        f"Admin: {result.get('admin_url', '-')} as {result.get('admin_user', '-')} "
-        f"(password: {result.get('admin_password', '-')})",
-        f"Expires: {result.get('expires_at', '-')}",
+def in_words(left: timedelta) -> str:
+    """A time left in words, as the staging banner says it (mu-plugin.php's ``wpclone_staging_in_words``):
+    ``expired``, ``expires in 45 min``, ``expires in 2 h``, ``expires in 3 d``."""
+    seconds = left.total_seconds()
+    if seconds <= 0:
+        return "expired"
+    if seconds < 90 * 60:
+        return f"expires in {max(1, round(seconds / 60))} min"
+    if seconds < 48 * 3600:
+        return f"expires in {round(seconds / 3600)} h"
+    return f"expires in {round(seconds / 86400)} d"
+
+
+def expiry_text(expires_at: datetime | str | None, now: datetime | None = None) -> str | None:
+    """``expires in 2 h (2026-12-06 07:48 UTC)``: relative to ``now``, then absolute; None without one."""
+    if not expires_at:
+        return None
+    moment = datetime.fromisoformat(expires_at) if isinstance(expires_at, str) else expires_at
+    return f"{in_words(moment - (now or datetime.now(UTC)))} ({moment.astimezone(UTC):%Y-%m-%d %H:%M} UTC)"
+
+
+def login_line(clone_id: str) -> str:
+    """How to get into a clone's wp-admin: a one-time link (wpclone.login)."""
+    return (
+        f"Log in: `wpclone login {clone_id}` (or `POST {API_PREFIX}/clones/{clone_id}/login`) "
+        "gives a one-time wp-admin link."
+    )
+
+
+def _way_in(clone_id: str, result: Mapping[str, Any], now: datetime | None) -> str:
+    """Where the clone serves, how to log in and when it expires, on one line (the Airflow UI shows a note's
+    first line on the run's page)."""
+    expiry = expiry_text(result.get("expires_at"), now)
+    parts = [
+        str(result.get("url", "-")),
+        f"log in with `wpclone login {clone_id}`",
+        *([expiry] if expiry else []),
     ]
-    return lines + copy_lines(result.get("copied") or {})
+    return " · ".join(parts)
 
 
-def run_note(job: JobStatusResponse) -> str:
-    """The note on a job's run when it ends (Markdown, within Airflow's 1,000 characters)."""
+def run_note(job: JobStatusResponse, now: datetime | None = None) -> str:
+    """The note on a job's run when it ends (Markdown, within Airflow's 1,000 characters): on success the
+    clone's URL, how to log in and its expiry (relative to ``now``, and absolute), on failure the error."""
     result = job.result or {}
     subject = f"clone {job.clone_id}" if job.clone_id else "the job"
+    clone_id = job.clone_id or "-"
     if job.status is JobStatus.COMPLETED:
         if job.type is JobType.CLONE:
-            lines = [f"**Clone {job.clone_id} is ready**: {result.get('url', '-')}", *_clone_lines(result)]
+            lines = [
+                f"**Clone {clone_id} is ready**: {_way_in(clone_id, result, now)}",
+                login_line(clone_id),
+                *copy_lines(result.get("copied") or {}),
+            ]
         elif job.type is JobType.DELETE:
-            lines = [f"**Clone {job.clone_id} is deleted.**"]
+            lines = [f"**Clone {clone_id} is deleted.**"]
         elif job.type is JobType.BACKUP:
-            lines = [f"**Clone {job.clone_id} is backed up**: {result.get('backup_url', '-')}"]
+            lines = [
+                f"**Clone {clone_id} is backed up**: {result.get('backup_url', '-')}",
+                f"It keeps serving: {_way_in(clone_id, result, now)}",
+                login_line(clone_id),
+            ]
         else:
             lines = [
-                f"**Clone {job.clone_id} serves the restored backup**: {result.get('url', '-')}",
+                f"**Clone {clone_id} serves the restored backup**: {_way_in(clone_id, result, now)}",
                 f"Restored from {result.get('backup_site_url', '-')}; "
                 f"backup made first: {result.get('safety_backup_url', '-')}",
+                login_line(clone_id),
             ]
     else:
         verb = "cancelled" if job.status is JobStatus.CANCELLED else "failed"

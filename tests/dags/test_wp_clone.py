@@ -114,9 +114,12 @@ def test_the_result_and_the_runs_note_say_what_was_copied(
     assert copied["content"]["bytes"] == content["bytes_total"] > 0
     note = _note(cloned["run"])
     url = stack.site_url(CLONE)
+    expires = datetime.fromisoformat(cloned["result"]["expires_at"])
     assert note.startswith(
-        f"**Clone {CLONE} is ready**: {url}/\n\nAdmin: {url}/wp-admin/ as admin (password: "
+        f"**Clone {CLONE} is ready**: {url}/ · log in with `wpclone login {CLONE}` · expires in "
     )
+    assert note.split("\n\n")[0].endswith(f" ({expires:%Y-%m-%d %H:%M} UTC)")
+    assert f"\n\nLog in: `wpclone login {CLONE}` (or `POST /wpclone/api/v1/clones/{CLONE}/login`) " in note
     assert f"Database: {db['tables']} tables, {db['rows']:,} rows copied and verified; " in note
     assert f"wp-content: {content['files']:,} files, " in note
     assert password_of(stack) not in note

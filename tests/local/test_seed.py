@@ -89,12 +89,17 @@ def _foreign_urls(html: str, own: str) -> list[str]:
     return found
 
 
+def _title_prefix(site: SiteConfig) -> str:
+    """What the staging must-use plugin puts before titles; these tests run on a clone too (tests/dags)."""
+    return "[STAGING] " if site.environment_type == "staging" else ""
+
+
 def test_front_page(site: SiteConfig) -> None:
     status, headers, body = _get(f"{site.url}/")
     assert status == 200
     assert headers["Content-Type"].startswith("text/html")
     html = body.decode()
-    assert f"<title>{SOURCE_TITLE}" in html
+    assert f"<title>{_title_prefix(site)}{SOURCE_TITLE}" in html
     # The classic theme is active, its stylesheet served from the site's own wp-content.
     assert f"href='{site.url}/wp-content/themes/twentytwentyone/style.css" in html
     assert _foreign_urls(html, site.url) == []
@@ -197,7 +202,7 @@ def test_admin_login_reaches_dashboard(site: SiteConfig, settings: StackSettings
     jar, final_url, html = _login(site, password)
     assert final_url == f"{site.url}/wp-admin/"
     assert 'id="loginform"' not in html
-    assert "<title>Dashboard" in html
+    assert f"<title>{_title_prefix(site)}Dashboard" in html
     assert 'id="wpadminbar"' in html
     assert any(cookie.name.startswith("wordpress_logged_in_") for cookie in jar)
     # The session cookie keeps working on another admin screen.

@@ -71,6 +71,7 @@ def test_a_verified_restore_is_switched_in_and_finished(
     assert result == {
         "clone_id": loaded.clone_id,
         "url": loaded.url + "/",
+        "expires_at": loaded.expires_at.isoformat(),  # the run's note says it (wpclone.summary.run_note)
         "safety_backup_url": "file:///b",
         **checked,
     }

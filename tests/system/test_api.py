@@ -6,8 +6,10 @@ A job triggered through Airflow's own REST API must report exactly like one trig
 from __future__ import annotations
 
 import functools
+import http.cookiejar
 import http.server
 import json
+import re
 import secrets
 import threading
 import time
@@ -23,8 +25,10 @@ from tests.fixtures.stack import leftovers
 from tests.system.conftest import Api
 from wpclone.db import DbEndpoint, quote_identifier
 from wpclone.jobs import TYPE_OF_DAG, JobResponse, JobStatusResponse, new_job_id
+from wpclone.local.airflow import LocalAirflow
 from wpclone.local.settings import StackSettings
 from wpclone.local.sitehost import SiteConfig, http_opener
+from wpclone.login import LoginLink
 from wpclone.models import ClonePlan, CopyMode, SourceConfig, clone_db_name
 from wpclone.registry import CloneRecord, Registry
 
@@ -141,6 +145,24 @@ def test_unknown_clone_and_job_are_404(api: Api) -> None:
     assert response.status_code == 404 and "does not exist" in response.json()["detail"]
 
 
+def test_a_login_link_is_only_for_a_ready_clone_and_a_user_who_may_start_jobs(
+    api: Api, source_site: SiteConfig, made: list[str]
+) -> None:
+    unknown = api.call("POST", f"{V1}/clones/no-such-clone/login")
+    assert (unknown.status_code, unknown.json()) == (404, {"detail": "clone no-such-clone does not exist."})
+    assert api.call("POST", f"{V1}/clones/no-such-clone/login", user="viewer").status_code == 403
+    clone_id = _id("sys-login")
+    made.append(clone_id)
+    started = api.call("POST", f"{V1}/clones", json={"source_url": source_site.url, "clone_id": clone_id})
+    assert started.status_code == 202, started.text
+    response = api.call("POST", f"{V1}/clones/{clone_id}/login")  # accepted or provisioning: not ready
+    assert response.status_code == 409, response.text
+    assert re.fullmatch(
+        rf"clone {clone_id} is (accepted|provisioning); only a ready clone can be logged in to\.",
+        response.json()["detail"],
+    )
+
+
 def _accepted_a_minute_ago(admin_db: DbEndpoint, dag_id: str, conf: dict[str, Any]) -> str:
     """A job recorded as accepted by an API server process that died before it started the run."""
     registry = Registry.from_endpoint(admin_db)
@@ -238,6 +260,26 @@ def test_clone_job_is_accepted_then_reports_progress_to_a_result(
     assert _serves(final.result["url"]) == 200
     record = CloneRecord.model_validate(api.call("GET", f"{V1}/clones/{accepted.clone_id}").json())
     assert record.status == "ready" and record.last_job_id == accepted.job_id
+
+
+def test_a_ready_clone_gives_a_one_time_login_link_no_log_shows(
+    cloned: dict[str, Any], api: Api, airflow: LocalAirflow
+) -> None:
+    clone_id = cloned["accepted"].clone_id
+    response = api.call("POST", f"{V1}/clones/{clone_id}/login")
+    assert response.status_code == 200, response.text
+    assert response.headers["Cache-Control"] == "no-store"
+    link = LoginLink.model_validate(response.json())
+    page, token = link.url.split("#", 1)
+    assert page == f"{cloned['final']['result']['url']}wp-login.php?action=wpclone-login"
+    assert link.clone_id == clone_id and link.user == "admin"
+    jar = http.cookiejar.CookieJar()
+    opener = http_opener(jar)
+    opener.open(page, timeout=60).read()
+    form = urllib.parse.urlencode({"token": token}).encode()
+    with opener.open(urllib.request.Request(page, data=form), timeout=60) as answer:
+        assert answer.geturl().endswith("/wp-admin/") and "[STAGING] Dashboard" in answer.read().decode()
+    assert token not in airflow.logfile.read_text(errors="replace")  # the API server's log, access log too
 
 
 def test_list_filters_by_status_and_source(cloned: dict[str, Any], api: Api, source_site: SiteConfig) -> None:

@@ -6,6 +6,7 @@ afterwards through the API (the ``clones`` fixture), whatever the test's outcome
 
 from __future__ import annotations
 
+import http.cookiejar
 import json
 import os
 import re
@@ -13,6 +14,8 @@ import secrets
 import socket
 import subprocess
 import sys
+import urllib.parse
+import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -123,6 +126,19 @@ def test_clone_wait_list_show_delete(
     shown = wpclone("show", clone_id)
     assert shown.returncode == 0, shown.stderr
     assert field(shown.stdout, "Status") == "ready"
+    assert field(shown.stdout, "Log in").startswith(f"wpclone login {clone_id} ")
+    assert field(made.stdout, "Log in") == f"wpclone login {clone_id} (a one-time wp-admin link)"
+
+    link = wpclone("login", clone_id)
+    assert link.returncode == 0, link.stderr
+    page_url, token = link.stdout.strip().split("#")
+    assert page_url == f"{url}wp-login.php?action=wpclone-login" and "\n" not in link.stdout.strip()
+    assert link.stderr.startswith(f"A one-time link into {clone_id}'s wp-admin as admin: it works once and ")
+    jar = http.cookiejar.CookieJar()
+    http_opener(jar).open(page_url, timeout=30).read()
+    form = urllib.parse.urlencode({"token": token}).encode()
+    with http_opener(jar).open(urllib.request.Request(page_url, data=form), timeout=30) as answer:
+        assert answer.geturl() == f"{url}wp-admin/", "the link logs in: its cookie reaches wp-admin"
 
     deleted = wpclone("delete", clone_id, "--wait")
     assert deleted.returncode == 0, deleted.stderr

@@ -266,6 +266,49 @@ def test_trigger_form_offers_the_sources_and_refuses_a_bad_value_in_words(
     assert run_count(api) == runs_before, "a refused trigger created a run"
 
 
+def test_the_runs_note_says_where_how_to_log_in_and_when_it_expires(
+    page: Page, airflow: LocalAirflow, api: Api, source_site: SiteConfig, artifacts: Path, clone_id: str
+) -> None:
+    """After a clone, its run's page shows the note (the URL, the way in, the expiry in words); the one-time
+    link from the jobs API opens the clone's wp-admin once, under its staging look."""
+    body = {"source_url": source_site.url, "clone_id": clone_id, "ttl_minutes": 120}
+    started = api.call("POST", "/wpclone/api/v1/clones", json=body)
+    assert started.status_code == 202, started.text
+    run_id = started.json()["job_id"]  # a job's id is its run's id
+    job = api.wait_job(run_id)
+    assert job["status"] == "completed", job
+    url = job["result"]["url"]
+    with on_failure(page, artifacts, "run-note"):
+        log_in(page, airflow, artifacts)
+        page.goto(f"{airflow.url}/dags/{DAG_ID}/runs/{run_id}")
+        # The run's page shows the note's first line above the task instances, beside the grid.
+        note = page.get_by_text(f"Clone {clone_id} is ready").locator("xpath=..")
+        expect(note).to_be_visible(timeout=UI_TIMEOUT_MS)
+        expect(note).to_contain_text(f"{url} · log in with wpclone login {clone_id} · expires in 2 h (")
+        expect(note).to_contain_text(re.compile(r"expires in 2 h \(\d{4}-\d\d-\d\d \d\d:\d\d UTC\)"))
+        page.screenshot(path=artifacts / "05-run-note.png", full_page=True)
+
+    link = api.call("POST", f"/wpclone/api/v1/clones/{clone_id}/login")
+    assert link.status_code == 200, link.text
+    with on_failure(page, artifacts, "login-link"):
+        page.goto(link.json()["url"])
+        page.wait_for_url(f"{url}wp-admin/")
+        expect(page).to_have_title(re.compile(r"^\[STAGING\] Dashboard"))
+        bar = page.locator("#wpadminbar")
+        expect(bar).to_have_css("background-color", "rgb(179, 45, 46)")  # #b32d2e: red, not WordPress's grey
+        expect(
+            bar.get_by_text(re.compile(rf"Staging clone {clone_id}, expires in (2 h|1[0-2]\d min)"))
+        ).to_be_visible()
+        page.screenshot(path=artifacts / "06-clone-admin-by-login-link.png")
+        page.goto(url)
+        expect(page).to_have_title(re.compile(r"^\[STAGING\] "))
+        expect(page.locator("#wpadminbar")).to_have_css("background-color", "rgb(179, 45, 46)")
+        page.screenshot(path=artifacts / "07-clone-front-page.png")
+        page.goto(link.json()["url"])  # the same link again: used up
+        expect(page.get_by_text("this login link was used already")).to_be_visible()
+        page.screenshot(path=artifacts / "08-login-link-used-twice.png")
+
+
 def test_the_jobs_api_docs_render_with_the_internet_cut_off(
     page: Page, airflow: LocalAirflow, artifacts: Path
 ) -> None:

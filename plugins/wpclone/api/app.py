@@ -14,6 +14,9 @@ filter lists what it names); its ``source`` matches whatever spelling of the URL
 ``PATCH /api/v1/clones/{clone_id}`` with ``{"ttl_minutes": N}`` extends a ready clone to now + N minutes
 (wpclone.services.expiry: 422 out of bounds, 409 when the clone is not ready) and answers its registry row;
 it needs the same permission as a clone (POST on the runs of wp_clone).
+``POST /api/v1/clones/{clone_id}/login`` answers a one-time wp-admin link of a ready clone (wpclone.login:
+written into the clone's database through the MySQL admin login, on either runtime; ``Cache-Control:
+no-store``; the token is in the answer's body only, never in a URL we receive or a log line).
 """
 
 from __future__ import annotations
@@ -35,12 +38,12 @@ from airflow.utils.session import create_session
 from fastapi import Depends, FastAPI, HTTPException, Path, Query, Request, status
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.docs import get_swagger_ui_html
-from fastapi.responses import HTMLResponse, JSONResponse
+from fastapi.responses import HTMLResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from sqlalchemy.orm import Session
 
-from wpclone import jobs
+from wpclone import jobs, login
 from wpclone.airflow import runparams
 from wpclone.airflow.services import registry, services
 from wpclone.api.dispatch import Dispatcher, airflow_trigger, is_stale
@@ -51,6 +54,7 @@ from wpclone.errors import (
     CloneNotFound,
     CloneTaken,
     ConfigError,
+    StepFailed,
     describe,
     error_field,
     validation_sentence,
@@ -287,6 +291,7 @@ def create_app() -> FastAPI:
     _add_read_routes(app)
     _add_source_routes(app)
     _add_expiry_routes(app)
+    _add_login_routes(app)
     return app
 
 
@@ -620,3 +625,25 @@ def _add_read_routes(app: FastAPI) -> None:
         if record is None:
             raise HTTPException(status.HTTP_404_NOT_FOUND, f"clone {clone_id} does not exist.")
         return record
+
+
+def _add_login_routes(app: FastAPI) -> None:
+    """A way into a clone's wp-admin without its password (wpclone.login)."""
+
+    @app.post(
+        f"{API_PREFIX}/clones/{{clone_id}}/login",
+        response_model=login.LoginLink,
+        summary=f"A one-time wp-admin link to a ready clone (single use, valid "
+        f"{login.LINK_TTL.total_seconds() / 60:.0f} minutes)",
+    )
+    def login_link(clone_id: CloneId, response: Response, user: UserDep) -> login.LoginLink:
+        authorize(user, "POST", jobs.DAG_OF_TYPE[JobType.CLONE])
+        try:
+            link = login.clone_login_link(_services(), clone_id)
+        except BadRequest as exc:
+            raise _refuse(exc) from exc
+        except StepFailed as exc:  # the clone's database has no administrator
+            raise HTTPException(status.HTTP_409_CONFLICT, str(exc)) from exc
+        response.headers["Cache-Control"] = "no-store"
+        log.info("one-time login link to clone %s given to %s", clone_id, user.get_name())
+        return link

@@ -84,8 +84,9 @@ def await_site_ready(
 
 
 def apply_staging_safety(svc: Services, plan: ClonePlan, *, restored: bool = False) -> str:
-    """No indexing, no mail, no visitor cron, a fresh admin password; returns the admin login. With
-    ``restored``, on the database a restore loaded (before it is previewed and switched in)."""
+    """No indexing, no mail, no visitor cron, a fresh admin password, the expiry the staging banner shows;
+    returns the admin login. With ``restored``, on the database a restore loaded (before it is previewed and
+    switched in)."""
     database = restore_db_name(plan.clone_id) if restored else plan.db_name
     prefix = plan.source.table_prefix
     admin_user = svc.mysql.first_administrator(database, prefix)

@@ -243,7 +243,11 @@ def release_clone(
     svc.registry.unlock(plan.clone_id, job_id, reason)
     if reason:  # the failed task fails the run; this teardown only cleans up
         return {"clone_id": plan.clone_id, "error": reason}
-    result: dict[str, Any] = {"clone_id": plan.clone_id, "url": plan.url + "/"}
+    result: dict[str, Any] = {
+        "clone_id": plan.clone_id,
+        "url": plan.url + "/",
+        "expires_at": plan.expires_at.isoformat(),
+    }
     if restore is None:
         result.update(backup or {})
     else:

@@ -8,11 +8,14 @@ Three parts, applied by the runtime and the worker:
 * a must-use plugin (:func:`mu_plugin_php`, written to ``wp-content/mu-plugins/`` as
   :data:`MU_PLUGIN_FILENAME`): ``X-Robots-Tag: noindex, nofollow`` on every response, robots noindex in the
   HTML, outgoing mail blocked (logged instead), a request to ``wp-cron.php`` answered 403 before any
-  scheduled event runs, no pings or automatic updates, and a notice naming the clone and its expiry.
+  scheduled event runs, no pings or automatic updates, a staging look no one can miss (a red admin bar,
+  ``[STAGING]`` before every page title, the clone and its expiry in relative words), and the one-time
+  login links of ``wpclone login`` (wpclone.login).
 * statements on the clone's database (:func:`staging_sql`, run by :func:`apply_staging_sql`): search
   engines discouraged, a fresh admin password, the source's sessions and password-reset keys gone, and the
-  clone's expiry in the option :data:`EXPIRES_OPTION`, which the notice shows (the plugin's constant is the
-  fallback): extending a clone (wpclone.services.expiry) rewrites that option with :func:`set_expiry_option`.
+  expiry as the option :data:`EXPIRES_OPTION` (:func:`expiry_option_sql`), which the must-use plugin
+  prefers to the expiry it was written with: extending a clone (wpclone.services.expiry) rewrites that
+  option with :func:`set_expiry_option`, and the banner follows with no redeploy.
 """
 
 from __future__ import annotations
@@ -151,7 +154,7 @@ def _check_admin_user(admin_user: str) -> str:
 
 
 def staging_sql(
-    table_prefix: str, admin_user: str, admin_password_hash: str
+    table_prefix: str, admin_user: str, admin_password_hash: str, expires_at: datetime | None = None
 ) -> list[tuple[str, tuple[Any, ...]]]:
     """Parameterised statements (``%s`` paramstyle) that make a copied database safe as staging; idempotent.
 
@@ -159,7 +162,8 @@ def staging_sql(
     * the admin user's password set to ``admin_password_hash`` (a phpass hash, see
       :func:`wpclone.php.phpass_hash`);
     * every user's password-reset key cleared (a reset link mailed by the source must not work here);
-    * every login session deleted (``session_tokens``), so no session of the source carries over.
+    * every login session deleted (``session_tokens``), so no session of the source carries over;
+    * with ``expires_at``, the expiry the must-use plugin shows (:func:`expiry_option_sql`).
 
     ``admin_email`` and everything else are kept.
     """
@@ -179,6 +183,7 @@ def staging_sql(
         (f"UPDATE {users} SET user_pass = %s WHERE user_login = %s", (admin_password_hash, admin_user)),
         (f"UPDATE {users} SET user_activation_key = %s WHERE user_activation_key <> %s", ("", "")),
         (f"DELETE FROM {usermeta} WHERE meta_key = %s", ("session_tokens",)),
+        *([expiry_option_sql(table, expires_at)] if expires_at is not None else []),
     ]
 
 
@@ -254,9 +259,7 @@ def apply_staging_sql(
     check_identifier(database, "database name")
     check_table_prefix(prefix)
     _check_admin_user(admin_user)
-    statements = staging_sql(prefix, admin_user, phpass_hash(check_admin_password(password)))
-    if expires_at is not None:
-        statements.append(expiry_option_sql(prefix, expires_at))
+    statements = staging_sql(prefix, admin_user, phpass_hash(check_admin_password(password)), expires_at)
     users = quote_identifier(f"{prefix}users")
     conn = conn_factory()
     try:
