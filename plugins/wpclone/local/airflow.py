@@ -48,6 +48,7 @@ TASK_PRELOAD = (
     "airflow.executors.local_executor",
     "airflow.sdk.execution_time.supervisor",
     "airflow.sdk.execution_time.task_runner",
+    "airflow.dag_processing.dagbag",  # the task runner parses the DAG file with it
     "airflow.providers.standard.decorators.python",
     "airflow.providers.mysql.hooks.mysql",
     "wpclone.airflow.builders",

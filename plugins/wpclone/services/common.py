@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from wpclone.errors import SiteNotReady, StepFailed
 from wpclone.models import ClonePlan, WpcloneConfig, restore_db_name
 from wpclone.mysql_admin import MySqlAdmin
-from wpclone.readiness import await_ready
+from wpclone.readiness import await_ready, poll_waits
 from wpclone.registry import Registry
 from wpclone.runtimes.base import Runtime
 from wpclone.settings import Settings
@@ -65,10 +65,11 @@ def await_site_ready(
     runtime = svc.runtime
     what = "the restored site's preview" if preview else "the clone's site"
     deadline = time.monotonic() + timeout
+    waits = poll_waits(POLL_S)
     while not runtime.site_ready(plan, preview=preview):
         if time.monotonic() > deadline:
             raise StepFailed(f"{what} at {plan.url}/ was not deployed within {timeout:.0f} s.")
-        time.sleep(POLL_S)
+        time.sleep(next(waits))
     try:
         await_ready(
             runtime.page_fetcher(plan, preview=preview),
