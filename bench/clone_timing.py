@@ -31,7 +31,6 @@ CRITICAL_PATH = [
     "create_database",
     ("copy_database", "copy_content"),
     "deploy_site",
-    "await_site_ready",
     "apply_staging_safety",
     "finalize_clone",
 ]

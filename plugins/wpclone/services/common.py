@@ -1,9 +1,10 @@
 """What the services share: their dependencies (:class:`Services`) and the steps of serving a clone.
 
-Serving a clone is the same in a clone and a restore: :func:`deploy_site` (the site with the staging
-must-use plugin), :func:`await_site_ready` (deployed, then answering as a right WordPress site:
-wpclone.readiness), :func:`apply_staging_safety` (no indexing, no mail, no visitor cron, a fresh admin
-password); :func:`remove_clone` is what a clone's rollback and the orphan sweep remove.
+Serving a clone is the same in a clone and a restore: :func:`deploy_site` (the site with the staging must-use
+plugin), :func:`await_site_ready` (deployed, then answering as a right WordPress site: wpclone.readiness;
+:func:`serve_site` is the two as the clone DAG's one task), :func:`apply_staging_safety` (no indexing, no
+mail, no visitor cron, a fresh admin password); :func:`remove_clone` is what a clone's rollback and the orphan
+sweep remove.
 """
 
 from __future__ import annotations
@@ -53,6 +54,13 @@ class Services:
 def deploy_site(svc: Services, plan: ClonePlan) -> None:
     """Serve the clone at its URL with the staging constants and must-use plugin (apply semantics)."""
     svc.runtime.deploy_site(plan, STAGING_CONSTANTS, mu_plugin_php(plan.clone_id, plan.expires_at))
+
+
+def serve_site(svc: Services, plan: ClonePlan) -> None:
+    """Deploy the clone's site and wait until it serves a right WordPress site: one task of the clone DAG, as
+    a deploy is only done when the site answers (the two as separate tasks cost a clone a scheduling hop)."""
+    deploy_site(svc, plan)
+    await_site_ready(svc, plan)
 
 
 def await_site_ready(
