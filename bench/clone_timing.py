@@ -9,6 +9,8 @@ teardown ended), when the clone was ready (``finalize_clone`` ended: the jobs AP
 then), the work on the critical path (sum of task durations along validate → … → finalize, the slower of the
 two copies), and the rest: what Airflow's scheduling and task start-up cost.
 
+The source is cloned as it is: bench/chaos.py grows it to 30,000 posts (time a small clone before that).
+
     .venv/bin/python bench/clone_timing.py [--runs 5]
 """
 
