@@ -20,10 +20,11 @@ Airflow's trigger before a run is created, and the plugin says which rule it bro
 TTL out of range is refused, never silently changed.
 
 **Tasks**: validate_request → reserve_clone → create_database → copy_database ∥ copy_content → deploy_site
-→ await_site_ready → apply_staging_safety (noindex header and option, no outgoing mail, no visitor cron,
-environment type `staging`, a fresh admin password) → finalize_clone (registry `ready`; the result names the
-URL, admin user, where the password is, and `expires_at`). If any task fails, **rollback_clone** removes
-everything this run created and marks the registry `failed` with the reason; the run ends failed.
+(serves the site and waits until it is right) → apply_staging_safety (noindex header and option, no outgoing
+mail, no visitor cron, environment type `staging`, a fresh admin password) → finalize_clone (registry `ready`;
+the result names the URL, admin user, where the password is, and `expires_at`). If any task fails,
+**rollback_clone** removes everything this run created and marks the registry `failed` with the reason; the
+run ends failed.
 """
 
 from __future__ import annotations

@@ -2,10 +2,20 @@
 
 from __future__ import annotations
 
+import itertools
+import time
+
 import pytest
 
 from wpclone.errors import SiteNotReady
-from wpclone.readiness import Page, await_ready, check_once, front_page_problem, login_page_problem
+from wpclone.readiness import (
+    Page,
+    await_ready,
+    check_once,
+    front_page_problem,
+    login_page_problem,
+    poll_waits,
+)
 
 SITE = "http://shop-1.localhost:8081"
 FRONT = (
@@ -95,6 +105,25 @@ def test_await_ready_waits_through_transient_answers_then_passes() -> None:
         return next(answers) if path == "/" else Page(SITE + path, 200, None, LOGIN)
 
     assert await_ready(fetch, SITE, timeout=10, poll=0.01).problem is None
+
+
+def test_the_looks_start_close_together_and_slow_down_to_the_poll_interval() -> None:
+    assert list(itertools.islice(poll_waits(1.0), 7)) == [0.1, 0.2, 0.4, 0.8, 1.0, 1.0, 1.0]
+    assert list(itertools.islice(poll_waits(0.05), 2)) == [0.05, 0.05]
+
+
+def test_await_ready_looks_again_soon_after_a_site_that_does_not_answer_yet() -> None:
+    looks: list[float] = []
+
+    def fetch(path: str) -> Page:
+        if path == "/":
+            looks.append(time.monotonic())
+            return Page(SITE + "/", 502) if len(looks) < 3 else Page(SITE + "/", 200, None, FRONT)
+        return Page(SITE + path, 200, None, LOGIN)
+
+    assert await_ready(fetch, SITE, timeout=10, poll=1.0).problem is None
+    # Two waits of 0.1 s and 0.2 s, not two of the poll interval's 1 s.
+    assert len(looks) == 3 and looks[-1] - looks[0] < 0.9
 
 
 def test_await_ready_fails_on_a_repeated_definite_problem_with_the_log_line() -> None:

@@ -21,9 +21,9 @@ from wpclone.models import SourceConfig
 
 # Airflow's default [scheduler] allowed_run_id_pattern is ^[A-Za-z0-9_.~:+-]+$.
 JOB_ID_PATTERN = r"^[A-Za-z0-9_.~:+-]{1,250}$"
-# What a task costs before its own work starts (queueing, a worker process, the task runner), measured
-# by bench/clone_timing.py: about a second.
-TASK_OVERHEAD_S = 1.0
+# What a task costs besides its own work (the scheduler's hop, the task runner's start-up), measured by
+# bench/clone_timing.py on the local Airflow's settings (wpclone.local.airflow): 0.3-0.5 s.
+TASK_OVERHEAD_S = 0.5
 RUNNING_CAP = 0.9  # a running step never claims more than this share of its weight
 
 
@@ -110,8 +110,7 @@ STEPS: dict[str, dict[str, StepInfo]] = {
         "create_database": StepInfo(1, "Creating the clone's database and user"),
         "copy_database": StepInfo(6, "Copying the database and rewriting its URLs"),
         "copy_content": StepInfo(4, "Copying wp-content", parallel=True),
-        "deploy_site": StepInfo(2, "Deploying the site"),
-        "await_site_ready": StepInfo(2, "Waiting for the site to answer"),
+        "deploy_site": StepInfo(2, "Deploying the site and waiting for it to answer"),
         "apply_staging_safety": StepInfo(1, "Applying staging safety (noindex, no mail, no visitor cron)"),
         "finalize_clone": StepInfo(1, "Finalizing"),
         "rollback_clone": StepInfo(1, "Rolling back what this job created", teardown=True),

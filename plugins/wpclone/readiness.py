@@ -12,7 +12,8 @@ The checks are pure functions of what the site answered (:class:`Page`), so they
 site; the runtimes fetch the pages (``Runtime.fetch_page``) and :func:`await_ready` polls them. A site that
 does not answer yet (no connection, 502/503/504) is waited for until the deadline; a site that answers
 wrongly the same way a few times in a row fails at once with what it saw, so a blank page fails in
-seconds rather than after the whole timeout.
+seconds rather than after the whole timeout. The looks start close together (:func:`poll_waits`: 0.1 s, then
+doubling up to the poll interval), so a site that answers a moment after it is deployed is not waited past.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ import re
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urljoin, urlsplit
@@ -213,6 +214,17 @@ def check_once(fetch: Fetch, site_url: str) -> Verdict:
     return verdict
 
 
+FIRST_POLL_S = 0.1  # the first wait between two looks; each next one doubles, up to the poll interval
+
+
+def poll_waits(longest: float) -> Iterator[float]:
+    """The waits between looks at something that is coming: 0.1 s, 0.2 s, 0.4 s, ... up to ``longest``."""
+    wait = min(FIRST_POLL_S, longest)
+    while True:
+        yield wait
+        wait = min(wait * 2, longest)
+
+
 def await_ready(
     fetch: Fetch,
     site_url: str,
@@ -222,20 +234,23 @@ def await_ready(
     errors: Callable[[], Sequence[str]] = tuple,
     what: str = "the clone's site",
 ) -> Verdict:
-    """Poll until the site is right; SiteNotReady with what it saw (and the site's first PHP error line,
-    from ``errors``) once the deadline passes or the same definite problem repeats WRONG_IN_A_ROW times."""
+    """Poll until the site is right (waits of :func:`poll_waits` up to ``poll``); SiteNotReady with what it
+    saw (and the site's first PHP error line, from ``errors``) once the deadline passes or the same definite
+    problem repeats WRONG_IN_A_ROW times."""
     deadline = time.monotonic() + timeout
     seen: list[str] = []
+    waits = poll_waits(poll)
     while True:
         verdict = check_once(fetch, site_url)
         if verdict.problem is None:
             return verdict
         seen = [*seen, verdict.problem] if seen and seen[-1] == verdict.problem else [verdict.problem]
         definite = not verdict.transient and len(seen) >= WRONG_IN_A_ROW
-        if definite or time.monotonic() + poll > deadline:
+        wait = next(waits)
+        if definite or time.monotonic() + wait > deadline:
             lines = [line for line in errors() if PHP_ERROR_LINE.search(line)]
             cause = f"; its log says: {lines[0][:300]}" if lines else ""
             waited = "" if definite else f" within {timeout:.0f} s"
             raise SiteNotReady(f"{what} at {site_url}/ is not ready{waited}: {verdict.problem}{cause}.")
         log.info("waiting for %s: %s", site_url, verdict.problem)
-        time.sleep(poll)
+        time.sleep(wait)

@@ -62,7 +62,6 @@ def test_clone_graph_shape(dagbag: Any) -> None:
         "reserve_clone",
         "create_database",
         "deploy_site",
-        "await_site_ready",
         "apply_staging_safety",
         "finalize_clone",
         "rollback_clone",

@@ -223,15 +223,19 @@ def source_param(names: list[str] | None = None) -> Param:
 
 
 def _serving_tasks(*, restore: bool = False) -> tuple[Any, Any]:
-    """await_site_ready and apply_staging_safety as the clone DAG runs them; for the restore DAG, staging
-    safety goes onto the restored database before its preview (made when a DAG is built: the retries come
-    from the environment then)."""
+    """The task that ends with the site serving (the clone DAG's deploy_site: deploy, then wait until it is
+    right; the restore DAG's await_site_ready after its switch) and apply_staging_safety; for the restore
+    DAG, staging safety goes onto the restored database before its preview (made when a DAG is built: the
+    retries come from the environment then)."""
 
-    await_site_ready = plan_task("await_site_ready", common.await_site_ready, retries=_await_retries())
+    if restore:
+        serving = plan_task("await_site_ready", common.await_site_ready, retries=_await_retries())
+    else:
+        serving = plan_task("deploy_site", common.serve_site, retries=_await_retries())
     apply_staging_safety = plan_task(
         "apply_staging_safety", functools.partial(common.apply_staging_safety, restored=restore)
     )
-    return await_site_ready, apply_staging_safety
+    return serving, apply_staging_safety
 
 
 def _await_retries() -> int:
@@ -257,8 +261,7 @@ def build_clone_dag(dag_id: str = "wp_clone", doc_md: str | None = None) -> DAG:
             clone.reserve_clone(services(), plan_of(plan), context["run_id"])
 
         create_database = plan_task("create_database", clone.create_database)
-        deploy_site = plan_task("deploy_site", common.deploy_site)
-        await_site_ready, apply_staging_safety = _serving_tasks()
+        deploy_site, apply_staging_safety = _serving_tasks()
 
         @task(task_id="finalize_clone")
         @records_error
@@ -283,15 +286,14 @@ def build_clone_dag(dag_id: str = "wp_clone", doc_md: str | None = None) -> DAG:
         copy_content = step_operator(kind, COPY_CONTENT, plan_xcom=PLAN, pool=HEAVY_POOL)
         reserved = reserve_clone(plan)
         created = create_database(plan)
-        deployed = deploy_site(plan)
-        ready = await_site_ready(plan)
+        deployed = deploy_site(plan)  # and ready: it waits until the site is right
         admin_user = apply_staging_safety(plan)
         result = finalize_clone(plan, admin_user)
-        reserved >> created >> [copy_db, copy_content] >> deployed >> ready >> admin_user
+        reserved >> created >> [copy_db, copy_content] >> deployed >> admin_user
         # Rollback is the teardown of the reservation: it runs once everything after it is done, unless
         # the reservation itself never happened (then nothing exists to undo).
         rollback = rollback_clone().as_teardown(setups=reserved)
-        [created, copy_db, copy_content, deployed, ready, admin_user, result] >> rollback
+        [created, copy_db, copy_content, deployed, admin_user, result] >> rollback
     return dag
 
 

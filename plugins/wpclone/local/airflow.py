@@ -42,6 +42,18 @@ T = TypeVar("T")
 
 
 JOB_DAGS = tuple(DAG_OF_TYPE.values())  # the DAGs users trigger: unpaused at start
+# What every task process imports, imported once by the LocalExecutor's fork server (a module missing here
+# is only imported again in each task: the fork server ignores what it cannot import).
+TASK_PRELOAD = (
+    "airflow.executors.local_executor",
+    "airflow.sdk.execution_time.supervisor",
+    "airflow.sdk.execution_time.task_runner",
+    "airflow.dag_processing.dagbag",  # the task runner parses the DAG file with it
+    "airflow.providers.standard.decorators.python",
+    "airflow.providers.mysql.hooks.mysql",
+    "wpclone.airflow.builders",
+    "wpclone.airflow.services",
+)
 
 
 class LocalAirflow:
@@ -84,8 +96,16 @@ class LocalAirflow:
             # Task processes at once (each a Python process); the heavy pool bounds the copies within it.
             "AIRFLOW__CORE__PARALLELISM": str(sizing.parallelism),
             "AIRFLOW__CORE__MAX_ACTIVE_RUNS_PER_DAG": "64",
-            # Halves the scheduling overhead per task (bench/clone_timing.py --idle-sleep).
+            # A task's start-up and its hops on a small clone (bench/clone_timing.py; docs/benchmarks.md):
+            # the scheduler's loop sleeps 0.2 s, not 1 s, when it had nothing to do;
             "AIRFLOW__SCHEDULER__SCHEDULER_IDLE_SLEEP_TIME": "0.2",
+            # the executor's workers fork from a server that imported what every task imports (Airflow's
+            # task runner, our DAGs' modules), so a task parses its DAG file in ~0.05 s instead of ~0.5 s;
+            "AIRFLOW__SCHEDULER__MP_START_METHOD": "forkserver",
+            "AIRFLOW__SCHEDULER__MP_FORKSERVER_PRELOAD": ",".join(TASK_PRELOAD),
+            # a task's supervisor notices its process's exit within 1 s, not 5 s: a teardown that skips
+            # itself (rollback_clone after a good run) ends the run that much sooner, and a worker is free.
+            "AIRFLOW__WORKERS__MIN_HEARTBEAT_INTERVAL": "1",
             # Our DAG files change only with the package: re-parsing all of them every 30 s (the default)
             # takes ~2 s of CPU that a request burst on two cores would share.
             "AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL": str(sizing.parse_interval),

@@ -1,9 +1,10 @@
 """What the services share: their dependencies (:class:`Services`) and the steps of serving a clone.
 
-Serving a clone is the same in a clone and a restore: :func:`deploy_site` (the site with the staging
-must-use plugin), :func:`await_site_ready` (deployed, then answering as a right WordPress site:
-wpclone.readiness), :func:`apply_staging_safety` (no indexing, no mail, no visitor cron, a fresh admin
-password); :func:`remove_clone` is what a clone's rollback and the orphan sweep remove.
+Serving a clone is the same in a clone and a restore: :func:`deploy_site` (the site with the staging must-use
+plugin), :func:`await_site_ready` (deployed, then answering as a right WordPress site: wpclone.readiness;
+:func:`serve_site` is the two as the clone DAG's one task), :func:`apply_staging_safety` (no indexing, no
+mail, no visitor cron, a fresh admin password); :func:`remove_clone` is what a clone's rollback and the orphan
+sweep remove.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from dataclasses import dataclass
 from wpclone.errors import SiteNotReady, StepFailed
 from wpclone.models import ClonePlan, WpcloneConfig, restore_db_name
 from wpclone.mysql_admin import MySqlAdmin
-from wpclone.readiness import await_ready
+from wpclone.readiness import await_ready, poll_waits
 from wpclone.registry import Registry
 from wpclone.runtimes.base import Runtime
 from wpclone.settings import Settings
@@ -55,6 +56,13 @@ def deploy_site(svc: Services, plan: ClonePlan) -> None:
     svc.runtime.deploy_site(plan, STAGING_CONSTANTS, mu_plugin_php(plan.clone_id, plan.expires_at))
 
 
+def serve_site(svc: Services, plan: ClonePlan) -> None:
+    """Deploy the clone's site and wait until it serves a right WordPress site: one task of the clone DAG, as
+    a deploy is only done when the site answers (the two as separate tasks cost a clone a scheduling hop)."""
+    deploy_site(svc, plan)
+    await_site_ready(svc, plan)
+
+
 def await_site_ready(
     svc: Services, plan: ClonePlan, timeout: float | None = None, *, preview: bool = False
 ) -> None:
@@ -65,10 +73,11 @@ def await_site_ready(
     runtime = svc.runtime
     what = "the restored site's preview" if preview else "the clone's site"
     deadline = time.monotonic() + timeout
+    waits = poll_waits(POLL_S)
     while not runtime.site_ready(plan, preview=preview):
         if time.monotonic() > deadline:
             raise StepFailed(f"{what} at {plan.url}/ was not deployed within {timeout:.0f} s.")
-        time.sleep(POLL_S)
+        time.sleep(next(waits))
     try:
         await_ready(
             runtime.page_fetcher(plan, preview=preview),
