@@ -150,8 +150,12 @@ def test_the_sets_nest_and_bad_names_fail() -> None:
 
 
 def test_make_setup_still_runs_the_whole_script() -> None:
+    """``make setup`` = ``dev`` (the whole script without arguments) + ``kube-build`` (its ``--cluster``)."""
     makefile = (REPO / "Makefile").read_text()
-    assert re.search(r"^setup:.*\n\t@scripts/setup\.sh\n", makefile, re.M)
+    assert re.search(r"^setup: dev kube-build\b", makefile, re.M)
+    assert re.search(r"^dev:.*\n\t@scripts/setup\.sh\n", makefile, re.M)
+    assert re.search(r"^kube-build:.*\n\t@scripts/setup\.sh --cluster\n", makefile, re.M)
+    assert re.search(r"^test: setup\b", makefile, re.M) and re.search(r"^demo: dev\b", makefile, re.M)
     text = SETUP.read_text()
     assert re.search(r'^\s*""\)\s*install_dev\s*;;', text, re.M)  # no arguments: apt dev set + .venv + -e .
 
