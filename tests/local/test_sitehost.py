@@ -266,3 +266,35 @@ def test_port_in_use_fails_with_one_sentence(private_stack: StackSettings) -> No
         with pytest.raises(RuntimeError, match="already in use"):
             SiteHost(private_stack).start()
     assert SiteHost(private_stack).pid() is None
+
+
+def test_the_site_host_is_known_by_its_state_dir_whichever_checkout_started_it(tmp_path: Path) -> None:
+    """A site host started from another checkout (another router.php path) serving this state dir's core is
+    still this stack's: ``down`` stops it instead of forgetting it; a process serving another core is not."""
+    settings = StackSettings(tmp_path / "state", 1, 2)
+    host = SiteHost(settings)
+    host.base.mkdir(parents=True)
+    sleeper = "import time; time.sleep(60)"
+    ours = subprocess.Popen(  # argv as php -S has it: the core dir, and a router from elsewhere
+        [
+            sys.executable,
+            "-c",
+            sleeper,
+            "-t",
+            str(host.core_dir),
+            "/elsewhere/plugins/wpclone/local/router.php",
+        ],
+        start_new_session=True,
+    )
+    other = subprocess.Popen([sys.executable, "-c", sleeper, "-t", str(tmp_path / "other" / "core")])
+    try:
+        host.pidfile.write_text(f"{other.pid}\n")
+        assert host.pid() is None
+        host.pidfile.write_text(f"{ours.pid}\n")
+        assert host.pid() == ours.pid
+        host.stop()
+        assert ours.wait(timeout=30) is not None and not host.pidfile.exists()
+    finally:
+        for process in (ours, other):
+            process.kill()
+            process.wait()

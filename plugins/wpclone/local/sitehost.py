@@ -303,8 +303,9 @@ class SiteHost:
         return self.settings.http_port
 
     def pid(self) -> int | None:
-        """The server's pid if it runs (checked against its command line, so a reused pid is not ours)."""
-        return pid_from_file(self.pidfile, str(ROUTER).encode())
+        """The server's pid if it runs (checked against its command line, so a reused pid is not ours: it
+        serves this state dir's core, whichever checkout's router it runs)."""
+        return pid_from_file(self.pidfile, str(self.core_dir).encode())
 
     def is_running(self) -> bool:
         return self.pid() is not None and self._healthy()
