@@ -198,14 +198,19 @@ def expiry_option_sql(table_prefix: str, expires_at: datetime) -> tuple[str, tup
 
 
 def _run(
-    conn_factory: Callable[[], Any], database: str, statements: list[tuple[str, tuple[Any, ...]]]
-) -> None:
-    """``statements`` on ``database`` in one transaction over a new connection (rolled back on error)."""
+    conn_factory: Callable[[], Any],
+    database: str,
+    statements: list[tuple[str, tuple[Any, ...]]],
+    first: Callable[[Any], Any] | None = None,
+) -> Any:
+    """``statements`` on ``database`` in one transaction over a new connection (rolled back on error);
+    ``first(cursor)`` runs before them (it may raise to change nothing) and its value is returned."""
     conn = conn_factory()
     try:
         cursor = conn.cursor()
         try:
             cursor.execute(f"USE {quote_identifier(database)}")
+            found = first(cursor) if first else None
             for sql, args in statements:
                 cursor.execute(sql, args)
         finally:
@@ -217,6 +222,7 @@ def _run(
         raise
     finally:
         conn.close()
+    return found
 
 
 def set_expiry_option(
@@ -261,29 +267,15 @@ def apply_staging_sql(
     _check_admin_user(admin_user)
     statements = staging_sql(prefix, admin_user, phpass_hash(check_admin_password(password)), expires_at)
     users = quote_identifier(f"{prefix}users")
-    conn = conn_factory()
-    try:
-        cursor = conn.cursor()
-        try:
-            cursor.execute(f"USE {quote_identifier(database)}")
-            cursor.execute(f"SELECT ID FROM {users} WHERE user_login = %s", (admin_user,))
-            rows = cursor.fetchall()
-            if not rows:
-                raise ConfigError(
-                    f"the clone's database {database} has no user {admin_user!r} to make admin."
-                )
-            user_id = int(rows[0][0])
-            for sql, args in statements:
-                cursor.execute(sql, args)
-        finally:
-            cursor.close()
-        conn.commit()
-    except BaseException:
-        with contextlib.suppress(Exception):
-            conn.rollback()
-        raise
-    finally:
-        conn.close()
+
+    def admin_id(cursor: Any) -> int:
+        cursor.execute(f"SELECT ID FROM {users} WHERE user_login = %s", (admin_user,))
+        rows = cursor.fetchall()
+        if not rows:
+            raise ConfigError(f"the clone's database {database} has no user {admin_user!r} to make admin.")
+        return int(rows[0][0])
+
+    user_id: int = _run(conn_factory, database, statements, admin_id)
     log.info(
         "staging safety applied to database %s: blog_public=0, new password for %s (ID %s), "
         "sessions and reset keys cleared",
