@@ -27,7 +27,7 @@ from airflow.dag_processing.dagbag import DagBag
 from airflow.providers.cncf.kubernetes.hooks.kubernetes import KubernetesHook
 
 from tests.conftest import REPO
-from tests.fixtures.dagtest import run, states, xcom
+from tests.fixtures.dagtest import mysql_connection, run, states, xcom
 from tests.kube.conftest import wait_for
 from tests.kube.service_proxy import ServiceProxy
 from wpclone.db import DbEndpoint
@@ -157,15 +157,7 @@ def kube_env(
         "AIRFLOW_CONN_KUBERNETES_DEFAULT": json.dumps(
             {"conn_type": "kubernetes", "extra": {"kube_config_path": str(worker_kubeconfig)}}
         ),
-        "AIRFLOW_CONN_WPCLONE_MYSQL": json.dumps(
-            {
-                "conn_type": "mysql",
-                "host": admin_db.host,
-                "port": admin_db.port,
-                "login": admin_db.user,
-                "password": admin_db.password,
-            }
-        ),
+        "AIRFLOW_CONN_WPCLONE_MYSQL": mysql_connection(admin_db),
         "WPCLONE_CONTROL_SCHEMA": SCHEMA,
         "WPCLONE_TASK_RETRIES": "0",
         "WPCLONE_K8S_STARTUP_TIMEOUT_SECONDS": "60",
