@@ -10,6 +10,7 @@ leaves nothing.
 from __future__ import annotations
 
 import json
+import re
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -195,8 +196,13 @@ def test_delete_leaves_nothing(
     assert leftovers(admin_db, stack, CLONE) == []
     record = registry.get(CLONE)
     assert record is not None and record.status is CloneStatus.DELETED and record.deleted_at is not None
-    status, _, body = _get(f"{cloned['site'].url}/")
-    assert status == 404 and b"no site" in body.lower()
+    status, _, body = _get(f"{cloned['site'].url}/")  # its host says the clone is gone (the site host's page)
+    assert status == 410, body
+    gone = (
+        rf"This staging clone \({CLONE}\) was deleted at \d{{4}}-\d\d-\d\d \d\d:\d\d UTC; "
+        r"ask for a new one\."
+    )
+    assert re.search(gone, body.decode()), body
     # Deleting again converges (a successful no-op); deleting an unknown clone is refused with a sentence.
     again = run(dags, "wp_delete", {"clone_id": CLONE})
     assert str(again.state) == "success", states(again)

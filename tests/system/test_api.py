@@ -113,26 +113,56 @@ def test_a_viewer_may_read_but_not_start_jobs(api: Api, source_site: SiteConfig)
 # -- refusals: one sentence, nothing created --------------------------------------------------------------
 
 
+TTL_RULE = "must be a whole number of minutes from 10 to 10080 (7 days), e.g. 120 for two hours"
+CLONE_ID_RULE = (
+    "must be 3-28 lowercase letters, digits or '-', starting with a letter and not ending with '-', "
+    "e.g. qa-checkout"
+)
+SOURCE_URL_RULE = (
+    "must be a registered source site's address, http:// or https:// and the host, with no path, "
+    "e.g. https://www.example.com"
+)
+
+
 @pytest.mark.parametrize(
-    ("body", "sentence"),
+    ("body", "field", "sentence"),
     [
-        ({"ttl_minutes": 5}, "ttl_minutes: Input should be greater than or equal to 10."),
-        ({"ttl_minutes": 99999}, "ttl_minutes: Input should be less than or equal to 10080."),
-        ({"clone_id": "Bad_Id"}, "clone_id: String should match pattern"),
-        ({"copy_mode": "half"}, "copy_mode: Input should be 'everything', 'database' or 'files'."),
-        ({"source_url": "http://elsewhere.localhost:1"}, "is not a registered source site"),
-        ({"source_url": "ftp://x"}, "source_url:"),
-        ({"colour": "blue"}, "colour: Extra inputs are not permitted."),
+        ({"ttl_minutes": 5}, "ttl_minutes", TTL_RULE),
+        ({"ttl_minutes": 99999}, "ttl_minutes", TTL_RULE),
+        ({"clone_id": "Bad_Id"}, "clone_id", CLONE_ID_RULE),
+        ({"copy_mode": "half"}, "copy_mode", "must be one of everything, database, files, e.g. everything"),
+        ({"source_url": "ftp://x"}, "source_url", SOURCE_URL_RULE),
+        ({"colour": "blue"}, None, "colour is not a field this request takes."),
     ],
 )
 def test_bad_requests_get_a_sentence_and_create_nothing(
-    api: Api, source_site: SiteConfig, body: dict[str, Any], sentence: str
+    api: Api, source_site: SiteConfig, body: dict[str, Any], field: str | None, sentence: str
 ) -> None:
+    """A field that breaks its rule is refused with the rule in words (and the field and rule apart, for a
+    client to say in its own words, as the CLI does); a field the request does not take, by its name."""
     before = _run_count(api, "wp_clone")
     response = api.call("POST", f"{V1}/clones", json={"source_url": source_site.url, **body})
     assert response.status_code == 422, response.text
+    if field is None:
+        assert response.json() == {"detail": sentence}
+    else:
+        assert response.json() == {"detail": f"{field} {sentence}.", "field": field, "rule": sentence}
+    assert _run_count(api, "wp_clone") == before
+
+
+def test_an_unregistered_source_is_refused_with_the_registered_ones(
+    api: Api, source_site: SiteConfig
+) -> None:
+    before = _run_count(api, "wp_clone")
+    unknown = "http://elsewhere.localhost:1"
+    response = api.call("POST", f"{V1}/clones", json={"source_url": unknown})
+    assert response.status_code == 422, response.text
     detail = response.json()["detail"]
-    assert isinstance(detail, str) and sentence in detail and detail.endswith(".")
+    registered = re.fullmatch(
+        rf"{re.escape(unknown)} is not a registered source site \(registered: (.*)\)\.", detail
+    )
+    assert registered is not None, detail
+    assert source_site.url in registered[1].split(", ")
     assert _run_count(api, "wp_clone") == before
 
 
@@ -376,7 +406,10 @@ def test_a_job_failing_in_airflow_reports_the_steps_sentence(api: Api, source_si
     api.trigger("wp_clone", run_id, {"source_url": unknown})
     final, polls = _watch(api, run_id)
     assert final["status"] == "failed" and final["progress"] == 100 and final["result"] is None
-    assert final["error"] == f"{unknown} is not a registered source site (registered: {source_site.url})."
+    assert final["error"] == (  # a task cannot list the connections' sources: it says how to name one
+        f"{unknown} is not a registered source site (registered: {source_site.url}); a source registered as "
+        "an Airflow connection is found by its name: set the job's source param to it."
+    )
     assert final["status_message"] == final["error"]
     _assert_moves_forward(polls)
 

@@ -184,24 +184,47 @@ def test_json_for_scripts(
 
 
 @pytest.mark.parametrize(
-    ("body", "args"),
+    ("body", "args", "option"),
     [
-        ({"source_url": "http://unknown.localhost"}, ["clone", "http://unknown.localhost"]),
-        ({"source_url": "SOURCE", "ttl_minutes": 5}, ["clone", "SOURCE", "--ttl", "5", "--wait"]),
-        ({"source_url": "SOURCE", "clone_id": "Bad_Id"}, ["clone", "SOURCE", "--id", "Bad_Id"]),
+        ({"source_url": "http://unknown.localhost"}, ["clone", "http://unknown.localhost"], None),
+        ({"source_url": "SOURCE", "clone_id": "Bad_Id"}, ["clone", "SOURCE", "--id", "Bad_Id"], "--id"),
     ],
-    ids=["unknown-source", "ttl-5", "bad-id"],
+    ids=["unknown-source", "bad-id"],
 )
 def test_refused_clone_exits_2_with_the_api_sentence(
-    wpclone: Run, api: Api, source_site: SiteConfig, body: dict[str, object], args: list[str]
+    wpclone: Run,
+    api: Api,
+    source_site: SiteConfig,
+    body: dict[str, object],
+    args: list[str],
+    option: str | None,
 ) -> None:
+    """The API's refusal, said by the CLI: its sentence, or a field's rule with the option the user typed."""
     body = {k: source_site.url if v == "SOURCE" else v for k, v in body.items()}
     refused = api.call("POST", CLONES, json=body)  # what the API itself says (and creates nothing)
     assert refused.status_code == 422, refused.text
+    before = api.call("GET", CLONES).json()
     result = wpclone(*(source_site.url if a == "SOURCE" else a for a in args))
     assert result.returncode == 2
-    assert result.stderr == f"wpclone: {refused.json()['detail']}\n"
+    said = refused.json()["detail"] if option is None else f"{option} {refused.json()['rule']}."
+    assert result.stderr == f"wpclone: {said}\n"
     assert result.stdout == ""
+    assert api.call("GET", CLONES).json() == before, "a refused request creates nothing"
+
+
+def test_a_ttl_out_of_bounds_is_refused_before_the_api_is_asked(
+    wpclone: Run, api: Api, source_site: SiteConfig
+) -> None:
+    before = api.call("GET", CLONES).json()
+    result = wpclone("clone", source_site.url, "--ttl", "5", "--wait")
+    assert result.returncode == 2
+    assert result.stderr.startswith("usage: wpclone clone ")
+    assert result.stderr.splitlines()[-1] == (
+        "wpclone clone: error: argument --ttl: a time to live of 5m is out of bounds: it must be at least "
+        "10m and at most 7d (10-10080 minutes), e.g. 90m, 2h or 3d."
+    )
+    assert result.stdout == ""
+    assert api.call("GET", CLONES).json() == before, "a refused request creates nothing"
 
 
 @pytest.mark.parametrize(
@@ -270,9 +293,10 @@ def test_failed_job_exits_1_with_its_error(wpclone: Run, api: Api, source_site: 
     api.trigger("wp_clone", job_id, {"source_url": unknown})
     waited = wpclone("status", job_id, "--wait")
     assert waited.returncode == 1, waited.stdout + waited.stderr
-    assert waited.stderr == (
+    assert waited.stderr == (  # a task cannot list the connections' sources: it says how to name one
         f"wpclone: job {job_id} failed: {unknown} is not a registered source site "
-        f"(registered: {source_site.url}).\n"
+        f"(registered: {source_site.url}); a source registered as an Airflow connection is found by its "
+        "name: set the job's source param to it.\n"
     )
     last = PROGRESS_LINE.match(waited.stdout.splitlines()[-1])
     assert last and last.groups()[:2] == ("100", "failed"), waited.stdout

@@ -91,7 +91,7 @@ def test_a_source_added_as_a_connection_over_rest_is_listed_and_cloned(
     with http_opener().open(url, timeout=60) as response:
         status, page = response.status, response.read().decode()
     assert status == 200
-    assert f"<title>{TITLE}" in page
+    assert f"<title>[STAGING] {TITLE}" in page  # the clone says it is staging in every title
     assert f"{url}wp-content/themes/{THEME}/style.css" in page, "the child theme is not the clone's theme"
     assert count_forms(page, HOSTS) == {}, "the clone's page links to the source"
 

@@ -32,7 +32,7 @@ def test_register_another_site_and_clone_it_with_the_cli(
         with http_opener().open(url, timeout=60) as response:
             status, page = response.status, response.read().decode()
         assert status == 200
-        assert f"<title>{TITLE}" in page
+        assert f"<title>[STAGING] {TITLE}" in page  # the clone says it is staging in every title
         assert f"{url}wp-content/themes/{THEME}/style.css" in page, "the child theme is not the clone's theme"
         assert "Fjordside Kooperativ · laget med ☕ og 🌊" in page, "the child theme's footer is missing"
         assert count_forms(page, HOSTS) == {}, "the clone's page links to the source"

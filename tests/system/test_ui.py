@@ -204,6 +204,7 @@ def test_trigger_clone_from_the_ui_and_see_it_succeed(
             "ttl_minutes": TTL_MINUTES,
             "clone_id": clone_id,
             "copy_mode": "everything",
+            "source": None,  # a configured source: no connection's name
         }
 
         # The UI goes to the new run's page; its state badge (next to the run's heading) follows the run.
