@@ -172,7 +172,7 @@ def _renders(url: str, clone_site: SiteConfig) -> str:
 
 def test_front_page_and_a_post_render(clone_site: SiteConfig) -> None:
     html = _renders(f"{clone_site.url}/", clone_site)
-    assert f"<title>{TITLE}" in html
+    assert f"<title>[STAGING] {TITLE}" in html
     assert "Fjordside Kooperativ · laget med ☕ og 🌊" in html  # the child theme's footer part
     status, _, css = _get(f"{clone_site.url}/wp-content/themes/{THEME}/style.css?ver=1.4.2")
     assert status == 200 and b"Template: twentytwentythree" in css
