@@ -325,6 +325,20 @@ def _migration_lock_name(schema: str) -> str:
     return name if len(name) <= 64 else "wpclone.migrate." + hashlib.sha1(schema.encode()).hexdigest()
 
 
+def _plan_row(plan: ClonePlan, job_id: str) -> tuple[Any, ...]:
+    """A clone row's values from its plan, in the order accept and reserve insert them: source URL, URL,
+    database, copy mode, expiry, then ``job_id`` as the last job and the lock."""
+    return (
+        plan.source.url,
+        plan.url,
+        plan.db_name,
+        CopyMode(plan.copy_mode).value,
+        utc_naive(plan.expires_at),
+        job_id,
+        job_id,
+    )
+
+
 class Registry:
     """The clone registry in ``schema`` (default ``wpclone_control``) reached through ``connect``."""
 
@@ -636,17 +650,7 @@ class Registry:
                 "`requested_by`) VALUES (%s, 'accepted', %s, %s, %s, %s, UTC_TIMESTAMP(6), %s, "
                 "UTC_TIMESTAMP(6), %s, %s, %s) "
                 f"ON DUPLICATE KEY UPDATE {updates}, `status` = IF({took}, 'accepted', `status`)",
-                (
-                    clone_id,
-                    plan.source.url,
-                    plan.url,
-                    plan.db_name,
-                    CopyMode(plan.copy_mode).value,
-                    utc_naive(plan.expires_at),
-                    job_id,
-                    job_id,
-                    requested_by[:MAX_JOB_ID],
-                ),
+                (clone_id, *_plan_row(plan, job_id), requested_by[:MAX_JOB_ID]),
             )
             record = self._get(s, clone_id)
         if record is None or record.lock_job_id != job_id:
@@ -680,15 +684,7 @@ class Registry:
             if len(value) > MAX_URL:
                 raise RegistryError(f"the {what} is longer than {MAX_URL} characters.")
         check_identifier(plan.db_name, "database name")
-        values = (
-            plan.source.url,
-            plan.url,
-            plan.db_name,
-            CopyMode(plan.copy_mode).value,
-            utc_naive(plan.expires_at),
-            job_id,
-            job_id,
-        )
+        values = _plan_row(plan, job_id)
         with self._session() as s:
             # Insert unless the id exists (no-op update on the primary key; strict mode stays in force).
             s.execute(
