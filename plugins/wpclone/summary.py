@@ -13,6 +13,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from wpclone.jobs import JobStatus, JobStatusResponse, JobType
+from wpclone.timewords import utc_text
 
 NOTE_LIMIT = 1000  # Airflow's dag_run_note.content
 FOLLOWED_SHOWN = 3
@@ -121,7 +122,7 @@ def expiry_text(expires_at: datetime | str | None, now: datetime | None = None) 
     if not expires_at:
         return None
     moment = datetime.fromisoformat(expires_at) if isinstance(expires_at, str) else expires_at
-    return f"{in_words(moment - (now or datetime.now(UTC)))} ({moment.astimezone(UTC):%Y-%m-%d %H:%M} UTC)"
+    return f"{in_words(moment - (now or datetime.now(UTC)))} ({utc_text(moment)})"
 
 
 def login_line(clone_id: str) -> str:
