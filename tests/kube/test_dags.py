@@ -15,7 +15,6 @@ must leave no object with the clone's labels, and no database.
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -164,8 +163,9 @@ def kube_env(
         "http_proxy": proxy.url,
         "no_proxy": "localhost,127.0.0.1,.localhost",
     }
-    saved = {key: os.environ.get(key) for key in env}
-    os.environ.update(env)
+    patch = pytest.MonkeyPatch()  # module-scoped: the function fixture cannot be used
+    for key, value in env.items():
+        patch.setenv(key, value)
     with admin_db.connect() as conn, conn.cursor() as cur:
         cur.execute(f"DROP DATABASE IF EXISTS {SCHEMA}")
     Registry.from_endpoint(admin_db, SCHEMA).migrate()
@@ -180,11 +180,7 @@ def kube_env(
         admin.drop_database_and_user(name, name, user_host="%")
     yield proxy
     proxy.stop()
-    for key, value in saved.items():
-        if value is None:
-            os.environ.pop(key, None)
-        else:
-            os.environ[key] = value
+    patch.undo()
 
 
 @pytest.fixture(scope="module")
