@@ -17,7 +17,9 @@ suggestions are the configured names and the `AIRFLOW_CONN_WPCLONE_SOURCE_*` var
 description states its rule in words; the form checks no pattern itself, so a bad value is refused by
 Airflow's trigger before a run is created, and the plugin says which rule it broke, in words
 (wpclone.api.form). The TTL's bounds are exclusive ones, which the form's number field does not clamp: a
-TTL out of range is refused, never silently changed.
+TTL out of range is refused, never silently changed. **New clone** in the UI's navigation (the plugin's page)
+offers every registered source, connections included, as a closed choice and says each field's rule beside
+the field as it is typed.
 
 **Tasks**: validate_request → reserve_clone → create_database → copy_database ∥ copy_content → deploy_site
 (serves the site and waits until it is right) → apply_staging_safety (noindex header and option, no outgoing

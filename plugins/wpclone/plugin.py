@@ -1,6 +1,7 @@
 """The Airflow plugin (entry point ``airflow.plugins``): mounts the jobs API under ``/wpclone``, adds the
-listener that writes each job's outcome as its run's note (wpclone.airflow.listener) and the API server's
-middleware that says a refused trigger form field's rule in words (wpclone.api.form).
+listener that writes each job's outcome as its run's note (wpclone.airflow.listener), the API server's
+middleware that says a refused trigger form field's rule in words (wpclone.api.form) and "New clone" in the
+UI's navigation: the jobs API's new-clone page (wpclone.api.pages) as an external view.
 
 The app is built on first use, so the components that load plugins but serve no HTTP (scheduler, DAG
 processor, workers) never import FastAPI routes or Airflow's API security.
@@ -21,6 +22,15 @@ URL_PREFIX = "/wpclone"
 class WpclonePlugin(AirflowPlugin):
     name = "wpclone"
     listeners = [listener]  # noqa: RUF012 (AirflowPlugin's own attribute is a plain list)
+    external_views = [  # noqa: RUF012 (as above)
+        {
+            "name": "New clone",
+            "href": URL_PREFIX + "/ui/new-clone",
+            "url_route": "new-clone",
+            "destination": "nav",
+            "nav_top_level": True,
+        }
+    ]
 
     @cached_property
     def fastapi_apps(self) -> list[dict[str, Any]]:  # type: ignore[override]

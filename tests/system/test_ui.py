@@ -18,6 +18,7 @@ import secrets
 import shutil
 import string
 from collections.abc import Iterator
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlsplit
@@ -308,6 +309,71 @@ def test_the_runs_note_says_where_how_to_log_in_and_when_it_expires(
         page.goto(link.json()["url"])  # the same link again: used up
         expect(page.get_by_text("this login link was used already")).to_be_visible()
         page.screenshot(path=artifacts / "08-login-link-used-twice.png")
+
+
+def test_the_new_clone_page_says_each_fields_rule_beside_it_and_follows_the_clone(
+    page: Page, airflow: LocalAirflow, api: Api, source_site: SiteConfig, artifacts: Path, clone_id: str
+) -> None:
+    """The "New clone" page in Airflow's navigation: the sources as a closed choice, each bad field's rule in
+    words beside it before any job is asked for, then the clone started, followed to its URL and a way in."""
+    posted: list[str] = []
+    page.on(
+        "request",
+        lambda r: (
+            posted.append(r.url) if r.method == "POST" and urlsplit(r.url).path.endswith("/clones") else None
+        ),
+    )
+    with on_failure(page, artifacts, "new-clone-page"):
+        log_in(page, airflow, artifacts)
+        page.get_by_role("link", name="New clone").click()
+        page.wait_for_url(lambda url: urlsplit(url).path == "/plugin/new-clone")
+        form = page.frame_locator("iframe").first
+        source = form.get_by_label("Source site URL")
+        expect(source.locator("option")).not_to_have_count(0)
+        offered = source.locator("option").evaluate_all("options => options.map(option => option.value)")
+        assert source_site.url in offered, offered
+        assert source.input_value() == offered[0]  # the first registered source is the default
+
+        form.get_by_label("Clone id").fill("Bad_Clone")
+        form.get_by_label("Time to live (minutes)").fill("8")
+        form.get_by_label("unit").select_option("days")
+        expect(form.locator("#clone_id-error")).to_have_text(f"Clone id {FIELD_RULES['clone_id']}.")
+        expect(form.locator("#ttl_minutes-error")).to_have_text(
+            f"Time to live (minutes) {FIELD_RULES['ttl_minutes']}."
+        )
+        expect(form.get_by_label("Clone id")).to_have_attribute("aria-invalid", "true")
+        expect(form.get_by_role("button", name="Clone", exact=True)).to_be_disabled()
+        page.screenshot(path=artifacts / "09-new-clone-page-refused.png")
+        assert posted == [], f"a job was asked for with bad fields: {posted}"
+
+        source.select_option(source_site.url)
+        form.get_by_label("Clone id").fill(clone_id)
+        form.get_by_label("Time to live (minutes)").fill(str(TTL_MINUTES))
+        form.get_by_label("unit").select_option("minutes")
+        expect(form.locator("#clone_id-error")).to_be_empty()
+        expect(form.locator("#ttl_minutes-error")).to_be_empty()
+        form.get_by_role("button", name="Clone", exact=True).click()
+        expect(form.locator("#job-id")).to_have_text(re.compile(r"^clone-"))
+        job_id = form.locator("#job-id").inner_text()
+        run_link = form.get_by_role("link", name="its run in Airflow")
+        expect(run_link).to_have_attribute("href", f"../../dags/{DAG_ID}/runs/{job_id}")
+        clone_url = form.locator("#clone-url")
+        expect(clone_url).to_be_visible(timeout=RUN_TIMEOUT_MS)
+        page.screenshot(path=artifacts / "10-new-clone-page-ready.png")
+        with page.expect_popup() as popup:
+            form.get_by_role("button", name="Log in to wp-admin").click()
+        admin = popup.value
+        admin.wait_for_url(f"{clone_url.inner_text()}wp-admin/")
+        expect(admin).to_have_title(re.compile(r"^\[STAGING\] Dashboard"))
+        admin.screenshot(path=artifacts / "11-new-clone-page-login.png")
+        run_link.click()  # from the frame, Airflow's page moves to the run
+        page.wait_for_url(lambda url: unquote(urlsplit(url).path) == f"/dags/{DAG_ID}/runs/{job_id}")
+
+    record = api.call("GET", f"/wpclone/api/v1/clones/{clone_id}").json()
+    assert record["status"] == "ready" and record["last_job_id"] == job_id, record
+    lifetime = datetime.fromisoformat(record["expires_at"]) - datetime.fromisoformat(record["created_at"])
+    assert abs(lifetime.total_seconds() - TTL_MINUTES * 60) < 120, record  # 30 minutes, not 30 days
+    assert len(posted) == 1, posted
 
 
 def test_the_jobs_api_docs_render_with_the_internet_cut_off(

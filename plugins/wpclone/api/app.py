@@ -46,6 +46,7 @@ from sqlalchemy.orm import Session
 from wpclone import jobs, login
 from wpclone.airflow import runparams
 from wpclone.airflow.services import registry, services
+from wpclone.api import pages
 from wpclone.api.dispatch import Dispatcher, airflow_trigger, is_stale
 from wpclone.api.runs import build_execution_api, cancel, find_run, job_status, warm_up
 from wpclone.errors import (
@@ -292,6 +293,8 @@ def create_app() -> FastAPI:
     _add_source_routes(app)
     _add_expiry_routes(app)
     _add_login_routes(app)
+    _add_check_routes(app)
+    pages.add_page_routes(app, API_PREFIX)
     return app
 
 
@@ -647,3 +650,61 @@ def _add_login_routes(app: FastAPI) -> None:
         response.headers["Cache-Control"] = "no-store"
         log.info("one-time login link to clone %s given to %s", clone_id, user.get_name())
         return link
+
+
+class FieldError(BaseModel):
+    """A field's refusal: its rule in words when it has one (``rule``), else the check's sentence."""
+
+    field: str
+    detail: str
+    rule: str | None = None
+
+
+class CloneCheck(BaseModel):
+    """The answer of ``POST /clones/check``: every field's refusal, or the clone id and URL it would get."""
+
+    ok: bool
+    errors: list[FieldError]
+    clone_id: str | None = None  # when the request names one (an empty one is generated at the start)
+    url: str | None = None
+
+
+def check_clone_fields(svc: Services, body: dict[str, Any]) -> CloneCheck:
+    """A clone request checked field by field as ``POST /clones`` would check it, creating nothing: each
+    field's first refusal (its rule in words), then whether the source is registered and the clone id free."""
+    try:
+        request = CloneRequest(**body)
+    except ValidationError as exc:
+        seen: dict[str, FieldError] = {}
+        for error in exc.errors():
+            field = error_field(error) or "request"
+            if field not in seen:
+                rule = FIELD_RULES.get(field)
+                sentence = validation_sentence([error], FIELD_RULES)
+                said_rule = rule if rule and rule in sentence else None
+                seen[field] = FieldError(field=field, detail=sentence, rule=said_rule)
+        return CloneCheck(ok=False, errors=list(seen.values()))
+    try:
+        svc.sources.find(request.source_url, request.source)
+    except BadRequest as exc:
+        return CloneCheck(ok=False, errors=[FieldError(field="source_url", detail=describe(exc))])
+    if request.clone_id is None:
+        return CloneCheck(ok=True, errors=[])
+    try:
+        _, _, clone_id = clone.check_clone_request(svc, request.model_dump(mode="json"))
+    except BadRequest as exc:  # the source was found: what is left is the clone id's
+        return CloneCheck(ok=False, errors=[FieldError(field="clone_id", detail=describe(exc))])
+    return CloneCheck(ok=True, errors=[], clone_id=clone_id, url=svc.runtime.clone_url(clone_id))
+
+
+def _add_check_routes(app: FastAPI) -> None:
+    """``POST /clones/check``: a clone request's fields checked before anything runs (the new-clone page)."""
+
+    @app.post(
+        f"{API_PREFIX}/clones/check",
+        response_model=CloneCheck,
+        summary="Check a clone request field by field without starting anything",
+    )
+    def check_clone(body: dict[str, Any], user: UserDep) -> CloneCheck:
+        authorize(user, "POST", jobs.DAG_OF_TYPE[JobType.CLONE])
+        return check_clone_fields(_services(), body)
