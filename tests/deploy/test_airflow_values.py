@@ -239,17 +239,42 @@ def test_the_pool_is_provisioned_by_every_install_and_upgrade(
     assert provision.build_parser().parse_args([]).heavy_slots == int(env()["WPCLONE_HEAVY_SLOTS"])
 
 
-def test_the_worker_slots_fit_twenty_concurrent_clones() -> None:
-    """Each clone runs one task at a time except its two copy steps, which the heavy pool bounds."""
+def clones_carried(workers: int) -> int:
+    """Concurrent clones ``workers`` Celery workers carry: each clone runs one task at a time except its two
+    copy steps, and the heavy pool bounds those (docs/deploy.md, "Sizing")."""
     v = values()
-    heavy = int(env()["WPCLONE_HEAVY_SLOTS"])
-    slots = v["workers"]["replicas"] * int(v["config"]["celery"]["worker_concurrency"])
-    needed = heavy + CONCURRENT_CLONES
-    assert slots >= needed, f"{slots} worker slots < {needed} (heavy {heavy} + one per clone)"
-    core = v["config"]["core"]
-    assert core["parallelism"] >= needed
-    assert core["max_active_tasks_per_dag"] >= needed and core["max_active_runs_per_dag"] >= CONCURRENT_CLONES
+    slots = workers * int(v["config"]["celery"]["worker_concurrency"])
+    return slots - int(env()["WPCLONE_HEAVY_SLOTS"])
+
+
+def test_the_worker_slots_fit_twenty_concurrent_clones_at_rest() -> None:
+    v = values()
+    assert v["workers"]["keda"]["minReplicaCount"] == v["workers"]["replicas"]
+    assert clones_carried(v["workers"]["keda"]["minReplicaCount"]) >= CONCURRENT_CLONES
     assert v["executor"] == "CeleryExecutor"
+
+
+def test_workers_scale_with_queued_work_and_airflow_admits_what_they_carry() -> None:
+    keda = values()["workers"]["keda"]
+    assert keda["enabled"] and "query" not in keda  # the chart's: (queued + running) / worker_concurrency
+    assert keda["maxReplicaCount"] > keda["minReplicaCount"]
+    most = clones_carried(keda["maxReplicaCount"])
+    heavy = int(env()["WPCLONE_HEAVY_SLOTS"])
+    core = values()["config"]["core"]
+    assert core["parallelism"] >= most + heavy
+    assert core["max_active_tasks_per_dag"] >= most + heavy and core["max_active_runs_per_dag"] >= most
+    # A worker scaled away finishes its tasks: the grace period outlasts the cool-down's decision.
+    assert values()["workers"]["terminationGracePeriodSeconds"] >= 600
+
+
+def test_the_docs_state_the_capacity_the_values_give() -> None:
+    keda = values()["workers"]["keda"]
+    text = " ".join((REPO / "docs" / "deploy.md").read_text().split())
+    least, most = clones_carried(keda["minReplicaCount"]), clones_carried(keda["maxReplicaCount"])
+    workers = f"{keda['minReplicaCount']}-{keda['maxReplicaCount']} workers"
+    said = f"{workers} carry {least}-{most} concurrent clones"
+    assert said in text
+    assert said in " ".join((REPO / "README.md").read_text().split())
 
 
 def test_every_airflow_option_we_set_exists() -> None:
