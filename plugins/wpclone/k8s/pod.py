@@ -71,7 +71,7 @@ from airflow.models.xcom import XCOM_RETURN_KEY
 from airflow.providers.cncf.kubernetes.kubernetes_helper_functions import PodLaunchFailedException
 from airflow.providers.cncf.kubernetes.operators.pod import KubernetesPodOperator
 from airflow.providers.cncf.kubernetes.utils.container import get_container_termination_message
-from airflow.sdk.exceptions import AirflowRescheduleException, AirflowSkipException
+from airflow.sdk.exceptions import AirflowRescheduleException, AirflowSkipException, AirflowTaskTimeout
 from kubernetes.client import models as k8s
 
 from wpclone.airflow.runparams import resolve
@@ -98,6 +98,7 @@ from wpclone.k8s.startup import start_problem, timeout_sentence
 from wpclone.models import CLONE_ID_RE, ClonePlan
 from wpclone.runtimes.base import CLONE_ID_LABEL, MANAGED_BY, MANAGED_BY_LABEL
 from wpclone.runtimes.kubernetes import KubernetesRuntime
+from wpclone.runtimes.limits import task_timed_out
 from wpclone.runtimes.stepspec import (
     STEP_COMMAND,
     BackupAccess,
@@ -421,6 +422,8 @@ class StepPodOperator(KubernetesPodOperator):
         )
         if sentence is None and self.start_failure:
             sentence = self.start_failure
+        if isinstance(exc, AirflowTaskTimeout):  # on_kill deletes the pod once this returns
+            sentence = task_timed_out(self.task_id, self.execution_timeout)
         if sentence is None:
             first = (str(exc).strip().splitlines() or [type(exc).__name__])[0].rstrip(".")
             sentence = f"The {self.step_name} step failed: {first}."[:MAX_ERROR_CHARS]
