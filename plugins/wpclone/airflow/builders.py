@@ -321,7 +321,7 @@ def build_clone_dag(dag_id: str = "wp_clone", doc_md: str | None = None) -> DAG:
 def delete_clone_group(clone_id: str) -> Any:
     """The one way a clone is deleted: used by wp_delete (one clone) and wp_ttl_cleanup (mapped)."""
 
-    @task(task_id="begin_delete", execution_timeout=waiting_limit(delete_wait()))
+    @task(task_id="begin_delete")
     @records_error
     def begin_delete(clone_id: str, **context: Any) -> str:
         delete.begin_delete(services(), clone_id, context["run_id"])
@@ -376,7 +376,8 @@ def build_delete_dag(dag_id: str = "wp_delete", doc_md: str | None = None) -> DA
         },
     ) as dag:
 
-        @task(task_id="validate_request")  # bad input fails at once (AirflowFailException): no retry
+        # Bad input fails at once (AirflowFailException): no retry; a clone still being made is waited for.
+        @task(task_id="validate_request", execution_timeout=waiting_limit(delete_wait()))
         @records_error
         def validate_request(**context: Any) -> list[str]:
             return delete.validate_delete(services(), context["params"])
