@@ -375,7 +375,6 @@ def build_delete_dag(dag_id: str = "wp_delete", doc_md: str | None = None) -> DA
             )
         },
     ) as dag:
-
         # Bad input fails at once (AirflowFailException): no retry; a clone still being made is waited for.
         @task(task_id="validate_request", execution_timeout=waiting_limit(delete_wait()))
         @records_error

@@ -17,7 +17,6 @@ the task runs, strikes first, with the sentence ``<task> timed out after N s (li
 
 from __future__ import annotations
 
-from datetime import timedelta
 from typing import Any
 
 from airflow.providers.standard.operators.python import PythonOperator
@@ -32,7 +31,7 @@ from wpclone.config import load_config
 from wpclone.errors import StepFailed
 from wpclone.k8s.settings import KubernetesSettings
 from wpclone.models import ClonePlan, RuntimeKind
-from wpclone.runtimes.limits import STEP_GRACE_S, task_timed_out
+from wpclone.runtimes.limits import step_execution_timeout, task_timed_out
 from wpclone.runtimes.local import LocalRuntime
 from wpclone.runtimes.stepspec import Step, check_step
 from wpclone.settings import TimeLimits
@@ -42,25 +41,19 @@ def step_operator(kind: RuntimeKind, step: Step, *, plan_xcom: str, **operator_k
     """The operator running ``step`` on runtime ``kind`` for the clone whose ClonePlan (JSON) is the XCom
     of ``plan_xcom``; ``operator_kwargs`` (``pool``, ``retries``, ...) go to the operator; its
     ``execution_timeout`` is :func:`step_execution_timeout` unless they give one."""
-    operator_kwargs.setdefault("execution_timeout", step_execution_timeout())
     if kind is RuntimeKind.KUBERNETES:
         from wpclone.k8s.pod import step_pod_operator  # noqa: PLC0415 (the kubernetes provider and client: that runtime only)
 
         settings = KubernetesSettings.from_env()
         return step_pod_operator(step, plan_xcom=plan_xcom, settings=settings, **operator_kwargs)
     check_step(step)
+    operator_kwargs.setdefault("execution_timeout", step_execution_timeout())
     return PythonOperator(
         task_id=step.task_id,
         python_callable=run_local_step,
         op_kwargs={"step": step, "plan_xcom": plan_xcom},
         **operator_kwargs,
     )
-
-
-def step_execution_timeout(limits: TimeLimits | None = None) -> timedelta:
-    """Airflow's limit of a step's task: the step's ceiling (WPCLONE_STEP_TIMEOUT_CEILING_S) and a grace."""
-    limits = TimeLimits.from_env() if limits is None else limits
-    return timedelta(seconds=limits.step_ceiling_s + STEP_GRACE_S)
 
 
 def run_local_step(step: Step, plan_xcom: str, **context: Any) -> dict[str, Any]:

@@ -55,6 +55,12 @@ class StepLimit:
         return f"{task_id} timed out after {elapsed:.0f} s ({limit}); the step was killed."
 
 
+def step_execution_timeout(limits: TimeLimits | None = None) -> timedelta:
+    """Airflow's limit of a step's task: the step's ceiling (WPCLONE_STEP_TIMEOUT_CEILING_S) and a grace."""
+    limits = TimeLimits.from_env() if limits is None else limits
+    return timedelta(seconds=limits.step_ceiling_s + STEP_GRACE_S)
+
+
 def task_timed_out(task_id: str, limit: timedelta | None) -> str:
     """The sentence of a step task that Airflow's ``execution_timeout`` (``limit``) ended."""
     seconds = limit.total_seconds() if limit else 0.0
