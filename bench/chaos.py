@@ -25,7 +25,8 @@ has its first tables, then kills with SIGKILL:
   time. The stack's Airflow needs small limits for this: the script sets
   ``WPCLONE_STEP_TIMEOUT_FLOOR_S`` and ``_CEILING_S`` to ``--hang-limit`` (default 60 s) unless they are set,
   and restarts a running Airflow once so it takes them (the other scenarios of the same invocation run
-  under them too; a copy of the default source takes well under a minute).
+  under them too; a copy of the default source takes well under a minute). Airflow keeps them until it is
+  restarted (``python -m wpclone.local down``, then ``up``).
 
 Then each job must end ``completed`` (the clone answers over HTTP, its wp_posts rows equal the source's,
 every source wp_options row is there (WordPress adds transients once the clone serves pages), the registry
