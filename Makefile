@@ -65,7 +65,7 @@ bench: up         ## benchmarks: rewrite vs sed, copy vs raw dump|load, one clon
 bench-load: dev ## 3 rounds of 20 concurrent clones through the jobs API (accept/status latency, 20/20, nothing left)
 	@$(PY) bench/load.py
 
-bench-chaos: dev ## kill -9 a copy step, its task runner, every try, the scheduler: jobs recover cleanly
+bench-chaos: dev ## kill -9 a copy step, its task runner, every try, the scheduler; freeze a copy step: jobs recover cleanly
 	@$(PY) bench/chaos.py
 
 bench-restore: dev ## restore-backup of the demo site's backup vs copy-database of the same data (ratio)

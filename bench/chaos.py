@@ -18,6 +18,15 @@ has its first tables, then kills with SIGKILL:
   The scheduler is started again by hand (``airflow scheduler`` with LocalAirflow.env(), its own session,
   log in <airflow home>/chaos-scheduler.log); at the end of the scenario it is stopped and the standalone
   restarted, so the stack is as before. Processes the dead scheduler leaves behind are reported.
+- ``hang``: the step is frozen (SIGSTOP, not killed): it neither copies nor fails, like a stalled source or
+  a wedged ``mariadb`` client. Its time limit must strike: the step (stopped) and its clients killed within
+  the limit, the try failed with the sentence "copy_database timed out after N s (limit ...)" (read from
+  the try's log), then the retry completes (or the job fails and rolls back) within the limit and a retry's
+  time. The stack's Airflow needs small limits for this: the script sets
+  ``WPCLONE_STEP_TIMEOUT_FLOOR_S`` and ``_CEILING_S`` to ``--hang-limit`` (default 60 s) unless they are set,
+  and restarts a running Airflow once so it takes them (the other scenarios of the same invocation run
+  under them too; a copy of the default source takes well under a minute). Airflow keeps them until it is
+  restarted (``python -m wpclone.local down``, then ``up``).
 
 Then each job must end ``completed`` (the clone answers over HTTP, its wp_posts rows equal the source's,
 every source wp_options row is there (WordPress adds transients once the clone serves pages), the registry
@@ -28,7 +37,7 @@ killed, when (seconds into the job, which tasks were running) and the outcome; e
 neither completed nor rolled back cleanly, or something is left behind.
 
     WPCLONE_STATE_DIR=$PWD/.local/h-bench .venv/bin/python bench/chaos.py \\
-        [--scenario step runner exhaust scheduler] [--posts 30000]
+        [--scenario step runner exhaust scheduler hang] [--posts 30000] [--hang-limit 60]
 """
 
 from __future__ import annotations
@@ -36,6 +45,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
+import re
 import secrets
 import signal
 import subprocess
@@ -64,13 +74,20 @@ from _common import (
     start_stack,
 )
 
+from wpclone.local.airflow import LocalAirflow
 from wpclone.local.procs import group_alive, kill_group
+from wpclone.local.settings import StackSettings
 from wpclone.models import clone_db_name
+from wpclone.settings import STEP_TIMEOUT_CEILING, STEP_TIMEOUT_FLOOR, TimeLimits
 
-SCENARIOS = ("step", "runner", "exhaust", "scheduler")
+SCENARIOS = ("step", "runner", "exhaust", "scheduler", "hang")
 DEFAULT_POSTS = 30000
 FIND_TIMEOUT_S = 300.0  # until the copy step runs (it may queue on the heavy pool)
 JOB_TIMEOUT_S = 900.0  # a task whose runner vanished is failed by the heartbeat timeout (5 min default)
+DEFAULT_HANG_LIMIT_S = 60
+HANG_SLACK_S = 15.0  # beyond the step's limit: the runtime's kill, the try's end, the poll
+AFTER_HANG_S = 240.0  # after the stopped step is gone: the retry's delay, a whole copy, the rest of the job
+TIMED_OUT = re.compile(r"copy_database timed out after \d+ s \(limit for [^)]*\); the step was killed\.")
 
 
 @dataclass
@@ -132,11 +149,21 @@ def wait_for_copy(stack: Stack, outcome: Outcome, clone_url: str, t0: float) -> 
     return None
 
 
-def kill(outcome: Outcome, t0: float, proc: Proc, what: str, *, api: Api, stack: Stack) -> None:
+def kill(
+    outcome: Outcome,
+    t0: float,
+    proc: Proc,
+    what: str,
+    *,
+    api: Api,
+    stack: Stack,
+    sig: signal.Signals = signal.SIGKILL,
+) -> None:
     tables = table_count(stack, clone_db_name(outcome.clone_id))
     running = running_tasks(api, outcome.job_id)  # just before the kill
-    os.kill(proc.pid, signal.SIGKILL)
-    text = f"kill -9 {what}: {proc} -- {tables} table(s) in the clone's database; Airflow: {running}"
+    os.kill(proc.pid, sig)
+    text = f"kill -{sig.name[3:]} {what}: {proc} -- {tables} table(s) in the clone's database; "
+    text += f"Airflow: {running}"
     outcome.killed.append(f"+{time.monotonic() - t0:.1f} s {what} pid {proc.pid} ({running})")
     outcome.event(t0, text)
 
@@ -214,6 +241,11 @@ def scenario_kill(
     if outcome.scenario == "step":
         kill(outcome, t0, step, "the copy-database step process", api=api, stack=stack)
         return children
+    if outcome.scenario == "hang":
+        kill(outcome, t0, step, "the copy-database step process", api=api, stack=stack, sig=signal.SIGSTOP)
+        state = next((p.state for p in processes(lambda p: p.pid == step.pid)), "gone")
+        outcome.event(t0, f"the step's state after SIGSTOP: {state} (T: stopped)")
+        return [step, *children]
     if outcome.scenario == "runner":
         runner = next((p for p in proc_tree(sid) if p.pid == step.ppid), None)
         if runner is None:
@@ -329,6 +361,7 @@ class Watcher:
         self.killed_at = time.monotonic()
         self.message: str | None = None
         self.overlap = False
+        self.gone_after: dict[int, float] = {}  # watched pid -> seconds after the kill it was seen gone
 
     def __call__(self, trace: JobTrace, body: dict[str, Any]) -> None:
         outcome, t0 = self.outcome, self.t0
@@ -340,6 +373,7 @@ class Watcher:
                 after = time.monotonic() - self.killed_at
                 outcome.event(t0, f"watched process {proc.pid} is gone, {after:.1f} s after the kill")
                 self.watched.remove(proc)
+                self.gone_after[proc.pid] = after
                 if outcome.scenario == "runner" and after > 1.0:
                     outcome.warnings.append(
                         f"process {proc.pid} outlived its killed task runner by ~{after:.0f} s "
@@ -366,6 +400,56 @@ class Watcher:
             else:
                 self.outcome.problems.append(f"still running after the job ended: {proc}")
                 print(f"  ORPHAN {proc}")
+
+
+def check_hang(
+    api: Api, outcome: Outcome, watcher: Watcher, trace: JobTrace, *, limit_s: float, stopped: int
+) -> None:
+    """The hang scenario's own checks: the stopped step killed within its limit, the try's sentence, the
+    job final within a retry's time after that."""
+    if not outcome.killed:
+        return
+    gone = watcher.gone_after.get(stopped)
+    if gone is None:
+        outcome.problems.append(f"the stopped step {stopped} was never seen gone")
+    elif gone > limit_s + HANG_SLACK_S:
+        outcome.problems.append(
+            f"the stopped step lived {gone:.0f} s after its SIGSTOP, past its {limit_s:.0f} s limit"
+        )
+    final_at = trace.final_at
+    if final_at is not None and gone is not None:
+        after = final_at - (watcher.killed_at + gone)
+        outcome.event(watcher.t0, f"the job was final {after:.0f} s after the stopped step was killed")
+        if after > AFTER_HANG_S:
+            outcome.problems.append(
+                f"the job took {after:.0f} s after the timeout to end (> {AFTER_HANG_S:.0f} s)"
+            )
+    try:
+        response = api.call(
+            "GET", f"/api/v2/dags/wp_clone/dagRuns/{outcome.job_id}/taskInstances/copy_database/logs/1"
+        )
+        said = TIMED_OUT.search(response.text)
+    except Exception as exc:
+        outcome.problems.append(f"the first try's log is unreadable: {exc}")
+        return
+    if said:
+        outcome.event(watcher.t0, f"the first try's log says: {said[0]}")
+    else:
+        outcome.problems.append(
+            f"the first try's log (HTTP {response.status_code}) has no timed-out sentence"
+        )
+
+
+def hang_limits(limit_s: int) -> bool:
+    """Small step limits in this environment (the stack's Airflow inherits it) unless set; whether a running
+    Airflow must restart to take them."""
+    set_here = False
+    for name in (STEP_TIMEOUT_FLOOR, STEP_TIMEOUT_CEILING):
+        if not os.environ.get(name):
+            os.environ[name] = str(limit_s)
+            set_here = True
+    TimeLimits.from_env()  # refuses contradictory limits before anything starts
+    return set_here and LocalAirflow(StackSettings.load()).pid() is not None
 
 
 def restart_airflow(stack: Stack, api: Api, outcome: Outcome, scheduler: Scheduler, left: list[Proc]) -> None:
@@ -404,6 +488,9 @@ def run_scenario(stack: Stack, api: Api, scenario: str, tag: str) -> Outcome:
         poll_jobs(api, [trace], JOB_TIMEOUT_S, interval=0.5, on_poll=watcher)
         outcome.event(t0, f"job {trace.status}; copy_database: {tries_summary(api, outcome.job_id)}")
         check_outcome(stack, outcome, trace)
+        if scenario == "hang":
+            limit = TimeLimits.from_env().step_ceiling_s
+            check_hang(api, outcome, watcher, trace, limit_s=limit, stopped=watched[0].pid if watched else 0)
         watcher.report_left()
     finally:
         if scenario == "scheduler":
@@ -424,9 +511,21 @@ def main() -> int:
     parser.add_argument(
         "--posts", type=int, default=DEFAULT_POSTS, help=f"source posts (default {DEFAULT_POSTS})"
     )
+    parser.add_argument(
+        "--hang-limit",
+        type=int,
+        default=DEFAULT_HANG_LIMIT_S,
+        help=f"the hang scenario's step time limit, seconds (default {DEFAULT_HANG_LIMIT_S})",
+    )
     args = parser.parse_args()
 
+    restart = "hang" in args.scenario and hang_limits(args.hang_limit)
     stack = start_stack(posts=args.posts)
+    if restart:
+        print("  restarting Airflow so it takes the hang scenario's step time limits")
+        stack.airflow.stop()
+        stack.airflow.start()
+        stack.pause_cleanup()
     print(f"source: {stack.source.url}, rows {stack.source_counts()}")
     api = Api(stack.airflow)
     tag = secrets.token_hex(2)

@@ -9,6 +9,10 @@ Reading is pure (``os.environ`` only), so the DAG files may read what they need 
   ``WPCLONE_CONTROL_SCHEMA`` (the registry's schema), ``WPCLONE_TASK_RETRIES``,
   ``WPCLONE_SITE_READY_TIMEOUT`` and ``WPCLONE_DELETE_WAIT`` (seconds), ``WPCLONE_HEAVY_SLOTS`` (the pool of
   copy steps, ``python -m wpclone.provision``); :class:`Settings` holds what a task reads of them.
+- Time limits (docs/operations.md "A stuck job"): ``WPCLONE_TASK_TIMEOUT_S`` (every task; a task that waits
+  a bounded wait of its own gets that wait and a minute more), ``WPCLONE_STEP_TIMEOUT_FLOOR_S``,
+  ``WPCLONE_STEP_TIMEOUT_CEILING_S`` and ``WPCLONE_STEP_MIN_MB_PER_S`` (a data-plane step's limit, sized to
+  its source: wpclone.runtimes.limits), ``WPCLONE_RUN_TIMEOUT_MINUTES`` (every DAG run); :class:`TimeLimits`.
 - The kubernetes runtime: ``WPCLONE_K8S_<FIELD>`` and the two images (:func:`kubernetes_env`, validated by
   wpclone.k8s.settings.KubernetesSettings).
 - The local stack: ``WPCLONE_STATE_DIR``, its ports and its Airflow's sizing (wpclone.local).
@@ -42,6 +46,11 @@ TASK_RETRIES = "WPCLONE_TASK_RETRIES"
 SITE_READY_TIMEOUT = "WPCLONE_SITE_READY_TIMEOUT"
 DELETE_WAIT = "WPCLONE_DELETE_WAIT"
 HEAVY_SLOTS = "WPCLONE_HEAVY_SLOTS"
+TASK_TIMEOUT = "WPCLONE_TASK_TIMEOUT_S"
+STEP_TIMEOUT_FLOOR = "WPCLONE_STEP_TIMEOUT_FLOOR_S"
+STEP_TIMEOUT_CEILING = "WPCLONE_STEP_TIMEOUT_CEILING_S"
+STEP_MIN_MB_PER_S = "WPCLONE_STEP_MIN_MB_PER_S"
+RUN_TIMEOUT = "WPCLONE_RUN_TIMEOUT_MINUTES"
 
 K8S_PREFIX = "WPCLONE_K8S_"
 K8S_OVERRIDES = {"toolbox_image": "WPCLONE_TOOLBOX_IMAGE", "wordpress_image": "WPCLONE_WORDPRESS_IMAGE"}
@@ -80,7 +89,7 @@ def _int(name: str, default: int, env: Env | None, minimum: int) -> int:
     return int(raw)
 
 
-def _seconds(name: str, default: float, env: Env | None) -> float:
+def _seconds(name: str, default: float, env: Env | None, unit: str = "seconds") -> float:
     raw = _get(name, env)
     if raw is None:
         return default
@@ -89,7 +98,7 @@ def _seconds(name: str, default: float, env: Env | None) -> float:
     except ValueError:
         value = -1.0
     if not value > 0:
-        raise ConfigError(f"{name} must be a number of seconds above 0, not {raw!r}.")
+        raise ConfigError(f"{name} must be a number of {unit} above 0, not {raw!r}.")
     return value
 
 
@@ -153,6 +162,47 @@ class Settings:
             site_ready_timeout=site_ready_timeout(env),
             delete_wait=delete_wait(env),
         )
+
+
+# -- time limits -----------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TimeLimits:
+    """How long a task, a data-plane step and a DAG run may take (docs/operations.md "A stuck job").
+
+    A step's limit is its source's size at ``step_mb_per_s``, kept between ``step_floor_s`` and
+    ``step_ceiling_s`` (wpclone.runtimes.limits); the run's limit is a last resort above every step's, as a
+    run that overruns it is failed with its rollback skipped (Airflow skips a timed-out run's teardowns).
+    """
+
+    task_s: float = 600.0
+    step_floor_s: float = 600.0
+    step_ceiling_s: float = 14400.0  # 4 h: a 14 GB source at 1 MB/s
+    step_mb_per_s: float = 1.0
+    run_minutes: int = 1440
+
+    @classmethod
+    def from_env(cls, env: Env | None = None) -> TimeLimits:
+        limits = cls(
+            task_s=_seconds(TASK_TIMEOUT, cls.task_s, env),
+            step_floor_s=_seconds(STEP_TIMEOUT_FLOOR, cls.step_floor_s, env),
+            step_ceiling_s=_seconds(STEP_TIMEOUT_CEILING, cls.step_ceiling_s, env),
+            step_mb_per_s=_seconds(STEP_MIN_MB_PER_S, cls.step_mb_per_s, env, unit="MB per second"),
+            run_minutes=_int(RUN_TIMEOUT, cls.run_minutes, env, minimum=1),
+        )
+        if limits.step_floor_s > limits.step_ceiling_s:
+            raise ConfigError(
+                f"{STEP_TIMEOUT_FLOOR}={limits.step_floor_s:g} is above {STEP_TIMEOUT_CEILING}="
+                f"{limits.step_ceiling_s:g}: the floor of a step's time limit must not exceed its ceiling."
+            )
+        if limits.run_minutes * 60 <= max(limits.step_ceiling_s, limits.task_s):
+            raise ConfigError(
+                f"{RUN_TIMEOUT}={limits.run_minutes} is not above the limit of a task "
+                f"({STEP_TIMEOUT_CEILING}={limits.step_ceiling_s:g} s, {TASK_TIMEOUT}={limits.task_s:g} s): "
+                "a run that times out skips its rollback, so its limit must be the last to strike."
+            )
+        return limits
 
 
 # -- the kubernetes runtime ------------------------------------------------------------------------------

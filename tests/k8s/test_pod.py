@@ -13,7 +13,7 @@ import json
 import os
 import socket
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 from unittest import mock
@@ -23,7 +23,7 @@ import pytest
 import yaml
 from airflow.providers.cncf.kubernetes.operators.pod import KubernetesPodOperator
 from airflow.sdk import DAG
-from airflow.sdk.exceptions import AirflowException, AirflowSkipException
+from airflow.sdk.exceptions import AirflowException, AirflowSkipException, AirflowTaskTimeout
 from kubernetes.client import ApiClient
 from kubernetes.client import models as k8s
 
@@ -618,3 +618,23 @@ def test_only_the_load_step_may_fetch_from_the_internet(k8s_dags: dict[str, DAG]
     assert rule["ports"] == [{"protocol": "TCP", "port": 443}]
     [peer] = rule["to"]
     assert {"10.0.0.0/8", "169.254.0.0/16", "127.0.0.0/8"} <= set(peer["ipBlock"]["except"])
+
+
+def test_a_step_pod_has_its_time_limit_and_a_timed_out_one_says_so(
+    runtime: KubernetesRuntime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("WPCLONE_STEP_TIMEOUT_CEILING_S", "900")
+    op, context, pod = build(runtime, COPY_DATABASE)
+    assert op.execution_timeout == timedelta(seconds=1020)  # the ceiling and the grace
+    assert pod["spec"]["activeDeadlineSeconds"] == 1020  # Kubernetes' own, should the worker be gone
+
+    def provider_execute(self: KubernetesPodOperator, context: Any) -> None:
+        raise AirflowTaskTimeout("Timeout, PID: 4242")  # what the task runner's SIGALRM raises
+
+    monkeypatch.setattr(KubernetesPodOperator, "execute", provider_execute)
+    with pytest.raises(AirflowTaskTimeout):
+        op.execute(context)
+    assert context["ti"].pushed == {
+        "error": "copy_database timed out after 1020 s (its task's limit: WPCLONE_STEP_TIMEOUT_CEILING_S "
+        "and 120 s more); the step was killed."
+    }

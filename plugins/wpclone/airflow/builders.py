@@ -5,6 +5,12 @@ given back into a typed :class:`~wpclone.models.ClonePlan` and calls one service
 sentence as XCom ``error`` first (:mod:`wpclone.airflow.xcom`). The data-plane steps are declared here
 (:class:`~wpclone.runtimes.stepspec.Step`) and run by the operator of the runtime the environment names
 (:func:`wpclone.airflow.steps.step_operator`). Nothing here does I/O at parse time.
+
+Time limits (wpclone.settings.TimeLimits, docs/operations.md "A stuck job"): every task's
+``execution_timeout`` is ``WPCLONE_TASK_TIMEOUT_S``, a task that waits a bounded wait of its own
+(the site's readiness, a delete's wait for a rollback) gets that wait and :data:`WAIT_GRACE_S` more, and a
+step's task its own (wpclone.airflow.steps); every DAG's ``dagrun_timeout`` is
+``WPCLONE_RUN_TIMEOUT_MINUTES``. A try that overruns fails (and may retry); the rollback, a teardown, runs.
 """
 
 from __future__ import annotations
@@ -40,10 +46,11 @@ from wpclone.models import (
 )
 from wpclone.runtimes.stepspec import ContentRole, DbRole, PlanValue, Step
 from wpclone.services import cleanup, clone, common, delete, restore
-from wpclone.settings import runtime_kind, task_retries
+from wpclone.settings import TimeLimits, delete_wait, runtime_kind, site_ready_timeout, task_retries
 
 TAGS = ["wpclone"]
 HEAVY_POOL = "wpclone_heavy"  # bounds concurrent copy steps against the shared MySQL (wpclone.provision)
+WAIT_GRACE_S = 60.0  # beyond a task's own bounded wait: its work before and after the wait
 
 
 def default_args() -> dict[str, Any]:
@@ -54,7 +61,14 @@ def default_args() -> dict[str, Any]:
         "retry_delay": timedelta(seconds=10),
         "retry_exponential_backoff": True,
         "max_retry_delay": timedelta(minutes=5),
+        "execution_timeout": timedelta(seconds=TimeLimits.from_env().task_s),
     }
+
+
+def waiting_limit(wait_s: float) -> timedelta:
+    """The ``execution_timeout`` of a task that waits up to ``wait_s`` itself: that wait and a grace,
+    never below every task's (WPCLONE_TASK_TIMEOUT_S)."""
+    return timedelta(seconds=max(TimeLimits.from_env().task_s, wait_s + WAIT_GRACE_S))
 
 
 PLAN = "validate_request"  # the task whose XCom is the job's ClonePlan
@@ -135,6 +149,7 @@ def _dag(dag_id: str, doc_md: str | None, **kwargs: Any) -> DAG:
         tags=TAGS,
         doc_md=doc_md,
         default_args=default_args(),
+        dagrun_timeout=timedelta(minutes=TimeLimits.from_env().run_minutes),
         **kwargs,
     )
 
@@ -228,10 +243,15 @@ def _serving_tasks(*, restore: bool = False) -> tuple[Any, Any]:
     DAG, staging safety goes onto the restored database before its preview (made when a DAG is built: the
     retries come from the environment then)."""
 
+    limit = waiting_limit(site_ready_timeout())
     if restore:
-        serving = plan_task("await_site_ready", common.await_site_ready, retries=_await_retries())
+        serving = plan_task(
+            "await_site_ready", common.await_site_ready, retries=_await_retries(), execution_timeout=limit
+        )
     else:
-        serving = plan_task("deploy_site", common.serve_site, retries=_await_retries())
+        serving = plan_task(
+            "deploy_site", common.serve_site, retries=_await_retries(), execution_timeout=limit
+        )
     apply_staging_safety = plan_task(
         "apply_staging_safety", functools.partial(common.apply_staging_safety, restored=restore)
     )
@@ -355,8 +375,8 @@ def build_delete_dag(dag_id: str = "wp_delete", doc_md: str | None = None) -> DA
             )
         },
     ) as dag:
-
-        @task(task_id="validate_request")  # bad input fails at once (AirflowFailException): no retry
+        # Bad input fails at once (AirflowFailException): no retry; a clone still being made is waited for.
+        @task(task_id="validate_request", execution_timeout=waiting_limit(delete_wait()))
         @records_error
         def validate_request(**context: Any) -> list[str]:
             return delete.validate_delete(services(), context["params"])
@@ -482,7 +502,12 @@ def build_restore_dag(dag_id: str = "wp_restore", doc_md: str | None = None) -> 
         verify_restore = plan_task("verify_restore", restore.verify_restore)
         deploy_preview = plan_task("deploy_preview", restore.deploy_preview)
         await_preview = functools.partial(common.await_site_ready, preview=True)
-        await_preview_ready = plan_task("await_preview_ready", await_preview, retries=_await_retries())
+        await_preview_ready = plan_task(
+            "await_preview_ready",
+            await_preview,
+            retries=_await_retries(),
+            execution_timeout=waiting_limit(site_ready_timeout()),
+        )
         switch_site = plan_task("switch_site", restore.switch_restore)
         await_site_ready, apply_staging_safety = _serving_tasks(restore=True)
 

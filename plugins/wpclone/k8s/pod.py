@@ -71,7 +71,7 @@ from airflow.models.xcom import XCOM_RETURN_KEY
 from airflow.providers.cncf.kubernetes.kubernetes_helper_functions import PodLaunchFailedException
 from airflow.providers.cncf.kubernetes.operators.pod import KubernetesPodOperator
 from airflow.providers.cncf.kubernetes.utils.container import get_container_termination_message
-from airflow.sdk.exceptions import AirflowRescheduleException, AirflowSkipException
+from airflow.sdk.exceptions import AirflowRescheduleException, AirflowSkipException, AirflowTaskTimeout
 from kubernetes.client import models as k8s
 
 from wpclone.airflow.runparams import resolve
@@ -98,6 +98,7 @@ from wpclone.k8s.startup import start_problem, timeout_sentence
 from wpclone.models import CLONE_ID_RE, ClonePlan
 from wpclone.runtimes.base import CLONE_ID_LABEL, MANAGED_BY, MANAGED_BY_LABEL
 from wpclone.runtimes.kubernetes import KubernetesRuntime
+from wpclone.runtimes.limits import step_execution_timeout, task_timed_out
 from wpclone.runtimes.stepspec import (
     STEP_COMMAND,
     BackupAccess,
@@ -250,6 +251,9 @@ def step_pod_operator(
         "startup_check_interval_seconds": 2,  # a pod that cannot start is told within seconds
         "log_events_on_failure": True,
         "log_pod_spec_on_failure": False,
+        # Kubernetes ends the pod itself at the step task's limit, should the worker watching it be gone.
+        "execution_timeout": step_execution_timeout(),
+        "active_deadline_seconds": int(step_execution_timeout().total_seconds()),
     }
     return StepPodOperator(
         step=step, plan_xcom=plan_xcom, settings=settings, **{**defaults, **operator_kwargs}
@@ -348,6 +352,9 @@ class StepPodOperator(KubernetesPodOperator):
             super().execute(context)
         except (AirflowSkipException, AirflowRescheduleException):
             raise
+        except AirflowTaskTimeout as exc:  # a BaseException: Airflow's execution_timeout struck
+            self.push_error(context, exc)
+            raise
         except Exception as exc:
             self.push_error(context, exc)
             if self.start_failure:  # cleanup's "Pod … returned a failure." says less than why
@@ -421,7 +428,9 @@ class StepPodOperator(KubernetesPodOperator):
         )
         if sentence is None and self.start_failure:
             sentence = self.start_failure
-        if sentence is None:
+        if isinstance(exc, AirflowTaskTimeout):  # on_kill deletes the pod once this returns
+            sentence = task_timed_out(self.task_id, self.execution_timeout)  # as the local runtime's
+        elif sentence is None:
             first = (str(exc).strip().splitlines() or [type(exc).__name__])[0].rstrip(".")
             sentence = f"The {self.step_name} step failed: {first}."[:MAX_ERROR_CHARS]
         elif not sentence.startswith(f"{self.step_name}: "):  # named like the local runtime's

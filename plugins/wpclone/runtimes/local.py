@@ -13,10 +13,12 @@ import dataclasses
 import json
 import logging
 import os
+import selectors
 import shutil
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
@@ -47,7 +49,9 @@ from wpclone.local.sitehost import (
 from wpclone.models import ClonePlan, RuntimeKind, WpcloneConfig, is_clone_id, restore_db_name
 from wpclone.readiness import Fetch, http_fetcher
 from wpclone.runtimes.base import CloneSecrets, Runtime
+from wpclone.runtimes.limits import StepTimedOut, source_bytes, step_limit
 from wpclone.runtimes.stepspec import STEP_COMMAND, ContentRole, DbRole, Step, StepSpec
+from wpclone.settings import TimeLimits
 from wpclone.steps.backup import BACKUP_DIR_ENV, WORK_DIR_NAME, purge_backups, staged_content_dir
 from wpclone.steps.common import PARENT_PID_ENV
 
@@ -307,23 +311,32 @@ class LocalRuntime(Runtime):
         params: Mapping[str, str],
         job_id: str | None = None,
         db_tls: DbTls | None = None,
+        limits: TimeLimits | None = None,
     ) -> dict[str, Any]:
         """Run ``python -m wpclone.steps <step> <arguments>`` for the clone of ``plan`` as a child of this
         process, with :meth:`step_env` and the run ``params`` (``step.param_env``'s variables, resolved);
         ``job_id`` and ``db_tls`` as :meth:`step_env` takes them.
 
         The step's log lines go to this process's log as they come; its JSON result line is returned; on
-        failure, StepFailed with ``<step>: <its one sentence>``. The step dies with this process.
+        failure, StepFailed with ``<step>: <its one sentence>``. With ``limits``, the step gets the time
+        limit of its source's size (wpclone.runtimes.limits): past it, the step is killed and
+        StepTimedOut says so. The step runs in its own process group, which is killed (SIGKILL: a stopped
+        step too) whenever this call ends before it did (its limit, Airflow's ``execution_timeout`` or a
+        SIGTERM raising here); should this process die instead, the step dies with it (``die_with_parent``).
         """
         job_id = job_id or os.environ.get(AIRFLOW_RUN_ID_ENV, "")
         spec = self.step_spec(step, plan, job_id=job_id, db_tls=db_tls)
         command = [sys.executable, *STEP_COMMAND[1:], *spec.argv]
+        rendered = self._render(spec, plan)
         child_env = {
             **os.environ,
-            **self._render(spec, plan),
+            **rendered,
             **params,
             PARENT_PID_ENV: str(os.getpid()),  # the step dies with this task process (no racing the retry)
         }
+        limit = step_limit(source_bytes(rendered), limits) if limits else None
+        if limit:
+            log.info("step %s time limit: %.0f s (%s)", step.step, limit.seconds, limit.setting)
         log.info("running step %s for clone %s: %s", step.step, plan.clone_id, " ".join(command[1:]))
         proc = subprocess.Popen(
             command,
@@ -331,21 +344,69 @@ class LocalRuntime(Runtime):
             stdin=subprocess.DEVNULL,  # not the task runner's channel to its supervisor
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
-            text=True,
-            bufsize=1,
+            process_group=0,  # the step and its clients (mariadb-dump, mariadb): killed as one
         )
-        assert proc.stderr is not None and proc.stdout is not None
-        tail: list[str] = []
-        for raw in proc.stderr:
-            line = raw.rstrip("\n")
-            log.info("%s", line)
-            tail = [*tail[-STEP_STDERR_KEEP:], line]
-        output = proc.stdout.read()
-        if (code := proc.wait()) != 0:
+        started = time.monotonic()
+        try:
+            code, output, tail = follow_step(proc, None if limit is None else started + limit.seconds)
+        finally:
+            kill_step_group(proc)
+        if code is None:
+            assert limit is not None
+            raise StepTimedOut(limit.timed_out(step.task_id, time.monotonic() - started))
+        if code != 0:
             raise StepFailed(f"{step.step}: {step_failure(step.step, code, tail)}")
         lines = output.strip().splitlines()
         result: dict[str, Any] = json.loads(lines[-1]) if lines else {}
         return result
+
+
+def follow_step(proc: subprocess.Popen[bytes], deadline: float | None) -> tuple[int | None, str, list[str]]:
+    """Until the step ends or ``deadline`` (``time.monotonic()``) passes: its exit status (None: the deadline
+    passed first), its stdout and the last lines of its stderr, each logged here as it comes."""
+    assert proc.stdout is not None and proc.stderr is not None
+    streams = selectors.DefaultSelector()
+    streams.register(proc.stdout, selectors.EVENT_READ)
+    streams.register(proc.stderr, selectors.EVENT_READ)
+    output, pending, tail = bytearray(), b"", list[str]()
+
+    def left() -> float | None:
+        return None if deadline is None else max(0.0, deadline - time.monotonic())
+
+    with streams:
+        while streams.get_map():
+            if left() == 0.0:
+                return None, "", tail
+            for key, _ in streams.select(left()):
+                chunk = os.read(key.fd, 1 << 16)
+                if not chunk:
+                    streams.unregister(key.fileobj)
+                elif key.fileobj is proc.stdout:
+                    output += chunk
+                else:
+                    *lines, pending = (pending + chunk).split(b"\n")
+                    for raw in lines:
+                        line = raw.decode("utf-8", "replace")
+                        log.info("%s", line)
+                        tail = [*tail[-STEP_STDERR_KEEP:], line]
+    if pending:
+        tail = [*tail[-STEP_STDERR_KEEP:], pending.decode("utf-8", "replace")]
+        log.info("%s", tail[-1])
+    try:
+        code = proc.wait(timeout=left())
+    except subprocess.TimeoutExpired:
+        return None, "", tail
+    return code, output.decode("utf-8", "replace"), tail
+
+
+def kill_step_group(proc: subprocess.Popen[bytes]) -> None:
+    """Kill what is left of the step's process group (SIGKILL ends a stopped process too) and reap it."""
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    for stream in (proc.stdout, proc.stderr):
+        if stream is not None:
+            stream.close()
 
 
 def step_failure(step: str, code: int, stderr_tail: list[str]) -> str:
