@@ -309,6 +309,25 @@ def test_mark_failed_records_the_reason_and_releases_the_lock(registry: Registry
     assert again.lock_job_id == "clone-job"
 
 
+def test_a_job_that_ended_holding_clones_releases_them(registry: Registry) -> None:
+    """Its rollback never ran: a clone it was making fails (and is no longer live, so the sweep removes it),
+    a ready clone it had locked is unlocked and stays ready; other jobs' clones are untouched."""
+    registry.reserve(plan("half-made"), "timed-out")
+    registry.reserve(plan("backed-up"), "made-it")
+    registry.mark_ready("backed-up", "made-it")
+    registry.lock("backed-up", "timed-out")
+    registry.reserve(plan("bystander"), "another-job")
+    released = {r.clone_id: r for r in registry.release_held("timed-out", "the job ran out of time.")}
+    assert set(released) == {"half-made", "backed-up"}
+    assert released["half-made"].status is CloneStatus.FAILED and released["half-made"].lock_job_id is None
+    assert released["backed-up"].status is CloneStatus.READY and released["backed-up"].lock_job_id is None
+    assert all(r.last_error == "the job ran out of time." for r in released.values())
+    assert "half-made" not in registry.live_clone_ids()
+    bystander = registry.get("bystander")
+    assert bystander is not None and bystander.lock_job_id == "another-job"
+    assert registry.release_held("timed-out", "again.") == []
+
+
 def test_deleted_id_can_be_reserved_again(registry: Registry) -> None:
     registry.reserve(plan("phoenix", ttl=30), "job-1")
     registry.mark_ready("phoenix", "job-1")

@@ -802,6 +802,33 @@ class Registry:
             verb="marked deleted",
         )
 
+    def release_held(self, job_id: str, error: str) -> builtins.list[CloneRecord]:
+        """The clones ``job_id`` still holds once its run has ended, released with ``error``: its rollback
+        never ran (the run's time limit skips it) or failed. A clone being made or deleted becomes ``failed``
+        (no longer live: the TTL cleanup's sweep removes what is left of it); a ready one (a backup's or a
+        restore's) is unlocked and stays ready. Returns them as they are now."""
+        _check_job_id(job_id)
+        with self._session() as s:
+            held = [
+                str(r["clone_id"])
+                for r in s.query(f"SELECT `clone_id` FROM {self._clones} WHERE `lock_job_id` = %s", (job_id,))
+            ]
+            s.execute(
+                f"UPDATE {self._clones} SET `status` = IF(`status` = 'ready', 'ready', 'failed'), "
+                "`lock_job_id` = NULL, `last_error` = %s, `last_job_id` = %s, "
+                "`updated_at` = UTC_TIMESTAMP(6) WHERE `lock_job_id` = %s",
+                (error[:MAX_ERROR_CHARS], job_id, job_id),
+            )
+            released = [record for clone_id in held if (record := self._get(s, clone_id)) is not None]
+        for record in released:
+            log.warning(
+                "clone %s: released from job %s, which ended holding it (%s)",
+                record.clone_id,
+                job_id,
+                record.status.value,
+            )
+        return released
+
     def _transition(
         self,
         clone_id: str,

@@ -1,9 +1,17 @@
-"""Airflow listener: writes the outcome of every wpclone job as its run's note when the run ends.
+"""Airflow listener: writes the outcome of every wpclone job as its run's note when the run ends, and
+releases a clone that a failed run still holds.
 
 The note is what the Airflow UI shows first on a run (grid, run details): the clone's URL, how to log in,
 its expiry and what was copied, or the failure's sentence (wpclone.summary.run_note). The scheduler calls
 these hooks inside its own session when it sets a run's final state, so the note is committed with it; a
 note that is already there (a cancel's "cancelled by <user>.") is kept.
+
+A job's rollback is a teardown task; when the run's time limit strikes (``WPCLONE_RUN_TIMEOUT_MINUTES``,
+``dagrun_timeout``), Airflow skips it with every unfinished task, and a rollback that fails itself leaves
+its clone locked too. So when a run of ours ends failed, the clones its job still holds are released in the
+registry (wpclone.registry.Registry.release_held): one being made or deleted becomes ``failed``, which the
+TTL cleanup's orphan sweep then removes, a ready one is unlocked. A normal failure's rollback has released
+its clone already: nothing is left to release.
 """
 
 from __future__ import annotations
@@ -57,6 +65,27 @@ def on_dag_run_success(dag_run: Any, msg: str) -> None:
     _on_end(dag_run)
 
 
+def release_held_clones(dag_run: Any, msg: str) -> list[str]:
+    """Release what the failed run's job still holds (see the module's docstring); the released ids."""
+    from wpclone.airflow.services import registry  # noqa: PLC0415 (the MySQL provider: only where runs end)
+    from wpclone.settings import RUN_TIMEOUT, TimeLimits  # noqa: PLC0415 (read when a run ends, not at import)
+
+    if dag_run.dag_id not in TYPE_OF_DAG:
+        return []
+    if msg == "timed_out":
+        minutes = TimeLimits.from_env().run_minutes
+        limit = f"{RUN_TIMEOUT}={minutes} minutes"
+        why = f"the job ran out of time (its run's limit, {limit}) before its rollback ran"
+    else:
+        why = "the job ended without its rollback releasing the clone"
+    error = f"{why}; the TTL cleanup removes what it left."
+    return [record.clone_id for record in registry(check=False).release_held(dag_run.run_id, error)]
+
+
 @hookimpl
 def on_dag_run_failed(dag_run: Any, msg: str) -> None:
     _on_end(dag_run)
+    try:
+        release_held_clones(dag_run, msg)
+    except Exception:  # the registry unreachable: the lock stays, as it would without us
+        log.exception("could not release the clones held by run %s of %s", dag_run.run_id, dag_run.dag_id)

@@ -1,0 +1,51 @@
+"""The listener's release of clones a failed run still holds, through Airflow's MySQL connection (the
+tests' admin login) on the real registry: what a run whose time limit skipped its rollback leaves locked."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from types import SimpleNamespace
+
+from wpclone.airflow.listener import release_held_clones
+from wpclone.models import ClonePlan, CloneStatus, CopyMode, clone_db_name
+from wpclone.registry import Registry
+from wpclone.services.common import Services
+from wpclone.settings import RUN_TIMEOUT
+
+
+def reserve(registry: Registry, svc: Services, clone_id: str, job_id: str) -> None:
+    source = svc.sources.configured[0]
+    plan = ClonePlan(
+        clone_id=clone_id,
+        source=source,
+        url=svc.runtime.clone_url(clone_id),
+        db_name=clone_db_name(clone_id),
+        ttl_minutes=60,
+        copy_mode=CopyMode.EVERYTHING,
+        expires_at=datetime.now(UTC) + timedelta(hours=1),
+    )
+    registry.reserve(plan, job_id)
+
+
+def test_a_timed_out_clone_run_leaves_its_clone_failed_and_unlocked(
+    registry: Registry, svc: Services
+) -> None:
+    reserve(registry, svc, "lst-timed-out", "clone-lst-1")
+    run = SimpleNamespace(dag_id="wp_clone", run_id="clone-lst-1")
+    assert release_held_clones(run, "timed_out") == ["lst-timed-out"]
+    record = registry.get("lst-timed-out")
+    assert record is not None and record.status is CloneStatus.FAILED and record.lock_job_id is None
+    assert record.last_error is not None and f"its run's limit, {RUN_TIMEOUT}=" in record.last_error
+    assert "lst-timed-out" not in registry.live_clone_ids()  # the sweep's to remove
+
+
+def test_runs_of_other_dags_release_nothing(registry: Registry, svc: Services) -> None:
+    reserve(registry, svc, "lst-other", "clone-lst-2")
+    assert (
+        release_held_clones(SimpleNamespace(dag_id="someone_elses", run_id="clone-lst-2"), "timed_out") == []
+    )
+    record = registry.get("lst-other")
+    assert record is not None and record.lock_job_id == "clone-lst-2"
+    assert release_held_clones(SimpleNamespace(dag_id="wp_clone", run_id="clone-lst-2"), "task_failure") == [
+        "lst-other"
+    ]
