@@ -14,11 +14,13 @@ from tests.fixtures.stack import PRIVS_NEW_DB as NEW_DB
 from wpclone.api import app
 from wpclone.db import DbEndpoint
 from wpclone.local.mariadb import LOCAL_USER_HOST
+from wpclone.local.sitehost import SiteConfig
 from wpclone.services.common import Services
 
 
 @pytest.fixture
-def api_services(split_connections: DbEndpoint) -> Iterator[Services]:
+def api_services(split_connections: DbEndpoint, source_site: SiteConfig) -> Iterator[Services]:
+    """What a request's handler works with, built by the app's own functions (the stack configured)."""
     app._registry.cache_clear()  # the process's pooled registry and MySQL access, built afresh
     app._clone_data.cache_clear()
     yield app._services()
