@@ -1,8 +1,9 @@
 """One-time wp-admin login links for a clone: ``wpclone login CLONE_ID``, ``POST /api/v1/clones/{id}/login``.
 
 No kubectl and no password file: the API server writes the link's record into the clone's own database
-through the control plane's MySQL admin login (the same on both runtimes), and the clone's staging must-use
-plugin (wpclone/staging/mu-plugin.php) consumes it.
+through the control plane's registry login, which may read and write the clones' data but create nothing
+(wpclone.airflow.services; the same on both runtimes), and the clone's staging must-use plugin
+(wpclone/staging/mu-plugin.php) consumes it.
 
 * The token is 256 random bits (URL-safe base64). The clone stores only its SHA-256, as the option
   ``wpclone_login_<sha256 hex>`` whose value is ``<expiry, Unix seconds>:<user login>`` (not autoloaded).

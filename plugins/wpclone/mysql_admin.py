@@ -1,14 +1,22 @@
-"""The control plane's access to the shared MySQL server: every statement it runs there as the admin login.
+"""The control plane's access to the shared MySQL server: every statement it runs there outside the registry.
 
 One database and one least-privilege user per site (idempotent: ``IF [NOT] EXISTS``, the password reset on
 every create), the reads of ``information_schema`` and ``mysql.user`` the orphan sweep and the restore's
-checks need, and the restore's atomic table swap. Names are checked, values parameterised.
+checks need, the restore's atomic table swap, and the registry login's grants. Names are checked, values
+parameterised.
 
-A :class:`MySqlAdmin` runs them over connections from one factory, ``connect(database)``: how the admin
-login is reached is decided where it is built, once (``MySqlHook`` connections of Airflow's connection
-``wpclone_mysql``, its TLS and other extras honoured, in the tasks and the API: wpclone.airflow.services;
+A :class:`MySqlAdmin` runs them over connections from one factory, ``connect(database)``: which login is
+reached, and how, is decided where it is built, once (``MySqlHook`` connections of an Airflow connection,
+its TLS and other extras honoured: the provisioning login ``wpclone_mysql`` in the tasks, the registry
+login ``wpclone_registry`` in the jobs API, which only reads and writes clones' data:
+wpclone.airflow.services;
 PyMySQL connections to the local stack's admin endpoint in the tests and the seeder,
-:meth:`MySqlAdmin.from_endpoint`).
+:meth:`MySqlAdmin.from_endpoint`). A statement the login may not run is refused by the server.
+
+The registry login (:meth:`MySqlAdmin.grant_registry_login`, :data:`REGISTRY_PRIVILEGES`) may read and write
+rows of the control schema and of the clones' databases (``wpc_*``: a login link, a new expiry, whether a
+clone's database exists) and nothing else: no CREATE, DROP, ALTER, GRANT or user management. DELETE is
+needed on both: a login link deletes the expired links' records, and the registry's retention its old rows.
 """
 
 from __future__ import annotations
@@ -19,8 +27,12 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 from wpclone.db import DbEndpoint, check_identifier, quote_identifier
+from wpclone.models import CLONE_DB_PREFIX
 
 log = logging.getLogger(__name__)
+
+# What the registry login may do, on the control schema and on the clones' databases: rows only.
+REGISTRY_PRIVILEGES = "SELECT, INSERT, UPDATE, DELETE"
 
 # (database or None) -> a DB-API connection with the %s paramstyle (PyMySQL, MySQLdb), to that database.
 Connect = Callable[[str | None], Any]
@@ -82,6 +94,21 @@ class MySqlAdmin:
             cur.execute(f"DROP DATABASE IF EXISTS {db}")
             cur.execute("DROP USER IF EXISTS %s@%s", (user, user_host))
         log.info("database %s and user %s@%s dropped", database, user, user_host)
+
+    def grant_registry_login(self, user: str, password: str, schema: str, *, user_host: str = "%") -> None:
+        """Create (or reset the password of) ``user``@``user_host`` and let it read and write the rows of
+        control schema ``schema`` and of the clones' databases, and nothing else (the module docstring)."""
+        check_identifier(user, "registry login")
+        control = quote_identifier(check_identifier(schema, "control schema name"))
+        clones = quote_identifier(_like_prefix(CLONE_DB_PREFIX) + "%")  # GRANT's database names are patterns
+        with self.cursor() as cur:
+            cur.execute("CREATE USER IF NOT EXISTS %s@%s IDENTIFIED BY %s", (user, user_host, password))
+            cur.execute("ALTER USER %s@%s IDENTIFIED BY %s", (user, user_host, password))
+            for database in (control, clones):
+                cur.execute(f"GRANT {REGISTRY_PRIVILEGES} ON {database}.* TO %s@%s", (user, user_host))
+        log.info(
+            "registry login %s@%s may read and write %s and the clones' databases", user, user_host, schema
+        )
 
     def database_exists(self, name: str) -> bool:
         with self.cursor() as cur:

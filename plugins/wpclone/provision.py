@@ -6,6 +6,13 @@ after ``airflow db migrate``; the local stack before it starts Airflow). It migr
 (from the environment or a secrets backend: ``AIRFLOW_CONN_WPCLONE_MYSQL``), and creates or resizes the
 pool that bounds concurrent copy steps: a missing pool would leave the copy tasks silently ``scheduled``,
 so it is created here rather than assumed.
+
+Migrations run as the provisioning login (``wpclone_mysql``), the one that may create the control schema
+and alter its tables; the registry login (``wpclone_registry``) that the API server and the tasks use may
+only read and write rows, so it cannot run them (least privilege: wpclone.airflow.services). Provisioning
+then checks that the registry login reaches the migrated schema, so a login without its grants fails the
+deployment with one sentence rather than the first job; without that connection it says, in one warning,
+that the provisioning login stands in for it.
 """
 
 from __future__ import annotations
@@ -18,8 +25,10 @@ from collections.abc import Sequence
 from airflow.models.pool import Pool
 
 from wpclone.airflow.builders import HEAVY_POOL
-from wpclone.airflow.services import registry
+from wpclone.airflow.services import MYSQL_CONN_ID, REGISTRY_CONN_ID, registry, registry_conn_id
 from wpclone.errors import driver_error_sentence
+from wpclone.mysql_admin import REGISTRY_PRIVILEGES
+from wpclone.registry import SCHEMA_VERSION
 from wpclone.settings import heavy_slots
 
 log = logging.getLogger(__name__)
@@ -40,10 +49,35 @@ def ensure_pool(slots: int) -> None:
 
 def migrate_registry() -> list[int]:
     """Create the registry's control schema, or bring it to this wpclone's version; the versions applied."""
-    reg = registry(check=False)
+    reg = registry(check=False, conn_id=MYSQL_CONN_ID)
     applied = reg.migrate()
     log.info("registry %s: %s", reg.schema, f"applied migrations {applied}" if applied else "already current")
     return applied
+
+
+def check_registry_login() -> None:
+    """The registry login reads the migrated schema (ValueError naming what to grant when it cannot); only
+    a warning when the connection ``wpclone_registry`` is not defined (wpclone.airflow.services)."""
+    if registry_conn_id() != REGISTRY_CONN_ID:
+        return
+    reg = registry(check=False, conn_id=REGISTRY_CONN_ID)
+    grant = f"grant it {REGISTRY_PRIVILEGES} on {reg.schema} and on the clones' databases (docs/deploy.md)."
+    try:
+        version = reg.schema_version()  # 0 when the login sees no schema_migrations table there
+    except Exception as exc:
+        said = driver_error_sentence(exc)
+        if said is None:
+            raise
+        raise ValueError(
+            f"the registry login ({REGISTRY_CONN_ID}) failed: {said.rstrip('.')}; {grant}"
+        ) from exc
+    if version < SCHEMA_VERSION:
+        raise ValueError(
+            f"the registry login ({REGISTRY_CONN_ID}) cannot read control schema {reg.schema}: {grant}"
+        )
+    log.info(
+        "registry login %s (%s) reads control schema %s", reg.current_user(), REGISTRY_CONN_ID, reg.schema
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -58,6 +92,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     try:
         migrate_registry()
+        check_registry_login()
         ensure_pool(args.heavy_slots)
     except Exception as exc:  # ours (ValueError) and the database's are sentences; anything else is a bug
         said = str(exc) if isinstance(exc, ValueError) else driver_error_sentence(exc)

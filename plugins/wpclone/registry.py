@@ -369,6 +369,11 @@ class Registry:
         finally:
             conn.close()
 
+    def current_user(self) -> str:
+        """The login the registry's connections use, as the server sees it (``user@host``)."""
+        with self._session() as s:
+            return str(s.scalar("SELECT CURRENT_USER()"))
+
     # -- schema --------------------------------------------------------------------------------------------
 
     def migrate(self) -> list[int]:

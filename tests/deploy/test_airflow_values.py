@@ -26,7 +26,7 @@ from airflow.models.connection import Connection
 from tests.k8s.test_manifests import K8S_VERSIONS
 from wpclone import provision
 from wpclone.airflow.builders import HEAVY_POOL
-from wpclone.airflow.services import MYSQL_CONN_ID
+from wpclone.airflow.services import MYSQL_CONN_ID, REGISTRY_CONN_ID
 from wpclone.config import parse_config
 from wpclone.k8s.settings import KubernetesSettings
 from wpclone.models import RuntimeKind
@@ -213,6 +213,9 @@ def test_the_connections_come_from_secrets_and_the_environment() -> None:
     secret_env = {item["envName"]: item for item in v["secret"]}
     assert f"AIRFLOW_CONN_{MYSQL_CONN_ID.upper()}" in secret_env
     assert secret_env[f"AIRFLOW_CONN_{MYSQL_CONN_ID.upper()}"]["secretKey"] == "connection"
+    registry_login = secret_env[f"AIRFLOW_CONN_{REGISTRY_CONN_ID.upper()}"]  # least privilege: its own Secret
+    assert registry_login["secretKey"] == "connection"
+    assert registry_login["secretName"] != secret_env[f"AIRFLOW_CONN_{MYSQL_CONN_ID.upper()}"]["secretName"]
     conn_id = KubernetesSettings.from_env(env()).conn_id
     k8s = _connection(env()[f"AIRFLOW_CONN_{conn_id.upper()}"])
     assert k8s.conn_type == "kubernetes" and k8s.extra_dejson == {"in_cluster": True}

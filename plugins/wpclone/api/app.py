@@ -15,7 +15,7 @@ filter lists what it names); its ``source`` matches whatever spelling of the URL
 (wpclone.services.expiry: 422 out of bounds, 409 when the clone is not ready) and answers its registry row;
 it needs the same permission as a clone (POST on the runs of wp_clone).
 ``POST /api/v1/clones/{clone_id}/login`` answers a one-time wp-admin link of a ready clone (wpclone.login:
-written into the clone's database through the MySQL admin login, on either runtime; ``Cache-Control:
+written into the clone's database through the registry login, on either runtime; ``Cache-Control:
 no-store``; the token is in the answer's body only, never in a URL we receive or a log line).
 """
 
@@ -45,7 +45,7 @@ from sqlalchemy.orm import Session
 
 from wpclone import jobs, login
 from wpclone.airflow import runparams
-from wpclone.airflow.services import registry, services
+from wpclone.airflow.services import mysql_admin, registry, registry_conn_id, services
 from wpclone.api import pages
 from wpclone.api.dispatch import Dispatcher, airflow_trigger, is_stale
 from wpclone.api.runs import build_execution_api, cancel, find_run, job_status, warm_up
@@ -74,6 +74,7 @@ from wpclone.models import (
     SourceConfig,
     url_spellings,
 )
+from wpclone.mysql_admin import MySqlAdmin
 from wpclone.registry import CloneRecord, Registry
 from wpclone.services import clone, expiry, restore
 from wpclone.services.common import Services
@@ -228,11 +229,20 @@ def _registry() -> Registry:
     return registry(pooled=True)
 
 
+@functools.cache
+def _clone_data() -> MySqlAdmin:
+    """The API server's MySQL access outside the registry, through the registry's login: it writes a login
+    link or a new expiry into a clone's database, and may create or drop nothing (least privilege:
+    wpclone.airflow.services). The provisioning login is never used by the API server."""
+    return mysql_admin(registry_conn_id())
+
+
 def _services() -> Services:
-    """A request's services: the process's registry, the configuration (and its runtime) as it is now, and
-    the sources, Airflow's connections listed (wpclone.sources: the API finds a source by URL, and passes
-    its name to the job, whose tasks cannot list connections)."""
-    return services(_registry(), list_sources=True)
+    """A request's services: the process's registry and MySQL access (both the registry login), the
+    configuration (and its runtime) as it is now, and the sources, Airflow's connections listed
+    (wpclone.sources: the API finds a source by URL, and passes its name to the job, whose tasks cannot list
+    connections)."""
+    return services(_registry(), list_sources=True, mysql=_clone_data())
 
 
 def _source_of(svc: Services, record: CloneRecord) -> dict[str, str]:

@@ -2,9 +2,11 @@
 
 Its home is ``<state>/airflow``; its port ``WPCLONE_AIRFLOW_PORT`` or a free one remembered in ``ports.json``.
 Before starting it, the metadata database is migrated, and the clone registry and our pool provisioned (all
-idempotent); the MySQL connection and the configuration reach every Airflow process through the environment
-(``AIRFLOW_CONN_WPCLONE_MYSQL``, ``WPCLONE_STATE_DIR``), never through the metadata database. Logins:
-``admin`` (role admin) and ``viewer`` (role viewer); passwords in ``<state>/secrets/airflow-<user>``.
+idempotent); the MySQL connections and the configuration reach every Airflow process through the environment
+(``AIRFLOW_CONN_WPCLONE_MYSQL``: the provisioning login; ``AIRFLOW_CONN_WPCLONE_REGISTRY``: the registry
+login of the API server and the tasks' registry; ``WPCLONE_STATE_DIR``), never through the metadata
+database. Logins: ``admin`` (role admin) and ``viewer`` (role viewer); passwords in
+``<state>/secrets/airflow-<user>``.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
+from wpclone.db import DbEndpoint
 from wpclone.jobs import DAG_OF_TYPE
 from wpclone.local.mariadb import LocalMariaDB
 from wpclone.local.procs import group_alive, kill_group, pid_from_file
@@ -56,6 +59,12 @@ TASK_PRELOAD = (
 )
 
 
+def mysql_connection(login: DbEndpoint) -> str:
+    """An Airflow MySQL connection to ``login``, as ``AIRFLOW_CONN_<ID>`` JSON."""
+    connection = {"conn_type": "mysql", "host": login.host, "port": login.port, "login": login.user}
+    return json.dumps({**connection, "password": login.password})
+
+
 class LocalAirflow:
     """``scheduled_cleanup=False`` keeps ``wp_ttl_cleanup`` paused (the tests share their MariaDB with other
     registries, whose clones its orphan sweep must not see); the job DAGs always run."""
@@ -76,15 +85,8 @@ class LocalAirflow:
 
     def env(self) -> dict[str, str]:
         """The environment of every Airflow process (and of ``airflow`` commands run against this home)."""
-        admin = LocalMariaDB(self.settings).admin
+        mariadb = LocalMariaDB(self.settings)
         sizing = LocalAirflowSizing.from_env()
-        connection = {
-            "conn_type": "mysql",
-            "host": admin.host,
-            "port": admin.port,
-            "login": admin.user,
-            "password": admin.password,
-        }
         return {
             **os.environ,
             "PATH": f"{self.bin}{os.pathsep}{os.environ.get('PATH', '')}",  # standalone runs `airflow ...`
@@ -116,7 +118,8 @@ class LocalAirflow:
             "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{self.url}/execution/",
             "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": ",".join(f"{u}:{r}" for u, r in USERS.items()),
             "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(self.passwords_file),
-            "AIRFLOW_CONN_WPCLONE_MYSQL": json.dumps(connection),
+            "AIRFLOW_CONN_WPCLONE_MYSQL": mysql_connection(mariadb.admin),
+            "AIRFLOW_CONN_WPCLONE_REGISTRY": mysql_connection(mariadb.registry),
             "AIRFLOW__DATABASE__SQL_ALCHEMY_CONNECT_ARGS": f"{__name__}.SQLITE_CONNECT_ARGS",
             "AIRFLOW__DATABASE__SQL_ALCHEMY_CONNECT_ARGS_ASYNC": f"{__name__}.SQLITE_CONNECT_ARGS",
             "AIRFLOW__DATABASE__SQL_ALCHEMY_POOL_SIZE": "20",

@@ -1,7 +1,10 @@
 """A project-local MariaDB server: own data dir, socket and TCP port; no systemd.
 
-It plays the role of the shared MySQL server (RDS in production). An admin account that may create
-databases and users is provisioned on start; its password is a local secret file.
+It plays the role of the shared MySQL server (RDS in production). Two accounts are provisioned on start,
+each password a local secret file: the admin (provisioning) login ``wpclone_admin``, which may create
+databases and users, and the registry login ``wpclone_registry``, which may only read and write the rows of
+the control schema and of the clones' databases (wpclone.mysql_admin.MySqlAdmin.grant_registry_login): the
+local Airflow's connections ``wpclone_mysql`` and ``wpclone_registry`` (wpclone.airflow.services).
 
 TLS is available as on a managed server: on first start a CA and a server certificate (for ``127.0.0.1``
 and ``localhost``) are made with ``openssl`` under ``<state dir>/mariadb/tls`` and named in the server's
@@ -24,10 +27,13 @@ from pathlib import Path
 from wpclone.db import DbEndpoint, DbTls, TlsMode
 from wpclone.local.procs import kill_group
 from wpclone.local.settings import StackSettings
+from wpclone.mysql_admin import MySqlAdmin
+from wpclone.settings import control_schema
 
 log = logging.getLogger(__name__)
 
 ADMIN_USER = "wpclone_admin"
+REGISTRY_USER = "wpclone_registry"
 # Clients of the local server connect over TCP from loopback: every account we create is user@127.0.0.1.
 LOCAL_USER_HOST = "127.0.0.1"
 START_TIMEOUT_S = 60.0
@@ -73,6 +79,12 @@ class LocalMariaDB:
     @property
     def admin(self) -> DbEndpoint:
         return DbEndpoint("127.0.0.1", self.settings.db_port, ADMIN_USER, self.settings.secret("mysql-admin"))
+
+    @property
+    def registry(self) -> DbEndpoint:
+        """The registry login: rows of the control schema and of the clones' databases, nothing else."""
+        password = self.settings.secret("mysql-registry")
+        return DbEndpoint("127.0.0.1", self.settings.db_port, REGISTRY_USER, password)
 
     @property
     def tls(self) -> DbTls:
@@ -177,7 +189,8 @@ class LocalMariaDB:
 
     def start(self) -> None:
         """Start the server (initialising the data dir the first time, making its certificates) and
-        provision the admin account; a running server with an older configuration is restarted."""
+        provision the admin and registry accounts; a running server with an older configuration is
+        restarted."""
         self.ensure_certificates()
         if self.is_running():
             if self.cnf.is_file() and self.cnf.read_text() == self._config():
@@ -236,6 +249,10 @@ class LocalMariaDB:
             f"CREATE USER IF NOT EXISTS '{ADMIN_USER}'@'{LOCAL_USER_HOST}' IDENTIFIED BY '{password}';\n"
             f"ALTER USER '{ADMIN_USER}'@'{LOCAL_USER_HOST}' IDENTIFIED BY '{password}';\n"
             f"GRANT ALL PRIVILEGES ON *.* TO '{ADMIN_USER}'@'{LOCAL_USER_HOST}' WITH GRANT OPTION;\n"
+        )
+        login = self.registry
+        MySqlAdmin.from_endpoint(self.admin).grant_registry_login(
+            login.user, login.password, control_schema(), user_host=LOCAL_USER_HOST
         )
 
     def stop(self, timeout: float = 60.0) -> None:
