@@ -33,6 +33,7 @@ from wpclone.db import DbEndpoint
 from wpclone.k8s import manifests
 from wpclone.k8s.apply import DELETE_ORDER, KINDS
 from wpclone.k8s.settings import KubernetesSettings
+from wpclone.local.mariadb import LOCAL_USER_HOST, LocalMariaDB
 from wpclone.local.settings import StackSettings
 from wpclone.local.sitehost import SiteConfig, content_dir
 from wpclone.models import CloneStatus, clone_db_name
@@ -132,6 +133,7 @@ def kube_env(
     """Airflow's environment for the kubernetes runtime: the configuration (the seeded source by its Secret
     and claim), the workers' connection, the registry schema, the Service proxy; leftovers removed."""
     proxy = ServiceProxy(stack).start()
+    registry_login = LocalMariaDB(stack).registry
     config = {
         "runtime": "kubernetes",
         "clone_domain": CLONE_DOMAIN,
@@ -157,6 +159,7 @@ def kube_env(
             {"conn_type": "kubernetes", "extra": {"kube_config_path": str(worker_kubeconfig)}}
         ),
         "AIRFLOW_CONN_WPCLONE_MYSQL": mysql_connection(admin_db),
+        "AIRFLOW_CONN_WPCLONE_REGISTRY": mysql_connection(registry_login),
         "WPCLONE_CONTROL_SCHEMA": SCHEMA,
         "WPCLONE_TASK_RETRIES": "0",
         "WPCLONE_K8S_STARTUP_TIMEOUT_SECONDS": "60",
@@ -170,6 +173,9 @@ def kube_env(
         cur.execute(f"DROP DATABASE IF EXISTS {SCHEMA}")
     Registry.from_endpoint(admin_db, SCHEMA).migrate()
     admin = MySqlAdmin.from_endpoint(admin_db)
+    admin.grant_registry_login(
+        registry_login.user, registry_login.password, SCHEMA, user_host=LOCAL_USER_HOST
+    )
     for clone_id in TEST_CLONE_IDS:
         for kind in DELETE_ORDER:  # leftovers of an interrupted run, as admin
             for item in api_list(api, kind, manifests.label_selector(clone_id)):
