@@ -47,7 +47,16 @@ from wpclone import jobs, login
 from wpclone.airflow import runparams
 from wpclone.airflow.services import registry, services
 from wpclone.api.dispatch import Dispatcher, airflow_trigger, is_stale
-from wpclone.api.runs import build_execution_api, cancel, find_run, job_status, warm_up
+from wpclone.api.runs import (
+    build_execution_api,
+    cancel,
+    existing_runs,
+    find_run,
+    job_status,
+    list_runs,
+    page_facts,
+    warm_up,
+)
 from wpclone.errors import (
     BadRequest,
     CloneBusy,
@@ -60,7 +69,7 @@ from wpclone.errors import (
     validation_sentence,
 )
 from wpclone.fetch import redact
-from wpclone.jobs import JobResponse, JobStatusResponse, JobType, SourceInfo
+from wpclone.jobs import JobQuery, JobResponse, JobStatusResponse, JobType, SourceInfo
 from wpclone.models import (
     FIELD_RULES,
     TTL_MAX_MINUTES,
@@ -73,7 +82,7 @@ from wpclone.models import (
     SourceConfig,
     url_spellings,
 )
-from wpclone.registry import CloneRecord, Registry
+from wpclone.registry import CloneRecord, JobRecord, Registry
 from wpclone.services import clone, expiry, restore
 from wpclone.services.common import Services
 
@@ -292,6 +301,7 @@ def create_app() -> FastAPI:
     _add_source_routes(app)
     _add_expiry_routes(app)
     _add_login_routes(app)
+    _add_listing_routes(app)
     return app
 
 
@@ -323,9 +333,10 @@ def invalid_request(path: str, errors: list[Any]) -> JSONResponse:
     if not field and first.get("type") in WHOLE_BODY_ERRORS:
         detail = f"The request body must be a JSON object, e.g. {_body_example(path)}."
         return JSONResponse({"detail": detail}, status_code=status.HTTP_422_UNPROCESSABLE_ENTITY)
-    body: dict[str, str] = {"detail": validation_sentence(errors, FIELD_RULES)}
-    if field in FIELD_RULES and FIELD_RULES[field] in body["detail"]:  # not a check's own sentence
-        body.update(field=field, rule=FIELD_RULES[field])
+    rules = {**FIELD_RULES, **jobs.QUERY_RULES}
+    body: dict[str, str] = {"detail": validation_sentence(errors, rules)}
+    if field in rules and rules[field] in body["detail"]:  # not a check's own sentence
+        body.update(field=field, rule=rules[field])
     return JSONResponse(body, status_code=status.HTTP_422_UNPROCESSABLE_ENTITY)
 
 
@@ -647,3 +658,120 @@ def _add_login_routes(app: FastAPI) -> None:
         response.headers["Cache-Control"] = "no-store"
         log.info("one-time login link to clone %s given to %s", clone_id, user.get_name())
         return link
+
+
+def _add_listing_routes(app: FastAPI) -> None:
+    """``GET /jobs``: the jobs of the job DAGs (wp_clone, wp_delete, wp_backup, wp_restore), newest first."""
+
+    @app.get(
+        f"{API_PREFIX}/jobs",
+        response_model=jobs.JobList,
+        summary="Jobs, newest first, filtered by status, type, clone, who asked and since; a page at a time",
+    )
+    def list_jobs(
+        session: SessionDep,
+        user: UserDep,
+        *,
+        status_: Annotated[jobs.JobStatus | None, Query(alias="status")] = None,
+        type_: Annotated[JobType | None, Query(alias="type")] = None,
+        clone_id: CloneId | None = None,
+        requested_by: Annotated[str | None, Query(description="the user who started the job")] = None,
+        mine: Annotated[bool, Query(description="only the jobs the caller started")] = False,
+        since: Annotated[datetime | None, Query(description="only jobs asked for at or after")] = None,
+        limit: Annotated[int, Query(ge=1, le=jobs.PAGE_MAX)] = jobs.PAGE_DEFAULT,
+        cursor: Annotated[str | None, Query(description="the previous page's next")] = None,
+    ) -> jobs.JobList:
+        if mine and requested_by:
+            raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, "give mine or requested_by, not both.")
+        try:
+            before = jobs.PagePosition.of(cursor) if cursor else None
+        except BadRequest as exc:
+            raise _refuse(exc) from exc
+        query = JobQuery(
+            dag_ids=_readable_job_dags(user, type_),
+            status=status_,
+            clone_id=clone_id,
+            requested_by=user.get_name() if mine else requested_by,
+            since=since.replace(tzinfo=since.tzinfo or UTC) if since else None,
+            before=before,
+            limit=limit,
+        )
+        return list_page(query, session)
+
+
+def _readable_job_dags(user: Any, job_type: JobType | None) -> list[str]:
+    """The job DAGs whose runs ``user`` may read (of ``job_type`` only, if given); 403 if none."""
+    if job_type is not None:
+        authorize(user, "GET", jobs.DAG_OF_TYPE[job_type])
+        return [jobs.DAG_OF_TYPE[job_type]]
+    auth = get_auth_manager()
+    readable = [
+        dag_id
+        for dag_id in jobs.TYPE_OF_DAG
+        if auth.is_authorized_dag(
+            method="GET", access_entity=DagAccessEntity.RUN, details=DagDetails(id=dag_id), user=user
+        )
+    ]
+    if not readable:
+        raise HTTPException(
+            status.HTTP_403_FORBIDDEN, f"user {user.get_name()} may not GET the runs of any job DAG."
+        )
+    return readable
+
+
+def list_page(query: JobQuery, session: Session) -> jobs.JobList:
+    """One page of jobs: the runs of the job DAGs and the accepted jobs whose run was never created (the
+    registry's), merged newest first; each run's status from one read of the page's task instances and
+    XComs. With a status filter, a run whose status is not that one now (it changed meanwhile) is left out."""
+    now = datetime.now(UTC)
+    runs = list_runs(session, query)
+    entries: list[tuple[jobs.PagePosition, Any]] = [
+        (jobs.PagePosition(r.run_after, r.run_id), r) for r in runs
+    ]
+    unstarted = _unstarted_jobs(query)
+    started = existing_runs(session, [job.job_id for job in unstarted], query.dag_ids)
+    entries += [(jobs.PagePosition(j.created_at, j.job_id), j) for j in unstarted if j.job_id not in started]
+    entries.sort(key=lambda entry: entry[0], reverse=True)
+    page = entries[: query.limit]
+    facts = page_facts([item for _, item in page if not isinstance(item, JobRecord)], session)
+    listed = []
+    for _, item in page:
+        if isinstance(item, JobRecord):
+            job = jobs.accepted_status(
+                item.job_id,
+                dag_id=item.dag_id,
+                clone_id=item.clone_id,
+                created_at=item.created_at,
+                error=item.error,
+                requested_by=item.requested_by,
+                now=now,
+            )
+        else:
+            job = job_status(item, session, _registry_error, now, facts=facts[item.id])
+        if query.status is None or job.status is query.status:
+            listed.append(job)
+    more = len(entries) > query.limit
+    return jobs.JobList(jobs=listed, next=page[-1][0].cursor() if more else None)
+
+
+def _unstarted_jobs(query: JobQuery) -> list[JobRecord]:
+    """The registry's accepted jobs that never got a run and match ``query`` (none is running or
+    completed): pending ones have no error, refused ones have it (``cancelled ...`` when cancelled)."""
+    ended: bool | None = None
+    cancelled: bool | None = None
+    if query.status is not None:
+        if query.status not in (jobs.JobStatus.PENDING, jobs.JobStatus.FAILED, jobs.JobStatus.CANCELLED):
+            return []
+        ended = query.status is not jobs.JobStatus.PENDING
+        cancelled = query.status is jobs.JobStatus.CANCELLED if ended else None
+    found: list[JobRecord] = _registry().unstarted_jobs(
+        query.dag_ids,
+        ended=ended,
+        cancelled=cancelled,
+        clone_id=query.clone_id,
+        requested_by=query.requested_by,
+        since=query.since,
+        before=(query.before.at, query.before.job_id) if query.before else None,
+        limit=query.limit + 1,
+    )
+    return found
