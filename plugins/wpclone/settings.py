@@ -9,6 +9,7 @@ Reading is pure (``os.environ`` only), so the DAG files may read what they need 
   ``WPCLONE_CONTROL_SCHEMA`` (the registry's schema), ``WPCLONE_TASK_RETRIES``,
   ``WPCLONE_SITE_READY_TIMEOUT`` and ``WPCLONE_DELETE_WAIT`` (seconds), ``WPCLONE_HEAVY_SLOTS`` (the pool of
   copy steps, ``python -m wpclone.provision``); :class:`Settings` holds what a task reads of them.
+  ``WPCLONE_JOBS_RETENTION_DAYS``: how long the registry keeps an ended job's row (wp_ttl_cleanup).
 - The kubernetes runtime: ``WPCLONE_K8S_<FIELD>`` and the two images (:func:`kubernetes_env`, validated by
   wpclone.k8s.settings.KubernetesSettings).
 - The local stack: ``WPCLONE_STATE_DIR``, its ports and its Airflow's sizing (wpclone.local).
@@ -42,6 +43,7 @@ TASK_RETRIES = "WPCLONE_TASK_RETRIES"
 SITE_READY_TIMEOUT = "WPCLONE_SITE_READY_TIMEOUT"
 DELETE_WAIT = "WPCLONE_DELETE_WAIT"
 HEAVY_SLOTS = "WPCLONE_HEAVY_SLOTS"
+JOBS_RETENTION_DAYS = "WPCLONE_JOBS_RETENTION_DAYS"
 
 K8S_PREFIX = "WPCLONE_K8S_"
 K8S_OVERRIDES = {"toolbox_image": "WPCLONE_TOOLBOX_IMAGE", "wordpress_image": "WPCLONE_WORDPRESS_IMAGE"}
@@ -138,6 +140,12 @@ def site_ready_timeout(env: Env | None = None) -> float:
 def delete_wait(env: Env | None = None) -> float:
     """Seconds a delete waits for a cancelled clone job's rollback to release the clone (default 900)."""
     return _seconds(DELETE_WAIT, 900.0, env)
+
+
+def jobs_retention_days(env: Env | None = None) -> int:
+    """Days the registry keeps the row of a job that has ended (default 30): wp_ttl_cleanup removes older
+    ones (wpclone.registry.Registry.purge_jobs)."""
+    return _int(JOBS_RETENTION_DAYS, 30, env, minimum=1)
 
 
 @dataclass(frozen=True)
