@@ -77,11 +77,13 @@ def purge_jobs(
 def report_cleanup(
     svc: Services, expired: list[str], orphans: list[str] | None, jobs_purged: list[str] | None = None
 ) -> dict[str, Any]:
-    """What the cleanup did, from the registry: which expired clones are now deleted, which are not."""
+    """What the cleanup did, from the registry: which expired clones are now deleted, which are not; how
+    many old job rows were removed (when that task ran)."""
     records = {clone_id: svc.registry.get(clone_id) for clone_id in expired}
     deleted = sorted(c for c, r in records.items() if r is not None and r.status == "deleted")
     summary: dict[str, Any] = {"expired_deleted": deleted, "orphans_removed": orphans or []}
-    summary["jobs_purged"] = len(jobs_purged or [])
+    if jobs_purged is not None:
+        summary["jobs_purged"] = len(jobs_purged)
     if failed := sorted(set(expired) - set(deleted)):
         summary["expired_not_deleted"] = failed
     log.info("ttl cleanup: %s", summary)
