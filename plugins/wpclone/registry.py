@@ -30,6 +30,11 @@ Outside the lock, ``set_expiry`` moves a ``ready`` clone's ``expires_at`` (wpclo
 caller), and ``requested_by`` keeps the jobs API user whose request ``accept``-ed the clone (NULL for a run
 triggered elsewhere). ``list(live=True)`` leaves out deleted rows (what ``wpclone list`` shows by default).
 
+The ``jobs`` table holds the jobs the API accepted (``record_job``, ``accept``); ``unstarted_jobs`` is the
+jobs listing's part of them (those whose run was never created), and ``purge_jobs`` their retention: it
+deletes old rows of jobs that have ended, never one still to start, holding a clone's lock, or whose run
+the caller says has not ended (wp_ttl_cleanup, ``WPCLONE_JOBS_RETENTION_DAYS``).
+
 Live clones (``live_clone_ids``, the orphan sweep's keep-list) are those in ``accepted``, ``provisioning``,
 ``ready`` or ``deleting``, plus any clone locked by a job. An unlocked ``failed`` clone is not live: its job's
 rollback already removed what it created, so anything left with its id is an orphan. To avoid racing a clone

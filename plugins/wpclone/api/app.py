@@ -9,6 +9,9 @@ completely before anything is created, so a refused request leaves nothing behin
 connections ``wpclone_source_<name>``). The API finds a request's source by URL (it may list connections)
 and passes its name to the job as the ``source`` param, which is how a task finds a connection's source.
 
+``GET /api/v1/jobs`` lists the jobs newest first (the job DAGs' runs, and the registry's accepted jobs
+that never got one), filtered by status, type, clone, who asked and since, a page at a time with a cursor
+(docs/jobs-api.md); only the job DAGs whose runs the user may read.
 ``GET /api/v1/clones`` lists the clones that are not deleted (``?all=true``: the history too; a ``status``
 filter lists what it names); its ``source`` matches whatever spelling of the URL ``POST /clones`` accepts.
 ``PATCH /api/v1/clones/{clone_id}`` with ``{"ttl_minutes": N}`` extends a ready clone to now + N minutes

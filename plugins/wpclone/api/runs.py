@@ -1,7 +1,9 @@
 """The API server's side of jobs: trigger a job DAG, and read a job back from Airflow's metadata database.
 
 Only the API server may touch the metadata database (task code cannot in Airflow 3); everything here runs
-there, inside one SQLAlchemy session per call.
+there, inside one SQLAlchemy session per call. The jobs listing reads a page of runs in one query filtered
+in SQL (:func:`list_runs`) and that page's task instances, XComs and paused DAGs in one query each
+(:func:`page_facts`), which :func:`job_status` takes instead of reading them per run.
 """
 
 from __future__ import annotations
