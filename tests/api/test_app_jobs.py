@@ -69,6 +69,16 @@ def _run(dag_id: str, name: str, tag: str, clone_id: str, user: str, state: DagR
                 run_id=job_id,
                 session=session,
             )
+        if name.startswith("completed"):
+            for task_id in ("validate_request", "finalize_clone"):  # only the result task's is the result
+                XComModel.set(
+                    key="return_value",
+                    value={"clone_id": clone_id, "url": f"http://{clone_id}.localhost", "task": task_id},
+                    dag_id=dag_id,
+                    task_id=task_id,
+                    run_id=job_id,
+                    session=session,
+                )
         if name.startswith("cancelled"):
             run.note = "cancelled by bob."
     return job_id
@@ -145,6 +155,23 @@ def test_failed_jobs_are_those_whose_run_failed_or_that_could_not_start(
     assert refused.error == "the job could not be started: Dag id wp_clone not found."
     assert refused.requested_by == "bob"
     assert all(job.status == "failed" for job in page.jobs)
+
+
+def test_a_completed_job_has_its_result_and_a_cancelled_one_who_cancelled_it(
+    client: TestClient, made: Made
+) -> None:
+    page = JobList.model_validate(client.get(JOBS, params={"limit": 500}).json())
+    found = {job.job_id: job for job in page.jobs}
+    completed, cancelled = found[made.ids["completed"]], found[made.ids["cancelled"]]
+    clone_id = f"lj-a{made.tag}"
+    assert completed.result == {
+        "clone_id": clone_id,
+        "url": f"http://{clone_id}.localhost",
+        "task": "finalize_clone",
+    }
+    assert completed.status_message == "The clone is ready" and completed.error is None
+    assert cancelled.status == "cancelled" and cancelled.error == "cancelled by bob."
+    assert cancelled.type == "backup" and cancelled.requested_by == "bob"
 
 
 @pytest.mark.parametrize(

@@ -116,12 +116,20 @@ def _user() -> Any:
 UserDep = Annotated[Any, _user()]
 
 
+def may(user: Any, method: Method, dag_id: str) -> bool:
+    """Whether Airflow's auth manager lets ``user`` do ``method`` on the runs of ``dag_id``."""
+
+    return bool(
+        get_auth_manager().is_authorized_dag(
+            method=method, access_entity=DagAccessEntity.RUN, details=DagDetails(id=dag_id), user=user
+        )
+    )
+
+
 def authorize(user: Any, method: Method, dag_id: str) -> None:
     """403 unless Airflow's auth manager lets ``user`` do ``method`` on the runs of ``dag_id``."""
 
-    if not get_auth_manager().is_authorized_dag(
-        method=method, access_entity=DagAccessEntity.RUN, details=DagDetails(id=dag_id), user=user
-    ):
+    if not may(user, method, dag_id):
         raise HTTPException(
             status.HTTP_403_FORBIDDEN, f"user {user.get_name()} may not {method} runs of the DAG {dag_id}."
         )
@@ -707,14 +715,7 @@ def _readable_job_dags(user: Any, job_type: JobType | None) -> list[str]:
     if job_type is not None:
         authorize(user, "GET", jobs.DAG_OF_TYPE[job_type])
         return [jobs.DAG_OF_TYPE[job_type]]
-    auth = get_auth_manager()
-    readable = [
-        dag_id
-        for dag_id in jobs.TYPE_OF_DAG
-        if auth.is_authorized_dag(
-            method="GET", access_entity=DagAccessEntity.RUN, details=DagDetails(id=dag_id), user=user
-        )
-    ]
+    readable = [dag_id for dag_id in jobs.TYPE_OF_DAG if may(user, "GET", dag_id)]
     if not readable:
         raise HTTPException(
             status.HTTP_403_FORBIDDEN, f"user {user.get_name()} may not GET the runs of any job DAG."

@@ -265,7 +265,7 @@ def existing_runs(session: Session, run_ids: list[str], dag_ids: list[str]) -> s
 
 def page_facts(runs: list[Any], session: Session) -> dict[int, RunFacts]:
     """Each run's facts (by the run's id), read for the whole page in three queries: the task instances,
-    the XComs (errors and results) and which DAGs are paused."""
+    the XComs (every task's errors, the result tasks' return values) and which DAGs are paused."""
 
     if not runs:
         return {}
@@ -294,7 +294,13 @@ def page_facts(runs: list[Any], session: Session) -> dict[int, RunFacts]:
     result_tasks = {run.id: jobs.RESULT_TASK.get(run.dag_id) for run in runs}
     xcoms = session.scalars(
         select(XComModel)
-        .where(XComModel.dag_run_id.in_(list(tis)), XComModel.key.in_(["error", "return_value"]))
+        .where(
+            XComModel.dag_run_id.in_(list(tis)),
+            or_(
+                XComModel.key == "error",
+                and_(XComModel.key == "return_value", XComModel.task_id.in_(set(jobs.RESULT_TASK.values()))),
+            ),
+        )
         .order_by(XComModel.timestamp)
     ).all()
     for xcom in xcoms:
