@@ -8,7 +8,7 @@ import pytest
 
 from wpclone.errors import BadRequest
 from wpclone.models import TTL_MAX_MINUTES, TTL_MIN_MINUTES
-from wpclone.timewords import check_ttl, duration_text, moment_words, parse_ttl, relative
+from wpclone.timewords import check_ttl, duration_text, moment_words, parse_since, parse_ttl, relative
 
 NOW = datetime(2026, 12, 6, 6, 0, 0, tzinfo=UTC)
 
@@ -89,3 +89,18 @@ def test_moment_words_adds_the_absolute_utc_time() -> None:
     berlin = (NOW + timedelta(hours=1, minutes=20)).astimezone(timezone(timedelta(hours=1)))  # shown in UTC
     assert moment_words(berlin, NOW) == "in 1 h 20 min (2026-12-06 07:20 UTC)"
     assert moment_words(None, NOW) == "-"
+
+
+def test_since_is_a_span_ago_or_an_iso_time() -> None:
+    now = datetime(2026, 12, 6, 8, 0, tzinfo=UTC)
+    assert parse_since("90m", now) == datetime(2026, 12, 6, 6, 30, tzinfo=UTC)
+    assert parse_since("2h", now) == datetime(2026, 12, 6, 6, 0, tzinfo=UTC)
+    assert parse_since("3 days", now) == datetime(2026, 12, 3, 8, 0, tzinfo=UTC)
+    assert parse_since("2026-12-06T07:15", now) == datetime(2026, 12, 6, 7, 15, tzinfo=UTC)
+    assert parse_since("2026-12-06T09:15+02:00", now) == datetime(2026, 12, 6, 7, 15, tzinfo=UTC)
+
+
+@pytest.mark.parametrize("text", ["yesterday", "90", "2 weeks", ""])
+def test_a_since_that_is_neither_says_both_forms(text: str) -> None:
+    with pytest.raises(BadRequest, match=r"is not a time: give how long ago \(90m, 2h, 3d\) or an ISO 8601"):
+        parse_since(text)

@@ -49,15 +49,25 @@ from rich.progress import (
 
 from wpclone.config import local_config_path
 from wpclone.errors import BadRequest
-from wpclone.jobs import FINAL_STATUSES, JobResponse, JobStatus, JobStatusResponse, JobType, SourceInfo
+from wpclone.jobs import (
+    FINAL_STATUSES,
+    PAGE_DEFAULT,
+    PAGE_MAX,
+    JobList,
+    JobResponse,
+    JobStatus,
+    JobStatusResponse,
+    JobType,
+    SourceInfo,
+)
 from wpclone.local.airflow import LocalAirflow
 from wpclone.local.settings import StackSettings
 from wpclone.login import LoginLink
-from wpclone.models import CloneStatus, CopyMode
+from wpclone.models import CloneStatus, CopyMode, check_clone_id
 from wpclone.registry import CloneRecord
 from wpclone.settings import API_URL, PASSWORD, TOKEN, USERNAME, ApiAccess
 from wpclone.summary import copy_lines, in_words, login_line
-from wpclone.timewords import moment_words, parse_ttl
+from wpclone.timewords import moment_words, parse_since, parse_ttl, relative
 
 EXIT_OK = 0
 EXIT_JOB_FAILED = 1
@@ -397,6 +407,24 @@ def clone_table(clones: Sequence[CloneRecord]) -> str:
     )
 
 
+def job_table(listed: Sequence[JobStatusResponse]) -> str:
+    """Jobs one a line: when each was asked for in words, and what it is doing or why it ended badly."""
+    headers = ("JOB ID", "TYPE", "CLONE", "STATUS", "ASKED BY", "ASKED", "DETAIL")
+    rows = [
+        (
+            j.job_id,
+            j.type.value,
+            j.clone_id or "-",
+            j.status.value if j.status in FINAL_STATUSES else f"{j.status.value} {j.progress}%",
+            j.requested_by or "-",
+            relative(j.created_at),
+            j.error or j.status_message,
+        )
+        for j in listed
+    ]
+    return format_table(headers, rows)
+
+
 def print_json(data: Any) -> None:
     print(json.dumps(data, indent=2))
 
@@ -587,6 +615,38 @@ def cmd_list(api: Api, args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_jobs(api: Api, args: argparse.Namespace) -> int:
+    """One page of jobs, newest first; an empty answer is a sentence and exit 0."""
+    params: dict[str, Any] = {
+        name: value
+        for name, value in (
+            ("status", args.status),
+            ("type", args.type),
+            ("clone_id", args.clone),
+            ("requested_by", args.requested_by),
+            ("since", args.since.isoformat() if args.since else None),
+        )
+        if value
+    }
+    if args.mine:
+        params["mine"] = "true"
+    params["limit"] = args.limit
+    page = parse(JobList, api.call("GET", "/jobs", params=params))
+    if getattr(args, "json", False):
+        print_json(page.model_dump(mode="json"))
+        return EXIT_OK
+    if not page.jobs:
+        print("No jobs match those filters." if len(params) > 1 else "No jobs yet.")
+        return EXIT_OK
+    print(job_table(page.jobs))
+    if page.next:
+        more = f"raise --limit (up to {PAGE_MAX}) or " if args.limit < PAGE_MAX else ""
+        print(
+            f"The newest {args.limit} are shown; there are more: {more}narrow with --since.", file=sys.stderr
+        )
+    return EXIT_OK
+
+
 def cmd_extend(api: Api, args: argparse.Namespace) -> int:
     body = {"ttl_minutes": args.ttl}
     clone = parse(CloneRecord, api.call("PATCH", f"/clones/{args.clone_id}", json=body))
@@ -651,6 +711,7 @@ COMMANDS: dict[str, Callable[[Api, argparse.Namespace], int]] = {
     "sources": cmd_sources,
     "login": cmd_login,
     "extend": cmd_extend,
+    "jobs": cmd_jobs,
 }
 
 
@@ -682,6 +743,29 @@ def ttl_argument(text: str) -> int:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
+def since_argument(text: str) -> datetime:
+    """``--since``: ``2h`` (ago) or an ISO 8601 time, as an aware UTC datetime."""
+    try:
+        return parse_since(text)
+    except BadRequest as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def clone_id_argument(text: str) -> str:
+    """``--clone``: a clone id, its rule in words when it is not one."""
+    try:
+        return check_clone_id(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def limit_argument(text: str) -> int:
+    """``--limit``: how many jobs, 1 to PAGE_MAX."""
+    if not text.strip().isdigit() or not 1 <= int(text) <= PAGE_MAX:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of jobs from 1 to {PAGE_MAX}.")
+    return int(text)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """``wpclone [--json] COMMAND ...``; ``--json`` is accepted before or after the command."""
     as_json = Parser(add_help=False)
@@ -703,8 +787,8 @@ def build_parser() -> argparse.ArgumentParser:
     shared: dict[str, Any] = {"epilog": EPILOG, "formatter_class": argparse.RawDescriptionHelpFormatter}
     parser = Parser(
         prog="wpclone",
-        description="Make, follow, list, back up, restore and delete WordPress staging clones through the\n"
-        "wpclone jobs API.",
+        description="Make, follow, list, back up, restore and delete WordPress staging clones, and list\n"
+        "jobs, through the wpclone jobs API.",
         parents=[as_json],
         **shared,
     )
@@ -832,6 +916,34 @@ def build_parser() -> argparse.ArgumentParser:
         required=True,
         metavar="TTL",
         help="the new time to live from now: 90m, 2h, 3d or minutes (10m to 7d)",
+    )
+
+    jobs = sub.add_parser(
+        "jobs",
+        parents=[as_json],
+        help="list jobs, newest first: failed, running, yours, of a clone...",
+        description="List the jobs (clone, delete, backup and restore runs), newest first, with their\n"
+        "status and, for a job that failed, why.",
+        **shared,
+    )
+    jobs.add_argument("--status", choices=[s.value for s in JobStatus], help="only jobs in this state")
+    jobs.add_argument("--type", choices=[t.value for t in JobType], help="only jobs of this type")
+    jobs.add_argument("--clone", type=clone_id_argument, metavar="ID", help="only jobs of this clone")
+    who = jobs.add_mutually_exclusive_group()
+    who.add_argument("--mine", action="store_true", help="only the jobs you started")
+    who.add_argument("--requested-by", metavar="USER", help="only the jobs USER started")
+    jobs.add_argument(
+        "--since",
+        type=since_argument,
+        metavar="WHEN",
+        help="only jobs asked for since WHEN: how long ago (90m, 2h, 3d) or an ISO 8601 time (UTC)",
+    )
+    jobs.add_argument(
+        "--limit",
+        type=limit_argument,
+        default=PAGE_DEFAULT,
+        metavar="N",
+        help=f"at most N jobs (default {PAGE_DEFAULT}, at most {PAGE_MAX})",
     )
 
     sub.add_parser(

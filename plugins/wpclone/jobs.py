@@ -7,6 +7,8 @@ from the metadata database, the CLI parses the same models.
 
 from __future__ import annotations
 
+import base64
+import json
 import math
 import secrets
 from collections.abc import Iterable, Mapping
@@ -17,6 +19,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from wpclone.errors import BadRequest
 from wpclone.models import SourceConfig
 
 # Airflow's default [scheduler] allowed_run_id_pattern is ^[A-Za-z0-9_.~:+-]+$.
@@ -85,6 +88,7 @@ class JobStatusResponse(BaseModel):
     clone_id: str | None = None
     result: dict[str, Any] | None = None
     error: str | None = None
+    requested_by: str | None = None  # the user who started it (Airflow's triggering user), if known
 
 
 def new_job_id(job_type: JobType, now: datetime | None = None) -> str:
@@ -296,6 +300,7 @@ def accepted_status(
     clone_id: str | None,
     created_at: datetime,
     error: str | None,
+    requested_by: str | None = None,
     now: datetime | None = None,
 ) -> JobStatusResponse:
     """A job the API accepted whose run does not exist yet: pending, failed if it could not start, or
@@ -315,7 +320,70 @@ def accepted_status(
         estimated_completion=None if error else estimated_completion(dag_id, [], now),
         clone_id=clone_id,
         error=error,
+        requested_by=requested_by,
     )
+
+
+# -- listing -------------------------------------------------------------------------------------------------
+
+PAGE_DEFAULT = 50
+PAGE_MAX = 500
+# The listing's query parameters' rules in words (as wpclone.models.FIELD_RULES for the request fields).
+QUERY_RULES: dict[str, str] = {
+    "status": "must be one of " + ", ".join(s.value for s in JobStatus) + ", e.g. failed",
+    "type": "must be one of " + ", ".join(t.value for t in JobType) + ", e.g. clone",
+    "limit": f"must be a whole number from 1 to {PAGE_MAX}, e.g. {PAGE_DEFAULT}",
+    "since": "must be a time in ISO 8601, e.g. 2026-12-06T07:00:00Z (without an offset: UTC)",
+    "mine": "must be true or false",
+}
+
+
+@dataclass(frozen=True)
+class JobQuery:
+    """What ``GET /jobs`` asks for: the job DAGs to list (those the user may read), the filters, the end of
+    the previous page (``before``) and the page's size."""
+
+    dag_ids: list[str]
+    status: JobStatus | None = None
+    clone_id: str | None = None
+    requested_by: str | None = None
+    since: datetime | None = None
+    before: PagePosition | None = None
+    limit: int = PAGE_DEFAULT
+
+
+class JobList(BaseModel):
+    """A page of ``GET /jobs``, newest first; ``next``: the cursor of the following page (None: the last)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    jobs: list[JobStatusResponse]
+    next: str | None = None
+
+
+@dataclass(frozen=True, order=True)
+class PagePosition:
+    """Where a page of jobs ends, in the listing's order (newest first): the time a job's run was asked
+    for (a run's ``run_after``, an accepted job's ``created_at``), then its id."""
+
+    at: datetime
+    job_id: str
+
+    def cursor(self) -> str:
+        """The position as an opaque ``cursor`` for the next request."""
+        text = json.dumps([self.at.astimezone(UTC).isoformat(), self.job_id])
+        return base64.urlsafe_b64encode(text.encode()).decode().rstrip("=")
+
+    @classmethod
+    def of(cls, cursor: str) -> PagePosition:
+        """The position a ``cursor`` names; BadRequest when it is not one of ours."""
+        try:
+            at, job_id = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+            return cls(datetime.fromisoformat(at).astimezone(UTC), str(job_id))
+        except (ValueError, TypeError) as exc:
+            raise BadRequest(
+                "cursor is not a position in the jobs listing: pass the `next` of the previous page as it is."
+            ) from exc
 
 
 class SourceInfo(BaseModel):

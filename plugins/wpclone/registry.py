@@ -30,6 +30,11 @@ Outside the lock, ``set_expiry`` moves a ``ready`` clone's ``expires_at`` (wpclo
 caller), and ``requested_by`` keeps the jobs API user whose request ``accept``-ed the clone (NULL for a run
 triggered elsewhere). ``list(live=True)`` leaves out deleted rows (what ``wpclone list`` shows by default).
 
+The ``jobs`` table holds the jobs the API accepted (``record_job``, ``accept``); ``unstarted_jobs`` is the
+jobs listing's part of them (those whose run was never created), and ``purge_jobs`` their retention: it
+deletes old rows of jobs that have ended, never one still to start, holding a clone's lock, or whose run
+the caller says has not ended (wp_ttl_cleanup, ``WPCLONE_JOBS_RETENTION_DAYS``).
+
 Live clones (``live_clone_ids``, the orphan sweep's keep-list) are those in ``accepted``, ``provisioning``,
 ``ready`` or ``deleting``, plus any clone locked by a job. An unlocked ``failed`` clone is not live: its job's
 rollback already removed what it created, so anything left with its id is an orphan. To avoid racing a clone
@@ -624,6 +629,73 @@ class Registry:
         if changed and job is not None and job.clone_id:
             self.mark_failed(job.clone_id, job_id, reason)
         return bool(changed)
+
+    def unstarted_jobs(
+        self,
+        dag_ids: Sequence[str],
+        *,
+        ended: bool | None = None,
+        cancelled: bool | None = None,
+        clone_id: str | None = None,
+        requested_by: str | None = None,
+        since: datetime | None = None,
+        before: tuple[datetime, str] | None = None,
+        limit: int = 50,
+    ) -> builtins.list[JobRecord]:
+        """Accepted jobs whose run was never created, newest first (the jobs listing's part of them):
+        ``ended`` False: still to start; True: refused (``cancelled``: True those cancelled, False the
+        others); ``before``: only those after (created_at, job_id) in that order."""
+        where = [f"`dag_id` IN ({', '.join(['%s'] * len(dag_ids))})", "`triggered_at` IS NULL"]
+        args: list[Any] = list(dag_ids)
+        if ended is not None:
+            where.append("`error` IS NOT NULL" if ended else "`error` IS NULL")
+        if cancelled is not None:
+            where.append(("" if cancelled else "NOT ") + "`error` LIKE 'cancelled%%'")
+        for column, value in (("clone_id", clone_id), ("requested_by", requested_by)):
+            if value is not None:
+                where.append(f"`{column}` = %s")
+                args.append(value)
+        if since is not None:
+            where.append("`created_at` >= %s")
+            args.append(utc_naive(since))
+        if before is not None:
+            where.append("(`created_at` < %s OR (`created_at` = %s AND `job_id` < %s))")
+            args.extend([utc_naive(before[0]), utc_naive(before[0]), before[1]])
+        if not dag_ids:
+            return []
+        sql = (
+            f"SELECT {_JOB_COLUMNS} FROM {self._jobs} WHERE {' AND '.join(where)} "
+            "ORDER BY `created_at` DESC, `job_id` DESC LIMIT %s"
+        )
+        with self._session() as s:
+            return [JobRecord.from_row(r) for r in s.query(sql, [*args, limit])]
+
+    def purge_jobs(
+        self, created_before: datetime, is_final: Callable[[JobRecord], bool], batch: int = 1000
+    ) -> builtins.list[str]:
+        """Delete the rows of jobs accepted before ``created_before`` that have ended (retention); returns
+        their ids. A job that has not ended keeps its row: one still to start, one that holds a clone's
+        lock, and one whose run ``is_final`` (the caller reads Airflow) says is not final. A refused job
+        (its ``error``) has ended. At most ``batch`` rows a call, oldest first."""
+        with self._session() as s:
+            rows = s.query(
+                f"SELECT {_JOB_COLUMNS} FROM {self._jobs} j WHERE `created_at` < %s "
+                "AND (`triggered_at` IS NOT NULL OR `error` IS NOT NULL) "
+                f"AND NOT EXISTS (SELECT 1 FROM {self._clones} c WHERE c.`lock_job_id` = j.`job_id`) "
+                "ORDER BY `created_at` LIMIT %s",
+                (utc_naive(created_before), batch),
+            )
+        ended = [
+            job.job_id for job in map(JobRecord.from_row, rows) if job.error is not None or is_final(job)
+        ]
+        if ended:
+            with self._session() as s:
+                s.execute(
+                    f"DELETE FROM {self._jobs} WHERE `created_at` < %s "
+                    f"AND `job_id` IN ({', '.join(['%s'] * len(ended))})",
+                    (utc_naive(created_before), *ended),
+                )
+        return ended
 
     # -- transitions ---------------------------------------------------------------------------------------
 

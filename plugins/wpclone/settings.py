@@ -13,6 +13,7 @@ Reading is pure (``os.environ`` only), so the DAG files may read what they need 
   a bounded wait of its own gets that wait and a minute more), ``WPCLONE_STEP_TIMEOUT_FLOOR_S``,
   ``WPCLONE_STEP_TIMEOUT_CEILING_S`` and ``WPCLONE_STEP_MIN_MB_PER_S`` (a data-plane step's limit, sized to
   its source: wpclone.runtimes.limits), ``WPCLONE_RUN_TIMEOUT_MINUTES`` (every DAG run); :class:`TimeLimits`.
+- ``WPCLONE_JOBS_RETENTION_DAYS``: how long the registry keeps an ended job's row (wp_ttl_cleanup).
 - The kubernetes runtime: ``WPCLONE_K8S_<FIELD>`` and the two images (:func:`kubernetes_env`, validated by
   wpclone.k8s.settings.KubernetesSettings).
 - The local stack: ``WPCLONE_STATE_DIR``, its ports and its Airflow's sizing (wpclone.local).
@@ -51,6 +52,7 @@ STEP_TIMEOUT_FLOOR = "WPCLONE_STEP_TIMEOUT_FLOOR_S"
 STEP_TIMEOUT_CEILING = "WPCLONE_STEP_TIMEOUT_CEILING_S"
 STEP_MIN_MB_PER_S = "WPCLONE_STEP_MIN_MB_PER_S"
 RUN_TIMEOUT = "WPCLONE_RUN_TIMEOUT_MINUTES"
+JOBS_RETENTION_DAYS = "WPCLONE_JOBS_RETENTION_DAYS"
 
 K8S_PREFIX = "WPCLONE_K8S_"
 K8S_OVERRIDES = {"toolbox_image": "WPCLONE_TOOLBOX_IMAGE", "wordpress_image": "WPCLONE_WORDPRESS_IMAGE"}
@@ -147,6 +149,12 @@ def site_ready_timeout(env: Env | None = None) -> float:
 def delete_wait(env: Env | None = None) -> float:
     """Seconds a delete waits for a cancelled clone job's rollback to release the clone (default 900)."""
     return _seconds(DELETE_WAIT, 900.0, env)
+
+
+def jobs_retention_days(env: Env | None = None) -> int:
+    """Days the registry keeps the row of a job that has ended (default 30): wp_ttl_cleanup removes older
+    ones (wpclone.registry.Registry.purge_jobs)."""
+    return _int(JOBS_RETENTION_DAYS, 30, env, minimum=1)
 
 
 @dataclass(frozen=True)

@@ -2,14 +2,15 @@
 
 :func:`parse_ttl` reads ``90m``, ``2h``, ``3d`` or plain minutes (the CLI's ``--ttl``), :func:`check_ttl`
 holds minutes to the bounds every clone has (10 minutes to 7 days; never clamped), :func:`relative` says
-when a moment is from now ("in 1 h 20 min", "3 days ago") and :func:`moment_words` adds the absolute UTC time.
+when a moment is from now ("in 1 h 20 min", "3 days ago") and :func:`moment_words` adds the absolute UTC time;
+:func:`parse_since` reads a moment back (``2h`` ago, or ISO 8601: the CLI's ``wpclone jobs --since``).
 Pure stdlib: the CLI, the jobs API and the services use it alike.
 """
 
 from __future__ import annotations
 
 import re
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from wpclone.errors import BadRequest
 from wpclone.models import TTL_MAX_MINUTES, TTL_MIN_MINUTES
@@ -83,3 +84,20 @@ def moment_words(moment: datetime | None, now: datetime | None = None) -> str:
     if moment is None:
         return "-"
     return f"{relative(moment, now)} ({utc_text(moment)})"
+
+
+def parse_since(text: str, now: datetime | None = None) -> datetime:
+    """The moment ``text`` names: ``90m``, ``2h``, ``3d`` (that long before ``now``) or an ISO 8601 time
+    (without an offset: UTC); BadRequest saying both forms otherwise."""
+    match = _TTL_RE.fullmatch(text.strip().lower())
+    if match is not None and match.group(2):
+        ago = int(match.group(1)) * _UNIT_MINUTES[match.group(2)[0]]
+        return (now or datetime.now(UTC)) - timedelta(minutes=ago)
+    try:
+        moment = datetime.fromisoformat(text.strip())
+    except ValueError:
+        raise BadRequest(
+            f"{text.strip()!r} is not a time: give how long ago (90m, 2h, 3d) or an ISO 8601 time, "
+            "e.g. 2026-12-06T07:00 (UTC without an offset)."
+        ) from None
+    return moment.replace(tzinfo=moment.tzinfo or UTC).astimezone(UTC)

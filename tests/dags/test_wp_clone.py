@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 from airflow.models.dagrun import DagRun
 from airflow.settings import Session
+from sqlalchemy import delete
 
 from tests.fixtures.dagtest import SCHEMA, run, states, xcom
 from tests.fixtures.stack import leftovers
@@ -43,6 +44,7 @@ from tests.local.test_seed import (  # noqa: F401
 )
 from tests.test_staging_integration import _pages, _post, _site_check, staging_report
 from wpclone.airflow.services import services
+from wpclone.api.runs import trigger
 from wpclone.config import local_config
 from wpclone.db import DbEndpoint
 from wpclone.errors import describe
@@ -216,6 +218,24 @@ def test_delete_leaves_nothing(
 # -- TTL cleanup -------------------------------------------------------------------------------------------
 
 
+def _old_job_rows(registry: Registry, admin_db: DbEndpoint, ended_run: Any) -> tuple[str, str]:
+    """Two rows of jobs accepted 31 days ago (past the default retention): one of a run that has ended, one
+    of a run that has not (queued: nothing runs it here); returns their ids."""
+    unfinished = f"delete-unfinished-{datetime.now(UTC):%H%M%S%f}"
+    with Session() as session:
+        trigger("wp_delete", unfinished, {"clone_id": "ttl-live"}, "alice", session)
+    for job_id, dag_id in ((ended_run.run_id, "wp_clone"), (unfinished, "wp_delete")):
+        registry.record_job(job_id, dag_id, {}, "alice", None)
+        registry.mark_job_triggered(job_id)
+    with admin_db.connect() as conn, conn.cursor() as cur:
+        cur.execute(
+            f"UPDATE {SCHEMA}.jobs SET created_at = UTC_TIMESTAMP(6) - INTERVAL 31 DAY "
+            "WHERE job_id IN (%s, %s)",
+            (ended_run.run_id, unfinished),
+        )
+    return ended_run.run_id, unfinished
+
+
 def test_ttl_cleanup_deletes_exactly_the_expired_clones_and_orphans(
     dags: Any, source_site: SiteConfig, registry: Registry, admin_db: DbEndpoint, stack: StackSettings
 ) -> None:
@@ -224,6 +244,7 @@ def test_ttl_cleanup_deletes_exactly_the_expired_clones_and_orphans(
             dags, "wp_clone", {"source_url": source_site.url, "clone_id": clone_id, "ttl_minutes": 10}
         )
         assert str(dagrun.state) == "success", states(dagrun)
+    ended, unfinished = _old_job_rows(registry, admin_db, dagrun)
     with admin_db.connect() as conn, conn.cursor() as cur:  # expire one of them
         cur.execute(
             f"UPDATE {SCHEMA}.clones SET expires_at = %s WHERE clone_id = 'ttl-expired'",
@@ -245,7 +266,9 @@ def test_ttl_cleanup_deletes_exactly_the_expired_clones_and_orphans(
         assert report == {
             "expired_deleted": ["ttl-expired"],
             "orphans_removed": ["orphan-db", "orphan-files"],
+            "jobs_purged": 1,
         }
+        assert registry.get_job(ended) is None and registry.get_job(unfinished) is not None
         assert leftovers(admin_db, stack, "ttl-expired") == []
         assert leftovers(admin_db, stack, "orphan-db") == leftovers(admin_db, stack, "orphan-files") == []
         assert registry.get("ttl-expired").status is CloneStatus.DELETED  # type: ignore[union-attr]
@@ -259,6 +282,9 @@ def test_ttl_cleanup_deletes_exactly_the_expired_clones_and_orphans(
         MySqlAdmin.from_endpoint(admin_db).drop_database_and_user(
             unrelated, unrelated, user_host=LOCAL_USER_HOST
         )
+        with Session() as session:
+            session.execute(delete(DagRun).where(DagRun.run_id == unfinished))
+            session.commit()
         assert str(run(dags, "wp_delete", {"clone_id": "ttl-live"}).state) == "success"
 
 

@@ -304,6 +304,29 @@ def test_failed_job_exits_1_with_its_error(wpclone: Run, api: Api, source_site: 
     assert again.returncode == 1
 
 
+def test_a_failed_clone_job_is_listed_by_wpclone_jobs_status_failed(wpclone: Run, api: Api) -> None:
+    """Whoever started it (here Airflow's own API), a failed job is found with its error, by status and
+    by clone, and is not among the completed ones."""
+    job_id = f"manual-jobs-{secrets.token_hex(4)}"
+    clone_id = f"sys-jobs-{secrets.token_hex(3)}"
+    api.trigger("wp_clone", job_id, {"source_url": "http://unregistered.localhost:1", "clone_id": clone_id})
+    assert api.wait_job(job_id)["status"] == "failed"
+
+    failed = wpclone("jobs", "--status", "failed", "--since", "1h")
+    assert failed.returncode == 0, failed.stderr
+    header, *rows = failed.stdout.splitlines()
+    assert header.split()[:4] == ["JOB", "ID", "TYPE", "CLONE"]
+    [row] = [r for r in rows if r.startswith(job_id)]
+    assert row.split()[1:5] == ["clone", clone_id, "failed", "admin"]
+    assert "http://unregistered.localhost:1 is not a registered source site" in row
+    assert all(r.split()[3] == "failed" for r in rows)
+
+    mine = json.loads(wpclone("jobs", "--clone", clone_id, "--mine", "--json").stdout)
+    assert [j["job_id"] for j in mine["jobs"]] == [job_id] and mine["next"] is None
+    completed = wpclone("jobs", "--status", "completed", "--clone", clone_id)
+    assert (completed.returncode, completed.stdout) == (0, "No jobs match those filters.\n")
+
+
 def test_backup_then_restore_through_the_api(
     wpclone: Run, api: Api, clones: list[str], source_site: SiteConfig, stack: StackSettings
 ) -> None:

@@ -44,9 +44,17 @@ from wpclone.models import (
     CopyMode,
     SourceConfig,
 )
+from wpclone.registry import JobRecord
 from wpclone.runtimes.stepspec import ContentRole, DbRole, PlanValue, Step
 from wpclone.services import cleanup, clone, common, delete, restore
-from wpclone.settings import TimeLimits, delete_wait, runtime_kind, site_ready_timeout, task_retries
+from wpclone.settings import (
+    TimeLimits,
+    delete_wait,
+    jobs_retention_days,
+    runtime_kind,
+    site_ready_timeout,
+    task_retries,
+)
 
 TAGS = ["wpclone"]
 HEAVY_POOL = "wpclone_heavy"  # bounds concurrent copy steps against the shared MySQL (wpclone.provision)
@@ -400,21 +408,36 @@ def build_ttl_cleanup_dag(
         def sweep_orphans() -> list[str]:
             return cleanup.sweep_orphans(services())
 
+        @task(task_id="purge_old_jobs")
+        def purge_old_jobs(**context: Any) -> list[str]:
+            ti = context["ti"]
+
+            def run_has_ended(job: JobRecord) -> bool:
+                """Its run has ended, or is gone (Airflow's own cleanup): asked through the task execution
+                API, as a task must (it may not read the metadata database)."""
+                if ti.get_dr_count(job.dag_id, run_ids=[job.job_id], states=["success", "failed"]):
+                    return True
+                return not ti.get_dr_count(job.dag_id, run_ids=[job.job_id])
+
+            run_after = context["dag_run"].run_after
+            return cleanup.purge_jobs(services(), run_after, jobs_retention_days(), run_has_ended)
+
         @task(task_id="report", trigger_rule=TriggerRule.ALL_DONE)
         def report(**context: Any) -> dict[str, Any]:
             ti = context["ti"]
-            expired, orphans = (
+            expired, orphans, purged = (
                 ti.xcom_pull(task_ids="find_expired") or [],
                 ti.xcom_pull(task_ids="sweep_orphans"),
+                ti.xcom_pull(task_ids="purge_old_jobs"),
             )
-            return cleanup.report_cleanup(services(), expired, orphans)
+            return cleanup.report_cleanup(services(), expired, orphans, purged)
 
         expired = find_expired()
         deleted = delete_clone_group.expand(clone_id=expired)
         orphans = sweep_orphans()
         deleted >> orphans
         deleted >> record_delete_failure("find_expired")
-        orphans >> report()
+        [orphans, purge_old_jobs()] >> report()
     return dag
 
 

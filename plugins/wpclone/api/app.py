@@ -9,6 +9,9 @@ completely before anything is created, so a refused request leaves nothing behin
 connections ``wpclone_source_<name>``). The API finds a request's source by URL (it may list connections)
 and passes its name to the job as the ``source`` param, which is how a task finds a connection's source.
 
+``GET /api/v1/jobs`` lists the jobs newest first (the job DAGs' runs, and the registry's accepted jobs
+that never got one), filtered by status, type, clone, who asked and since, a page at a time with a cursor
+(docs/jobs-api.md); only the job DAGs whose runs the user may read.
 ``GET /api/v1/clones`` lists the clones that are not deleted (``?all=true``: the history too; a ``status``
 filter lists what it names); its ``source`` matches whatever spelling of the URL ``POST /clones`` accepts.
 ``PATCH /api/v1/clones/{clone_id}`` with ``{"ttl_minutes": N}`` extends a ready clone to now + N minutes
@@ -48,7 +51,16 @@ from wpclone.airflow import runparams
 from wpclone.airflow.services import mysql_admin, registry, registry_conn_id, services
 from wpclone.api import pages
 from wpclone.api.dispatch import Dispatcher, airflow_trigger, is_stale
-from wpclone.api.runs import build_execution_api, cancel, find_run, job_status, warm_up
+from wpclone.api.runs import (
+    build_execution_api,
+    cancel,
+    existing_runs,
+    find_run,
+    job_status,
+    list_runs,
+    page_facts,
+    warm_up,
+)
 from wpclone.errors import (
     BadRequest,
     CloneBusy,
@@ -61,7 +73,7 @@ from wpclone.errors import (
     validation_sentence,
 )
 from wpclone.fetch import redact
-from wpclone.jobs import JobResponse, JobStatusResponse, JobType, SourceInfo
+from wpclone.jobs import JobQuery, JobResponse, JobStatusResponse, JobType, SourceInfo
 from wpclone.models import (
     FIELD_RULES,
     TTL_MAX_MINUTES,
@@ -75,7 +87,7 @@ from wpclone.models import (
     url_spellings,
 )
 from wpclone.mysql_admin import MySqlAdmin
-from wpclone.registry import CloneRecord, Registry
+from wpclone.registry import CloneRecord, JobRecord, Registry
 from wpclone.services import clone, expiry, restore
 from wpclone.services.common import Services
 
@@ -106,12 +118,20 @@ def _user() -> Any:
 UserDep = Annotated[Any, _user()]
 
 
+def may(user: Any, method: Method, dag_id: str) -> bool:
+    """Whether Airflow's auth manager lets ``user`` do ``method`` on the runs of ``dag_id``."""
+
+    return bool(
+        get_auth_manager().is_authorized_dag(
+            method=method, access_entity=DagAccessEntity.RUN, details=DagDetails(id=dag_id), user=user
+        )
+    )
+
+
 def authorize(user: Any, method: Method, dag_id: str) -> None:
     """403 unless Airflow's auth manager lets ``user`` do ``method`` on the runs of ``dag_id``."""
 
-    if not get_auth_manager().is_authorized_dag(
-        method=method, access_entity=DagAccessEntity.RUN, details=DagDetails(id=dag_id), user=user
-    ):
+    if not may(user, method, dag_id):
         raise HTTPException(
             status.HTTP_403_FORBIDDEN, f"user {user.get_name()} may not {method} runs of the DAG {dag_id}."
         )
@@ -305,6 +325,7 @@ def create_app() -> FastAPI:
     _add_login_routes(app)
     _add_check_routes(app)
     pages.add_page_routes(app, API_PREFIX)
+    _add_listing_routes(app)
     return app
 
 
@@ -336,9 +357,10 @@ def invalid_request(path: str, errors: list[Any]) -> JSONResponse:
     if not field and first.get("type") in WHOLE_BODY_ERRORS:
         detail = f"The request body must be a JSON object, e.g. {_body_example(path)}."
         return JSONResponse({"detail": detail}, status_code=status.HTTP_422_UNPROCESSABLE_ENTITY)
-    body: dict[str, str] = {"detail": validation_sentence(errors, FIELD_RULES)}
-    if field in FIELD_RULES and FIELD_RULES[field] in body["detail"]:  # not a check's own sentence
-        body.update(field=field, rule=FIELD_RULES[field])
+    rules = {**FIELD_RULES, **jobs.QUERY_RULES}
+    body: dict[str, str] = {"detail": validation_sentence(errors, rules)}
+    if field in rules and rules[field] in body["detail"]:  # not a check's own sentence
+        body.update(field=field, rule=rules[field])
     return JSONResponse(body, status_code=status.HTTP_422_UNPROCESSABLE_ENTITY)
 
 
@@ -718,3 +740,113 @@ def _add_check_routes(app: FastAPI) -> None:
     def check_clone(body: dict[str, Any], user: UserDep) -> CloneCheck:
         authorize(user, "POST", jobs.DAG_OF_TYPE[JobType.CLONE])
         return check_clone_fields(_services(), body)
+
+
+def _add_listing_routes(app: FastAPI) -> None:
+    """``GET /jobs``: the jobs of the job DAGs (wp_clone, wp_delete, wp_backup, wp_restore), newest first."""
+
+    @app.get(
+        f"{API_PREFIX}/jobs",
+        response_model=jobs.JobList,
+        summary="Jobs, newest first, filtered by status, type, clone, who asked and since; a page at a time",
+    )
+    def list_jobs(
+        session: SessionDep,
+        user: UserDep,
+        *,
+        status_: Annotated[jobs.JobStatus | None, Query(alias="status")] = None,
+        type_: Annotated[JobType | None, Query(alias="type")] = None,
+        clone_id: CloneId | None = None,
+        requested_by: Annotated[str | None, Query(description="the user who started the job")] = None,
+        mine: Annotated[bool, Query(description="only the jobs the caller started")] = False,
+        since: Annotated[datetime | None, Query(description="only jobs asked for at or after")] = None,
+        limit: Annotated[int, Query(ge=1, le=jobs.PAGE_MAX)] = jobs.PAGE_DEFAULT,
+        cursor: Annotated[str | None, Query(description="the previous page's next")] = None,
+    ) -> jobs.JobList:
+        if mine and requested_by:
+            raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, "give mine or requested_by, not both.")
+        try:
+            before = jobs.PagePosition.of(cursor) if cursor else None
+        except BadRequest as exc:
+            raise _refuse(exc) from exc
+        query = JobQuery(
+            dag_ids=_readable_job_dags(user, type_),
+            status=status_,
+            clone_id=clone_id,
+            requested_by=user.get_name() if mine else requested_by,
+            since=since.replace(tzinfo=since.tzinfo or UTC) if since else None,
+            before=before,
+            limit=limit,
+        )
+        return list_page(query, session)
+
+
+def _readable_job_dags(user: Any, job_type: JobType | None) -> list[str]:
+    """The job DAGs whose runs ``user`` may read (of ``job_type`` only, if given); 403 if none."""
+    if job_type is not None:
+        authorize(user, "GET", jobs.DAG_OF_TYPE[job_type])
+        return [jobs.DAG_OF_TYPE[job_type]]
+    readable = [dag_id for dag_id in jobs.TYPE_OF_DAG if may(user, "GET", dag_id)]
+    if not readable:
+        raise HTTPException(
+            status.HTTP_403_FORBIDDEN, f"user {user.get_name()} may not GET the runs of any job DAG."
+        )
+    return readable
+
+
+def list_page(query: JobQuery, session: Session) -> jobs.JobList:
+    """One page of jobs: the runs of the job DAGs and the accepted jobs whose run was never created (the
+    registry's), merged newest first; each run's status from one read of the page's task instances and
+    XComs. With a status filter, a run whose status is not that one now (it changed meanwhile) is left out."""
+    now = datetime.now(UTC)
+    runs = list_runs(session, query)
+    entries: list[tuple[jobs.PagePosition, Any]] = [
+        (jobs.PagePosition(r.run_after, r.run_id), r) for r in runs
+    ]
+    unstarted = _unstarted_jobs(query)
+    started = existing_runs(session, [job.job_id for job in unstarted], query.dag_ids)
+    entries += [(jobs.PagePosition(j.created_at, j.job_id), j) for j in unstarted if j.job_id not in started]
+    entries.sort(key=lambda entry: entry[0], reverse=True)
+    page = entries[: query.limit]
+    facts = page_facts([item for _, item in page if not isinstance(item, JobRecord)], session)
+    listed = []
+    for _, item in page:
+        if isinstance(item, JobRecord):
+            job = jobs.accepted_status(
+                item.job_id,
+                dag_id=item.dag_id,
+                clone_id=item.clone_id,
+                created_at=item.created_at,
+                error=item.error,
+                requested_by=item.requested_by,
+                now=now,
+            )
+        else:
+            job = job_status(item, session, _registry_error, now, facts=facts[item.id])
+        if query.status is None or job.status is query.status:
+            listed.append(job)
+    more = len(entries) > query.limit
+    return jobs.JobList(jobs=listed, next=page[-1][0].cursor() if more else None)
+
+
+def _unstarted_jobs(query: JobQuery) -> list[JobRecord]:
+    """The registry's accepted jobs that never got a run and match ``query`` (none is running or
+    completed): pending ones have no error, refused ones have it (``cancelled ...`` when cancelled)."""
+    ended: bool | None = None
+    cancelled: bool | None = None
+    if query.status is not None:
+        if query.status not in (jobs.JobStatus.PENDING, jobs.JobStatus.FAILED, jobs.JobStatus.CANCELLED):
+            return []
+        ended = query.status is not jobs.JobStatus.PENDING
+        cancelled = query.status is jobs.JobStatus.CANCELLED if ended else None
+    found: list[JobRecord] = _registry().unstarted_jobs(
+        query.dag_ids,
+        ended=ended,
+        cancelled=cancelled,
+        clone_id=query.clone_id,
+        requested_by=query.requested_by,
+        since=query.since,
+        before=(query.before.at, query.before.job_id) if query.before else None,
+        limit=query.limit + 1,
+    )
+    return found

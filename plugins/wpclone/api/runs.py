@@ -1,7 +1,9 @@
 """The API server's side of jobs: trigger a job DAG, and read a job back from Airflow's metadata database.
 
 Only the API server may touch the metadata database (task code cannot in Airflow 3); everything here runs
-there, inside one SQLAlchemy session per call.
+there, inside one SQLAlchemy session per call. The jobs listing reads a page of runs in one query filtered
+in SQL (:func:`list_runs`) and that page's task instances, XComs and paused DAGs in one query each
+(:func:`page_facts`), which :func:`job_status` takes instead of reading them per run.
 """
 
 from __future__ import annotations
@@ -9,20 +11,21 @@ from __future__ import annotations
 import importlib
 import sys
 from collections.abc import Iterable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 from airflow.api.common.trigger_dag import trigger_dag
 from airflow.models.dag import DagModel
 from airflow.models.dagbag import DBDagBag
-from airflow.models.dagrun import DagRun
+from airflow.models.dagrun import DagRun, DagRunNote
 from airflow.models.taskinstance import TaskInstance
 from airflow.models.xcom import XComModel
 from airflow.utils.session import create_session
 from airflow.utils.state import State, TaskInstanceState
 from airflow.utils.types import DagRunTriggeredByType
-from sqlalchemy import select
-from sqlalchemy.orm import Session
+from sqlalchemy import and_, func, or_, select
+from sqlalchemy.orm import Session, joinedload
 from starlette.routing import Mount
 
 from wpclone import jobs
@@ -102,17 +105,18 @@ def _task_states(run: Any, session: Session) -> list[TaskState]:
             TaskInstance.map_index,
         ).where(TaskInstance.dag_id == run.dag_id, TaskInstance.run_id == run.run_id)
     ).all()
-    return [
-        TaskState(
-            r.task_id,
-            str(r.state) if r.state else None,
-            r.try_number or 0,
-            r.start_date,
-            r.end_date,
-            r.map_index,
-        )
-        for r in rows
-    ]
+    return [_task_state(r) for r in rows]
+
+
+def _task_state(row: Any) -> TaskState:
+    return TaskState(
+        row.task_id,
+        str(row.state) if row.state else None,
+        row.try_number or 0,
+        row.start_date,
+        row.end_date,
+        row.map_index,
+    )
 
 
 def _xcoms(run: Any, key: str, task_ids: str | list[str] | None, session: Session) -> list[tuple[str, Any]]:
@@ -126,21 +130,35 @@ def _xcoms(run: Any, key: str, task_ids: str | list[str] | None, session: Sessio
     return [(row.task_id, XComModel.deserialize_value(row)) for row in rows]
 
 
+@dataclass(frozen=True)
+class RunFacts:
+    """What a job's status is read from besides its run: its task instances, its ``error`` XComs (in the
+    order they were pushed) and its result task's return values; read for a whole page at once."""
+
+    tis: list[TaskState]
+    errors: list[Any]
+    results: list[Any]
+    paused: bool
+
+
 def job_status(
     run: Any,
     session: Session,
     registry_error: Any = None,
     now: datetime | None = None,
     state: str | None = None,
+    *,
+    facts: RunFacts | None = None,
 ) -> JobStatusResponse:
-    """Everything a client sees of a job, from the run, its task instances and their XComs.
+    """Everything a client sees of a job, from the run, its task instances and their XComs (``facts``:
+    read already, else read here).
 
     ``registry_error`` (clone id -> last error or None) is asked for the error of a failed job whose tasks
     recorded none, e.g. one the scheduler failed. ``state``: the run's state when it is being set now.
     """
     now = now or datetime.now(UTC)
     dag_id = run.dag_id
-    tis = _task_states(run, session)
+    tis = facts.tis if facts else _task_states(run, session)
     state = str(state or run.state)
     status = jobs.job_status(state, getattr(run, "note", None))
     if status is jobs.JobStatus.RUNNING and jobs.outcome_known(dag_id, tis):
@@ -149,13 +167,15 @@ def job_status(
     result_task = jobs.RESULT_TASK.get(dag_id)
     result = None
     if status is jobs.JobStatus.COMPLETED and result_task:
-        values = _xcoms(run, "return_value", result_task, session)
-        result = _result(dag_id, run.conf or {}, [v for _, v in values])
+        values = facts.results if facts else [v for _, v in _xcoms(run, "return_value", result_task, session)]
+        result = _result(dag_id, run.conf or {}, values)
     error = None
     if status is jobs.JobStatus.CANCELLED:
         error = getattr(run, "note", None)  # "cancelled by <user>.", set by cancel() (so is the status)
     elif status is not jobs.JobStatus.COMPLETED:
-        errors = [v for _, v in _xcoms(run, "error", None, session) if v]
+        errors = [
+            v for v in (facts.errors if facts else [v for _, v in _xcoms(run, "error", None, session)]) if v
+        ]
         error = str(errors[0]) if errors else None
     clone_id = jobs.clone_id_of(run.conf, result)
     if status is jobs.JobStatus.FAILED and error is None:
@@ -168,7 +188,7 @@ def job_status(
             message = "Cancelled"
     elif status is jobs.JobStatus.PENDING:
         message = "Queued: waiting for the scheduler"
-        if _paused(dag_id, session):
+        if facts.paused if facts else _paused(dag_id, session):
             message = f"Queued: the DAG {dag_id} is paused in Airflow; unpause it to run the job"
     else:
         message = jobs.running_message(dag_id, tis)
@@ -187,7 +207,117 @@ def job_status(
         clone_id=clone_id,
         result=result,
         error=error,
+        requested_by=run.triggering_user_name,
     )
+
+
+# -- listing ---------------------------------------------------------------------------------------------
+
+# A job status as a condition on a run's state (and note: a run an operator cancelled ended failed).
+_CANCELLED_NOTE = DagRun.dag_run_note.has(func.lower(DagRunNote.content).like("cancelled%"))
+_RUN_STATES: dict[jobs.JobStatus, Any] = {
+    jobs.JobStatus.PENDING: or_(
+        DagRun.state.is_(None), DagRun.state.not_in(["running", "success", "failed"])
+    ),
+    jobs.JobStatus.RUNNING: DagRun.state == "running",
+    jobs.JobStatus.COMPLETED: DagRun.state == "success",
+    jobs.JobStatus.FAILED: and_(DagRun.state == "failed", ~_CANCELLED_NOTE),
+    jobs.JobStatus.CANCELLED: and_(DagRun.state == "failed", _CANCELLED_NOTE),
+}
+
+
+def list_runs(session: Session, query: jobs.JobQuery) -> list[Any]:
+    """The runs ``query`` asks for and one more (whether a next page exists), newest first (by
+    ``run_after``, then run id), filtered in SQL: one query, on the index of ``run_after``."""
+
+    select_runs = (
+        select(DagRun).options(joinedload(DagRun.dag_run_note)).where(DagRun.dag_id.in_(query.dag_ids))
+    )
+    if query.status is not None:
+        select_runs = select_runs.where(_RUN_STATES[query.status])
+    if query.clone_id is not None:
+        select_runs = select_runs.where(DagRun.conf["clone_id"].as_string() == query.clone_id)
+    if query.requested_by is not None:
+        select_runs = select_runs.where(DagRun.triggering_user_name == query.requested_by)
+    if query.since is not None:
+        select_runs = select_runs.where(DagRun.run_after >= query.since)
+    if (before := query.before) is not None:
+        select_runs = select_runs.where(
+            or_(
+                DagRun.run_after < before.at,
+                and_(DagRun.run_after == before.at, DagRun.run_id < before.job_id),
+            )
+        )
+    select_runs = select_runs.order_by(DagRun.run_after.desc(), DagRun.run_id.desc()).limit(query.limit + 1)
+    return list(session.scalars(select_runs).unique())
+
+
+def existing_runs(session: Session, run_ids: list[str], dag_ids: list[str]) -> set[str]:
+    """Which of ``run_ids`` are runs of ``dag_ids`` (one query)."""
+
+    if not run_ids:
+        return set()
+    found = session.scalars(
+        select(DagRun.run_id).where(DagRun.run_id.in_(run_ids), DagRun.dag_id.in_(dag_ids))
+    )
+    return set(found)
+
+
+def page_facts(runs: list[Any], session: Session) -> dict[int, RunFacts]:
+    """Each run's facts (by the run's id), read for the whole page in three queries: the task instances,
+    the XComs (every task's errors, the result tasks' return values) and which DAGs are paused."""
+
+    if not runs:
+        return {}
+    by_key = {(run.dag_id, run.run_id): run.id for run in runs}
+    tis: dict[int, list[TaskState]] = {run.id: [] for run in runs}
+    rows = session.execute(
+        select(
+            TaskInstance.dag_id,
+            TaskInstance.run_id,
+            TaskInstance.task_id,
+            TaskInstance.state,
+            TaskInstance.try_number,
+            TaskInstance.start_date,
+            TaskInstance.end_date,
+            TaskInstance.map_index,
+        ).where(
+            TaskInstance.dag_id.in_({run.dag_id for run in runs}),
+            TaskInstance.run_id.in_({run.run_id for run in runs}),
+        )
+    ).all()
+    for r in rows:
+        if (run_id := by_key.get((r.dag_id, r.run_id))) is not None:
+            tis[run_id].append(_task_state(r))
+    errors: dict[int, list[Any]] = {run.id: [] for run in runs}
+    results: dict[int, list[Any]] = {run.id: [] for run in runs}
+    result_tasks = {run.id: jobs.RESULT_TASK.get(run.dag_id) for run in runs}
+    xcoms = session.scalars(
+        select(XComModel)
+        .where(
+            XComModel.dag_run_id.in_(list(tis)),
+            or_(
+                XComModel.key == "error",
+                and_(XComModel.key == "return_value", XComModel.task_id.in_(set(jobs.RESULT_TASK.values()))),
+            ),
+        )
+        .order_by(XComModel.timestamp)
+    ).all()
+    for xcom in xcoms:
+        if xcom.key == "error":
+            errors[xcom.dag_run_id].append(XComModel.deserialize_value(xcom))
+        elif xcom.task_id == result_tasks[xcom.dag_run_id]:
+            results[xcom.dag_run_id].append(XComModel.deserialize_value(xcom))
+    paused = set(
+        session.scalars(
+            select(DagModel.dag_id).where(
+                DagModel.dag_id.in_({run.dag_id for run in runs}), DagModel.is_paused
+            )
+        )
+    )
+    return {
+        run.id: RunFacts(tis[run.id], errors[run.id], results[run.id], run.dag_id in paused) for run in runs
+    }
 
 
 def _paused(dag_id: str, session: Session) -> bool:

@@ -1,14 +1,16 @@
-"""wp_ttl_cleanup's own tasks: which clones expired, the orphan sweep, and the report.
+"""wp_ttl_cleanup's own tasks: which clones expired, the orphan sweep, the jobs' retention, and the report.
 
 The expired clones are deleted by wp_delete's task group (wpclone.services.delete) mapped over them;
 the sweep removes databases, database users and runtime objects that carry our prefix or labels but
-belong to no live clone (the registry's ``live_clone_ids``), and a restore's databases no job holds.
+belong to no live clone (the registry's ``live_clone_ids``), and a restore's databases no job holds. The
+registry's rows of accepted jobs are kept ``WPCLONE_JOBS_RETENTION_DAYS`` once their job has ended.
 """
 
 from __future__ import annotations
 
 import logging
-from datetime import datetime
+from collections.abc import Callable
+from datetime import datetime, timedelta
 from typing import Any
 
 from wpclone.models import (
@@ -19,6 +21,7 @@ from wpclone.models import (
     clone_id_from_db_name,
     restore_db_name,
 )
+from wpclone.registry import JobRecord
 from wpclone.services.common import Services, remove_clone
 
 log = logging.getLogger(__name__)
@@ -61,11 +64,26 @@ def _sweep_restore_databases(svc: Services, names: list[str]) -> list[str]:
     return swept
 
 
-def report_cleanup(svc: Services, expired: list[str], orphans: list[str] | None) -> dict[str, Any]:
-    """What the cleanup did, from the registry: which expired clones are now deleted, which are not."""
+def purge_jobs(
+    svc: Services, now: datetime, days: int, run_has_ended: Callable[[JobRecord], bool]
+) -> list[str]:
+    """Remove the registry's rows of jobs accepted more than ``days`` before ``now`` that have ended
+    (``run_has_ended`` reads Airflow for a job whose run was created); returns their ids."""
+    purged = svc.registry.purge_jobs(now - timedelta(days=days), run_has_ended)
+    log.info("%d job row(s) older than %d days removed", len(purged), days)
+    return purged
+
+
+def report_cleanup(
+    svc: Services, expired: list[str], orphans: list[str] | None, jobs_purged: list[str] | None = None
+) -> dict[str, Any]:
+    """What the cleanup did, from the registry: which expired clones are now deleted, which are not; how
+    many old job rows were removed (when that task ran)."""
     records = {clone_id: svc.registry.get(clone_id) for clone_id in expired}
     deleted = sorted(c for c, r in records.items() if r is not None and r.status == "deleted")
     summary: dict[str, Any] = {"expired_deleted": deleted, "orphans_removed": orphans or []}
+    if jobs_purged is not None:
+        summary["jobs_purged"] = len(jobs_purged)
     if failed := sorted(set(expired) - set(deleted)):
         summary["expired_not_deleted"] = failed
     log.info("ttl cleanup: %s", summary)
