@@ -465,6 +465,26 @@ def test_a_mistyped_command_gets_a_suggestion(
     )
 
 
+@pytest.mark.parametrize(
+    ("argv", "said"),
+    [
+        (["jobs", "--status", "faild"], "--status 'faild' is not a value it takes; did you mean failed?"),
+        (
+            ["jobs", "--type", "xyz"],
+            "--type 'xyz' is not a value it takes; it takes clone, delete, backup, restore.",
+        ),
+        (["clone", "http://a.example", "--copy-mode", "databse"], "did you mean database?"),
+    ],
+)
+def test_a_mistyped_option_value_gets_a_suggestion(
+    argv: list[str], said: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as caught:
+        cli.main(argv, env=ENV)
+    assert caught.value.code == cli.EXIT_BAD_INPUT
+    assert said in capsys.readouterr().err
+
+
 def test_an_unknown_command_lists_the_commands(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit):
         cli.main(["frobnicate"], env=ENV)

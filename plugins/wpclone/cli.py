@@ -27,6 +27,7 @@ import argparse
 import difflib
 import json
 import os
+import re
 import sys
 import time
 import webbrowser
@@ -718,12 +719,25 @@ COMMANDS: dict[str, Callable[[Api, argparse.Namespace], int]] = {
 # -- arguments -----------------------------------------------------------------------------------------------
 
 
+# argparse's refusal of an option's value: "argument --status: invalid choice: 'faild' (choose from ...)".
+_INVALID_OPTION_CHOICE = re.compile(
+    r"argument (?P<option>-[^:]+): invalid choice: '(?P<typed>[^']*)' \((?P<rest>.*)\)"
+)
+
+
 class Parser(argparse.ArgumentParser):
-    """argparse with a suggestion for a mistyped command (``wpclone clnoe``: did you mean clone?)."""
+    """argparse with a suggestion for a mistyped command (``wpclone clnoe``: did you mean clone?) or value
+    of an option with choices (``--status faild``: did you mean failed?)."""
 
     def error(self, message: str) -> Any:  # argparse's signature: it never returns
         choices = self._commands()
-        if "invalid choice" in message and choices:
+        option = _INVALID_OPTION_CHOICE.match(message)
+        if option:
+            allowed = re.findall(r"'([^']*)'", option["rest"])
+            close = difflib.get_close_matches(option["typed"], allowed, n=1, cutoff=0.5)
+            hint = f"did you mean {close[0]}?" if close else f"it takes {', '.join(allowed)}."
+            message = f"{option['option']} {option['typed']!r} is not a value it takes; {hint}"
+        elif "invalid choice" in message and choices:
             typed = message.split("'")[1] if message.count("'") >= 2 else ""
             close = difflib.get_close_matches(typed, choices, n=1, cutoff=0.5)
             hint = f"did you mean {close[0]}?" if close else f"the commands are {', '.join(choices)}."
