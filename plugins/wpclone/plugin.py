@@ -1,5 +1,6 @@
 """The Airflow plugin (entry point ``airflow.plugins``): mounts the jobs API under ``/wpclone``, adds the
-listener that writes each job's outcome as its run's note (wpclone.airflow.listener) and the API server's
+listener that writes each job's outcome as its run's note (wpclone.airflow.listener), the one that tags each
+task's log lines and trace span with its job and clone (wpclone.airflow.telemetry), and the API server's
 middleware that says a refused trigger form field's rule in words (wpclone.api.form).
 
 The app is built on first use, so the components that load plugins but serve no HTTP (scheduler, DAG
@@ -13,14 +14,14 @@ from typing import Any
 
 from airflow.plugins_manager import AirflowPlugin
 
-from wpclone.airflow import listener
+from wpclone.airflow import listener, telemetry
 
 URL_PREFIX = "/wpclone"
 
 
 class WpclonePlugin(AirflowPlugin):
     name = "wpclone"
-    listeners = [listener]  # noqa: RUF012 (AirflowPlugin's own attribute is a plain list)
+    listeners = [listener, telemetry]  # noqa: RUF012 (AirflowPlugin's own attribute is a plain list)
 
     @cached_property
     def fastapi_apps(self) -> list[dict[str, Any]]:  # type: ignore[override]
