@@ -47,8 +47,8 @@ def task_ids(task_instance: Any) -> tuple[str, str | None]:
     context = task_instance.get_template_context()
     params = context.get("params") or {}
     plan = None
-    dag = task_instance.task.dag
-    if params.get("clone_id") is None and task_instance.task_id != PLAN and dag.has_task(PLAN):
+    task = task_instance.task
+    if clone_id_of(params) is None and task.task_id != PLAN and task.dag.has_task(PLAN):
         plan = task_instance.xcom_pull(task_ids=PLAN)
     return str(task_instance.run_id), clone_id_of(params, plan)
 
