@@ -46,7 +46,7 @@ def test_airflows_folder_loader_finds_exactly_one_plugin_and_runs_nothing_of_our
     assert found["errors"] == {}
     assert [name for name, _ in found["plugins"]] == ["wpclone"]
     assert found["plugins"][0][1].endswith("wpclone_plugin.py")
-    assert found["listeners"] == ["wpclone.airflow.listener"]
+    assert found["listeners"] == ["wpclone.airflow.listener", "wpclone.airflow.telemetry"]
     # Top-level modules from the folder: the plugin module and the package it imports (as a package), not
     # each of the package's files under its own name (steps/__main__.py would run the steps CLI).
     assert found["top_level_modules_of_ours"] == ["wpclone", "wpclone_plugin"]

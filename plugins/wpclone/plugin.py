@@ -1,5 +1,6 @@
 """The Airflow plugin (entry point ``airflow.plugins``): mounts the jobs API under ``/wpclone``, adds the
-listener that writes each job's outcome as its run's note (wpclone.airflow.listener), the API server's
+listener that writes each job's outcome as its run's note (wpclone.airflow.listener), the one that tags each
+task's log lines and trace span with its job and clone (wpclone.airflow.telemetry), the API server's
 middleware that says a refused trigger form field's rule in words (wpclone.api.form) and "New clone" in the
 UI's navigation: the jobs API's new-clone page (wpclone.api.pages) as an external view.
 
@@ -14,14 +15,14 @@ from typing import Any
 
 from airflow.plugins_manager import AirflowPlugin
 
-from wpclone.airflow import listener
+from wpclone.airflow import listener, telemetry
 
 URL_PREFIX = "/wpclone"
 
 
 class WpclonePlugin(AirflowPlugin):
     name = "wpclone"
-    listeners = [listener]  # noqa: RUF012 (AirflowPlugin's own attribute is a plain list)
+    listeners = [listener, telemetry]  # noqa: RUF012 (AirflowPlugin's own attribute is a plain list)
     external_views = [  # noqa: RUF012 (as above)
         {
             "name": "New clone",

@@ -29,6 +29,7 @@ from wpclone.airflow.builders import HEAVY_POOL
 from wpclone.airflow.services import MYSQL_CONN_ID, REGISTRY_CONN_ID
 from wpclone.config import parse_config
 from wpclone.k8s.settings import KubernetesSettings
+from wpclone.local.airflow import otel_env
 from wpclone.models import RuntimeKind
 from wpclone.settings import CONFIG as CONFIG_ENV
 from wpclone.settings import K8S_OVERRIDES as ENV_OVERRIDES
@@ -302,11 +303,13 @@ def test_opentelemetry_metrics_and_traces_go_to_the_collector() -> None:
     http = collector["config"]["receivers"]["otlp"]["protocols"]["http"]["endpoint"]
     for section in ("metrics", "traces"):
         assert config[section]["otel_on"] is True
-        # <release otel-collector>-<chart opentelemetry-collector>.<namespace observability>
-        assert config[section]["otel_host"].startswith(
-            "otel-collector-opentelemetry-collector.observability."
-        )
-        assert http.endswith(f":{config[section]['otel_port']}")
+        assert "otel_host" not in config[section]  # deprecated; traces would go out over gRPC
+    # The variables the local stack sets for the real run of tests/system/test_telemetry.py, the collector's
+    # address and a 30 s interval aside; <release otel-collector>-<chart>.<namespace observability>.
+    endpoint = "http://otel-collector-opentelemetry-collector.observability.svc.cluster.local:4318"
+    assert http.endswith(":4318")
+    wanted = {k: v for k, v in otel_env(endpoint, 30000).items() if not k.startswith("AIRFLOW__")}
+    assert {k: v for k, v in env().items() if k in wanted} == wanted
     assert config["metrics"]["statsd_on"] is False and values()["statsd"]["enabled"] is False
     pipelines = collector["config"]["service"]["pipelines"]
     assert pipelines["metrics"]["exporters"] == ["prometheusremotewrite"]

@@ -2,9 +2,13 @@
 
 - Prometheus panels: each ``airflow_<name>`` must be a metric in the installed Airflow's metrics registry
   (``metrics_template.yaml``, the file Airflow's docs and its OTel names come from), as the collector
-  exports it (``<otel_prefix>.<name>``, "." and "-" -> "_", histogram series ``_bucket/_count/_sum`` for
-  timers, no unit or type suffix); each label must be one of that metric's tags; the DAG ids and the
-  first-task ids a query filters on must be our DAGs' and their root tasks'.
+  exports it (``<otel_prefix>.<name>``, "." and "-" -> "_", no unit or type suffix). Airflow records its
+  timers as OpenTelemetry exponential histograms, which the collector writes as Prometheus native
+  histograms: one series under the bare name (no ``_bucket``/``_count``/``_sum``), read with
+  ``histogram_quantile``/``histogram_count``, stored only by a Prometheus with native histograms on. Each
+  label must be one of that metric's tags; the DAG ids a query filters on must be all our DAGs', the
+  first-task ids their root tasks'. tests/system/test_telemetry.py checks the same names against what a
+  real run sends.
 - The Loki panel: the stream label is the clones' namespace, the fields it filters on are ones our step
   log lines carry (the formatter's own output, parsed).
 - The registry panels: their SQL runs against a real migrated registry on MariaDB in
@@ -23,7 +27,14 @@ import yaml
 from airflow._shared.observability.metrics.metrics_registry import YAML_REGISTRY_PATH, read_metrics_yaml
 
 from tests.deploy.test_observability_logging import parse_logfmt
-from wpclone.airflow.builders import HEAVY_POOL, build_clone_dag, build_delete_dag, build_ttl_cleanup_dag
+from wpclone.airflow.builders import (
+    HEAVY_POOL,
+    build_backup_dag,
+    build_clone_dag,
+    build_delete_dag,
+    build_restore_dag,
+    build_ttl_cleanup_dag,
+)
 from wpclone.settings import DEFAULT_CONTROL_SCHEMA as DEFAULT_SCHEMA
 from wpclone.steps.common import LogfmtFormatter
 
@@ -38,9 +49,10 @@ REQUIRED_PANELS = (
     "Live clones",
     "Clones past expiry, not yet deleted",
     "Queued task instances, by pool",
+    "Task duration p95 / p99, by task",
 )
-PROMQL_FUNCTIONS = {"sum", "by", "increase", "rate", "histogram_quantile", "le"}
-HISTOGRAM_SERIES = ("_bucket", "_count", "_sum")
+PROMQL_FUNCTIONS = {"sum", "by", "increase", "rate", "histogram_quantile", "histogram_count", "or"}
+PROMETHEUS = REPO / "helm-values" / "observability" / "prometheus.yaml"
 
 
 def dashboard() -> dict[str, Any]:
@@ -107,17 +119,33 @@ def test_every_prometheus_metric_and_label_is_one_airflow_emits() -> None:
     seen = set()
     for panel in panels("prometheus"):
         for target in panel["targets"]:
-            metrics, labels, _ = promql_names(target["expr"])
-            assert metrics, target["expr"]
+            expr = target["expr"]
+            metrics, labels, _ = promql_names(expr)
+            assert metrics, expr
+            assert expr.count("(") == expr.count(")"), expr
             for name in metrics:
-                base = name
-                if name not in registry:
-                    base = next((name.removesuffix(s) for s in HISTOGRAM_SERIES if name.endswith(s)), name)
-                    assert base in registry and registry[base]["type"] == "timer", f"{name} is not emitted"
-                seen.add(base)
-                allowed = set(registry[base].get("name_variables") or []) | {"le"}
+                assert name in registry, f"{name} is not emitted"
+                seen.add(name)
+                # A timer is a native histogram: only the histogram functions read it.
+                assert (registry[name]["type"] == "timer") == ("histogram_" in expr), (panel["title"], name)
+                allowed = set(registry[name].get("name_variables") or [])
                 assert labels <= allowed | PROMQL_FUNCTIONS, (panel["title"], name, labels - allowed)
-    assert {"airflow_ti_start", "airflow_dagrun_duration_success", "airflow_pool_queued_slots"} <= seen
+    assert {
+        "airflow_ti_start",
+        "airflow_dagrun_duration_success",
+        "airflow_dagrun_duration_failed",
+        "airflow_task_duration",
+        "airflow_pool_queued_slots",
+    } <= seen
+
+
+def test_prometheus_stores_the_native_histograms_the_collector_writes() -> None:
+    flags = yaml.safe_load(PROMETHEUS.read_text())["server"]["extraFlags"]
+    assert "enable-feature=native-histograms" in flags and "web.enable-remote-write-receiver" in flags
+    [per_task] = [p for p in panels("prometheus") if p["title"] == "Task duration p95 / p99, by task"]
+    quantiles = [re.match(r"histogram_quantile\((0\.\d+), ", t["expr"]) for t in per_task["targets"]]
+    assert [q.group(1) for q in quantiles if q] == ["0.95", "0.99"]
+    assert all("by (dag_id, task_id)" in t["expr"] for t in per_task["targets"])
 
 
 def test_a_misspelt_metric_would_be_caught() -> None:
@@ -128,7 +156,13 @@ def test_a_misspelt_metric_would_be_caught() -> None:
 
 def test_the_dag_and_task_ids_the_queries_filter_on_are_ours() -> None:
 
-    dags = [build_clone_dag(), build_delete_dag(), build_ttl_cleanup_dag()]
+    dags = [
+        build_clone_dag(),
+        build_delete_dag(),
+        build_backup_dag(),
+        build_restore_dag(),
+        build_ttl_cleanup_dag(),
+    ]
     dag_ids = {dag.dag_id for dag in dags}
     roots = {dag.dag_id: {t.task_id for t in dag.roots} for dag in dags}
     for panel in panels("prometheus"):

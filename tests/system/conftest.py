@@ -2,7 +2,9 @@
 
 The Airflow runs from the tests' state dir (``.local/test/airflow``) with ``wp_ttl_cleanup`` paused (its
 orphan sweep must not see the DAG tests' registry); it is stopped at the end of the session unless
-``WPCLONE_KEEP_AIRFLOW=1`` (faster re-runs while developing).
+``WPCLONE_KEEP_AIRFLOW=1`` (faster re-runs while developing). It sends its OpenTelemetry metrics and traces to
+the package's OTLP receiver (``otlp``: tests/fixtures/otlp.py), on the port it had last time, so an Airflow
+kept running still reaches it.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.fixtures.otlp import OtlpReceiver, remembered_port
 from wpclone.local.airflow import LocalAirflow
 from wpclone.local.settings import StackSettings
 from wpclone.local.sitehost import SiteConfig
@@ -68,9 +71,16 @@ class Api:
             time.sleep(0.3)
 
 
+@pytest.fixture(scope="package")
+def otlp(stack: StackSettings) -> Iterator[OtlpReceiver]:
+    """What the system tests' Airflow sends over OTLP (every span and metric since the package started)."""
+    with OtlpReceiver(remembered_port(stack.state_dir / "otlp-receiver.json")) as receiver:
+        yield receiver
+
+
 @pytest.fixture(scope="package")  # stopped once the system tests are done, not at the session's end
-def airflow(stack: StackSettings, source_site: SiteConfig) -> Iterator[LocalAirflow]:
-    instance = LocalAirflow(stack, scheduled_cleanup=False)
+def airflow(stack: StackSettings, source_site: SiteConfig, otlp: OtlpReceiver) -> Iterator[LocalAirflow]:
+    instance = LocalAirflow(stack, scheduled_cleanup=False, otlp_endpoint=otlp.endpoint)
     instance.start()
     yield instance
     if os.environ.get("WPCLONE_KEEP_AIRFLOW") != "1":

@@ -7,6 +7,10 @@ idempotent); the MySQL connections and the configuration reach every Airflow pro
 login of the API server and the tasks' registry; ``WPCLONE_STATE_DIR``), never through the metadata
 database. Logins: ``admin`` (role admin) and ``viewer`` (role viewer); passwords in
 ``<state>/secrets/airflow-<user>``.
+
+With ``otlp_endpoint``, every component sends its OpenTelemetry metrics and traces there over OTLP/HTTP
+(:func:`otel_env`: the variables helm-values/airflow.yaml sets, the export interval shortened to a second);
+the system tests point it at their receiver (tests/system/test_telemetry.py).
 """
 
 from __future__ import annotations
@@ -65,13 +69,32 @@ def mysql_connection(login: DbEndpoint) -> str:
     return json.dumps({**connection, "password": login.password})
 
 
+def otel_env(endpoint: str, export_interval_ms: int = 1000) -> dict[str, str]:
+    """Airflow's OpenTelemetry metrics and traces on, to the OTLP/HTTP collector at ``endpoint``
+    (``http://host:4318``). The standard OTEL_* variables, not the deprecated ``[metrics]``/``[traces]``
+    ``otel_host``/``otel_port``, with which Airflow's traces would go out over gRPC to the HTTP port."""
+    return {
+        "AIRFLOW__METRICS__OTEL_ON": "True",
+        "AIRFLOW__TRACES__OTEL_ON": "True",
+        "OTEL_EXPORTER_OTLP_ENDPOINT": endpoint,
+        "OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf",
+        "OTEL_TRACES_EXPORTER": "otlp_proto_http",
+        "OTEL_METRIC_EXPORT_INTERVAL": str(export_interval_ms),
+        "OTEL_SERVICE_NAME": "airflow",
+    }
+
+
 class LocalAirflow:
     """``scheduled_cleanup=False`` keeps ``wp_ttl_cleanup`` paused (the tests share their MariaDB with other
-    registries, whose clones its orphan sweep must not see); the job DAGs always run."""
+    registries, whose clones its orphan sweep must not see); the job DAGs always run. ``otlp_endpoint``:
+    metrics and traces sent there (:func:`otel_env`)."""
 
-    def __init__(self, settings: StackSettings, scheduled_cleanup: bool = True) -> None:
+    def __init__(
+        self, settings: StackSettings, scheduled_cleanup: bool = True, otlp_endpoint: str | None = None
+    ) -> None:
         self.settings = settings
         self.scheduled_cleanup = scheduled_cleanup
+        self.otlp_endpoint = otlp_endpoint
         self.home = settings.state_dir / "airflow"
         self.port = settings.airflow_port
         self.url = f"http://127.0.0.1:{self.port}"
@@ -129,6 +152,7 @@ class LocalAirflow:
             "AIRFLOW__DATABASE__SQL_ALCHEMY_POOL_PRE_PING": "False",
             "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(self.log_ports[0]),
             "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(self.log_ports[1]),
+            **(otel_env(self.otlp_endpoint) if self.otlp_endpoint else {}),
         }
 
     @property
