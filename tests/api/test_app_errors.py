@@ -131,3 +131,14 @@ def test_the_docs_page_uses_only_files_served_here(client: TestClient) -> None:
         served = client.get(url)
         assert served.status_code == 200 and len(served.content) > 1000, url
     assert b"SwaggerUIBundle" in client.get("/wpclone/static/swagger-ui/swagger-ui-bundle.js").content
+
+
+def test_a_query_parameters_rule_is_that_routes(client: TestClient) -> None:
+    """``status`` of the jobs listing takes job states; of the clones listing, clone states."""
+    jobs_answer = client.get("/wpclone/api/v1/jobs?status=gone")
+    assert jobs_answer.status_code == 422
+    assert one_sentence(jobs_answer).startswith("status must be one of pending, running, completed")
+    clones_answer = client.get("/wpclone/api/v1/clones?status=gone")
+    assert clones_answer.status_code == 422
+    detail = clones_answer.json()["detail"]
+    assert "pending" not in detail and "ready" in detail, detail

@@ -233,7 +233,7 @@ def test_a_ttl_out_of_bounds_is_refused_before_the_api_is_asked(
         (["delete", "no-such-clone"], "clone no-such-clone does not exist."),
         (["show", "no-such-clone"], "clone no-such-clone does not exist."),
         (["status", "clone-20000101T000000-00000000"], "job clone-20000101T000000-00000000 does not exist."),
-        (["list", "--status", "gone"], "invalid choice: 'gone'"),
+        (["list", "--status", "gone"], "--status 'gone' is not a value it takes"),
         (["clone"], "the following arguments are required: SOURCE_URL"),
     ],
 )

@@ -357,7 +357,7 @@ def invalid_request(path: str, errors: list[Any]) -> JSONResponse:
     if not field and first.get("type") in WHOLE_BODY_ERRORS:
         detail = f"The request body must be a JSON object, e.g. {_body_example(path)}."
         return JSONResponse({"detail": detail}, status_code=status.HTTP_422_UNPROCESSABLE_ENTITY)
-    rules = {**FIELD_RULES, **jobs.QUERY_RULES}
+    rules = {**FIELD_RULES, **jobs.QUERY_RULES} if path.endswith(f"{API_PREFIX}/jobs") else FIELD_RULES
     body: dict[str, str] = {"detail": validation_sentence(errors, rules)}
     if field in rules and rules[field] in body["detail"]:  # not a check's own sentence
         body.update(field=field, rule=rules[field])
