@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import dataclasses
+import shutil
 from datetime import UTC, datetime
 from typing import Any, cast
 
 from tests.fixtures.services import JOB, copy_tables, remove
 from tests.local.test_seed import _get
 from wpclone.db import DbEndpoint
-from wpclone.local.sitehost import SiteConfig
+from wpclone.local.settings import StackSettings
+from wpclone.local.sitehost import SiteConfig, content_dir
 from wpclone.models import ClonePlan
 from wpclone.runtimes.base import Runtime
 from wpclone.services import clone, common
@@ -34,7 +36,7 @@ class ReadsAtDeploy:
 
 
 def test_the_clone_database_is_safe_before_its_site_first_serves(
-    svc: Services, source_site: SiteConfig, admin_db: DbEndpoint
+    svc: Services, source_site: SiteConfig, admin_db: DbEndpoint, stack: StackSettings
 ) -> None:
     remove(svc, CLONE)
     try:
@@ -43,6 +45,7 @@ def test_the_clone_database_is_safe_before_its_site_first_serves(
         )
         clone.create_database(svc, plan)
         copy_tables(admin_db, source_site.db_name, plan.db_name, plan.url)
+        shutil.copytree(content_dir(stack, source_site.name), content_dir(stack, CLONE), symlinks=True)
         database = admin_db.with_database(plan.db_name)
 
         def state() -> dict[str, Any]:
