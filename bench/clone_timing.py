@@ -28,12 +28,10 @@ from _common import start_stack  # also puts the repo's plugins on sys.path
 from wpclone.local.airflow import LocalAirflow
 
 CRITICAL_PATH = [
-    "validate_request",
-    "reserve_clone",
+    "validate_request",  # and reserve the clone
     "create_database",
     ("copy_database", "copy_content"),
-    "deploy_site",
-    "apply_staging_safety",
+    "deploy_site",  # staging safety, serve, wait until right
     "finalize_clone",
 ]
 

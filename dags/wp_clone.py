@@ -21,12 +21,12 @@ TTL out of range is refused, never silently changed. **New clone** in the UI's n
 offers every registered source, connections included, as a closed choice and says each field's rule beside
 the field as it is typed.
 
-**Tasks**: validate_request → reserve_clone → create_database → copy_database ∥ copy_content → deploy_site
-(serves the site and waits until it is right) → apply_staging_safety (noindex header and option, no outgoing
-mail, no visitor cron, environment type `staging`, a fresh admin password) → finalize_clone (registry `ready`;
-the result names the URL, admin user, where the password is, and `expires_at`). If any task fails,
-**rollback_clone** removes everything this run created and marks the registry `failed` with the reason; the
-run ends failed.
+**Tasks**: validate_request (and reserves the clone) → create_database → copy_database ∥ copy_content →
+deploy_site (the staging safety first: noindex option, a fresh admin password, no sessions of the source;
+then the site served with noindex header, no outgoing mail, no visitor cron, environment type `staging`; then
+it waits until the site is right) → finalize_clone (registry `ready`; the result names the URL, admin user,
+where the password is, and `expires_at`). If any task fails, **rollback_clone** removes everything this run
+created and marks the registry `failed` with the reason; the run ends failed.
 """
 
 from __future__ import annotations

@@ -52,12 +52,12 @@ def test_progress_moves_forward_through_a_whole_run_with_a_retry() -> None:
         observe()
 
     observe()
-    for task in ("validate_request", "reserve_clone", "create_database"):
+    for task in ("validate_request", "create_database"):
         run(task, 1)
     run("copy_content", 3)
     run("copy_database", 20, state="up_for_retry")  # ran far past its expected time, then failed
     run("copy_database", 5, try_number=2)
-    for task in ("deploy_site", "apply_staging_safety", "finalize_clone"):
+    for task in ("deploy_site", "finalize_clone"):
         run(task, 1)
     run("rollback_clone", 0.5, state="skipped")
     observe(finished=True)
@@ -127,7 +127,6 @@ def test_messages_say_what_runs_or_what_the_job_waits_for() -> None:
     assert jobs.running_message(CLONE, tis.values()) == "Queued"
     # Between two steps: the next one's words, not the scheduler's.
     tis["validate_request"] = TaskState("validate_request", "success", 1)
-    tis["reserve_clone"] = TaskState("reserve_clone", "success", 1)
     tis["create_database"] = TaskState("create_database", "success", 1)
     tis["copy_database"] = TaskState("copy_database", "scheduled", 1)
     message = jobs.running_message(CLONE, tis.values())
@@ -148,7 +147,7 @@ def test_estimate_counts_what_is_left_once_and_shrinks_as_work_is_done() -> None
     steps = jobs.STEPS[CLONE]
     serial = [s for s in steps.values() if not s.parallel and not s.teardown]
     assert start == timedelta(seconds=sum(s.seconds + jobs.TASK_OVERHEAD_S for s in serial))
-    for task in ("validate_request", "reserve_clone", "create_database", "copy_database"):
+    for task in ("validate_request", "create_database", "copy_database"):
         tis[task] = TaskState(task, "success", 1)
     assert jobs.estimated_completion(CLONE, tis.values(), T0) - T0 < start / 2
 

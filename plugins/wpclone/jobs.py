@@ -109,13 +109,11 @@ class StepInfo:
 
 STEPS: dict[str, dict[str, StepInfo]] = {
     "wp_clone": {
-        "validate_request": StepInfo(1, "Validating the request"),
-        "reserve_clone": StepInfo(1, "Reserving the clone in the registry"),
+        "validate_request": StepInfo(1, "Validating the request and reserving the clone"),
         "create_database": StepInfo(1, "Creating the clone's database and user"),
         "copy_database": StepInfo(6, "Copying the database and rewriting its URLs"),
         "copy_content": StepInfo(4, "Copying wp-content", parallel=True),
-        "deploy_site": StepInfo(2, "Deploying the site and waiting for it to answer"),
-        "apply_staging_safety": StepInfo(1, "Applying staging safety (noindex, no mail, no visitor cron)"),
+        "deploy_site": StepInfo(3, "Applying staging safety, serving the site and waiting for it to answer"),
         "finalize_clone": StepInfo(1, "Finalizing"),
         "rollback_clone": StepInfo(1, "Rolling back what this job created", teardown=True),
     },

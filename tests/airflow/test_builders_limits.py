@@ -45,7 +45,7 @@ def test_every_task_has_a_limit_and_every_dag_a_run_limit(limits: None) -> None:
         for task in dag.tasks:
             assert task.execution_timeout is not None, f"{dag.dag_id}.{task.task_id}"
     clone, delete, _, backup, restore = dags
-    assert seconds(clone, "reserve_clone") == 200  # WPCLONE_TASK_TIMEOUT_S
+    assert seconds(clone, "validate_request") == 200  # WPCLONE_TASK_TIMEOUT_S
     assert seconds(clone, "rollback_clone") == 200
     assert seconds(clone, "copy_database") == seconds(clone, "copy_content") == 1000 + 120  # ceiling + grace
     assert seconds(backup, "backup_clone") == seconds(restore, "load_backup") == 1120

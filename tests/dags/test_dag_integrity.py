@@ -57,23 +57,20 @@ def test_policy(dagbag: Any, dag_id: str) -> None:
 def test_clone_graph_shape(dagbag: Any) -> None:
     dag = dagbag.get_dag("wp_clone")
     order = [t.task_id for t in dag.topological_sort()]
-    chain = [
-        "validate_request",
-        "reserve_clone",
-        "create_database",
-        "deploy_site",
-        "apply_staging_safety",
-        "finalize_clone",
-        "rollback_clone",
-    ]
+    # Few hops on the critical path: validating reserves too, deploying applies the staging safety first.
+    chain = ["validate_request", "create_database", "deploy_site", "finalize_clone", "rollback_clone"]
     assert [t for t in order if t in chain] == chain
+    assert set(order) == {*chain, "copy_database", "copy_content"}
     up = {t.task_id: t.upstream_task_ids for t in dag.tasks}
+    assert up["create_database"] == {"validate_request"}
     assert up["copy_database"] == up["copy_content"] == {"create_database"}
     assert up["deploy_site"] == {"copy_database", "copy_content", "validate_request"}
-    assert up["rollback_clone"] == set(order) - {"rollback_clone", "validate_request"}
+    assert up["finalize_clone"] == {"deploy_site", "validate_request"}
+    # The rollback waits for every task; its setup is the task whose success means "reserved".
+    assert up["rollback_clone"] == set(order) - {"rollback_clone"}
     rollback = dag.get_task("rollback_clone")
     assert rollback.is_teardown and rollback.trigger_rule == "all_done_setup_success"
-    assert dag.get_task("reserve_clone").is_setup
+    assert [t.task_id for t in dag.tasks if t.is_setup] == ["validate_request"]
     assert dag.get_task("copy_database").pool == dag.get_task("copy_content").pool == "wpclone_heavy"
 
 

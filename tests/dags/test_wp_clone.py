@@ -43,6 +43,7 @@ from tests.local.test_seed import (  # noqa: F401
     test_wrong_password_is_rejected,
 )
 from tests.test_staging_integration import _pages, _post, _site_check, staging_report
+from wpclone.airflow.builders import build_clone_dag
 from wpclone.airflow.services import services
 from wpclone.api.runs import trigger
 from wpclone.config import local_config
@@ -396,6 +397,33 @@ def test_bad_requests_are_refused_by_the_first_task(
     with pytest.raises(Exception) as caught:
         validate_request(services(), {"source_url": source_site.url, **conf}, datetime.now(UTC))
     assert describe(caught.value).startswith(sentence)
+    assert sorted(p.name for p in stack.sites_dir.iterdir()) == sites_before
+
+
+def test_bad_input_fails_the_first_task_at_once_and_reserves_nothing(
+    airflow_env: dict[str, str],
+    registry: Registry,
+    admin_db: DbEndpoint,
+    stack: StackSettings,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """With retries configured, a refused request still fails validate_request on its first try (no retry)
+    with its sentence; nothing is reserved or created, so the rollback (its teardown) never runs."""
+    monkeypatch.setenv("WPCLONE_TASK_RETRIES", "2")
+    dag = build_clone_dag()
+    assert dag.get_task("validate_request").retries == 2
+    sites_before = sorted(p.name for p in stack.sites_dir.iterdir())
+    url = "https://not-registered.example.com"
+    dagrun = dag.test(run_conf={"source_url": url, "clone_id": "bad-input"})
+    assert str(dagrun.state) == "failed"
+    first = next(ti for ti in dagrun.get_task_instances() if ti.task_id == "validate_request")
+    assert (str(first.state), first.try_number) == ("failed", 1)
+    assert xcom(dagrun, "validate_request", "error").startswith(f"{url} is not a registered source site")
+    assert {task: state for task, state in states(dagrun).items() if task != "validate_request"} == {
+        task: "upstream_failed" for task in dag.task_ids if task != "validate_request"
+    }
+    assert registry.get("bad-input") is None
+    assert leftovers(admin_db, stack, "bad-input") == []
     assert sorted(p.name for p in stack.sites_dir.iterdir()) == sites_before
 
 

@@ -93,3 +93,21 @@ def test_a_refused_request_gives_back_the_id_the_api_accepted_for_its_job(
     assert record is not None and record.status is CloneStatus.FAILED and record.lock_job_id is None
     assert "ttl_minutes" in (record.last_error or "")
     assert svc.registry.schema == SCHEMA
+
+
+def test_the_first_task_reserves_last_and_its_retry_takes_its_own_reservation(
+    svc: Services, source_site: SiteConfig, fresh: str
+) -> None:
+    """request_clone (wp_clone's validate_request): a refusal reserves nothing, so the rollback (whose setup
+    it is) has nothing to undo; a retry after a reservation finds the row its job holds."""
+    good = {"source_url": source_site.url, "clone_id": fresh}
+    with pytest.raises(ValidationError, match="ttl_minutes"):
+        clone.request_clone(svc, {**good, "ttl_minutes": 5}, datetime.now(UTC), JOB)
+    assert svc.registry.get(fresh) is None
+    plan = clone.request_clone(svc, good, datetime.now(UTC), JOB)
+    assert clone.request_clone(svc, good, datetime.now(UTC), JOB).clone_id == plan.clone_id  # a retry
+    record = svc.registry.get(fresh)
+    assert record is not None and (record.status, record.lock_job_id) == (CloneStatus.PROVISIONING, JOB)
+    with pytest.raises(CloneBusy, match="status provisioning"):
+        clone.request_clone(svc, good, datetime.now(UTC), "manual__another-job")
+    assert svc.registry.get(fresh).lock_job_id == JOB  # type: ignore[union-attr]

@@ -18,10 +18,11 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, NoReturn
 
 from airflow.sdk import DAG, Param, TriggerRule, task, task_group
-from airflow.sdk.exceptions import AirflowSkipException
+from airflow.sdk.bases.xcom import BaseXCom
+from airflow.sdk.exceptions import AirflowSkipException, DownstreamTasksSkipped
 
 from wpclone.airflow import runparams
 from wpclone.airflow.services import services
@@ -57,6 +58,7 @@ from wpclone.settings import (
 )
 
 TAGS = ["wpclone"]
+XCOM_RETURN_KEY = BaseXCom.XCOM_RETURN_KEY
 HEAVY_POOL = "wpclone_heavy"  # bounds concurrent copy steps against the shared MySQL (wpclone.provision)
 WAIT_GRACE_S = 60.0  # beyond a task's own bounded wait: its work before and after the wait
 
@@ -142,6 +144,18 @@ def plan_task(task_id: str, service: Callable[..., Any], /, **task_kwargs: Any) 
         return service(services(), plan_of(plan))
 
     return run
+
+
+def skip_teardowns(ti: Any, result: Any, teardowns: list[str]) -> NoReturn:
+    """End a good run's last task with ``result`` as its return value and its run's ``teardowns`` skipped.
+
+    A teardown that only skips itself after a good run (a rollback) would still be scheduled and started,
+    and its "skipped" reaches Airflow only after its process exited (the task SDK's supervisor looks for
+    that exit up to ``[workers] min_heartbeat_interval`` late): the run would end ~1.5 s after its result.
+    Skipped from here (Airflow's skip of downstream tasks, as its short-circuit operator does), it ends at
+    the scheduler's next look. The result is pushed first: the skip ends the task before Airflow would."""
+    ti.xcom_push(key=XCOM_RETURN_KEY, value=result)
+    raise DownstreamTasksSkipped(tasks=teardowns)  # type: ignore[no-untyped-call]
 
 
 def _start_date() -> datetime:
@@ -245,25 +259,11 @@ def source_param(names: list[str] | None = None) -> Param:
     )
 
 
-def _serving_tasks(*, restore: bool = False) -> tuple[Any, Any]:
-    """The task that ends with the site serving (the clone DAG's deploy_site: deploy, then wait until it is
-    right; the restore DAG's await_site_ready after its switch) and apply_staging_safety; for the restore
-    DAG, staging safety goes onto the restored database before its preview (made when a DAG is built: the
-    retries come from the environment then)."""
-
+def _waiting_task(task_id: str, service: Callable[..., Any]) -> Any:
+    """A plan task that waits for a site itself (up to ``WPCLONE_SITE_READY_TIMEOUT``): that wait and a grace
+    as its limit, one retry at most (made when a DAG is built: the retries come from the environment then)."""
     limit = waiting_limit(site_ready_timeout())
-    if restore:
-        serving = plan_task(
-            "await_site_ready", common.await_site_ready, retries=_await_retries(), execution_timeout=limit
-        )
-    else:
-        serving = plan_task(
-            "deploy_site", common.serve_site, retries=_await_retries(), execution_timeout=limit
-        )
-    apply_staging_safety = plan_task(
-        "apply_staging_safety", functools.partial(common.apply_staging_safety, restored=restore)
-    )
-    return serving, apply_staging_safety
+    return plan_task(task_id, service, retries=_await_retries(), execution_timeout=limit)
 
 
 def _await_retries() -> int:
@@ -274,33 +274,33 @@ def _await_retries() -> int:
 def build_clone_dag(dag_id: str = "wp_clone", doc_md: str | None = None) -> DAG:
     kind = runtime_kind()
     with _dag(dag_id, doc_md, schedule=None, params=clone_params()) as dag:
-
-        @task(task_id="validate_request")  # bad input fails at once (AirflowFailException): no retry
+        # Bad input fails at once (AirflowFailException): no retry. The task then reserves the clone, its
+        # last side effect: its success means something was reserved (it is the rollback's setup).
+        @task(task_id="validate_request")
         @records_error
         def validate_request(**context: Any) -> dict[str, Any]:
             params, run_after = context["params"], context["dag_run"].run_after
-            return clone.validate_request(services(), params, run_after, context["run_id"]).model_dump(
-                mode="json"
-            )
-
-        @task(task_id="reserve_clone")
-        @records_error
-        def reserve_clone(plan: dict[str, Any], **context: Any) -> None:
-            clone.reserve_clone(services(), plan_of(plan), context["run_id"])
+            plan = clone.request_clone(services(), params, run_after, context["run_id"])
+            return plan.model_dump(mode="json")
 
         create_database = plan_task("create_database", clone.create_database)
-        deploy_site, apply_staging_safety = _serving_tasks()
+        # The staging safety onto the copied database, then the site served, then its readiness.
+        deploy_site = _waiting_task("deploy_site", common.serve_site)
 
-        @task(task_id="finalize_clone")
         @records_error
-        def finalize_clone(plan: dict[str, Any], admin_user: str, **context: Any) -> dict[str, Any]:
+        def finalize(plan: dict[str, Any], admin_user: str, context: Any) -> dict[str, Any]:
             ti = context["ti"]
             copied = (ti.xcom_pull(task_ids="copy_database"), ti.xcom_pull(task_ids="copy_content"))
             return clone.finalize_clone(services(), plan_of(plan), context["run_id"], admin_user, copied)
 
+        @task(task_id="finalize_clone")
+        def finalize_clone(plan: dict[str, Any], admin_user: str, **context: Any) -> None:
+            skip_teardowns(context["ti"], finalize(plan, admin_user, context), ["rollback_clone"])
+
         @task(task_id="rollback_clone", retries=3)
         def rollback_clone(**context: Any) -> dict[str, Any]:
-            """Teardown of reserve_clone: does not decide the run's state; skips itself after a good run."""
+            """Teardown of validate_request (the reservation): does not decide the run's state. After a good
+            run finalize_clone skips it; should it start anyway (a cleared run), it skips itself."""
 
             ti = context["ti"]
             errors = reported_errors(context)
@@ -312,16 +312,14 @@ def build_clone_dag(dag_id: str = "wp_clone", doc_md: str | None = None) -> DAG:
         plan = validate_request()
         copy_db = step_operator(kind, COPY_DATABASE, plan_xcom=PLAN, pool=HEAVY_POOL)
         copy_content = step_operator(kind, COPY_CONTENT, plan_xcom=PLAN, pool=HEAVY_POOL)
-        reserved = reserve_clone(plan)
         created = create_database(plan)
-        deployed = deploy_site(plan)  # and ready: it waits until the site is right
-        admin_user = apply_staging_safety(plan)
+        admin_user = deploy_site(plan)  # safe, served and ready: it waits until the site is right
         result = finalize_clone(plan, admin_user)
-        reserved >> created >> [copy_db, copy_content] >> deployed >> admin_user
+        created >> [copy_db, copy_content] >> admin_user
         # Rollback is the teardown of the reservation: it runs once everything after it is done, unless
         # the reservation itself never happened (then nothing exists to undo).
-        rollback = rollback_clone().as_teardown(setups=reserved)
-        [created, copy_db, copy_content, deployed, admin_user, result] >> rollback
+        rollback = rollback_clone().as_teardown(setups=plan)
+        [created, copy_db, copy_content, admin_user, result] >> rollback
     return dag
 
 
@@ -525,14 +523,13 @@ def build_restore_dag(dag_id: str = "wp_restore", doc_md: str | None = None) -> 
         verify_restore = plan_task("verify_restore", restore.verify_restore)
         deploy_preview = plan_task("deploy_preview", restore.deploy_preview)
         await_preview = functools.partial(common.await_site_ready, preview=True)
-        await_preview_ready = plan_task(
-            "await_preview_ready",
-            await_preview,
-            retries=_await_retries(),
-            execution_timeout=waiting_limit(site_ready_timeout()),
-        )
+        await_preview_ready = _waiting_task("await_preview_ready", await_preview)
         switch_site = plan_task("switch_site", restore.switch_restore)
-        await_site_ready, apply_staging_safety = _serving_tasks(restore=True)
+        await_site_ready = _waiting_task("await_site_ready", common.await_site_ready)
+        # Staging safety goes onto the restored database before its preview.
+        apply_staging_safety = plan_task(
+            "apply_staging_safety", functools.partial(common.apply_staging_safety, restored=True)
+        )
 
         finish_restore = plan_task("finish_restore", restore.finish_restore)
 

@@ -1,7 +1,8 @@
 """wp_clone: check and plan a clone, reserve it, make its database, finalize it, or roll it back.
 
 The steps between (copy-database ∥ copy-content, then serving the site) are the runtime's steps and
-:mod:`wpclone.services.common`'s; the rollback removes exactly what this job made and records why.
+:mod:`wpclone.services.common`'s; the rollback removes exactly what this job made and records why. The DAG's
+first task is :func:`request_clone` (check, plan, then reserve: one task, one scheduling hop less).
 """
 
 from __future__ import annotations
@@ -42,8 +43,12 @@ def check_clone_request(
     db_name = clone_db_name(clone_id)
     existing, db_exists = svc.registry.get_with_database(clone_id, db_name)  # on the clones' server
     # The row the jobs API accepted for this very job (or gave back when an earlier try of it failed).
+    # or the row an earlier try of this job's first task reserved (request_clone reserves last).
     ours = existing is not None and job_id is not None and existing.last_job_id == job_id
-    if existing is not None and existing.status not in ("deleted", *(("accepted", "failed") if ours else ())):
+    if existing is not None and existing.status not in (
+        "deleted",
+        *(("accepted", "failed", "provisioning") if ours else ()),
+    ):
         raise CloneBusy(
             f"clone {clone_id} already exists (status {existing.status}); "
             "choose another clone id or delete it first."
@@ -94,10 +99,24 @@ def validate_request(
 
 
 def reserve_clone(svc: Services, plan: ClonePlan, job_id: str) -> None:
+    """The clone's registry row, ``provisioning`` and locked by this job; a race lost to another job for the
+    same id is bad input (BadRequest: no retry)."""
     try:
         svc.registry.reserve(plan, job_id)
     except CloneTaken as exc:  # two requests raced for one id: this one lost, at once and without retries
         raise BadRequest(str(exc)) from exc
+
+
+def request_clone(svc: Services, params: Mapping[str, Any], run_after: datetime, job_id: str) -> ClonePlan:
+    """The clone DAG's first task: :func:`validate_request`, then :func:`reserve_clone`; the plan.
+
+    The reservation is its last side effect, so the task's success means the clone is reserved (the rollback
+    teardown's setup: it runs only then) and its failure that nothing was (a refusal reserves nothing; a
+    reservation refused to this job changes nothing). A retry after a reservation whose task failed later
+    (an XCom write) finds the row its job holds and reserves it again: reserving is idempotent for a job."""
+    plan = validate_request(svc, params, run_after, job_id)
+    reserve_clone(svc, plan, job_id)
+    return plan
 
 
 def create_database(svc: Services, plan: ClonePlan) -> None:

@@ -1,10 +1,11 @@
 """What the services share: their dependencies (:class:`Services`) and the steps of serving a clone.
 
-Serving a clone is the same in a clone and a restore: :func:`deploy_site` (the site with the staging must-use
-plugin), :func:`await_site_ready` (deployed, then answering as a right WordPress site: wpclone.readiness;
-:func:`serve_site` is the two as the clone DAG's one task), :func:`apply_staging_safety` (no indexing, no
-mail, no visitor cron, a fresh admin password); :func:`remove_clone` is what a clone's rollback and the orphan
-sweep remove.
+Serving a clone is the same in a clone and a restore: :func:`apply_staging_safety` (on the database: no
+indexing, a fresh admin password, no sessions of the source, the expiry), :func:`deploy_site` (the site
+with the staging must-use plugin: no mail, no visitor cron, noindex), :func:`await_site_ready` (deployed,
+then answering as a right WordPress site: wpclone.readiness). :func:`serve_site` is the three in that order
+as the clone DAG's one task, so a clone never serves before its database is safe; :func:`remove_clone` is
+what a clone's rollback and the orphan sweep remove.
 """
 
 from __future__ import annotations
@@ -56,11 +57,14 @@ def deploy_site(svc: Services, plan: ClonePlan) -> None:
     svc.runtime.deploy_site(plan, STAGING_CONSTANTS, mu_plugin_php(plan.clone_id, plan.expires_at))
 
 
-def serve_site(svc: Services, plan: ClonePlan) -> None:
-    """Deploy the clone's site and wait until it serves a right WordPress site: one task of the clone DAG, as
-    a deploy is only done when the site answers (the two as separate tasks cost a clone a scheduling hop)."""
+def serve_site(svc: Services, plan: ClonePlan) -> str:
+    """Make the clone's database safe as staging, deploy its site, wait until it serves a right WordPress
+    site; returns the admin login. One task of the clone DAG: the safety is in place before the site first
+    answers, and a deploy is only done when the site answers (three tasks would cost a clone two hops)."""
+    admin_user = apply_staging_safety(svc, plan)
     deploy_site(svc, plan)
     await_site_ready(svc, plan)
+    return admin_user
 
 
 def await_site_ready(
