@@ -55,7 +55,7 @@ def counts(endpoint: DbEndpoint) -> dict[str, int]:
 
 
 def clone_login(admin: DbEndpoint, database: str, source_db: str) -> DbEndpoint:
-    """A login owning ``database`` that may SELECT each table of ``source_db`` (the control plane grants it)."""
+    """A login owning ``database`` that may SELECT the tables of ``source_db`` (the control plane's grant)."""
     user, password = f"t_ss_{secrets.token_hex(4)}", secrets.token_urlsafe(12)
     db = quote_identifier(database)
     _exec(

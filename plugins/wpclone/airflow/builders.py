@@ -222,7 +222,7 @@ def build_clone_dag(dag_id: str = "wp_clone", doc_md: str | None = None) -> DAG:
             clone.reserve_clone(services(), plan_of(plan), context["run_id"])
 
         create_database = plan_task("create_database", clone.create_database)
-        deploy_site = plan_task("deploy_site", common.deploy_site)
+        deploy_site = plan_task("deploy_site", clone.deploy_site)
         await_site_ready, apply_staging_safety = _serving_tasks()
 
         @task(task_id="finalize_clone")
