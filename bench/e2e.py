@@ -27,8 +27,6 @@ from _common import API, Api, parse_time, start_stack
 
 from wpclone.db import DbEndpoint, quote_identifier
 
-TERMINAL = ("succeeded", "failed")
-
 
 def sql(admin: DbEndpoint, *statements: str) -> None:
     with admin.connect() as conn, conn.cursor() as cur:
@@ -94,10 +92,10 @@ def clone_once(api: Api, source_url: str) -> tuple[float, float, str]:
     answer = api.clone(source_url, clone_id, ttl=60)
     answer.raise_for_status()
     job_id = answer.json()["job_id"]
-    while (job := api.job(job_id))["status"] not in TERMINAL:
+    while (job := api.job(job_id))["status"] not in FINAL_STATUSES:
         time.sleep(1)
     wall = time.monotonic() - started
-    if job["status"] != "succeeded":
+    if job["status"] != JobStatus.COMPLETED:
         raise SystemExit(f"the clone failed: {job.get('error')}")
     task = next(t for t in api.task_instances("wp_clone", job_id) if t["task_id"] == "copy_database")
     start, end = parse_time(task["start_date"]), parse_time(task["end_date"])
