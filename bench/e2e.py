@@ -26,6 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import API, Api, parse_time, start_stack
 
 from wpclone.db import DbEndpoint, quote_identifier
+from wpclone.jobs import FINAL_STATUSES, JobStatus
 
 
 def sql(admin: DbEndpoint, *statements: str) -> None:
