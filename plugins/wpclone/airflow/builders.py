@@ -231,7 +231,7 @@ def _serving_tasks(*, restore: bool = False) -> tuple[Any, Any]:
     if restore:
         serving = plan_task("await_site_ready", common.await_site_ready, retries=_await_retries())
     else:
-        serving = plan_task("deploy_site", common.serve_site, retries=_await_retries())
+        serving = plan_task("deploy_site", clone.serve_site, retries=_await_retries())
     apply_staging_safety = plan_task(
         "apply_staging_safety", functools.partial(common.apply_staging_safety, restored=restore)
     )
