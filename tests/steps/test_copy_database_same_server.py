@@ -146,9 +146,10 @@ def test_rewrite_corpus_same_clone_by_both_paths(
     assert_verified(dump_result, "dump")
     assert_verified(server_result, "same-server")
     assert server_result["rows_rewritten"] > 0
-    # the same replacements, counted per form, and the same serialized values rebuilt
-    assert server_result["replacements"] == dump_result["replacements"]
+    # the same serialized values rebuilt (by the engine on both paths); the engine counts only what it
+    # rewrote on the same-server path (the server's passes are checked by the verification, not counted)
     assert server_result["serialized_rebuilt"] == dump_result["serialized_rebuilt"]
+    assert all(server_result["replacements"][f] <= n for f, n in dump_result["replacements"].items())
     assert_same_clone(dump, server)
     rows = _rows(server, "SELECT a, b FROM wp_keyless WHERE n = 1")
     assert rows == [(f"{NEW}/x", f"{NEW}/b".encode())] * 2

@@ -308,11 +308,13 @@ class _CountingReader:
         return data
 
 
-def dump_command(source: DbEndpoint, tables: Sequence[str] = (), skip_data: Sequence[str] = ()) -> list[str]:
-    """The dump; tables in ``skip_data`` are dumped as structure only."""
+def dump_command(
+    source: DbEndpoint, tables: Sequence[str] = (), skip_data: Sequence[str] = (), extra: Sequence[str] = ()
+) -> list[str]:
+    """The dump; tables in ``skip_data`` are dumped as structure only; ``extra``: more options."""
     assert source.database
     skips = [f"--ignore-table-data={source.database}.{check_identifier(t, 'table')}" for t in skip_data]
-    return ["mariadb-dump", *source.client_args(), *DUMP_OPTIONS, *skips, source.database, *tables]
+    return ["mariadb-dump", *source.client_args(), *DUMP_OPTIONS, *extra, *skips, source.database, *tables]
 
 
 def load_command(target: DbEndpoint) -> list[str]:
@@ -352,9 +354,11 @@ def client_env(endpoint: DbEndpoint) -> dict[str, str]:
     return {k: v for k, v in env.items() if not k.endswith(("_DB_PASSWORD", "_DB_PASSWORD_FILE"))}
 
 
-def _start_dump(source: DbEndpoint, skip_data: Sequence[str] = ()) -> subprocess.Popen[bytes]:
+def _start_dump(
+    source: DbEndpoint, skip_data: Sequence[str] = (), tables: Sequence[str] = (), extra: Sequence[str] = ()
+) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
-        dump_command(source, skip_data=skip_data),
+        dump_command(source, tables, skip_data=skip_data, extra=extra),
         stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -373,10 +377,13 @@ def stream_copy(
     total_hint: int = 0,
     *,
     skip_data: Sequence[str] = (),
+    tables: Sequence[str] = (),
+    dump_options: Sequence[str] = (),
 ) -> RewriteStats:
-    """Run dump | rewrite | load concurrently; raise StepError naming the stage that failed."""
+    """Run dump | rewrite | load concurrently (of ``tables`` only, if given; ``dump_options``: more options of
+    the dump); raise StepError naming the stage that failed."""
     secrets = [source.password, target.password]
-    dump = _start_dump(source, skip_data)
+    dump = _start_dump(source, skip_data, tables, dump_options)
     load = subprocess.Popen(
         load_command(target),
         stdin=subprocess.PIPE,
@@ -866,12 +873,23 @@ def _copy_on_server(
 ) -> tuple[RewriteStats, int]:
     """The same-server copy; on failure the target is emptied again (nothing of the copy is left)."""
     assert source.database and target.database
-    rewriter = Rewriter(pairs)
-    reader = _connect(target, "target")
     started = time.monotonic()
     try:
-        changed = same_server_copy(
-            dst_conn, reader, source.database, tables=tables, skip_data=skip, rewriter=rewriter
+        stats, changed = same_server_copy(
+            dst_conn,
+            source.database,
+            tables=tables,
+            skip_data=skip,
+            rewriter=Rewriter(pairs),
+            # the residue tables, rewritten into themselves: rows replaced by key while the dump reads its
+            # snapshot (no DROP, CREATE or ALTER … DISABLE KEYS: each would wait for the dump's metadata lock)
+            rewrite_tables=lambda names: stream_copy(
+                target,
+                target,
+                pairs,
+                tables=names,
+                dump_options=("--no-create-info", "--skip-disable-keys", "--replace"),
+            ),
         )
     except BaseException as exc:
         with contextlib.suppress(Exception):
@@ -883,10 +901,6 @@ def _copy_on_server(
                 "server copy", scrub(str(message), [source.password, target.password])
             ) from exc
         raise
-    finally:
-        with contextlib.suppress(Exception):
-            reader.close()
-    stats = rewriter.field_stats()
     stats.seconds = round(time.monotonic() - started, 3)
     return stats, changed
 

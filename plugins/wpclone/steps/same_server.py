@@ -35,15 +35,17 @@ Both paths give the same clone (tests/steps/test_copy_database_same_server.py co
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator, Sequence
+import re
+import secrets
+import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import pymysql
-import pymysql.cursors
 
 from wpclone.db import quote_identifier as q
-from wpclone.rewrite import Rewriter
+from wpclone.rewrite import Rewriter, RewriteStats
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +53,6 @@ STEP = "copy-database"
 ER_CHECKREAD = 1020  # "Record has changed since last read": innodb_snapshot_isolation saw a newer row
 DENIED = (1044, 1142, 1143)  # database, table, column access denied
 SNAPSHOT_TRIES = 3
-BATCH_ROWS = 500  # rewritten rows per multi-row INSERT into the temporary table
 STRING_TYPES = (
     "char",
     "varchar",
@@ -67,8 +68,94 @@ STRING_TYPES = (
     "longblob",
 )
 BINARY_TYPES = ("binary", "varbinary", "tinyblob", "blob", "mediumblob", "longblob")
-CHANGED = "_wpclone_rewritten"  # the temporary tables' names (per session: no clash with the clone's)
-MATCHED = "_wpclone_matched"
+# Character sets whose bytes (as ``BINARY`` reads them) are the bytes the dump path's engine reads: UTF-8 (the
+# dump's character set) and its ASCII subset. A text column in any other is left to the engine.
+SERVER_SAFE_CHARSETS = ("utf8mb4", "utf8mb3", "utf8", "ascii")
+# rewrite._SERIALIZED_START, anchored, in PCRE: a value that starts so is the engine's, whole (it may be
+# serialized, and then its lengths are rebuilt).
+SERIALIZED_PCRE = rb"^(?:[aOsCE]:[0-9]|[id]:|b:[01];|N;)"
+SCRATCH = "_wpclone_rw_"  # the residue tables' names: + a random token and a number (dropped once applied)
+
+
+def _literal(text: bytes) -> bytes:
+    """``text`` as a REGEXP_REPLACE replacement reads it (there ``\\N`` is group N, ``\\\\`` a backslash)."""
+    return text.replace(b"\\", b"\\\\")
+
+
+@dataclass(frozen=True)
+class ServerPass:
+    """One ``REGEXP_REPLACE`` of the rewrite on the server: a PCRE pattern (site keys, longest first, each
+    with its boundary test: ``Form.pattern``, which PCRE reads as Python's ``re`` does), its replacement."""
+
+    pattern: bytes
+    replacement: bytes  # as REGEXP_REPLACE reads it (``_literal``; ``\\1`` the separator the key had)
+
+    def sql(self, value: str) -> str:
+        return f"REGEXP_REPLACE({value}, X'{self.pattern.hex()}', X'{self.replacement.hex()}')"
+
+
+def _host_passes(keys: Sequence[Any]) -> list[ServerPass]:
+    """The passes of one host's schemed keys: one when they are every scheme with every separator, going to
+    one scheme and host (the usual table: ``http(s)://host`` and ``http(s):\\/\\/host`` become NEW with the
+    separator kept), else one per replacement."""
+    parts = set()
+    for key in keys:
+        scheme, sep = key.old[: key.host_at].split(b":", 1)
+        new_scheme, new_rest = key.new.split(b":", 1)
+        if not new_rest.startswith(sep):
+            break
+        parts.add(
+            (scheme, sep, key.old[key.host_at :], new_scheme, new_rest[len(sep) :], key.goes_on.pattern)
+        )
+    else:
+        schemes = sorted({p[0] for p in parts}, key=len, reverse=True)
+        seps = sorted({p[1] for p in parts}, key=len, reverse=True)
+        tails = {p[2:] for p in parts}
+        if len(tails) == 1 and len(parts) == len(schemes) * len(seps):
+            ((rest, new_scheme, new_host, goes_on),) = tails
+            pattern = b"(?:%s):(%s)%s(?!%s)" % (
+                b"|".join(schemes),
+                b"|".join(re.escape(sep) for sep in seps),
+                re.escape(rest),
+                goes_on,
+            )
+            return [ServerPass(pattern, _literal(new_scheme + b":") + b"\\1" + _literal(new_host))]
+    by_new: dict[bytes, list[bytes]] = {}
+    for key in keys:
+        by_new.setdefault(key.new, []).append(key.regex.pattern)
+    return [ServerPass(b"(?:" + b"|".join(p) + b")", _literal(new)) for new, p in by_new.items()]
+
+
+def server_passes(rewriter: Rewriter) -> list[ServerPass]:
+    """The passes the server rewrites plain values with: the keys ``http(s)://host`` and their JSON form
+    ``http(s):\\/\\/host``, what nearly every URL in WordPress data is; [] when the table is not host by host.
+
+    Exact (the engine's result) because the table is host by host (``Replacer`` mode ``by-host``:
+    ``_sequential_is_strtr``, no replacement makes any key match, inside it or across its edges), so applying
+    some keys first and the whole table afterwards is strtr of the whole table: the keys the server leaves
+    (``//host``, the URL-encoded forms) match the same host occurrences in the rewritten text as in the
+    original, because every longer key that ends at such an occurrence (``https://host`` ends where
+    ``//host`` does) is among the server's, and keys of other encodings cannot meet at one occurrence (the
+    bytes before the host differ)."""
+    if rewriter.plain.mode != "by-host":
+        return []
+    by_host: dict[bytes, list[Any]] = {}
+    for key in sorted(rewriter.plain.keys, key=lambda k: (len(k.host), len(k.old)), reverse=True):
+        if key.old.startswith(b"http") and b"%" not in key.old[: key.host_at]:
+            by_host.setdefault(key.host, []).append(key)
+    return [one for keys in by_host.values() for one in _host_passes(keys)]
+
+
+def server_value(column: str, passes: Sequence[ServerPass], hosts: Sequence[bytes]) -> str:
+    """The SELECT expression that copies ``column`` with ``passes`` applied to each value that holds a host
+    and does not start like serialized data (those stay for the engine, whole)."""
+    c = q(column)
+    value = f"BINARY {c}"
+    for one in passes:
+        value = one.sql(value)
+    holds = " OR ".join(f"INSTR(BINARY {c}, X'{host.hex()}') > 0" for host in hosts)
+    serialized = f"BINARY {c} REGEXP X'{SERIALIZED_PCRE.hex()}'"
+    return f"CASE WHEN ({holds}) AND NOT {serialized} THEN {value} ELSE {c} END"
 
 
 class Unavailable(Exception):
@@ -81,18 +168,24 @@ class Columns:
     strings: tuple[str, ...]  # the stored columns of string types, rewritten
     binary: frozenset[str]  # those of them that are binary (bytes in, bytes out)
     key: tuple[str, ...]  # the primary key's columns, () without one
+    bytewise: frozenset[str] = (
+        frozenset()
+    )  # string columns whose bytes are what the engine reads (SERVER_SAFE)
 
 
 def table_columns(conn: Any, database: str, tables: Sequence[str]) -> dict[str, Columns]:
     with conn.cursor() as cur:
         cur.execute(
-            "SELECT TABLE_NAME, COLUMN_NAME, DATA_TYPE, EXTRA FROM information_schema.COLUMNS"
-            " WHERE TABLE_SCHEMA = %s ORDER BY TABLE_NAME, ORDINAL_POSITION",
+            "SELECT TABLE_NAME, COLUMN_NAME, DATA_TYPE, EXTRA, CHARACTER_SET_NAME"
+            " FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = %s ORDER BY TABLE_NAME, ORDINAL_POSITION",
             (database,),
         )
         found: dict[str, list[tuple[str, str, str]]] = {}
-        for table, column, kind, extra in cur.fetchall():
+        bytewise: set[tuple[str, str]] = set()
+        for table, column, kind, extra, charset in cur.fetchall():
             found.setdefault(str(table), []).append((str(column), str(kind).lower(), str(extra).upper()))
+            if str(kind).lower() in BINARY_TYPES or str(charset).lower() in SERVER_SAFE_CHARSETS:
+                bytewise.add((str(table), str(column)))
         cur.execute(
             "SELECT TABLE_NAME, COLUMN_NAME FROM information_schema.STATISTICS WHERE TABLE_SCHEMA = %s"
             " AND INDEX_NAME = 'PRIMARY' ORDER BY TABLE_NAME, SEQ_IN_INDEX",
@@ -109,6 +202,7 @@ def table_columns(conn: Any, database: str, tables: Sequence[str]) -> dict[str, 
             strings=tuple(c for c, k in stored if k in STRING_TYPES),
             binary=frozenset(c for c, k in stored if k in BINARY_TYPES),
             key=tuple(keys.get(table, ())),
+            bytewise=frozenset(c for c, k in stored if k in STRING_TYPES and (table, c) in bytewise),
         )
     return result
 
@@ -153,8 +247,17 @@ def create_tables(conn: Any, source_db: str, tables: Sequence[str]) -> None:
             cur.execute(cur.fetchone()[1])
 
 
-def copy_rows(conn: Any, source_db: str, columns: dict[str, Columns], tables: Sequence[str]) -> None:
-    """``INSERT … SELECT`` of ``tables`` in one transaction that reads exactly one snapshot (or fails)."""
+def copy_rows(
+    conn: Any,
+    source_db: str,
+    columns: dict[str, Columns],
+    tables: Sequence[str],
+    *,
+    passes: Sequence[ServerPass] = (),
+    hosts: Sequence[bytes] = (),
+) -> None:
+    """``INSERT … SELECT`` of ``tables`` in one transaction that reads exactly one snapshot (or fails), the
+    values of bytewise string columns put through ``passes`` on the way (``server_value``)."""
     for attempt in range(1, SNAPSHOT_TRIES + 1):
         try:
             with conn.cursor() as cur:
@@ -162,9 +265,14 @@ def copy_rows(conn: Any, source_db: str, columns: dict[str, Columns], tables: Se
                 cur.execute("SET SESSION TRANSACTION ISOLATION LEVEL REPEATABLE READ")
                 cur.execute("START TRANSACTION WITH CONSISTENT SNAPSHOT")
                 for table in tables:
-                    cols = ", ".join(q(c) for c in columns[table].stored)
+                    found = columns[table]
+                    cols = ", ".join(q(c) for c in found.stored)
+                    values = ", ".join(
+                        server_value(c, passes, hosts) if passes and c in found.bytewise else q(c)
+                        for c in found.stored
+                    )
                     cur.execute(
-                        f"INSERT INTO {q(table)} ({cols}) SELECT {cols} FROM {q(source_db)}.{q(table)}"
+                        f"INSERT INTO {q(table)} ({cols}) SELECT {values} FROM {q(source_db)}.{q(table)}"
                     )
                 cur.execute("COMMIT")
             return
@@ -176,124 +284,116 @@ def copy_rows(conn: Any, source_db: str, columns: dict[str, Columns], tables: Se
     raise Unavailable(f"the source changed during each of {SNAPSHOT_TRIES} snapshot copies.")
 
 
-def _holds(cols: Columns, anchors: Sequence[bytes]) -> tuple[str, list[bytes]]:
-    """WHERE clause (and parameters): a string column holds one of the anchors."""
-    terms = [f"INSTR(BINARY {q(c)}, BINARY %s) > 0" for c in cols.strings for _ in anchors]
-    return " OR ".join(terms), [a for _ in cols.strings for a in anchors]
+def _holds(cols: Columns, anchors: Sequence[bytes]) -> str:
+    """WHERE clause: a string column holds one of the anchors."""
+    return " OR ".join(f"INSTR(BINARY {q(c)}, X'{a.hex()}') > 0" for c in cols.strings for a in anchors)
 
 
-def _rewritten(
-    rewriter: Rewriter, cols: Columns, names: Sequence[str], row: Sequence[Any]
-) -> list[Any] | None:
-    """The row with its string fields rewritten (the others as they are), or None if nothing changed."""
-    out = list(row)
-    changed = False
-    for i, name in enumerate(names):
-        value = row[i]
-        if value is None or name not in cols.strings:
-            continue
-        raw = value if name in cols.binary else value.encode("utf-8", "surrogateescape")
-        new = rewriter.rewrite_field(raw)
-        if new != raw:
-            changed = True
-            out[i] = new if name in cols.binary else new.decode("utf-8", "surrogateescape")
-    return out if changed else None
+@dataclass(frozen=True)
+class Residue:
+    """The rows of ``table`` that still hold an anchor after the copy, copied into the regular table
+    ``scratch`` for the engine: key and string columns, or (without a primary key) every stored column and a
+    row number ``_row``."""
+
+    table: str
+    scratch: str
+    cols: Columns
+    holds: str  # the WHERE clause that found them in ``table``
+    rows: int
 
 
-def _batches(rows: Iterator[list[Any]]) -> Iterator[list[list[Any]]]:
-    batch: list[list[Any]] = []
-    for row in rows:
-        batch.append(row)
-        if len(batch) >= BATCH_ROWS:
-            yield batch
-            batch = []
-    if batch:
-        yield batch
-
-
-def rewrite_table(conn: Any, reader: Any, table: str, cols: Columns, rewriter: Rewriter) -> int:
-    """Rewrite the rows of ``table`` that need it, in place; return how many changed.
-
-    ``reader`` is a second connection to the target (the rows stream from it while ``conn`` writes)."""
+def stage_residue(
+    conn: Any, table: str, cols: Columns, anchors: Sequence[bytes], scratch: str
+) -> Residue | None:
+    """Copy the rows of ``table`` that hold an anchor into ``scratch``; None (and no table) when none do."""
     if not cols.strings:
-        return 0
-    anchors = list(rewriter.plain.anchors)
-    holds, params = _holds(cols, anchors)
-    if not cols.key:
-        return _rewrite_keyless(conn, table, cols, rewriter, holds=holds, params=params)
-    names = [*cols.key, *cols.strings]
-    select = ", ".join(q(c) for c in names)
-    changed = 0
+        return None
+    holds = _holds(cols, anchors)
     with conn.cursor() as cur:
-        cur.execute(f"DROP TEMPORARY TABLE IF EXISTS {CHANGED}")
-        cur.execute(f"CREATE TEMPORARY TABLE {CHANGED} SELECT {select} FROM {q(table)} LIMIT 0")
-        insert = f"INSERT INTO {CHANGED} ({select}) VALUES ({', '.join(['%s'] * len(names))})"
-        with reader.cursor(pymysql.cursors.SSCursor) as stream:
-            stream.execute(f"SELECT {select} FROM {q(table)} WHERE {holds}", params)
-            rows = (new for row in stream if (new := _rewritten(rewriter, cols, names, row)) is not None)
-            for batch in _batches(rows):
-                cur.executemany(insert, batch)
-                changed += len(batch)
-        if changed:
+        if cols.key:
+            select = ", ".join(q(c) for c in (*cols.key, *cols.strings))
+            key = ", ".join(q(c) for c in cols.key)
+            cur.execute(
+                f"CREATE TABLE {q(scratch)} (PRIMARY KEY ({key})) ENGINE=InnoDB"
+                f" SELECT {select} FROM {q(table)} WHERE {holds}"
+            )
+        else:
+            stored = ", ".join(q(c) for c in cols.stored)
+            cur.execute(
+                f"CREATE TABLE {q(scratch)} (_row BIGINT AUTO_INCREMENT PRIMARY KEY) ENGINE=InnoDB"
+                f" SELECT {stored} FROM {q(table)} WHERE {holds}"
+            )
+        rows = int(cur.rowcount)
+        if rows <= 0:
+            cur.execute(f"DROP TABLE {q(scratch)}")
+            return None
+    return Residue(table, scratch, cols, holds, rows)
+
+
+def apply_residue(conn: Any, residue: Residue) -> int:
+    """Put the rewritten rows of ``residue.scratch`` back into its table, drop it; return the rows changed."""
+    cols, table, scratch = residue.cols, q(residue.table), q(residue.scratch)
+    with conn.cursor() as cur:
+        if cols.key:
             on = " AND ".join(f"t.{q(c)} = r.{q(c)}" for c in cols.key)
             sets = ", ".join(f"t.{q(c)} = r.{q(c)}" for c in cols.strings)
-            cur.execute(f"UPDATE {q(table)} t JOIN {CHANGED} r ON {on} SET {sets}")
-        cur.execute(f"DROP TEMPORARY TABLE {CHANGED}")
-    return changed
-
-
-def _rewrite_keyless(
-    conn: Any, table: str, cols: Columns, rewriter: Rewriter, *, holds: str, params: list[bytes]
-) -> int:
-    """A table without a primary key: its matching rows, numbered in a temporary table, rewritten there,
-    then deleted from the table and inserted again."""
-    stored = ", ".join(q(c) for c in cols.stored)
-    names = ["_row", *cols.strings]
-    changed = 0
-    with conn.cursor() as cur:
-        cur.execute(f"DROP TEMPORARY TABLE IF EXISTS {MATCHED}")
-        cur.execute(
-            f"CREATE TEMPORARY TABLE {MATCHED} (_row BIGINT AUTO_INCREMENT PRIMARY KEY)"
-            f" SELECT {stored} FROM {q(table)} WHERE {holds}",
-            params,
-        )
-        cur.execute(f"SELECT _row, {', '.join(q(c) for c in cols.strings)} FROM {MATCHED}")
-        updates = []
-        for row in cur.fetchall():
-            new = _rewritten(rewriter, cols, names, row)
-            if new is not None:
-                updates.append([*new[1:], new[0]])
-        sets = ", ".join(f"{q(c)} = %s" for c in cols.strings)
-        cur.executemany(f"UPDATE {MATCHED} SET {sets} WHERE _row = %s", updates)
-        changed = len(updates)
-        if changed:
-            cur.execute(f"DELETE FROM {q(table)} WHERE {holds}", params)
-            cur.execute(f"INSERT INTO {q(table)} ({stored}) SELECT {stored} FROM {MATCHED}")
-        cur.execute(f"DROP TEMPORARY TABLE {MATCHED}")
+            changed = int(cur.execute(f"UPDATE {table} t JOIN {scratch} r ON {on} SET {sets}"))
+        else:  # the same rows, rewritten: deleted and inserted again (a duplicate row stays a duplicate)
+            stored = ", ".join(q(c) for c in cols.stored)
+            cur.execute(f"DELETE FROM {table} WHERE {residue.holds}")
+            changed = int(
+                cur.execute(f"INSERT INTO {table} ({stored}) SELECT {stored} FROM {scratch} ORDER BY _row")
+            )
+        cur.execute(f"DROP TABLE {scratch}")
+    conn.commit()
     return changed
 
 
 def same_server_copy(
     conn: Any,
-    reader: Any,
     source_db: str,
     *,
     tables: Sequence[str],
     skip_data: Sequence[str],
     rewriter: Rewriter,
-) -> int:
-    """Copy ``tables`` of ``source_db`` into ``conn``'s database (structure only for ``skip_data``) and
-    rewrite in place; return the rows rewritten. Raises Unavailable when the snapshot cannot be had."""
+    rewrite_tables: Callable[[Sequence[str]], RewriteStats],
+) -> tuple[RewriteStats, int]:
+    """Copy ``tables`` of ``source_db`` into ``conn``'s database (structure only for ``skip_data``), the
+    server rewriting what it can on the way (``server_passes``), then the rows that still hold an anchor
+    through the engine (``rewrite_tables``: dump | rewrite | load of the named tables of the target); return
+    the engine's counts and the rows it changed. Raises Unavailable when the snapshot cannot be had."""
     columns = table_columns(conn, source_db, tables)
     create_tables(conn, source_db, tables)
     filled = [t for t in tables if t not in set(skip_data)]
-    copy_rows(conn, source_db, columns, filled)
-    log.info("step=%s event=server-copied tables=%d", STEP, len(filled))
-    changed = 0
-    for table in filled:
-        n = rewrite_table(conn, reader, table, columns[table], rewriter)
-        conn.commit()
-        changed += n
-        if n:
-            log.info("step=%s event=rewritten table=%s rows=%d", STEP, table, n)
-    return changed
+    passes = server_passes(rewriter)
+    hosts = sorted({k.host for k in rewriter.plain.keys if k.host})
+    started = time.monotonic()
+    copy_rows(conn, source_db, columns, filled, passes=passes, hosts=hosts)
+    log.info(
+        "step=%s event=server-copied tables=%d server_passes=%d seconds=%.2f",
+        STEP,
+        len(filled),
+        len(passes),
+        time.monotonic() - started,
+    )
+    started = time.monotonic()
+    anchors = list(rewriter.plain.anchors)
+    token = secrets.token_hex(3)
+    residues = [
+        r
+        for i, table in enumerate(filled)
+        if (r := stage_residue(conn, table, columns[table], anchors, f"{SCRATCH}{token}_{i}")) is not None
+    ]
+    conn.commit()
+    stats = (
+        rewrite_tables([r.scratch for r in residues]) if residues else RewriteStats(engine=rewriter.engine)
+    )
+    changed = sum(apply_residue(conn, r) for r in residues)
+    log.info(
+        "step=%s event=rewritten tables=%s rows=%d seconds=%.2f",
+        STEP,
+        ",".join(f"{r.table}:{r.rows}" for r in residues) or "-",
+        changed,
+        time.monotonic() - started,
+    )
+    return stats, changed
