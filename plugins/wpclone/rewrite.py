@@ -553,7 +553,6 @@ class Rewriter:
             self.encoded.replace if self._encoded_is_exact else self._replace_decoded
         )
         self.stats = RewriteStats()
-        self._abandoned = [0] * len(FORMS)  # counted by rebuilds abandoned in rewrite_field (malformed)
         self.engine = choose_engine(engine)
         self._core: _rewrite_core.Engine | None = None
         if self.engine == "c":
@@ -587,43 +586,6 @@ class Rewriter:
                 self.counts.update(counted)  # what the abandoned rebuild counted was not replaced
                 self.stats.malformed_serialized += 1
         return self.replace_plain(value)
-
-    def _counted(self) -> list[int]:
-        """Replacements per form so far (the compiled engine keeps its own)."""
-        if self._core is not None:
-            return list(self._core.counts())
-        return list(self.counts.values())
-
-    def rewrite_field(self, value: bytes) -> bytes:
-        """Apply the rule to one decoded field value as ``rewrite_stream`` does to a literal: the same bytes,
-        counted the same way (``field_stats``)."""
-        stats = self.stats
-        if _SERIALIZED_START.match(value):
-            before = self._counted()
-            try:
-                new = self._rebuild_whole(value)
-            except _Malformed:  # what the abandoned rebuild counted was not replaced
-                self._abandoned = [
-                    a + now - was
-                    for a, now, was in zip(self._abandoned, self._counted(), before, strict=True)
-                ]
-                stats.malformed_serialized += 1
-            else:
-                if new != value:
-                    stats.serialized_rebuilt += 1
-                    stats.fields_rewritten += 1
-                return new
-        new = self.replace_plain(value)
-        if new != value:
-            stats.fields_rewritten += 1
-        return new
-
-    def field_stats(self) -> RewriteStats:
-        """The counters of the fields ``rewrite_field`` has rewritten so far."""
-        counted = [n - a for n, a in zip(self._counted(), self._abandoned, strict=True)]
-        self.stats.replacements = dict(zip(FORMS, counted, strict=True))
-        self.stats.engine = self.engine
-        return self.stats
 
     def _rebuild_whole(self, value: bytes) -> bytes:  # noqa: C901, PLR0912, PLR0915
         """Rebuild serialized ``value`` with its strings rewritten, or raise _Malformed.

@@ -14,13 +14,19 @@ or ``--copy-path same-server``), the copy never leaves the server:
    ``SNAPSHOT_TRIES`` times, then the step copies by the dump path. The transaction commits right after the
    last table: the live site's writes to a table already copied wait for that commit (the copy phase,
    seconds), its reads never wait. A server without ``innodb_snapshot_isolation`` gets the dump path.
-3. **Rewrite in place.** Per table, the rows whose string columns (text and binary types: the dump quotes
-   both, and the stream rewrites every quoted field) hold any anchor of the rewrite (``Rewriter`` anchors:
-   every key holds one, so no other row can change) are streamed over a second connection, each field put
-   through ``Rewriter.rewrite_field`` (serialized values rebuilt as in the stream), the changed rows
-   written to a temporary table and applied with one ``UPDATE … JOIN`` on the primary key. A table without a
-   primary key gets its matching rows copied to a temporary table (with a row number), rewritten there,
-   then deleted and inserted again: same rows, same snapshot.
+3. **The server's share of the rewrite, on the way.** The ``INSERT … SELECT`` puts each value of a bytewise
+   string column (binary types; text in a ``SERVER_SAFE_CHARSETS`` set: its bytes are what the dump path's
+   engine reads) that holds a source host and does not start like serialized data through
+   ``server_passes``: one ``REGEXP_REPLACE`` per host over ``BINARY`` bytes for ``http(s)://host`` and its
+   JSON form, with the engine's host boundary as a lookahead. Exact only for a host-by-host table (see
+   ``server_passes``); otherwise there are no passes and the engine does everything.
+4. **The engine's share.** Per table, the rows whose string columns (text and binary types: the dump quotes
+   both, and the stream rewrites every quoted field) still hold an anchor of the rewrite (``Rewriter``
+   anchors: every key holds one, so no other row can change) are copied on the server into a residue table
+   (``stage_residue``: key and string columns, or every stored column and a row number without a primary
+   key), the residue tables go through the dump path's ``dump | rewrite | load`` into themselves (rows
+   replaced by key: ``rewrite_tables``, given by ``copy_database``), and ``apply_residue`` writes them back
+   with one ``UPDATE … JOIN`` (a keyless table: the matching rows deleted and inserted again).
 
 Who may do this: one session must read the source and write the target. The step uses the target's login
 (the clone's: ``ALL`` on the clone's database only), which the control plane grants ``SELECT`` on exactly the
@@ -146,16 +152,15 @@ def server_passes(rewriter: Rewriter) -> list[ServerPass]:
     return [one for keys in by_host.values() for one in _host_passes(keys)]
 
 
-def server_value(column: str, passes: Sequence[ServerPass], hosts: Sequence[bytes]) -> str:
-    """The SELECT expression that copies ``column`` with ``passes`` applied to each value that holds a host
-    and does not start like serialized data (those stay for the engine, whole)."""
+def server_value(column: str, passes: Sequence[ServerPass]) -> str:
+    """The SELECT expression that copies ``column`` with ``passes`` applied to its bytes, unless the value
+    starts like serialized data (``SERIALIZED_PCRE`` reads at most its first 4 bytes): that one stays for the
+    engine, whole. (A guard on the hosts measured slower than the passes' own search.)"""
     c = q(column)
     value = f"BINARY {c}"
     for one in passes:
         value = one.sql(value)
-    holds = " OR ".join(f"INSTR(BINARY {c}, X'{host.hex()}') > 0" for host in hosts)
-    serialized = f"BINARY {c} REGEXP X'{SERIALIZED_PCRE.hex()}'"
-    return f"CASE WHEN ({holds}) AND NOT {serialized} THEN {value} ELSE {c} END"
+    return f"CASE WHEN BINARY LEFT({c}, 4) REGEXP X'{SERIALIZED_PCRE.hex()}' THEN {c} ELSE {value} END"
 
 
 class Unavailable(Exception):
@@ -254,7 +259,6 @@ def copy_rows(
     tables: Sequence[str],
     *,
     passes: Sequence[ServerPass] = (),
-    hosts: Sequence[bytes] = (),
 ) -> None:
     """``INSERT … SELECT`` of ``tables`` in one transaction that reads exactly one snapshot (or fails), the
     values of bytewise string columns put through ``passes`` on the way (``server_value``)."""
@@ -268,7 +272,7 @@ def copy_rows(
                     found = columns[table]
                     cols = ", ".join(q(c) for c in found.stored)
                     values = ", ".join(
-                        server_value(c, passes, hosts) if passes and c in found.bytewise else q(c)
+                        server_value(c, passes) if passes and c in found.bytewise else q(c)
                         for c in found.stored
                     )
                     cur.execute(
@@ -366,9 +370,8 @@ def same_server_copy(
     create_tables(conn, source_db, tables)
     filled = [t for t in tables if t not in set(skip_data)]
     passes = server_passes(rewriter)
-    hosts = sorted({k.host for k in rewriter.plain.keys if k.host})
     started = time.monotonic()
-    copy_rows(conn, source_db, columns, filled, passes=passes, hosts=hosts)
+    copy_rows(conn, source_db, columns, filled, passes=passes)
     log.info(
         "step=%s event=server-copied tables=%d server_passes=%d seconds=%.2f",
         STEP,
