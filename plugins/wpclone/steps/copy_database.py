@@ -874,9 +874,11 @@ def _copy_on_server(
     """The same-server copy; on failure the target is emptied again (nothing of the copy is left)."""
     assert source.database and target.database
     started = time.monotonic()
+    second = _connect(target, "target")
     try:
         stats, changed = same_server_copy(
             dst_conn,
+            second,
             source.database,
             tables=tables,
             skip_data=skip,
@@ -901,6 +903,9 @@ def _copy_on_server(
                 "server copy", scrub(str(message), [source.password, target.password])
             ) from exc
         raise
+    finally:
+        with contextlib.suppress(Exception):
+            second.close()
     stats.seconds = round(time.monotonic() - started, 3)
     return stats, changed
 

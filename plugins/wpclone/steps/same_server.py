@@ -45,6 +45,7 @@ import re
 import secrets
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -59,6 +60,7 @@ STEP = "copy-database"
 ER_CHECKREAD = 1020  # "Record has changed since last read": innodb_snapshot_isolation saw a newer row
 DENIED = (1044, 1142, 1143)  # database, table, column access denied
 SNAPSHOT_TRIES = 3
+COPY_CONNECTIONS = 2  # INSERT … SELECT in parallel (measured on 2 cores)
 STRING_TYPES = (
     "char",
     "varchar",
@@ -252,36 +254,79 @@ def create_tables(conn: Any, source_db: str, tables: Sequence[str]) -> None:
             cur.execute(cur.fetchone()[1])
 
 
-def copy_rows(
+def _insert_rows(
     conn: Any,
     source_db: str,
     columns: dict[str, Columns],
     tables: Sequence[str],
+    passes: Sequence[ServerPass],
+) -> None:
+    with conn.cursor() as cur:
+        for table in tables:
+            found = columns[table]
+            cols = ", ".join(q(c) for c in found.stored)
+            values = ", ".join(
+                server_value(c, passes) if passes and c in found.bytewise else q(c) for c in found.stored
+            )
+            cur.execute(f"INSERT INTO {q(table)} ({cols}) SELECT {values} FROM {q(source_db)}.{q(table)}")
+
+
+def split_tables(conn: Any, source_db: str, tables: Sequence[str], ways: int) -> list[list[str]]:
+    """``tables`` in ``ways`` groups of about the same size (the largest first into the smallest group)."""
+    with conn.cursor() as cur:
+        cur.execute(
+            "SELECT TABLE_NAME, DATA_LENGTH FROM information_schema.TABLES WHERE TABLE_SCHEMA = %s",
+            (source_db,),
+        )
+        sizes = {str(name): int(size or 0) for name, size in cur.fetchall()}
+    groups: list[list[str]] = [[] for _ in range(ways)]
+    loads = [0] * ways
+    for table in sorted(tables, key=lambda t: sizes.get(t, 0), reverse=True):
+        i = loads.index(min(loads))
+        groups[i].append(table)
+        loads[i] += sizes.get(table, 0)
+    return [g for g in groups if g]
+
+
+def copy_rows(
+    conns: Sequence[Any],
+    source_db: str,
+    columns: dict[str, Columns],
+    groups: Sequence[Sequence[str]],
     *,
     passes: Sequence[ServerPass] = (),
 ) -> None:
-    """``INSERT … SELECT`` of ``tables`` in one transaction that reads exactly one snapshot (or fails), the
-    values of bytewise string columns put through ``passes`` on the way (``server_value``)."""
+    """``INSERT … SELECT`` of each group of tables over its own connection, in parallel, the values of
+    bytewise string columns put through ``passes`` on the way (``server_value``); exactly one state of the
+    source, or it fails.
+
+    Each connection reads its own snapshot under ``innodb_snapshot_isolation``, and every snapshot is open
+    before any row is read, so the copy is the state at the last snapshot: a row changed after an earlier
+    snapshot and read by that connection fails its statement (error 1020, then the whole copy is tried
+    again), and a connection whose rows did not change since its snapshot read exactly what the last
+    snapshot holds."""
+    conns = conns[: len(groups)]
     for attempt in range(1, SNAPSHOT_TRIES + 1):
         try:
-            with conn.cursor() as cur:
-                cur.execute("SET SESSION innodb_snapshot_isolation = ON")
-                cur.execute("SET SESSION TRANSACTION ISOLATION LEVEL REPEATABLE READ")
-                cur.execute("START TRANSACTION WITH CONSISTENT SNAPSHOT")
-                for table in tables:
-                    found = columns[table]
-                    cols = ", ".join(q(c) for c in found.stored)
-                    values = ", ".join(
-                        server_value(c, passes) if passes and c in found.bytewise else q(c)
-                        for c in found.stored
-                    )
-                    cur.execute(
-                        f"INSERT INTO {q(table)} ({cols}) SELECT {values} FROM {q(source_db)}.{q(table)}"
-                    )
-                cur.execute("COMMIT")
+            for conn in conns:
+                with conn.cursor() as cur:
+                    cur.execute("SET SESSION foreign_key_checks = 0, unique_checks = 0")
+                    cur.execute("SET SESSION innodb_snapshot_isolation = ON")
+                    cur.execute("SET SESSION TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+                    cur.execute("START TRANSACTION WITH CONSISTENT SNAPSHOT")
+            with ThreadPoolExecutor(len(conns)) as pool:
+                done = [
+                    pool.submit(_insert_rows, conn, source_db, columns, group, passes)
+                    for conn, group in zip(conns, groups, strict=True)
+                ]
+            if failed := next((e for f in done if (e := f.exception()) is not None), None):
+                raise failed
+            for conn in conns:
+                conn.commit()
             return
         except pymysql.MySQLError as exc:
-            conn.rollback()
+            for conn in conns:
+                conn.rollback()
             if _code(exc) != ER_CHECKREAD:
                 raise
             log.warning("step=%s event=snapshot-changed attempt=%d", STEP, attempt)
@@ -355,6 +400,7 @@ def apply_residue(conn: Any, residue: Residue) -> int:
 
 def same_server_copy(
     conn: Any,
+    second: Any,
     source_db: str,
     *,
     tables: Sequence[str],
@@ -371,7 +417,8 @@ def same_server_copy(
     filled = [t for t in tables if t not in set(skip_data)]
     passes = server_passes(rewriter)
     started = time.monotonic()
-    copy_rows(conn, source_db, columns, filled, passes=passes)
+    groups = split_tables(conn, source_db, filled, COPY_CONNECTIONS)
+    copy_rows([conn, second], source_db, columns, groups, passes=passes)
     log.info(
         "step=%s event=server-copied tables=%d server_passes=%d seconds=%.2f",
         STEP,
