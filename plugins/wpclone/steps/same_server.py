@@ -5,15 +5,17 @@ or ``--copy-path same-server``), the copy never leaves the server:
 
 1. **Structure.** Each source table's ``SHOW CREATE TABLE`` is run in the target (the dump's DDL: indexes,
    foreign keys, table options, ``AUTO_INCREMENT``), foreign key checks off.
-2. **Rows, one snapshot.** In one session and one transaction, ``INSERT … SELECT`` of every table (every
-   stored column, generated ones left to the server). ``INSERT … SELECT`` at REPEATABLE READ is a *locking*
-   read of the source (InnoDB reads the newest rows and share-locks them until commit, not the
-   transaction's snapshot: measured), so the session turns on ``innodb_snapshot_isolation`` (MariaDB 10.6.18,
-   10.11.8, 11.4+): a row changed after the snapshot was opened makes the statement fail (error 1020)
-   instead of being read. The copy is therefore exactly the snapshot or nothing; it is tried
-   ``SNAPSHOT_TRIES`` times, then the step copies by the dump path. The transaction commits right after the
-   last table: the live site's writes to a table already copied wait for that commit (the copy phase,
-   seconds), its reads never wait. A server without ``innodb_snapshot_isolation`` gets the dump path.
+2. **Rows, one snapshot.** ``INSERT … SELECT`` of every table (every stored column, generated ones left to the
+   server), the tables split by size over ``COPY_CONNECTIONS`` sessions, one transaction each, every snapshot
+   opened before any row is read (``copy_rows`` says why that is one state of the source). ``INSERT … SELECT``
+   at REPEATABLE READ is a *locking* read of the source (InnoDB reads the newest rows and share-locks them
+   until commit, not the transaction's snapshot: measured), so the session turns on
+   ``innodb_snapshot_isolation`` (MariaDB 10.6.18, 10.11.8, 11.4+): a row changed after the snapshot was
+   opened makes the statement fail (error 1020) instead of being read. The copy is therefore exactly the
+   snapshot or nothing; it is tried ``SNAPSHOT_TRIES`` times, then the step copies by the dump path. The
+   transactions commit right after the last table: the live site's writes to a table already copied wait for
+   that commit (the copy phase, seconds), its reads never wait. A server without ``innodb_snapshot_isolation``
+   gets the dump path.
 3. **The server's share of the rewrite, on the way.** The ``INSERT … SELECT`` puts each value of a bytewise
    string column (binary types; text in a ``SERVER_SAFE_CHARSETS`` set: its bytes are what the dump path's
    engine reads) that holds a source host and does not start like serialized data through
