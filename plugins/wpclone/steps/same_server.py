@@ -437,15 +437,21 @@ def same_server_copy(
         if (r := stage_residue(conn, table, columns[table], anchors, f"{SCRATCH}{token}_{i}")) is not None
     ]
     conn.commit()
+    phases = [time.monotonic()]
     stats = (
         rewrite_tables([r.scratch for r in residues]) if residues else RewriteStats(engine=rewriter.engine)
     )
+    phases.append(time.monotonic())
     changed = sum(apply_residue(conn, r) for r in residues)
+    phases.append(time.monotonic())
     log.info(
-        "step=%s event=rewritten tables=%s rows=%d seconds=%.2f",
+        "step=%s event=rewritten tables=%s rows=%d staged_s=%.2f engine_s=%.2f applied_s=%.2f seconds=%.2f",
         STEP,
         ",".join(f"{r.table}:{r.rows}" for r in residues) or "-",
         changed,
-        time.monotonic() - started,
+        phases[0] - started,
+        phases[1] - phases[0],
+        phases[2] - phases[1],
+        phases[2] - started,
     )
     return stats, changed
