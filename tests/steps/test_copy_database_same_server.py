@@ -145,7 +145,7 @@ def test_rewrite_corpus_same_clone_by_both_paths(
     dump_result, server_result, dump, server = copy_both_ways(admin, source, PAIRS, made)
     assert_verified(dump_result, "dump")
     assert_verified(server_result, "same-server")
-    assert server_result["rows_rewritten"] > 0
+    assert server_result["rewrite"]["fields_rewritten"] > 0  # the engine's share
     # the same serialized values rebuilt (by the engine on both paths); the engine counts only what it
     # rewrote on the same-server path (the server's passes are checked by the verification, not counted)
     assert server_result["serialized_rebuilt"] == dump_result["serialized_rebuilt"]

@@ -123,7 +123,6 @@ class CopyResult:
     loader: str = ""
     streams: int = 1
     path: str = "dump"  # COPY_PATHS: how the rows were copied
-    rows_rewritten: int = 0  # same-server path: rows the rewrite changed in place
 
     def as_json(self) -> dict[str, Any]:
         return {"step": STEP, "status": "ok", **asdict(self)}
@@ -870,27 +869,33 @@ def _copy_on_server(
     *,
     tables: Sequence[str],
     skip: Sequence[str],
-) -> tuple[RewriteStats, int]:
+) -> RewriteStats:
     """The same-server copy; on failure the target is emptied again (nothing of the copy is left)."""
     assert source.database and target.database
     started = time.monotonic()
     second = _connect(target, "target")
     try:
-        stats, changed = same_server_copy(
+        stats = same_server_copy(
             dst_conn,
             second,
             source.database,
             tables=tables,
             skip_data=skip,
             rewriter=Rewriter(pairs),
-            # the residue tables, rewritten into themselves: rows replaced by key while the dump reads its
-            # snapshot (no DROP, CREATE or ALTER … DISABLE KEYS: each would wait for the dump's metadata lock)
-            rewrite_tables=lambda names: stream_copy(
+            # tables rewritten into themselves (with a WHERE clause: only the rows it matches), rows replaced
+            # by key while the dump reads its snapshot (no DROP, CREATE or ALTER … DISABLE KEYS: each would
+            # wait for the dump's metadata lock)
+            rewrite_tables=lambda names, where: stream_copy(
                 target,
                 target,
                 pairs,
                 tables=names,
-                dump_options=("--no-create-info", "--skip-disable-keys", "--replace"),
+                dump_options=(
+                    "--no-create-info",
+                    "--skip-disable-keys",
+                    "--replace",
+                    *((f"--where={where}",) if where else ()),
+                ),
             ),
         )
     except BaseException as exc:
@@ -907,7 +912,7 @@ def _copy_on_server(
         with contextlib.suppress(Exception):
             second.close()
     stats.seconds = round(time.monotonic() - started, 3)
-    return stats, changed
+    return stats
 
 
 def _copy_stage(
@@ -934,9 +939,7 @@ def _copy_stage(
         result.loader, result.streams, result.path = "server", 1, "same-server"
         try:
             names = [t.name for t in source_tables]
-            stats, result.rows_rewritten = _copy_on_server(
-                source, target, dst_conn, pairs, tables=names, skip=skip_data
-            )
+            stats = _copy_on_server(source, target, dst_conn, pairs, tables=names, skip=skip_data)
         except Unavailable as exc:  # the source kept changing under the snapshot: the dump copes
             if copy_path == "same-server":
                 raise StepError(sentence(f"the same-server copy is not possible: {exc}")) from exc

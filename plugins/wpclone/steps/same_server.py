@@ -179,7 +179,10 @@ class Columns:
     key: tuple[str, ...]  # the primary key's columns, () without one
     bytewise: frozenset[str] = (
         frozenset()
-    )  # string columns whose bytes are what the engine reads (SERVER_SAFE)
+    )  # string columns whose bytes are the engine's (SERVER_SAFE_CHARSETS)
+    # Rows may be replaced by key (REPLACE): a primary key of no string column, no other unique index, and
+    # no foreign key refers to the table (so a REPLACE deletes nothing but the row it rewrites).
+    replaceable: bool = False
 
 
 def table_columns(conn: Any, database: str, tables: Sequence[str]) -> dict[str, Columns]:
@@ -203,6 +206,13 @@ def table_columns(conn: Any, database: str, tables: Sequence[str]) -> dict[str, 
         keys: dict[str, list[str]] = {}
         for table, column in cur.fetchall():
             keys.setdefault(str(table), []).append(str(column))
+        cur.execute(
+            "SELECT TABLE_NAME FROM information_schema.STATISTICS WHERE TABLE_SCHEMA = %s"
+            " AND NON_UNIQUE = 0 AND INDEX_NAME <> 'PRIMARY' UNION SELECT REFERENCED_TABLE_NAME"
+            " FROM information_schema.KEY_COLUMN_USAGE WHERE REFERENCED_TABLE_SCHEMA = %s",
+            (database, database),
+        )
+        unreplaceable = {str(table) for (table,) in cur.fetchall()}
     result = {}
     for table in tables:
         stored = [(c, k) for c, k, extra in found.get(table, []) if "GENERATED" not in extra]
@@ -212,6 +222,9 @@ def table_columns(conn: Any, database: str, tables: Sequence[str]) -> dict[str, 
             binary=frozenset(c for c, k in stored if k in BINARY_TYPES),
             key=tuple(keys.get(table, ())),
             bytewise=frozenset(c for c, k in stored if k in STRING_TYPES and (table, c) in bytewise),
+            replaceable=bool(keys.get(table))
+            and table not in unreplaceable
+            and not any(k in STRING_TYPES for c, k in stored if c in keys[table]),
         )
     return result
 
@@ -400,6 +413,13 @@ def apply_residue(conn: Any, residue: Residue) -> int:
     return changed
 
 
+def _add_stats(total: RewriteStats, more: RewriteStats) -> None:
+    for name in ("bytes_in", "bytes_out", "fields_rewritten", "serialized_rebuilt", "malformed_serialized"):
+        setattr(total, name, getattr(total, name) + getattr(more, name))
+    total.peak_rss_kib = max(total.peak_rss_kib, more.peak_rss_kib)
+    total.replacements = {f: n + more.replacements.get(f, 0) for f, n in total.replacements.items()}
+
+
 def same_server_copy(
     conn: Any,
     second: Any,
@@ -408,12 +428,14 @@ def same_server_copy(
     tables: Sequence[str],
     skip_data: Sequence[str],
     rewriter: Rewriter,
-    rewrite_tables: Callable[[Sequence[str]], RewriteStats],
-) -> tuple[RewriteStats, int]:
+    rewrite_tables: Callable[[Sequence[str], str], RewriteStats],
+) -> RewriteStats:
     """Copy ``tables`` of ``source_db`` into ``conn``'s database (structure only for ``skip_data``), the
     server rewriting what it can on the way (``server_passes``), then the rows that still hold an anchor
-    through the engine (``rewrite_tables``: dump | rewrite | load of the named tables of the target); return
-    the engine's counts and the rows it changed. Raises Unavailable when the snapshot cannot be had."""
+    through the engine (``rewrite_tables``: dump | rewrite | load of the named tables of the target, rows
+    replaced by key, only those matching a WHERE clause if one is given): in place where the table's rows may
+    be replaced by key (``Columns.replaceable``), else through residue tables. Returns the engine's counts;
+    raises Unavailable when the snapshot cannot be had."""
     columns = table_columns(conn, source_db, tables)
     create_tables(conn, source_db, tables)
     filled = [t for t in tables if t not in set(skip_data)]
@@ -431,27 +453,30 @@ def same_server_copy(
     started = time.monotonic()
     anchors = list(rewriter.plain.anchors)
     token = secrets.token_hex(3)
+    stats = RewriteStats(engine=rewriter.engine)
+    direct = [t for t in filled if columns[t].replaceable and columns[t].strings]
+    for table in direct:  # rewritten where they are: the rows that hold an anchor, replaced by key
+        _add_stats(stats, rewrite_tables([table], _holds(columns[table], anchors)))
+    phases = [time.monotonic()]
     residues = [
         r
-        for i, table in enumerate(filled)
+        for i, table in enumerate(t for t in filled if t not in direct)
         if (r := stage_residue(conn, table, columns[table], anchors, f"{SCRATCH}{token}_{i}")) is not None
     ]
     conn.commit()
-    phases = [time.monotonic()]
-    stats = (
-        rewrite_tables([r.scratch for r in residues]) if residues else RewriteStats(engine=rewriter.engine)
-    )
-    phases.append(time.monotonic())
+    if residues:
+        _add_stats(stats, rewrite_tables([r.scratch for r in residues], ""))
     changed = sum(apply_residue(conn, r) for r in residues)
     phases.append(time.monotonic())
     log.info(
-        "step=%s event=rewritten tables=%s rows=%d staged_s=%.2f engine_s=%.2f applied_s=%.2f seconds=%.2f",
+        "step=%s event=rewritten in_place=%s staged=%s rows_changed=%d in_place_s=%.2f staged_s=%.2f"
+        " seconds=%.2f",
         STEP,
+        ",".join(direct) or "-",
         ",".join(f"{r.table}:{r.rows}" for r in residues) or "-",
         changed,
         phases[0] - started,
         phases[1] - phases[0],
-        phases[2] - phases[1],
-        phases[2] - started,
+        phases[1] - started,
     )
-    return stats, changed
+    return stats
