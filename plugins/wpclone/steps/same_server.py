@@ -22,13 +22,16 @@ or ``--copy-path same-server``), the copy never leaves the server:
    ``server_passes``: one ``REGEXP_REPLACE`` per host over ``BINARY`` bytes for ``http(s)://host`` and its
    JSON form, with the engine's host boundary as a lookahead. Exact only for a host-by-host table (see
    ``server_passes``); otherwise there are no passes and the engine does everything.
-4. **The engine's share.** Per table, the rows whose string columns (text and binary types: the dump quotes
-   both, and the stream rewrites every quoted field) still hold an anchor of the rewrite (``Rewriter``
-   anchors: every key holds one, so no other row can change) are copied on the server into a residue table
-   (``stage_residue``: key and string columns, or every stored column and a row number without a primary
-   key), the residue tables go through the dump path's ``dump | rewrite | load`` into themselves (rows
-   replaced by key: ``rewrite_tables``, given by ``copy_database``), and ``apply_residue`` writes them back
-   with one ``UPDATE … JOIN`` (a keyless table: the matching rows deleted and inserted again).
+4. **The engine's share.** The rows whose string columns (text and binary types: the dump quotes both, and
+   the stream rewrites every quoted field) still hold an anchor of the rewrite (``Rewriter`` anchors: every
+   key holds one, so no other row can change) go through the dump path's ``dump | rewrite | load``
+   (``rewrite_tables``, given by ``copy_database``) into the target itself, rows replaced by key
+   (``REPLACE``) while the dump reads its snapshot. A table whose rows may be replaced so
+   (``Columns.replaceable``: a primary key of no string column, no other unique index, no foreign key
+   referring to it) is rewritten in place (``mariadb-dump --where``); any other is staged first: its matching
+   rows are copied into a residue table (``stage_residue``: key and string columns, or every stored column
+   and a row number without a primary key), rewritten there, and written back by ``apply_residue`` (one
+   ``UPDATE … JOIN``; a keyless table: the matching rows deleted and inserted again).
 
 Who may do this: one session must read the source and write the target. The step uses the target's login
 (the clone's: ``ALL`` on the clone's database only), which the control plane grants ``SELECT`` on exactly the
@@ -455,8 +458,13 @@ def same_server_copy(
     token = secrets.token_hex(3)
     stats = RewriteStats(engine=rewriter.engine)
     direct = [t for t in filled if columns[t].replaceable and columns[t].strings]
+    in_place = []
     for table in direct:  # rewritten where they are: the rows that hold an anchor, replaced by key
-        _add_stats(stats, rewrite_tables([table], _holds(columns[table], anchors)))
+        holds = _holds(columns[table], anchors)
+        with conn.cursor() as cur:  # (a dump costs a process pair: only where there is something to do)
+            if cur.execute(f"SELECT 1 FROM {q(table)} WHERE {holds} LIMIT 1"):
+                _add_stats(stats, rewrite_tables([table], holds))
+                in_place.append(table)
     phases = [time.monotonic()]
     residues = [
         r
@@ -472,7 +480,7 @@ def same_server_copy(
         "step=%s event=rewritten in_place=%s staged=%s rows_changed=%d in_place_s=%.2f staged_s=%.2f"
         " seconds=%.2f",
         STEP,
-        ",".join(direct) or "-",
+        ",".join(in_place) or "-",
         ",".join(f"{r.table}:{r.rows}" for r in residues) or "-",
         changed,
         phases[0] - started,
