@@ -86,6 +86,37 @@ class MySqlAdmin:
             cur.execute(f"GRANT ALL PRIVILEGES ON {db}.* TO %s@%s", (user, user_host))
         log.info("database %s and user %s@%s ready", database, user, user_host)
 
+    def grant_table_reads(
+        self, database: str, user: str, *, user_host: str = "%", skip: Sequence[str] = ()
+    ) -> list[str]:
+        """Let ``user`` SELECT each table of ``database`` but ``skip`` (the same-server copy's read,
+        wpclone.steps.same_server); return the tables granted."""
+        db = quote_identifier(check_identifier(database, "database name"))
+        check_identifier(user, "database user")
+        with self.cursor() as cur:
+            tables = [t for t in _tables(cur, database) if t not in set(skip)]
+            for table in tables:
+                cur.execute(f"GRANT SELECT ON {db}.{quote_identifier(table)} TO %s@%s", (user, user_host))
+        return tables
+
+    def revoke_table_reads(self, database: str, user: str, *, user_host: str = "%") -> int:
+        """Take back every table-level privilege ``user`` holds on ``database``; return how many tables."""
+        check_identifier(database, "database name")
+        check_identifier(user, "database user")
+        with self.cursor() as cur:
+            cur.execute(
+                "SELECT Table_name FROM mysql.tables_priv WHERE Db = %s AND User = %s AND Host = %s",
+                (database, user, user_host),
+            )
+            tables = [str(row[0]) for row in cur.fetchall()]
+            for table in tables:
+                cur.execute(
+                    f"REVOKE ALL PRIVILEGES ON {quote_identifier(database)}.{quote_identifier(table)}"
+                    " FROM %s@%s",
+                    (user, user_host),
+                )
+        return len(tables)
+
     def drop_database_and_user(self, database: str, user: str, *, user_host: str = "%") -> None:
         """Remove ``database`` and ``user``@``user_host`` if they exist."""
         db = quote_identifier(check_identifier(database, "database name"))

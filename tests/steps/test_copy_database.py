@@ -37,6 +37,9 @@ ALIAS = "https://example-old.test"
 PAIRS = [OLD, NEW, OLD_TLS, NEW, "--aliases", ALIAS]
 TABLES = ("wp_blobs", "wp_options", "wp_postmeta", "wp_posts")
 SISTERS = ("http://src.example.test.au/shop/", "https://src.example.testing/", "//src.example.test:8443/x")
+# Source and target share this server, where ``auto`` copies on the server (tested by
+# test_copy_database_same_server.py): the tests of the dump path's loaders and counts ask for the dump.
+DUMP = ["--copy-path", "dump"]
 RULE_PAIRS = [(OLD, NEW), (OLD_TLS, NEW), (ALIAS, NEW)]  # what PAIRS asks for, as the rule's pairs
 
 PHP_CHECK = (
@@ -303,7 +306,7 @@ def test_copy_matches_php_reference_and_reports(
 ) -> None:
     source, target = admin.with_database(names["src"]), admin.with_database(names["dst"])
     _exec(target, "CREATE TABLE left_over (id INT)")  # whatever the target holds is dropped first
-    proc = run_step(source, target, *PAIRS)
+    proc = run_step(source, target, *DUMP, *PAIRS)
     assert proc.returncode == 0, proc.stderr
     result = json.loads(proc.stdout.strip().splitlines()[-1])
     assert result["status"] == "ok" and result["tables"] == 4
@@ -450,7 +453,7 @@ def test_load_error_mid_stream_then_retry_converges(
 
 @pytest.mark.parametrize(
     "case",
-    [(["--parallel", "3"], "pymysql", 3), (["--client-load"], "mariadb-client", 1)],
+    [([*DUMP, "--parallel", "3"], "pymysql", 3), ([*DUMP, "--client-load"], "mariadb-client", 1)],
     ids=["parallel", "client"],
 )
 def test_every_load_path_gives_the_same_copy(

@@ -285,7 +285,7 @@ def build_clone_dag(dag_id: str = "wp_clone", doc_md: str | None = None) -> DAG:
 
         create_database = plan_task("create_database", clone.create_database)
         # The staging safety onto the copied database, then the site served, then its readiness.
-        deploy_site = _waiting_task("deploy_site", common.serve_site)
+        deploy_site = _waiting_task("deploy_site", clone.serve_site)
 
         @records_error
         def finalize(plan: dict[str, Any], admin_user: str, context: Any) -> dict[str, Any]:

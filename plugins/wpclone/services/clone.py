@@ -12,16 +12,21 @@ from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import pymysql
+
 from wpclone.errors import BadRequest, CloneBusy, CloneTaken, describe
 from wpclone.models import (
     ClonePlan,
     CloneRequest,
+    CopyMode,
     SourceConfig,
     clone_db_name,
     generate_clone_id,
     is_clone_id,
 )
+from wpclone.services import common
 from wpclone.services.common import Services, remove_clone
+from wpclone.steps.copy_database import content_tables
 from wpclone.summary import copy_summary
 
 log = logging.getLogger(__name__)
@@ -126,6 +131,25 @@ def create_database(svc: Services, plan: ClonePlan) -> None:
     svc.mysql.create_database_and_user(
         plan.db_name, plan.db_name, secrets.db_password, user_host=runtime.db_user_host
     )
+    if runtime.clone_db_server(plan) == (plan.source.db_host, plan.source.db_port):
+        # The same-server copy (wpclone.steps.same_server) reads the source in the clone's own session:
+        # the clone's login may SELECT exactly the tables it gets a copy of, until the copy is done.
+        skip = content_tables(plan.source.table_prefix) if plan.copy_mode is CopyMode.FILES else []
+        try:
+            granted = svc.mysql.grant_table_reads(
+                plan.source.db_name, plan.db_name, user_host=runtime.db_user_host, skip=skip
+            )
+            log.info("clone %s may read %d source tables for the copy", plan.clone_id, len(granted))
+        except pymysql.MySQLError as exc:  # the copy takes the dump path
+            log.warning("no same-server copy for clone %s: %s", plan.clone_id, describe(exc))
+
+
+def serve_site(svc: Services, plan: ClonePlan) -> str:
+    """The copy is done: take back the clone login's read of the source (a same-server copy's), then make
+    the clone safe as staging, serve it and wait until it is right (common.serve_site); the admin login."""
+    if svc.mysql.revoke_table_reads(plan.source.db_name, plan.db_name, user_host=svc.runtime.db_user_host):
+        log.info("clone %s no longer reads the source", plan.clone_id)
+    return common.serve_site(svc, plan)
 
 
 def finalize_clone(

@@ -70,6 +70,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="files: copy WordPress's content tables (posts, comments, terms, links and their meta) as "
         "structure only; the site's settings and users come along (the clone's copy mode)",
     )
+    db.add_argument(
+        "--copy-path",
+        default="auto",
+        choices=("auto", "dump", "same-server"),  # copy_database.COPY_PATHS (imported only when it runs)
+        help="auto (default): copy on the server when source and target share host and port and the target's "
+        "login may read the source (docs/same-server-copy.md), else dump | rewrite | load; dump or "
+        "same-server insist",
+    )
     db.add_argument("--table-prefix", default="wp_", help="the source's table prefix (default wp_)")
     db.add_argument("--json", action="store_true", help=JSON_HELP)
 
@@ -131,7 +139,13 @@ def run(argv: Sequence[str]) -> dict[str, object]:
         source, target = endpoints_from_env()
         skip = content_tables(args.table_prefix) if args.copy_mode == "files" else []
         return copy_database(
-            source, target, pairs, streams=args.parallel, client_load=args.client_load, skip_data=skip
+            source,
+            target,
+            pairs,
+            streams=args.parallel,
+            client_load=args.client_load,
+            skip_data=skip,
+            copy_path=args.copy_path,
         ).as_json()
     if args.step == "copy-content":
         from wpclone.steps.copy_content import copy_content, dirs_from_args  # noqa: PLC0415 (see the docstring)

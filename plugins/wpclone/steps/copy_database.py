@@ -49,6 +49,7 @@ from wpclone.metrics import peak_rss_kib
 from wpclone.rewrite import FORMS, Form, Rewriter, RewriteStats, is_origin, json_escaped, replacement_table
 from wpclone.steps.common import mb_per_s, scrub, sentence
 from wpclone.steps.fanout import FanOutLoader, has_delimiter_objects
+from wpclone.steps.same_server import Unavailable, check_same_server, same_server_copy
 
 log = logging.getLogger(__name__)
 
@@ -121,6 +122,7 @@ class CopyResult:
     peak_rss_kib: int = 0
     loader: str = ""
     streams: int = 1
+    path: str = "dump"  # COPY_PATHS: how the rows were copied
 
     def as_json(self) -> dict[str, Any]:
         return {"step": STEP, "status": "ok", **asdict(self)}
@@ -305,11 +307,13 @@ class _CountingReader:
         return data
 
 
-def dump_command(source: DbEndpoint, tables: Sequence[str] = (), skip_data: Sequence[str] = ()) -> list[str]:
-    """The dump; tables in ``skip_data`` are dumped as structure only."""
+def dump_command(
+    source: DbEndpoint, tables: Sequence[str] = (), skip_data: Sequence[str] = (), extra: Sequence[str] = ()
+) -> list[str]:
+    """The dump; tables in ``skip_data`` are dumped as structure only; ``extra``: more options."""
     assert source.database
     skips = [f"--ignore-table-data={source.database}.{check_identifier(t, 'table')}" for t in skip_data]
-    return ["mariadb-dump", *source.client_args(), *DUMP_OPTIONS, *skips, source.database, *tables]
+    return ["mariadb-dump", *source.client_args(), *DUMP_OPTIONS, *extra, *skips, source.database, *tables]
 
 
 def load_command(target: DbEndpoint) -> list[str]:
@@ -349,9 +353,11 @@ def client_env(endpoint: DbEndpoint) -> dict[str, str]:
     return {k: v for k, v in env.items() if not k.endswith(("_DB_PASSWORD", "_DB_PASSWORD_FILE"))}
 
 
-def _start_dump(source: DbEndpoint, skip_data: Sequence[str] = ()) -> subprocess.Popen[bytes]:
+def _start_dump(
+    source: DbEndpoint, skip_data: Sequence[str] = (), tables: Sequence[str] = (), extra: Sequence[str] = ()
+) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
-        dump_command(source, skip_data=skip_data),
+        dump_command(source, tables, skip_data=skip_data, extra=extra),
         stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -370,10 +376,13 @@ def stream_copy(
     total_hint: int = 0,
     *,
     skip_data: Sequence[str] = (),
+    tables: Sequence[str] = (),
+    dump_options: Sequence[str] = (),
 ) -> RewriteStats:
-    """Run dump | rewrite | load concurrently; raise StepError naming the stage that failed."""
+    """Run dump | rewrite | load concurrently (of ``tables`` only, if given; ``dump_options``: more options of
+    the dump); raise StepError naming the stage that failed."""
     secrets = [source.password, target.password]
-    dump = _start_dump(source, skip_data)
+    dump = _start_dump(source, skip_data, tables, dump_options)
     load = subprocess.Popen(
         load_command(target),
         stdin=subprocess.PIPE,
@@ -821,6 +830,133 @@ def verify(
     return sum(dst_counts.values()), leftovers.per_form()
 
 
+COPY_PATHS = ("auto", "dump", "same-server")
+
+
+def _same_server_wanted(
+    copy_path: str,
+    *,
+    source: DbEndpoint,
+    target: DbEndpoint,
+    src_conn: Any,
+    dst_conn: Any,
+    tables: list[TableInfo],
+) -> bool:
+    """Whether to copy on the server (wpclone.steps.same_server): ``auto`` when source and target share a
+    host and port and the server and the target's login can; ``same-server`` insists (else a sentence)."""
+    if copy_path == "dump" or (
+        copy_path == "auto" and (source.host, source.port) != (target.host, target.port)
+    ):
+        return False
+    assert source.database
+    try:
+        if blockers := has_delimiter_objects(src_conn, source.database):
+            raise Unavailable(f"the source has {' and '.join(blockers)}.")
+        check_same_server(dst_conn, source.database, [(t.name, t.kind) for t in tables])
+    except Unavailable as exc:
+        if copy_path == "same-server":
+            raise StepError(sentence(f"the same-server copy is not possible: {exc}")) from exc
+        log.info("step=%s event=same-server-unavailable reason=%r", STEP, str(exc))
+        return False
+    return True
+
+
+def _copy_on_server(
+    source: DbEndpoint,
+    target: DbEndpoint,
+    dst_conn: Any,
+    pairs: Sequence[tuple[str, str]],
+    *,
+    tables: Sequence[str],
+    skip: Sequence[str],
+) -> RewriteStats:
+    """The same-server copy; on failure the target is emptied again (nothing of the copy is left)."""
+    assert source.database and target.database
+    started = time.monotonic()
+    second = _connect(target, "target")
+    try:
+        stats = same_server_copy(
+            dst_conn,
+            second,
+            source.database,
+            tables=tables,
+            skip_data=skip,
+            rewriter=Rewriter(pairs),
+            # tables rewritten into themselves (with a WHERE clause: only the rows it matches), rows replaced
+            # by key while the dump reads its snapshot (no DROP, CREATE or ALTER … DISABLE KEYS: each would
+            # wait for the dump's metadata lock)
+            rewrite_tables=lambda names, where: stream_copy(
+                target,
+                target,
+                pairs,
+                tables=names,
+                dump_options=(
+                    "--no-create-info",
+                    "--skip-disable-keys",
+                    "--replace",
+                    *((f"--where={where}",) if where else ()),
+                ),
+            ),
+        )
+    except BaseException as exc:
+        with contextlib.suppress(Exception):
+            dst_conn.rollback()
+            empty_target(dst_conn, list_tables(dst_conn, target.database))
+        if isinstance(exc, pymysql.MySQLError):
+            message = exc.args[1] if len(exc.args) > 1 else str(exc)
+            raise _stage_error(
+                "server copy", scrub(str(message), [source.password, target.password])
+            ) from exc
+        raise
+    finally:
+        with contextlib.suppress(Exception):
+            second.close()
+    stats.seconds = round(time.monotonic() - started, 3)
+    return stats
+
+
+def _copy_stage(
+    result: CopyResult,
+    conns: tuple[Any, Any],
+    source: DbEndpoint,
+    target: DbEndpoint,
+    source_tables: list[TableInfo],
+    *,
+    pairs: Sequence[tuple[str, str]],
+    on_server: bool,
+    copy_path: str,
+    client_load: bool,
+    streams: int,
+    skip_data: Sequence[str],
+    total_hint: int,
+) -> RewriteStats:
+    """Copy the rows: on the server when ``on_server`` (falling back to the dump if the source will not hold
+    still), else dump | rewrite | load; ``result`` gets the loader, streams and path used."""
+    src_conn, dst_conn = conns
+    assert source.database
+    stats: RewriteStats | None = None
+    if on_server:
+        result.loader, result.streams, result.path = "server", 1, "same-server"
+        try:
+            names = [t.name for t in source_tables]
+            stats = _copy_on_server(source, target, dst_conn, pairs, tables=names, skip=skip_data)
+        except Unavailable as exc:  # the source kept changing under the snapshot: the dump copes
+            if copy_path == "same-server":
+                raise StepError(sentence(f"the same-server copy is not possible: {exc}")) from exc
+            log.warning("step=%s event=dump-fallback reason=%r", STEP, str(exc))
+    if stats is None:
+        if not client_load and (blockers := has_delimiter_objects(src_conn, source.database)):
+            log.warning("step=%s event=client-load-fallback reason=%s", STEP, "+".join(blockers))
+            client_load = True
+        result.loader = "mariadb-client" if client_load else "pymysql"
+        result.streams, result.path = 1 if client_load else streams, "dump"
+        if not client_load:
+            stats = stream_copy_parallel(source, target, pairs, streams, total_hint, skip_data=skip_data)
+        else:
+            stats = stream_copy(source, target, pairs, total_hint, skip_data=skip_data)
+    return stats
+
+
 def copy_database(
     source: DbEndpoint,
     target: DbEndpoint,
@@ -829,8 +965,10 @@ def copy_database(
     *,
     client_load: bool = False,
     skip_data: Sequence[str] = (),
+    copy_path: str = "auto",
 ) -> CopyResult:
-    """Copy with URL rewrite and verify; load over ``streams`` connections, or with the mariadb client.
+    """Copy with URL rewrite and verify; load over ``streams`` connections, or with the mariadb client, or
+    on the server when source and target share it (``copy_path``: COPY_PATHS, wpclone.steps.same_server).
 
     Tables named in ``skip_data`` are copied as structure only (the ``files`` copy mode).
     """
@@ -852,6 +990,14 @@ def copy_database(
         result.tables = sum(t.kind in BASE_KINDS for t in source_tables)
         result.views = sum(t.kind == "VIEW" for t in source_tables)
         skip_data = sorted({t.name for t in source_tables if t.kind in BASE_KINDS} & set(skip_data))
+        on_server = _same_server_wanted(
+            copy_path,
+            source=source,
+            target=target,
+            src_conn=src_conn,
+            dst_conn=dst_conn,
+            tables=source_tables,
+        )
         result.dropped = empty_target(dst_conn, list_tables(dst_conn, target.database))
 
         # The snapshot the source row counts are read from, opened just before the dump opens its own.
@@ -866,16 +1012,21 @@ def copy_database(
             result.views,
             total_hint / 1e6,
         )
-        if not client_load and (blockers := has_delimiter_objects(src_conn, source.database)):
-            log.warning("step=%s event=client-load-fallback reason=%s", STEP, "+".join(blockers))
-            client_load = True
-        result.loader = "mariadb-client" if client_load else "pymysql"
-        result.streams = 1 if client_load else streams
         copy_started = time.monotonic()
-        if not client_load:
-            stats = stream_copy_parallel(source, target, pairs, streams, total_hint, skip_data=skip_data)
-        else:
-            stats = stream_copy(source, target, pairs, total_hint, skip_data=skip_data)
+        stats = _copy_stage(
+            result,
+            (src_conn, dst_conn),
+            source,
+            target,
+            source_tables,
+            pairs=pairs,
+            on_server=on_server,
+            copy_path=copy_path,
+            client_load=client_load,
+            streams=streams,
+            skip_data=skip_data,
+            total_hint=total_hint,
+        )
         result.copy_s = round(time.monotonic() - copy_started, 3)
         result.bytes_dumped, result.bytes_loaded = stats.bytes_in, stats.bytes_out
         result.rewrite = asdict(stats)
