@@ -3,12 +3,14 @@
 Seeds (or reuses) the source at SIZE posts (default 30000), clones it through the jobs API (the clone's
 database is on the source's server, so copy-database takes the same-server path: docs/same-server-copy.md),
 deletes the clone, then times ``mariadb-dump --single-transaction <source> | mariadb <scratch>`` on the same
-server in the same run. Prints the clone's wall time (job accepted → succeeded), its copy_database task, and
-each as a ratio of the raw dump. With ``--remote`` it also times the copy-database step by hand on both
-paths (``--copy-path dump`` and ``same-server``) into scratch databases: the dump path is what a source on
-another server gets.
+server in the same run. Prints the clone's wall time (job accepted → completed), its copy_database task, and
+each as a ratio of the raw dump, per round and their medians (``--rounds``, each round a clone and a raw
+dump side by side). With ``--dump-path`` it then restarts the stack's Airflow with
+``WPCLONE_SAME_SERVER_COPY=off`` and does the same rounds on the dump path (what a source on another server
+gets), and restarts Airflow as it was. With ``--remote`` it also times the copy-database step by hand on
+both paths (``--copy-path dump`` and ``same-server``) into scratch databases.
 
-    SIZE=30000 .venv/bin/python bench/e2e.py [--remote]
+    SIZE=30000 .venv/bin/python bench/e2e.py [--rounds 3] [--dump-path] [--remote]
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from __future__ import annotations
 import argparse
 import os
 import secrets
+import statistics
 import subprocess
 import sys
 import time
@@ -23,10 +26,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import API, Api, parse_time, start_stack
+from _common import API, Api, Stack, parse_time, start_stack
 
 from wpclone.db import DbEndpoint, quote_identifier
 from wpclone.jobs import FINAL_STATUSES, JobStatus
+from wpclone.settings import SAME_SERVER_COPY
 
 
 def sql(admin: DbEndpoint, *statements: str) -> None:
@@ -87,42 +91,87 @@ def step_by_hand(admin: DbEndpoint, source_db: str, source_url: str, path: str) 
 
 
 def clone_once(api: Api, source_url: str) -> tuple[float, float, str]:
-    """(job wall seconds, copy_database task seconds, copy path) of one clone through the jobs API."""
+    """(job wall seconds, copy_database task seconds, the path the copy took) of one clone through the jobs
+    API."""
     clone_id = f"e2e{secrets.token_hex(3)}"
     started = time.monotonic()
     answer = api.clone(source_url, clone_id, ttl=60)
     answer.raise_for_status()
     job_id = answer.json()["job_id"]
     while (job := api.job(job_id))["status"] not in FINAL_STATUSES:
-        time.sleep(1)
+        time.sleep(0.1)
     wall = time.monotonic() - started
     if job["status"] != JobStatus.COMPLETED:
         raise SystemExit(f"the clone failed: {job.get('error')}")
     task = next(t for t in api.task_instances("wp_clone", job_id) if t["task_id"] == "copy_database")
     start, end = parse_time(task["start_date"]), parse_time(task["end_date"])
     assert start and end
-    copied = (job.get("result") or {}).get("copied", {})
-    api.call("DELETE", f"{API}/clones/{clone_id}")
-    return wall, (end - start).total_seconds(), str(copied)
+    copied = (job.get("result") or {}).get("copied") or {}
+    path = str((copied.get("database") or {}).get("path", "?")) if isinstance(copied, dict) else "?"
+    deleted = api.call("DELETE", f"{API}/clones/{clone_id}")
+    while (api.job(deleted.json()["job_id"]))["status"] not in FINAL_STATUSES:
+        time.sleep(0.5)  # the next round's copy must not share the server with this deletion
+    return wall, (end - start).total_seconds(), path
+
+
+def rounds(stack: Stack, api: Api, count: int, label: str) -> float:
+    """``count`` rounds of a clone and a raw dump side by side; prints each and the medians; the median
+    end-to-end ratio."""
+    ratios, copy_ratios = [], []
+    for number in range(1, count + 1):
+        wall, copy_s, path = clone_once(api, stack.source.url)
+        raw = raw_dump(stack.admin, stack.source.db_name)
+        ratios.append(wall / raw)
+        copy_ratios.append(copy_s / raw)
+        print(
+            f"  {label} round {number}: raw {raw:.1f} s; clone {wall:.1f} s = {wall / raw:.2f}x raw "
+            f"(copy_database {copy_s:.1f} s = {copy_s / raw:.2f}x, path {path})"
+        )
+    median = statistics.median(ratios)
+    print(
+        f"{label}: clone end to end {median:.2f}x raw, "
+        f"copy_database {statistics.median(copy_ratios):.2f}x raw (medians of {count})"
+    )
+    return median
+
+
+def restart_airflow(stack: Stack, same_server_copy: bool) -> None:
+    if same_server_copy:
+        os.environ.pop(SAME_SERVER_COPY, None)
+    else:
+        os.environ[SAME_SERVER_COPY] = "off"
+    print(f"restarting Airflow with {SAME_SERVER_COPY}={'on' if same_server_copy else 'off'}")
+    stack.airflow.stop()
+    stack.airflow.start()
+    stack.pause_cleanup()
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=1, help="clones and raw dumps per path (default 1)")
+    parser.add_argument("--dump-path", action="store_true", help="also clone on the dump path")
     parser.add_argument("--remote", action="store_true", help="also time the step by hand on both paths")
     args = parser.parse_args()
     size = int(os.environ.get("SIZE", "30000"))
     stack = start_stack(posts=size)
     api = Api(stack.airflow, timeout=120)
+    print(f"size={size} posts")
     try:
-        wall, copy_s, copied = clone_once(api, stack.source.url)
-        raw = raw_dump(stack.admin, stack.source.db_name)
-        print(f"size={size} posts; raw mariadb-dump | mariadb: {raw:.1f} s")
-        print(f"clone end to end (jobs API): {wall:.1f} s = {wall / raw:.2f}x raw")
-        print(f"copy_database task: {copy_s:.1f} s = {copy_s / raw:.2f}x raw; copied: {copied[:300]}")
+        rounds(stack, api, args.rounds, "same server")
+        if args.dump_path:
+            restart_airflow(stack, same_server_copy=False)
+            try:
+                rounds(stack, api, args.rounds, "dump path")
+            finally:
+                restart_airflow(stack, same_server_copy=True)
         if args.remote:
+            raw = raw_dump(stack.admin, stack.source.db_name)
             for path in ("same-server", "dump"):
                 seconds = step_by_hand(stack.admin, stack.source.db_name, stack.source.url, path)
-                print(f"step by hand, --copy-path {path}: {seconds:.1f} s = {seconds / raw:.2f}x raw")
+                print(
+                    f"step by hand, --copy-path {path}: {seconds:.1f} s = {seconds / raw:.2f}x "
+                    f"raw {raw:.1f} s"
+                )
     finally:
         api.close()
         stack.restore_cleanup()

@@ -18,7 +18,7 @@ from wpclone.local.settings import StackSettings
 from wpclone.local.sitehost import SiteConfig, content_dir, register_site
 from wpclone.models import RuntimeKind
 from wpclone.settings import CONTROL_SCHEMA as CONTROL_SCHEMA_ENV
-from wpclone.settings import control_schema
+from wpclone.settings import Settings, control_schema, same_server_copy
 
 
 def config_json(name: str, url: str) -> str:
@@ -206,3 +206,15 @@ def test_write_local_config_is_idempotent_and_loads_back(
     )
     write_local_config(moved)
     assert load_config(env).sources[0].url == "http://source.localhost:8081"
+
+
+@pytest.mark.parametrize(("raw", "on"), [(None, True), ("on", True), ("OFF", False), (" off ", False)])
+def test_same_server_copy_is_on_unless_switched_off(raw: str | None, on: bool) -> None:
+    env = {} if raw is None else {"WPCLONE_SAME_SERVER_COPY": raw}
+    assert same_server_copy(env) is on
+    assert Settings.from_env(env).same_server_copy is on
+
+
+def test_same_server_copy_takes_only_on_or_off() -> None:
+    with pytest.raises(ConfigError, match=r"^WPCLONE_SAME_SERVER_COPY must be on or off, not 'no'\.$"):
+        same_server_copy({"WPCLONE_SAME_SERVER_COPY": "no"})

@@ -13,6 +13,7 @@ Reading is pure (``os.environ`` only), so the DAG files may read what they need 
   a bounded wait of its own gets that wait and a minute more), ``WPCLONE_STEP_TIMEOUT_FLOOR_S``,
   ``WPCLONE_STEP_TIMEOUT_CEILING_S`` and ``WPCLONE_STEP_MIN_MB_PER_S`` (a data-plane step's limit, sized to
   its source: wpclone.runtimes.limits), ``WPCLONE_RUN_TIMEOUT_MINUTES`` (every DAG run); :class:`TimeLimits`.
+- ``WPCLONE_SAME_SERVER_COPY`` (``on``/``off``): a clone on its source's server copied on the server.
 - ``WPCLONE_JOBS_RETENTION_DAYS``: how long the registry keeps an ended job's row (wp_ttl_cleanup).
 - The kubernetes runtime: ``WPCLONE_K8S_<FIELD>`` and the two images (:func:`kubernetes_env`, validated by
   wpclone.k8s.settings.KubernetesSettings).
@@ -52,6 +53,7 @@ STEP_TIMEOUT_FLOOR = "WPCLONE_STEP_TIMEOUT_FLOOR_S"
 STEP_TIMEOUT_CEILING = "WPCLONE_STEP_TIMEOUT_CEILING_S"
 STEP_MIN_MB_PER_S = "WPCLONE_STEP_MIN_MB_PER_S"
 RUN_TIMEOUT = "WPCLONE_RUN_TIMEOUT_MINUTES"
+SAME_SERVER_COPY = "WPCLONE_SAME_SERVER_COPY"
 JOBS_RETENTION_DAYS = "WPCLONE_JOBS_RETENTION_DAYS"
 
 K8S_PREFIX = "WPCLONE_K8S_"
@@ -163,13 +165,24 @@ class Settings:
 
     site_ready_timeout: float = 300.0  # seconds
     delete_wait: float = 900.0  # seconds
+    same_server_copy: bool = True
 
     @classmethod
     def from_env(cls, env: Env | None = None) -> Settings:
         return cls(
             site_ready_timeout=site_ready_timeout(env),
             delete_wait=delete_wait(env),
+            same_server_copy=same_server_copy(env),
         )
+
+
+def same_server_copy(env: Env | None = None) -> bool:
+    """Whether a clone on its source's server may be copied on the server (``WPCLONE_SAME_SERVER_COPY``:
+    ``on``, the default, or ``off``: every copy takes the dump path; docs/same-server-copy.md)."""
+    raw = (_get(SAME_SERVER_COPY, env) or "on").strip().lower()
+    if raw not in ("on", "off"):
+        raise ConfigError(f"{SAME_SERVER_COPY} must be on or off, not {raw!r}.")
+    return raw == "on"
 
 
 # -- time limits -----------------------------------------------------------------------------------------

@@ -33,6 +33,7 @@ def copy_summary(database: Mapping[str, Any] | None, content: Mapping[str, Any] 
             "tables": _int(database.get("tables")),
             "rows": _int(database.get("rows")),
             "verified": True,  # the step fails unless every row count matched and no old URL was left
+            "path": str(database.get("path") or "dump"),  # same-server: copied on the server
             "fields_rewritten": _int(rewrite.get("fields_rewritten")),
             "replacements": {str(k): _int(v) for k, v in (database.get("replacements") or {}).items()},
             "serialized_rebuilt": _int(database.get("serialized_rebuilt", rewrite.get("serialized_rebuilt"))),

@@ -3,6 +3,7 @@ before anything is created, and a clone id is reserved by one job only."""
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import UTC, datetime
 
 import pytest
@@ -111,3 +112,19 @@ def test_the_first_task_reserves_last_and_its_retry_takes_its_own_reservation(
     with pytest.raises(CloneBusy, match="status provisioning"):
         clone.request_clone(svc, good, datetime.now(UTC), "manual__another-job")
     assert svc.registry.get(fresh).lock_job_id == JOB  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize("same_server", [True, False])
+def test_a_clone_on_its_sources_server_may_read_the_source_only_when_same_server_copy_is_on(
+    svc: Services, source_site: SiteConfig, admin_db: DbEndpoint, fresh: str, same_server: bool
+) -> None:
+    """WPCLONE_SAME_SERVER_COPY=off: no read of the source for the clone's login, so every copy dumps."""
+    svc = dataclasses.replace(svc, settings=dataclasses.replace(svc.settings, same_server_copy=same_server))
+    plan = clone.validate_request(
+        svc, {"source_url": source_site.url, "clone_id": fresh}, datetime.now(UTC), JOB
+    )
+    clone.create_database(svc, plan)
+    with admin_db.connect() as conn, conn.cursor() as cur:
+        cur.execute(f"SHOW GRANTS FOR '{plan.db_name}'@'{svc.runtime.db_user_host}'")
+        grants = " ".join(str(row[0]) for row in cur.fetchall())
+    assert (f"`{source_site.db_name}`." in grants) is same_server, grants

@@ -131,7 +131,8 @@ def create_database(svc: Services, plan: ClonePlan) -> None:
     svc.mysql.create_database_and_user(
         plan.db_name, plan.db_name, secrets.db_password, user_host=runtime.db_user_host
     )
-    if runtime.clone_db_server(plan) == (plan.source.db_host, plan.source.db_port):
+    on_source_server = runtime.clone_db_server(plan) == (plan.source.db_host, plan.source.db_port)
+    if on_source_server and svc.settings.same_server_copy:
         # The same-server copy (wpclone.steps.same_server) reads the source in the clone's own session:
         # the clone's login may SELECT exactly the tables it gets a copy of, until the copy is done.
         skip = content_tables(plan.source.table_prefix) if plan.copy_mode is CopyMode.FILES else []
