@@ -49,3 +49,18 @@ def test_runs_of_other_dags_release_nothing(registry: Registry, svc: Services) -
     assert release_held_clones(SimpleNamespace(dag_id="wp_clone", run_id="clone-lst-2"), "task_failure") == [
         "lst-other"
     ]
+
+
+def test_a_cancelled_run_releases_its_clone_with_the_cancels_reason(
+    registry: Registry, svc: Services
+) -> None:
+    """Cancelled while its first task (the rollback's setup) had reserved: the rollback never runs."""
+    reserve(registry, svc, "lst-cancelled", "clone-lst-3")
+    run = SimpleNamespace(dag_id="wp_clone", run_id="clone-lst-3", note="cancelled by admin.")
+    assert release_held_clones(run, "task_failure") == ["lst-cancelled"]
+    record = registry.get("lst-cancelled")
+    assert (
+        record is not None
+        and record.status is CloneStatus.FAILED
+        and record.last_error == "cancelled by admin."
+    )

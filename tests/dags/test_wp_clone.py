@@ -43,6 +43,7 @@ from tests.local.test_seed import (  # noqa: F401
     test_wrong_password_is_rejected,
 )
 from tests.test_staging_integration import _pages, _post, _site_check, staging_report
+from wpclone.airflow import listener
 from wpclone.airflow.builders import build_clone_dag
 from wpclone.airflow.services import services
 from wpclone.api.runs import trigger
@@ -425,6 +426,7 @@ def test_bad_input_fails_the_first_task_at_once_and_reserves_nothing(
     assert registry.get("bad-input") is None
     assert leftovers(admin_db, stack, "bad-input") == []
     assert sorted(p.name for p in stack.sites_dir.iterdir()) == sites_before
+    assert listener.unfinished_tasks(dagrun) == []  # so the listener looked for held clones: none
 
 
 @pytest.mark.parametrize("mode", ["database", "files"])

@@ -64,7 +64,8 @@ def test_the_clone_database_is_safe_before_its_site_first_serves(
                 "INSERT INTO wp_usermeta (user_id, meta_key, meta_value) VALUES (1, 'session_tokens', 'x')"
             )
             conn.commit()
-        assert state() == {"blog_public": "1", "sessions": 1}
+        before = state()  # the source's own sessions (a test may have logged in to it) came along too
+        assert before["blog_public"] == "1" and before["sessions"] >= 1
         runtime = ReadsAtDeploy(svc.runtime, state)
         admin_user = common.serve_site(dataclasses.replace(svc, runtime=cast(Runtime, runtime)), plan)
         assert admin_user == "admin"

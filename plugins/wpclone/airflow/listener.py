@@ -10,8 +10,10 @@ A job's rollback is a teardown task; when the run's time limit strikes (``WPCLON
 ``dagrun_timeout``), Airflow skips it with every unfinished task, and a rollback that fails itself leaves
 its clone locked too. So when a run of ours ends failed, the clones its job still holds are released in the
 registry (wpclone.registry.Registry.release_held): one being made or deleted becomes ``failed``, which the
-TTL cleanup's orphan sweep then removes, a ready one is unlocked. A normal failure's rollback has released
-its clone already: nothing is left to release.
+TTL cleanup's orphan sweep then removes, a ready one is unlocked. Only once every task of the run has ended:
+a run marked failed from outside (a cancel) still runs its rollback, which releases the clone with its own
+reason (a cancel that stopped the first task after it reserved skips the rollback: the clone is released
+with the cancel's reason, the run's note); a normal failure's rollback has released its clone already: nothing is left to release.
 """
 
 from __future__ import annotations
@@ -76,16 +78,33 @@ def release_held_clones(dag_run: Any, msg: str) -> list[str]:
         minutes = TimeLimits.from_env().run_minutes
         limit = f"{RUN_TIMEOUT}={minutes} minutes"
         why = f"the job ran out of time (its run's limit, {limit}) before its rollback ran"
+    elif str(getattr(dag_run, "note", None) or "").startswith("cancelled"):
+        # A cancel that stopped the first task after it reserved: its rollback (whose setup it is) is skipped.
+        return [r.clone_id for r in registry(check=False).release_held(dag_run.run_id, str(dag_run.note))]
     else:
         why = "the job ended without its rollback releasing the clone"
     error = f"{why}; the TTL cleanup removes what it left."
     return [record.clone_id for record in registry(check=False).release_held(dag_run.run_id, error)]
 
 
+def unfinished_tasks(dag_run: Any) -> list[str]:
+    """The run's tasks not in a final state: a run marked failed from outside (a cancel) still has its
+    rollback to run, which releases the clone itself; a timed-out run has none (all skipped)."""
+    from airflow.utils.session import create_session  # noqa: PLC0415 (the metadata database: only where runs end)
+    from airflow.utils.state import State  # noqa: PLC0415 (the metadata database: only where runs end)
+    from sqlalchemy.orm import object_session  # noqa: PLC0415 (the metadata database: only where runs end)
+
+    session = object_session(dag_run)
+    with contextlib.nullcontext(session) if session is not None else create_session() as session:
+        instances = dag_run.get_task_instances(session=session)
+        return [ti.task_id for ti in instances if ti.state not in State.finished]
+
+
 @hookimpl
 def on_dag_run_failed(dag_run: Any, msg: str) -> None:
     _on_end(dag_run)
     try:
-        release_held_clones(dag_run, msg)
+        if dag_run.dag_id in TYPE_OF_DAG and not unfinished_tasks(dag_run):
+            release_held_clones(dag_run, msg)
     except Exception:  # the registry unreachable: the lock stays, as it would without us
         log.exception("could not release the clones held by run %s of %s", dag_run.run_id, dag_run.dag_id)
