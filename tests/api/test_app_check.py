@@ -7,13 +7,11 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-from airflow.api_fastapi.core_api.security import get_user
-from fastapi import FastAPI
 from starlette.testclient import TestClient
 
+from tests.fixtures.api import jobs_api
 from tests.fixtures.services import remove
 from wpclone.api import app as api_app
-from wpclone.api.dispatch import Dispatcher
 from wpclone.local.sitehost import SiteConfig
 from wpclone.models import FIELD_RULES, ClonePlan
 from wpclone.services.common import Services
@@ -23,14 +21,9 @@ CHECK = "/wpclone/api/v1/clones/check"
 
 @pytest.fixture
 def client(monkeypatch: pytest.MonkeyPatch, svc: Services) -> Iterator[TestClient]:
-    monkeypatch.setattr(Dispatcher, "start", lambda self, warm_up=None: None)
     monkeypatch.setattr(api_app, "_services", lambda: svc)
     monkeypatch.setattr(api_app, "authorize", lambda user, method, dag_id: None)
-    app = api_app.create_app()
-    app.dependency_overrides[get_user] = object
-    main = FastAPI()
-    main.mount("/wpclone", app)
-    with TestClient(main) as client:
+    with jobs_api(monkeypatch) as client:
         yield client
 
 

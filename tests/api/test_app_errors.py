@@ -14,12 +14,9 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from airflow.api_fastapi.core_api.security import get_user
-from fastapi import FastAPI
 from starlette.testclient import TestClient
 
-from wpclone.api import app as api_app
-from wpclone.api.dispatch import Dispatcher
+from tests.fixtures.api import jobs_api
 from wpclone.models import FIELD_RULES
 
 CLONES = "/wpclone/api/v1/clones"
@@ -28,12 +25,7 @@ JSON = {"content-type": "application/json"}
 
 @pytest.fixture
 def client(monkeypatch: pytest.MonkeyPatch) -> Iterator[TestClient]:
-    monkeypatch.setattr(Dispatcher, "start", lambda self, warm_up=None: None)
-    app = api_app.create_app()
-    app.dependency_overrides[get_user] = object
-    main = FastAPI()
-    main.mount("/wpclone", app)
-    with TestClient(main) as client:
+    with jobs_api(monkeypatch) as client:
         yield client
 
 

@@ -8,22 +8,17 @@ import re
 from collections.abc import Iterator
 
 import pytest
-from fastapi import FastAPI
 from starlette.testclient import TestClient
 
-from wpclone.api import app as api_app
+from tests.fixtures.api import jobs_api
 from wpclone.api import pages
-from wpclone.api.dispatch import Dispatcher
 from wpclone.models import FIELD_RULES, FIELD_TITLES, CopyMode
 from wpclone.plugin import URL_PREFIX, WpclonePlugin
 
 
 @pytest.fixture
 def client(monkeypatch: pytest.MonkeyPatch) -> Iterator[TestClient]:
-    monkeypatch.setattr(Dispatcher, "start", lambda self, warm_up=None: None)
-    main = FastAPI()
-    main.mount(URL_PREFIX, api_app.create_app())
-    with TestClient(main) as client:
+    with jobs_api(monkeypatch, any_user=False) as client:  # the page itself needs no login
         yield client
 
 

@@ -13,7 +13,8 @@ registry (wpclone.registry.Registry.release_held): one being made or deleted bec
 TTL cleanup's orphan sweep then removes, a ready one is unlocked. Only once every task of the run has ended:
 a run marked failed from outside (a cancel) still runs its rollback, which releases the clone with its own
 reason (a cancel that stopped the first task after it reserved skips the rollback: the clone is released
-with the cancel's reason, the run's note); a normal failure's rollback has released its clone already: nothing is left to release.
+with the cancel's reason, the run's note); a normal failure's rollback has released its clone already:
+nothing is left to release.
 """
 
 from __future__ import annotations

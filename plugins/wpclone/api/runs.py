@@ -93,17 +93,21 @@ def find_run(job_id: str, dag_ids: Iterable[str], session: Session) -> Any:
     ).first()
 
 
+# What a job's status reads of each task instance (wpclone.jobs.TaskState, by _task_state).
+_TI_COLUMNS = (
+    TaskInstance.task_id,
+    TaskInstance.state,
+    TaskInstance.try_number,
+    TaskInstance.start_date,
+    TaskInstance.end_date,
+    TaskInstance.map_index,
+)
+
+
 def _task_states(run: Any, session: Session) -> list[TaskState]:
 
     rows = session.execute(
-        select(
-            TaskInstance.task_id,
-            TaskInstance.state,
-            TaskInstance.try_number,
-            TaskInstance.start_date,
-            TaskInstance.end_date,
-            TaskInstance.map_index,
-        ).where(TaskInstance.dag_id == run.dag_id, TaskInstance.run_id == run.run_id)
+        select(*_TI_COLUMNS).where(TaskInstance.dag_id == run.dag_id, TaskInstance.run_id == run.run_id)
     ).all()
     return [_task_state(r) for r in rows]
 
@@ -272,16 +276,7 @@ def page_facts(runs: list[Any], session: Session) -> dict[int, RunFacts]:
     by_key = {(run.dag_id, run.run_id): run.id for run in runs}
     tis: dict[int, list[TaskState]] = {run.id: [] for run in runs}
     rows = session.execute(
-        select(
-            TaskInstance.dag_id,
-            TaskInstance.run_id,
-            TaskInstance.task_id,
-            TaskInstance.state,
-            TaskInstance.try_number,
-            TaskInstance.start_date,
-            TaskInstance.end_date,
-            TaskInstance.map_index,
-        ).where(
+        select(TaskInstance.dag_id, TaskInstance.run_id, *_TI_COLUMNS).where(
             TaskInstance.dag_id.in_({run.dag_id for run in runs}),
             TaskInstance.run_id.in_({run.run_id for run in runs}),
         )
