@@ -25,6 +25,7 @@ from typing import Any
 
 from airflow.listeners import hookimpl
 
+from wpclone import jobs
 from wpclone.jobs import TYPE_OF_DAG
 from wpclone.summary import run_note
 
@@ -75,16 +76,17 @@ def release_held_clones(dag_run: Any, msg: str) -> list[str]:
 
     if dag_run.dag_id not in TYPE_OF_DAG:
         return []
+    note = getattr(dag_run, "note", None)
     if msg == "timed_out":
-        minutes = TimeLimits.from_env().run_minutes
-        limit = f"{RUN_TIMEOUT}={minutes} minutes"
-        why = f"the job ran out of time (its run's limit, {limit}) before its rollback ran"
-    elif str(getattr(dag_run, "note", None) or "").startswith("cancelled"):
+        limit = f"{RUN_TIMEOUT}={TimeLimits.from_env().run_minutes} minutes"
+        error = f"the job ran out of time (its run's limit, {limit}) before its rollback ran"
+    elif jobs.job_status("failed", note) is jobs.JobStatus.CANCELLED:
         # A cancel that stopped the first task after it reserved: its rollback (whose setup it is) is skipped.
-        return [r.clone_id for r in registry(check=False).release_held(dag_run.run_id, str(dag_run.note))]
+        error = str(note)
     else:
-        why = "the job ended without its rollback releasing the clone"
-    error = f"{why}; the TTL cleanup removes what it left."
+        error = "the job ended without its rollback releasing the clone"
+    if error != note:
+        error += "; the TTL cleanup removes what it left."
     return [record.clone_id for record in registry(check=False).release_held(dag_run.run_id, error)]
 
 
