@@ -717,13 +717,15 @@ def check_clone_fields(svc: Services, body: dict[str, Any]) -> CloneCheck:
                 seen[field] = FieldError(field=field, detail=sentence, rule=said_rule)
         return CloneCheck(ok=False, errors=list(seen.values()))
     try:
-        svc.sources.find(request.source_url, request.source)
+        source = svc.sources.find(request.source_url, request.source)
     except BadRequest as exc:
         return CloneCheck(ok=False, errors=[FieldError(field="source_url", detail=describe(exc))])
     if request.clone_id is None:
         return CloneCheck(ok=True, errors=[])
-    try:
-        _, _, clone_id = clone.check_clone_request(svc, request.model_dump(mode="json"))
+    try:  # by the source's name: found again without listing the connections a second time
+        _, _, clone_id = clone.check_clone_request(
+            svc, {**request.model_dump(mode="json"), "source": source.name}
+        )
     except BadRequest as exc:  # the source was found: what is left is the clone id's
         return CloneCheck(ok=False, errors=[FieldError(field="clone_id", detail=describe(exc))])
     return CloneCheck(ok=True, errors=[], clone_id=clone_id, url=svc.runtime.clone_url(clone_id))
