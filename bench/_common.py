@@ -81,6 +81,13 @@ class Stack:
         if not dag["is_paused"]:
             self.airflow.request("PATCH", f"/api/v2/dags/{CLEANUP_DAG}", {"is_paused": True}, token=token)
 
+    def restart_airflow(self) -> None:
+        """Stop and start the stack's Airflow (it takes this process's environment), wp_ttl_cleanup paused
+        again."""
+        self.airflow.stop()
+        self.airflow.start()
+        self.pause_cleanup()
+
     def restore_cleanup(self) -> None:
         if self.cleanup_was_paused is False:
             self.airflow.request(

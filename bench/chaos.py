@@ -523,9 +523,7 @@ def main() -> int:
     stack = start_stack(posts=args.posts)
     if restart:
         print("  restarting Airflow so it takes the hang scenario's step time limits")
-        stack.airflow.stop()
-        stack.airflow.start()
-        stack.pause_cleanup()
+        stack.restart_airflow()
     print(f"source: {stack.source.url}, rows {stack.source_counts()}")
     api = Api(stack.airflow)
     tag = secrets.token_hex(2)

@@ -114,9 +114,8 @@ def clone_once(api: Api, source_url: str) -> tuple[float, float, str]:
     return wall, (end - start).total_seconds(), path
 
 
-def rounds(stack: Stack, api: Api, count: int, label: str) -> float:
-    """``count`` rounds of a clone and a raw dump side by side; prints each and the medians; the median
-    end-to-end ratio."""
+def rounds(stack: Stack, api: Api, count: int, label: str) -> None:
+    """``count`` rounds of a clone and a raw dump side by side; prints each and the medians."""
     ratios, copy_ratios = [], []
     for number in range(1, count + 1):
         wall, copy_s, path = clone_once(api, stack.source.url)
@@ -132,7 +131,6 @@ def rounds(stack: Stack, api: Api, count: int, label: str) -> float:
         f"{label}: clone end to end {median:.2f}x raw, "
         f"copy_database {statistics.median(copy_ratios):.2f}x raw (medians of {count})"
     )
-    return median
 
 
 def restart_airflow(stack: Stack, same_server_copy: bool) -> None:
@@ -141,9 +139,7 @@ def restart_airflow(stack: Stack, same_server_copy: bool) -> None:
     else:
         os.environ[SAME_SERVER_COPY] = "off"
     print(f"restarting Airflow with {SAME_SERVER_COPY}={'on' if same_server_copy else 'off'}")
-    stack.airflow.stop()
-    stack.airflow.start()
-    stack.pause_cleanup()
+    stack.restart_airflow()
 
 
 def main() -> int:
