@@ -66,7 +66,12 @@ from wpclone.airflow.services import MYSQL_CONN_ID
 from wpclone.rewrite import ENGINE_ENV, ENGINES
 from wpclone.rewrite import _rewrite_core as compiled
 
-pytest_plugins = ["tests.fixtures.stack", "tests.fixtures.dagtest", "tests.fixtures.services"]
+pytest_plugins = [
+    "tests.fixtures.stack",
+    "tests.fixtures.dagtest",
+    "tests.fixtures.services",
+    "tests.fixtures.registry",
+]
 
 SYSTEM = Path(__file__).resolve().parent / "system"
 # Each tier's marker and the fixtures that put a test in it, heaviest first.

@@ -3,28 +3,18 @@ was never created) and their retention (only ended jobs' rows, only old ones).""
 
 from __future__ import annotations
 
-import secrets
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from tests.fixtures.registry import plan
 from wpclone.db import DbEndpoint, quote_identifier
-from wpclone.models import ClonePlan, CopyMode, SourceConfig, clone_db_name
 from wpclone.registry import JobRecord, Registry
-
-SOURCE = SourceConfig(
-    name="source", url="http://source.localhost:8080", db_host="127.0.0.1", db_name="wp_source", db_user="wp"
-)
 
 
 @pytest.fixture
-def registry(admin_db: DbEndpoint) -> Iterator[Registry]:
-    reg = Registry.from_endpoint(admin_db, f"wpclone_control_test_{secrets.token_hex(4)}")
-    reg.migrate()
-    yield reg
-    with admin_db.connect() as conn, conn.cursor() as cur:
-        cur.execute(f"DROP DATABASE IF EXISTS {quote_identifier(reg.schema)}")
+def registry(scratch_registry: Registry) -> Registry:
+    return scratch_registry
 
 
 def age(admin_db: DbEndpoint, registry: Registry, job_id: str, days: float) -> None:
@@ -36,18 +26,6 @@ def age(admin_db: DbEndpoint, registry: Registry, job_id: str, days: float) -> N
             (int(days * 86400), job_id),
         )
         conn.commit()
-
-
-def plan(clone_id: str) -> ClonePlan:
-    return ClonePlan(
-        clone_id=clone_id,
-        source=SOURCE,
-        url=f"http://{clone_id}.localhost:8080",
-        db_name=clone_db_name(clone_id),
-        ttl_minutes=60,
-        copy_mode=CopyMode.EVERYTHING,
-        expires_at=datetime.now(UTC) + timedelta(hours=1),
-    )
 
 
 def test_retention_removes_only_old_rows_of_jobs_that_have_ended(

@@ -3,34 +3,17 @@ tests' admin login) on the real registry: what a run whose time limit skipped it
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
 from types import SimpleNamespace
 
+from tests.fixtures.registry import plan
 from wpclone.airflow.listener import release_held_clones
-from wpclone.models import ClonePlan, CloneStatus, CopyMode, clone_db_name
+from wpclone.models import CloneStatus
 from wpclone.registry import Registry
-from wpclone.services.common import Services
 from wpclone.settings import RUN_TIMEOUT
 
 
-def reserve(registry: Registry, svc: Services, clone_id: str, job_id: str) -> None:
-    source = svc.sources.configured[0]
-    plan = ClonePlan(
-        clone_id=clone_id,
-        source=source,
-        url=svc.runtime.clone_url(clone_id),
-        db_name=clone_db_name(clone_id),
-        ttl_minutes=60,
-        copy_mode=CopyMode.EVERYTHING,
-        expires_at=datetime.now(UTC) + timedelta(hours=1),
-    )
-    registry.reserve(plan, job_id)
-
-
-def test_a_timed_out_clone_run_leaves_its_clone_failed_and_unlocked(
-    registry: Registry, svc: Services
-) -> None:
-    reserve(registry, svc, "lst-timed-out", "clone-lst-1")
+def test_a_timed_out_clone_run_leaves_its_clone_failed_and_unlocked(registry: Registry) -> None:
+    registry.reserve(plan("lst-timed-out"), "clone-lst-1")
     run = SimpleNamespace(dag_id="wp_clone", run_id="clone-lst-1")
     assert release_held_clones(run, "timed_out") == ["lst-timed-out"]
     record = registry.get("lst-timed-out")
@@ -39,8 +22,8 @@ def test_a_timed_out_clone_run_leaves_its_clone_failed_and_unlocked(
     assert "lst-timed-out" not in registry.live_clone_ids()  # the sweep's to remove
 
 
-def test_runs_of_other_dags_release_nothing(registry: Registry, svc: Services) -> None:
-    reserve(registry, svc, "lst-other", "clone-lst-2")
+def test_runs_of_other_dags_release_nothing(registry: Registry) -> None:
+    registry.reserve(plan("lst-other"), "clone-lst-2")
     assert (
         release_held_clones(SimpleNamespace(dag_id="someone_elses", run_id="clone-lst-2"), "timed_out") == []
     )
@@ -51,11 +34,9 @@ def test_runs_of_other_dags_release_nothing(registry: Registry, svc: Services) -
     ]
 
 
-def test_a_cancelled_run_releases_its_clone_with_the_cancels_reason(
-    registry: Registry, svc: Services
-) -> None:
+def test_a_cancelled_run_releases_its_clone_with_the_cancels_reason(registry: Registry) -> None:
     """Cancelled while its first task (the rollback's setup) had reserved: the rollback never runs."""
-    reserve(registry, svc, "lst-cancelled", "clone-lst-3")
+    registry.reserve(plan("lst-cancelled"), "clone-lst-3")
     run = SimpleNamespace(dag_id="wp_clone", run_id="clone-lst-3", note="cancelled by admin.")
     assert release_held_clones(run, "task_failure") == ["lst-cancelled"]
     record = registry.get("lst-cancelled")

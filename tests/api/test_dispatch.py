@@ -6,26 +6,19 @@ its calls, so these tests pin down the dispatcher's own rules. tests/system/test
 
 from __future__ import annotations
 
-import secrets
 import threading
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from wpclone.api import dispatch
 from wpclone.api.dispatch import Dispatcher, RunExists, is_stale
-from wpclone.db import DbEndpoint, quote_identifier
 from wpclone.registry import JobRecord, Registry
 
 
 @pytest.fixture
-def registry(admin_db: DbEndpoint) -> Iterator[Registry]:
-    reg = Registry.from_endpoint(admin_db, f"wpclone_control_test_{secrets.token_hex(4)}")
-    reg.migrate()
-    yield reg
-    with admin_db.connect() as conn, conn.cursor() as cur:
-        cur.execute(f"DROP DATABASE IF EXISTS {quote_identifier(reg.schema)}")
+def registry(scratch_registry: Registry) -> Registry:
+    return scratch_registry
 
 
 class Recorder:

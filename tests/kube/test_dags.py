@@ -26,14 +26,13 @@ from airflow.dag_processing.dagbag import DagBag
 from airflow.providers.cncf.kubernetes.hooks.kubernetes import KubernetesHook
 
 from tests.conftest import REPO
-from tests.fixtures.dagtest import mysql_connection, run, states, xcom
+from tests.fixtures.dagtest import control_plane_env, run, states, xcom
 from tests.kube.conftest import wait_for
 from tests.kube.service_proxy import ServiceProxy
 from wpclone.db import DbEndpoint
 from wpclone.k8s import manifests
 from wpclone.k8s.apply import DELETE_ORDER, KINDS
 from wpclone.k8s.settings import KubernetesSettings
-from wpclone.local.mariadb import LOCAL_USER_HOST, LocalMariaDB
 from wpclone.local.settings import StackSettings
 from wpclone.local.sitehost import SiteConfig, content_dir
 from wpclone.models import CloneStatus, clone_db_name
@@ -133,7 +132,6 @@ def kube_env(
     """Airflow's environment for the kubernetes runtime: the configuration (the seeded source by its Secret
     and claim), the workers' connection, the registry schema, the Service proxy; leftovers removed."""
     proxy = ServiceProxy(stack).start()
-    registry_login = LocalMariaDB(stack).registry
     config = {
         "runtime": "kubernetes",
         "clone_domain": CLONE_DOMAIN,
@@ -158,10 +156,7 @@ def kube_env(
         "AIRFLOW_CONN_KUBERNETES_DEFAULT": json.dumps(
             {"conn_type": "kubernetes", "extra": {"kube_config_path": str(worker_kubeconfig)}}
         ),
-        "AIRFLOW_CONN_WPCLONE_MYSQL": mysql_connection(admin_db),
-        "AIRFLOW_CONN_WPCLONE_REGISTRY": mysql_connection(registry_login),
-        "WPCLONE_CONTROL_SCHEMA": SCHEMA,
-        "WPCLONE_TASK_RETRIES": "0",
+        **control_plane_env(admin_db, stack, SCHEMA),
         "WPCLONE_K8S_STARTUP_TIMEOUT_SECONDS": "60",
         "http_proxy": proxy.url,
         "no_proxy": "localhost,127.0.0.1,.localhost",
@@ -169,13 +164,7 @@ def kube_env(
     patch = pytest.MonkeyPatch()  # module-scoped: the function fixture cannot be used
     for key, value in env.items():
         patch.setenv(key, value)
-    with admin_db.connect() as conn, conn.cursor() as cur:
-        cur.execute(f"DROP DATABASE IF EXISTS {SCHEMA}")
-    Registry.from_endpoint(admin_db, SCHEMA).migrate()
     admin = MySqlAdmin.from_endpoint(admin_db)
-    admin.grant_registry_login(
-        registry_login.user, registry_login.password, SCHEMA, user_host=LOCAL_USER_HOST
-    )
     for clone_id in TEST_CLONE_IDS:
         for kind in DELETE_ORDER:  # leftovers of an interrupted run, as admin
             for item in api_list(api, kind, manifests.label_selector(clone_id)):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 import signal
@@ -15,12 +14,11 @@ from typing import Any
 
 import pytest
 
-from tests.fixtures.stack import run_step
+from tests.fixtures.stack import remove_site_like, run_step, site_like
 from tests.k8s.test_manifests import make_plan, make_source
 from wpclone.airflow.builders import COPY_CONTENT, COPY_DATABASE
 from wpclone.db import DbEndpoint, quote_identifier
 from wpclone.errors import StepError
-from wpclone.local.mariadb import LOCAL_USER_HOST
 from wpclone.local.settings import StackSettings
 from wpclone.local.sitehost import (
     WORDPRESS_CORE,
@@ -28,10 +26,8 @@ from wpclone.local.sitehost import (
     content_dir,
     http_opener,
     register_site,
-    unregister_site,
 )
 from wpclone.models import RuntimeKind, WpcloneConfig
-from wpclone.mysql_admin import MySqlAdmin
 from wpclone.runtimes.local import LocalRuntime
 from wpclone.steps import copy_content as module
 from wpclone.steps.content_tree import LINK_ROOTS_ENV
@@ -516,16 +512,8 @@ def test_a_copied_site_whose_parent_theme_is_a_link_renders_with_it(
     )
     parent = WORDPRESS_CORE / "wp-content/themes/twentytwentyone"
     os.symlink(parent, src / "themes/twentytwentyone")
-    url = stack.site_url(LINKED_SITE)
-    database = user = "wp_links_parent"
-    password_file = stack.secrets_dir / f"site-{LINKED_SITE}-db"
-    stack.secret(password_file.name)
-    site = dataclasses.replace(
-        source_site, name=LINKED_SITE, url=url, db_name=database, db_user=user, db_password_file=password_file
-    )
-    MySqlAdmin.from_endpoint(admin_db).create_database_and_user(
-        database, user, site.db_password(), user_host=LOCAL_USER_HOST
-    )
+    site = site_like(stack, source_site, admin_db, LINKED_SITE, "wp_links_parent")
+    url, database, user = site.url, site.db_name, site.db_user
     try:
         target = DbEndpoint(site.db_host, site.db_port, user, site.db_password(), database)
         source = admin_db.with_database(source_site.db_name)
@@ -561,6 +549,4 @@ def test_a_copied_site_whose_parent_theme_is_a_link_renders_with_it(
         with opener.open(url + "/wp-content/themes/twentytwentyone/style.css", timeout=30) as response:
             assert response.status == 200 and b"Theme Name: Twenty Twenty-One" in response.read()
     finally:
-        unregister_site(stack, LINKED_SITE)
-        MySqlAdmin.from_endpoint(admin_db).drop_database_and_user(database, user, user_host=LOCAL_USER_HOST)
-        password_file.unlink(missing_ok=True)
+        remove_site_like(stack, admin_db, site)
