@@ -8,9 +8,13 @@ each as a ratio of the raw dump, per round and their medians (``--rounds``, each
 dump side by side). With ``--dump-path`` it then restarts the stack's Airflow with
 ``WPCLONE_SAME_SERVER_COPY=off`` and does the same rounds on the dump path (what a source on another server
 gets), and restarts Airflow as it was. With ``--remote`` it also times the copy-database step by hand on
-both paths (``--copy-path dump`` and ``same-server``) into scratch databases.
+both paths (``--copy-path dump`` and ``same-server``) into scratch databases. With ``--floor`` it times
+what no rewrite can undercut: the same-server copy's ``INSERT … SELECT`` of every table (its connections,
+its snapshot) into a scratch database with nothing rewritten, then with the server's rewrite passes; the
+floor is that plain copy plus the clone's time outside its copy_database task (the jobs API, Airflow and the
+other tasks), as a ratio of the raw dump.
 
-    SIZE=30000 .venv/bin/python bench/e2e.py [--rounds 3] [--dump-path] [--remote]
+    SIZE=30000 .venv/bin/python bench/e2e.py [--rounds 3] [--dump-path] [--remote] [--floor]
 """
 
 from __future__ import annotations
@@ -30,7 +34,9 @@ from _common import API, Api, Stack, parse_time, start_stack
 
 from wpclone.db import DbEndpoint, quote_identifier
 from wpclone.jobs import FINAL_STATUSES, JobStatus
+from wpclone.rewrite import Rewriter
 from wpclone.settings import SAME_SERVER_COPY
+from wpclone.steps import same_server
 
 
 def sql(admin: DbEndpoint, *statements: str) -> None:
@@ -90,6 +96,32 @@ def step_by_hand(admin: DbEndpoint, source_db: str, source_url: str, path: str) 
         sql(admin, f"DROP DATABASE IF EXISTS {quote_identifier(scratch)}")
 
 
+def server_copy(admin: DbEndpoint, source_db: str, source_url: str, *, rewrite: bool) -> float:
+    """Seconds for the same-server copy's rows (``INSERT … SELECT`` of every table over its connections, in
+    one snapshot) into a scratch database, with the server's rewrite passes or none; the engine's share and
+    the verification left out."""
+    scratch = f"bench_floor_{secrets.token_hex(3)}"
+    sql(admin, f"CREATE DATABASE {quote_identifier(scratch)} CHARACTER SET utf8mb4")
+    conns = [admin.with_database(scratch).connect() for _ in range(same_server.COPY_CONNECTIONS)]
+    try:
+        with conns[0].cursor() as cur:
+            cur.execute(
+                "SELECT TABLE_NAME FROM information_schema.TABLES WHERE TABLE_SCHEMA = %s", (source_db,)
+            )
+            tables = [str(name) for (name,) in cur.fetchall()]
+        columns = same_server.table_columns(conns[0], source_db, tables)
+        same_server.create_tables(conns[0], source_db, tables)
+        passes = same_server.server_passes(Rewriter([(source_url, "http://bench-e2e.localhost")]))
+        started = time.monotonic()
+        groups = same_server.split_tables(conns[0], source_db, tables, len(conns))
+        same_server.copy_rows(conns, source_db, columns, groups, passes=passes if rewrite else ())
+        return time.monotonic() - started
+    finally:
+        for conn in conns:
+            conn.close()
+        sql(admin, f"DROP DATABASE IF EXISTS {quote_identifier(scratch)}")
+
+
 def clone_once(api: Api, source_url: str) -> tuple[float, float, str]:
     """(job wall seconds, copy_database task seconds, the path the copy took) of one clone through the jobs
     API."""
@@ -114,14 +146,17 @@ def clone_once(api: Api, source_url: str) -> tuple[float, float, str]:
     return wall, (end - start).total_seconds(), path
 
 
-def rounds(stack: Stack, api: Api, count: int, label: str) -> None:
-    """``count`` rounds of a clone and a raw dump side by side; prints each and the medians."""
-    ratios, copy_ratios = [], []
+def rounds(stack: Stack, api: Api, count: int, label: str) -> tuple[float, float]:
+    """``count`` rounds of a clone and a raw dump side by side; prints each and the medians. Returns the
+    medians of the raw dump and of the clone's time outside its copy_database task."""
+    ratios, copy_ratios, raws, outside = [], [], [], []
     for number in range(1, count + 1):
         wall, copy_s, path = clone_once(api, stack.source.url)
         raw = raw_dump(stack.admin, stack.source.db_name)
         ratios.append(wall / raw)
         copy_ratios.append(copy_s / raw)
+        raws.append(raw)
+        outside.append(wall - copy_s)
         print(
             f"  {label} round {number}: raw {raw:.1f} s; clone {wall:.1f} s = {wall / raw:.2f}x raw "
             f"(copy_database {copy_s:.1f} s = {copy_s / raw:.2f}x, path {path})"
@@ -130,6 +165,20 @@ def rounds(stack: Stack, api: Api, count: int, label: str) -> None:
     print(
         f"{label}: clone end to end {median:.2f}x raw, "
         f"copy_database {statistics.median(copy_ratios):.2f}x raw (medians of {count})"
+    )
+    return statistics.median(raws), statistics.median(outside)
+
+
+def floor(stack: Stack, raw: float, outside: float) -> None:
+    """What no rewrite can undercut on this machine (``--floor``); prints it against the raw dump."""
+    source = stack.source
+    plain = server_copy(stack.admin, source.db_name, source.url, rewrite=False)
+    passes = server_copy(stack.admin, source.db_name, source.url, rewrite=True)
+    least = plain + outside
+    print(
+        f"floor: the server copy with nothing rewritten {plain:.1f} s (with the server's rewrite passes "
+        f"{passes:.1f} s) + the clone's time outside copy_database {outside:.1f} s = {least:.1f} s = "
+        f"{least / raw:.2f}x raw {raw:.1f} s (a same-server clone with any rewrite takes at least this)"
     )
 
 
@@ -147,13 +196,16 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=1, help="clones and raw dumps per path (default 1)")
     parser.add_argument("--dump-path", action="store_true", help="also clone on the dump path")
     parser.add_argument("--remote", action="store_true", help="also time the step by hand on both paths")
+    parser.add_argument("--floor", action="store_true", help="also time the copy with nothing rewritten")
     args = parser.parse_args()
     size = int(os.environ.get("SIZE", "30000"))
     stack = start_stack(posts=size)
     api = Api(stack.airflow, timeout=120)
     print(f"size={size} posts")
     try:
-        rounds(stack, api, args.rounds, "same server")
+        raw, outside = rounds(stack, api, args.rounds, "same server")
+        if args.floor:
+            floor(stack, raw, outside)
         if args.dump_path:
             restart_airflow(stack, same_server_copy=False)
             try:

@@ -61,6 +61,7 @@ from __future__ import annotations
 
 import codecs
 import functools
+import io
 import logging
 import os
 import re
@@ -539,6 +540,7 @@ class Rewriter:
         stream_literal_over: int = STREAM_LITERAL_OVER,
         engine: str | None = None,
     ):
+        self.pairs = list(pairs)
         self.forms = replacement_table(pairs)
         self.table = {f.old.encode(): f.new.encode() for f in self.forms.values()}
         self.stream_literal_over = stream_literal_over
@@ -829,6 +831,16 @@ class Rewriter:
     def rewrite_stream(self, src: BinaryIO, dst: BinaryIO, chunk_size: int = CHUNK_SIZE) -> RewriteStats:
         """Rewrite the dump read from ``src`` into ``dst``; returns (and keeps in ``self.stats``) counters."""
         log.info("rewrite: the %s engine runs", self.engine)
+        return self._rewrite_stream(src, dst, chunk_size)
+
+    def rewrite_bytes(self, dump: bytes) -> bytes:
+        """Rewrite a piece of dump held in memory (SQL text, its literals escaped as mysqldump escapes them);
+        its counters in ``self.stats``."""
+        out = io.BytesIO()
+        self._rewrite_stream(io.BytesIO(dump), out, CHUNK_SIZE)
+        return out.getvalue()
+
+    def _rewrite_stream(self, src: BinaryIO, dst: BinaryIO, chunk_size: int) -> RewriteStats:
         if self._core is not None:
             started = time.monotonic()
             bytes_in, bytes_out, fields, rebuilt, malformed, counts = self._core.rewrite_stream(

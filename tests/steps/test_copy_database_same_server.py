@@ -1,16 +1,18 @@
 """copy-database's two paths give the same clone: dump | rewrite | load, and the same-server copy.
 
-For each corpus (the rewrite corpus of test_copy_database.py plus a keyless table and a generated column, the
-seeded source site, the other site of tests/fixtures/othersite.py), the step copies the source twice on its
-own server, ``--copy-path dump`` and ``--copy-path same-server``, each into its own database under a login
-that owns that database and may only SELECT the source's tables (the grant the control plane gives). Every
-table must have the same row count and ``CHECKSUM TABLE`` in both, and both runs pass the step's own
-verification (nothing left of any form). A same-server copy that fails midway leaves the target empty.
+For each corpus (the rewrite corpus of test_copy_database.py plus a keyless table, a generated column and a
+table of the edges of the rows the engine copies itself, the seeded source site, the other site of
+tests/fixtures/othersite.py), the step copies the source twice on its own server, ``--copy-path dump`` and
+``--copy-path same-server``, each into its own database under a login that owns that database and may only
+SELECT the source's tables (the grant the control plane gives). Every table must have the same row count and
+``CHECKSUM TABLE`` in both, and both runs pass the step's own verification (nothing left of any form). A
+same-server copy that fails midway leaves the target empty.
 """
 
 from __future__ import annotations
 
 import json
+import re
 import secrets
 import subprocess
 from collections.abc import Iterator
@@ -30,6 +32,7 @@ from tests.steps.test_copy_database import (
     run_step,
 )
 from wpclone.db import DbEndpoint, quote_identifier
+from wpclone.php import php_serialize
 from wpclone.rewrite import FORMS
 
 USER_HOST = "127.0.0.1"
@@ -101,7 +104,7 @@ def copy_both_ways(
         made.append((admin, target.user))
         proc = run_step(source, target, *urls, "--copy-path", path, "--json")
         assert proc.returncode == 0, proc.stderr[-3000:]
-        results.append(json.loads(proc.stdout.strip().splitlines()[-1]))
+        results.append({**json.loads(proc.stdout.strip().splitlines()[-1]), "log": proc.stderr})
         targets.append(target)
     return results[0], results[1], targets[0], targets[1]
 
@@ -142,6 +145,7 @@ def test_rewrite_corpus_same_clone_by_both_paths(
         "CREATE TABLE wp_gen (id INT PRIMARY KEY, url TEXT, len INT AS (CHAR_LENGTH(url)) STORED)",
         f"INSERT INTO wp_gen (id, url) VALUES (1, '{OLD}/g'), (2, 'none')",
     )
+    engine_share_edges(source)
     dump_result, server_result, dump, server = copy_both_ways(admin, source, PAIRS, made)
     assert_verified(dump_result, "dump")
     assert_verified(server_result, "same-server")
@@ -151,8 +155,41 @@ def test_rewrite_corpus_same_clone_by_both_paths(
     assert server_result["serialized_rebuilt"] == dump_result["serialized_rebuilt"]
     assert all(server_result["replacements"][f] <= n for f, n in dump_result["replacements"].items())
     assert_same_clone(dump, server)
+    # the engine copied the serialized rows itself, during the server's copy: nothing was left to rewrite
+    (copied,) = re.findall(r"event=server-copied .*", server_result["log"])
+    assert int(re.search(r"engine_fields=(\d+)", copied)[1]) >= 4500, copied  # type: ignore[index]
+    assert "wp_engine_share" not in re.findall(r"holding=(\S*)", copied)[0].split(","), copied
+    assert _rows(server, "SELECT COUNT(*) FROM wp_engine_share WHERE v LIKE '%src.example.test%'") == [(0,)]
     rows = _rows(server, "SELECT a, b FROM wp_keyless WHERE n = 1")
     assert rows == [(f"{NEW}/x", f"{NEW}/b".encode())] * 2
+
+
+def engine_share_edges(source: DbEndpoint) -> None:
+    """A table whose serialized rows the engine copies itself during the same-server copy: more rows than
+    one batch, rows longer than one statement, every escape, NULLs, a blob that is not UTF-8, a negative
+    key."""
+    escapes = "\x1a\\\0'\"\n\r\t"
+    big = "x" * (3 << 20)
+    rows: list[tuple[Any, ...]] = [
+        (-5, f"{OLD}/k", php_serialize({"u": f"{OLD}/e{escapes}"}), b'a:1:{i:0;s:3:"\xff\xfe/";}', None),
+        (0, None, None, None, None),
+        (1, "k", 's:3:"abc";', b"plain", 1),
+        (2, None, php_serialize([OLD_TLS, None]), f's:{len(OLD) + 2}:"{OLD}/\xff";'.encode("latin-1"), 2),
+        *((10 + i, "big", php_serialize({"u": f"{OLD}/{i}", "pad": big}), None, 3) for i in range(3)),
+        *((100 + i, "many", php_serialize({"u": f"{OLD_TLS}/m/{i}"}), None, 4) for i in range(4500)),
+    ]
+    _exec(
+        source,
+        "CREATE TABLE wp_engine_share (id BIGINT PRIMARY KEY, k VARCHAR(100), v LONGTEXT, b LONGBLOB, n INT)"
+        " DEFAULT CHARSET=utf8mb4",
+    )
+    conn = source.connect()
+    try:
+        with conn.cursor() as cur:
+            cur.executemany("INSERT INTO wp_engine_share VALUES (%s, %s, %s, %s, %s)", rows)
+        conn.commit()
+    finally:
+        conn.close()
 
 
 def _rows(endpoint: DbEndpoint, sql: str) -> list[tuple[Any, ...]]:

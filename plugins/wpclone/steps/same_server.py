@@ -49,15 +49,15 @@ import logging
 import re
 import secrets
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import pymysql
 
 from wpclone.db import quote_identifier as q
-from wpclone.rewrite import Rewriter, RewriteStats
+from wpclone.rewrite import Rewriter, RewriteStats, mysql_encode
 
 log = logging.getLogger(__name__)
 
@@ -81,6 +81,13 @@ STRING_TYPES = (
     "longblob",
 )
 BINARY_TYPES = ("binary", "varbinary", "tinyblob", "blob", "mediumblob", "longblob")
+INTEGER_TYPES = ("tinyint", "smallint", "mediumint", "int", "bigint")
+# The rows the engine copies itself are read by key: first ENGINE_FIRST_ROWS, then as many as held about
+# ENGINE_BATCH_BYTES in the batch before (at most ENGINE_BATCH_ROWS), so memory stays flat.
+ENGINE_FIRST_ROWS = 100
+ENGINE_BATCH_ROWS = 5000
+ENGINE_BATCH_BYTES = 8 << 20
+ENGINE_STATEMENT_BYTES = 4 << 20  # an INSERT of the engine's share is cut after this many bytes
 # Character sets whose bytes (as ``BINARY`` reads them) are the bytes the dump path's engine reads: UTF-8 (the
 # dump's character set) and its ASCII subset. A text column in any other is left to the engine.
 SERVER_SAFE_CHARSETS = ("utf8mb4", "utf8mb3", "utf8", "ascii")
@@ -186,6 +193,7 @@ class Columns:
     # Rows may be replaced by key (REPLACE): a primary key of no string column, no other unique index, and
     # no foreign key refers to the table (so a REPLACE deletes nothing but the row it rewrites).
     replaceable: bool = False
+    kinds: tuple[str, ...] = ()  # each stored column's DATA_TYPE, in table order
 
 
 def table_columns(conn: Any, database: str, tables: Sequence[str]) -> dict[str, Columns]:
@@ -228,6 +236,7 @@ def table_columns(conn: Any, database: str, tables: Sequence[str]) -> dict[str, 
             replaceable=bool(keys.get(table))
             and table not in unreplaceable
             and not any(k in STRING_TYPES for c, k in stored if c in keys[table]),
+            kinds=tuple(k for _, k in stored),
         )
     return result
 
@@ -272,13 +281,95 @@ def create_tables(conn: Any, source_db: str, tables: Sequence[str]) -> None:
             cur.execute(cur.fetchone()[1])
 
 
+def engine_rows(cols: Columns, anchors: Sequence[bytes]) -> str | None:
+    """The condition of the rows the engine copies itself during the copy (``copy_engine_rows``): a string
+    column holds an anchor and starts like serialized data (the server's passes leave such a value whole, and
+    only the engine can rebuild its lengths). None where the engine cannot copy so: it reads the rows in
+    batches by a single integer primary key and writes back every value as it read it, so every stored column
+    must be an integer or a string whose bytes are the engine's (``Columns.bytewise``)."""
+    if len(cols.key) != 1 or cols.key[0] not in cols.stored or not cols.strings:
+        return None
+    kinds = dict(zip(cols.stored, cols.kinds, strict=True))
+    if kinds[cols.key[0]] not in INTEGER_TYPES or any(
+        kind not in INTEGER_TYPES and (kind not in STRING_TYPES or column not in cols.bytewise)
+        for column, kind in kinds.items()
+    ):
+        return None
+    serialized = f"REGEXP X'{SERIALIZED_PCRE.hex()}'"
+    return " OR ".join(
+        "(({}) AND BINARY LEFT({}, 4) {})".format(
+            " OR ".join(f"INSTR(BINARY {q(c)}, X'{a.hex()}') > 0" for a in anchors), q(c), serialized
+        )
+        for c in cols.strings
+    )
+
+
+def _statements(head: bytes, rows: Sequence[Sequence[Any]]) -> list[bytes]:
+    """``rows`` (bytes, ints, None) as the dump writes them: ``head`` + quoted, escaped values, one
+    statement per ENGINE_STATEMENT_BYTES."""
+    statements: list[bytes] = []
+    values: list[bytes] = []
+    size = 0
+    for row in rows:
+        one = b"(%s)" % b",".join(
+            b"NULL" if v is None else b"'%s'" % mysql_encode(v) if isinstance(v, bytes) else b"%d" % v
+            for v in row
+        )
+        if values and size + len(one) > ENGINE_STATEMENT_BYTES:
+            statements.append(head + b",".join(values))
+            values, size = [], 0
+        values.append(one)
+        size += len(one) + 1
+    if values:
+        statements.append(head + b",".join(values))
+    return statements
+
+
+def copy_engine_rows(
+    conn: Any, source_db: str, table: str, cols: Columns, *, where: str, rewriter: Rewriter
+) -> RewriteStats:
+    """Copy the rows of ``source_db.table`` that ``where`` selects into ``table`` through the engine, in
+    this session's transaction (its snapshot, like the ``INSERT … SELECT`` of the others): read by key in
+    batches of about ENGINE_BATCH_BYTES, written as the dump writes them (``_statements``), rewritten by the
+    engine's stream, run."""
+    key, at = q(cols.key[0]), cols.stored.index(cols.key[0])
+    select = ", ".join(f"BINARY {q(c)}" if c in cols.strings else q(c) for c in cols.stored)
+    head = f"INSERT INTO {q(table)} ({', '.join(q(c) for c in cols.stored)}) VALUES ".encode()
+    query = f"SELECT {select} FROM {q(source_db)}.{q(table)} WHERE ({where}) IS TRUE"
+    stats = RewriteStats(engine=rewriter.engine)
+    last: int | None = None
+    limit = ENGINE_FIRST_ROWS
+    with conn.cursor() as cur:
+        while True:
+            after = "" if last is None else f" AND {key} > {int(last)}"
+            cur.execute(f"{query}{after} ORDER BY {key} LIMIT {limit}")
+            rows = cur.fetchall()
+            if not rows:
+                return stats
+            last = rows[-1][at]
+            size = sum(len(v) for row in rows for v in row if isinstance(v, bytes))
+            limit = max(1, min(ENGINE_BATCH_ROWS, limit * ENGINE_BATCH_BYTES // max(size, 1)))
+            for statement in _statements(head, rows):
+                cur.execute(rewriter.rewrite_bytes(statement))
+                _add_stats(stats, rewriter.stats)
+
+
 def _insert_rows(
     conn: Any,
     source_db: str,
     columns: dict[str, Columns],
     tables: Sequence[str],
+    *,
     passes: Sequence[ServerPass],
-) -> None:
+    engine: dict[str, str],
+    rewriter: Rewriter | None,
+    anchors: Sequence[bytes],
+) -> Copied:
+    """``INSERT … SELECT`` of each table (with ``passes``), but the rows ``engine`` selects of a table:
+    ``copy_engine_rows`` copies those; then whether the table still holds an anchor (in this session's
+    transaction, while the other session copies)."""
+    copied = Copied(RewriteStats(engine=rewriter.engine if rewriter else "python"))
+    stats = copied.stats
     with conn.cursor() as cur:
         for table in tables:
             found = columns[table]
@@ -286,17 +377,43 @@ def _insert_rows(
             values = ", ".join(
                 server_value(c, passes) if passes and c in found.bytewise else q(c) for c in found.stored
             )
-            cur.execute(f"INSERT INTO {q(table)} ({cols}) SELECT {values} FROM {q(source_db)}.{q(table)}")
+            where = engine.get(table)
+            cur.execute(
+                f"INSERT INTO {q(table)} ({cols}) SELECT {values} FROM {q(source_db)}.{q(table)}"
+                + (f" WHERE ({where}) IS NOT TRUE" if where else "")
+            )
+            if where and rewriter is not None:
+                own = Rewriter(rewriter.pairs, engine=rewriter.engine)  # one per session: an engine has state
+                _add_stats(stats, copy_engine_rows(conn, source_db, table, found, where=where, rewriter=own))
+            if (
+                anchors
+                and found.strings
+                and cur.execute(f"SELECT 1 FROM {q(table)} WHERE {_holds(found, anchors)} LIMIT 1")
+            ):
+                copied.holding.append(table)
+    return copied
 
 
-def split_tables(conn: Any, source_db: str, tables: Sequence[str], ways: int) -> list[list[str]]:
-    """``tables`` in ``ways`` groups of about the same size (the largest first into the smallest group)."""
+@dataclass
+class Copied:
+    """What ``copy_rows`` did: the engine's counts, the tables that still hold an anchor."""
+
+    stats: RewriteStats
+    holding: list[str] = field(default_factory=list)
+
+
+def split_tables(
+    conn: Any, source_db: str, tables: Sequence[str], ways: int, *, heavier: Collection[str] = ()
+) -> list[list[str]]:
+    """``tables`` in ``ways`` groups of about the same size (the largest first into the smallest group);
+    the tables in ``heavier`` count twice (the engine copies some of their rows, at about half the server's
+    speed)."""
     with conn.cursor() as cur:
         cur.execute(
             "SELECT TABLE_NAME, DATA_LENGTH FROM information_schema.TABLES WHERE TABLE_SCHEMA = %s",
             (source_db,),
         )
-        sizes = {str(name): int(size or 0) for name, size in cur.fetchall()}
+        sizes = {str(name): int(size or 0) * (2 if name in heavier else 1) for name, size in cur.fetchall()}
     groups: list[list[str]] = [[] for _ in range(ways)]
     loads = [0] * ways
     for table in sorted(tables, key=lambda t: sizes.get(t, 0), reverse=True):
@@ -313,10 +430,14 @@ def copy_rows(
     groups: Sequence[Sequence[str]],
     *,
     passes: Sequence[ServerPass] = (),
-) -> None:
+    engine: dict[str, str] | None = None,
+    rewriter: Rewriter | None = None,
+) -> Copied:
     """``INSERT … SELECT`` of each group of tables over its own connection, in parallel, the values of
-    bytewise string columns put through ``passes`` on the way (``server_value``); exactly one state of the
-    source, or it fails.
+    bytewise string columns put through ``passes`` on the way (``server_value``), the rows ``engine`` selects
+    of a table (table → condition, ``engine_rows``) through ``rewriter`` (``copy_engine_rows``); exactly one
+    state of the source, or it fails. Returns the engine's counts and the tables that still hold one of
+    ``rewriter``'s anchors.
 
     Each connection reads its own snapshot under ``innodb_snapshot_isolation``, and every snapshot is open
     before any row is read, so the copy is the state at the last snapshot: a row changed after an earlier
@@ -334,14 +455,28 @@ def copy_rows(
                     cur.execute("START TRANSACTION WITH CONSISTENT SNAPSHOT")
             with ThreadPoolExecutor(len(conns)) as pool:
                 done = [
-                    pool.submit(_insert_rows, conn, source_db, columns, group, passes)
+                    pool.submit(
+                        _insert_rows,
+                        conn,
+                        source_db,
+                        columns,
+                        group,
+                        passes=passes,
+                        engine=engine or {},
+                        rewriter=rewriter,
+                        anchors=rewriter.plain.anchors if rewriter else (),
+                    )
                     for conn, group in zip(conns, groups, strict=True)
                 ]
             if failed := next((e for f in done if (e := f.exception()) is not None), None):
                 raise failed
             for conn in conns:
                 conn.commit()
-            return
+            copied = Copied(RewriteStats(engine=rewriter.engine if rewriter else "python"))
+            for one in done:
+                _add_stats(copied.stats, one.result().stats)
+                copied.holding += one.result().holding
+            return copied
         except pymysql.MySQLError as exc:
             for conn in conns:
                 conn.rollback()
@@ -443,32 +578,35 @@ def same_server_copy(
     create_tables(conn, source_db, tables)
     filled = [t for t in tables if t not in set(skip_data)]
     passes = server_passes(rewriter)
+    anchors = list(rewriter.plain.anchors)
+    engine = {t: where for t in filled if (where := engine_rows(columns[t], anchors))}
     started = time.monotonic()
-    groups = split_tables(conn, source_db, filled, COPY_CONNECTIONS)
-    copy_rows([conn, second], source_db, columns, groups, passes=passes)
+    groups = split_tables(conn, source_db, filled, COPY_CONNECTIONS, heavier=engine.keys())
+    copied = copy_rows(
+        [conn, second], source_db, columns, groups, passes=passes, engine=engine, rewriter=rewriter
+    )
+    stats = copied.stats
     log.info(
-        "step=%s event=server-copied tables=%d server_passes=%d seconds=%.2f",
+        "step=%s event=server-copied tables=%d server_passes=%d engine_fields=%d holding=%s seconds=%.2f",
         STEP,
         len(filled),
         len(passes),
+        stats.fields_rewritten,
+        ",".join(copied.holding) or "-",
         time.monotonic() - started,
     )
     started = time.monotonic()
-    anchors = list(rewriter.plain.anchors)
     token = secrets.token_hex(3)
-    stats = RewriteStats(engine=rewriter.engine)
-    direct = [t for t in filled if columns[t].replaceable and columns[t].strings]
+    holding = [t for t in filled if t in set(copied.holding)]
+    direct = [t for t in holding if columns[t].replaceable]
     in_place = []
     for table in direct:  # rewritten where they are: the rows that hold an anchor, replaced by key
-        holds = _holds(columns[table], anchors)
-        with conn.cursor() as cur:  # (a dump costs a process pair: only where there is something to do)
-            if cur.execute(f"SELECT 1 FROM {q(table)} WHERE {holds} LIMIT 1"):
-                _add_stats(stats, rewrite_tables([table], holds))
-                in_place.append(table)
+        _add_stats(stats, rewrite_tables([table], _holds(columns[table], anchors)))
+        in_place.append(table)
     phases = [time.monotonic()]
     residues = [
         r
-        for i, table in enumerate(t for t in filled if t not in direct)
+        for i, table in enumerate(t for t in holding if t not in direct)
         if (r := stage_residue(conn, table, columns[table], anchors, f"{SCRATCH}{token}_{i}")) is not None
     ]
     conn.commit()
