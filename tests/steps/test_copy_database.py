@@ -310,7 +310,7 @@ def test_copy_matches_php_reference_and_reports(
     assert proc.returncode == 0, proc.stderr
     result = json.loads(proc.stdout.strip().splitlines()[-1])
     assert result["status"] == "ok" and result["tables"] == 4
-    assert (result["loader"], result["streams"]) == ("pymysql", 1)
+    assert (result["loader"], result["streams"]) == ("pymysql", 2)  # the default: --parallel 2
     assert result["rows"] == 15 + 300 + 900 + 10
     assert result["dropped"] == ["left_over"]
     assert result["serialized_rebuilt"] == result["rewrite"]["serialized_rebuilt"] > 300
@@ -453,8 +453,12 @@ def test_load_error_mid_stream_then_retry_converges(
 
 @pytest.mark.parametrize(
     "case",
-    [([*DUMP, "--parallel", "3"], "pymysql", 3), ([*DUMP, "--client-load"], "mariadb-client", 1)],
-    ids=["parallel", "client"],
+    [
+        ([*DUMP, "--parallel", "1"], "pymysql", 1),
+        ([*DUMP, "--parallel", "3"], "pymysql", 3),
+        ([*DUMP, "--client-load"], "mariadb-client", 1),
+    ],
+    ids=["one", "parallel", "client"],
 )
 def test_every_load_path_gives_the_same_copy(
     admin: DbEndpoint, names: dict[str, str], reference: dict[str, Any], case: tuple[list[str], str, int]

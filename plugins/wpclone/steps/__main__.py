@@ -54,9 +54,9 @@ def build_parser() -> argparse.ArgumentParser:
     db.add_argument(
         "--parallel",
         type=int,
-        default=1,
+        default=None,
         metavar="N",
-        help="load over N connections from one consistent dump (1-8, default 1)",
+        help="the dump path: load over N connections from one consistent dump (1-8, default 2)",
     )
     db.add_argument(
         "--client-load",
@@ -125,6 +125,7 @@ def run(argv: Sequence[str]) -> dict[str, object]:
     args = build_parser().parse_args(argv)
     if args.step == "copy-database":
         from wpclone.steps.copy_database import (  # noqa: PLC0415 (only the step that runs: see the docstring)
+            LOAD_STREAMS,
             content_tables,
             copy_database,
             endpoints_from_env,
@@ -134,15 +135,16 @@ def run(argv: Sequence[str]) -> dict[str, object]:
 
         aliases = [a.strip() for a in args.aliases.split(",") if a.strip()]
         pairs = with_aliases(parse_pairs(args.urls), aliases)
-        if not 1 <= args.parallel <= 8:
-            raise ConfigError(f"--parallel must be between 1 and 8, not {args.parallel}.")
+        streams = LOAD_STREAMS if args.parallel is None else args.parallel
+        if not 1 <= streams <= 8:
+            raise ConfigError(f"--parallel must be between 1 and 8, not {streams}.")
         source, target = endpoints_from_env()
         skip = content_tables(args.table_prefix) if args.copy_mode == "files" else []
         return copy_database(
             source,
             target,
             pairs,
-            streams=args.parallel,
+            streams=streams,
             client_load=args.client_load,
             skip_data=skip,
             copy_path=args.copy_path,
