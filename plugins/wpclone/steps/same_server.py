@@ -406,14 +406,14 @@ def split_tables(
     conn: Any, source_db: str, tables: Sequence[str], ways: int, *, heavier: Collection[str] = ()
 ) -> list[list[str]]:
     """``tables`` in ``ways`` groups of about the same size (the largest first into the smallest group);
-    the tables in ``heavier`` count twice (the engine copies some of their rows, at about half the server's
-    speed)."""
+    the tables in ``heavier`` count three times (the engine copies some of their rows, at about a third of the
+    server's speed: measured on the 30k-post source of bench/e2e.py)."""
     with conn.cursor() as cur:
         cur.execute(
             "SELECT TABLE_NAME, DATA_LENGTH FROM information_schema.TABLES WHERE TABLE_SCHEMA = %s",
             (source_db,),
         )
-        sizes = {str(name): int(size or 0) * (2 if name in heavier else 1) for name, size in cur.fetchall()}
+        sizes = {str(name): int(size or 0) * (3 if name in heavier else 1) for name, size in cur.fetchall()}
     groups: list[list[str]] = [[] for _ in range(ways)]
     loads = [0] * ways
     for table in sorted(tables, key=lambda t: sizes.get(t, 0), reverse=True):
