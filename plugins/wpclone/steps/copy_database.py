@@ -49,7 +49,7 @@ from wpclone.metrics import peak_rss_kib
 from wpclone.rewrite import FORMS, Form, Rewriter, RewriteStats, is_origin, json_escaped, replacement_table
 from wpclone.steps.common import mb_per_s, scrub, sentence
 from wpclone.steps.fanout import FanOutLoader, has_delimiter_objects
-from wpclone.steps.same_server import Unavailable, check_same_server, same_server_copy
+from wpclone.steps.same_server import COPY_CONNECTIONS, Unavailable, check_same_server, same_server_copy
 
 log = logging.getLogger(__name__)
 
@@ -876,11 +876,11 @@ def _copy_on_server(
     """The same-server copy; on failure the target is emptied again (nothing of the copy is left)."""
     assert source.database and target.database
     started = time.monotonic()
-    second = _connect(target, "target")
+    others = [_connect(target, "target") for _ in range(COPY_CONNECTIONS - 1)]
     try:
         stats = same_server_copy(
             dst_conn,
-            second,
+            others,
             source.database,
             tables=tables,
             skip_data=skip,
@@ -912,8 +912,9 @@ def _copy_on_server(
             ) from exc
         raise
     finally:
-        with contextlib.suppress(Exception):
-            second.close()
+        for other in others:
+            with contextlib.suppress(Exception):
+                other.close()
     stats.seconds = round(time.monotonic() - started, 3)
     return stats
 

@@ -22,11 +22,19 @@ or ``--copy-path same-server``), the copy never leaves the server:
    ``server_passes``: one ``REGEXP_REPLACE`` per host over ``BINARY`` bytes for ``http(s)://host`` and its
    JSON form, with the engine's host boundary as a lookahead. Exact only for a host-by-host table (see
    ``server_passes``); otherwise there are no passes and the engine does everything.
-4. **The engine's share.** The rows whose string columns (text and binary types: the dump quotes both, and
-   the stream rewrites every quoted field) still hold an anchor of the rewrite (``Rewriter`` anchors: every
-   key holds one, so no other row can change) go through the dump path's ``dump | rewrite | load``
-   (``rewrite_tables``, given by ``copy_database``) into the target itself, rows replaced by key
-   (``REPLACE``) while the dump reads its snapshot. A table whose rows may be replaced so
+4. **The engine's share, on the way.** In the same sessions, in the same snapshot: the rows where a string
+   column holds an anchor of the rewrite (``Rewriter`` anchors: every key holds one) and starts like
+   serialized data (the server leaves those whole: only the engine rebuilds their lengths) are left out of
+   the table's ``INSERT … SELECT`` and copied by ``copy_engine_rows`` instead: read by key in batches, written
+   as the dump writes them (an ``INSERT`` of quoted, escaped literals), put through the engine's stream and
+   run, so the engine sees exactly what the dump path's would. Only where the rows can be read and written
+   back so (``engine_rows``: a single integer primary key, every other column an integer or a bytewise
+   string). Each session then checks whether the table it copied still holds an anchor.
+5. **The rest of the engine's share.** The rows of those tables whose string columns (text and binary types:
+   the dump quotes both, and the stream rewrites every quoted field) still hold an anchor (the forms the
+   server leaves, tables the engine could not copy on the way: usually none) go through the dump path's
+   ``dump | rewrite | load`` (``rewrite_tables``, given by ``copy_database``) into the target itself, rows
+   replaced by key (``REPLACE``) while the dump reads its snapshot. A table whose rows may be replaced so
    (``Columns.replaceable``: a primary key of no string column, no other unique index, no foreign key
    referring to it) is rewritten in place (``mariadb-dump --where``); any other is staged first: its matching
    rows are copied into a residue table (``stage_residue``: key and string columns, or every stored column
@@ -560,7 +568,7 @@ def _add_stats(total: RewriteStats, more: RewriteStats) -> None:
 
 def same_server_copy(
     conn: Any,
-    second: Any,
+    others: Sequence[Any],
     source_db: str,
     *,
     tables: Sequence[str],
@@ -568,8 +576,9 @@ def same_server_copy(
     rewriter: Rewriter,
     rewrite_tables: Callable[[Sequence[str], str], RewriteStats],
 ) -> RewriteStats:
-    """Copy ``tables`` of ``source_db`` into ``conn``'s database (structure only for ``skip_data``), the
-    server rewriting what it can on the way (``server_passes``), then the rows that still hold an anchor
+    """Copy ``tables`` of ``source_db`` into ``conn``'s database (structure only for ``skip_data``) over
+    ``conn`` and the ``others`` (sessions of the same login and database), the server rewriting what it can
+    on the way (``server_passes``), then the rows that still hold an anchor
     through the engine (``rewrite_tables``: dump | rewrite | load of the named tables of the target, rows
     replaced by key, only those matching a WHERE clause if one is given): in place where the table's rows may
     be replaced by key (``Columns.replaceable``), else through residue tables. Returns the engine's counts;
@@ -581,10 +590,9 @@ def same_server_copy(
     anchors = list(rewriter.plain.anchors)
     engine = {t: where for t in filled if (where := engine_rows(columns[t], anchors))}
     started = time.monotonic()
-    groups = split_tables(conn, source_db, filled, COPY_CONNECTIONS, heavier=engine.keys())
-    copied = copy_rows(
-        [conn, second], source_db, columns, groups, passes=passes, engine=engine, rewriter=rewriter
-    )
+    conns = [conn, *others]
+    groups = split_tables(conn, source_db, filled, len(conns), heavier=engine.keys())
+    copied = copy_rows(conns, source_db, columns, groups, passes=passes, engine=engine, rewriter=rewriter)
     stats = copied.stats
     log.info(
         "step=%s event=server-copied tables=%d server_passes=%d engine_fields=%d holding=%s seconds=%.2f",
