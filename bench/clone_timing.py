@@ -31,8 +31,7 @@ CRITICAL_PATH = [
     "validate_request",  # and reserve the clone
     "create_database",
     ("copy_database", "copy_content"),
-    "deploy_site",  # staging safety, serve, wait until right
-    "finalize_clone",
+    "finalize_clone",  # staging safety, serve, wait until right, mark ready
 ]
 
 

@@ -22,10 +22,10 @@ offers every registered source, connections included, as a closed choice and say
 the field as it is typed.
 
 **Tasks**: validate_request (and reserves the clone) → create_database → copy_database ∥ copy_content →
-deploy_site (the staging safety first: noindex option, a fresh admin password, no sessions of the source;
+finalize_clone (the staging safety first: noindex option, a fresh admin password, no sessions of the source;
 then the site served with noindex header, no outgoing mail, no visitor cron, environment type `staging`; then
-it waits until the site is right) → finalize_clone (registry `ready`; the result names the URL, admin user,
-where the password is, and `expires_at`). If any task fails, **rollback_clone** removes everything this run
+it waits until the site is right; then registry `ready`, and the result names the URL, admin user, where the
+password is, and `expires_at`). If any task fails, **rollback_clone** removes everything this run
 created and marks the registry `failed` with the reason; the run ends failed.
 """
 

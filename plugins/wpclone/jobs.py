@@ -113,8 +113,9 @@ STEPS: dict[str, dict[str, StepInfo]] = {
         "create_database": StepInfo(1, "Creating the clone's database and user"),
         "copy_database": StepInfo(6, "Copying the database and rewriting its URLs"),
         "copy_content": StepInfo(4, "Copying wp-content", parallel=True),
-        "deploy_site": StepInfo(3, "Applying staging safety, serving the site and waiting for it to answer"),
-        "finalize_clone": StepInfo(1, "Finalizing"),
+        "finalize_clone": StepInfo(
+            3, "Applying staging safety, serving the site and waiting for it to answer"
+        ),
         "rollback_clone": StepInfo(1, "Rolling back what this job created", teardown=True),
     },
     "wp_delete": {

@@ -49,7 +49,7 @@ def test_every_task_has_a_limit_and_every_dag_a_run_limit(limits: None) -> None:
     assert seconds(clone, "rollback_clone") == 200
     assert seconds(clone, "copy_database") == seconds(clone, "copy_content") == 1000 + 120  # ceiling + grace
     assert seconds(backup, "backup_clone") == seconds(restore, "load_backup") == 1120
-    assert seconds(clone, "deploy_site") == 400 + 60  # its own wait and a minute
+    assert seconds(clone, "finalize_clone") == 400 + 60  # its own wait for the site and a minute
     assert seconds(restore, "await_preview_ready") == seconds(restore, "await_site_ready") == 460
     assert seconds(delete, "validate_request") == 200  # its 50 s wait and a minute: less than every task's
 

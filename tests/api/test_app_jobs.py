@@ -220,17 +220,22 @@ def test_filters_by_type_clone_who_asked_and_since(
 
 
 def test_pages_follow_each_other_without_gaps_or_repeats(client: TestClient, made: Made) -> None:
-    everything = client.get(JOBS, params={"limit": 500}).json()["jobs"]
+    everything = [job["job_id"] for job in client.get(JOBS, params={"limit": 500}).json()["jobs"]]
+    # A long-lived metadata database may hold more than one page of 500: then page as far as this module's
+    # oldest job (ours are among the newest), else to the end.
+    whole = len(everything) < 500
+    window = everything if whole else everything[: max(everything.index(j) for j in made.ids.values()) + 1]
     seen: list[str] = []
     params: dict[str, Any] = {"limit": 2}
     while True:
         page = JobList.model_validate(client.get(JOBS, params=params).json())
         assert len(page.jobs) <= 2
         seen += [job.job_id for job in page.jobs]
-        if page.next is None:
+        if page.next is None or (not whole and len(seen) >= len(window)):
             break
         params["cursor"] = page.next
-    assert seen == [job["job_id"] for job in everything]
+    assert seen[: len(window)] == window
+    assert not whole or len(seen) == len(window)
 
 
 def test_a_page_costs_the_same_queries_whatever_its_size(client: TestClient, made: Made) -> None:

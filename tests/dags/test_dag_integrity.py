@@ -57,15 +57,15 @@ def test_policy(dagbag: Any, dag_id: str) -> None:
 def test_clone_graph_shape(dagbag: Any) -> None:
     dag = dagbag.get_dag("wp_clone")
     order = [t.task_id for t in dag.topological_sort()]
-    # Few hops on the critical path: validating reserves too, deploying applies the staging safety first.
-    chain = ["validate_request", "create_database", "deploy_site", "finalize_clone", "rollback_clone"]
+    # Few hops on the critical path: validating reserves too; finalizing applies the staging safety, serves
+    # the site and waits for it before it marks the clone ready.
+    chain = ["validate_request", "create_database", "finalize_clone", "rollback_clone"]
     assert [t for t in order if t in chain] == chain
     assert set(order) == {*chain, "copy_database", "copy_content"}
     up = {t.task_id: t.upstream_task_ids for t in dag.tasks}
     assert up["create_database"] == {"validate_request"}
     assert up["copy_database"] == up["copy_content"] == {"create_database"}
-    assert up["deploy_site"] == {"copy_database", "copy_content", "validate_request"}
-    assert up["finalize_clone"] == {"deploy_site", "validate_request"}
+    assert up["finalize_clone"] == {"copy_database", "copy_content", "validate_request"}
     # The rollback waits for every task; its setup is the task whose success means "reserved".
     assert up["rollback_clone"] == set(order) - {"rollback_clone"}
     rollback = dag.get_task("rollback_clone")

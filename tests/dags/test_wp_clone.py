@@ -341,7 +341,7 @@ def test_site_never_ready_rolls_back_everything(
     finally:
         host.start()
     assert str(dagrun.state) == "failed"
-    assert states(dagrun)["deploy_site"] == "failed"
+    assert states(dagrun)["finalize_clone"] == "failed"  # it serves the site and waits for it
     assert leftovers(admin_db, stack, "fail-ready") == []
     record = registry.get("fail-ready")
     assert record is not None and record.status is CloneStatus.FAILED
