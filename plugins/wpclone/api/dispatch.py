@@ -40,7 +40,8 @@ SWEEP_INTERVAL_S = 10.0  # how often a dispatcher looks for jobs another process
 STALE_AFTER_S = 10.0  # an accepted job this old with no run was dropped by its process: start it here
 ATTEMPTS = 3
 RETRY_BACKOFF_S = 0.5
-QUIET_S = 0.5  # start runs once no accept request has been in flight for this long...
+QUIET_S = 0.05  # start runs once no accept request has been in flight for this long (a burst of concurrent
+# requests is in flight together; a lone request waits no longer than this)...
 MAX_HOLD_S = 3.0  # ...or once a job has waited this long for that
 
 # (job) -> None: creates the job's DAG run; raises RunExists if it already exists.
