@@ -5,14 +5,14 @@ database is on the source's server, so copy-database takes the same-server path:
 deletes the clone, then times ``mariadb-dump --single-transaction <source> | mariadb <scratch>`` on the same
 server in the same run, after one clone not counted (Airflow's warm-up). Prints the clone's wall time (job
 accepted → completed), its copy_database task, and each as a ratio of the raw dump, per round and their
-medians (``--rounds``, each round a clone and a raw dump side by side). With ``--dump-path`` it then
-restarts the stack's Airflow with ``WPCLONE_SAME_SERVER_COPY=off`` and does the same rounds on the dump path
-(what a source on another server gets), and restarts Airflow as it was. With ``--remote`` it also times the copy-database step by hand on
-both paths (``--copy-path dump`` and ``same-server``) into scratch databases. With ``--floor`` it times
-what no rewrite can undercut: the same-server copy's ``INSERT … SELECT`` of every table (its connections,
-its snapshot) into a scratch database with nothing rewritten, then with the server's rewrite passes; the
-floor is that plain copy plus the clone's time outside its copy_database task (the jobs API, Airflow and the
-other tasks), as a ratio of the raw dump.
+medians (``--rounds``, each round a clone and a raw dump side by side). With ``--dump-path`` it then restarts
+the stack's Airflow with ``WPCLONE_SAME_SERVER_COPY=off`` and does the same rounds on the dump path (what a
+source on another server gets), and restarts Airflow as it was. With ``--remote`` it also times the
+copy-database step by hand on both paths (``--copy-path dump`` and ``same-server``) into scratch databases.
+With ``--floor`` it times what no rewrite can undercut: the same-server copy's ``INSERT … SELECT`` of every
+table (its connections, its snapshot) into a scratch database with nothing rewritten, then with the server's
+rewrite passes; the floor is that plain copy plus the clone's time outside its copy_database task (the jobs
+API, Airflow and the other tasks), as a ratio of the raw dump.
 
     SIZE=30000 .venv/bin/python bench/e2e.py [--rounds 3] [--dump-path] [--remote] [--floor]
 """
