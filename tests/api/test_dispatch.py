@@ -87,9 +87,14 @@ def test_runs_wait_while_the_process_is_accepting_requests(registry: Registry) -
     trigger = Recorder()
     dispatcher = Dispatcher(lambda: registry, trigger)
     job = _job(registry)
-    with dispatcher.accepting():
-        dispatcher.submit(job)
-        # Held while a request is in flight (at most MAX_HOLD_S): not started within a tenth of that.
-        assert not trigger.called.wait(dispatch.MAX_HOLD_S / 10)
-    assert trigger.called.wait(10), "the job was not started once the request ended"
-    assert trigger.calls == [job.job_id]
+    try:
+        with dispatcher.accepting():
+            dispatcher.submit(job)
+            # Held while a request is in flight (at most MAX_HOLD_S): not started within a tenth of that.
+            assert not trigger.called.wait(dispatch.MAX_HOLD_S / 10)
+        assert trigger.called.wait(10), "the job was not started once the request ended"
+        assert trigger.calls == [job.job_id]
+    finally:
+        dispatcher.stop()
+    # Stopped, no thread of it is left to sweep a registry that is gone after the test.
+    assert not [t for t in threading.enumerate() if t.name == "wpclone-dispatcher"]

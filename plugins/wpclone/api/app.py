@@ -292,6 +292,7 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     if build_execution_api():
         log.info("built the task execution API's routes in %.1f s", time.monotonic() - started)
     yield
+    app.state.dispatcher.stop()  # the worker shuts down: what it accepted and did not start, a sweep starts
 
 
 def create_app() -> FastAPI:

@@ -58,7 +58,7 @@ class Dispatcher:
     def __init__(self, registry: Callable[[], Registry], trigger: TriggerFn) -> None:
         self._registry = registry
         self._trigger = trigger
-        self._queue: queue.Queue[JobRecord] = queue.Queue()
+        self._queue: queue.Queue[JobRecord | None] = queue.Queue()  # None: stop
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
         self._warm_up: Callable[[], object] | None = None
@@ -103,6 +103,15 @@ class Dispatcher:
         self._warm_up = warm_up
         self._ensure_thread()
 
+    def stop(self, timeout: float = 5.0) -> None:
+        """End the thread (its worker shuts down): jobs still queued stay accepted in the registry, and any
+        API server process's sweep starts them."""
+        with self._lock:
+            thread, self._thread = self._thread, None
+        if thread is not None and thread.is_alive():
+            self._queue.put(None)
+            thread.join(timeout)
+
     def _ensure_thread(self) -> None:
         with self._lock:
             if self._thread is None or not self._thread.is_alive():
@@ -123,6 +132,8 @@ class Dispatcher:
             except queue.Empty:
                 self.sweep()
                 continue
+            if job is None:
+                return
             self._hold()
             self.dispatch(job)
 

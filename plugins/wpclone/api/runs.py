@@ -356,10 +356,13 @@ def cancel(run: Any, user_name: str, session: Session) -> str:
             failed.append(ti)
     # The reason, for the rollback to record on the clone: on the first task (read first) and on every
     # task failed here, which will not run, so no start of theirs clears it (the first may not have run).
+    # Stored as a task's own push is (the execution API's: not serialized once more), so a task reads the
+    # sentence back, not its JSON text.
     for ti in {(t.task_id, t.map_index): t for t in (first, *failed)}.values():
         XComModel.set(
             key="error",
             value=reason,
+            serialize=False,
             dag_id=run.dag_id,
             task_id=ti.task_id,
             run_id=run.run_id,
