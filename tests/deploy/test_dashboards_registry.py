@@ -8,42 +8,18 @@ and that each panel returns what its title promises.
 
 from __future__ import annotations
 
-import secrets
-from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
-from typing import Any, cast
-
-import pytest
+from typing import Any
 
 from tests.deploy.test_dashboards import panels
-from wpclone.db import DbEndpoint, quote_identifier
-from wpclone.models import ClonePlan, CopyMode, SourceConfig, clone_db_name
-from wpclone.registry import Connection, Registry
-
-SOURCE = SourceConfig.model_validate(
-    {"name": "source", "url": "http://source.example.com", "db_host": "127.0.0.1", "db_name": "wp_source",
-     "db_user": "wp_source"}
-)  # fmt: skip
+from tests.fixtures.registry import plan
+from wpclone.db import DbEndpoint
+from wpclone.models import ClonePlan
+from wpclone.registry import Registry
 
 
 def _plan(clone_id: str, expires_at: datetime) -> ClonePlan:
-    return ClonePlan(
-        clone_id=clone_id,
-        source=SOURCE,
-        url=f"http://{clone_id}.example.com",
-        db_name=clone_db_name(clone_id),
-        ttl_minutes=60,
-        copy_mode=CopyMode.EVERYTHING,
-        expires_at=expires_at,
-    )
-
-
-@pytest.fixture
-def registry_schema(admin_db: DbEndpoint) -> Iterator[str]:
-    name = f"wpclone_control_dash_{secrets.token_hex(4)}"
-    yield name
-    with admin_db.connect() as conn, conn.cursor() as cur:
-        cur.execute(f"DROP DATABASE IF EXISTS {quote_identifier(name)}")
+    return plan(clone_id).model_copy(update={"expires_at": expires_at})
 
 
 def _sql(title: str) -> str:
@@ -51,9 +27,10 @@ def _sql(title: str) -> str:
     return str(panel["targets"][0]["rawSql"])
 
 
-def test_the_registry_panels_count_what_their_titles_say(admin_db: DbEndpoint, registry_schema: str) -> None:
-    registry = Registry(cast(Callable[[], Connection], admin_db.connect), registry_schema)
-    registry.migrate()
+def test_the_registry_panels_count_what_their_titles_say(
+    admin_db: DbEndpoint, scratch_registry: Registry
+) -> None:
+    registry = scratch_registry  # a throw-away control schema, migrated
     now = datetime.now(UTC)
     past, future = now - timedelta(minutes=5), now + timedelta(hours=1)
     registry.reserve(_plan("provisioning-1", future), "job-a")
@@ -69,7 +46,7 @@ def test_the_registry_panels_count_what_their_titles_say(admin_db: DbEndpoint, r
     registry.mark_deleted("expired-deleted", "job-f")
 
     def run(sql: str) -> list[dict[str, Any]]:
-        with admin_db.with_database(registry_schema).connect() as conn, conn.cursor() as cur:
+        with admin_db.with_database(registry.schema).connect() as conn, conn.cursor() as cur:
             cur.execute(sql)
             names = [d[0] for d in cur.description]
             return [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
