@@ -53,9 +53,21 @@ def counts(endpoint: DbEndpoint) -> dict[str, int]:
         conn.close()
 
 
-def clone_login(admin: DbEndpoint, database: str, source_db: str) -> DbEndpoint:
-    """A login owning ``database`` that may SELECT the tables of ``source_db`` (the control plane's grant)."""
+def source_database(admin: DbEndpoint, made: list[tuple[DbEndpoint, str]]) -> DbEndpoint:
+    """A new empty source database (recorded in ``made``), as the admin login."""
+    name = f"t_ss_src_{secrets.token_hex(3)}"
+    made.append((admin, name))
+    _exec(admin, f"CREATE DATABASE {quote_identifier(name)} CHARACTER SET utf8mb4")
+    return admin.with_database(name)
+
+
+def clone_login(
+    admin: DbEndpoint, made: list[tuple[DbEndpoint, str]], database: str, source_db: str
+) -> DbEndpoint:
+    """A login owning ``database`` that may SELECT the tables of ``source_db`` (the control plane's grant);
+    both recorded in ``made``."""
     user, password = f"t_ss_{secrets.token_hex(4)}", secrets.token_urlsafe(12)
+    made.extend([(admin, database), (admin, user)])
     db = quote_identifier(database)
     _exec(
         admin,
@@ -99,9 +111,7 @@ def copy_both_ways(
     targets = []
     for path in ("dump", "same-server"):
         name = f"t_ss_{secrets.token_hex(3)}_{path.replace('-', '_')}"
-        made.append((admin, name))
-        target = clone_login(admin, name, source.database)
-        made.append((admin, target.user))
+        target = clone_login(admin, made, name, source.database)
         proc = run_step(source, target, *urls, "--copy-path", path, "--json")
         assert proc.returncode == 0, proc.stderr[-3000:]
         results.append({**json.loads(proc.stdout.strip().splitlines()[-1]), "log": proc.stderr})
@@ -130,10 +140,7 @@ def admin(mariadb: DbEndpoint) -> DbEndpoint:
 def test_rewrite_corpus_same_clone_by_both_paths(
     admin: DbEndpoint, made: list[tuple[DbEndpoint, str]]
 ) -> None:
-    name = f"t_ss_src_{secrets.token_hex(3)}"
-    made.append((admin, name))
-    _exec(admin, f"CREATE DATABASE {quote_identifier(name)} CHARACTER SET utf8mb4")
-    source = admin.with_database(name)
+    source = source_database(admin, made)
     build_source(source, posts=120)
     _exec(
         source,
@@ -231,10 +238,8 @@ def test_failure_midway_leaves_the_target_empty(
     admin: DbEndpoint, made: list[tuple[DbEndpoint, str]]
 ) -> None:
     """The rewritten URL no longer fits its column: the in-place UPDATE fails after the rows were copied."""
-    name = f"t_ss_src_{secrets.token_hex(3)}"
-    made.append((admin, name))
-    _exec(admin, f"CREATE DATABASE {quote_identifier(name)} CHARACTER SET utf8mb4")
-    source = admin.with_database(name)
+    source = source_database(admin, made)
+    name = source.database
     _exec(
         source,
         "CREATE TABLE a_first (id INT PRIMARY KEY, v TEXT)",
@@ -242,10 +247,8 @@ def test_failure_midway_leaves_the_target_empty(
         f"CREATE TABLE z_tight (id INT PRIMARY KEY, v VARCHAR({len(OLD) + 2}))",
         f"INSERT INTO z_tight VALUES (1, '{OLD}/a')",
     )
-    target_name = f"t_ss_{secrets.token_hex(3)}_fail"
-    made.append((admin, target_name))
-    target = clone_login(admin, target_name, name)
-    made.append((admin, target.user))
+    assert name
+    target = clone_login(admin, made, f"t_ss_{secrets.token_hex(3)}_fail", name)
     proc: subprocess.CompletedProcess[str] = run_step(source, target, *PAIRS, "--copy-path", "same-server")
     last = assert_one_sentence_failure(proc, target.password)
     assert ("server copy" in last and "z_tight" in last) or "Data too long" in last, last
@@ -261,15 +264,10 @@ def test_failure_midway_leaves_the_target_empty(
 def test_without_the_grant_auto_takes_the_dump_path(
     admin: DbEndpoint, made: list[tuple[DbEndpoint, str]]
 ) -> None:
-    name = f"t_ss_src_{secrets.token_hex(3)}"
-    made.append((admin, name))
-    _exec(admin, f"CREATE DATABASE {quote_identifier(name)} CHARACTER SET utf8mb4")
-    source = admin.with_database(name)
+    source = source_database(admin, made)
     _exec(source, "CREATE TABLE t (id INT PRIMARY KEY, v TEXT)", f"INSERT INTO t VALUES (1, '{OLD}/x')")
-    target_name = f"t_ss_{secrets.token_hex(3)}_nogrant"
-    made.append((admin, target_name))
-    target = clone_login(admin, target_name, "no_such_source_db")  # owns its database, reads nothing else
-    made.append((admin, target.user))
+    # owns its database, reads nothing else
+    target = clone_login(admin, made, f"t_ss_{secrets.token_hex(3)}_nogrant", "no_such_source_db")
     proc = run_step(source, target, *PAIRS, "--json")
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert '"path": "dump"' in proc.stdout
