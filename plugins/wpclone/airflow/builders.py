@@ -259,11 +259,16 @@ def source_param(names: list[str] | None = None) -> Param:
     )
 
 
+def _waits_for_site() -> dict[str, Any]:
+    """The ``@task`` arguments of a task that waits for a site itself (up to ``WPCLONE_SITE_READY_TIMEOUT``):
+    that wait and a grace as its limit, one retry at most (made when a DAG is built: the retries come from the
+    environment then)."""
+    return {"retries": _await_retries(), "execution_timeout": waiting_limit(site_ready_timeout())}
+
+
 def _waiting_task(task_id: str, service: Callable[..., Any]) -> Any:
-    """A plan task that waits for a site itself (up to ``WPCLONE_SITE_READY_TIMEOUT``): that wait and a grace
-    as its limit, one retry at most (made when a DAG is built: the retries come from the environment then)."""
-    limit = waiting_limit(site_ready_timeout())
-    return plan_task(task_id, service, retries=_await_retries(), execution_timeout=limit)
+    """A plan task that waits for a site itself (:func:`_waits_for_site`)."""
+    return plan_task(task_id, service, **_waits_for_site())
 
 
 def _await_retries() -> int:
@@ -295,11 +300,7 @@ def build_clone_dag(dag_id: str = "wp_clone", doc_md: str | None = None) -> DAG:
             copied = (ti.xcom_pull(task_ids="copy_database"), ti.xcom_pull(task_ids="copy_content"))
             return clone.finalize_clone(services(), plan_of(plan), context["run_id"], admin_user, copied)
 
-        @task(
-            task_id="finalize_clone",
-            retries=_await_retries(),
-            execution_timeout=waiting_limit(site_ready_timeout()),
-        )
+        @task(task_id="finalize_clone", **_waits_for_site())
         def finalize_clone(plan: dict[str, Any], **context: Any) -> None:
             skip_teardowns(context["ti"], finalize(plan, context), ["rollback_clone"])
 

@@ -378,6 +378,12 @@ def _insert_rows(
     transaction, while the other session copies)."""
     copied = Copied(RewriteStats(engine=rewriter.engine if rewriter else "python"))
     stats = copied.stats
+    # One engine per session (an engine has state), if the session has rows for one.
+    own = (
+        Rewriter(rewriter.pairs, engine=rewriter.engine)
+        if rewriter is not None and any(t in engine for t in tables)
+        else None
+    )
     with conn.cursor() as cur:
         for table in tables:
             found = columns[table]
@@ -390,8 +396,7 @@ def _insert_rows(
                 f"INSERT INTO {q(table)} ({cols}) SELECT {values} FROM {q(source_db)}.{q(table)}"
                 + (f" WHERE ({where}) IS NOT TRUE" if where else "")
             )
-            if where and rewriter is not None:
-                own = Rewriter(rewriter.pairs, engine=rewriter.engine)  # one per session: an engine has state
+            if where and own is not None:
                 _add_stats(stats, copy_engine_rows(conn, source_db, table, found, where=where, rewriter=own))
             if (
                 anchors
