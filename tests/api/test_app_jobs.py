@@ -22,8 +22,6 @@ import pytest
 from airflow.api_fastapi.app import create_auth_manager
 from airflow.api_fastapi.auth.managers.simple.user import SimpleAuthManagerUser
 from airflow.api_fastapi.core_api.security import get_user
-from airflow.dag_processing.bundles.manager import DagBundlesManager
-from airflow.dag_processing.dagbag import sync_bag_to_db
 from airflow.models.dagrun import DagRun
 from airflow.models.xcom import XComModel
 from airflow.utils.session import create_session
@@ -32,6 +30,7 @@ from fastapi import FastAPI
 from sqlalchemy import event, select
 from starlette.testclient import TestClient
 
+from tests.fixtures.dagtest import sync_dags
 from wpclone.api import app as api_app
 from wpclone.api.dispatch import Dispatcher
 from wpclone.api.runs import trigger
@@ -88,11 +87,7 @@ def _run(dag_id: str, name: str, tag: str, clone_id: str, user: str, state: DagR
 def made(dags: Any, registry: Registry) -> Made:
     """Seven jobs, oldest first: five runs (completed, failed, cancelled, running, pending) and two accepted
     jobs without a run (one that could not start, one still to start)."""
-    manager = DagBundlesManager()
-    manager.sync_bundles_to_db()
-    bundle = next(iter(manager.get_all_dag_bundles()))
-    with create_session() as session:
-        sync_bag_to_db(dags, bundle.name, None, session=session)
+    sync_dags(dags)
     tag = secrets.token_hex(3)
     ids = {
         "completed": _run("wp_clone", "completed", tag, f"lj-a{tag}", "alice", DagRunState.SUCCESS),

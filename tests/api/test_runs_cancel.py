@@ -14,24 +14,20 @@ from __future__ import annotations
 import secrets
 from typing import Any
 
-from airflow.dag_processing.bundles.manager import DagBundlesManager
-from airflow.dag_processing.dagbag import sync_bag_to_db
 from airflow.models.dagrun import DagRun
 from airflow.models.xcom import XComModel
 from airflow.sdk.bases.xcom import BaseXCom
 from airflow.utils.session import create_session
 from sqlalchemy import select
 
+from tests.fixtures.dagtest import sync_dags
 from wpclone.api.runs import cancel, trigger
 
 
 def test_the_reason_reads_back_in_a_task_as_the_sentence(dags: Any) -> None:
-    manager = DagBundlesManager()
-    manager.sync_bundles_to_db()
-    bundle = next(iter(manager.get_all_dag_bundles()))
+    sync_dags(dags)
     job_id = f"clone-cancel-{secrets.token_hex(3)}"
     with create_session() as session:
-        sync_bag_to_db(dags, bundle.name, None, session=session)
         trigger("wp_clone", job_id, {"clone_id": "cancel-me", "source": "shop"}, "bob", session)
         run = session.scalars(select(DagRun).where(DagRun.run_id == job_id)).one()
         reason = cancel(run, "bob", session)
